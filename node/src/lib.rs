@@ -1,1 +1,24 @@
-//! placeholder
+//! warren-node: the warren peer.
+//!
+//! Owns the libp2p swarm and its behaviours ([`network`]), the services that answer peers
+//! ([`service`]), the node's secret files ([`keystore`]), its configuration ([`config`]), the local
+//! control API ([`api`], [`client`]), the devnet launcher ([`devnet`]) and the CLI ([`cli`]).
+//!
+//! It must not hold protocol logic: formats, signatures and state machines live in
+//! `warren-protocol` (and `warren-storage-mesh`); this crate only moves bytes between them and the
+//! network, disk and user.
+
+pub mod api;
+pub mod cli;
+pub mod client;
+pub mod config;
+pub mod devnet;
+pub mod envelope;
+pub mod error;
+pub mod keystore;
+pub mod network;
+pub mod record;
+pub mod service;
+pub mod start;
+
+pub use error::NodeError;

@@ -1,1 +1,5 @@
-fn main() {}
+//! The `warren` binary.
+
+fn main() -> std::process::ExitCode {
+    warren_node::cli::main()
+}

@@ -1,1 +1,8 @@
-//! placeholder
+//! warren-simulations: warren's own protocol code at a scale these machines cannot host.
+//!
+//! Owns a deterministic discrete-event driver ([`events`]): a virtual clock and a seeded event
+//! queue, so two runs with the same seed are identical. Scenarios (churn, DHT, Sybil, in-process
+//! swarms) drive the sans-I/O state machines of `warren-protocol` and `warren-storage-mesh` with
+//! it. It must not use wall-clock time or unseeded randomness.
+
+pub mod events;

@@ -1,0 +1,375 @@
+//! The `warren` command line: clap definitions and what each subcommand prints.
+//!
+//! `start` and `devnet` run things; every other subcommand talks to a running node through its
+//! control API, found through the data directory (`--data-dir` or `WARREN_DATA_DIR`).
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::Context;
+use clap::{Args, Parser, Subcommand};
+use libp2p::Multiaddr;
+use tracing_subscriber::EnvFilter;
+use warren_protocol::Role;
+
+use crate::api::{PeerInfo, RecordView, StatusInfo};
+use crate::client::ApiClient;
+use crate::config::{self, Config, KadMode, LogFormat};
+
+/// warren: one peer of a self-healing storage and inference mesh.
+#[derive(Debug, Parser)]
+#[command(name = "warren", version, about)]
+pub struct Cli {
+    /// Data directory (keys, config, API token). Default: ~/.local/share/warren.
+    #[arg(long, global = true, env = "WARREN_DATA_DIR", value_name = "DIR")]
+    pub data_dir: Option<PathBuf>,
+    /// What to do.
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+/// Subcommands.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Run a node in the foreground (SIGINT or SIGTERM stops it).
+    Start(StartArgs),
+    /// Show the running node's peer id, addresses and peer count.
+    Status(OutputArgs),
+    /// List the peers the running node is connected to.
+    Peers(OutputArgs),
+    /// Find a peer's node record in the DHT and verify it.
+    Record {
+        /// The peer id (12D3Koo…).
+        peer: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
+    Devnet(DevnetArgs),
+}
+
+/// `--json`.
+#[derive(Debug, Args)]
+pub struct OutputArgs {
+    /// Print JSON instead of text.
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// Flags of `warren start`; each overrides the config file.
+#[derive(Debug, Args, Default)]
+pub struct StartArgs {
+    /// Config file (TOML). Default: DATA_DIR/config.toml when it exists.
+    #[arg(long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Print the effective config as TOML and exit.
+    #[arg(long)]
+    pub dump_config: bool,
+    /// Listen address (repeatable), e.g. /ip4/0.0.0.0/tcp/4001.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub listen: Vec<Multiaddr>,
+    /// Bootstrap peer (repeatable), a multiaddr ending in /p2p/PEER_ID.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    #[arg(long)]
+    pub mdns: bool,
+    /// Kademlia mode.
+    #[arg(long, value_enum)]
+    pub kad_mode: Option<KadMode>,
+    /// Network id.
+    #[arg(long)]
+    pub network: Option<String>,
+    /// Control API address (loopback only).
+    #[arg(long, value_name = "ADDR")]
+    pub api_listen: Option<std::net::SocketAddr>,
+    /// Role offered (repeatable): station, operator, gate, middle, relay.
+    #[arg(long = "role", value_parser = parse_role)]
+    pub roles: Vec<Role>,
+    /// Log format.
+    #[arg(long, value_enum)]
+    pub log_format: Option<LogFormat>,
+}
+
+/// Flags of `warren devnet`.
+#[derive(Debug, Args)]
+pub struct DevnetArgs {
+    /// Number of nodes.
+    #[arg(long, default_value_t = 3, value_parser = clap::value_parser!(u16).range(1..=64))]
+    pub nodes: u16,
+    /// Network id of the devnet.
+    #[arg(long, default_value = "local")]
+    pub network: String,
+}
+
+fn parse_role(s: &str) -> Result<Role, String> {
+    match s {
+        "station" => Ok(Role::Station),
+        "operator" => Ok(Role::Operator),
+        "gate" => Ok(Role::Gate),
+        "middle" => Ok(Role::Middle),
+        "relay" => Ok(Role::Relay),
+        other => Err(format!(
+            "unknown role {other:?}: one of station, operator, gate, middle, relay"
+        )),
+    }
+}
+
+impl StartArgs {
+    /// Applies the flags over `config`.
+    pub fn apply(&self, mut config: Config) -> Config {
+        if !self.listen.is_empty() {
+            config.listen = self.listen.clone();
+        }
+        config.bootstrap.extend(self.bootstrap.iter().cloned());
+        config.mdns |= self.mdns;
+        if let Some(m) = self.kad_mode {
+            config.kad_mode = m;
+        }
+        if let Some(n) = &self.network {
+            config.network = n.clone();
+        }
+        if let Some(a) = self.api_listen {
+            config.api_listen = a;
+        }
+        if !self.roles.is_empty() {
+            config.roles = self.roles.clone();
+        }
+        if let Some(f) = self.log_format {
+            config.log_format = f;
+        }
+        config
+    }
+}
+
+fn init_logging(format: LogFormat, default: &str) {
+    let filter = EnvFilter::try_from_env("WARREN_LOG").unwrap_or_else(|_| EnvFilter::new(default));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Text => builder.try_init(),
+    };
+}
+
+fn print<T: serde::Serialize>(
+    json: bool,
+    value: &T,
+    text: impl FnOnce(&T) -> String,
+) -> anyhow::Result<()> {
+    if json {
+        println!("{}", serde_json::to_string_pretty(value)?);
+    } else {
+        print!("{}", text(value));
+    }
+    Ok(())
+}
+
+fn status_text(s: &StatusInfo) -> String {
+    let mut out = format!(
+        "peer id      {}\nversion      {}\nnetwork      {}\npeers        {}\nrouting      {} peers, kad {}\nrecord       {}\nuptime       {} s\nlisten\n",
+        s.peer_id,
+        s.version,
+        s.network,
+        s.peers,
+        s.routing_table,
+        s.kad_mode,
+        if s.record_published {
+            "published"
+        } else {
+            "not yet stored on another peer"
+        },
+        s.uptime_secs
+    );
+    for a in &s.listen_addrs {
+        out.push_str(&format!("  {a}\n"));
+    }
+    out
+}
+
+fn peers_text(peers: &Vec<PeerInfo>) -> String {
+    let mut out = format!("{} peers\n", peers.len());
+    for p in peers {
+        let rtt = p
+            .rtt_ms
+            .map(|r| format!("{r:.1} ms"))
+            .unwrap_or_else(|| "-".into());
+        let roles: Vec<String> = p
+            .roles
+            .iter()
+            .map(|r| format!("{r:?}").to_lowercase())
+            .collect();
+        out.push_str(&format!(
+            "{}  {:>9}  {}  [{}]  {}\n",
+            p.peer_id,
+            rtt,
+            p.agent.as_deref().unwrap_or("?"),
+            roles.join(","),
+            p.addrs.first().map(String::as_str).unwrap_or("")
+        ));
+    }
+    out
+}
+
+fn record_text(r: &RecordView) -> String {
+    let mut out = format!(
+        "peer id      {}\nverified     {} (from {})\nnetwork      {}\nroles        {:?}\nonion key    {}\nstorage      {}\ncompute      {}\nissued at    {}\nexpires at   {}\naddrs\n",
+        r.peer_id,
+        r.verified,
+        r.source,
+        r.network,
+        r.roles,
+        r.onion_key,
+        r.storage
+            .as_ref()
+            .map(|s| format!(
+                "{:?}, {} bytes offered, {} free",
+                s.tier, s.bytes_offered, s.bytes_free
+            ))
+            .unwrap_or_else(|| "none".into()),
+        r.compute
+            .as_ref()
+            .map(|c| format!(
+                "{} cores, {} bytes RAM, {} GPUs",
+                c.cpu_cores,
+                c.ram_bytes,
+                c.gpus.len()
+            ))
+            .unwrap_or_else(|| "none".into()),
+        r.issued_at,
+        r.expires_at
+    );
+    for a in &r.addrs {
+        out.push_str(&format!("  {a}\n"));
+    }
+    out
+}
+
+async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
+    let api = ApiClient::from_data_dir(&data_dir)?;
+    match cli.command {
+        Command::Status(out) => print(
+            out.json,
+            &api.get::<StatusInfo>("/v1/status").await?,
+            status_text,
+        ),
+        Command::Peers(out) => print(
+            out.json,
+            &api.get::<Vec<PeerInfo>>("/v1/peers").await?,
+            peers_text,
+        ),
+        Command::Record { peer, out } => {
+            let peer: libp2p::PeerId = peer
+                .parse()
+                .with_context(|| format!("{peer:?} is not a peer id"))?;
+            print(
+                out.json,
+                &api.get::<RecordView>(&format!("/v1/record/{peer}")).await?,
+                record_text,
+            )
+        }
+        Command::Start(_) | Command::Devnet(_) => Ok(()),
+    }
+}
+
+async fn run_async(cli: Cli) -> anyhow::Result<()> {
+    let data_dir = cli
+        .data_dir
+        .clone()
+        .unwrap_or_else(config::default_data_dir);
+    match cli.command {
+        Command::Start(args) => {
+            let file = args.config.clone().or_else(|| {
+                let p = data_dir.join("config.toml");
+                p.exists().then_some(p)
+            });
+            let base = match &file {
+                Some(f) => Config::from_file(f)?,
+                None => Config::default(),
+            };
+            let config = args.apply(base);
+            if args.dump_config {
+                config.validate()?;
+                print!("{}", config.to_toml()?);
+                return Ok(());
+            }
+            init_logging(
+                config.log_format,
+                "info,libp2p_kad=warn,libp2p_gossipsub=warn",
+            );
+            crate::start::run(config, &data_dir).await?;
+            Ok(())
+        }
+        Command::Devnet(args) => {
+            init_logging(LogFormat::Text, "info");
+            let dir = cli
+                .data_dir
+                .clone()
+                .unwrap_or_else(|| config::default_data_dir().join("devnet"));
+            crate::devnet::run(&dir, args.nodes, &args.network).await
+        }
+        _ => run_client(cli, data_dir).await,
+    }
+}
+
+/// Entry point of the `warren` binary.
+pub fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run_async(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn flags_override_the_config() {
+        let cli = Cli::try_parse_from([
+            "warren",
+            "start",
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--kad-mode",
+            "server",
+            "--role",
+            "gate",
+            "--bootstrap",
+            "/ip4/127.0.0.1/tcp/1/p2p/12D3KooWDpJ7As7BWAwRMfu1VU2WCqNjvq387JEYKDBj4kx6nXTN",
+        ])
+        .unwrap();
+        let Command::Start(args) = cli.command else {
+            panic!("not start")
+        };
+        let c = args.apply(Config::default());
+        assert_eq!(c.kad_mode, KadMode::Server);
+        assert_eq!(c.roles, vec![Role::Gate]);
+        assert_eq!(c.listen.len(), 1);
+        assert_eq!(c.bootstrap.len(), 1);
+        c.validate().unwrap();
+    }
+
+    #[test]
+    fn bad_flags_are_refused_by_clap() {
+        assert!(Cli::try_parse_from(["warren", "start", "--listen", "not-a-multiaddr"]).is_err());
+        assert!(Cli::try_parse_from(["warren", "start", "--role", "king"]).is_err());
+        assert!(Cli::try_parse_from(["warren", "devnet", "--nodes", "0"]).is_err());
+    }
+}

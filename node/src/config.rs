@@ -1,0 +1,272 @@
+//! Node configuration: a serde `Config` with defaults, read from TOML, overridden by flags.
+//!
+//! Precedence: built-in defaults < the config file (`--config FILE`, else `DATA_DIR/config.toml`
+//! when present) < command-line flags. `warren start --dump-config` prints the merged result, so
+//! what a flag does can be checked without starting anything.
+
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+use libp2p::Multiaddr;
+use serde::{Deserialize, Serialize};
+use warren_protocol::{Role, Tier};
+
+use crate::error::NodeError;
+
+/// The network id used when none is configured.
+pub const DEFAULT_NETWORK: &str = "warren-testnet";
+
+/// How the node runs Kademlia.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum KadMode {
+    /// Server when every listen address is loopback (a devnet); otherwise libp2p decides from
+    /// confirmed external addresses.
+    Auto,
+    /// Always answer DHT requests (devnets, public bootstrap peers).
+    Server,
+    /// Never answer DHT requests (a node that cannot be reached).
+    Client,
+}
+
+/// Output format of the logs.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    /// Human-readable lines.
+    Text,
+    /// One JSON object per line.
+    Json,
+}
+
+/// What this node offers to store for the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct StorageConfig {
+    /// Tier of the offer: `hot` (fast, online) or `cold` (bulk).
+    pub tier: Tier,
+    /// Bytes offered to the mesh.
+    pub offer_bytes: u64,
+}
+
+impl Default for StorageConfig {
+    fn default() -> Self {
+        Self {
+            tier: Tier::Cold,
+            offer_bytes: 1 << 30,
+        }
+    }
+}
+
+/// What this node offers to compute for the mesh.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct ComputeConfig {
+    /// CPU cores offered; 0 means all detected cores.
+    pub cpu_cores: u32,
+    /// Model names served.
+    pub models: Vec<String>,
+}
+
+impl Default for ComputeConfig {
+    fn default() -> Self {
+        Self {
+            cpu_cores: 0,
+            models: Vec::new(),
+        }
+    }
+}
+
+/// Prices asked, in micro-credits.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct PriceConfig {
+    /// Per GiB stored for a month.
+    pub storage_per_gib_month: u64,
+    /// Per thousand tokens generated.
+    pub compute_per_1k_tokens: u64,
+}
+
+/// The whole node configuration.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct Config {
+    /// Network id; peers of other networks are not peers of this one.
+    pub network: String,
+    /// libp2p listen addresses (TCP and QUIC).
+    pub listen: Vec<Multiaddr>,
+    /// Peers dialled at start, as full multiaddrs ending in `/p2p/PEER_ID`.
+    pub bootstrap: Vec<Multiaddr>,
+    /// Discover peers on the local network with mDNS.
+    pub mdns: bool,
+    /// Kademlia mode.
+    pub kad_mode: KadMode,
+    /// Roles offered in the node record.
+    pub roles: Vec<Role>,
+    /// Address of the local control API; must be a loopback address (port 0 picks a free one).
+    pub api_listen: SocketAddr,
+    /// Connections kept open to other peers; more are closed, fewer are topped up from the DHT.
+    pub max_peers: usize,
+    /// Lifetime of the published node record, in seconds (republished at half of it).
+    pub record_ttl_secs: u64,
+    /// Log format.
+    pub log_format: LogFormat,
+    /// Storage offer.
+    pub storage: StorageConfig,
+    /// Compute offer.
+    pub compute: ComputeConfig,
+    /// Prices.
+    pub price: PriceConfig,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Self {
+            network: DEFAULT_NETWORK.to_owned(),
+            listen: vec![
+                "/ip4/0.0.0.0/tcp/4001"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+                "/ip4/0.0.0.0/udp/4001/quic-v1"
+                    .parse()
+                    .unwrap_or_else(|_| Multiaddr::empty()),
+            ],
+            bootstrap: Vec::new(),
+            mdns: false,
+            kad_mode: KadMode::Auto,
+            roles: vec![Role::Station, Role::Operator],
+            api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            max_peers: 64,
+            record_ttl_secs: 3600,
+            log_format: LogFormat::Text,
+            storage: StorageConfig::default(),
+            compute: ComputeConfig::default(),
+            price: PriceConfig::default(),
+        }
+    }
+}
+
+impl Config {
+    /// Reads a TOML config file.
+    pub fn from_file(path: &Path) -> Result<Self, NodeError> {
+        let text = std::fs::read_to_string(path).map_err(|e| NodeError::Io {
+            path: path.to_owned(),
+            source: e,
+        })?;
+        toml::from_str(&text).map_err(|e| NodeError::Config(format!("{}: {}", path.display(), e)))
+    }
+
+    /// The config as TOML text.
+    pub fn to_toml(&self) -> Result<String, NodeError> {
+        toml::to_string_pretty(self).map_err(|e| NodeError::Config(e.to_string()))
+    }
+
+    /// Checks what serde cannot: the API is loopback-only, limits are sane, addresses parse.
+    pub fn validate(&self) -> Result<(), NodeError> {
+        if !self.api_listen.ip().is_loopback() {
+            return Err(NodeError::Config(format!(
+                "api_listen {} is not a loopback address: the control API is only ever served on 127.0.0.1 or ::1",
+                self.api_listen
+            )));
+        }
+        if self.listen.is_empty() {
+            return Err(NodeError::Config("no listen address configured".into()));
+        }
+        if self.max_peers == 0 {
+            return Err(NodeError::Config("max_peers must be at least 1".into()));
+        }
+        let max = warren_protocol::MAX_RECORD_LIFETIME_SECS;
+        if !(60..=max).contains(&self.record_ttl_secs) {
+            return Err(NodeError::Config(format!(
+                "record_ttl_secs {} is outside 60..={max}",
+                self.record_ttl_secs
+            )));
+        }
+        if self.network.is_empty()
+            || self.network.len() > 64
+            || !self
+                .network
+                .bytes()
+                .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        {
+            return Err(NodeError::Config(format!(
+                "network id {:?} must be 1 to 64 characters of a-z, 0-9 and '-'",
+                self.network
+            )));
+        }
+        for addr in &self.bootstrap {
+            crate::network::split_peer_addr(addr).ok_or_else(|| {
+                NodeError::Config(format!(
+                    "bootstrap address {addr} does not end in /p2p/PEER_ID"
+                ))
+            })?;
+        }
+        Ok(())
+    }
+
+    /// Whether every listen address is on loopback (a local devnet).
+    pub fn loopback_only(&self) -> bool {
+        use libp2p::multiaddr::Protocol;
+        self.listen.iter().all(|a| {
+            a.iter().any(|p| match p {
+                Protocol::Ip4(ip) => ip.is_loopback(),
+                Protocol::Ip6(ip) => ip.is_loopback(),
+                _ => false,
+            })
+        })
+    }
+}
+
+/// The default data directory: `$XDG_DATA_HOME/warren` (`~/.local/share/warren`).
+pub fn default_data_dir() -> PathBuf {
+    dirs::data_dir()
+        .unwrap_or_else(|| PathBuf::from("."))
+        .join("warren")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn default_config_round_trips_through_toml_and_validates() {
+        let c = Config::default();
+        c.validate().unwrap();
+        let text = c.to_toml().unwrap();
+        let back: Config = toml::from_str(&text).unwrap();
+        assert_eq!(back, c);
+    }
+
+    #[test]
+    fn refuses_non_loopback_api() {
+        let c = Config {
+            api_listen: "0.0.0.0:8080".parse().unwrap(),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(err.contains("not a loopback address"), "{err}");
+    }
+
+    #[test]
+    fn refuses_unknown_keys_and_bad_bootstrap() {
+        assert!(toml::from_str::<Config>("listen_typo = []").is_err());
+        let c = Config {
+            bootstrap: vec!["/ip4/127.0.0.1/tcp/1".parse().unwrap()],
+            ..Config::default()
+        };
+        assert!(
+            c.validate()
+                .unwrap_err()
+                .to_string()
+                .contains("/p2p/PEER_ID")
+        );
+    }
+
+    #[test]
+    fn loopback_detection() {
+        let mut c = Config::default();
+        assert!(!c.loopback_only());
+        c.listen = vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()];
+        assert!(c.loopback_only());
+    }
+}

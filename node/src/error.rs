@@ -1,0 +1,59 @@
+//! The node library's error type.
+
+use std::path::PathBuf;
+
+use libp2p::PeerId;
+
+/// Everything that can go wrong inside the node library.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum NodeError {
+    /// Reading or writing a file failed.
+    #[error("{path}: {source}")]
+    Io {
+        /// The file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: std::io::Error,
+    },
+    /// A secret file can be read by other users.
+    #[error(
+        "{path} has mode {mode:o}: a secret file must be readable by its owner only; run `chmod 600 {path}`"
+    )]
+    InsecurePermissions {
+        /// The file.
+        path: PathBuf,
+        /// Its permission bits.
+        mode: u32,
+    },
+    /// A key file could not be decoded.
+    #[error("{path}: not a valid key file: {reason}")]
+    BadKeyFile {
+        /// The file.
+        path: PathBuf,
+        /// Why.
+        reason: String,
+    },
+    /// The configuration is invalid.
+    #[error("invalid configuration: {0}")]
+    Config(String),
+    /// Building or driving the libp2p swarm failed.
+    #[error("network: {0}")]
+    Network(String),
+    /// A protocol format was rejected.
+    #[error(transparent)]
+    Protocol(#[from] warren_protocol::Error),
+    /// A peer's record was not found in the DHT.
+    #[error("no valid node record for {peer} found in the DHT")]
+    RecordNotFound {
+        /// The peer looked up.
+        peer: PeerId,
+    },
+    /// The node is shutting down and cannot answer.
+    #[error("the node is shutting down")]
+    ShuttingDown,
+    /// The local control API could not be reached or refused the call.
+    #[error("control API: {0}")]
+    Api(String),
+}

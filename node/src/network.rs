@@ -1,0 +1,875 @@
+//! The libp2p swarm and the event loop that owns it.
+//!
+//! ```text
+//!  start ──► EventLoop::run ──owns──► Swarm<Behaviour>
+//!              ▲   │                    ├─ kad        /warren/kad/1.0.0 (records validated before storing)
+//!   Client ────┘   │ replies (oneshot)  ├─ identify   /ipfs/id/1.0.0 (feeds kad's routing table)
+//!   (bounded mpsc  ▼                    ├─ ping       /ipfs/ping/1.0.0
+//!    of Command)  API handlers          ├─ gossipsub  warren/nodes/1 (signed node records)
+//!                                       ├─ envelope   /warren/envelope/1.0.0
+//!                                       └─ mdns       (with --mdns)
+//! ```
+//!
+//! The loop only moves bytes: every decision about a record or an envelope is made by the pure code
+//! in `warren-protocol` (decode, verify) and by [`crate::service`]. Commands carry a oneshot that
+//! the loop answers; queries are keyed by their kad `QueryId`.
+
+use std::collections::HashMap;
+use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
+
+use futures::StreamExt;
+use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance, MessageAuthenticity};
+use libp2p::identity::Keypair;
+use libp2p::kad::store::{MemoryStore, MemoryStoreConfig, RecordStore};
+use libp2p::kad::{self, GetRecordOk, Mode, QueryId, QueryResult, Quorum};
+use libp2p::multiaddr::Protocol;
+use libp2p::request_response::{self, ProtocolSupport};
+use libp2p::swarm::behaviour::toggle::Toggle;
+use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use tokio::sync::{mpsc, oneshot, watch};
+use tracing::{debug, info, warn};
+use warren_protocol::{NodeRecord, SignedNodeRecord};
+
+use crate::api::{PeerInfo, RecordView, StatusInfo};
+use crate::config::{Config, KadMode};
+use crate::envelope;
+use crate::error::NodeError;
+use crate::record::RecordBuilder;
+use crate::service;
+
+/// The Kademlia protocol name: warren's own DHT, so the public IPFS DHT is never joined by mistake.
+pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");
+/// The identify protocol version warren nodes announce.
+pub const IDENTIFY_PROTOCOL_VERSION: &str = "/warren/1.0.0";
+/// The gossipsub topic on which nodes announce their signed records.
+pub const NODES_TOPIC: &str = "warren/nodes/1";
+/// The version string of this build.
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Capacity of the command channel: callers wait when the loop is this far behind.
+const COMMAND_QUEUE: usize = 64;
+/// Period of housekeeping (peer top-up, republish retries).
+const TICK: Duration = Duration::from_secs(2);
+
+/// All behaviours of a warren node.
+#[derive(NetworkBehaviour)]
+pub(crate) struct Behaviour {
+    kad: kad::Behaviour<MemoryStore>,
+    identify: identify::Behaviour,
+    ping: ping::Behaviour,
+    gossipsub: gossipsub::Behaviour,
+    envelope: request_response::Behaviour<envelope::Codec>,
+    mdns: Toggle<mdns::tokio::Behaviour>,
+}
+
+/// A request from the API (or a test) to the event loop.
+#[derive(Debug)]
+enum Command {
+    Status {
+        reply: oneshot::Sender<StatusInfo>,
+    },
+    Peers {
+        reply: oneshot::Sender<Vec<PeerInfo>>,
+    },
+    FindRecord {
+        peer: PeerId,
+        reply: oneshot::Sender<Result<RecordView, NodeError>>,
+    },
+}
+
+/// A cloneable handle that sends commands to the running event loop.
+#[derive(Clone, Debug)]
+pub struct Client {
+    tx: mpsc::Sender<Command>,
+}
+
+impl Client {
+    async fn ask<T>(
+        &self,
+        make: impl FnOnce(oneshot::Sender<T>) -> Command,
+    ) -> Result<T, NodeError> {
+        let (reply, rx) = oneshot::channel();
+        self.tx
+            .send(make(reply))
+            .await
+            .map_err(|_| NodeError::ShuttingDown)?;
+        rx.await.map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// This node's status.
+    pub async fn status(&self) -> Result<StatusInfo, NodeError> {
+        self.ask(|reply| Command::Status { reply }).await
+    }
+
+    /// The peers this node is connected to.
+    pub async fn peers(&self) -> Result<Vec<PeerInfo>, NodeError> {
+        self.ask(|reply| Command::Peers { reply }).await
+    }
+
+    /// Finds `peer`'s node record in the DHT and verifies it.
+    pub async fn find_record(&self, peer: PeerId) -> Result<RecordView, NodeError> {
+        self.ask(|reply| Command::FindRecord { peer, reply })
+            .await?
+    }
+}
+
+/// What the loop knows about a connected peer.
+#[derive(Debug, Default)]
+struct PeerState {
+    addrs: Vec<Multiaddr>,
+    agent: Option<String>,
+    protocol_version: Option<String>,
+    rtt: Option<Duration>,
+    connected_at: Option<Instant>,
+    invalid_messages: u32,
+}
+
+/// A DHT lookup waiting for its answer.
+struct PendingRecord {
+    peer: PeerId,
+    reply: oneshot::Sender<Result<RecordView, NodeError>>,
+}
+
+/// Seconds since the Unix epoch, the clock the protocol crate is driven with.
+pub fn unix_now() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_secs())
+        .unwrap_or(0)
+}
+
+fn unix_now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Splits `/…/p2p/PEER` into the peer id and the address before it.
+pub fn split_peer_addr(addr: &Multiaddr) -> Option<(PeerId, Multiaddr)> {
+    let mut base = addr.clone();
+    match base.pop() {
+        Some(Protocol::P2p(peer)) => Some((peer, base)),
+        _ => None,
+    }
+}
+
+fn is_loopback(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_loopback(),
+        Protocol::Ip6(ip) => ip.is_loopback(),
+        _ => false,
+    })
+}
+
+fn is_unspecified(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| match p {
+        Protocol::Ip4(ip) => ip.is_unspecified(),
+        Protocol::Ip6(ip) => ip.is_unspecified(),
+        _ => false,
+    })
+}
+
+/// Builds the swarm and its event loop; nothing runs until [`EventLoop::run`].
+pub fn build(
+    config: &Config,
+    key: Keypair,
+    records: RecordBuilder,
+) -> Result<(Client, EventLoop), NodeError> {
+    let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
+    let local = key.public().to_peer_id();
+    let mdns_on = config.mdns;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .map_err(|e| net(&e))?
+        .with_quic()
+        .with_dns()
+        .map_err(|e| net(&e))?
+        .with_behaviour(
+            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+                let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+                kad_cfg
+                    .set_record_filtering(kad::StoreInserts::FilterBoth)
+                    .disjoint_query_paths(true)
+                    .set_query_timeout(Duration::from_secs(20));
+                let store = MemoryStore::with_config(
+                    local,
+                    MemoryStoreConfig {
+                        max_records: 65_536,
+                        max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
+                        ..MemoryStoreConfig::default()
+                    },
+                );
+                let gossip_cfg = gossipsub::ConfigBuilder::default()
+                    .validation_mode(gossipsub::ValidationMode::Strict)
+                    .validate_messages()
+                    .max_transmit_size(2 * warren_protocol::MAX_RECORD_SIZE)
+                    .build()?;
+                let gossipsub = gossipsub::Behaviour::new(
+                    MessageAuthenticity::Signed(key.clone()),
+                    gossip_cfg,
+                )?;
+                let mdns = if mdns_on {
+                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+                } else {
+                    None
+                };
+                Ok(Behaviour {
+                    kad: kad::Behaviour::with_config(local, store, kad_cfg),
+                    identify: identify::Behaviour::new(
+                        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
+                            .with_agent_version(format!("warren/{VERSION}"))
+                            .with_push_listen_addr_updates(true),
+                    ),
+                    ping: ping::Behaviour::new(ping::Config::new()),
+                    gossipsub,
+                    envelope: request_response::Behaviour::with_codec(
+                        envelope::Codec,
+                        [(envelope::PROTOCOL_NAME, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(Duration::from_secs(10))
+                            .with_max_concurrent_streams(64),
+                    ),
+                    mdns: Toggle::from(mdns),
+                })
+            },
+        )
+        .map_err(|e| net(&e))?
+        // Connections are closed by the peer manager (max_peers), not by idleness: "peers" are
+        // the connections this node keeps.
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
+        .build();
+
+    let mode = match config.kad_mode {
+        KadMode::Server => Some(Mode::Server),
+        KadMode::Client => Some(Mode::Client),
+        KadMode::Auto if config.loopback_only() => Some(Mode::Server),
+        KadMode::Auto => None,
+    };
+    swarm.behaviour_mut().kad.set_mode(mode);
+    swarm
+        .behaviour_mut()
+        .gossipsub
+        .subscribe(&IdentTopic::new(NODES_TOPIC))
+        .map_err(|e| net(&e))?;
+    for addr in &config.listen {
+        swarm
+            .listen_on(addr.clone())
+            .map_err(|e| NodeError::Network(format!("listen on {addr}: {e}")))?;
+    }
+    for addr in &config.bootstrap {
+        if let Some((peer, base)) = split_peer_addr(addr) {
+            if peer == local {
+                continue;
+            }
+            swarm.behaviour_mut().kad.add_address(&peer, base);
+            if let Err(e) = swarm.dial(addr.clone()) {
+                warn!(%addr, "cannot dial bootstrap peer: {e}");
+            }
+        }
+    }
+
+    let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
+    let event_loop = EventLoop {
+        swarm,
+        commands: rx,
+        records,
+        max_peers: config.max_peers,
+        listeners_expected: config.listen.len(),
+        listeners_ready: 0,
+        ready: None,
+        peers: HashMap::new(),
+        known: HashMap::new(),
+        pending_records: HashMap::new(),
+        own: None,
+        publish_query: None,
+        next_publish: Instant::now(),
+        published_to_network: false,
+        started: Instant::now(),
+        bootstrapped: config.bootstrap.is_empty(),
+    };
+    Ok((Client { tx }, event_loop))
+}
+
+/// Owns the swarm; see the module doc for what it drives.
+pub struct EventLoop {
+    swarm: Swarm<Behaviour>,
+    commands: mpsc::Receiver<Command>,
+    records: RecordBuilder,
+    max_peers: usize,
+    listeners_expected: usize,
+    listeners_ready: usize,
+    ready: Option<oneshot::Sender<()>>,
+    peers: HashMap<PeerId, PeerState>,
+    /// Verified records learned from gossip and lookups.
+    known: HashMap<PeerId, NodeRecord>,
+    pending_records: HashMap<QueryId, PendingRecord>,
+    own: Option<(Vec<u8>, NodeRecord)>,
+    publish_query: Option<QueryId>,
+    next_publish: Instant,
+    published_to_network: bool,
+    started: Instant,
+    bootstrapped: bool,
+}
+
+impl EventLoop {
+    /// This node's peer id.
+    pub fn local_peer_id(&self) -> PeerId {
+        *self.swarm.local_peer_id()
+    }
+
+    /// Returns a receiver that fires once every configured listener has an address.
+    pub fn on_ready(&mut self) -> oneshot::Receiver<()> {
+        let (tx, rx) = oneshot::channel();
+        self.ready = Some(tx);
+        rx
+    }
+
+    /// Runs until `shutdown` turns true or every [`Client`] is gone.
+    pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
+        let mut tick = tokio::time::interval(TICK);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                event = self.swarm.select_next_some() => self.on_swarm_event(event),
+                command = self.commands.recv() => match command {
+                    Some(c) => self.on_command(c),
+                    None => break,
+                },
+                _ = tick.tick() => self.on_tick(),
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+        info!("network event loop stopped");
+    }
+
+    fn listen_addrs(&self) -> Vec<Multiaddr> {
+        let local = self.local_peer_id();
+        self.swarm
+            .listeners()
+            .filter(|a| !is_unspecified(a))
+            .map(|a| a.clone().with(Protocol::P2p(local)))
+            .collect()
+    }
+
+    fn advertised_addrs(&self) -> Vec<Multiaddr> {
+        let mut addrs: Vec<Multiaddr> = self.swarm.external_addresses().cloned().collect();
+        for a in self.swarm.listeners() {
+            if !is_unspecified(a) && !addrs.contains(a) {
+                addrs.push(a.clone());
+            }
+        }
+        addrs.truncate(warren_protocol::record::MAX_ADDRS);
+        addrs
+    }
+
+    fn publish_record(&mut self) {
+        let now = unix_now();
+        let (bytes, record) = match self.records.build(self.advertised_addrs(), now) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!("cannot build this node's record: {e}");
+                self.next_publish = Instant::now() + Duration::from_secs(30);
+                return;
+            }
+        };
+        let ttl = Duration::from_secs(record.expires_at.saturating_sub(now));
+        let kad_record = kad::Record {
+            key: kad::RecordKey::new(&warren_protocol::record_key(&record.peer_id)),
+            value: bytes.clone(),
+            publisher: None,
+            expires: Some(Instant::now() + ttl),
+        };
+        match self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .put_record(kad_record, Quorum::One)
+        {
+            Ok(id) => self.publish_query = Some(id),
+            Err(e) => warn!("cannot store this node's record locally: {e}"),
+        }
+        if let Err(e) = self
+            .swarm
+            .behaviour_mut()
+            .gossipsub
+            .publish(IdentTopic::new(NODES_TOPIC), bytes.clone())
+        {
+            debug!("record not gossiped yet: {e}");
+        }
+        debug!(expires_at = record.expires_at, "published node record");
+        self.own = Some((bytes, record));
+        // Republish at half the lifetime; a failed network publish is retried by the tick.
+        self.next_publish = Instant::now() + ttl / 2;
+    }
+
+    fn on_tick(&mut self) {
+        if self.listeners_ready == 0 {
+            return;
+        }
+        let connected = self.swarm.connected_peers().count();
+        if Instant::now() >= self.next_publish
+            || (!self.published_to_network && connected > 0 && self.publish_query.is_none())
+        {
+            self.publish_record();
+        }
+        // Top up connections from the routing table.
+        if connected < self.max_peers {
+            let mut candidates = Vec::new();
+            for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+                for entry in bucket.iter() {
+                    candidates.push(*entry.node.key.preimage());
+                }
+            }
+            let mut budget = self.max_peers - connected;
+            for peer in candidates {
+                if budget == 0 {
+                    break;
+                }
+                if !self.swarm.is_connected(&peer) {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    if self.swarm.dial(opts).is_ok() {
+                        budget -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn on_command(&mut self, command: Command) {
+        match command {
+            Command::Status { reply } => {
+                let _ = reply.send(self.status());
+            }
+            Command::Peers { reply } => {
+                let _ = reply.send(self.peer_list());
+            }
+            Command::FindRecord { peer, reply } => {
+                if peer == self.local_peer_id() {
+                    let result = match &self.own {
+                        Some((bytes, _)) => {
+                            SignedNodeRecord::decode_verified(bytes, Some(&peer), unix_now())
+                                .map(|r| RecordView::new(&r, bytes.len(), "local"))
+                                .map_err(NodeError::from)
+                        }
+                        None => Err(NodeError::RecordNotFound { peer }),
+                    };
+                    let _ = reply.send(result);
+                    return;
+                }
+                let key = kad::RecordKey::new(&warren_protocol::record_key(&peer));
+                let id = self.swarm.behaviour_mut().kad.get_record(key);
+                self.pending_records
+                    .insert(id, PendingRecord { peer, reply });
+            }
+        }
+    }
+
+    fn status(&mut self) -> StatusInfo {
+        let routing_table = self
+            .swarm
+            .behaviour_mut()
+            .kad
+            .kbuckets()
+            .map(|b| b.num_entries())
+            .sum();
+        StatusInfo {
+            peer_id: self.local_peer_id().to_string(),
+            version: VERSION.to_owned(),
+            network: self.records.network().to_owned(),
+            listen_addrs: self.listen_addrs().iter().map(|a| a.to_string()).collect(),
+            external_addrs: self
+                .swarm
+                .external_addresses()
+                .map(|a| a.to_string())
+                .collect(),
+            peers: self.swarm.connected_peers().count(),
+            routing_table,
+            kad_mode: self.swarm.behaviour_mut().kad.mode().to_string(),
+            record_published: self.published_to_network,
+            uptime_secs: self.started.elapsed().as_secs(),
+        }
+    }
+
+    fn peer_list(&self) -> Vec<PeerInfo> {
+        let mut out: Vec<PeerInfo> = self
+            .swarm
+            .connected_peers()
+            .map(|peer| {
+                let state = self.peers.get(peer);
+                PeerInfo {
+                    peer_id: peer.to_string(),
+                    addrs: state
+                        .map(|s| s.addrs.iter().map(|a| a.to_string()).collect())
+                        .unwrap_or_default(),
+                    agent: state.and_then(|s| s.agent.clone()),
+                    protocol_version: state.and_then(|s| s.protocol_version.clone()),
+                    rtt_ms: state.and_then(|s| s.rtt).map(|d| d.as_secs_f64() * 1000.0),
+                    connected_secs: state
+                        .and_then(|s| s.connected_at)
+                        .map(|t| t.elapsed().as_secs())
+                        .unwrap_or(0),
+                    roles: self
+                        .known
+                        .get(peer)
+                        .map(|r| r.roles.clone())
+                        .unwrap_or_default(),
+                    invalid_messages: state.map(|s| s.invalid_messages).unwrap_or(0),
+                }
+            })
+            .collect();
+        out.sort_by(|a, b| a.peer_id.cmp(&b.peer_id));
+        out
+    }
+
+    fn note_invalid(&mut self, peer: PeerId) {
+        self.peers.entry(peer).or_default().invalid_messages += 1;
+    }
+
+    fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        match event {
+            SwarmEvent::NewListenAddr { address, .. } => {
+                info!(address = %address.clone().with(Protocol::P2p(self.local_peer_id())), "listening");
+                self.listeners_ready += 1;
+                if self.listeners_ready >= self.listeners_expected {
+                    if let Some(ready) = self.ready.take() {
+                        let _ = ready.send(());
+                    }
+                }
+                // Addresses changed: publish the record with them.
+                self.next_publish = Instant::now();
+            }
+            SwarmEvent::ConnectionEstablished {
+                peer_id,
+                endpoint,
+                num_established,
+                ..
+            } => {
+                let state = self.peers.entry(peer_id).or_default();
+                if state.connected_at.is_none() {
+                    state.connected_at = Some(Instant::now());
+                }
+                let addr = endpoint.get_remote_address().clone();
+                if !state.addrs.contains(&addr) {
+                    state.addrs.push(addr);
+                }
+                if num_established.get() == 1 {
+                    debug!(peer = %peer_id, "connected");
+                }
+                let connected = self.swarm.connected_peers().count();
+                // Inbound headroom over max_peers, so a full node still answers new peers briefly.
+                if connected > self.max_peers + self.max_peers / 4 + 1 && endpoint.is_listener() {
+                    debug!(peer = %peer_id, connected, "over the peer limit, closing");
+                    let _ = self.swarm.disconnect_peer_id(peer_id);
+                }
+                if !self.bootstrapped {
+                    self.bootstrapped = true;
+                    if let Err(e) = self.swarm.behaviour_mut().kad.bootstrap() {
+                        debug!("kad bootstrap: {e}");
+                    }
+                }
+            }
+            SwarmEvent::ConnectionClosed {
+                peer_id,
+                num_established: 0,
+                ..
+            } => {
+                debug!(peer = %peer_id, "disconnected");
+                self.peers.remove(&peer_id);
+            }
+            SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
+                debug!(peer = ?peer_id, "dial failed: {error}");
+            }
+            SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
+                let remote_is_loopback = self
+                    .peers
+                    .get(&peer_id)
+                    .map(|s| s.addrs.iter().any(is_loopback))
+                    .unwrap_or(false);
+                if info.protocols.contains(&KAD_PROTOCOL) {
+                    for addr in &info.listen_addrs {
+                        // A remote peer's loopback address is only reachable from its own host.
+                        if is_unspecified(addr) || (is_loopback(addr) && !remote_is_loopback) {
+                            continue;
+                        }
+                        self.swarm
+                            .behaviour_mut()
+                            .kad
+                            .add_address(&peer_id, addr.clone());
+                    }
+                }
+                let state = self.peers.entry(peer_id).or_default();
+                state.agent = Some(info.agent_version);
+                state.protocol_version = Some(info.protocol_version);
+            }
+            BehaviourEvent::Ping(ping::Event {
+                peer,
+                result: Ok(rtt),
+                ..
+            }) => {
+                if let Some(state) = self.peers.get_mut(&peer) {
+                    state.rtt = Some(rtt);
+                }
+            }
+            BehaviourEvent::Mdns(mdns::Event::Discovered(found)) => {
+                for (peer, addr) in found {
+                    self.swarm
+                        .behaviour_mut()
+                        .kad
+                        .add_address(&peer, addr.clone());
+                    if !self.swarm.is_connected(&peer) {
+                        let _ = self
+                            .swarm
+                            .dial(DialOpts::peer_id(peer).addresses(vec![addr]).build());
+                    }
+                }
+            }
+            BehaviourEvent::Kad(event) => self.on_kad_event(event),
+            BehaviourEvent::Gossipsub(gossipsub::Event::Message {
+                propagation_source,
+                message_id,
+                message,
+            }) => {
+                let acceptance = match message.source {
+                    Some(source) if message.topic == IdentTopic::new(NODES_TOPIC).hash() => {
+                        match SignedNodeRecord::decode_verified(
+                            &message.data,
+                            Some(&source),
+                            unix_now(),
+                        ) {
+                            Ok(record) => {
+                                self.known.insert(source, record);
+                                MessageAcceptance::Accept
+                            }
+                            Err(e) => {
+                                warn!(peer = %propagation_source, origin = %source, "refused gossiped node record: {e}");
+                                MessageAcceptance::Reject
+                            }
+                        }
+                    }
+                    _ => MessageAcceptance::Reject,
+                };
+                if acceptance == MessageAcceptance::Reject {
+                    self.note_invalid(propagation_source);
+                }
+                self.swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .report_message_validation_result(&message_id, &propagation_source, acceptance);
+            }
+            BehaviourEvent::Envelope(request_response::Event::Message {
+                peer,
+                message:
+                    request_response::Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) => {
+                let now_ms = unix_now_ms();
+                let reply = match request {
+                    Ok(env) => {
+                        service::handle(&env, self.own.as_ref().map(|(b, _)| b.as_slice()), now_ms)
+                    }
+                    Err(reason) => {
+                        warn!(%peer, "refused envelope: {reason}");
+                        self.note_invalid(peer);
+                        envelope::decode_error_reply(&reason, now_ms)
+                    }
+                };
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .envelope
+                    .send_response(channel, reply)
+                    .is_err()
+                {
+                    debug!(%peer, "envelope reply not sent: the stream closed");
+                }
+            }
+            BehaviourEvent::Envelope(request_response::Event::InboundFailure {
+                peer,
+                error,
+                ..
+            }) => {
+                warn!(%peer, "envelope request failed: {error}");
+                self.note_invalid(peer);
+            }
+            _ => {}
+        }
+    }
+
+    fn on_kad_event(&mut self, event: kad::Event) {
+        match event {
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::PutRecord {
+                        source,
+                        record: Some(record),
+                        ..
+                    },
+            } => {
+                self.on_inbound_record(source, record);
+            }
+            kad::Event::InboundRequest {
+                request:
+                    kad::InboundRequest::AddProvider {
+                        record: Some(record),
+                    },
+            } => {
+                // Provider records are kept as they come; their keys are content ids, bounded here.
+                if record.key.as_ref().len() <= 128 {
+                    if let Err(e) = self
+                        .swarm
+                        .behaviour_mut()
+                        .kad
+                        .store_mut()
+                        .add_provider(record)
+                    {
+                        debug!("provider record not stored: {e}");
+                    }
+                }
+            }
+            kad::Event::RoutingUpdated {
+                peer,
+                is_new_peer: true,
+                ..
+            } => {
+                if self.swarm.connected_peers().count() < self.max_peers
+                    && !self.swarm.is_connected(&peer)
+                {
+                    let opts = DialOpts::peer_id(peer)
+                        .condition(PeerCondition::DisconnectedAndNotDialing)
+                        .build();
+                    let _ = self.swarm.dial(opts);
+                }
+            }
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
+            } => match result {
+                QueryResult::PutRecord(res) if Some(id) == self.publish_query => {
+                    self.publish_query = None;
+                    match res {
+                        Ok(_) => {
+                            if !self.published_to_network {
+                                info!("node record published in the DHT");
+                            }
+                            self.published_to_network = true;
+                        }
+                        Err(e) => {
+                            debug!("node record not yet stored remotely: {e}");
+                            self.published_to_network = false;
+                        }
+                    }
+                }
+                QueryResult::GetRecord(res) => self.on_get_record(id, res, step.last),
+                QueryResult::Bootstrap(Ok(ok)) => {
+                    debug!(remaining = ok.num_remaining, "kad bootstrap step");
+                }
+                _ => {}
+            },
+            _ => {}
+        }
+    }
+
+    fn on_inbound_record(&mut self, source: PeerId, record: kad::Record) {
+        let now = unix_now();
+        let Some(subject) = warren_protocol::peer_from_record_key(record.key.as_ref()) else {
+            warn!(peer = %source, "refused DHT record: key is not in the /warren/node/ namespace");
+            self.note_invalid(source);
+            return;
+        };
+        let verified = match SignedNodeRecord::decode_verified(&record.value, Some(&subject), now) {
+            Ok(r) => r,
+            Err(e) => {
+                warn!(peer = %source, subject = %subject, "refused DHT record: {e}");
+                self.note_invalid(source);
+                return;
+            }
+        };
+        let store = self.swarm.behaviour_mut().kad.store_mut();
+        if let Some(existing) = store.get(&record.key) {
+            let newer = SignedNodeRecord::decode_verified(&existing.value, Some(&subject), now)
+                .map(|old| old.issued_at > verified.issued_at)
+                .unwrap_or(false);
+            if newer {
+                debug!(peer = %source, subject = %subject, "kept the newer record already stored");
+                return;
+            }
+        }
+        let ttl = Duration::from_secs(verified.expires_at.saturating_sub(now));
+        let mut record = record;
+        record.expires = Some(Instant::now() + ttl);
+        if let Err(e) = store.put(record) {
+            warn!(subject = %subject, "record store full: {e}");
+            return;
+        }
+        self.known.insert(subject, verified);
+    }
+
+    fn on_get_record(
+        &mut self,
+        id: QueryId,
+        res: Result<GetRecordOk, kad::GetRecordError>,
+        last: bool,
+    ) {
+        if let Ok(GetRecordOk::FoundRecord(found)) = &res {
+            if let Some(pending) = self.pending_records.get(&id) {
+                let subject = pending.peer;
+                let from = found
+                    .peer
+                    .map(|p| p.to_string())
+                    .unwrap_or_else(|| "local store".into());
+                match SignedNodeRecord::decode_verified(
+                    &found.record.value,
+                    Some(&subject),
+                    unix_now(),
+                ) {
+                    Ok(record) => {
+                        let view = RecordView::new(&record, found.record.value.len(), &from);
+                        self.known.insert(subject, record);
+                        if let Some(pending) = self.pending_records.remove(&id) {
+                            let _ = pending.reply.send(Ok(view));
+                        }
+                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                            q.finish();
+                        }
+                        return;
+                    }
+                    Err(e) => {
+                        warn!(%subject, from = %from, "DHT returned an invalid record: {e}");
+                        if let Some(p) = found.peer {
+                            self.note_invalid(p);
+                        }
+                    }
+                }
+            }
+        }
+        if last || res.is_err() {
+            if let Some(pending) = self.pending_records.remove(&id) {
+                let _ = pending
+                    .reply
+                    .send(Err(NodeError::RecordNotFound { peer: pending.peer }));
+            }
+        }
+    }
+}

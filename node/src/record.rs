@@ -1,0 +1,137 @@
+//! Builds and signs this node's record from its config, keys and detected hardware.
+
+use libp2p::identity::Keypair;
+use libp2p::{Multiaddr, PeerId};
+use warren_inference::hardware::Hardware;
+use warren_protocol::{ComputeOffer, Gpu, NodeRecord, Price, Role, StorageOffer};
+
+use crate::config::Config;
+use crate::error::NodeError;
+
+/// Everything needed to issue a fresh node record whenever the addresses change or it nears expiry.
+pub struct RecordBuilder {
+    key: Keypair,
+    onion_public: [u8; 32],
+    network: String,
+    roles: Vec<Role>,
+    storage: Option<StorageOffer>,
+    compute: Option<ComputeOffer>,
+    price: Price,
+    ttl_secs: u64,
+}
+
+impl RecordBuilder {
+    /// Takes what the record says from `config`, and the compute offer from `hardware`.
+    pub fn new(config: &Config, key: Keypair, onion_public: [u8; 32], hardware: &Hardware) -> Self {
+        let mut roles = config.roles.clone();
+        roles.dedup();
+        let storage = roles.contains(&Role::Station).then(|| StorageOffer {
+            tier: config.storage.tier.clone(),
+            bytes_offered: config.storage.offer_bytes,
+            // Nothing is stored yet at start; the store reports real usage once it exists.
+            bytes_free: config.storage.offer_bytes,
+        });
+        let compute = roles.contains(&Role::Operator).then(|| ComputeOffer {
+            cpu_cores: match config.compute.cpu_cores {
+                0 => hardware.cpu_cores,
+                n => n.min(hardware.cpu_cores),
+            },
+            ram_bytes: hardware.ram_bytes,
+            gpus: hardware
+                .gpus
+                .iter()
+                .map(|g| Gpu {
+                    name: g.name.clone(),
+                    memory_bytes: g.memory_bytes,
+                })
+                .collect(),
+            models: config.compute.models.clone(),
+        });
+        Self {
+            key,
+            onion_public,
+            network: config.network.clone(),
+            roles,
+            storage,
+            compute,
+            price: Price {
+                storage_per_gib_month: config.price.storage_per_gib_month,
+                compute_per_1k_tokens: config.price.compute_per_1k_tokens,
+            },
+            ttl_secs: config.record_ttl_secs,
+        }
+    }
+
+    /// The network id records are issued for.
+    pub fn network(&self) -> &str {
+        &self.network
+    }
+
+    /// The peer id records are issued for.
+    pub fn peer_id(&self) -> PeerId {
+        self.key.public().to_peer_id()
+    }
+
+    /// Issues a record valid from `now` for the configured lifetime, signed; returns its encoding.
+    pub fn build(
+        &self,
+        addrs: Vec<Multiaddr>,
+        now: u64,
+    ) -> Result<(Vec<u8>, NodeRecord), NodeError> {
+        let record = NodeRecord {
+            version: warren_protocol::RECORD_VERSION,
+            network: self.network.clone(),
+            peer_id: self.peer_id(),
+            roles: self.roles.clone(),
+            onion_key: self.onion_public,
+            storage: self.storage.clone(),
+            compute: self.compute.clone(),
+            price: self.price.clone(),
+            load_permille: 0,
+            addrs,
+            issued_at: now,
+            expires_at: now + self.ttl_secs,
+        };
+        record.validate(now)?;
+        let signed = record.sign(&self.key)?;
+        Ok((signed.encode()?, record))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use warren_inference::hardware::GpuInfo;
+    use warren_protocol::SignedNodeRecord;
+
+    #[test]
+    fn built_record_verifies_and_carries_the_offers() {
+        let key = warren_protocol::keypair_from_secret([7; 32]);
+        let hw = Hardware {
+            cpu_cores: 8,
+            ram_bytes: 16 << 30,
+            gpus: vec![GpuInfo {
+                name: "Test GPU".into(),
+                memory_bytes: 8 << 30,
+            }],
+        };
+        let mut config = Config::default();
+        config.compute.cpu_cores = 4;
+        let b = RecordBuilder::new(&config, key.clone(), [9; 32], &hw);
+        let addrs = vec!["/ip4/127.0.0.1/tcp/4001".parse().unwrap()];
+        let (signed, record) = b.build(addrs.clone(), 1_800_000_000).unwrap();
+        let back = SignedNodeRecord::decode_verified(
+            &signed,
+            Some(&key.public().to_peer_id()),
+            1_800_000_001,
+        )
+        .unwrap();
+        assert_eq!(back, record);
+        assert_eq!(back.addrs, addrs);
+        let compute = back.compute.unwrap();
+        assert_eq!(compute.cpu_cores, 4);
+        assert_eq!(compute.gpus[0].name, "Test GPU");
+        assert_eq!(back.storage.unwrap().bytes_offered, 1 << 30);
+        assert_eq!(back.expires_at, 1_800_000_000 + 3600);
+    }
+}

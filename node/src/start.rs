@@ -1,0 +1,117 @@
+//! `warren start`: runs a node in the foreground until SIGINT or SIGTERM.
+//!
+//! ```text
+//! run ─┬─ EventLoop::run   (task: owns the swarm)
+//!      ├─ axum::serve      (task: control API, graceful shutdown)
+//!      └─ waits for a signal, then flips `shutdown` and joins both
+//! ```
+//!
+//! The data directory is locked for the life of the process, so two nodes never share keys or files.
+
+use std::fs::File;
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tokio::sync::watch;
+use tracing::{info, warn};
+use warren_inference::hardware::Hardware;
+
+use crate::config::Config;
+use crate::error::NodeError;
+use crate::keystore::{self, API_ADDR_FILE};
+use crate::network;
+use crate::record::RecordBuilder;
+
+/// File locked while a node runs on a data directory.
+pub const LOCK_FILE: &str = "node.lock";
+
+/// Longest wait for the listeners to come up before giving up.
+const READY_TIMEOUT: Duration = Duration::from_secs(15);
+
+fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
+    let path = dir.join(LOCK_FILE);
+    let file = File::create(&path).map_err(|e| NodeError::Io {
+        path: path.clone(),
+        source: e,
+    })?;
+    file.try_lock().map_err(|_| {
+        NodeError::Config(format!(
+            "another warren node is already running on {}: one data directory, one node",
+            dir.display()
+        ))
+    })?;
+    Ok(file)
+}
+
+/// Runs a node with `config` on `data_dir` until a signal arrives.
+pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
+    let started = Instant::now();
+    config.validate()?;
+    keystore::ensure_data_dir(data_dir)?;
+    let _lock = lock_data_dir(data_dir)?;
+    let addr_file = data_dir.join(API_ADDR_FILE);
+    let _ = std::fs::remove_file(&addr_file);
+
+    let key = keystore::load_or_create_identity(data_dir)?;
+    let onion = keystore::load_or_create_onion_key(data_dir)?;
+    let hardware = Hardware::detect();
+    let peer_id = key.public().to_peer_id();
+    info!(%peer_id, network = %config.network, data_dir = %data_dir.display(), "starting warren {}", network::VERSION);
+
+    let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware);
+    let (client, mut event_loop) = network::build(&config, key, records)?;
+    let ready = event_loop.on_ready();
+
+    let listener = crate::api::bind(config.api_listen).await?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| NodeError::Api(e.to_string()))?;
+    let token = keystore::create_api_token(data_dir)?;
+
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let net_task = tokio::spawn(event_loop.run(shutdown_rx.clone()));
+    let mut api_shutdown = shutdown_rx.clone();
+    let app = crate::api::router(client, &token);
+    let api_task = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = api_shutdown.wait_for(|stop| *stop).await;
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+    });
+
+    match tokio::time::timeout(READY_TIMEOUT, ready).await {
+        Ok(Ok(())) => {}
+        _ => {
+            let _ = shutdown_tx.send(true);
+            return Err(NodeError::Network(
+                "listeners did not come up in time".into(),
+            ));
+        }
+    }
+    keystore::write_private(&addr_file, api_addr.to_string().as_bytes())?;
+    info!(api = %api_addr, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| NodeError::Network(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| NodeError::Network(e.to_string()))?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+    }
+    let _ = shutdown_tx.send(true);
+    if let Err(e) = net_task.await {
+        warn!("network task ended badly: {e}");
+    }
+    match tokio::time::timeout(Duration::from_secs(5), api_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!("control API ended with an error: {e}"),
+        Ok(Err(e)) => warn!("control API task ended badly: {e}"),
+        Err(_) => warn!("control API did not stop within 5 s"),
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    info!("stopped");
+    Ok(())
+}
