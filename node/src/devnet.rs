@@ -5,6 +5,7 @@
 //! each child also asks the kernel to SIGTERM it if the devnet process itself dies
 //! (`PR_SET_PDEATHSIG`), so nothing is left running either way.
 
+use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::{Duration, Instant};
@@ -199,6 +200,7 @@ pub async fn run(dir: &Path, count: u16, network: &str) -> anyhow::Result<()> {
     };
     info!("stopping {} nodes", nodes.len());
     stop_all(&mut nodes).await;
-    println!("devnet stopped");
+    // stdout may be gone by now (a closed pipe); the exit status tells the outcome.
+    let _ = writeln!(std::io::stdout(), "devnet stopped");
     outcome
 }

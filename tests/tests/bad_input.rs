@@ -208,7 +208,7 @@ fn signed_record(secret: u8) -> (PeerId, Vec<u8>) {
         issued_at: now(),
         expires_at: now() + 600,
     };
-    (peer, record.sign(&key).unwrap().encode())
+    (peer, record.sign(&key).unwrap().encode().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

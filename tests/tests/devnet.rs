@@ -35,7 +35,8 @@ fn five_node_devnet_meshes_and_serves_verified_records() {
     // "node-i  MULTIADDR  DIR" lines, then the hint line.
     let stdout = devnet.0.stdout.take().unwrap();
     let mut nodes = Vec::new();
-    for line in BufReader::new(stdout).lines() {
+    let mut lines = BufReader::new(stdout).lines();
+    for line in lines.by_ref() {
         let line = line.unwrap();
         println!("devnet: {line}");
         if line.starts_with("node-") {
@@ -52,6 +53,8 @@ fn five_node_devnet_meshes_and_serves_verified_records() {
         }
     }
     assert_eq!(nodes.len(), 5, "devnet printed {} nodes", nodes.len());
+    // Keep reading so the devnet never writes into a closed pipe.
+    let drain = std::thread::spawn(move || lines.map_while(Result::ok).collect::<Vec<_>>());
     let ready = Instant::now();
 
     let all: BTreeSet<String> = nodes.iter().map(|(p, _)| p.clone()).collect();
@@ -119,6 +122,8 @@ fn five_node_devnet_meshes_and_serves_verified_records() {
     })
     .unwrap();
     assert!(status.success(), "devnet exited with {status}");
+    let tail = drain.join().unwrap();
+    assert_eq!(tail.last().map(String::as_str), Some("devnet stopped"), "{tail:?}");
     for (_, dir) in &nodes {
         assert!(
             !dir.join("api.addr").exists(),
