@@ -1,1 +1,35 @@
-//! placeholder
+//! warren's wire and disk formats, as pure functions.
+//!
+//! This crate owns every byte format warren peers agree on: identities and key files
+//! ([`identity`]), the signed node record published in the DHT ([`record`], [`signed_record`]), and
+//! the INOS event envelope every application message travels in ([`envelope`], [`event`]). Each is
+//! specified byte for byte in `spec/` (`identity.md`, `node-record.md`, `envelope.md`), whose test
+//! vectors `tests/spec_vectors.rs` checks.
+//!
+//! It must not do I/O: no sockets, no tokio, no files, no clock and no hidden randomness. Callers
+//! pass the time (`now`) and random bytes (key secrets, envelope ids) in, and move the bytes out.
+//! Every decoder checks its size limit before parsing, accepts exactly one encoding per value and
+//! rejects trailing bytes; all CBOR goes through one private module, so the CBOR library can be
+//! swapped without touching the formats.
+
+mod codec;
+pub mod envelope;
+mod error;
+pub mod event;
+pub mod identity;
+pub mod record;
+pub mod signed_record;
+mod wire;
+
+pub use libp2p_identity::{Keypair, PeerId, PublicKey};
+pub use multiaddr::{self, Multiaddr};
+
+pub use envelope::{Envelope, MAX_ENVELOPE_SIZE, Metadata};
+pub use error::{Error, Subject};
+pub use event::{EventType, State};
+pub use identity::{OnionSecret, decode_keypair, encode_keypair, keypair_from_secret};
+pub use record::{
+    ComputeOffer, Gpu, MAX_CLOCK_SKEW_SECS, MAX_RECORD_LIFETIME_SECS, MAX_RECORD_SIZE, NodeRecord,
+    Price, RECORD_VERSION, Role, StorageOffer, Tier, peer_from_record_key, record_key,
+};
+pub use signed_record::{RECORD_SIGNATURE_DOMAIN, SignedNodeRecord};

@@ -1,0 +1,230 @@
+//! The crate's one error type.
+//!
+//! Every message names what was being decoded or checked (the peer id of a node record, the id of an
+//! envelope), the offending field, and the sizes involved, so a log line is enough to find the culprit.
+
+use std::fmt;
+
+use crate::PeerId;
+
+/// What an [`Error`] is about: the object whose field broke a rule.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Subject {
+    /// The node record of this peer.
+    NodeRecord(PeerId),
+    /// The envelope with this id.
+    Envelope([u8; 16]),
+}
+
+impl fmt::Display for Subject {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            Subject::NodeRecord(peer) => write!(f, "node record of {peer}"),
+            Subject::Envelope(id) => write!(f, "envelope {}", hex::encode(id)),
+        }
+    }
+}
+
+/// Everything that can go wrong in `warren-protocol`.
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The input (or an output about to be produced) is larger than the format allows. Checked
+    /// before any decoding happens.
+    #[error("{what}: {len} bytes exceeds the limit of {limit} bytes")]
+    TooLarge {
+        /// What was being decoded or encoded.
+        what: &'static str,
+        /// Its size in bytes.
+        len: usize,
+        /// The limit in bytes.
+        limit: usize,
+    },
+
+    /// The bytes are not CBOR of the expected shape (truncated, wrong types, missing or unknown
+    /// fields, a field value that does not parse).
+    #[error("{what}: malformed: {detail}")]
+    Malformed {
+        /// What was being decoded.
+        what: &'static str,
+        /// The decoder's description of the problem (names the field where it can).
+        detail: String,
+    },
+
+    /// A complete value was decoded but more bytes follow it.
+    #[error("{what}: {extra} trailing bytes after a {consumed}-byte value")]
+    TrailingBytes {
+        /// What was being decoded.
+        what: &'static str,
+        /// Bytes the value used.
+        consumed: usize,
+        /// Bytes left over.
+        extra: usize,
+    },
+
+    /// The bytes decode, but are not the one canonical encoding of the value (indefinite lengths,
+    /// non-minimal integers, keys out of order, a missing `null`, …).
+    #[error(
+        "{what}: not in canonical encoding ({len} bytes; the canonical form has {canonical_len})"
+    )]
+    NonCanonical {
+        /// What was being decoded.
+        what: &'static str,
+        /// Length of the input.
+        len: usize,
+        /// Length of the canonical encoding of the decoded value.
+        canonical_len: usize,
+    },
+
+    /// Serializing a value failed.
+    #[error("{what}: encoding failed: {detail}")]
+    Encode {
+        /// What was being encoded.
+        what: &'static str,
+        /// The encoder's description of the problem.
+        detail: String,
+    },
+
+    /// A key of a type other than Ed25519 (the only one warren accepts).
+    #[error("{what}: key type {key_type} is not supported, only Ed25519")]
+    UnsupportedKeyType {
+        /// Which key: `"identity key"`, `"record public key"`, …
+        what: &'static str,
+        /// The libp2p key type found.
+        key_type: String,
+    },
+
+    /// Key bytes that do not parse.
+    #[error("{what}: invalid key: {detail}")]
+    InvalidKey {
+        /// Which key.
+        what: &'static str,
+        /// Why it was refused.
+        detail: String,
+    },
+
+    /// A format version this implementation does not speak.
+    #[error("{subject}: version {found} is not supported (this implementation speaks {supported})")]
+    UnsupportedVersion {
+        /// The record or envelope.
+        subject: Subject,
+        /// The version found.
+        found: u16,
+        /// The version supported.
+        supported: u16,
+    },
+
+    /// A list holds more entries than allowed.
+    #[error("{subject}: `{field}` has {count} entries, at most {max} allowed")]
+    TooMany {
+        /// The record or envelope.
+        subject: Subject,
+        /// The field.
+        field: &'static str,
+        /// Entries found.
+        count: usize,
+        /// Entries allowed.
+        max: usize,
+    },
+
+    /// A string or byte field is longer than allowed.
+    #[error("{subject}: `{field}` is {len} bytes, at most {max} allowed")]
+    TooLong {
+        /// The record or envelope.
+        subject: Subject,
+        /// The field (with an index or key where it is inside a list or map).
+        field: String,
+        /// Its length in bytes.
+        len: usize,
+        /// The limit in bytes.
+        max: usize,
+    },
+
+    /// A field's value breaks a rule other than a size limit.
+    #[error("{subject}: `{field}` is invalid: {reason}")]
+    InvalidField {
+        /// The record or envelope.
+        subject: Subject,
+        /// The field (with an index where it is inside a list).
+        field: String,
+        /// The rule it breaks.
+        reason: String,
+    },
+
+    /// The record's lifetime ended at or before `now`.
+    #[error("node record of {peer} expired at {expires_at} (now {now})")]
+    Expired {
+        /// Whose record.
+        peer: PeerId,
+        /// Its `expires_at`, Unix seconds.
+        expires_at: u64,
+        /// The caller's clock, Unix seconds.
+        now: u64,
+    },
+
+    /// The record claims to be issued later than `now` plus the allowed clock skew.
+    #[error(
+        "node record of {peer} issued at {issued_at}, more than {max_skew} s after now ({now})"
+    )]
+    IssuedInFuture {
+        /// Whose record.
+        peer: PeerId,
+        /// Its `issued_at`, Unix seconds.
+        issued_at: u64,
+        /// The caller's clock, Unix seconds.
+        now: u64,
+        /// The skew allowed, seconds.
+        max_skew: u64,
+    },
+
+    /// `issued_at`/`expires_at` do not describe an allowed lifetime.
+    #[error(
+        "node record of {peer}: lifetime {issued_at}..{expires_at} is invalid (must be non-empty and at most {max} s)"
+    )]
+    BadLifetime {
+        /// Whose record.
+        peer: PeerId,
+        /// Its `issued_at`, Unix seconds.
+        issued_at: u64,
+        /// Its `expires_at`, Unix seconds.
+        expires_at: u64,
+        /// The longest lifetime allowed, seconds.
+        max: u64,
+    },
+
+    /// The key that signs (or signed) a record belongs to a different peer than the record names.
+    #[error("node record names {record} but is signed by {signer}")]
+    SignerMismatch {
+        /// The peer id inside the record.
+        record: PeerId,
+        /// The peer id of the signing key.
+        signer: PeerId,
+    },
+
+    /// The record is validly signed, but by a different peer than the caller expected (for a DHT
+    /// record: the peer named by its key).
+    #[error("expected a node record of {expected}, got one signed by {found}")]
+    UnexpectedPeer {
+        /// The peer the caller expected.
+        expected: PeerId,
+        /// The peer that signed.
+        found: PeerId,
+    },
+
+    /// The signature does not verify.
+    #[error("bad signature on node record signed by {signer}")]
+    BadSignature {
+        /// The peer id of the key the signature was checked against.
+        signer: PeerId,
+    },
+
+    /// An event type string that does not follow `{service}:{action}:v{version}:{state}`.
+    #[error("invalid event type {input:?}: {reason}")]
+    InvalidEventType {
+        /// The offending text (cut to 80 bytes).
+        input: String,
+        /// The grammar rule it breaks.
+        reason: &'static str,
+    },
+}
