@@ -47,6 +47,23 @@ pub enum Command {
     },
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
+    /// Benchmarks that print figures.
+    #[command(subcommand)]
+    Bench(BenchCommand),
+}
+
+/// `warren bench …`.
+#[derive(Debug, Subcommand)]
+pub enum BenchCommand {
+    /// Time from exec to listening, and idle resident memory, of fresh nodes.
+    Startup {
+        /// Number of nodes started one after another.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Seconds each node idles before its memory is read.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+    },
 }
 
 /// `--json`.
@@ -270,7 +287,7 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 record_text,
             )
         }
-        Command::Start(_) | Command::Devnet(_) => Ok(()),
+        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) => Ok(()),
     }
 }
 
@@ -309,6 +326,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| config::default_data_dir().join("devnet"));
             crate::devnet::run(&dir, args.nodes, &args.network).await
+        }
+        Command::Bench(BenchCommand::Startup { runs, idle_secs }) => {
+            crate::bench::startup(runs, idle_secs).await.map(|_| ())
         }
         _ => run_client(cli, data_dir).await,
     }

@@ -9,6 +9,7 @@
 //! network, disk and user.
 
 pub mod api;
+pub mod bench;
 pub mod cli;
 pub mod client;
 pub mod config;
