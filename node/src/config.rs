@@ -61,6 +61,7 @@ impl Default for StorageConfig {
 /// What this node offers to compute for the mesh.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
+#[derive(Default)]
 pub struct ComputeConfig {
     /// CPU cores offered; 0 means all detected cores.
     pub cpu_cores: u32,
@@ -68,14 +69,6 @@ pub struct ComputeConfig {
     pub models: Vec<String>,
 }
 
-impl Default for ComputeConfig {
-    fn default() -> Self {
-        Self {
-            cpu_cores: 0,
-            models: Vec::new(),
-        }
-    }
-}
 
 /// Prices asked, in micro-credits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -96,15 +96,12 @@ async fn wait_ready(node: &mut DevnetNode) -> anyhow::Result<StatusInfo> {
                 node.dir.display()
             );
         }
-        if node.dir.join(API_ADDR_FILE).exists() {
-            if let Ok(api) = ApiClient::from_data_dir(&node.dir) {
-                if let Ok(s) = api.get::<StatusInfo>("/v1/status").await {
-                    if !s.listen_addrs.is_empty() {
+        if node.dir.join(API_ADDR_FILE).exists()
+            && let Ok(api) = ApiClient::from_data_dir(&node.dir)
+                && let Ok(s) = api.get::<StatusInfo>("/v1/status").await
+                    && !s.listen_addrs.is_empty() {
                         return Ok(s);
                     }
-                }
-            }
-        }
         if Instant::now() > deadline {
             bail!(
                 "node in {} not ready after {:?}",

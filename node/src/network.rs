@@ -544,11 +544,10 @@ impl EventLoop {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(address = %address.clone().with(Protocol::P2p(self.local_peer_id())), "listening");
                 self.listeners_ready += 1;
-                if self.listeners_ready >= self.listeners_expected {
-                    if let Some(ready) = self.ready.take() {
+                if self.listeners_ready >= self.listeners_expected
+                    && let Some(ready) = self.ready.take() {
                         let _ = ready.send(());
                     }
-                }
                 // Addresses changed: publish the record with them.
                 self.next_publish = Instant::now();
             }
@@ -737,8 +736,8 @@ impl EventLoop {
                     },
             } => {
                 // Provider records are kept as they come; their keys are content ids, bounded here.
-                if record.key.as_ref().len() <= 128 {
-                    if let Err(e) = self
+                if record.key.as_ref().len() <= 128
+                    && let Err(e) = self
                         .swarm
                         .behaviour_mut()
                         .kad
@@ -747,22 +746,20 @@ impl EventLoop {
                     {
                         debug!("provider record not stored: {e}");
                     }
-                }
             }
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer: true,
                 ..
-            } => {
+            }
                 if self.swarm.connected_peers().count() < self.max_peers
                     && !self.swarm.is_connected(&peer)
-                {
+                => {
                     let opts = DialOpts::peer_id(peer)
                         .condition(PeerCondition::DisconnectedAndNotDialing)
                         .build();
                     let _ = self.swarm.dial(opts);
                 }
-            }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => match result {
@@ -832,8 +829,8 @@ impl EventLoop {
         res: Result<GetRecordOk, kad::GetRecordError>,
         last: bool,
     ) {
-        if let Ok(GetRecordOk::FoundRecord(found)) = &res {
-            if let Some(pending) = self.pending_records.get(&id) {
+        if let Ok(GetRecordOk::FoundRecord(found)) = &res
+            && let Some(pending) = self.pending_records.get(&id) {
                 let subject = pending.peer;
                 let from = found
                     .peer
@@ -863,13 +860,11 @@ impl EventLoop {
                     }
                 }
             }
-        }
-        if last || res.is_err() {
-            if let Some(pending) = self.pending_records.remove(&id) {
+        if (last || res.is_err())
+            && let Some(pending) = self.pending_records.remove(&id) {
                 let _ = pending
                     .reply
                     .send(Err(NodeError::RecordNotFound { peer: pending.peer }));
             }
-        }
     }
 }

@@ -25,8 +25,8 @@ impl RecordBuilder {
     pub fn new(config: &Config, key: Keypair, onion_public: [u8; 32], hardware: &Hardware) -> Self {
         let mut roles = config.roles.clone();
         roles.dedup();
-        let storage = roles.contains(&Role::Station).then(|| StorageOffer {
-            tier: config.storage.tier.clone(),
+        let storage = roles.contains(&Role::Station).then_some(StorageOffer {
+            tier: config.storage.tier,
             bytes_offered: config.storage.offer_bytes,
             // Nothing is stored yet at start; the store reports real usage once it exists.
             bytes_free: config.storage.offer_bytes,

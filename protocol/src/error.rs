@@ -8,11 +8,14 @@ use std::fmt;
 use crate::PeerId;
 
 /// What an [`Error`] is about: the object whose field broke a rule.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+///
+/// Peer ids in errors are boxed: a [`PeerId`] is 80 bytes and would make every `Result` of this
+/// crate (and of its callers' error types) large.
+#[derive(Clone, Debug, PartialEq, Eq)]
 #[non_exhaustive]
 pub enum Subject {
     /// The node record of this peer.
-    NodeRecord(PeerId),
+    NodeRecord(Box<PeerId>),
     /// The envelope with this id.
     Envelope([u8; 16]),
 }
@@ -156,7 +159,7 @@ pub enum Error {
     #[error("node record of {peer} expired at {expires_at} (now {now})")]
     Expired {
         /// Whose record.
-        peer: PeerId,
+        peer: Box<PeerId>,
         /// Its `expires_at`, Unix seconds.
         expires_at: u64,
         /// The caller's clock, Unix seconds.
@@ -169,7 +172,7 @@ pub enum Error {
     )]
     IssuedInFuture {
         /// Whose record.
-        peer: PeerId,
+        peer: Box<PeerId>,
         /// Its `issued_at`, Unix seconds.
         issued_at: u64,
         /// The caller's clock, Unix seconds.
@@ -184,7 +187,7 @@ pub enum Error {
     )]
     BadLifetime {
         /// Whose record.
-        peer: PeerId,
+        peer: Box<PeerId>,
         /// Its `issued_at`, Unix seconds.
         issued_at: u64,
         /// Its `expires_at`, Unix seconds.
@@ -197,9 +200,9 @@ pub enum Error {
     #[error("node record names {record} but is signed by {signer}")]
     SignerMismatch {
         /// The peer id inside the record.
-        record: PeerId,
+        record: Box<PeerId>,
         /// The peer id of the signing key.
-        signer: PeerId,
+        signer: Box<PeerId>,
     },
 
     /// The record is validly signed, but by a different peer than the caller expected (for a DHT
@@ -207,16 +210,16 @@ pub enum Error {
     #[error("expected a node record of {expected}, got one signed by {found}")]
     UnexpectedPeer {
         /// The peer the caller expected.
-        expected: PeerId,
+        expected: Box<PeerId>,
         /// The peer that signed.
-        found: PeerId,
+        found: Box<PeerId>,
     },
 
     /// The signature does not verify.
     #[error("bad signature on node record signed by {signer}")]
     BadSignature {
         /// The peer id of the key the signature was checked against.
-        signer: PeerId,
+        signer: Box<PeerId>,
     },
 
     /// An event type string that does not follow `{service}:{action}:v{version}:{state}`.

@@ -163,7 +163,7 @@ impl NodeRecord {
     /// clock `now_secs` (Unix seconds).
     pub fn validate(&self, now_secs: u64) -> Result<(), Error> {
         self.validate_content()?;
-        let peer = self.peer_id;
+        let peer = Box::new(self.peer_id);
         if self.expires_at <= now_secs {
             return Err(Error::Expired {
                 peer,
@@ -184,27 +184,27 @@ impl NodeRecord {
 
     /// The rules that do not depend on the clock (what [`NodeRecord::sign`] checks).
     pub(crate) fn validate_content(&self) -> Result<(), Error> {
-        let subject = Subject::NodeRecord(self.peer_id);
+        let subject = || Subject::NodeRecord(Box::new(self.peer_id));
         if self.version != RECORD_VERSION {
             return Err(Error::UnsupportedVersion {
-                subject,
+                subject: subject(),
                 found: self.version,
                 supported: RECORD_VERSION,
             });
         }
         let invalid = |field: &str, reason: String| Error::InvalidField {
-            subject,
+            subject: subject(),
             field: field.to_owned(),
             reason,
         };
         let too_long = |field: String, len: usize, max: usize| Error::TooLong {
-            subject,
+            subject: subject(),
             field,
             len,
             max,
         };
         let too_many = |field: &'static str, count: usize, max: usize| Error::TooMany {
-            subject,
+            subject: subject(),
             field,
             count,
             max,
@@ -321,7 +321,7 @@ impl NodeRecord {
             || self.expires_at - self.issued_at > MAX_RECORD_LIFETIME_SECS
         {
             return Err(Error::BadLifetime {
-                peer: self.peer_id,
+                peer: Box::new(self.peer_id),
                 issued_at: self.issued_at,
                 expires_at: self.expires_at,
                 max: MAX_RECORD_LIFETIME_SECS,

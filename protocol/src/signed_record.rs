@@ -56,8 +56,8 @@ impl NodeRecord {
         decode_ed25519_public_key("signing key", &public_key)?;
         if signer != self.peer_id {
             return Err(Error::SignerMismatch {
-                record: self.peer_id,
-                signer,
+                record: Box::new(self.peer_id),
+                signer: Box::new(signer),
             });
         }
         self.validate_content()?;
@@ -119,18 +119,20 @@ impl SignedNodeRecord {
             && *expected != signer
         {
             return Err(Error::UnexpectedPeer {
-                expected: *expected,
-                found: signer,
+                expected: Box::new(*expected),
+                found: Box::new(signer),
             });
         }
         if !public.verify(&signed_message(&self.record), &self.signature) {
-            return Err(Error::BadSignature { signer });
+            return Err(Error::BadSignature {
+                signer: Box::new(signer),
+            });
         }
         let record = decode_record(&self.record, signer)?;
         if record.peer_id != signer {
             return Err(Error::SignerMismatch {
-                record: record.peer_id,
-                signer,
+                record: Box::new(record.peer_id),
+                signer: Box::new(signer),
             });
         }
         record.validate(now_secs)?;
@@ -174,7 +176,7 @@ fn decode_record(bytes: &[u8], signer: PeerId) -> Result<NodeRecord, Error> {
         match codec::probe::<VersionProbe>(bytes, MAX_RECORD_SIZE) {
             Some(VersionProbe { version }) if version != RECORD_VERSION => {
                 Error::UnsupportedVersion {
-                    subject: Subject::NodeRecord(signer),
+                    subject: Subject::NodeRecord(Box::new(signer)),
                     found: version,
                     supported: RECORD_VERSION,
                 }
@@ -249,7 +251,7 @@ mod tests {
             assert_eq!(
                 bad.verify(None, T0).unwrap_err(),
                 Error::BadSignature {
-                    signer: record().peer_id
+                    signer: Box::new(record().peer_id)
                 }
             );
         }
@@ -286,8 +288,8 @@ mod tests {
         assert_eq!(
             err,
             Error::UnexpectedPeer {
-                expected: other,
-                found: record().peer_id
+                expected: Box::new(other),
+                found: Box::new(record().peer_id)
             }
         );
     }
@@ -299,8 +301,8 @@ mod tests {
         assert_eq!(
             err,
             Error::SignerMismatch {
-                record: record().peer_id,
-                signer: other.public().to_peer_id()
+                record: Box::new(record().peer_id),
+                signer: Box::new(other.public().to_peer_id())
             }
         );
     }
@@ -315,8 +317,8 @@ mod tests {
         assert_eq!(
             err,
             Error::SignerMismatch {
-                record: r.peer_id,
-                signer: record().peer_id
+                record: Box::new(r.peer_id),
+                signer: Box::new(record().peer_id)
             }
         );
     }

@@ -50,13 +50,11 @@ impl NodeProcess {
             if let Some(status) = node.child.try_wait()? {
                 bail!("node exited with {status}: {}", node.log());
             }
-            if dir.join("api.addr").exists() {
-                if let Ok(s) = cli_json(bin, dir, &["status"]) {
-                    if s["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
+            if dir.join("api.addr").exists()
+                && let Ok(s) = cli_json(bin, dir, &["status"])
+                    && s["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
                         return Ok(node);
                     }
-                }
-            }
             if Instant::now() > deadline {
                 bail!(
                     "node in {} not ready in 30 s: {}",

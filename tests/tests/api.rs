@@ -1,5 +1,7 @@
 //! Acceptance: the control API refuses calls without the token (401) and listens on 127.0.0.1 only.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::io::{Read, Write};
 use std::net::TcpStream;
 

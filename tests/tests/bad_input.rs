@@ -4,6 +4,8 @@
 //! The test is its own libp2p peer (TCP, Noise, Yamux) that sends raw bytes on
 //! `/warren/envelope/1.0.0` and Kademlia PUTs on `/warren/kad/1.0.0`.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::io;
 use std::time::Duration;
 
@@ -167,11 +169,9 @@ async fn put_record(swarm: &mut Swarm<Probe>, node: PeerId, key: Vec<u8>, value:
             step,
             ..
         })) = swarm.select_next_some().await
-        {
-            if qid == id && step.last {
+            && qid == id && step.last {
                 return;
             }
-        }
     }
 }
 

@@ -2,6 +2,8 @@
 //! every node lists the other four as peers and fetches and verifies every other node's record from
 //! the DHT; SIGTERM to the devnet stops them all and leaves nothing running.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::BTreeSet;
 use std::io::{BufRead, BufReader};
 use std::process::{Command, Stdio};
