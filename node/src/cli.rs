@@ -104,6 +104,9 @@ pub struct StartArgs {
     /// Role offered (repeatable): station, operator, gate, middle, relay.
     #[arg(long = "role", value_parser = parse_role)]
     pub roles: Vec<Role>,
+    /// Lifetime of the published node record in seconds (60 to 86400); republished at half of it.
+    #[arg(long, value_name = "SECS")]
+    pub record_ttl_secs: Option<u64>,
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
@@ -152,6 +155,9 @@ impl StartArgs {
         }
         if !self.roles.is_empty() {
             config.roles = self.roles.clone();
+        }
+        if let Some(t) = self.record_ttl_secs {
+            config.record_ttl_secs = t;
         }
         if let Some(f) = self.log_format {
             config.log_format = f;

@@ -69,7 +69,6 @@ pub struct ComputeConfig {
     pub models: Vec<String>,
 }
 
-
 /// Prices asked, in micro-credits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]

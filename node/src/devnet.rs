@@ -98,10 +98,11 @@ async fn wait_ready(node: &mut DevnetNode) -> anyhow::Result<StatusInfo> {
         }
         if node.dir.join(API_ADDR_FILE).exists()
             && let Ok(api) = ApiClient::from_data_dir(&node.dir)
-                && let Ok(s) = api.get::<StatusInfo>("/v1/status").await
-                    && !s.listen_addrs.is_empty() {
-                        return Ok(s);
-                    }
+            && let Ok(s) = api.get::<StatusInfo>("/v1/status").await
+            && !s.listen_addrs.is_empty()
+        {
+            return Ok(s);
+        }
         if Instant::now() > deadline {
             bail!(
                 "node in {} not ready after {:?}",

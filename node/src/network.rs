@@ -545,9 +545,10 @@ impl EventLoop {
                 info!(address = %address.clone().with(Protocol::P2p(self.local_peer_id())), "listening");
                 self.listeners_ready += 1;
                 if self.listeners_ready >= self.listeners_expected
-                    && let Some(ready) = self.ready.take() {
-                        let _ = ready.send(());
-                    }
+                    && let Some(ready) = self.ready.take()
+                {
+                    let _ = ready.send(());
+                }
                 // Addresses changed: publish the record with them.
                 self.next_publish = Instant::now();
             }
@@ -743,23 +744,22 @@ impl EventLoop {
                         .kad
                         .store_mut()
                         .add_provider(record)
-                    {
-                        debug!("provider record not stored: {e}");
-                    }
+                {
+                    debug!("provider record not stored: {e}");
+                }
             }
             kad::Event::RoutingUpdated {
                 peer,
                 is_new_peer: true,
                 ..
+            } if self.swarm.connected_peers().count() < self.max_peers
+                && !self.swarm.is_connected(&peer) =>
+            {
+                let opts = DialOpts::peer_id(peer)
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
             }
-                if self.swarm.connected_peers().count() < self.max_peers
-                    && !self.swarm.is_connected(&peer)
-                => {
-                    let opts = DialOpts::peer_id(peer)
-                        .condition(PeerCondition::DisconnectedAndNotDialing)
-                        .build();
-                    let _ = self.swarm.dial(opts);
-                }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
             } => match result {
@@ -830,41 +830,40 @@ impl EventLoop {
         last: bool,
     ) {
         if let Ok(GetRecordOk::FoundRecord(found)) = &res
-            && let Some(pending) = self.pending_records.get(&id) {
-                let subject = pending.peer;
-                let from = found
-                    .peer
-                    .map(|p| p.to_string())
-                    .unwrap_or_else(|| "local store".into());
-                match SignedNodeRecord::decode_verified(
-                    &found.record.value,
-                    Some(&subject),
-                    unix_now(),
-                ) {
-                    Ok(record) => {
-                        let view = RecordView::new(&record, found.record.value.len(), &from);
-                        self.known.insert(subject, record);
-                        if let Some(pending) = self.pending_records.remove(&id) {
-                            let _ = pending.reply.send(Ok(view));
-                        }
-                        if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
-                            q.finish();
-                        }
-                        return;
+            && let Some(pending) = self.pending_records.get(&id)
+        {
+            let subject = pending.peer;
+            let from = found
+                .peer
+                .map(|p| p.to_string())
+                .unwrap_or_else(|| "local store".into());
+            match SignedNodeRecord::decode_verified(&found.record.value, Some(&subject), unix_now())
+            {
+                Ok(record) => {
+                    let view = RecordView::new(&record, found.record.value.len(), &from);
+                    self.known.insert(subject, record);
+                    if let Some(pending) = self.pending_records.remove(&id) {
+                        let _ = pending.reply.send(Ok(view));
                     }
-                    Err(e) => {
-                        warn!(%subject, from = %from, "DHT returned an invalid record: {e}");
-                        if let Some(p) = found.peer {
-                            self.note_invalid(p);
-                        }
+                    if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
+                        q.finish();
+                    }
+                    return;
+                }
+                Err(e) => {
+                    warn!(%subject, from = %from, "DHT returned an invalid record: {e}");
+                    if let Some(p) = found.peer {
+                        self.note_invalid(p);
                     }
                 }
             }
+        }
         if (last || res.is_err())
-            && let Some(pending) = self.pending_records.remove(&id) {
-                let _ = pending
-                    .reply
-                    .send(Err(NodeError::RecordNotFound { peer: pending.peer }));
-            }
+            && let Some(pending) = self.pending_records.remove(&id)
+        {
+            let _ = pending
+                .reply
+                .send(Err(NodeError::RecordNotFound { peer: pending.peer }));
+        }
     }
 }

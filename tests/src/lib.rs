@@ -52,9 +52,10 @@ impl NodeProcess {
             }
             if dir.join("api.addr").exists()
                 && let Ok(s) = cli_json(bin, dir, &["status"])
-                    && s["listen_addrs"].as_array().is_some_and(|a| !a.is_empty()) {
-                        return Ok(node);
-                    }
+                && s["listen_addrs"].as_array().is_some_and(|a| !a.is_empty())
+            {
+                return Ok(node);
+            }
             if Instant::now() > deadline {
                 bail!(
                     "node in {} not ready in 30 s: {}",

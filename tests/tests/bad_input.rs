@@ -169,9 +169,11 @@ async fn put_record(swarm: &mut Swarm<Probe>, node: PeerId, key: Vec<u8>, value:
             step,
             ..
         })) = swarm.select_next_some().await
-            && qid == id && step.last {
-                return;
-            }
+            && qid == id
+            && step.last
+        {
+            return;
+        }
     }
 }
 

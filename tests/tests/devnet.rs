@@ -125,7 +125,11 @@ fn five_node_devnet_meshes_and_serves_verified_records() {
     .unwrap();
     assert!(status.success(), "devnet exited with {status}");
     let tail = drain.join().unwrap();
-    assert_eq!(tail.last().map(String::as_str), Some("devnet stopped"), "{tail:?}");
+    assert_eq!(
+        tail.last().map(String::as_str),
+        Some("devnet stopped"),
+        "{tail:?}"
+    );
     for (_, dir) in &nodes {
         assert!(
             !dir.join("api.addr").exists(),
