@@ -47,7 +47,7 @@ fn listening_on(port: u16) -> Vec<String> {
 fn api_requires_the_token_and_is_loopback_only() {
     let tmp = tempfile::tempdir().unwrap();
     let dir = tmp.path().join("node");
-    let node = NodeProcess::start(BIN, &dir, &[]).unwrap();
+    let node = NodeProcess::start(BIN, &dir, &["--log-format", "json"]).unwrap();
     let addr = std::fs::read_to_string(dir.join("api.addr")).unwrap();
     let token = std::fs::read_to_string(dir.join("api.token")).unwrap();
     assert!(addr.starts_with("127.0.0.1:"), "{addr}");
@@ -91,6 +91,48 @@ fn api_requires_the_token_and_is_loopback_only() {
     .unwrap();
     assert!(!out.status.success());
     assert!(String::from_utf8_lossy(&out.stderr).contains("not a loopback address"));
+
+    // Logs are JSON lines on request.
+    let log = node.log();
+    let first = log.lines().next().unwrap();
+    let line: serde_json::Value = serde_json::from_str(first).unwrap();
+    assert!(
+        line["fields"]["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("starting warren"),
+        "{first}"
+    );
+
+    // --dump-config prints the merged config: defaults < config file < flags.
+    let other = tmp.path().join("other");
+    std::fs::create_dir_all(&other).unwrap();
+    std::fs::write(
+        other.join("config.toml"),
+        "network = \"from-file\"\nmax_peers = 7\n",
+    )
+    .unwrap();
+    let out = cli(
+        BIN,
+        &other,
+        &["start", "--dump-config", "--network", "from-flag"],
+        false,
+    )
+    .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let dumped = String::from_utf8(out.stdout).unwrap();
+    assert!(
+        dumped.contains("network = \"from-flag\"") && dumped.contains("max_peers = 7"),
+        "{dumped}"
+    );
+    std::fs::write(other.join("config.toml"), "netwrk = \"typo\"\n").unwrap();
+    let out = cli(BIN, &other, &["start", "--dump-config"], false).unwrap();
+    assert!(!out.status.success());
+    assert!(String::from_utf8_lossy(&out.stderr).contains("unknown field"));
 
     // A second node on the same data directory is refused.
     let out = cli(

@@ -21,10 +21,14 @@ fn record_is_republished_before_expiry() {
     let _b = NodeProcess::start(BIN, &b_dir, &["--bootstrap", &boot]).unwrap();
 
     // Once a's record is stored on b, the next issue is the scheduled republish.
-    wait_for(Duration::from_secs(20), "a's record to be stored on another peer", || {
-        let s = cli_json(BIN, &a_dir, &["status"]).ok()?;
-        (s["record_published"] == true).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(20),
+        "a's record to be stored on another peer",
+        || {
+            let s = cli_json(BIN, &a_dir, &["status"]).ok()?;
+            (s["record_published"] == true).then_some(())
+        },
+    )
     .unwrap();
     let first = wait_for(Duration::from_secs(20), "b to fetch a's record", || {
         cli_json(BIN, &b_dir, &["record", &a_peer]).ok()
