@@ -231,3 +231,26 @@ pub enum Error {
         reason: &'static str,
     },
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn error_stays_small() {
+        // Callers embed `Error` in their own error types; keep `Result<_, Error>` cheap to move.
+        assert!(
+            std::mem::size_of::<Error>() <= 80,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+
+    #[test]
+    fn subject_names_the_object() {
+        assert_eq!(
+            Subject::Envelope([0xab; 16]).to_string(),
+            format!("envelope {}", "ab".repeat(16))
+        );
+    }
+}

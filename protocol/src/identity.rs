@@ -1,13 +1,13 @@
 //! Identities (spec: `spec/identity.md`).
 //!
-//! A peer is its Ed25519 key: the [`PeerId`] is derived from it and every node record is signed by
+//! A peer is its Ed25519 key: the [`PeerId`](crate::PeerId) is derived from it and every node record is signed by
 //! it. Its onion hops use a second, X25519 static key ([`OnionSecret`]) whose public half the node
 //! record carries. Both secrets come from the caller (this crate has no RNG); on disk the identity
 //! key is libp2p's protobuf keypair encoding ([`encode_keypair`]) and the onion key is its 32 raw
 //! bytes ([`OnionSecret::to_bytes`]), both in owner-only files.
 //!
 //! Only Ed25519 is accepted, and only in the canonical protobuf encoding, so that a key has exactly
-//! one encoding and one [`PeerId`].
+//! one encoding and one [`PeerId`](crate::PeerId).
 
 use std::fmt;
 
