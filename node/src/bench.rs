@@ -24,15 +24,24 @@ pub struct StartupSample {
     pub idle_rss_bytes: u64,
 }
 
-/// Reads `VmRSS` of a process, in bytes.
+/// Reads `VmRSS` (resident now) of a process, in bytes.
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kib: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kib * 1024)
+    proc_status_kib(pid, "VmRSS:").map(|k| k * 1024)
 }
 
-async fn one_run(exe: &Path, dir: &Path, idle: Duration) -> anyhow::Result<StartupSample> {
+/// Reads `VmHWM` (peak resident) of a process, in bytes.
+pub fn peak_rss_bytes(pid: u32) -> Option<u64> {
+    proc_status_kib(pid, "VmHWM:").map(|k| k * 1024)
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let line = status.lines().find(|l| l.starts_with(field))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Starts `warren start` on loopback in `dir` and waits until it is ready.
+async fn spawn_node(exe: &Path, dir: &Path) -> anyhow::Result<(tokio::process::Child, Duration)> {
     let started = Instant::now();
     let mut child = Command::new(exe)
         .arg("--data-dir")
@@ -60,7 +69,11 @@ async fn one_run(exe: &Path, dir: &Path, idle: Duration) -> anyhow::Result<Start
         }
         tokio::time::sleep(Duration::from_millis(1)).await;
     }
-    let ready = started.elapsed();
+    Ok((child, started.elapsed()))
+}
+
+async fn one_run(exe: &Path, dir: &Path, idle: Duration) -> anyhow::Result<StartupSample> {
+    let (mut child, ready) = spawn_node(exe, dir).await?;
     tokio::time::sleep(idle).await;
     let pid = child.id().context("node already exited")?;
     let idle_rss_bytes = rss_bytes(pid).context("reading the node's VmRSS")?;
@@ -112,6 +125,79 @@ pub async fn startup(runs: u32, idle_secs: u64) -> anyhow::Result<Vec<StartupSam
         );
     }
     Ok(samples)
+}
+
+/// `warren bench ingest`: the store's put rate against a plain compress-and-hash loop over the
+/// same chunks on the same cores (see `warren_storage_mesh::bench`).
+pub fn ingest(size_mib: u64, seed: u64) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("warren-bench-ingest-{}", std::process::id()));
+    let report = warren_storage_mesh::bench::ingest(&dir, size_mib << 20, seed);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{}", report?);
+    Ok(())
+}
+
+/// Writes the benchmark's mixed data (chunk i text-like for even i, random for odd i, as
+/// `warren_storage_mesh::bench::mixed_data`) to `path`, one chunk at a time.
+fn write_mixed_file(path: &Path, total: u64, seed: u64) -> anyhow::Result<()> {
+    use std::io::Write;
+    use warren_storage_mesh::bench::{random_chunk, text_chunk};
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir)?;
+    }
+    let mut f = std::io::BufWriter::new(std::fs::File::create(path)?);
+    let (mut written, mut i) = (0u64, 0u64);
+    while written < total {
+        let len = (total - written).min(warren_protocol::CHUNK_SIZE as u64) as usize;
+        let chunk_seed = seed ^ i.wrapping_mul(0x9e37_79b9_7f4a_7c15);
+        let chunk = if i % 2 == 0 {
+            text_chunk(chunk_seed, len)
+        } else {
+            random_chunk(chunk_seed, len)
+        };
+        f.write_all(&chunk)?;
+        written += len as u64;
+        i += 1;
+    }
+    f.flush()?;
+    Ok(())
+}
+
+/// `warren bench put-memory`: peak resident memory of a node while it ingests a large file
+/// through `warren put` (the node's `VmHWM`, which includes start-up).
+pub async fn put_memory(size_mib: u64, seed: u64) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let tmp = std::env::temp_dir().join(format!("warren-bench-put-{}", std::process::id()));
+    let result = async {
+        let dir = tmp.join("node");
+        let file = tmp.join("input.bin");
+        write_mixed_file(&file, size_mib << 20, seed)?;
+        let (mut child, _) = spawn_node(&exe, &dir).await?;
+        let pid = child.id().context("node exited")?;
+        let before = peak_rss_bytes(pid).unwrap_or(0);
+        let api = crate::client::ApiClient::from_data_dir(&dir)?;
+        let started = Instant::now();
+        let put = crate::transfer::put(&api, &file, None, None, true, true).await?;
+        let secs = started.elapsed().as_secs_f64();
+        let peak = peak_rss_bytes(pid).context("reading the node's VmHWM")?;
+        child.kill().await?;
+        let mib = |b: u64| b as f64 / (1 << 20) as f64;
+        println!(
+            "put of {size_mib} MiB (mixed text/random) through the API: {:.1} s, {:.1} MiB/s, cid {}",
+            secs,
+            mib(put.size) / secs,
+            put.cid
+        );
+        println!(
+            "node peak RSS: {:.1} MiB (before the put: {:.1} MiB)   (target < 256 MiB)",
+            mib(peak),
+            mib(before)
+        );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
 }
 
 #[cfg(test)]

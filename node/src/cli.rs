@@ -12,7 +12,7 @@ use libp2p::Multiaddr;
 use tracing_subscriber::EnvFilter;
 use warren_protocol::Role;
 
-use crate::api::{PeerInfo, RecordView, StatusInfo};
+use crate::api::{GcView, PeerInfo, PinView, RecordView, StatView, StatusInfo};
 use crate::client::ApiClient;
 use crate::config::{self, Config, KadMode, LogFormat};
 
@@ -45,6 +45,62 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Store a file (or stdin with `-`) in the node's block store and print its CID.
+    Put {
+        /// The file; `-` reads standard input.
+        file: PathBuf,
+        /// Name kept in the manifest (default: the file's name).
+        #[arg(long)]
+        name: Option<String>,
+        /// Media type kept in the manifest, e.g. text/plain.
+        #[arg(long)]
+        media_type: Option<String>,
+        /// Do not pin the file (it stays until the next `warren gc`).
+        #[arg(long)]
+        no_pin: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Write a stored file to FILE or standard output, verifying every block.
+    Get {
+        /// The file's CID.
+        cid: String,
+        /// Output file (written whole or not at all); default standard output.
+        #[arg(short, long, value_name = "FILE")]
+        output: Option<PathBuf>,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Show a stored file's manifest.
+    Stat {
+        /// The file's CID.
+        cid: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List pinned files.
+    Pins(OutputArgs),
+    /// Pin a stored file so `gc` keeps it.
+    Pin {
+        /// The file's CID.
+        cid: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Unpin a file (its blocks go at the next `gc`).
+    Unpin {
+        /// The file's CID.
+        cid: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Remove every block no pinned file needs.
+    Gc(OutputArgs),
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Benchmarks that print figures.
@@ -63,6 +119,24 @@ pub enum BenchCommand {
         /// Seconds each node idles before its memory is read.
         #[arg(long, default_value_t = 10)]
         idle_secs: u64,
+    },
+    /// Ingest rate of the block store against a plain compress-and-hash loop on the same data.
+    Ingest {
+        /// MiB of mixed data (half text-like, half random).
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Peak resident memory of a node during a large `put`.
+    PutMemory {
+        /// MiB of mixed data to put.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
     },
 }
 
@@ -192,7 +266,7 @@ fn print<T: serde::Serialize>(
 
 fn status_text(s: &StatusInfo) -> String {
     let mut out = format!(
-        "peer id      {}\nversion      {}\nnetwork      {}\npeers        {}\nrouting      {} peers, kad {}\nrecord       {}\nuptime       {} s\nlisten\n",
+        "peer id      {}\nversion      {}\nnetwork      {}\npeers        {}\nrouting      {} peers, kad {}\nrecord       {}\nuptime       {} s\nstorage      {}\nlisten\n",
         s.peer_id,
         s.version,
         s.network,
@@ -204,7 +278,14 @@ fn status_text(s: &StatusInfo) -> String {
         } else {
             "not yet stored on another peer"
         },
-        s.uptime_secs
+        s.uptime_secs,
+        s.storage
+            .as_ref()
+            .map(|u| format!(
+                "{} blocks, {} of {} bytes offered",
+                u.blocks, u.stored_bytes, u.offered_bytes
+            ))
+            .unwrap_or_else(|| "-".into())
     );
     for a in &s.listen_addrs {
         out.push_str(&format!("  {a}\n"));
@@ -270,6 +351,40 @@ fn record_text(r: &RecordView) -> String {
     out
 }
 
+/// Checks a CID on the client side, so a typo gets a clear error without a round trip.
+fn check_cid(text: &str) -> anyhow::Result<String> {
+    let cid: warren_protocol::ContentId = text
+        .parse()
+        .map_err(|e| anyhow::anyhow!("{text:?} is not a warren CID: {e}"))?;
+    Ok(cid.to_string())
+}
+
+fn stat_text(s: &StatView) -> String {
+    format!(
+        "cid          {}\nsize         {} bytes\nname         {}\nmedia type   {}\nmanifest     depth {}, {} entries\n",
+        s.cid,
+        s.size,
+        s.name.as_deref().unwrap_or("-"),
+        s.media_type.as_deref().unwrap_or("-"),
+        s.depth,
+        s.entries
+    )
+}
+
+fn pins_text(pins: &Vec<PinView>) -> String {
+    let mut out = format!("{} pinned files\n", pins.len());
+    for p in pins {
+        out.push_str(&format!(
+            "{}  {:>12} B  {:>6} blocks  {}\n",
+            p.cid,
+            p.size,
+            p.blocks,
+            p.name.as_deref().unwrap_or("")
+        ));
+    }
+    out
+}
+
 async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
     let api = ApiClient::from_data_dir(&data_dir)?;
     match cli.command {
@@ -293,6 +408,59 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 record_text,
             )
         }
+        Command::Put {
+            file,
+            name,
+            media_type,
+            no_pin,
+            out,
+        } => {
+            let view =
+                crate::transfer::put(&api, &file, name, media_type, !no_pin, out.json).await?;
+            print(out.json, &view, |v| format!("{}\n", v.cid))
+        }
+        Command::Get { cid, output, out } => {
+            let cid = check_cid(&cid)?;
+            let n = crate::transfer::get(&api, &cid, output.as_deref(), out.json).await?;
+            if let Some(path) = output {
+                let view = serde_json::json!({ "cid": cid, "size": n, "path": path });
+                print(out.json, &view, |_| {
+                    format!("{n} bytes written to {}\n", path.display())
+                })?;
+            }
+            Ok(())
+        }
+        Command::Stat { cid, out } => {
+            let cid = check_cid(&cid)?;
+            print(
+                out.json,
+                &api.get::<StatView>(&format!("/v1/stat/{cid}")).await?,
+                stat_text,
+            )
+        }
+        Command::Pins(out) => print(
+            out.json,
+            &api.get::<Vec<PinView>>("/v1/pins").await?,
+            pins_text,
+        ),
+        Command::Pin { cid, out } => {
+            let cid = check_cid(&cid)?;
+            let v: serde_json::Value = api.post(&format!("/v1/pin/{cid}")).await?;
+            print(out.json, &v, |_| format!("pinned {cid}\n"))
+        }
+        Command::Unpin { cid, out } => {
+            let cid = check_cid(&cid)?;
+            let v: serde_json::Value = api.delete(&format!("/v1/pin/{cid}")).await?;
+            print(out.json, &v, |_| {
+                format!("unpinned {cid} (its blocks go at the next gc)\n")
+            })
+        }
+        Command::Gc(out) => print(out.json, &api.post::<GcView>("/v1/gc").await?, |g| {
+            format!(
+                "removed {} blocks, freed {} bytes\n",
+                g.blocks_removed, g.bytes_freed
+            )
+        }),
         Command::Start(_) | Command::Devnet(_) | Command::Bench(_) => Ok(()),
     }
 }
@@ -335,6 +503,12 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Startup { runs, idle_secs }) => {
             crate::bench::startup(runs, idle_secs).await.map(|_| ())
+        }
+        Command::Bench(BenchCommand::Ingest { size_mib, seed }) => {
+            tokio::task::spawn_blocking(move || crate::bench::ingest(size_mib, seed)).await?
+        }
+        Command::Bench(BenchCommand::PutMemory { size_mib, seed }) => {
+            crate::bench::put_memory(size_mib, seed).await
         }
         _ => run_client(cli, data_dir).await,
     }

@@ -8,6 +8,9 @@ use serde::de::DeserializeOwned;
 use crate::error::NodeError;
 use crate::keystore::{self, API_ADDR_FILE};
 
+/// Longest a single upload or download may take.
+const TRANSFER_TIMEOUT: Duration = Duration::from_secs(24 * 3600);
+
 /// Talks to the node running on one data directory.
 pub struct ApiClient {
     base: String,
@@ -43,20 +46,69 @@ impl ApiClient {
 
     /// `GET path` and decode the JSON answer.
     pub async fn get<T: DeserializeOwned>(&self, path: &str) -> Result<T, NodeError> {
-        let url = format!("{}{}", self.base, path);
-        let resp = self
+        let resp = self.send(self.http.get(self.url(path))).await?;
+        Self::json(resp).await
+    }
+
+    /// `POST path` (empty body) and decode the JSON answer.
+    pub async fn post<T: DeserializeOwned>(&self, path: &str) -> Result<T, NodeError> {
+        let resp = self.send(self.http.post(self.url(path))).await?;
+        Self::json(resp).await
+    }
+
+    /// `DELETE path` and decode the JSON answer.
+    pub async fn delete<T: DeserializeOwned>(&self, path: &str) -> Result<T, NodeError> {
+        let resp = self.send(self.http.delete(self.url(path))).await?;
+        Self::json(resp).await
+    }
+
+    /// `POST path?query` with a streamed body; decode the JSON answer.
+    pub async fn post_body<T: DeserializeOwned>(
+        &self,
+        path: &str,
+        query: &[(&str, String)],
+        body: reqwest::Body,
+    ) -> Result<T, NodeError> {
+        // Uploads may be large: the node answers once the last byte is stored.
+        let req = self
             .http
-            .get(&url)
-            .bearer_auth(&self.token)
-            .send()
-            .await
-            .map_err(|e| {
-                NodeError::Api(format!(
-                    "node at {} (data dir {}) is not answering: {e}",
-                    self.base,
-                    self.data_dir.display()
-                ))
-            })?;
+            .post(self.url(path))
+            .query(query)
+            .body(body)
+            .timeout(TRANSFER_TIMEOUT);
+        let resp = self.send(req).await?;
+        Self::json(resp).await
+    }
+
+    /// `GET path` for streaming; an error status becomes an error with the node's message.
+    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, NodeError> {
+        let req = self.http.get(self.url(path)).timeout(TRANSFER_TIMEOUT);
+        let resp = self.send(req).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        match Self::json::<serde_json::Value>(resp).await {
+            Err(e) => Err(e),
+            Ok(v) => Err(NodeError::Api(format!("unexpected answer: {v}"))),
+        }
+    }
+
+    fn url(&self, path: &str) -> String {
+        format!("{}{}", self.base, path)
+    }
+
+    async fn send(&self, req: reqwest::RequestBuilder) -> Result<reqwest::Response, NodeError> {
+        req.bearer_auth(&self.token).send().await.map_err(|e| {
+            NodeError::Api(format!(
+                "node at {} (data dir {}) is not answering: {e}",
+                self.base,
+                self.data_dir.display()
+            ))
+        })
+    }
+
+    async fn json<T: DeserializeOwned>(resp: reqwest::Response) -> Result<T, NodeError> {
+        let url = resp.url().path().to_owned();
         let status = resp.status();
         let body = resp
             .bytes()

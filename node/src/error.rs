@@ -53,7 +53,23 @@ pub enum NodeError {
     /// The node is shutting down and cannot answer.
     #[error("the node is shutting down")]
     ShuttingDown,
+    /// The block store failed.
+    #[error(transparent)]
+    Storage(#[from] warren_storage_mesh::Error),
     /// The local control API could not be reached or refused the call.
     #[error("control API: {0}")]
     Api(String),
+}
+
+/// The HTTP status the control API answers a storage error with.
+pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    let text = e.to_string();
+    if text.contains("not found") || text.contains("missing") {
+        StatusCode::NOT_FOUND
+    } else if text.contains("offer") {
+        StatusCode::INSUFFICIENT_STORAGE
+    } else {
+        StatusCode::INTERNAL_SERVER_ERROR
+    }
 }

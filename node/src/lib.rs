@@ -16,10 +16,12 @@ pub mod config;
 pub mod devnet;
 pub mod envelope;
 pub mod error;
+pub mod framed;
 pub mod keystore;
 pub mod network;
 pub mod record;
 pub mod service;
 pub mod start;
+pub mod transfer;
 
 pub use error::NodeError;

@@ -501,6 +501,7 @@ impl EventLoop {
             kad_mode: self.swarm.behaviour_mut().kad.mode().to_string(),
             record_published: self.published_to_network,
             uptime_secs: self.started.elapsed().as_secs(),
+            storage: None,
         }
     }
 

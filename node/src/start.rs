@@ -10,12 +10,14 @@
 
 use std::fs::File;
 use std::path::Path;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_inference::hardware::Hardware;
+use warren_storage_mesh::Store;
 
 use crate::config::Config;
 use crate::error::NodeError;
@@ -63,6 +65,13 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let (client, mut event_loop) = network::build(&config, key, records)?;
     let ready = event_loop.on_ready();
 
+    let store_dir = data_dir.join("store");
+    let offer = config.storage.offer_bytes;
+    let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, offer))
+        .await
+        .map_err(|e| NodeError::Network(format!("store task: {e}")))??;
+    let store = Arc::new(store);
+
     let listener = crate::api::bind(config.api_listen).await?;
     let api_addr = listener
         .local_addr()
@@ -72,7 +81,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let net_task = tokio::spawn(event_loop.run(shutdown_rx.clone()));
     let mut api_shutdown = shutdown_rx.clone();
-    let app = crate::api::router(client, &token);
+    let app = crate::api::router(client, store, &token);
     let api_task = tokio::spawn(async move {
         let graceful = async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;

@@ -5,7 +5,7 @@
 
 use std::fmt;
 
-use crate::PeerId;
+use crate::{ContentId, PeerId};
 
 /// What an [`Error`] is about: the object whose field broke a rule.
 ///
@@ -18,6 +18,8 @@ pub enum Subject {
     NodeRecord(Box<PeerId>),
     /// The envelope with this id.
     Envelope([u8; 16]),
+    /// A manifest: the one with this id, or `None` for one not yet encoded (being built).
+    Manifest(Option<Box<ContentId>>),
 }
 
 impl fmt::Display for Subject {
@@ -25,6 +27,8 @@ impl fmt::Display for Subject {
         match self {
             Subject::NodeRecord(peer) => write!(f, "node record of {peer}"),
             Subject::Envelope(id) => write!(f, "envelope {}", hex::encode(id)),
+            Subject::Manifest(Some(id)) => write!(f, "manifest {id}"),
+            Subject::Manifest(None) => write!(f, "manifest (not yet encoded)"),
         }
     }
 }
@@ -220,6 +224,50 @@ pub enum Error {
     BadSignature {
         /// The peer id of the key the signature was checked against.
         signer: Box<PeerId>,
+    },
+
+    /// Text or bytes that are not a CIDv1 (or not one warren uses: see
+    /// [`UnsupportedCodec`](Error::UnsupportedCodec) and [`UnsupportedHash`](Error::UnsupportedHash)).
+    #[error("not a content id: {input}: {reason}")]
+    InvalidCid {
+        /// The offending text, or the bytes in hex (cut to 100 characters).
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
+    /// A well-formed CID whose multicodec is neither raw (0x55, chunks) nor cbor (0x51,
+    /// manifests).
+    #[error(
+        "content id {cid}: codec {codec:#x} is not supported (warren uses raw 0x55 for chunks and cbor 0x51 for manifests)"
+    )]
+    UnsupportedCodec {
+        /// The CID as text.
+        cid: String,
+        /// Its multicodec.
+        codec: u64,
+    },
+
+    /// A well-formed CID whose multihash is not BLAKE3-256.
+    #[error(
+        "content id {cid}: multihash {code:#x} with a {len}-byte digest is not supported (warren uses BLAKE3-256: 0x1e, 32 bytes)"
+    )]
+    UnsupportedHash {
+        /// The CID as text.
+        cid: String,
+        /// Its multihash code.
+        code: u64,
+        /// Its digest length.
+        len: u8,
+    },
+
+    /// A block's bytes do not hash to the id they were fetched or stored under.
+    #[error("block {cid} is corrupt: its {len} bytes do not hash to its id")]
+    HashMismatch {
+        /// The id the bytes should have.
+        cid: ContentId,
+        /// Their length.
+        len: usize,
     },
 
     /// An event type string that does not follow `{service}:{action}:v{version}:{state}`.

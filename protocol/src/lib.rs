@@ -2,9 +2,10 @@
 //!
 //! This crate owns every byte format warren peers agree on: identities and key files
 //! ([`identity`]), the signed node record published in the DHT ([`record`], [`signed_record`]), and
-//! the INOS event envelope every application message travels in ([`envelope`], [`event`]). Each is
-//! specified byte for byte in `spec/` (`identity.md`, `node-record.md`, `envelope.md`), whose test
-//! vectors `tests/spec_vectors.rs` checks.
+//! the INOS event envelope every application message travels in ([`envelope`], [`event`]), and the
+//! names and manifests of stored content ([`content`], [`manifest`]). Each is specified byte for
+//! byte in `spec/` (`identity.md`, `node-record.md`, `envelope.md`, `storage.md`), whose test
+//! vectors `tests/spec_vectors.rs` (and, for `storage.md`, `warren-storage-mesh`'s) checks.
 //!
 //! It must not do I/O: no sockets, no tokio, no files, no clock and no hidden randomness. Callers
 //! pass the time (`now`) and random bytes (key secrets, envelope ids) in, and move the bytes out.
@@ -13,10 +14,12 @@
 //! swapped without touching the formats.
 
 mod codec;
+pub mod content;
 pub mod envelope;
 mod error;
 pub mod event;
 pub mod identity;
+pub mod manifest;
 pub mod record;
 pub mod signed_record;
 mod wire;
@@ -24,10 +27,14 @@ mod wire;
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use multiaddr::{self, Multiaddr};
 
+pub use content::{Codec, ContentId};
 pub use envelope::{Envelope, MAX_ENVELOPE_SIZE, Metadata};
 pub use error::{Error, Subject};
 pub use event::{EventType, State};
 pub use identity::{OnionSecret, decode_keypair, encode_keypair, keypair_from_secret};
+pub use manifest::{
+    CHUNK_SIZE, MANIFEST_FANOUT, MANIFEST_VERSION, MAX_MANIFEST_SIZE, Manifest, ManifestEntry,
+};
 pub use record::{
     ComputeOffer, Gpu, MAX_CLOCK_SKEW_SECS, MAX_RECORD_LIFETIME_SECS, MAX_RECORD_SIZE, NodeRecord,
     Price, RECORD_VERSION, Role, StorageOffer, Tier, peer_from_record_key, record_key,

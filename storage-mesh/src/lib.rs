@@ -1,8 +1,50 @@
 //! warren-storage-mesh: the content-addressed storage mesh.
 //!
-//! Will own chunking (1 MiB, brotli, BLAKE3 ids as CIDv1), manifests and their DAG, the redb block
-//! store, placement at RF, repair planning and proof-of-storage — as pure functions and state
-//! machines wherever possible, so `simulations/` can run them at 10⁵ peers. It must not open
-//! sockets: `warren-node` moves its messages.
+//! This crate owns how a node stores files: cutting a file into 1 MiB chunks, compressing each
+//! into a block ([`chunk`]), building the manifest tree that names the file, and the block store
+//! on disk ([`Store`]): blocks by id, pins, garbage collection, and the space used and offered.
+//! Every read is verified against the block's id; corrupt data is never returned. The formats
+//! (ids, chunk blocks, manifests) are specified in `spec/storage.md`; the ids and manifests
+//! themselves live in `warren-protocol` ([`ContentId`], [`Manifest`]).
 //!
-//! The foundation issue only reserves this crate; its contents land with "Storage mesh I and II".
+//! It must not open sockets or run an async runtime: `warren-node` moves blocks between peers and
+//! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage come with
+//! "Storage mesh II", as pure functions and state machines where possible so that
+//! `simulations/` can run them at 10⁵ peers.
+//!
+//! # Using it
+//!
+//! ```no_run
+//! # fn main() -> Result<(), warren_storage_mesh::Error> {
+//! use warren_storage_mesh::{PutOptions, Store};
+//!
+//! let store = Store::open("/var/lib/warren/store".as_ref(), 100 << 30)?;
+//! let file = std::fs::File::open("notes.txt").map_err(warren_storage_mesh::Error::Read)?;
+//! let opts = PutOptions { name: Some("notes.txt".into()), ..PutOptions::default() };
+//! let put = store.put(file, &opts, &|bytes| eprintln!("{bytes} bytes stored"))?;
+//! println!("{}", put.cid); // bafir4i…
+//! store.get(&put.cid, std::io::stdout().lock(), &|_| {})?;
+//! # Ok(())
+//! # }
+//! ```
+//!
+//! `Store` is `Send + Sync`: share one `Arc<Store>` and call it from blocking threads
+//! (`tokio::task::spawn_blocking`). Reads run concurrently; writes (put, put_block, pin, unpin,
+//! gc) take turns.
+
+pub mod bench;
+pub mod chunk;
+mod error;
+mod gc;
+mod ingest;
+mod read;
+mod store;
+#[cfg(test)]
+mod test_util;
+mod tree;
+
+pub use error::Error;
+pub use gc::GcReport;
+pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
+pub use store::{INLINE_MAX, PinInfo, Store, Usage};
+pub use warren_protocol::{CHUNK_SIZE, Codec, ContentId, MANIFEST_FANOUT, Manifest, ManifestEntry};

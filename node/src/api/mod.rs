@@ -10,137 +10,47 @@
 //! | GET    | `/v1/status`         | [`StatusInfo`]                   |
 //! | GET    | `/v1/peers`          | `[`[`PeerInfo`]`]`               |
 //! | GET    | `/v1/record/{peer}`  | [`RecordView`] (404 if not found) |
+//! | …      | files                | see [`files`]                     |
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 
-use axum::extract::{Path, Request, State};
+use axum::extract::{DefaultBodyLimit, Path, Request, State};
 use axum::http::{StatusCode, header};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
+use axum::routing::{get, post};
 use axum::{Json, Router};
 use libp2p::PeerId;
-use serde::{Deserialize, Serialize};
 use tokio::net::TcpListener;
-use warren_protocol::{ComputeOffer, NodeRecord, Price, Role, StorageOffer};
+use warren_storage_mesh::Store;
 
 use crate::error::NodeError;
 use crate::network::Client;
 
-/// `GET /v1/status`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StatusInfo {
-    /// This node's peer id.
-    pub peer_id: String,
-    /// warren version.
-    pub version: String,
-    /// Network id.
-    pub network: String,
-    /// Full listen multiaddrs, each ending in `/p2p/PEER_ID`.
-    pub listen_addrs: Vec<String>,
-    /// Addresses others confirmed reaching this node at.
-    pub external_addrs: Vec<String>,
-    /// Connected peers.
-    pub peers: usize,
-    /// Peers in the Kademlia routing table.
-    pub routing_table: usize,
-    /// Kademlia mode (server or client).
-    pub kad_mode: String,
-    /// Whether this node's record is stored on at least one other peer.
-    pub record_published: bool,
-    /// Seconds since start.
-    pub uptime_secs: u64,
-}
+mod files;
+mod types;
 
-/// One entry of `GET /v1/peers`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PeerInfo {
-    /// The peer.
-    pub peer_id: String,
-    /// Addresses of the connections to it.
-    pub addrs: Vec<String>,
-    /// Its identify agent version.
-    pub agent: Option<String>,
-    /// Its identify protocol version.
-    pub protocol_version: Option<String>,
-    /// Last ping round trip, in milliseconds.
-    pub rtt_ms: Option<f64>,
-    /// Seconds since the first connection.
-    pub connected_secs: u64,
-    /// Roles from its verified node record, when known.
-    pub roles: Vec<Role>,
-    /// Messages from it that were refused (bad records, malformed envelopes).
-    pub invalid_messages: u32,
-}
-
-/// A verified node record, as the API shows it.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct RecordView {
-    /// Always true: only verified records are ever shown.
-    pub verified: bool,
-    /// Where it came from: a peer id, "local store" or "local".
-    pub source: String,
-    /// Encoded size of the signed record.
-    pub size_bytes: usize,
-    /// Record format version.
-    pub version: u16,
-    /// Network id.
-    pub network: String,
-    /// The peer the record describes.
-    pub peer_id: String,
-    /// Roles offered.
-    pub roles: Vec<Role>,
-    /// Onion static X25519 public key, hex.
-    pub onion_key: String,
-    /// Storage offer.
-    pub storage: Option<StorageOffer>,
-    /// Compute offer.
-    pub compute: Option<ComputeOffer>,
-    /// Prices.
-    pub price: Price,
-    /// Load, per mille.
-    pub load_permille: u16,
-    /// Advertised addresses.
-    pub addrs: Vec<String>,
-    /// Issued at (Unix seconds).
-    pub issued_at: u64,
-    /// Expires at (Unix seconds).
-    pub expires_at: u64,
-}
-
-impl RecordView {
-    /// The view of a record that has been verified.
-    pub fn new(r: &NodeRecord, size_bytes: usize, source: &str) -> Self {
-        Self {
-            verified: true,
-            source: source.to_owned(),
-            size_bytes,
-            version: r.version,
-            network: r.network.clone(),
-            peer_id: r.peer_id.to_string(),
-            roles: r.roles.clone(),
-            onion_key: hex::encode(r.onion_key),
-            storage: r.storage.clone(),
-            compute: r.compute.clone(),
-            price: r.price.clone(),
-            load_permille: r.load_permille,
-            addrs: r.addrs.iter().map(|a| a.to_string()).collect(),
-            issued_at: r.issued_at,
-            expires_at: r.expires_at,
-        }
-    }
-}
+pub use types::{
+    GcView, PeerInfo, PinView, PutView, RecordView, StatView, StatusInfo, StorageUsage,
+};
 
 #[derive(Clone)]
 struct AppState {
     client: Client,
+    store: Arc<Store>,
     token: Arc<str>,
 }
 
 struct ApiError(StatusCode, String);
+
+impl From<warren_storage_mesh::Error> for ApiError {
+    fn from(e: warren_storage_mesh::Error) -> Self {
+        ApiError(crate::error::storage_status(&e), e.to_string())
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -186,7 +96,17 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
 }
 
 async fn status(State(s): State<AppState>) -> Result<Json<StatusInfo>, ApiError> {
-    Ok(Json(s.client.status().await?))
+    let mut status = s.client.status().await?;
+    let store = s.store.clone();
+    let usage = tokio::task::spawn_blocking(move || store.usage())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    status.storage = Some(StorageUsage {
+        blocks: usage.blocks,
+        stored_bytes: usage.stored_bytes,
+        offered_bytes: usage.offered_bytes,
+    });
+    Ok(Json(status))
 }
 
 async fn peers(State(s): State<AppState>) -> Result<Json<Vec<PeerInfo>>, ApiError> {
@@ -207,15 +127,25 @@ async fn record(
 }
 
 /// The API's routes, behind the token check.
-pub fn router(client: Client, token: &str) -> Router {
+pub fn router(client: Client, store: Arc<Store>, token: &str) -> Router {
     let state = AppState {
         client,
+        store,
         token: Arc::from(token),
     };
     Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/record/{peer}", get(record))
+        .route(
+            "/v1/put",
+            post(files::put).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/get/{cid}", get(files::get))
+        .route("/v1/stat/{cid}", get(files::stat))
+        .route("/v1/pins", get(files::pins))
+        .route("/v1/pin/{cid}", post(files::pin).delete(files::unpin))
+        .route("/v1/gc", post(files::gc))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

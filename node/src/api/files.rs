@@ -1,0 +1,280 @@
+//! Files in the local block store: put, get, stat, pins, gc.
+//!
+//! | method | path                 | body / answer                                         |
+//! |--------|----------------------|-------------------------------------------------------|
+//! | POST   | `/v1/put?name=&media_type=&pin=` | request body = the file, streamed; answer [`PutView`] |
+//! | GET    | `/v1/get/{cid}`      | the file as [`crate::framed`] frames, verified block by block |
+//! | GET    | `/v1/stat/{cid}`     | [`StatView`]                                           |
+//! | GET    | `/v1/pins`           | `[`[`PinView`]`]`                                     |
+//! | POST   | `/v1/pin/{cid}`      | pins a file whose whole DAG is stored                  |
+//! | DELETE | `/v1/pin/{cid}`      | unpins (blocks stay until `gc`)                        |
+//! | POST   | `/v1/gc`             | [`GcView`]                                             |
+//!
+//! The store is synchronous (redb, threads); every call runs on tokio's blocking pool, and bodies
+//! cross between async and blocking code through bounded channels, so memory stays bounded however
+//! large the file.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use warren_protocol::ContentId;
+use warren_storage_mesh::{PutOptions, Store};
+
+use super::types::{GcView, PinView, PutView, StatView};
+use super::{ApiError, AppState};
+use crate::framed;
+
+/// Chunks of the request body in flight between the HTTP task and the store.
+const UPLOAD_QUEUE: usize = 16;
+/// Frames in flight between the store and the HTTP response.
+const DOWNLOAD_QUEUE: usize = 4;
+/// Bytes gathered into one DATA frame.
+const FRAME_BYTES: usize = 1 << 20;
+
+fn parse_cid(text: &str) -> Result<ContentId, ApiError> {
+    text.parse().map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{text:?} is not a warren CID: {e}"),
+        )
+    })
+}
+
+async fn blocking<T: Send + 'static>(
+    store: &Arc<Store>,
+    f: impl FnOnce(&Store) -> Result<T, warren_storage_mesh::Error> + Send + 'static,
+) -> Result<T, ApiError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || f(&store))
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)
+}
+
+/// A blocking `Read` over body chunks sent from an async task.
+struct ChannelReader {
+    rx: mpsc::Receiver<io::Result<Bytes>>,
+    current: Bytes,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.current.is_empty() {
+            match self.rx.blocking_recv() {
+                Some(Ok(b)) => self.current = b,
+                Some(Err(e)) => return Err(e),
+                None => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len());
+        buf[..n].copy_from_slice(&self.current.split_to(n));
+        Ok(n)
+    }
+}
+
+/// A blocking `Write` that packs bytes into DATA frames for the response body.
+struct FrameWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl FrameWriter {
+    fn send(&mut self, kind: u8, payload: &[u8]) -> io::Result<()> {
+        self.tx
+            .blocking_send(Bytes::from(framed::encode(kind, payload)))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
+    }
+}
+
+impl Write for FrameWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= FRAME_BYTES {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if !self.buf.is_empty() {
+            let buf = std::mem::take(&mut self.buf);
+            self.send(framed::DATA, &buf)?;
+        }
+        Ok(())
+    }
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PutQuery {
+    name: Option<String>,
+    media_type: Option<String>,
+    pin: Option<bool>,
+}
+
+pub(super) async fn put(
+    State(s): State<AppState>,
+    Query(q): Query<PutQuery>,
+    body: Body,
+) -> Result<Json<PutView>, ApiError> {
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);
+    let opts = PutOptions {
+        name: q.name,
+        media_type: q.media_type,
+        pin: q.pin.unwrap_or(true),
+    };
+    let pinned = opts.pin;
+    let store = s.store.clone();
+    let task = tokio::task::spawn_blocking(move || {
+        store.put(
+            ChannelReader {
+                rx,
+                current: Bytes::new(),
+            },
+            &opts,
+            &|_| {},
+        )
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let item = chunk.map_err(|e| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, format!("upload cut off: {e}"))
+        });
+        let failed = item.is_err();
+        if tx.send(item).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(tx);
+    let out = task
+        .await
+        .map_err(|e| {
+            ApiError(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("store task failed: {e}"),
+            )
+        })?
+        .map_err(ApiError::from)?;
+    Ok(Json(PutView {
+        cid: out.cid.to_string(),
+        size: out.size,
+        blocks: out.blocks,
+        stored_bytes: out.stored_bytes,
+        new_bytes: out.new_bytes,
+        pinned,
+    }))
+}
+
+pub(super) async fn get(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Response, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let manifest = blocking(&s.store, move |st| st.stat(&cid)).await?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = FrameWriter {
+            tx,
+            buf: Vec::with_capacity(FRAME_BYTES),
+        };
+        let result = store.get(&cid, &mut w, &|_| {});
+        // Bytes already written were verified; what follows says whether the file is complete.
+        let _ = match result {
+            Ok(n) => w
+                .flush()
+                .and_then(|()| w.send(framed::END, &n.to_be_bytes())),
+            Err(e) => {
+                tracing::warn!(%cid, "get failed: {e}");
+                w.buf.clear();
+                w.send(framed::ERROR, e.to_string().as_bytes())
+            }
+        };
+    });
+    let stream =
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, io::Error>)));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.warren.framed")
+        .header("x-warren-size", manifest.size)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+pub(super) async fn stat(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Json<StatView>, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let m = blocking(&s.store, move |st| st.stat(&cid)).await?;
+    Ok(Json(StatView {
+        cid: cid.to_string(),
+        size: m.size,
+        depth: m.depth,
+        entries: m.entries.len(),
+        name: m.name,
+        media_type: m.media_type,
+    }))
+}
+
+pub(super) async fn pins(State(s): State<AppState>) -> Result<Json<Vec<PinView>>, ApiError> {
+    let pins = blocking(&s.store, |st| st.pins()).await?;
+    Ok(Json(
+        pins.into_iter()
+            .map(|p| PinView {
+                cid: p.cid.to_string(),
+                name: p.name,
+                size: p.size,
+                blocks: p.blocks,
+                stored_bytes: p.stored_bytes,
+            })
+            .collect(),
+    ))
+}
+
+pub(super) async fn pin(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let cid = parse_cid(&cid)?;
+    blocking(&s.store, move |st| st.pin(&cid)).await?;
+    Ok(Json(
+        serde_json::json!({ "cid": cid.to_string(), "pinned": true }),
+    ))
+}
+
+pub(super) async fn unpin(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let was = blocking(&s.store, move |st| st.unpin(&cid)).await?;
+    if !was {
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("{cid} is not pinned"),
+        ));
+    }
+    Ok(Json(
+        serde_json::json!({ "cid": cid.to_string(), "pinned": false }),
+    ))
+}
+
+pub(super) async fn gc(State(s): State<AppState>) -> Result<Json<GcView>, ApiError> {
+    let r = blocking(&s.store, |st| st.gc()).await?;
+    Ok(Json(GcView {
+        blocks_removed: r.blocks_removed,
+        bytes_freed: r.bytes_freed,
+    }))
+}

@@ -1,0 +1,180 @@
+//! The JSON bodies of the control API, shared by the server and the CLI client.
+
+use serde::{Deserialize, Serialize};
+use warren_protocol::{ComputeOffer, NodeRecord, Price, Role, StorageOffer};
+
+/// `GET /v1/status`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatusInfo {
+    /// This node's peer id.
+    pub peer_id: String,
+    /// warren version.
+    pub version: String,
+    /// Network id.
+    pub network: String,
+    /// Full listen multiaddrs, each ending in `/p2p/PEER_ID`.
+    pub listen_addrs: Vec<String>,
+    /// Addresses others confirmed reaching this node at.
+    pub external_addrs: Vec<String>,
+    /// Connected peers.
+    pub peers: usize,
+    /// Peers in the Kademlia routing table.
+    pub routing_table: usize,
+    /// Kademlia mode (server or client).
+    pub kad_mode: String,
+    /// Whether this node's record is stored on at least one other peer.
+    pub record_published: bool,
+    /// Seconds since start.
+    pub uptime_secs: u64,
+    /// The local block store (filled by the API from the store, not by the network loop).
+    #[serde(default)]
+    pub storage: Option<StorageUsage>,
+}
+
+/// One entry of `GET /v1/peers`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PeerInfo {
+    /// The peer.
+    pub peer_id: String,
+    /// Addresses of the connections to it.
+    pub addrs: Vec<String>,
+    /// Its identify agent version.
+    pub agent: Option<String>,
+    /// Its identify protocol version.
+    pub protocol_version: Option<String>,
+    /// Last ping round trip, in milliseconds.
+    pub rtt_ms: Option<f64>,
+    /// Seconds since the first connection.
+    pub connected_secs: u64,
+    /// Roles from its verified node record, when known.
+    pub roles: Vec<Role>,
+    /// Messages from it that were refused (bad records, malformed envelopes).
+    pub invalid_messages: u32,
+}
+
+/// A verified node record, as the API shows it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct RecordView {
+    /// Always true: only verified records are ever shown.
+    pub verified: bool,
+    /// Where it came from: a peer id, "local store" or "local".
+    pub source: String,
+    /// Encoded size of the signed record.
+    pub size_bytes: usize,
+    /// Record format version.
+    pub version: u16,
+    /// Network id.
+    pub network: String,
+    /// The peer the record describes.
+    pub peer_id: String,
+    /// Roles offered.
+    pub roles: Vec<Role>,
+    /// Onion static X25519 public key, hex.
+    pub onion_key: String,
+    /// Storage offer.
+    pub storage: Option<StorageOffer>,
+    /// Compute offer.
+    pub compute: Option<ComputeOffer>,
+    /// Prices.
+    pub price: Price,
+    /// Load, per mille.
+    pub load_permille: u16,
+    /// Advertised addresses.
+    pub addrs: Vec<String>,
+    /// Issued at (Unix seconds).
+    pub issued_at: u64,
+    /// Expires at (Unix seconds).
+    pub expires_at: u64,
+}
+
+impl RecordView {
+    /// The view of a record that has been verified.
+    pub fn new(r: &NodeRecord, size_bytes: usize, source: &str) -> Self {
+        Self {
+            verified: true,
+            source: source.to_owned(),
+            size_bytes,
+            version: r.version,
+            network: r.network.clone(),
+            peer_id: r.peer_id.to_string(),
+            roles: r.roles.clone(),
+            onion_key: hex::encode(r.onion_key),
+            storage: r.storage.clone(),
+            compute: r.compute.clone(),
+            price: r.price.clone(),
+            load_permille: r.load_permille,
+            addrs: r.addrs.iter().map(|a| a.to_string()).collect(),
+            issued_at: r.issued_at,
+            expires_at: r.expires_at,
+        }
+    }
+}
+
+/// What the local block store holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StorageUsage {
+    /// Blocks stored.
+    pub blocks: u64,
+    /// Bytes stored (compressed blocks and manifests).
+    pub stored_bytes: u64,
+    /// Bytes offered to the mesh.
+    pub offered_bytes: u64,
+}
+
+/// `POST /v1/put`: what was stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PutView {
+    /// The file's id (root manifest CID).
+    pub cid: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Blocks in its DAG (chunks and manifests).
+    pub blocks: u64,
+    /// Bytes its blocks take in the store.
+    pub stored_bytes: u64,
+    /// Bytes newly written (0 when the same file was already stored).
+    pub new_bytes: u64,
+    /// Whether the root is pinned.
+    pub pinned: bool,
+}
+
+/// One entry of `GET /v1/pins`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PinView {
+    /// Root CID.
+    pub cid: String,
+    /// Name from the manifest.
+    pub name: Option<String>,
+    /// File size.
+    pub size: u64,
+    /// Blocks in its DAG.
+    pub blocks: u64,
+    /// Bytes its blocks take.
+    pub stored_bytes: u64,
+}
+
+/// `POST /v1/gc`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GcView {
+    /// Unpinned blocks removed.
+    pub blocks_removed: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+}
+
+/// `GET /v1/stat/{cid}`: a file's root manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatView {
+    /// Root CID.
+    pub cid: String,
+    /// File size.
+    pub size: u64,
+    /// Manifest tree depth (0: the root lists chunks).
+    pub depth: u8,
+    /// Entries in the root manifest.
+    pub entries: usize,
+    /// File name.
+    pub name: Option<String>,
+    /// Media type.
+    pub media_type: Option<String>,
+}

@@ -1,0 +1,189 @@
+//! Client side of `warren put` and `warren get`: streams a file to or from the node's control API
+//! with a progress bar, in bounded memory.
+//!
+//! `get -o FILE` writes a temporary file beside FILE and renames it only once the node has sent
+//! `END` (every block verified), so FILE is either the whole verified file or untouched.
+
+use std::path::{Path, PathBuf};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+use indicatif::{ProgressBar, ProgressStyle};
+use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio_util::io::ReaderStream;
+
+use crate::api::PutView;
+use crate::client::ApiClient;
+use crate::framed::{Deframer, Frame};
+
+/// Read size of uploads.
+const UPLOAD_CHUNK: usize = 256 * 1024;
+
+fn progress_bar(len: Option<u64>, quiet: bool) -> ProgressBar {
+    if quiet {
+        return ProgressBar::hidden();
+    }
+    // indicatif draws on stderr only when it is a terminal.
+    let bar = match len {
+        Some(n) => ProgressBar::new(n),
+        None => ProgressBar::new_spinner(),
+    };
+    let style = ProgressStyle::with_template(
+        "{spinner} {bytes}/{total_bytes} {bytes_per_sec} [{wide_bar}] {eta}",
+    )
+    .unwrap_or_else(|_| ProgressStyle::default_bar());
+    bar.set_style(style);
+    bar
+}
+
+/// Uploads `file` (`-` = stdin) to the node; returns what the node stored.
+pub async fn put(
+    api: &ApiClient,
+    file: &Path,
+    name: Option<String>,
+    media_type: Option<String>,
+    pin: bool,
+    quiet: bool,
+) -> anyhow::Result<PutView> {
+    let stdin = file == Path::new("-");
+    let (reader, size): (Box<dyn AsyncRead + Send + Unpin>, Option<u64>) = if stdin {
+        (Box::new(tokio::io::stdin()), None)
+    } else {
+        let f = tokio::fs::File::open(file)
+            .await
+            .with_context(|| format!("opening {}", file.display()))?;
+        let meta = f
+            .metadata()
+            .await
+            .with_context(|| format!("reading {}", file.display()))?;
+        if !meta.is_file() {
+            bail!("{} is not a regular file", file.display());
+        }
+        (Box::new(f), Some(meta.len()))
+    };
+    let name = name.or_else(|| {
+        if stdin {
+            None
+        } else {
+            file.file_name().map(|n| n.to_string_lossy().into_owned())
+        }
+    });
+    let mut query = vec![("pin", pin.to_string())];
+    if let Some(n) = name {
+        query.push(("name", n));
+    }
+    if let Some(m) = media_type {
+        query.push(("media_type", m));
+    }
+    let bar = progress_bar(size, quiet);
+    let counter = bar.clone();
+    let stream = ReaderStream::with_capacity(reader, UPLOAD_CHUNK).inspect(move |chunk| {
+        if let Ok(b) = chunk {
+            counter.inc(b.len() as u64);
+        }
+    });
+    let result = api
+        .post_body::<PutView>("/v1/put", &query, reqwest::Body::wrap_stream(stream))
+        .await;
+    bar.finish_and_clear();
+    Ok(result?)
+}
+
+/// Removes a partial download unless it was completed.
+struct Partial {
+    path: Option<PathBuf>,
+}
+
+impl Drop for Partial {
+    fn drop(&mut self) {
+        if let Some(p) = self.path.take() {
+            let _ = std::fs::remove_file(p);
+        }
+    }
+}
+
+/// Downloads `cid` to `output` (or stdout); returns the byte count.
+pub async fn get(
+    api: &ApiClient,
+    cid: &str,
+    output: Option<&Path>,
+    quiet: bool,
+) -> anyhow::Result<u64> {
+    let resp = api.get_stream(&format!("/v1/get/{cid}")).await?;
+    let size = resp
+        .headers()
+        .get("x-warren-size")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<u64>().ok());
+    let (mut writer, mut partial, target): (
+        Box<dyn AsyncWrite + Send + Unpin>,
+        Partial,
+        Option<PathBuf>,
+    ) = match output {
+        Some(path) => {
+            let dir = path
+                .parent()
+                .filter(|d| !d.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let base = path
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default();
+            let tmp = dir.join(format!(".{base}.warren-partial-{}", std::process::id()));
+            let f = tokio::fs::File::create(&tmp)
+                .await
+                .with_context(|| format!("creating {}", tmp.display()))?;
+            (
+                Box::new(f),
+                Partial { path: Some(tmp) },
+                Some(path.to_owned()),
+            )
+        }
+        None => (Box::new(tokio::io::stdout()), Partial { path: None }, None),
+    };
+    let bar = progress_bar(size, quiet);
+    let mut deframer = Deframer::default();
+    let mut body = resp.bytes_stream();
+    let mut written = 0u64;
+    let mut done = None;
+    'recv: while let Some(chunk) = body.next().await {
+        let chunk = chunk.context("download cut off")?;
+        deframer.push(&chunk);
+        while let Some(frame) = deframer.next_frame()? {
+            match frame {
+                Frame::Data(bytes) => {
+                    writer
+                        .write_all(&bytes)
+                        .await
+                        .context("writing the output")?;
+                    written += bytes.len() as u64;
+                    bar.inc(bytes.len() as u64);
+                }
+                Frame::End(n) => {
+                    done = Some(n);
+                    break 'recv;
+                }
+                Frame::Error(reason) => {
+                    bar.finish_and_clear();
+                    bail!("get {cid} failed: {reason}");
+                }
+            }
+        }
+    }
+    bar.finish_and_clear();
+    match done {
+        Some(n) if n == written => {}
+        Some(n) => bail!("get {cid}: node reported {n} bytes but sent {written}"),
+        None => bail!("get {cid}: download cut off after {written} bytes"),
+    }
+    writer.flush().await?;
+    drop(writer);
+    if let (Some(tmp), Some(target)) = (partial.path.as_ref(), target) {
+        std::fs::File::open(tmp)?.sync_all()?;
+        std::fs::rename(tmp, &target)
+            .with_context(|| format!("renaming into {}", target.display()))?;
+        // Renamed: nothing left for the guard to remove.
+        partial.path = None;
+    }
+    Ok(written)
+}

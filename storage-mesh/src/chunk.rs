@@ -1,0 +1,288 @@
+//! Chunk blocks (spec: `spec/storage.md`, "Chunk blocks"): one chunk of a file as stored.
+//!
+//! A block is a tag byte and a payload: [`TAG_RAW`] and the chunk itself, or [`TAG_BROTLI`] and
+//! the chunk compressed with brotli at [`BROTLI_QUALITY`] and [`BROTLI_LGWIN`]. The compressed form
+//! is stored only when it is shorter than the chunk. Compression is deterministic: the whole chunk
+//! is handed to the encoder in one call with fixed parameters (size hint included), so the same
+//! chunk always gives the same block and hence the same id.
+
+use brotli::enc::{
+    StandardAlloc,
+    backward_references::BrotliEncoderMode,
+    encode::{BrotliEncoderOperation, BrotliEncoderParameter, BrotliEncoderStateStruct},
+};
+use brotli::{BrotliDecompressStream, BrotliResult, BrotliState};
+use warren_protocol::{CHUNK_SIZE, ContentId};
+
+use crate::Error;
+
+/// Tag of a block whose payload is the chunk itself.
+pub const TAG_RAW: u8 = 0x00;
+/// Tag of a block whose payload is the chunk compressed with brotli.
+pub const TAG_BROTLI: u8 = 0x01;
+/// Brotli quality (0–11). Chosen from the measurements in `spec/storage.md`.
+pub const BROTLI_QUALITY: u32 = 5;
+/// Brotli window, log2 bytes: a 1 MiB window, the size of a chunk.
+pub const BROTLI_LGWIN: u32 = 20;
+/// Longest block: a raw chunk and its tag.
+pub const MAX_BLOCK_SIZE: usize = CHUNK_SIZE + 1;
+
+/// Encodes one chunk (at most [`CHUNK_SIZE`] bytes) as a block.
+pub fn encode_block(chunk: &[u8]) -> Vec<u8> {
+    let mut block = vec![0u8; 1 + chunk.len()];
+    match compress_into(chunk, &mut block[1..]) {
+        Some(len) => {
+            block[0] = TAG_BROTLI;
+            block.truncate(1 + len);
+        }
+        None => {
+            block[0] = TAG_RAW;
+            block[1..].copy_from_slice(chunk);
+        }
+    }
+    block
+}
+
+/// Compresses `chunk` into `out` (as long as the chunk) and returns the compressed length, or
+/// `None` when brotli's output is not shorter than the chunk.
+fn compress_into(chunk: &[u8], out: &mut [u8]) -> Option<usize> {
+    if chunk.is_empty() {
+        return None;
+    }
+    let mut s = BrotliEncoderStateStruct::new(StandardAlloc::default());
+    for (param, value) in [
+        (BrotliEncoderParameter::BROTLI_PARAM_QUALITY, BROTLI_QUALITY),
+        (BrotliEncoderParameter::BROTLI_PARAM_LGWIN, BROTLI_LGWIN),
+        (
+            BrotliEncoderParameter::BROTLI_PARAM_MODE,
+            BrotliEncoderMode::BROTLI_MODE_GENERIC as u32,
+        ),
+        // Fixed here: left at 0, the encoder would guess it from how the input is fed.
+        (
+            BrotliEncoderParameter::BROTLI_PARAM_SIZE_HINT,
+            chunk.len() as u32,
+        ),
+    ] {
+        if !s.set_parameter(param, value) {
+            return None;
+        }
+    }
+    let (mut avail_in, mut in_off) = (chunk.len(), 0);
+    // One byte less than the chunk: output that does not fit is not worth storing.
+    let limit = chunk.len() - 1;
+    let (mut avail_out, mut out_off) = (limit, 0);
+    let mut total = None;
+    while !s.is_finished() {
+        let ok = s.compress_stream(
+            BrotliEncoderOperation::BROTLI_OPERATION_FINISH,
+            &mut avail_in,
+            chunk,
+            &mut in_off,
+            &mut avail_out,
+            &mut out[..limit],
+            &mut out_off,
+            &mut total,
+            &mut |_, _, _, _| (),
+        );
+        if !ok || (avail_out == 0 && !s.is_finished()) {
+            return None;
+        }
+    }
+    Some(out_off)
+}
+
+/// Decodes a block (already verified against `cid`) into the chunk of `raw_len` bytes its
+/// manifest entry promises, appending it to `out`. Errors name `cid`.
+pub fn decode_block(
+    cid: &ContentId,
+    block: &[u8],
+    raw_len: usize,
+    out: &mut Vec<u8>,
+) -> Result<(), Error> {
+    let corrupt = |reason: String| Error::Corrupt { cid: *cid, reason };
+    let Some((&tag, payload)) = block.split_first() else {
+        return Err(corrupt("empty block (no tag byte)".into()));
+    };
+    if raw_len > CHUNK_SIZE {
+        return Err(corrupt(format!(
+            "a chunk of {raw_len} bytes is longer than {CHUNK_SIZE}"
+        )));
+    }
+    match tag {
+        TAG_RAW if payload.len() == raw_len => {
+            out.extend_from_slice(payload);
+            Ok(())
+        }
+        TAG_RAW => Err(corrupt(format!(
+            "raw payload is {} bytes, the manifest says {raw_len}",
+            payload.len()
+        ))),
+        TAG_BROTLI => {
+            let start = out.len();
+            out.resize(start + raw_len, 0);
+            let result = decompress_exact(payload, &mut out[start..]);
+            if result.is_err() {
+                out.truncate(start);
+            }
+            result.map_err(|reason| corrupt(format!("brotli payload: {reason}")))
+        }
+        other => Err(corrupt(format!("unknown tag byte {other:#04x}"))),
+    }
+}
+
+/// Decompresses `payload` into exactly `out.len()` bytes; refuses shorter or longer output, and
+/// a stream with a window larger than 16 MiB (brotli's large-window extension).
+fn decompress_exact(payload: &[u8], out: &mut [u8]) -> Result<(), String> {
+    let mut state = BrotliState::new(
+        StandardAlloc::default(),
+        StandardAlloc::default(),
+        StandardAlloc::default(),
+    );
+    state.large_window = false;
+    let (mut avail_in, mut in_off) = (payload.len(), 0);
+    let (mut avail_out, mut out_off, mut total) = (out.len(), 0, 0);
+    let result = BrotliDecompressStream(
+        &mut avail_in,
+        &mut in_off,
+        payload,
+        &mut avail_out,
+        &mut out_off,
+        out,
+        &mut total,
+        &mut state,
+    );
+    match result {
+        BrotliResult::ResultSuccess if out_off == out.len() && avail_in == 0 => Ok(()),
+        BrotliResult::ResultSuccess if avail_in != 0 => {
+            Err(format!("{avail_in} bytes after the end of the stream"))
+        }
+        BrotliResult::ResultSuccess => Err(format!(
+            "decompresses to {out_off} bytes, the manifest says {}",
+            out.len()
+        )),
+        BrotliResult::NeedsMoreOutput => Err(format!(
+            "decompresses to more than the {} bytes the manifest says",
+            out.len()
+        )),
+        BrotliResult::NeedsMoreInput => Err("truncated stream".into()),
+        BrotliResult::ResultFailure => Err("invalid stream".into()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use warren_protocol::Codec;
+
+    use super::*;
+    use crate::bench::{random_chunk, text_chunk};
+
+    fn round_trip(chunk: &[u8]) -> Vec<u8> {
+        let block = encode_block(chunk);
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        let mut out = vec![0xaa];
+        decode_block(&cid, &block, chunk.len(), &mut out).unwrap();
+        assert_eq!(out[0], 0xaa, "appends");
+        assert_eq!(&out[1..], chunk);
+        block
+    }
+
+    #[test]
+    fn random_data_is_stored_raw() {
+        let chunk = random_chunk(1, CHUNK_SIZE);
+        let block = round_trip(&chunk);
+        assert_eq!(block[0], TAG_RAW);
+        assert_eq!(block.len(), CHUNK_SIZE + 1);
+    }
+
+    #[test]
+    fn text_is_stored_compressed() {
+        let chunk = text_chunk(1, CHUNK_SIZE);
+        let block = round_trip(&chunk);
+        assert_eq!(block[0], TAG_BROTLI);
+        assert!(block.len() < CHUNK_SIZE / 3, "{}", block.len());
+    }
+
+    #[test]
+    fn tiny_chunks_are_stored_raw() {
+        for chunk in [&b"x"[..], b"hello\n", &[0; 8]] {
+            let block = round_trip(chunk);
+            assert_eq!(block[0], TAG_RAW, "{chunk:?}");
+        }
+        assert_eq!(encode_block(b""), vec![TAG_RAW]);
+    }
+
+    #[test]
+    fn zeros_compress_to_a_few_bytes() {
+        let block = round_trip(&vec![0; CHUNK_SIZE]);
+        assert_eq!(block[0], TAG_BROTLI);
+        assert!(block.len() < 64, "{}", block.len());
+    }
+
+    #[test]
+    fn compression_is_deterministic() {
+        let chunk = text_chunk(7, CHUNK_SIZE - 3);
+        let first = encode_block(&chunk);
+        for _ in 0..3 {
+            assert_eq!(encode_block(&chunk), first);
+        }
+        // The same bytes at another address and capacity give the same block.
+        let mut copy = Vec::with_capacity(3 * CHUNK_SIZE);
+        copy.extend_from_slice(&chunk);
+        assert_eq!(encode_block(&copy), first);
+    }
+
+    #[test]
+    fn decode_checks_lengths_and_tags() {
+        let cid = ContentId::of_block(Codec::Raw, b"x");
+        let mut out = Vec::new();
+        let text = text_chunk(3, 4096);
+        let block = encode_block(&text);
+        assert_eq!(block[0], TAG_BROTLI);
+        let cases: Vec<(Vec<u8>, usize, &str)> = vec![
+            (vec![], 0, "empty block"),
+            (vec![0x02, 1, 2], 2, "unknown tag byte 0x02"),
+            (vec![TAG_RAW, 1, 2], 3, "raw payload is 2 bytes"),
+            (block.clone(), 4095, "more than the 4095 bytes"),
+            (block.clone(), 4097, "decompresses to 4096 bytes"),
+            (block[..block.len() - 4].to_vec(), 4096, "truncated"),
+            ([&block[..], &[0]].concat(), 4096, "after the end"),
+            (vec![TAG_BROTLI, 0xff, 0xff, 0xff], 10, "invalid stream"),
+            (vec![TAG_RAW; 3], CHUNK_SIZE + 1, "longer than"),
+        ];
+        for (block, raw_len, expect) in cases {
+            let err = decode_block(&cid, &block, raw_len, &mut out).unwrap_err();
+            assert!(err.to_string().contains(expect), "{expect}: {err}");
+            assert!(err.to_string().contains(&cid.to_string()), "{err}");
+            assert!(out.is_empty(), "nothing written on error");
+        }
+    }
+
+    #[test]
+    fn large_window_streams_are_refused() {
+        // A valid brotli stream using the large-window extension (here a 32 MiB window): its
+        // decoder would need far more memory than a chunk, so it is refused outright.
+        let text = text_chunk(5, 4096);
+        let mut s = BrotliEncoderStateStruct::new(StandardAlloc::default());
+        assert!(s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_LARGE_WINDOW, 1));
+        assert!(s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_LGWIN, 25));
+        let mut payload = vec![0; 8192];
+        let (mut ai, mut io, mut ao, mut oo, mut t) = (text.len(), 0, payload.len(), 0, None);
+        while !s.is_finished() {
+            assert!(s.compress_stream(
+                BrotliEncoderOperation::BROTLI_OPERATION_FINISH,
+                &mut ai,
+                &text,
+                &mut io,
+                &mut ao,
+                &mut payload,
+                &mut oo,
+                &mut t,
+                &mut |_, _, _, _| (),
+            ));
+        }
+        let block = [&[TAG_BROTLI][..], &payload[..oo]].concat();
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        let err = decode_block(&cid, &block, text.len(), &mut Vec::new()).unwrap_err();
+        assert!(err.to_string().contains("invalid stream"), "{err}");
+    }
+}

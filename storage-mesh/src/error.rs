@@ -1,0 +1,186 @@
+//! The crate's one error type. Every error about a block names the block's id.
+
+use std::{io, path::PathBuf};
+
+use warren_protocol::ContentId;
+
+/// Everything that can go wrong in `warren-storage-mesh`.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum Error {
+    /// The block is not in the store.
+    #[error("block {cid} is not in the store")]
+    Missing {
+        /// The block.
+        cid: ContentId,
+    },
+
+    /// The block's bytes are wrong: they do not hash to its id, or (for a block whose hash is
+    /// right) they are not what the manifest that names it promises.
+    #[error("block {cid} is corrupt: {reason}")]
+    Corrupt {
+        /// The block.
+        cid: ContentId,
+        /// What is wrong with it.
+        reason: String,
+    },
+
+    /// A manifest block that does not decode or breaks a rule of `spec/storage.md`.
+    #[error("manifest {cid} is invalid: {source}")]
+    Manifest {
+        /// The manifest's id.
+        cid: ContentId,
+        /// What is wrong with it.
+        #[source]
+        source: Box<warren_protocol::Error>,
+    },
+
+    /// A chunk id where a file id (the id of a root manifest) was expected.
+    #[error(
+        "{cid} is a chunk id, not a file id (a file's id is the id of its root manifest, codec cbor)"
+    )]
+    NotAFile {
+        /// The chunk id given.
+        cid: ContentId,
+    },
+
+    /// Pinning needs every block of the file in the store.
+    #[error("cannot pin {root}: block {missing} of its DAG is not in the store")]
+    Incomplete {
+        /// The file being pinned.
+        root: ContentId,
+        /// The first missing block found.
+        missing: ContentId,
+    },
+
+    /// Storing more would exceed the space this node offers.
+    #[error(
+        "the storage offer would be exceeded: {used} bytes stored + {adding} bytes to add > {offered} bytes offered"
+    )]
+    OfferExceeded {
+        /// Bytes stored before this operation.
+        used: u64,
+        /// Bytes this operation would add (so far, for a put still reading its input).
+        adding: u64,
+        /// Bytes offered.
+        offered: u64,
+    },
+
+    /// A block handed to the store is larger than any block may be.
+    #[error("block {cid} is {len} bytes, more than the {max} a {kind} block may have")]
+    BlockTooLarge {
+        /// The block.
+        cid: ContentId,
+        /// Its length.
+        len: usize,
+        /// The limit for its kind.
+        max: usize,
+        /// `"chunk"` or `"manifest"`.
+        kind: &'static str,
+    },
+
+    /// The options of a put are not valid manifest fields (name or media type).
+    #[error("invalid put options: {0}")]
+    Options(#[source] Box<warren_protocol::Error>),
+
+    /// The tree builder produced a manifest the spec refuses (a bug in this crate).
+    #[error("building a manifest failed: {0}")]
+    BuildManifest(#[source] Box<warren_protocol::Error>),
+
+    /// A thread of the put pipeline stopped unexpectedly (a bug in this crate, or a panic).
+    #[error("the put pipeline stopped: {0}")]
+    Pipeline(&'static str),
+
+    /// Reading the input of a put failed.
+    #[error("reading the input: {0}")]
+    Read(#[source] io::Error),
+
+    /// Writing the output of a get failed.
+    #[error("writing the output: {0}")]
+    Write(#[source] io::Error),
+
+    /// A file or directory of the store could not be read or written.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The file or directory.
+        path: PathBuf,
+        /// The error.
+        #[source]
+        source: io::Error,
+    },
+
+    /// The block index (redb) failed.
+    #[error("block index: {0}")]
+    Index(#[from] Box<redb::Error>),
+
+    /// The store directory was written by a newer (or unknown) version of this crate.
+    #[error("{}: store schema {found} is not supported (this build reads schema {supported})", path.display())]
+    Schema {
+        /// The index file.
+        path: PathBuf,
+        /// The schema version found.
+        found: u64,
+        /// The schema version this build reads.
+        supported: u64,
+    },
+}
+
+impl Error {
+    pub(crate) fn io(path: impl Into<PathBuf>) -> impl FnOnce(io::Error) -> Error {
+        let path = path.into();
+        move |source| Error::Io { path, source }
+    }
+}
+
+/// redb has one error type per operation; they all end up in [`Error::Index`].
+macro_rules! from_redb {
+    ($($t:ty),*) => {$(
+        impl From<$t> for Error {
+            fn from(e: $t) -> Self {
+                Error::Index(Box::new(e.into()))
+            }
+        }
+    )*};
+}
+
+from_redb!(
+    redb::Error,
+    redb::DatabaseError,
+    redb::TransactionError,
+    redb::TableError,
+    redb::StorageError,
+    redb::CommitError,
+    redb::SetDurabilityError
+);
+
+#[cfg(test)]
+mod tests {
+    use warren_protocol::Codec;
+
+    use super::*;
+
+    #[test]
+    fn messages_name_the_block() {
+        let cid = ContentId::of_block(Codec::Raw, b"x");
+        for err in [
+            Error::Missing { cid },
+            Error::Corrupt {
+                cid,
+                reason: "bad".into(),
+            },
+            Error::NotAFile { cid },
+        ] {
+            assert!(err.to_string().contains(&cid.to_string()), "{err}");
+        }
+    }
+
+    #[test]
+    fn error_stays_small() {
+        // Callers embed `Error` in their own error types; keep `Result<_, Error>` cheap to move.
+        assert!(
+            std::mem::size_of::<Error>() <= 80,
+            "{}",
+            std::mem::size_of::<Error>()
+        );
+    }
+}

@@ -1,0 +1,631 @@
+//! The put pipeline: a file in, chunk blocks and a manifest tree stored, its id out.
+//!
+//! ```text
+//!          free buffers (`slots` of them: at most that many chunks in flight)
+//!     ┌──────────────────────────────────────────────────────────────┐
+//!     ▼                                                              │
+//!  reader ──(i, chunk)──▶ N workers ──(i, block, id)──▶ writer (the caller's thread)
+//!  1 MiB chunks           brotli + BLAKE3               in order: dedup, offer, write the
+//!                                                       block file, grow the manifest tree
+//!                                                              │ batches of 32 MiB
+//!                                                              ▼
+//!                                                      syncer: fsync the batch's files,
+//!                                                      then commit its index entries
+//! ```
+//!
+//! Plain threads and bounded `std::sync::mpsc::sync_channel`s, not rayon: the pipeline needs a
+//! strict bound on chunks in memory (the free-buffer tokens) and results in file order (the
+//! writer reorders by index), which a work-stealing pool gives neither of; and a put should not
+//! borrow a global pool the node may use for other work. N is `available_parallelism`; the
+//! reader, writer and syncer mostly wait on I/O.
+//!
+//! Memory: at most `slots` = max(2N, 4) chunks are in flight, each a 1 MiB buffer and a block of
+//! at most 1 MiB + 1; the writer holds a batch's index entries (tiny) and the file's distinct
+//! block ids (to count and dedup them, 33 bytes and some overhead per MiB). The batch's bytes
+//! are in the page cache, not in this process. fsync and commits happen on the syncer while the
+//! writer goes on, so the writer never stalls the workers on the disk.
+//!
+//! On error the pipeline shuts down (every thread sees its channel close), and the blocks this
+//! put added are removed again.
+
+use std::{
+    collections::{BTreeMap, HashSet},
+    io::{self, Read},
+    num::NonZero,
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, SyncSender, sync_channel},
+    },
+    thread,
+};
+
+use warren_protocol::{CHUNK_SIZE, Codec, ContentId, Manifest, ManifestEntry};
+
+use crate::{
+    Error, PinInfo, Store, chunk,
+    store::Batch,
+    tree::{Block, TreeBuilder},
+};
+
+/// Bytes of blocks per commit of a put.
+pub const BATCH_BYTES: u64 = 32 << 20;
+
+/// How to store a file.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOptions {
+    /// The file's name, recorded in its root manifest (at most 255 bytes, no control
+    /// characters). Part of what the id names: the same bytes under another name get another id.
+    pub name: Option<String>,
+    /// The file's media type, e.g. `text/plain` (at most 127 bytes of printable ASCII).
+    pub media_type: Option<String>,
+    /// Pin the file, so [`Store::gc`] keeps it. Default: `true`.
+    pub pin: bool,
+}
+
+impl Default for PutOptions {
+    fn default() -> Self {
+        Self {
+            name: None,
+            media_type: None,
+            pin: true,
+        }
+    }
+}
+
+/// What a put stored.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PutOutcome {
+    /// The file's id: the id of its root manifest.
+    pub cid: ContentId,
+    /// Bytes read from the input.
+    pub size: u64,
+    /// Distinct blocks of the file (chunks and manifests; a chunk repeated in the file counts
+    /// once).
+    pub blocks: u64,
+    /// Bytes of those blocks.
+    pub stored_bytes: u64,
+    /// Bytes this put added to the store (0 when the file was already there).
+    pub new_bytes: u64,
+}
+
+/// Messages to the writer.
+enum Msg {
+    /// Chunk `index`, encoded; `raw` is its buffer, handed back to the reader after use.
+    Chunk {
+        index: u64,
+        raw: Vec<u8>,
+        block: Vec<u8>,
+        cid: ContentId,
+    },
+    /// The reader reached the end of the input after this many chunks.
+    End(u64),
+    /// The reader failed.
+    Failed(Error),
+}
+
+/// See the module doc.
+pub(crate) fn put<R: Read + Send>(
+    store: &Store,
+    reader: R,
+    opts: &PutOptions,
+    progress: &(dyn Fn(u64) + Sync),
+) -> Result<PutOutcome, Error> {
+    // Refuse bad names before reading a byte.
+    Manifest::empty(opts.name.clone(), opts.media_type.clone())
+        .validate()
+        .map_err(|e| Error::Options(Box::new(e)))?;
+    let _writer = store.lock_writer();
+    let workers = thread::available_parallelism().map_or(1, NonZero::get);
+    let slots = (2 * workers).max(4);
+    let mut writer = Writer {
+        store,
+        used: store.usage()?.stored_bytes,
+        new_bytes: 0,
+        size: 0,
+        seen: HashSet::new(),
+        dag_bytes: 0,
+        created: Vec::new(),
+        batch: Batch::default(),
+        tree: TreeBuilder::new(),
+        sealed: Vec::new(),
+    };
+
+    let (free_tx, free_rx) = sync_channel::<Vec<u8>>(slots);
+    for _ in 0..slots {
+        // Cannot fail: the channel has room for every buffer and its receiver is alive.
+        let _ = free_tx.send(Vec::new());
+    }
+    let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(slots);
+    // Shared by the workers and dropped with the last of them, so that a reader blocked on a
+    // full queue wakes up when the workers are gone.
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<Msg>(slots);
+    let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
+
+    let result = thread::scope(|scope| {
+        let syncer = scope.spawn(move || sync_batches(store, batch_rx));
+        let reader_done = done_tx.clone();
+        scope.spawn(move || read_chunks(reader, free_rx, work_tx, reader_done));
+        for _ in 0..workers {
+            let (work_rx, done_tx) = (Arc::clone(&work_rx), done_tx.clone());
+            scope.spawn(move || encode_chunks(&work_rx, done_tx));
+        }
+        drop((done_tx, work_rx));
+
+        let written = writer.run(done_rx, free_tx, &batch_tx, progress);
+        drop(batch_tx);
+        let synced = match syncer.join() {
+            Ok(synced) => synced,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        // The syncer's error first: a writer that could not hand it a batch failed because of
+        // it.
+        synced?;
+        written?;
+        writer.finish(opts)
+    });
+    if result.is_err() {
+        // Best effort: what is left is unpinned and goes with the next gc.
+        let _ = store.remove_blocks(&writer.created);
+    }
+    result
+}
+
+/// Reads the input in chunks into free buffers and queues them for the workers.
+fn read_chunks<R: Read>(
+    mut reader: R,
+    free: Receiver<Vec<u8>>,
+    work: SyncSender<(u64, Vec<u8>)>,
+    done: SyncSender<Msg>,
+) {
+    let mut index = 0;
+    loop {
+        let Ok(mut buf) = free.recv() else { return };
+        buf.resize(CHUNK_SIZE, 0);
+        match fill(&mut reader, &mut buf) {
+            Ok(n) => buf.truncate(n),
+            Err(e) => {
+                let _ = done.send(Msg::Failed(Error::Read(e)));
+                return;
+            }
+        }
+        let n = buf.len();
+        if n == 0 {
+            break;
+        }
+        if work.send((index, buf)).is_err() {
+            return;
+        }
+        index += 1;
+        if n < CHUNK_SIZE {
+            break;
+        }
+    }
+    let _ = done.send(Msg::End(index));
+}
+
+/// Reads until `buf` is full or the input ends; returns the bytes read.
+fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
+    let mut filled = 0;
+    while filled < buf.len() {
+        match reader.read(&mut buf[filled..]) {
+            Ok(0) => break,
+            Ok(n) => filled += n,
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(filled)
+}
+
+/// Compresses and hashes chunks until the queue closes or the writer is gone.
+fn encode_chunks(work: &Mutex<Receiver<(u64, Vec<u8>)>>, done: SyncSender<Msg>) {
+    loop {
+        let job = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((index, raw)) = job else { return };
+        let block = chunk::encode_block(&raw);
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        if done
+            .send(Msg::Chunk {
+                index,
+                raw,
+                block,
+                cid,
+            })
+            .is_err()
+        {
+            return;
+        }
+    }
+}
+
+/// Commits batches in order until the writer hangs up or a commit fails.
+fn sync_batches(store: &Store, batches: Receiver<Batch>) -> Result<(), Error> {
+    for batch in batches {
+        store.commit(batch)?;
+    }
+    Ok(())
+}
+
+/// The writer's state: see the module doc.
+struct Writer<'a> {
+    store: &'a Store,
+    /// Bytes stored before this put.
+    used: u64,
+    /// Bytes of the blocks this put added.
+    new_bytes: u64,
+    /// Input bytes stored so far.
+    size: u64,
+    /// The file's distinct blocks so far.
+    seen: HashSet<ContentId>,
+    /// Their bytes.
+    dag_bytes: u64,
+    /// Blocks this put added to the store (to remove on failure).
+    created: Vec<ContentId>,
+    /// Blocks written since the last batch was handed to the syncer.
+    batch: Batch,
+    tree: TreeBuilder,
+    /// Manifest blocks sealed by the tree, waiting to be stored.
+    sealed: Vec<Block>,
+}
+
+impl Writer<'_> {
+    /// Takes encoded chunks in file order until the input ends.
+    fn run(
+        &mut self,
+        done: Receiver<Msg>,
+        free: SyncSender<Vec<u8>>,
+        batches: &SyncSender<Batch>,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(), Error> {
+        let mut early: BTreeMap<u64, (Vec<u8>, Vec<u8>, ContentId)> = BTreeMap::new();
+        let (mut next, mut end) = (0u64, None);
+        for msg in done {
+            match msg {
+                Msg::Chunk {
+                    index,
+                    raw,
+                    block,
+                    cid,
+                } => {
+                    early.insert(index, (raw, block, cid));
+                }
+                Msg::End(chunks) => end = Some(chunks),
+                Msg::Failed(e) => return Err(e),
+            }
+            while let Some((raw, block, cid)) = early.remove(&next) {
+                self.add_chunk(cid, &block, raw.len() as u64)?;
+                // The reader may be gone (end of input); then the buffer is simply dropped.
+                let _ = free.send(raw);
+                next += 1;
+                progress(self.size);
+                if self.batch.bytes >= BATCH_BYTES {
+                    let batch = std::mem::take(&mut self.batch);
+                    if batches.send(batch).is_err() {
+                        return Err(Error::Pipeline("the syncer stopped"));
+                    }
+                }
+            }
+            if end == Some(next) {
+                break;
+            }
+        }
+        if end != Some(next) {
+            // Only a worker that panicked can lose a chunk; the scope re-raises its panic.
+            return Err(Error::Pipeline("a chunk was lost"));
+        }
+        let batch = std::mem::take(&mut self.batch);
+        if !batch.entries.is_empty() && batches.send(batch).is_err() {
+            return Err(Error::Pipeline("the syncer stopped"));
+        }
+        Ok(())
+    }
+
+    fn add_chunk(&mut self, cid: ContentId, block: &[u8], raw_len: u64) -> Result<(), Error> {
+        self.add_block(cid, block)?;
+        self.size += raw_len;
+        let entry = ManifestEntry {
+            cid,
+            raw_len,
+            stored_len: block.len() as u64,
+        };
+        self.tree.push(entry, &mut self.sealed)?;
+        self.store_sealed()
+    }
+
+    fn store_sealed(&mut self) -> Result<(), Error> {
+        for (cid, bytes) in std::mem::take(&mut self.sealed) {
+            self.add_block(cid, &bytes)?;
+        }
+        Ok(())
+    }
+
+    /// Stages a block of the file unless the file already has it or the store does.
+    fn add_block(&mut self, cid: ContentId, bytes: &[u8]) -> Result<(), Error> {
+        if !self.seen.insert(cid) {
+            return Ok(());
+        }
+        let len = bytes.len() as u64;
+        self.dag_bytes += len;
+        if self.store.has_block(&cid)? {
+            return Ok(());
+        }
+        self.store.check_offer(self.used, self.new_bytes + len)?;
+        self.created.push(cid);
+        self.store.stage_block(&mut self.batch, cid, bytes)?;
+        self.new_bytes += len;
+        Ok(())
+    }
+
+    /// Stores the manifests left and the root, and commits them (with the pin) durably.
+    fn finish(&mut self, opts: &PutOptions) -> Result<PutOutcome, Error> {
+        let tree = std::mem::replace(&mut self.tree, TreeBuilder::new());
+        let root = tree.finish(opts.name.clone(), opts.media_type.clone(), &mut self.sealed)?;
+        let root_cid = match self.sealed.last() {
+            Some((cid, _)) => *cid,
+            None => return Err(Error::Pipeline("the tree has no root")),
+        };
+        self.store_sealed()?;
+        let outcome = PutOutcome {
+            cid: root_cid,
+            size: self.size,
+            blocks: self.seen.len() as u64,
+            stored_bytes: self.dag_bytes,
+            new_bytes: self.new_bytes,
+        };
+        let mut batch = std::mem::take(&mut self.batch);
+        batch.durable = true;
+        if opts.pin {
+            let info = PinInfo {
+                cid: root_cid,
+                size: root.size,
+                name: root.name,
+                blocks: outcome.blocks,
+                stored_bytes: outcome.stored_bytes,
+            };
+            batch.pin = Some((root_cid, info));
+        }
+        self.store.commit(batch)?;
+        Ok(outcome)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use warren_protocol::MAX_MANIFEST_SIZE;
+
+    use super::*;
+    use crate::{
+        bench::{mixed_data, random_chunk, text_chunk},
+        store::index_len,
+        test_util::{get, put, put_with, store},
+    };
+
+    const MIB: usize = CHUNK_SIZE;
+
+    #[test]
+    fn round_trips_edge_sizes() {
+        let (_dir, store) = store(u64::MAX);
+        let cases: Vec<(&str, Vec<u8>, u64)> = vec![
+            ("empty", vec![], 0),
+            ("one byte", vec![7], 1),
+            ("1 MiB", random_chunk(1, MIB), 1),
+            ("1 MiB + 1", random_chunk(2, MIB + 1), 2),
+            ("3 MiB + 7 random", random_chunk(3, 3 * MIB + 7), 4),
+            ("5 MiB text", text_chunk(4, 5 * MIB), 5),
+            ("mixed", mixed_data(4 * MIB as u64 + 99, 5), 5),
+        ];
+        for (what, data, chunks) in cases {
+            let out = put(&store, &data);
+            assert_eq!(out.size, data.len() as u64, "{what}");
+            assert_eq!(out.blocks, chunks + 1, "{what}: chunks and the manifest");
+            assert_eq!(get(&store, &out.cid), data, "{what}");
+            let root = store.stat(&out.cid).unwrap();
+            assert_eq!((root.size, root.depth), (data.len() as u64, 0), "{what}");
+            assert_eq!(root.entries.len() as u64, chunks, "{what}");
+            assert!(store.is_pinned(&out.cid).unwrap());
+        }
+    }
+
+    #[test]
+    fn text_is_compressed_and_random_is_not() {
+        let (_dir, store) = store(u64::MAX);
+        let text = put(&store, &text_chunk(1, 4 * MIB));
+        assert!(text.stored_bytes < text.size / 3, "{text:?}");
+        let random = put(&store, &random_chunk(1, 4 * MIB));
+        assert!(random.stored_bytes > random.size, "{random:?}");
+        assert!(random.stored_bytes < random.size + 4096, "{random:?}");
+    }
+
+    #[test]
+    fn put_is_idempotent_and_deduplicates() {
+        let (_dir, store) = store(u64::MAX);
+        let data = mixed_data(3 * MIB as u64 + 5, 9);
+        let first = put(&store, &data);
+        assert_eq!(first.new_bytes, first.stored_bytes);
+        let usage = store.usage().unwrap();
+        assert_eq!(usage.stored_bytes, first.stored_bytes);
+        assert_eq!(usage.blocks, first.blocks);
+
+        let second = put(&store, &data);
+        assert_eq!(second.cid, first.cid);
+        assert_eq!(second.new_bytes, 0);
+        assert_eq!((second.blocks, second.stored_bytes), (first.blocks, first.stored_bytes));
+        assert_eq!(store.usage().unwrap(), usage);
+        assert_eq!(store.pins().unwrap().len(), 1);
+
+        // Another name is another file, sharing every chunk: only a manifest is new.
+        let opts = PutOptions {
+            name: Some("copy.bin".into()),
+            ..PutOptions::default()
+        };
+        let named = put_with(&store, &data, &opts);
+        assert_ne!(named.cid, first.cid);
+        assert!(named.new_bytes < 1000, "{named:?}");
+        assert_eq!(store.stat(&named.cid).unwrap().name.as_deref(), Some("copy.bin"));
+    }
+
+    #[test]
+    fn repeated_chunks_are_stored_once() {
+        let (_dir, store) = store(u64::MAX);
+        let out = put(&store, &vec![0u8; 3 * MIB]);
+        assert_eq!(out.blocks, 2, "one zero chunk and the manifest");
+        assert_eq!(index_len(&store), 2);
+        assert_eq!(get(&store, &out.cid), vec![0u8; 3 * MIB]);
+    }
+
+    #[test]
+    fn same_input_gives_same_id_in_another_store() {
+        let data = mixed_data(2 * MIB as u64 + 1, 3);
+        let (_a, a) = store(u64::MAX);
+        let (_b, b) = store(u64::MAX);
+        assert_eq!(put(&a, &data).cid, put(&b, &data).cid);
+    }
+
+    #[test]
+    fn progress_counts_input_bytes_in_order() {
+        let (_dir, store) = store(u64::MAX);
+        let data = random_chunk(5, 3 * MIB + 10);
+        let seen = Mutex::new(Vec::new());
+        store
+            .put(data.as_slice(), &PutOptions::default(), &|n| seen.lock().unwrap().push(n))
+            .unwrap();
+        let seen = seen.into_inner().unwrap();
+        assert_eq!(seen, vec![MIB as u64, 2 * MIB as u64, 3 * MIB as u64, 3 * MIB as u64 + 10]);
+    }
+
+    #[test]
+    fn unpinned_put_is_not_pinned() {
+        let (_dir, store) = store(u64::MAX);
+        let opts = PutOptions {
+            pin: false,
+            ..PutOptions::default()
+        };
+        let out = put_with(&store, b"scratch", &opts);
+        assert!(!store.is_pinned(&out.cid).unwrap());
+        assert!(store.pins().unwrap().is_empty());
+        assert_eq!(get(&store, &out.cid), b"scratch");
+    }
+
+    #[test]
+    fn offer_exceeded_is_refused_and_rolled_back() {
+        let offer = 2 * MIB as u64;
+        let (dir, store) = store(offer);
+        let small = put(&store, b"fits");
+        let before = store.usage().unwrap();
+        let err = store
+            .put(random_chunk(6, 3 * MIB).as_slice(), &PutOptions::default(), &|_| {})
+            .unwrap_err();
+        match &err {
+            Error::OfferExceeded {
+                used,
+                adding,
+                offered,
+            } => {
+                assert_eq!(*used, before.stored_bytes);
+                assert!(used + adding > *offered);
+                assert_eq!(*offered, offer);
+            }
+            other => panic!("{other}"),
+        }
+        assert!(err.to_string().contains(&offer.to_string()), "{err}");
+        assert_eq!(store.usage().unwrap(), before, "the blocks added are removed again");
+        assert_eq!(block_files(dir.path()), 0);
+        assert_eq!(get(&store, &small.cid), b"fits");
+    }
+
+    #[test]
+    fn read_error_fails_the_put_and_rolls_back() {
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(0x5a);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let (dir, store) = store(u64::MAX);
+        let err = store
+            .put(Broken(3 * MIB + 5), &PutOptions::default(), &|_| {})
+            .unwrap_err();
+        assert!(matches!(err, Error::Read(_)), "{err}");
+        assert!(err.to_string().contains("disk on fire"), "{err}");
+        assert_eq!(store.usage().unwrap().blocks, 0);
+        assert_eq!(block_files(dir.path()), 0);
+        assert!(store.pins().unwrap().is_empty());
+    }
+
+    #[test]
+    fn bad_options_are_refused_before_reading() {
+        struct Unread;
+        impl Read for Unread {
+            fn read(&mut self, _: &mut [u8]) -> io::Result<usize> {
+                panic!("read");
+            }
+        }
+        let (_dir, store) = store(u64::MAX);
+        for opts in [
+            PutOptions {
+                name: Some("x".repeat(256)),
+                ..PutOptions::default()
+            },
+            PutOptions {
+                media_type: Some("plain".into()),
+                ..PutOptions::default()
+            },
+        ] {
+            let err = store.put(Unread, &opts, &|_| {}).unwrap_err();
+            assert!(matches!(err, Error::Options(_)), "{err}");
+        }
+    }
+
+    #[test]
+    fn more_than_one_leaf_of_chunks_gets_a_tree() {
+        // 1 GiB + 1 MiB of zeros: 1025 chunks (one distinct block), so a depth-1 root over a
+        // full leaf of 1024 chunks and a leaf of one.
+        let (_dir, store) = store(u64::MAX);
+        let size = (MANIFEST_FANOUT_U64 + 1) * MIB as u64;
+        let out = store
+            .put(io::repeat(0).take(size), &PutOptions::default(), &|_| {})
+            .unwrap();
+        assert_eq!(out.size, size);
+        assert_eq!(out.blocks, 4, "the zero chunk, two leaves, the root");
+        let root = store.stat(&out.cid).unwrap();
+        assert_eq!((root.depth, root.entries.len(), root.size), (1, 2, size));
+        assert_eq!(root.entries[0].raw_len, MANIFEST_FANOUT_U64 * MIB as u64);
+        assert_eq!(root.entries[1].raw_len, MIB as u64);
+        let leaf = store.get_block(&root.entries[0].cid).unwrap();
+        assert!(leaf.len() < MAX_MANIFEST_SIZE);
+        assert_eq!(Manifest::decode(&leaf).unwrap().entries.len(), 1024);
+
+        struct Zeros(u64);
+        impl io::Write for Zeros {
+            fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+                assert!(buf.iter().all(|&b| b == 0));
+                self.0 += buf.len() as u64;
+                Ok(buf.len())
+            }
+            fn flush(&mut self) -> io::Result<()> {
+                Ok(())
+            }
+        }
+        let mut sink = Zeros(0);
+        assert_eq!(store.get(&out.cid, &mut sink, &|_| {}).unwrap(), size);
+        assert_eq!(sink.0, size);
+    }
+
+    const MANIFEST_FANOUT_U64: u64 = warren_protocol::MANIFEST_FANOUT as u64;
+
+    fn block_files(dir: &std::path::Path) -> usize {
+        std::fs::read_dir(dir.join("blocks"))
+            .unwrap()
+            .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
+            .sum()
+    }
+}

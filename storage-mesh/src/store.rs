@@ -1,0 +1,555 @@
+//! The block store: blocks by id on disk, pins, and how much space is used and offered.
+//!
+//! # Layout of the store directory
+//!
+//! ```text
+//! DIR/index.redb             redb: the block index, small blocks, pins, counters
+//! DIR/blocks/00/bafkr4i…     one file per block larger than INLINE_MAX, named by its id,
+//! …                          in 256 shard directories by the first byte of its hash
+//! DIR/blocks/ff/
+//! ```
+//!
+//! Blocks of up to [`INLINE_MAX`] bytes (manifests of small files, tiny chunks) live in redb;
+//! larger ones in files, with redb as their index. The measurements behind that choice are in
+//! `spec/storage.md` ("Block store"): redb allocates a value in a power-of-two number of pages,
+//! so a 1 MiB + 1 raw chunk takes 2 MiB in redb and 1 MiB in a file.
+//!
+//! # Durability
+//!
+//! A block is listed in the index only after its file is on disk: a batch of blocks is written,
+//! each file and its directory fsynced, and only then the batch's index entries committed.
+//! Batches of a put commit without fsync (`Durability::None`); the last commit of a put, which
+//! holds its root manifest and its pin, is `Durability::Immediate`, which makes every earlier
+//! commit durable too. After a crash the store opens with every reported block present; blocks
+//! of an interrupted put are unpinned, and [`Store::gc`] removes them (and any file the index does
+//! not list).
+//!
+//! # Concurrency
+//!
+//! Readers never wait. Writers (put, put_block, pin, unpin, gc) take one mutex for their whole
+//! run, so a long put holds up other writers but never readers.
+
+use std::{
+    collections::BTreeSet,
+    fs::{self, File},
+    io::{Read as _, Write as _},
+    path::{Path, PathBuf},
+    sync::{Mutex, MutexGuard},
+};
+
+use redb::{
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition,
+    WriteTransaction,
+};
+use warren_protocol::{Codec, ContentId, MAX_MANIFEST_SIZE, Manifest};
+
+use crate::{Error, GcReport, PutOptions, PutOutcome, chunk::MAX_BLOCK_SIZE, gc, ingest, read};
+
+/// Blocks up to this size are kept in redb; larger ones in files.
+pub const INLINE_MAX: usize = 16 * 1024;
+/// Memory redb may use for its page cache.
+const CACHE_BYTES: usize = 16 << 20;
+/// Version of the store's on-disk layout.
+const SCHEMA: u64 = 1;
+
+/// Block id (binary CID) → block length.
+pub(crate) const INDEX: TableDefinition<&[u8], u64> = TableDefinition::new("blocks");
+/// Block id → block bytes, for blocks of at most [`INLINE_MAX`] bytes.
+pub(crate) const INLINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("inline");
+/// Root manifest id → (file size, blocks, stored bytes, name).
+pub(crate) const PINS: TableDefinition<&[u8], (u64, u64, u64, Option<&str>)> =
+    TableDefinition::new("pins");
+/// Counters: `schema`, `blocks`, `stored_bytes`.
+const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+
+/// A pinned file, as [`Store::pins`] lists it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct PinInfo {
+    /// The file's id.
+    pub cid: ContentId,
+    /// The file's size in bytes.
+    pub size: u64,
+    /// The name in its root manifest.
+    pub name: Option<String>,
+    /// Distinct blocks of the file (chunks and manifests).
+    pub blocks: u64,
+    /// Their bytes.
+    pub stored_bytes: u64,
+}
+
+/// How much of its offer a store uses.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Usage {
+    /// Blocks stored (pinned or not).
+    pub blocks: u64,
+    /// Their bytes.
+    pub stored_bytes: u64,
+    /// Bytes offered ([`Store::open`]'s `offer_bytes`).
+    pub offered_bytes: u64,
+}
+
+/// A content-addressed block store in one directory. `Send + Sync`; share it with an `Arc`.
+pub struct Store {
+    blocks_dir: PathBuf,
+    db: Database,
+    offered: u64,
+    writer: Mutex<()>,
+}
+
+/// Blocks written to disk (not yet fsynced) whose index entries wait for one commit.
+#[derive(Default)]
+pub(crate) struct Batch {
+    /// Block files to fsync before the commit.
+    pub(crate) files: Vec<PathBuf>,
+    /// Index entries: id, length, and the bytes for inline blocks.
+    pub(crate) entries: Vec<(ContentId, u64, Option<Vec<u8>>)>,
+    /// A pin to record in the same commit.
+    pub(crate) pin: Option<(ContentId, PinInfo)>,
+    /// Commit with fsync (`Durability::Immediate`).
+    pub(crate) durable: bool,
+    /// Bytes of the blocks in the batch.
+    pub(crate) bytes: u64,
+}
+
+impl Store {
+    /// Opens the store in `dir`, creating the directory and an empty store if needed, with
+    /// `offer_bytes` of space offered. After a crash redb repairs its index on open.
+    pub fn open(dir: &Path, offer_bytes: u64) -> Result<Store, Error> {
+        let blocks_dir = dir.join("blocks");
+        fs::create_dir_all(&blocks_dir).map_err(Error::io(&blocks_dir))?;
+        for shard in 0..=255u8 {
+            let path = blocks_dir.join(format!("{shard:02x}"));
+            fs::create_dir_all(&path).map_err(Error::io(&path))?;
+        }
+        sync_dir(&blocks_dir)?;
+        sync_dir(dir)?;
+        let index = dir.join("index.redb");
+        let db = Database::builder()
+            .set_cache_size(CACHE_BYTES)
+            .create(&index)?;
+        let tx = db.begin_write()?;
+        {
+            tx.open_table(INDEX)?;
+            tx.open_table(INLINE)?;
+            tx.open_table(PINS)?;
+            let mut meta = tx.open_table(META)?;
+            let found = meta.get("schema")?.map(|v| v.value());
+            match found {
+                None => {
+                    meta.insert("schema", SCHEMA)?;
+                }
+                Some(SCHEMA) => {}
+                Some(found) => {
+                    return Err(Error::Schema {
+                        path: index,
+                        found,
+                        supported: SCHEMA,
+                    });
+                }
+            }
+        }
+        tx.commit()?;
+        Ok(Store {
+            blocks_dir,
+            db,
+            offered: offer_bytes,
+            writer: Mutex::new(()),
+        })
+    }
+
+    /// Stores a file read from `reader`: cuts it into chunks, compresses and hashes them on all
+    /// cores, stores the chunk blocks and the manifest tree, and pins the root if `opts.pin`.
+    /// Returns the file's id. Memory stays bounded whatever the input's size; `progress` is
+    /// called on the calling thread with the number of input bytes stored so far.
+    ///
+    /// Idempotent: the same bytes with the same options give the same id and store nothing new.
+    /// Refuses ([`Error::OfferExceeded`]) as soon as the new blocks would exceed the offer; on
+    /// any error the blocks this put added are removed again.
+    pub fn put<R: std::io::Read + Send>(
+        &self,
+        reader: R,
+        opts: &PutOptions,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<PutOutcome, Error> {
+        ingest::put(self, reader, opts, progress)
+    }
+
+    /// Writes the file `cid` names to `out`: walks its manifest tree and verifies every block
+    /// against its id (and against what its manifest says) before writing any byte of it.
+    /// Returns the number of bytes written; `progress` gets the same count as it grows.
+    pub fn get<W: std::io::Write>(
+        &self,
+        cid: &ContentId,
+        out: W,
+        progress: &dyn Fn(u64),
+    ) -> Result<u64, Error> {
+        read::get(self, cid, out, progress)
+    }
+
+    /// The root manifest of the file `cid`, verified.
+    pub fn stat(&self, cid: &ContentId) -> Result<Manifest, Error> {
+        read::load_root(self, cid).map(|(m, _)| m)
+    }
+
+    /// Whether the block is in the store (listed in the index; its bytes are not checked).
+    pub fn has_block(&self, cid: &ContentId) -> Result<bool, Error> {
+        let tx = self.db.begin_read()?;
+        let found = tx.open_table(INDEX)?.get(cid.to_bytes().as_slice())?.is_some();
+        Ok(found)
+    }
+
+    /// The block's bytes, verified against its id.
+    pub fn get_block(&self, cid: &ContentId) -> Result<Vec<u8>, Error> {
+        let bytes = self.read_block(cid)?.ok_or(Error::Missing { cid: *cid })?;
+        cid.verify(&bytes).map_err(|_| Error::Corrupt {
+            cid: *cid,
+            reason: format!("its {} bytes do not hash to its id", bytes.len()),
+        })?;
+        Ok(bytes)
+    }
+
+    /// Stores one block after checking it against its id and its kind's size limit; durable when
+    /// this returns. For blocks fetched from other peers.
+    pub fn put_block(&self, cid: &ContentId, bytes: &[u8]) -> Result<(), Error> {
+        let (max, kind) = match cid.codec() {
+            Codec::Raw => (MAX_BLOCK_SIZE, "chunk"),
+            Codec::Cbor => (MAX_MANIFEST_SIZE, "manifest"),
+        };
+        if bytes.len() > max {
+            return Err(Error::BlockTooLarge {
+                cid: *cid,
+                len: bytes.len(),
+                max,
+                kind,
+            });
+        }
+        cid.verify(bytes).map_err(|_| Error::Corrupt {
+            cid: *cid,
+            reason: format!("the {} bytes offered do not hash to its id", bytes.len()),
+        })?;
+        let _writer = self.lock_writer();
+        if self.has_block(cid)? {
+            return Ok(());
+        }
+        let used = self.usage()?.stored_bytes;
+        self.check_offer(used, bytes.len() as u64)?;
+        let mut batch = Batch {
+            durable: true,
+            ..Batch::default()
+        };
+        self.stage_block(&mut batch, *cid, bytes)?;
+        self.commit(batch)
+    }
+
+    /// Pins the file `cid`: its blocks are kept by [`gc`](Self::gc). Refuses unless every block
+    /// of the file is in the store, naming the first one missing.
+    pub fn pin(&self, cid: &ContentId) -> Result<(), Error> {
+        let _writer = self.lock_writer();
+        let (root, summary) = read::summarize(self, cid, true)?;
+        let info = PinInfo {
+            cid: *cid,
+            size: root.size,
+            name: root.name,
+            blocks: summary.blocks.len() as u64,
+            stored_bytes: summary.stored_bytes,
+        };
+        self.commit(Batch {
+            pin: Some((*cid, info)),
+            durable: true,
+            ..Batch::default()
+        })
+    }
+
+    /// Unpins the file `cid`; returns whether it was pinned. Its blocks stay until the next
+    /// [`gc`](Self::gc).
+    pub fn unpin(&self, cid: &ContentId) -> Result<bool, Error> {
+        let _writer = self.lock_writer();
+        let tx = self.db.begin_write()?;
+        let removed = tx
+            .open_table(PINS)?
+            .remove(cid.to_bytes().as_slice())?
+            .is_some();
+        tx.commit()?;
+        Ok(removed)
+    }
+
+    /// Whether the file `cid` is pinned.
+    pub fn is_pinned(&self, cid: &ContentId) -> Result<bool, Error> {
+        let tx = self.db.begin_read()?;
+        let found = tx.open_table(PINS)?.get(cid.to_bytes().as_slice())?.is_some();
+        Ok(found)
+    }
+
+    /// The pinned files, ordered by id.
+    pub fn pins(&self) -> Result<Vec<PinInfo>, Error> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(PINS)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            let cid = index_key(key.value())?;
+            let (size, blocks, stored_bytes, name) = value.value();
+            out.push(PinInfo {
+                cid,
+                size,
+                name: name.map(str::to_owned),
+                blocks,
+                stored_bytes,
+            });
+        }
+        Ok(out)
+    }
+
+    /// Removes every block not reachable from a pin (and any block file the index does not
+    /// list, left by an interrupted put). Refuses to remove anything if a pinned file's
+    /// manifests cannot be read, since its blocks could not be told apart.
+    pub fn gc(&self) -> Result<GcReport, Error> {
+        let _writer = self.lock_writer();
+        gc::run(self)
+    }
+
+    /// Blocks stored, their bytes, and the bytes offered.
+    pub fn usage(&self) -> Result<Usage, Error> {
+        let tx = self.db.begin_read()?;
+        let meta = tx.open_table(META)?;
+        let get = |key| -> Result<u64, Error> { Ok(meta.get(key)?.map_or(0, |v| v.value())) };
+        Ok(Usage {
+            blocks: get("blocks")?,
+            stored_bytes: get("stored_bytes")?,
+            offered_bytes: self.offered,
+        })
+    }
+
+    // ---------------------------------------------------------------------------------------
+    // Internals shared by the other modules.
+
+    pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
+        // The guarded state lives in redb, which a panicking writer cannot leave half-updated.
+        self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub(crate) fn db(&self) -> &Database {
+        &self.db
+    }
+
+    pub(crate) fn blocks_dir(&self) -> &Path {
+        &self.blocks_dir
+    }
+
+    pub(crate) fn check_offer(&self, used: u64, adding: u64) -> Result<(), Error> {
+        if used.saturating_add(adding) > self.offered {
+            return Err(Error::OfferExceeded {
+                used,
+                adding,
+                offered: self.offered,
+            });
+        }
+        Ok(())
+    }
+
+    /// Where the block's file is (or would be).
+    pub(crate) fn block_path(&self, cid: &ContentId) -> PathBuf {
+        self.blocks_dir
+            .join(format!("{:02x}", cid.hash()[0]))
+            .join(cid.to_string())
+    }
+
+    /// The block's bytes as stored, unverified; `None` if the index does not list it.
+    pub(crate) fn read_block(&self, cid: &ContentId) -> Result<Option<Vec<u8>>, Error> {
+        let key = cid.to_bytes();
+        let tx = self.db.begin_read()?;
+        let Some(len) = tx.open_table(INDEX)?.get(key.as_slice())?.map(|v| v.value()) else {
+            return Ok(None);
+        };
+        if len <= INLINE_MAX as u64 {
+            let inline = tx.open_table(INLINE)?;
+            return match inline.get(key.as_slice())? {
+                Some(bytes) => Ok(Some(bytes.value().to_vec())),
+                None => Err(Error::Corrupt {
+                    cid: *cid,
+                    reason: "listed in the index but its bytes are missing".into(),
+                }),
+            };
+        }
+        drop(tx);
+        let path = self.block_path(cid);
+        let mut file = match File::open(&path) {
+            Ok(file) => file,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                return Err(Error::Missing { cid: *cid });
+            }
+            Err(e) => return Err(Error::io(path)(e)),
+        };
+        let mut bytes = Vec::with_capacity(len.min(MAX_BLOCK_SIZE as u64 + 1) as usize);
+        // Read at most one byte more than a block may have: a grown file is corrupt, not a
+        // reason to read without bound.
+        (&mut file)
+            .take(MAX_BLOCK_SIZE as u64 + 1)
+            .read_to_end(&mut bytes)
+            .map_err(Error::io(&path))?;
+        Ok(Some(bytes))
+    }
+
+    /// Writes a block's file (or keeps an inline block's bytes) and adds it to `batch`. The file
+    /// is not fsynced and the block not indexed until the batch is committed.
+    pub(crate) fn stage_block(
+        &self,
+        batch: &mut Batch,
+        cid: ContentId,
+        bytes: &[u8],
+    ) -> Result<(), Error> {
+        let len = bytes.len() as u64;
+        if bytes.len() <= INLINE_MAX {
+            batch.entries.push((cid, len, Some(bytes.to_vec())));
+        } else {
+            let path = self.block_path(&cid);
+            let mut file = File::create(&path).map_err(Error::io(&path))?;
+            file.write_all(bytes).map_err(Error::io(&path))?;
+            batch.files.push(path);
+            batch.entries.push((cid, len, None));
+        }
+        batch.bytes += len;
+        Ok(())
+    }
+
+    /// Makes a batch's files durable, then indexes its blocks (and records its pin) in one
+    /// commit.
+    pub(crate) fn commit(&self, batch: Batch) -> Result<(), Error> {
+        let mut dirs = BTreeSet::new();
+        for path in &batch.files {
+            File::open(path)
+                .and_then(|f| f.sync_all())
+                .map_err(Error::io(path))?;
+            if let Some(dir) = path.parent() {
+                dirs.insert(dir);
+            }
+        }
+        for dir in dirs {
+            sync_dir(dir)?;
+        }
+        let mut tx = self.db.begin_write()?;
+        if !batch.durable {
+            tx.set_durability(Durability::None)?;
+        }
+        {
+            let mut index = tx.open_table(INDEX)?;
+            let mut inline = tx.open_table(INLINE)?;
+            let (mut added_blocks, mut added_bytes) = (0u64, 0u64);
+            for (cid, len, bytes) in &batch.entries {
+                let key = cid.to_bytes();
+                if index.insert(key.as_slice(), *len)?.is_none() {
+                    added_blocks += 1;
+                    added_bytes += len;
+                }
+                if let Some(bytes) = bytes {
+                    inline.insert(key.as_slice(), bytes.as_slice())?;
+                }
+            }
+            add_counters(&tx, added_blocks as i128, added_bytes as i128)?;
+            if let Some((cid, info)) = &batch.pin {
+                tx.open_table(PINS)?.insert(
+                    cid.to_bytes().as_slice(),
+                    (info.size, info.blocks, info.stored_bytes, info.name.as_deref()),
+                )?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Removes blocks from the index (durably), then their files. Returns the blocks and bytes
+    /// removed from the index.
+    pub(crate) fn remove_blocks(&self, cids: &[ContentId]) -> Result<(u64, u64), Error> {
+        let tx = self.db.begin_write()?;
+        let mut files = Vec::new();
+        let (mut blocks, mut bytes) = (0u64, 0u64);
+        {
+            let mut index = tx.open_table(INDEX)?;
+            let mut inline = tx.open_table(INLINE)?;
+            for cid in cids {
+                let key = cid.to_bytes();
+                let Some(len) = index.remove(key.as_slice())?.map(|v| v.value()) else {
+                    // Never indexed (an interrupted put's file): just remove the file.
+                    files.push(self.block_path(cid));
+                    continue;
+                };
+                blocks += 1;
+                bytes += len;
+                if len <= INLINE_MAX as u64 {
+                    inline.remove(key.as_slice())?;
+                } else {
+                    files.push(self.block_path(cid));
+                }
+            }
+            add_counters(&tx, -(blocks as i128), -(bytes as i128))?;
+        }
+        tx.commit()?;
+        for path in files {
+            match fs::remove_file(&path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(Error::io(path)(e)),
+            }
+        }
+        Ok((blocks, bytes))
+    }
+
+    /// Reaches under the API to damage a stored block, for corruption tests.
+    #[cfg(test)]
+    pub(crate) fn corrupt_block(&self, cid: &ContentId, at: usize) {
+        let key = cid.to_bytes();
+        let bytes = self.read_block(cid).unwrap().unwrap();
+        let mut bytes = bytes;
+        bytes[at] ^= 0x01;
+        if bytes.len() <= INLINE_MAX {
+            let tx = self.db.begin_write().unwrap();
+            tx.open_table(INLINE)
+                .unwrap()
+                .insert(key.as_slice(), bytes.as_slice())
+                .unwrap();
+            tx.commit().unwrap();
+        } else {
+            fs::write(self.block_path(cid), bytes).unwrap();
+        }
+    }
+}
+
+/// Adds to (or, with negative numbers, subtracts from) the block and byte counters.
+fn add_counters(tx: &WriteTransaction, blocks: i128, bytes: i128) -> Result<(), Error> {
+    let mut meta = tx.open_table(META)?;
+    for (key, delta) in [("blocks", blocks), ("stored_bytes", bytes)] {
+        let old = meta.get(key)?.map_or(0, |v| v.value());
+        let new = (i128::from(old) + delta).clamp(0, i128::from(u64::MAX)) as u64;
+        meta.insert(key, new)?;
+    }
+    Ok(())
+}
+
+/// Reads an index key back into an id.
+pub(crate) fn index_key(key: &[u8]) -> Result<ContentId, Error> {
+    ContentId::from_bytes(key).map_err(|e| {
+        Error::Index(Box::new(redb::Error::Corrupted(format!(
+            "index key is not a content id: {e}"
+        ))))
+    })
+}
+
+/// Number of entries in the index, for tests.
+#[cfg(test)]
+pub(crate) fn index_len(store: &Store) -> u64 {
+    use redb::ReadableTableMetadata as _;
+    let tx = store.db.begin_read().unwrap();
+    tx.open_table(INDEX).unwrap().len().unwrap()
+}
+
+fn sync_dir(dir: &Path) -> Result<(), Error> {
+    File::open(dir)
+        .and_then(|d| d.sync_all())
+        .map_err(Error::io(dir))
+}
+
+#[allow(dead_code)]
+fn assert_send_sync() {
+    fn is<T: Send + Sync>() {}
+    is::<Store>();
+}
