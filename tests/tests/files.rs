@@ -254,3 +254,53 @@ fn walk(p: &Path) -> Vec<PathBuf> {
     }
     out
 }
+
+#[test]
+fn a_flipped_byte_in_a_stored_block_fails_get_naming_the_block() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    let _n = NodeProcess::start(BIN, &dir, &[]).unwrap();
+    let original = data(3 * MIB, 11, false);
+    let f = write_file(tmp.path(), "victim.bin", &original);
+    let cid = put(&dir, &f)["cid"].as_str().unwrap().to_owned();
+
+    // Blocks larger than a few KiB are files named by their CID under store/blocks/.
+    let mut blocks = walk(&dir.join("store").join("blocks"));
+    blocks.sort();
+    assert_eq!(blocks.len(), 3, "three 1 MiB chunks: {blocks:?}");
+    // Corrupt the block that holds the file's second MiB (find it by content: random chunks are
+    // stored raw after a one-byte tag).
+    let victim = blocks
+        .iter()
+        .find(|p| std::fs::read(p).unwrap()[1..33] == original[MIB..MIB + 32])
+        .expect("the second chunk's block")
+        .clone();
+    let victim_cid = victim.file_name().unwrap().to_string_lossy().into_owned();
+    let mut bytes = std::fs::read(&victim).unwrap();
+    bytes[4242] ^= 0x20;
+    std::fs::write(&victim, &bytes).unwrap();
+
+    let out = tmp.path().join("victim.out");
+    let o = get_to(&dir, &cid, &out);
+    assert!(!o.status.success(), "get of a corrupt file must fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(
+        err.contains(&victim_cid),
+        "the error must name the corrupt block {victim_cid}: {err}"
+    );
+    assert!(!out.exists(), "nothing may be written to -o on failure");
+
+    // To stdout: only verified bytes come out (the first chunk), never the corrupt one.
+    let o = cli(BIN, &dir, &["get", &cid], false).unwrap();
+    assert!(!o.status.success());
+    assert!(
+        o.stdout.len() <= MIB && o.stdout[..] == original[..o.stdout.len()],
+        "wrong bytes on stdout"
+    );
+
+    // The node keeps serving other files.
+    let ok = write_file(tmp.path(), "ok.txt", b"still here\n");
+    let ok_cid = put(&dir, &ok)["cid"].as_str().unwrap().to_owned();
+    let o = cli(BIN, &dir, &["get", &ok_cid], false).unwrap();
+    assert_eq!(o.stdout, b"still here\n");
+}
