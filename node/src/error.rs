@@ -64,12 +64,13 @@ pub enum NodeError {
 /// The HTTP status the control API answers a storage error with.
 pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode {
     use axum::http::StatusCode;
-    let text = e.to_string();
-    if text.contains("not found") || text.contains("missing") {
-        StatusCode::NOT_FOUND
-    } else if text.contains("offer") {
-        StatusCode::INSUFFICIENT_STORAGE
-    } else {
-        StatusCode::INTERNAL_SERVER_ERROR
+    use warren_storage_mesh::Error as E;
+    match e {
+        E::Missing { .. } => StatusCode::NOT_FOUND,
+        E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
+        E::Incomplete { .. } => StatusCode::CONFLICT,
+        E::OfferExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        E::Read(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }

@@ -1,9 +1,12 @@
 //! Builds and signs this node's record from its config, keys and detected hardware.
 
+use std::sync::Arc;
+
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use warren_inference::hardware::Hardware;
 use warren_protocol::{ComputeOffer, Gpu, NodeRecord, Price, Role, StorageOffer};
+use warren_storage_mesh::Store;
 
 use crate::config::Config;
 use crate::error::NodeError;
@@ -18,6 +21,7 @@ pub struct RecordBuilder {
     compute: Option<ComputeOffer>,
     price: Price,
     ttl_secs: u64,
+    store: Option<Arc<Store>>,
 }
 
 impl RecordBuilder {
@@ -59,7 +63,14 @@ impl RecordBuilder {
                 compute_per_1k_tokens: config.price.compute_per_1k_tokens,
             },
             ttl_secs: config.record_ttl_secs,
+            store: None,
         }
+    }
+
+    /// Reports the store's real free space in the storage offer.
+    pub fn with_store(mut self, store: Arc<Store>) -> Self {
+        self.store = Some(store);
+        self
     }
 
     /// The network id records are issued for.
@@ -78,13 +89,20 @@ impl RecordBuilder {
         addrs: Vec<Multiaddr>,
         now: u64,
     ) -> Result<(Vec<u8>, NodeRecord), NodeError> {
+        let mut storage = self.storage.clone();
+        if let (Some(offer), Some(store)) = (storage.as_mut(), &self.store) {
+            // A small read transaction; a failure leaves the last known figure.
+            if let Ok(usage) = store.usage() {
+                offer.bytes_free = offer.bytes_offered.saturating_sub(usage.stored_bytes);
+            }
+        }
         let record = NodeRecord {
             version: warren_protocol::RECORD_VERSION,
             network: self.network.clone(),
             peer_id: self.peer_id(),
             roles: self.roles.clone(),
             onion_key: self.onion_public,
-            storage: self.storage.clone(),
+            storage,
             compute: self.compute.clone(),
             price: self.price.clone(),
             load_permille: 0,

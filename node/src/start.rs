@@ -61,16 +61,16 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let peer_id = key.public().to_peer_id();
     info!(%peer_id, network = %config.network, data_dir = %data_dir.display(), "starting warren {}", network::VERSION);
 
-    let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware);
-    let (client, mut event_loop) = network::build(&config, key, records)?;
-    let ready = event_loop.on_ready();
-
     let store_dir = data_dir.join("store");
     let offer = config.storage.offer_bytes;
     let store = tokio::task::spawn_blocking(move || Store::open(&store_dir, offer))
         .await
         .map_err(|e| NodeError::Network(format!("store task: {e}")))??;
     let store = Arc::new(store);
+    let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
+        .with_store(store.clone());
+    let (client, mut event_loop) = network::build(&config, key, records)?;
+    let ready = event_loop.on_ready();
 
     let listener = crate::api::bind(config.api_listen).await?;
     let api_addr = listener

@@ -15,7 +15,7 @@ const MIB: usize = 1 << 20;
 
 /// Deterministic bytes: xorshift64* for random-looking data, or words for text-like data.
 fn data(len: usize, seed: u64, text: bool) -> Vec<u8> {
-    let mut x = seed | 1;
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
     let mut next = move || {
         x ^= x >> 12;
         x ^= x << 25;
@@ -303,4 +303,41 @@ fn a_flipped_byte_in_a_stored_block_fails_get_naming_the_block() {
     let ok_cid = put(&dir, &ok)["cid"].as_str().unwrap().to_owned();
     let o = cli(BIN, &dir, &["get", &ok_cid], false).unwrap();
     assert_eq!(o.stdout, b"still here\n");
+}
+
+#[test]
+fn a_node_never_stores_past_its_offer() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("n");
+    let config = tmp.path().join("small.toml");
+    std::fs::write(
+        &config,
+        "[storage]\ntier = \"hot\"\noffer_bytes = 4194304\n",
+    )
+    .unwrap();
+    let _n = NodeProcess::start(BIN, &dir, &["--config", config.to_str().unwrap()]).unwrap();
+    let fits = write_file(tmp.path(), "fits.bin", &data(3 * MIB, 12, false));
+    let cid = put(&dir, &fits)["cid"].as_str().unwrap().to_owned();
+    let too_big = write_file(tmp.path(), "too-big.bin", &data(2 * MIB, 13, false));
+    let o = cli(BIN, &dir, &["put", too_big.to_str().unwrap()], false).unwrap();
+    assert!(!o.status.success(), "a put past the offer must fail");
+    let err = String::from_utf8_lossy(&o.stderr);
+    assert!(err.contains("offer would be exceeded"), "{err}");
+    let status = cli_json(BIN, &dir, &["status"]).unwrap();
+    assert!(status["storage"]["stored_bytes"].as_u64().unwrap() <= 4 * MIB as u64);
+    assert_eq!(
+        status["storage"]["offered_bytes"].as_u64().unwrap(),
+        4 * MIB as u64
+    );
+    let pins = cli_json(BIN, &dir, &["pins"]).unwrap();
+    assert_eq!(pins.as_array().unwrap().len(), 1);
+    assert_eq!(pins[0]["cid"], cid.as_str());
+    // The node's own record advertises what is left.
+    let peer = status["peer_id"].as_str().unwrap().to_owned();
+    let record = cli_json(BIN, &dir, &["record", &peer]).unwrap();
+    assert_eq!(record["storage"]["tier"], "hot");
+    assert_eq!(
+        record["storage"]["bytes_offered"].as_u64().unwrap(),
+        4 * MIB as u64
+    );
 }
