@@ -29,9 +29,9 @@ use crate::{CHUNK_SIZE, Codec, ContentId, Error, MAX_MANIFEST_SIZE, codec};
 /// The libp2p protocol name.
 pub const PROTOCOL_NAME: &str = "/warren/blocks/1.0.0";
 
-/// Largest block (chunk or manifest) that travels: a 1 MiB chunk plus 1 KiB of headroom for the
-/// chunk format's header and brotli's framing of incompressible data.
-pub const MAX_BLOCK_SIZE: usize = CHUNK_SIZE + 1024;
+/// Largest block that travels: a raw chunk block, its tag byte and the 1 MiB chunk (the same
+/// limit as the block store's, `spec/storage.md`).
+pub const MAX_BLOCK_SIZE: usize = CHUNK_SIZE + 1;
 
 /// Largest encoded request or response: a block plus the CBOR around it (about 70 bytes; 1 KiB
 /// allowed). Checked before decoding and after encoding.
@@ -441,9 +441,15 @@ impl Response {
         let kind_ok = matches!(
             (request, self),
             (_, Response::Failed { .. })
-                | (Request::Get(_), Response::Block(_) | Response::NotFound { .. })
+                | (
+                    Request::Get(_),
+                    Response::Block(_) | Response::NotFound { .. }
+                )
                 | (Request::Store(_), Response::Stored(_))
-                | (Request::Audit(_), Response::Proof(_) | Response::NotFound { .. })
+                | (
+                    Request::Audit(_),
+                    Response::Proof(_) | Response::NotFound { .. }
+                )
         );
         let block_ok = self.block().is_none_or(|b| b == request.block());
         if kind_ok && block_ok {
@@ -647,9 +653,8 @@ mod tests {
         for (req, field) in cases {
             let err = Request::Audit(req.clone()).encode().unwrap_err();
             let got = match &err {
-                TransferError::TooLong { field, .. } | TransferError::InvalidField { field, .. } => {
-                    *field
-                }
+                TransferError::TooLong { field, .. }
+                | TransferError::InvalidField { field, .. } => *field,
                 other => panic!("{other}"),
             };
             assert_eq!(got, field, "{req:?}: {err}");
@@ -659,7 +664,13 @@ mod tests {
     #[test]
     fn reasons_and_proofs_are_bounded() {
         let long = "x".repeat(MAX_REASON_LEN + 1);
-        assert!(Response::Failed { reason: long.clone() }.encode().is_err());
+        assert!(
+            Response::Failed {
+                reason: long.clone()
+            }
+            .encode()
+            .is_err()
+        );
         let stored = Response::Stored(StoreResponse {
             block: chunk(b"a"),
             accepted: false,

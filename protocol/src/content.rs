@@ -270,7 +270,10 @@ mod tests {
     #[test]
     fn accepts_other_multibases_and_prints_base32() {
         let id = ContentId::of_block(Codec::Cbor, b"abc");
-        let b58 = id.to_cid().to_string_of_base(cid::multibase::Base::Base58Btc).unwrap();
+        let b58 = id
+            .to_cid()
+            .to_string_of_base(cid::multibase::Base::Base58Btc)
+            .unwrap();
         assert!(b58.starts_with('z'));
         assert_eq!(b58.parse::<ContentId>().unwrap(), id);
     }
@@ -298,13 +301,23 @@ mod tests {
         let sha_raw = Cid::new_v1(RAW_CODEC, sha);
         let err = ContentId::from_bytes(&sha_raw.to_bytes()).unwrap_err();
         assert!(
-            matches!(err, Error::UnsupportedHash { code: 0x12, len: 32, .. }),
+            matches!(
+                err,
+                Error::UnsupportedHash {
+                    code: 0x12,
+                    len: 32,
+                    ..
+                }
+            ),
             "{err}"
         );
 
         let short = Cid::new_v1(RAW_CODEC, Multihash::wrap(BLAKE3_CODE, &[7; 16]).unwrap());
         let err = short.to_string().parse::<ContentId>().unwrap_err();
-        assert!(matches!(err, Error::UnsupportedHash { len: 16, .. }), "{err}");
+        assert!(
+            matches!(err, Error::UnsupportedHash { len: 16, .. }),
+            "{err}"
+        );
 
         let v0 = Cid::new_v0(sha).unwrap();
         let err = v0.to_string().parse::<ContentId>().unwrap_err();

@@ -13,6 +13,7 @@
 //! rejects trailing bytes; all CBOR goes through one private module, so the CBOR library can be
 //! swapped without touching the formats.
 
+pub mod block_transfer;
 mod codec;
 pub mod content;
 pub mod envelope;

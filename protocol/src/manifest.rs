@@ -200,9 +200,13 @@ impl Manifest {
         check_text(&self.name, "name", MAX_FILE_NAME_LEN, subject, |c| {
             !c.is_control()
         })?;
-        check_text(&self.media_type, "media_type", MAX_MEDIA_TYPE_LEN, subject, |c| {
-            c.is_ascii() && !c.is_ascii_control()
-        })?;
+        check_text(
+            &self.media_type,
+            "media_type",
+            MAX_MEDIA_TYPE_LEN,
+            subject,
+            |c| c.is_ascii() && !c.is_ascii_control(),
+        )?;
         if let Some(media_type) = &self.media_type
             && !media_type.contains('/')
         {
@@ -267,7 +271,10 @@ impl Manifest {
         if sum != u128::from(self.size) {
             return Err(invalid(
                 "size".into(),
-                format!("{} is not the sum of the entries' raw_len ({sum})", self.size),
+                format!(
+                    "{} is not the sum of the entries' raw_len ({sum})",
+                    self.size
+                ),
             ));
         }
         Ok(())
@@ -343,7 +350,9 @@ mod tests {
         // {"version": 1, "size": …
         assert_eq!(
             &bytes[..13],
-            &[0xa6, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x01, 0x64, b's', b'i']
+            &[
+                0xa6, 0x67, b'v', b'e', b'r', b's', b'i', b'o', b'n', 0x01, 0x64, b's', b'i'
+            ]
         );
         let (id, block) = m.to_block().unwrap();
         assert_eq!(block, bytes);
@@ -407,9 +416,27 @@ mod tests {
         let good = leaf(&[MIB, MIB, 10]);
         good.validate().unwrap();
 
-        rejects(&Manifest { version: 2, ..good.clone() }, "version 2");
-        rejects(&Manifest { depth: 9, ..good.clone() }, "deeper than 8");
-        rejects(&Manifest { size: 1, ..good.clone() }, "not the sum");
+        rejects(
+            &Manifest {
+                version: 2,
+                ..good.clone()
+            },
+            "version 2",
+        );
+        rejects(
+            &Manifest {
+                depth: 9,
+                ..good.clone()
+            },
+            "deeper than 8",
+        );
+        rejects(
+            &Manifest {
+                size: 1,
+                ..good.clone()
+            },
+            "not the sum",
+        );
         rejects(&leaf(&[10, MIB]), "entries[0].raw_len");
         rejects(&leaf(&[MIB, 0]), "entries[1].raw_len");
         rejects(&leaf(&[MIB + 1]), "entries[0].raw_len");
@@ -443,23 +470,48 @@ mod tests {
         let err = one_child.validate_root().unwrap_err();
         assert!(err.to_string().contains("at least 2 entries"), "{err}");
         good.validate_root().unwrap();
-        rejects(&Manifest { entries: vec![], size: 0, ..one_child.clone() }, "must have entries");
+        rejects(
+            &Manifest {
+                entries: vec![],
+                size: 0,
+                ..one_child.clone()
+            },
+            "must have entries",
+        );
 
         rejects(
-            &Manifest { name: Some("n".repeat(256)), ..good.clone() },
+            &Manifest {
+                name: Some("n".repeat(256)),
+                ..good.clone()
+            },
             "at most 255",
         );
-        rejects(&Manifest { name: Some(String::new()), ..good.clone() }, "empty");
         rejects(
-            &Manifest { name: Some("a\u{1b}[2J".into()), ..good.clone() },
+            &Manifest {
+                name: Some(String::new()),
+                ..good.clone()
+            },
+            "empty",
+        );
+        rejects(
+            &Manifest {
+                name: Some("a\u{1b}[2J".into()),
+                ..good.clone()
+            },
             "control",
         );
         rejects(
-            &Manifest { media_type: Some("text".into()), ..good.clone() },
+            &Manifest {
+                media_type: Some("text".into()),
+                ..good.clone()
+            },
             "type/subtype",
         );
         rejects(
-            &Manifest { media_type: Some("text/plaïn".into()), ..good.clone() },
+            &Manifest {
+                media_type: Some("text/plaïn".into()),
+                ..good.clone()
+            },
             "control",
         );
     }
@@ -473,15 +525,26 @@ mod tests {
             size: gib + 1,
             depth: 1,
             entries: vec![
-                ManifestEntry { cid: child(0), raw_len: gib, stored_len: gib / 3 },
-                ManifestEntry { cid: child(1), raw_len: 1, stored_len: 200 },
+                ManifestEntry {
+                    cid: child(0),
+                    raw_len: gib,
+                    stored_len: gib / 3,
+                },
+                ManifestEntry {
+                    cid: child(1),
+                    raw_len: 1,
+                    stored_len: 200,
+                },
             ],
             name: None,
             media_type: None,
         };
         let bytes = m.encode().unwrap();
         assert_eq!(Manifest::decode(&bytes).unwrap(), m);
-        assert_eq!(m.stored_total(bytes.len()), bytes.len() as u64 + gib / 3 + 200);
+        assert_eq!(
+            m.stored_total(bytes.len()),
+            bytes.len() as u64 + gib / 3 + 200
+        );
         assert_eq!(Manifest::entry_capacity(1), u128::from(gib));
     }
 

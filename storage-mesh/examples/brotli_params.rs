@@ -7,9 +7,11 @@
 
 use std::time::Instant;
 
-use brotli::enc::backward_references::BrotliEncoderMode;
-use brotli::enc::encode::{BrotliEncoderOperation, BrotliEncoderParameter, BrotliEncoderStateStruct};
 use brotli::enc::StandardAlloc;
+use brotli::enc::backward_references::BrotliEncoderMode;
+use brotli::enc::encode::{
+    BrotliEncoderOperation, BrotliEncoderParameter, BrotliEncoderStateStruct,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -17,14 +19,27 @@ fn compress(chunk: &[u8], quality: u32, lgwin: u32) -> usize {
     let mut s = BrotliEncoderStateStruct::new(StandardAlloc::default());
     s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_QUALITY, quality);
     s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_LGWIN, lgwin);
-    s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_MODE, BrotliEncoderMode::BROTLI_MODE_GENERIC as u32);
-    s.set_parameter(BrotliEncoderParameter::BROTLI_PARAM_SIZE_HINT, chunk.len() as u32);
+    s.set_parameter(
+        BrotliEncoderParameter::BROTLI_PARAM_MODE,
+        BrotliEncoderMode::BROTLI_MODE_GENERIC as u32,
+    );
+    s.set_parameter(
+        BrotliEncoderParameter::BROTLI_PARAM_SIZE_HINT,
+        chunk.len() as u32,
+    );
     let mut out = vec![0u8; chunk.len() + 1024];
-    let (mut avail_in, mut in_off, mut avail_out, mut out_off, mut total) = (chunk.len(), 0, out.len(), 0, Some(0));
+    let (mut avail_in, mut in_off, mut avail_out, mut out_off, mut total) =
+        (chunk.len(), 0, out.len(), 0, Some(0));
     while !s.is_finished() {
         assert!(s.compress_stream(
             BrotliEncoderOperation::BROTLI_OPERATION_FINISH,
-            &mut avail_in, chunk, &mut in_off, &mut avail_out, &mut out, &mut out_off, &mut total,
+            &mut avail_in,
+            chunk,
+            &mut in_off,
+            &mut avail_out,
+            &mut out,
+            &mut out_off,
+            &mut total,
             &mut |_, _, _, _| (),
         ));
         assert!(avail_out > 0 || s.is_finished());
@@ -48,11 +63,17 @@ fn source_text() -> Vec<u8> {
         dirs.push(d.unwrap().path().join("redb-4.6.0/src"));
     }
     while let Some(d) = dirs.pop() {
-        let Ok(rd) = std::fs::read_dir(&d) else { continue };
+        let Ok(rd) = std::fs::read_dir(&d) else {
+            continue;
+        };
         let mut entries: Vec<_> = rd.map(|e| e.unwrap().path()).collect();
         entries.sort();
         for p in entries {
-            if p.is_dir() { dirs.push(p) } else if out.len() < MIB { out.extend(std::fs::read(&p).unwrap_or_default()) }
+            if p.is_dir() {
+                dirs.push(p)
+            } else if out.len() < MIB {
+                out.extend(std::fs::read(&p).unwrap_or_default())
+            }
         }
     }
     out.truncate(MIB);
@@ -61,14 +82,21 @@ fn source_text() -> Vec<u8> {
 }
 
 fn main() {
-    let elf_path = std::env::args().nth(1).unwrap_or_else(|| "/usr/bin/gdb".into());
+    let elf_path = std::env::args()
+        .nth(1)
+        .unwrap_or_else(|| "/usr/bin/gdb".into());
     let elf = std::fs::read(&elf_path).unwrap();
     let mid = elf.len() / 2;
     let samples: Vec<(String, Vec<u8>)> = vec![
         ("source text".into(), source_text()),
         ("word-list text".into(), warren_storage_mesh_text()),
         (format!("ELF {elf_path}"), elf[mid..mid + MIB].to_vec()),
-        ("random".into(), { let mut s = 7; (0..MIB / 8).flat_map(|_| splitmix(&mut s).to_le_bytes()).collect() }),
+        ("random".into(), {
+            let mut s = 7;
+            (0..MIB / 8)
+                .flat_map(|_| splitmix(&mut s).to_le_bytes())
+                .collect()
+        }),
     ];
     let run = |q: u32, lgwin: u32| {
         let mut line = format!("| q{q} lgwin {lgwin} |");
@@ -86,13 +114,26 @@ fn main() {
         }
         println!("{line}");
     };
-    println!("| params |{}", samples.iter().map(|(n, _)| format!(" {n} |")).collect::<String>());
-    for q in 1..=9 { run(q, 20) }
-    for lgwin in [18, 22, 24] { run(5, lgwin) }
+    println!(
+        "| params |{}",
+        samples
+            .iter()
+            .map(|(n, _)| format!(" {n} |"))
+            .collect::<String>()
+    );
+    for q in 1..=9 {
+        run(q, 20)
+    }
+    for lgwin in [18, 19, 20, 21, 22, 24] {
+        run(5, lgwin)
+    }
 }
 
 fn warren_storage_mesh_text() -> Vec<u8> {
-    const WORDS: &[&str] = &["the", "of", "and", "to", "in", "peer", "store", "block", "chunk", "manifest", "warren", "network", "is", "a", "that", "for", "with", "hash", "tree", "node"];
+    const WORDS: &[&str] = &[
+        "the", "of", "and", "to", "in", "peer", "store", "block", "chunk", "manifest", "warren",
+        "network", "is", "a", "that", "for", "with", "hash", "tree", "node",
+    ];
     let mut s = 1;
     let mut out = Vec::with_capacity(MIB + 16);
     while out.len() < MIB {

@@ -25,7 +25,9 @@ fn splitmix(state: &mut u64) -> u64 {
 
 fn block(i: u64) -> Vec<u8> {
     let mut s = i;
-    let len: usize = std::env::var("BLOCK_LEN").map(|v| v.parse().unwrap()).unwrap_or(MIB + 1);
+    let len: usize = std::env::var("BLOCK_LEN")
+        .map(|v| v.parse().unwrap())
+        .unwrap_or(MIB + 1);
     (0..len).map(|_| splitmix(&mut s) as u8).collect()
 }
 
@@ -36,7 +38,10 @@ fn rss() -> String {
 
 fn open(dir: &std::path::Path) -> Database {
     std::fs::create_dir_all(dir).unwrap();
-    Database::builder().set_cache_size(64 * MIB).create(dir.join("store.redb")).unwrap()
+    Database::builder()
+        .set_cache_size(64 * MIB)
+        .create(dir.join("store.redb"))
+        .unwrap()
 }
 
 fn main() {
@@ -47,15 +52,28 @@ fn main() {
     if variant == "open" {
         let t = Instant::now();
         let db = open(&dir);
-        let n = db.begin_read().unwrap().open_table(BLOCKS).map(|t| t.len().unwrap()).unwrap_or(0);
-        println!("open after kill: {:.2} s, {n} blocks", t.elapsed().as_secs_f64());
+        let n = db
+            .begin_read()
+            .unwrap()
+            .open_table(BLOCKS)
+            .map(|t| t.len().unwrap())
+            .unwrap_or(0);
+        println!(
+            "open after kill: {:.2} s, {n} blocks",
+            t.elapsed().as_secs_f64()
+        );
         return;
     }
     let db = open(&dir);
     let blocks: Vec<Vec<u8>> = (0..64).map(block).collect(); // reused, distinct keys below
     let key = |i: u64| blake3::hash(&i.to_le_bytes()).as_bytes().to_vec();
     let t = Instant::now();
-    let parse_batch = |v: &str| v.split('-').nth(2).map(|n| n.parse::<u64>().unwrap()).unwrap_or(1);
+    let parse_batch = |v: &str| {
+        v.split('-')
+            .nth(2)
+            .map(|n| n.parse::<u64>().unwrap())
+            .unwrap_or(1)
+    };
     let batch = parse_batch(variant);
     let durability_none = variant.ends_with("-none");
     let files = variant.starts_with("files");
@@ -69,13 +87,25 @@ fn main() {
             std::fs::create_dir_all(&sub).unwrap();
             let mut f = std::fs::File::create(sub.join(hex(&k))).unwrap();
             f.write_all(data).unwrap();
-            if variant == "files-each" { f.sync_all().unwrap() } else { pending_files.push(f) }
-            tx.open_table(INDEX).unwrap().insert(k.as_slice(), data.len() as u64).unwrap();
+            if variant == "files-each" {
+                f.sync_all().unwrap()
+            } else {
+                pending_files.push(f)
+            }
+            tx.open_table(INDEX)
+                .unwrap()
+                .insert(k.as_slice(), data.len() as u64)
+                .unwrap();
         } else {
-            tx.open_table(BLOCKS).unwrap().insert(k.as_slice(), data.as_slice()).unwrap();
+            tx.open_table(BLOCKS)
+                .unwrap()
+                .insert(k.as_slice(), data.as_slice())
+                .unwrap();
         }
         if (i + 1) % batch == 0 || i + 1 == mib {
-            for f in pending_files.drain(..) { f.sync_all().unwrap() }
+            for f in pending_files.drain(..) {
+                f.sync_all().unwrap()
+            }
             let last = i + 1 == mib;
             if durability_none && !last {
                 tx.set_durability(Durability::None).unwrap();
@@ -86,7 +116,13 @@ fn main() {
     }
     drop(tx);
     let secs = t.elapsed().as_secs_f64();
-    println!("{variant}: {mib} MiB in {secs:.2} s = {:.0} MiB/s; {}", mib as f64 / secs, rss());
+    println!(
+        "{variant}: {mib} MiB in {secs:.2} s = {:.0} MiB/s; {}",
+        mib as f64 / secs,
+        rss()
+    );
 }
 
-fn hex(b: &[u8]) -> String { b.iter().map(|x| format!("{x:02x}")).collect() }
+fn hex(b: &[u8]) -> String {
+    b.iter().map(|x| format!("{x:02x}")).collect()
+}

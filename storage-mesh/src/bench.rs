@@ -168,7 +168,7 @@ impl std::io::Read for MixedReader {
 /// Chunk `index` of the mixed data made from `seed`, `len` bytes long.
 fn mixed_chunk(seed: u64, index: u64, len: usize) -> Vec<u8> {
     let chunk_seed = seed ^ index.wrapping_mul(0x9e37_79b9_7f4a_7c15);
-    if index % 2 == 0 {
+    if index.is_multiple_of(2) {
         text_chunk(chunk_seed, len)
     } else {
         random_chunk(chunk_seed, len)
@@ -192,11 +192,56 @@ pub fn mixed_data(total_bytes: u64, seed: u64) -> Vec<u8> {
 /// `len` bytes of text-like data: words from a fixed list, spaces, now and then a newline.
 pub fn text_chunk(seed: u64, len: usize) -> Vec<u8> {
     const WORDS: &[&str] = &[
-        "the", "of", "and", "to", "in", "a", "is", "that", "for", "it", "as", "with", "was", "on",
-        "be", "by", "peer", "store", "block", "chunk", "manifest", "warren", "network", "hash",
-        "tree", "node", "file", "data", "offer", "proof", "replica", "id", "read", "write",
-        "verified", "compressed", "bytes", "disk", "mesh", "storage", "which", "from", "this",
-        "have", "not", "are", "or", "an", "at", "but",
+        "the",
+        "of",
+        "and",
+        "to",
+        "in",
+        "a",
+        "is",
+        "that",
+        "for",
+        "it",
+        "as",
+        "with",
+        "was",
+        "on",
+        "be",
+        "by",
+        "peer",
+        "store",
+        "block",
+        "chunk",
+        "manifest",
+        "warren",
+        "network",
+        "hash",
+        "tree",
+        "node",
+        "file",
+        "data",
+        "offer",
+        "proof",
+        "replica",
+        "id",
+        "read",
+        "write",
+        "verified",
+        "compressed",
+        "bytes",
+        "disk",
+        "mesh",
+        "storage",
+        "which",
+        "from",
+        "this",
+        "have",
+        "not",
+        "are",
+        "or",
+        "an",
+        "at",
+        "but",
     ];
     let mut rng = SplitMix(seed);
     let mut out = Vec::with_capacity(len + 16);
@@ -245,7 +290,10 @@ mod tests {
         assert_ne!(a, mixed_data(3 * CHUNK_SIZE as u64 + 5, 43));
         assert_eq!(a.len(), 3 * CHUNK_SIZE + 5);
         let text = &a[..CHUNK_SIZE];
-        assert!(text.iter().all(|b| b.is_ascii_lowercase() || b" \n".contains(b)));
+        assert!(
+            text.iter()
+                .all(|b| b.is_ascii_lowercase() || b" \n".contains(b))
+        );
         let random = &a[CHUNK_SIZE..2 * CHUNK_SIZE];
         assert!(random.iter().filter(|b| !b.is_ascii()).count() > CHUNK_SIZE / 3);
     }
@@ -255,7 +303,9 @@ mod tests {
         use std::io::Read;
         let total = 2 * CHUNK_SIZE as u64 + 777;
         let mut streamed = Vec::new();
-        MixedReader::new(total, 5).read_to_end(&mut streamed).unwrap();
+        MixedReader::new(total, 5)
+            .read_to_end(&mut streamed)
+            .unwrap();
         assert_eq!(streamed, mixed_data(total, 5));
         // Odd read sizes across chunk boundaries.
         let mut reader = MixedReader::new(total, 5);
@@ -319,7 +369,11 @@ mod tests {
         let store = Store::open(dir.path(), u64::MAX).unwrap();
         let start = Instant::now();
         let out = store
-            .put(MixedReader::new(mib << 20, 11), &PutOptions::default(), &|_| {})
+            .put(
+                MixedReader::new(mib << 20, 11),
+                &PutOptions::default(),
+                &|_| {},
+            )
             .unwrap();
         let secs = start.elapsed().as_secs_f64();
         println!(

@@ -285,4 +285,63 @@ mod tests {
         let err = decode_block(&cid, &block, text.len(), &mut Vec::new()).unwrap_err();
         assert!(err.to_string().contains("invalid stream"), "{err}");
     }
+
+    /// The id of a block is its bao root: a holder can prove any slice of the block against the
+    /// id alone (and the block's length, which the manifest records), with an outboard computed
+    /// from the block when asked.
+    #[test]
+    fn bao_root_of_a_block_is_its_id() {
+        use bao_tree::{
+            BaoTree, BlockSize, ByteRanges,
+            io::{
+                BaoContentItem,
+                outboard::PreOrderMemOutboard,
+                round_up_to_chunks,
+                sync::{DecodeResponseIter, encode_ranges_validated},
+            },
+        };
+
+        let block = encode_block(&random_chunk(9, CHUNK_SIZE));
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        for chunk_log in [0, 4] {
+            let outboard =
+                PreOrderMemOutboard::create(&block, BlockSize::from_chunk_log(chunk_log));
+            assert_eq!(
+                outboard.root.as_bytes(),
+                &cid.hash(),
+                "chunk groups of 2^{chunk_log} KiB"
+            );
+        }
+
+        // The holder answers a challenge for bytes 300000..300030 of the block.
+        let size = BlockSize::from_chunk_log(0);
+        let outboard = PreOrderMemOutboard::create(&block, size);
+        let ranges = round_up_to_chunks(&ByteRanges::from(300_000..300_030));
+        let mut proof = Vec::new();
+        encode_ranges_validated(&block[..], &outboard, &ranges, &mut proof).unwrap();
+        assert_eq!(
+            proof.len(),
+            11 * 64 + 1024,
+            "11 hash pairs and one 1 KiB chunk"
+        );
+
+        // The challenger knows only the id and the block's length.
+        let verify = |proof: &[u8]| -> Result<Vec<u8>, String> {
+            let root = bao_tree::blake3::Hash::from(cid.hash());
+            let tree = BaoTree::new(block.len() as u64, size);
+            let mut leaves = Vec::new();
+            for item in DecodeResponseIter::new(root, tree, proof, &ranges) {
+                if let BaoContentItem::Leaf(leaf) = item.map_err(|e| e.to_string())? {
+                    assert_eq!(leaf.offset, 299_008, "the 1 KiB chunk holding byte 300000");
+                    leaves.extend_from_slice(&leaf.data);
+                }
+            }
+            Ok(leaves)
+        };
+        assert_eq!(verify(&proof).unwrap(), &block[299_008..300_032]);
+        let mut forged = proof.clone();
+        let last = forged.len() - 1;
+        forged[last] ^= 1;
+        assert!(verify(&forged).is_err(), "a forged slice is refused");
+    }
 }

@@ -13,6 +13,8 @@ use std::{collections::HashSet, fs};
 use redb::{ReadableDatabase, ReadableTable};
 use warren_protocol::ContentId;
 
+#[cfg(test)]
+use crate::PinInfo;
 use crate::{
     Error, Store, read,
     store::{INDEX, index_key},
@@ -80,4 +82,158 @@ pub(crate) fn run(store: &Store) -> Result<GcReport, Error> {
         blocks_removed,
         bytes_freed,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use warren_protocol::{CHUNK_SIZE, Codec};
+
+    use super::*;
+    use crate::{
+        PutOptions,
+        bench::random_chunk,
+        store::index_len,
+        test_util::{get, put, put_with, store},
+    };
+
+    fn unpinned() -> PutOptions {
+        PutOptions {
+            pin: false,
+            ..PutOptions::default()
+        }
+    }
+
+    #[test]
+    fn gc_removes_unpinned_blocks_and_keeps_pinned_and_shared_ones() {
+        let (_dir, store) = store(u64::MAX);
+        let shared = random_chunk(1, CHUNK_SIZE);
+        let kept_data = [&shared[..], &random_chunk(2, CHUNK_SIZE)].concat();
+        let gone_data = [&shared[..], &random_chunk(3, CHUNK_SIZE + 10)].concat();
+        let kept = put(&store, &kept_data);
+        let gone = put_with(&store, &gone_data, &unpinned());
+        let before = store.usage().unwrap();
+        assert_eq!(before.blocks, 3 + 3, "the shared chunk is stored once");
+
+        let report = store.gc().unwrap();
+        // `gone`'s manifest and its two own chunks.
+        assert_eq!(report.blocks_removed, 3);
+        let after = store.usage().unwrap();
+        assert_eq!(after.blocks, 3);
+        assert_eq!(report.bytes_freed, before.stored_bytes - after.stored_bytes);
+        assert_eq!(after.stored_bytes, kept.stored_bytes);
+        assert_eq!(get(&store, &kept.cid), kept_data);
+        let err = store.get(&gone.cid, &mut Vec::new(), &|_| {}).unwrap_err();
+        assert!(
+            matches!(err, Error::Missing { cid } if cid == gone.cid),
+            "{err}"
+        );
+
+        // Nothing left to collect.
+        assert_eq!(store.gc().unwrap(), GcReport::default());
+
+        // Unpinned, everything goes, files included.
+        assert!(store.unpin(&kept.cid).unwrap());
+        assert!(!store.unpin(&kept.cid).unwrap());
+        let report = store.gc().unwrap();
+        assert_eq!(report.blocks_removed, 3);
+        assert_eq!(store.usage().unwrap().blocks, 0);
+        assert_eq!(store.usage().unwrap().stored_bytes, 0);
+        assert_eq!(index_len(&store), 0);
+        assert_eq!(files_in(store.blocks_dir()), 0);
+    }
+
+    #[test]
+    fn pin_lists_and_requires_the_whole_dag() {
+        let (_dir, store) = store(u64::MAX);
+        let data = random_chunk(4, 2 * CHUNK_SIZE + 1);
+        let opts = PutOptions {
+            name: Some("report.pdf".into()),
+            media_type: Some("application/pdf".into()),
+            pin: false,
+        };
+        let file = put_with(&store, &data, &opts);
+        assert!(store.pins().unwrap().is_empty());
+        store.pin(&file.cid).unwrap();
+        store.pin(&file.cid).unwrap(); // idempotent
+        let pins = store.pins().unwrap();
+        assert_eq!(
+            pins,
+            vec![PinInfo {
+                cid: file.cid,
+                size: data.len() as u64,
+                name: Some("report.pdf".into()),
+                blocks: 4,
+                stored_bytes: file.stored_bytes,
+            }]
+        );
+
+        // A file with a chunk missing cannot be pinned.
+        let other = put_with(&store, &random_chunk(5, 2 * CHUNK_SIZE), &unpinned());
+        let chunks = store.stat(&other.cid).unwrap().entries;
+        store.remove_blocks(&[chunks[1].cid]).unwrap();
+        let err = store.pin(&other.cid).unwrap_err();
+        assert!(
+            matches!(err, Error::Incomplete { root, missing } if root == other.cid && missing == chunks[1].cid),
+            "{err}"
+        );
+        let unknown = ContentId::of_block(Codec::Cbor, b"?");
+        let err = store.pin(&unknown).unwrap_err();
+        assert!(matches!(err, Error::Missing { .. }), "{err}");
+        assert_eq!(store.pins().unwrap().len(), 1);
+    }
+
+    #[test]
+    fn pin_info_counts_distinct_blocks() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, &vec![7u8; 4 * CHUNK_SIZE]);
+        let pin = &store.pins().unwrap()[0];
+        assert_eq!((pin.blocks, pin.stored_bytes), (2, file.stored_bytes));
+        assert_eq!(file.blocks, 2);
+    }
+
+    #[test]
+    fn gc_removes_unlisted_block_files_and_leaves_other_files() {
+        let (_dir, store) = store(u64::MAX);
+        let kept = put(&store, &random_chunk(6, CHUNK_SIZE));
+        // A block file written by a put that was killed before its commit.
+        let stray = ContentId::of_block(Codec::Raw, b"stray");
+        std::fs::write(store.block_path(&stray), vec![1; 50_000]).unwrap();
+        let foreign = store.blocks_dir().join("00").join("README");
+        std::fs::write(&foreign, b"not a block").unwrap();
+
+        let report = store.gc().unwrap();
+        assert_eq!(
+            report,
+            GcReport {
+                blocks_removed: 1,
+                bytes_freed: 50_000
+            }
+        );
+        assert!(!store.block_path(&stray).exists());
+        assert!(foreign.exists());
+        assert_eq!(get(&store, &kept.cid), random_chunk(6, CHUNK_SIZE));
+    }
+
+    #[test]
+    fn gc_refuses_to_sweep_when_a_pinned_manifest_is_unreadable() {
+        let (_dir, store) = store(u64::MAX);
+        let pinned = put(&store, &random_chunk(7, 3 * CHUNK_SIZE));
+        let garbage = put_with(&store, b"garbage", &unpinned());
+        store.corrupt_block(&pinned.cid, 10);
+        let blocks = store.usage().unwrap().blocks;
+        let err = store.gc().unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { cid, .. } if cid == pinned.cid),
+            "{err}"
+        );
+        assert_eq!(store.usage().unwrap().blocks, blocks, "nothing removed");
+        assert_eq!(get(&store, &garbage.cid), b"garbage");
+    }
+
+    fn files_in(blocks_dir: &std::path::Path) -> usize {
+        std::fs::read_dir(blocks_dir)
+            .unwrap()
+            .map(|shard| std::fs::read_dir(shard.unwrap().path()).unwrap().count())
+            .sum()
+    }
 }

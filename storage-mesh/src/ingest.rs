@@ -7,9 +7,10 @@
 //!  reader ──(i, chunk)──▶ N workers ──(i, block, id)──▶ writer (the caller's thread)
 //!  1 MiB chunks           brotli + BLAKE3               in order: dedup, offer, write the
 //!                                                       block file, grow the manifest tree
-//!                                                              │ batches of 32 MiB
-//!                                                              ▼
-//!                                                      syncer: fsync the batch's files,
+//!                                                              │ each file written; every
+//!                                                              ▼ 32 MiB, the batch's index
+//!                                                      syncer: fsync each file as it comes;
+//!                                                      at a batch's end fsync the directories,
 //!                                                      then commit its index entries
 //! ```
 //!
@@ -21,17 +22,21 @@
 //!
 //! Memory: at most `slots` = max(2N, 4) chunks are in flight, each a 1 MiB buffer and a block of
 //! at most 1 MiB + 1; the writer holds a batch's index entries (tiny) and the file's distinct
-//! block ids (to count and dedup them, 33 bytes and some overhead per MiB). The batch's bytes
-//! are in the page cache, not in this process. fsync and commits happen on the syncer while the
-//! writer goes on, so the writer never stalls the workers on the disk.
+//! block ids (to count and dedup them, 33 bytes and some overhead per MiB). Written blocks are in
+//! the page cache, not in this process, and at most [`SYNC_QUEUE`] files wait for their fsync
+//! (beyond that the writer waits: the disk sets the pace). fsync and commits happen on the syncer
+//! while the writer goes on, so the writer never stalls the workers on the disk, and each file is
+//! flushed as soon as it is written, so the end of a put waits for little more than the last
+//! files.
 //!
 //! On error the pipeline shuts down (every thread sees its channel close), and the blocks this
 //! put added are removed again.
 
 use std::{
-    collections::{BTreeMap, HashSet},
+    collections::{BTreeMap, BTreeSet, HashSet},
     io::{self, Read},
     num::NonZero,
+    path::PathBuf,
     sync::{
         Arc, Mutex,
         mpsc::{Receiver, SyncSender, sync_channel},
@@ -43,12 +48,14 @@ use warren_protocol::{CHUNK_SIZE, Codec, ContentId, Manifest, ManifestEntry};
 
 use crate::{
     Error, PinInfo, Store, chunk,
-    store::Batch,
+    store::{self, Batch},
     tree::{Block, TreeBuilder},
 };
 
 /// Bytes of blocks per commit of a put.
 pub const BATCH_BYTES: u64 = 32 << 20;
+/// Most block files written but not yet fsynced during a put.
+const SYNC_QUEUE: usize = 64;
 
 /// How to store a file.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -103,6 +110,14 @@ enum Msg {
     Failed(Error),
 }
 
+/// Messages to the syncer.
+enum ToSyncer {
+    /// A block file just written: fsync it.
+    File(PathBuf),
+    /// The end of a batch: fsync the directories of its files, then commit its index entries.
+    Commit(Batch),
+}
+
 /// See the module doc.
 pub(crate) fn put<R: Read + Send>(
     store: &Store,
@@ -140,10 +155,10 @@ pub(crate) fn put<R: Read + Send>(
     // full queue wakes up when the workers are gone.
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = sync_channel::<Msg>(slots);
-    let (batch_tx, batch_rx) = sync_channel::<Batch>(1);
+    let (sync_tx, sync_rx) = sync_channel::<ToSyncer>(SYNC_QUEUE);
 
     let result = thread::scope(|scope| {
-        let syncer = scope.spawn(move || sync_batches(store, batch_rx));
+        let syncer = scope.spawn(move || sync_files(store, sync_rx));
         let reader_done = done_tx.clone();
         scope.spawn(move || read_chunks(reader, free_rx, work_tx, reader_done));
         for _ in 0..workers {
@@ -152,8 +167,8 @@ pub(crate) fn put<R: Read + Send>(
         }
         drop((done_tx, work_rx));
 
-        let written = writer.run(done_rx, free_tx, &batch_tx, progress);
-        drop(batch_tx);
+        let written = writer.run(done_rx, free_tx, &sync_tx, progress);
+        drop(sync_tx);
         let synced = match syncer.join() {
             Ok(synced) => synced,
             Err(panic) => std::panic::resume_unwind(panic),
@@ -239,10 +254,25 @@ fn encode_chunks(work: &Mutex<Receiver<(u64, Vec<u8>)>>, done: SyncSender<Msg>) 
     }
 }
 
-/// Commits batches in order until the writer hangs up or a commit fails.
-fn sync_batches(store: &Store, batches: Receiver<Batch>) -> Result<(), Error> {
-    for batch in batches {
-        store.commit(batch)?;
+/// Makes files durable and commits batches, in order, until the writer hangs up or something
+/// fails.
+fn sync_files(store: &Store, queue: Receiver<ToSyncer>) -> Result<(), Error> {
+    let mut dirs = BTreeSet::new();
+    for msg in queue {
+        match msg {
+            ToSyncer::File(path) => {
+                store::sync_file(&path)?;
+                if let Some(dir) = path.parent() {
+                    dirs.insert(dir.to_owned());
+                }
+            }
+            ToSyncer::Commit(batch) => {
+                for dir in std::mem::take(&mut dirs) {
+                    store::sync_dir(&dir)?;
+                }
+                store.commit(batch)?;
+            }
+        }
     }
     Ok(())
 }
@@ -275,7 +305,7 @@ impl Writer<'_> {
         &mut self,
         done: Receiver<Msg>,
         free: SyncSender<Vec<u8>>,
-        batches: &SyncSender<Batch>,
+        syncer: &SyncSender<ToSyncer>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), Error> {
         let mut early: BTreeMap<u64, (Vec<u8>, Vec<u8>, ContentId)> = BTreeMap::new();
@@ -295,13 +325,18 @@ impl Writer<'_> {
             }
             while let Some((raw, block, cid)) = early.remove(&next) {
                 self.add_chunk(cid, &block, raw.len() as u64)?;
+                for path in self.batch.files.drain(..) {
+                    if syncer.send(ToSyncer::File(path)).is_err() {
+                        return Err(Error::Pipeline("the syncer stopped"));
+                    }
+                }
                 // The reader may be gone (end of input); then the buffer is simply dropped.
                 let _ = free.send(raw);
                 next += 1;
                 progress(self.size);
                 if self.batch.bytes >= BATCH_BYTES {
                     let batch = std::mem::take(&mut self.batch);
-                    if batches.send(batch).is_err() {
+                    if syncer.send(ToSyncer::Commit(batch)).is_err() {
                         return Err(Error::Pipeline("the syncer stopped"));
                     }
                 }
@@ -315,7 +350,7 @@ impl Writer<'_> {
             return Err(Error::Pipeline("a chunk was lost"));
         }
         let batch = std::mem::take(&mut self.batch);
-        if !batch.entries.is_empty() && batches.send(batch).is_err() {
+        if syncer.send(ToSyncer::Commit(batch)).is_err() {
             return Err(Error::Pipeline("the syncer stopped"));
         }
         Ok(())
@@ -452,7 +487,10 @@ mod tests {
         let second = put(&store, &data);
         assert_eq!(second.cid, first.cid);
         assert_eq!(second.new_bytes, 0);
-        assert_eq!((second.blocks, second.stored_bytes), (first.blocks, first.stored_bytes));
+        assert_eq!(
+            (second.blocks, second.stored_bytes),
+            (first.blocks, first.stored_bytes)
+        );
         assert_eq!(store.usage().unwrap(), usage);
         assert_eq!(store.pins().unwrap().len(), 1);
 
@@ -464,7 +502,10 @@ mod tests {
         let named = put_with(&store, &data, &opts);
         assert_ne!(named.cid, first.cid);
         assert!(named.new_bytes < 1000, "{named:?}");
-        assert_eq!(store.stat(&named.cid).unwrap().name.as_deref(), Some("copy.bin"));
+        assert_eq!(
+            store.stat(&named.cid).unwrap().name.as_deref(),
+            Some("copy.bin")
+        );
     }
 
     #[test]
@@ -490,10 +531,20 @@ mod tests {
         let data = random_chunk(5, 3 * MIB + 10);
         let seen = Mutex::new(Vec::new());
         store
-            .put(data.as_slice(), &PutOptions::default(), &|n| seen.lock().unwrap().push(n))
+            .put(data.as_slice(), &PutOptions::default(), &|n| {
+                seen.lock().unwrap().push(n)
+            })
             .unwrap();
         let seen = seen.into_inner().unwrap();
-        assert_eq!(seen, vec![MIB as u64, 2 * MIB as u64, 3 * MIB as u64, 3 * MIB as u64 + 10]);
+        assert_eq!(
+            seen,
+            vec![
+                MIB as u64,
+                2 * MIB as u64,
+                3 * MIB as u64,
+                3 * MIB as u64 + 10
+            ]
+        );
     }
 
     #[test]
@@ -516,7 +567,11 @@ mod tests {
         let small = put(&store, b"fits");
         let before = store.usage().unwrap();
         let err = store
-            .put(random_chunk(6, 3 * MIB).as_slice(), &PutOptions::default(), &|_| {})
+            .put(
+                random_chunk(6, 3 * MIB).as_slice(),
+                &PutOptions::default(),
+                &|_| {},
+            )
             .unwrap_err();
         match &err {
             Error::OfferExceeded {
@@ -531,7 +586,11 @@ mod tests {
             other => panic!("{other}"),
         }
         assert!(err.to_string().contains(&offer.to_string()), "{err}");
-        assert_eq!(store.usage().unwrap(), before, "the blocks added are removed again");
+        assert_eq!(
+            store.usage().unwrap(),
+            before,
+            "the blocks added are removed again"
+        );
         assert_eq!(block_files(dir.path()), 0);
         assert_eq!(get(&store, &small.cid), b"fits");
     }

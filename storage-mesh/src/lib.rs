@@ -8,9 +8,9 @@
 //! themselves live in `warren-protocol` ([`ContentId`], [`Manifest`]).
 //!
 //! It must not open sockets or run an async runtime: `warren-node` moves blocks between peers and
-//! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage come with
-//! "Storage mesh II", as pure functions and state machines where possible so that
-//! `simulations/` can run them at 10⁵ peers.
+//! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage ("Storage
+//! mesh II") are pure functions and state machines where possible, so that `simulations/` can run
+//! them at 10⁵ peers.
 //!
 //! # Using it
 //!
@@ -36,8 +36,12 @@ pub mod bench;
 pub mod chunk;
 mod error;
 mod gc;
+pub mod hot;
 mod ingest;
+pub mod placement;
+pub mod proof;
 mod read;
+pub mod repair;
 mod store;
 #[cfg(test)]
 mod test_util;

@@ -19,21 +19,19 @@ pub(crate) fn load_manifest(store: &Store, cid: &ContentId) -> Result<(Manifest,
     }
     let bytes = store.get_block(cid)?;
     let manifest = Manifest::decode(&bytes).map_err(|source| Error::Manifest {
-            cid: *cid,
-            source: Box::new(source),
-        })?;
+        cid: *cid,
+        source: Box::new(source),
+    })?;
     Ok((manifest, bytes.len()))
 }
 
 /// [`load_manifest`] for a file's root: also checks the rules only a root must satisfy.
 pub(crate) fn load_root(store: &Store, cid: &ContentId) -> Result<(Manifest, usize), Error> {
     let (manifest, len) = load_manifest(store, cid)?;
-    manifest
-        .validate_root()
-        .map_err(|source| Error::Manifest {
-            cid: *cid,
-            source: Box::new(source),
-        })?;
+    manifest.validate_root().map_err(|source| Error::Manifest {
+        cid: *cid,
+        source: Box::new(source),
+    })?;
     Ok((manifest, len))
 }
 
@@ -228,4 +226,315 @@ pub(crate) fn summarize(
         e => e,
     })?;
     Ok((manifest, collect.summary))
+}
+
+#[cfg(test)]
+mod tests {
+    use warren_protocol::{MANIFEST_FANOUT, MANIFEST_VERSION};
+
+    use super::*;
+    use crate::{
+        bench::random_chunk,
+        chunk::encode_block,
+        test_util::{get, put, store},
+    };
+
+    const MIB: u64 = CHUNK_SIZE as u64;
+
+    /// Runs a get that must fail; returns the error and what was written before it failed.
+    fn failing_get(store: &Store, cid: &ContentId) -> (Error, Vec<u8>) {
+        let mut out = Vec::new();
+        let err = store.get(cid, &mut out, &|_| {}).unwrap_err();
+        (err, out)
+    }
+
+    #[test]
+    fn a_flipped_byte_in_a_chunk_fails_the_get_naming_it() {
+        let (_dir, store) = store(u64::MAX);
+        let data = random_chunk(1, 3 * CHUNK_SIZE);
+        let file = put(&store, &data);
+        let second = store.stat(&file.cid).unwrap().entries[1].cid;
+        store.corrupt_block(&second, 1000);
+
+        let (err, out) = failing_get(&store, &file.cid);
+        assert!(
+            matches!(&err, Error::Corrupt { cid, .. } if *cid == second),
+            "{err}"
+        );
+        assert!(err.to_string().contains(&second.to_string()), "{err}");
+        // The first chunk was written, nothing of the corrupt one.
+        assert_eq!(out, &data[..CHUNK_SIZE]);
+        let err = store.get_block(&second).unwrap_err();
+        assert!(matches!(err, Error::Corrupt { .. }), "{err}");
+    }
+
+    #[test]
+    fn a_flipped_byte_in_an_inline_chunk_fails_the_get() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, b"hello\n");
+        let chunk = store.stat(&file.cid).unwrap().entries[0].cid;
+        store.corrupt_block(&chunk, 3);
+        let (err, out) = failing_get(&store, &file.cid);
+        assert!(
+            matches!(&err, Error::Corrupt { cid, .. } if *cid == chunk),
+            "{err}"
+        );
+        assert!(out.is_empty());
+    }
+
+    #[test]
+    fn a_corrupt_manifest_fails_get_and_stat() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, &random_chunk(2, 10));
+        store.corrupt_block(&file.cid, 5);
+        for err in [
+            failing_get(&store, &file.cid).0,
+            store.stat(&file.cid).unwrap_err(),
+        ] {
+            assert!(
+                matches!(&err, Error::Corrupt { cid, .. } if *cid == file.cid),
+                "{err}"
+            );
+        }
+    }
+
+    #[test]
+    fn garbage_and_truncated_manifests_give_clear_errors() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, &random_chunk(3, 2 * CHUNK_SIZE));
+        let good = store.get_block(&file.cid).unwrap();
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("garbage", b"\xffnot a manifest at all".to_vec()),
+            ("truncated", good[..good.len() / 2].to_vec()),
+            ("empty", vec![]),
+            ("trailing", [&good[..], &[0]].concat()),
+        ];
+        for (what, bytes) in cases {
+            // Stored under their own (correct) id, so the hash check passes and decoding fails.
+            let cid = ContentId::of_block(Codec::Cbor, &bytes);
+            store.put_block(&cid, &bytes).unwrap();
+            let (err, out) = failing_get(&store, &cid);
+            assert!(out.is_empty());
+            match &err {
+                Error::Manifest { cid: named, .. } => assert_eq!(*named, cid, "{what}"),
+                other => panic!("{what}: {other}"),
+            }
+            let text = err.to_string();
+            assert!(
+                text.contains(&cid.to_string()) && text.contains("invalid"),
+                "{what}: {text}"
+            );
+        }
+    }
+
+    #[test]
+    fn chunk_and_unknown_ids_are_refused() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, b"abc");
+        let chunk = store.stat(&file.cid).unwrap().entries[0].cid;
+        let err = failing_get(&store, &chunk).0;
+        assert!(matches!(err, Error::NotAFile { .. }), "{err}");
+        let unknown = ContentId::of_block(Codec::Cbor, b"nothing");
+        let err = failing_get(&store, &unknown).0;
+        assert!(
+            matches!(err, Error::Missing { cid } if cid == unknown),
+            "{err}"
+        );
+    }
+
+    /// Stores `manifest` with `put_block`; returns its id.
+    fn store_manifest(store: &Store, manifest: &Manifest) -> ContentId {
+        let (cid, bytes) = manifest.to_block().unwrap();
+        store.put_block(&cid, &bytes).unwrap();
+        cid
+    }
+
+    #[test]
+    fn a_manifest_lying_about_a_chunk_fails_naming_the_chunk() {
+        let (_dir, store) = store(u64::MAX);
+        let text = vec![b'a'; 100];
+        let block = encode_block(&text);
+        assert_eq!(block[0], crate::chunk::TAG_BROTLI);
+        let stored = block.len() as u64;
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        store.put_block(&cid, &block).unwrap();
+        let lie = |raw_len: u64, stored_len: u64| Manifest {
+            version: MANIFEST_VERSION,
+            size: raw_len,
+            depth: 0,
+            entries: vec![ManifestEntry {
+                cid,
+                raw_len,
+                stored_len,
+            }],
+            name: None,
+            media_type: None,
+        };
+        let honest = store_manifest(&store, &lie(100, stored));
+        assert_eq!(get(&store, &honest), text);
+        for (raw_len, stored_len, expect) in [
+            (
+                100,
+                stored + 1,
+                format!("{stored} bytes, its manifest says {}", stored + 1),
+            ),
+            (99, stored, "decompresses to more than the 99 bytes".into()),
+            (
+                101,
+                stored,
+                "decompresses to 100 bytes, the manifest says 101".into(),
+            ),
+        ] {
+            let root = store_manifest(&store, &lie(raw_len, stored_len));
+            let (err, out) = failing_get(&store, &root);
+            assert!(
+                matches!(&err, Error::Corrupt { cid: c, .. } if *c == cid),
+                "{err}"
+            );
+            assert!(err.to_string().contains(&expect), "{err}");
+            assert!(out.is_empty());
+        }
+    }
+
+    /// A depth-1 file of 1 GiB + 1 byte built by hand: a full leaf of 1024 zero chunks (one
+    /// distinct block) and a leaf of one 1-byte chunk. Returns the root and the two leaves.
+    fn hand_built_tree(
+        store: &Store,
+        tweak_leaf: impl Fn(&mut Manifest),
+        tweak_root: impl Fn(&mut Manifest),
+    ) -> (ContentId, Manifest, Manifest) {
+        let zeros = encode_block(&vec![0; CHUNK_SIZE]);
+        let zero = ContentId::of_block(Codec::Raw, &zeros);
+        store.put_block(&zero, &zeros).unwrap();
+        let one = encode_block(b"!");
+        let one_id = ContentId::of_block(Codec::Raw, &one);
+        store.put_block(&one_id, &one).unwrap();
+        let entry = |cid, raw_len, stored_len| ManifestEntry {
+            cid,
+            raw_len,
+            stored_len,
+        };
+        let leaf = |entries: Vec<ManifestEntry>| Manifest {
+            version: MANIFEST_VERSION,
+            size: entries.iter().map(|e| e.raw_len).sum(),
+            depth: 0,
+            entries,
+            name: None,
+            media_type: None,
+        };
+        let mut full = leaf(vec![entry(zero, MIB, zeros.len() as u64); MANIFEST_FANOUT]);
+        tweak_leaf(&mut full);
+        let last = leaf(vec![entry(one_id, 1, 2)]);
+        let (full_id, full_bytes) = full.to_block().unwrap();
+        let (last_id, last_bytes) = last.to_block().unwrap();
+        store.put_block(&full_id, &full_bytes).unwrap();
+        store.put_block(&last_id, &last_bytes).unwrap();
+        let mut root = Manifest {
+            version: MANIFEST_VERSION,
+            size: full.size + 1,
+            depth: 1,
+            entries: vec![
+                entry(full_id, full.size, full.stored_total(full_bytes.len())),
+                entry(last_id, 1, last.stored_total(last_bytes.len())),
+            ],
+            name: Some("big".into()),
+            media_type: None,
+        };
+        tweak_root(&mut root);
+        (store_manifest(store, &root), full, last)
+    }
+
+    #[test]
+    fn a_hand_built_tree_reads_back() {
+        let (_dir, store) = store(u64::MAX);
+        let (root, _, _) = hand_built_tree(&store, |_| {}, |_| {});
+        let mut tail = TailSink::default();
+        let n = store.get(&root, &mut tail, &|_| {}).unwrap();
+        assert_eq!(n, MIB * MANIFEST_FANOUT as u64 + 1);
+        assert_eq!(tail.last, Some(b'!'));
+        store.pin(&root).unwrap();
+        let pin = &store.pins().unwrap()[0];
+        assert_eq!((pin.blocks, pin.name.as_deref()), (5, Some("big")));
+    }
+
+    #[test]
+    fn children_must_match_their_parent() {
+        type Tweak = fn(&mut Manifest);
+        let cases: [(&str, Tweak, Tweak); 3] = [
+            (
+                "a name or media type below the root",
+                |leaf| leaf.name = Some("sneaky".into()),
+                |_| {},
+            ),
+            (
+                "bytes stored under it",
+                |_| {},
+                |root| root.entries[0].stored_len += 1,
+            ),
+            (
+                "depth 0, the parent has depth 2",
+                |_| {},
+                |root| {
+                    // A depth-2 root whose entries are leaves: sizes follow depth 2's rule.
+                    root.depth = 2;
+                    root.entries[0].raw_len = MIB << 20;
+                    root.size = root.entries[0].raw_len + 1;
+                },
+            ),
+        ];
+        for (expect, tweak_leaf, tweak_root) in cases {
+            let (_dir, store) = store(u64::MAX);
+            let (root, full, _) = hand_built_tree(&store, tweak_leaf, tweak_root);
+            let (err, out) = failing_get(&store, &root);
+            let leaf_id = full.to_block().unwrap().0;
+            assert!(
+                matches!(&err, Error::Corrupt { cid, .. } if *cid == leaf_id),
+                "{err}"
+            );
+            assert!(err.to_string().contains(expect), "{expect}: {err}");
+            assert!(out.is_empty());
+        }
+    }
+
+    #[test]
+    fn a_deeper_than_needed_root_is_refused() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, b"tiny");
+        let leaf_len = store.get_block(&file.cid).unwrap().len() as u64;
+        let leaf = store.stat(&file.cid).unwrap();
+        let root = Manifest {
+            version: MANIFEST_VERSION,
+            size: 4,
+            depth: 1,
+            entries: vec![ManifestEntry {
+                cid: file.cid,
+                raw_len: 4,
+                stored_len: leaf.stored_total(leaf_len as usize),
+            }],
+            name: None,
+            media_type: None,
+        };
+        let root = store_manifest(&store, &root);
+        let err = failing_get(&store, &root).0;
+        assert!(err.to_string().contains("at least 2 entries"), "{err}");
+        assert!(err.to_string().contains(&root.to_string()), "{err}");
+    }
+
+    /// Counts nothing, remembers the last byte written.
+    #[derive(Default)]
+    struct TailSink {
+        last: Option<u8>,
+    }
+
+    impl std::io::Write for TailSink {
+        fn write(&mut self, buf: &[u8]) -> std::io::Result<usize> {
+            if let Some(&b) = buf.last() {
+                self.last = Some(b);
+            }
+            Ok(buf.len())
+        }
+        fn flush(&mut self) -> std::io::Result<()> {
+            Ok(())
+        }
+    }
 }

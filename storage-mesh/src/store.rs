@@ -38,8 +38,7 @@ use std::{
 };
 
 use redb::{
-    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition,
-    WriteTransaction,
+    Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
 use warren_protocol::{Codec, ContentId, MAX_MANIFEST_SIZE, Manifest};
 
@@ -99,7 +98,8 @@ pub struct Store {
 /// Blocks written to disk (not yet fsynced) whose index entries wait for one commit.
 #[derive(Default)]
 pub(crate) struct Batch {
-    /// Block files to fsync before the commit.
+    /// Block files to fsync before the commit (the put pipeline's syncer takes them out and
+    /// fsyncs them as they are written).
     pub(crate) files: Vec<PathBuf>,
     /// Index entries: id, length, and the bytes for inline blocks.
     pub(crate) entries: Vec<(ContentId, u64, Option<Vec<u8>>)>,
@@ -194,7 +194,10 @@ impl Store {
     /// Whether the block is in the store (listed in the index; its bytes are not checked).
     pub fn has_block(&self, cid: &ContentId) -> Result<bool, Error> {
         let tx = self.db.begin_read()?;
-        let found = tx.open_table(INDEX)?.get(cid.to_bytes().as_slice())?.is_some();
+        let found = tx
+            .open_table(INDEX)?
+            .get(cid.to_bytes().as_slice())?
+            .is_some();
         Ok(found)
     }
 
@@ -276,7 +279,10 @@ impl Store {
     /// Whether the file `cid` is pinned.
     pub fn is_pinned(&self, cid: &ContentId) -> Result<bool, Error> {
         let tx = self.db.begin_read()?;
-        let found = tx.open_table(PINS)?.get(cid.to_bytes().as_slice())?.is_some();
+        let found = tx
+            .open_table(PINS)?
+            .get(cid.to_bytes().as_slice())?
+            .is_some();
         Ok(found)
     }
 
@@ -358,7 +364,11 @@ impl Store {
     pub(crate) fn read_block(&self, cid: &ContentId) -> Result<Option<Vec<u8>>, Error> {
         let key = cid.to_bytes();
         let tx = self.db.begin_read()?;
-        let Some(len) = tx.open_table(INDEX)?.get(key.as_slice())?.map(|v| v.value()) else {
+        let Some(len) = tx
+            .open_table(INDEX)?
+            .get(key.as_slice())?
+            .map(|v| v.value())
+        else {
             return Ok(None);
         };
         if len <= INLINE_MAX as u64 {
@@ -417,9 +427,7 @@ impl Store {
     pub(crate) fn commit(&self, batch: Batch) -> Result<(), Error> {
         let mut dirs = BTreeSet::new();
         for path in &batch.files {
-            File::open(path)
-                .and_then(|f| f.sync_all())
-                .map_err(Error::io(path))?;
+            sync_file(path)?;
             if let Some(dir) = path.parent() {
                 dirs.insert(dir);
             }
@@ -449,7 +457,12 @@ impl Store {
             if let Some((cid, info)) = &batch.pin {
                 tx.open_table(PINS)?.insert(
                     cid.to_bytes().as_slice(),
-                    (info.size, info.blocks, info.stored_bytes, info.name.as_deref()),
+                    (
+                        info.size,
+                        info.blocks,
+                        info.stored_bytes,
+                        info.name.as_deref(),
+                    ),
                 )?;
             }
         }
@@ -542,7 +555,15 @@ pub(crate) fn index_len(store: &Store) -> u64 {
     tx.open_table(INDEX).unwrap().len().unwrap()
 }
 
-fn sync_dir(dir: &Path) -> Result<(), Error> {
+/// fsyncs a file by path (any descriptor of a file flushes all of its dirty pages).
+pub(crate) fn sync_file(path: &Path) -> Result<(), Error> {
+    File::open(path)
+        .and_then(|f| f.sync_all())
+        .map_err(Error::io(path))
+}
+
+/// fsyncs a directory, making the entries created in it durable.
+pub(crate) fn sync_dir(dir: &Path) -> Result<(), Error> {
     File::open(dir)
         .and_then(|d| d.sync_all())
         .map_err(Error::io(dir))
@@ -552,4 +573,161 @@ fn sync_dir(dir: &Path) -> Result<(), Error> {
 fn assert_send_sync() {
     fn is<T: Send + Sync>() {}
     is::<Store>();
+}
+
+#[cfg(test)]
+mod tests {
+    use warren_protocol::CHUNK_SIZE;
+
+    use super::*;
+    use crate::{
+        bench::{random_chunk, text_chunk},
+        chunk::encode_block,
+        test_util::{get, put, reopen, store},
+    };
+
+    #[test]
+    fn put_block_verifies_before_storing() {
+        let (_dir, store) = store(u64::MAX);
+        let block = encode_block(&text_chunk(1, 100_000));
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        assert!(!store.has_block(&cid).unwrap());
+        let err = store.get_block(&cid).unwrap_err();
+        assert!(matches!(err, Error::Missing { .. }), "{err}");
+
+        let mut evil = block.clone();
+        evil[7] ^= 1;
+        let err = store.put_block(&cid, &evil).unwrap_err();
+        assert!(
+            matches!(err, Error::Corrupt { cid: c, .. } if c == cid),
+            "{err}"
+        );
+        assert!(!store.has_block(&cid).unwrap());
+
+        store.put_block(&cid, &block).unwrap();
+        store.put_block(&cid, &block).unwrap();
+        assert!(store.has_block(&cid).unwrap());
+        assert_eq!(store.get_block(&cid).unwrap(), block);
+        assert_eq!(store.usage().unwrap().blocks, 1);
+        assert_eq!(store.usage().unwrap().stored_bytes, block.len() as u64);
+
+        let big = vec![0; MAX_BLOCK_SIZE + 1];
+        let big_id = ContentId::of_block(Codec::Raw, &big);
+        let err = store.put_block(&big_id, &big).unwrap_err();
+        assert!(matches!(err, Error::BlockTooLarge { .. }), "{err}");
+        let manifest = vec![0; MAX_MANIFEST_SIZE + 1];
+        let manifest_id = ContentId::of_block(Codec::Cbor, &manifest);
+        let err = store.put_block(&manifest_id, &manifest).unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::BlockTooLarge {
+                    kind: "manifest",
+                    ..
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn put_block_respects_the_offer() {
+        let (_dir, store) = store(100);
+        let small = b"\x00small";
+        store
+            .put_block(&ContentId::of_block(Codec::Raw, small), small)
+            .unwrap();
+        let big = [0u8; 100];
+        let err = store
+            .put_block(&ContentId::of_block(Codec::Raw, &big), &big)
+            .unwrap_err();
+        assert!(
+            matches!(
+                err,
+                Error::OfferExceeded {
+                    used: 6,
+                    adding: 100,
+                    offered: 100
+                }
+            ),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn everything_survives_a_reopen() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = random_chunk(9, CHUNK_SIZE + 3);
+        let (cid, usage, pins) = {
+            let store = reopen(dir.path(), 1 << 40);
+            let file = put(&store, &data);
+            (file.cid, store.usage().unwrap(), store.pins().unwrap())
+        };
+        let store = reopen(dir.path(), 1 << 40);
+        assert_eq!(store.usage().unwrap(), usage);
+        assert_eq!(store.pins().unwrap(), pins);
+        assert_eq!(get(&store, &cid), data);
+        // The offer is whatever the node says now.
+        drop(store);
+        assert_eq!(reopen(dir.path(), 5).usage().unwrap().offered_bytes, 5);
+    }
+
+    #[test]
+    fn an_uncommitted_batch_leaves_only_unlisted_files() {
+        // What a put killed between writing block files and committing them leaves behind.
+        let dir = tempfile::tempdir().unwrap();
+        let block = encode_block(&random_chunk(3, CHUNK_SIZE));
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        {
+            let store = reopen(dir.path(), u64::MAX);
+            let mut batch = Batch::default();
+            store.stage_block(&mut batch, cid, &block).unwrap();
+            assert!(store.block_path(&cid).exists());
+            // Dropped without commit.
+        }
+        let store = reopen(dir.path(), u64::MAX);
+        assert!(!store.has_block(&cid).unwrap());
+        assert_eq!(store.usage().unwrap().blocks, 0);
+        // A later put of the same block rewrites the file and indexes it.
+        store.put_block(&cid, &block).unwrap();
+        assert_eq!(store.get_block(&cid).unwrap(), block);
+    }
+
+    #[test]
+    fn small_blocks_are_inline_and_large_ones_are_files() {
+        let (_dir, store) = store(u64::MAX);
+        let file = put(&store, &random_chunk(1, CHUNK_SIZE + 100));
+        let entries = store.stat(&file.cid).unwrap().entries;
+        assert!(store.block_path(&entries[0].cid).exists());
+        assert!(
+            !store.block_path(&entries[1].cid).exists(),
+            "101-byte block"
+        );
+        assert!(!store.block_path(&file.cid).exists(), "small manifest");
+        assert_eq!(store.get_block(&entries[1].cid).unwrap().len(), 101);
+    }
+
+    #[test]
+    fn a_newer_schema_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        drop(reopen(dir.path(), 1));
+        {
+            let db = Database::create(dir.path().join("index.redb")).unwrap();
+            let tx = db.begin_write().unwrap();
+            tx.open_table(META).unwrap().insert("schema", 99).unwrap();
+            tx.commit().unwrap();
+        }
+        let err = Store::open(dir.path(), 1).err().unwrap();
+        assert!(matches!(err, Error::Schema { found: 99, .. }), "{err}");
+    }
+
+    #[test]
+    fn readers_run_while_a_put_holds_the_writer_lock() {
+        let (_dir, store) = store(u64::MAX);
+        let first = put(&store, b"already here");
+        let _writer = store.lock_writer();
+        // Reads do not take the lock.
+        assert_eq!(get(&store, &first.cid), b"already here");
+        assert_eq!(store.pins().unwrap().len(), 1);
+    }
 }

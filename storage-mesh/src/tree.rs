@@ -52,7 +52,8 @@ impl TreeBuilder {
             self.levels.push(Vec::with_capacity(self.fanout));
         }
         if self.levels[depth].len() == self.fanout {
-            let entries = std::mem::replace(&mut self.levels[depth], Vec::with_capacity(self.fanout));
+            let entries =
+                std::mem::replace(&mut self.levels[depth], Vec::with_capacity(self.fanout));
             let sealed = self.seal(depth, entries, None, None, out)?;
             self.push_at(depth + 1, sealed, out)?;
         }
@@ -96,11 +97,13 @@ impl TreeBuilder {
     ) -> Result<ManifestEntry, Error> {
         if depth >= usize::from(MAX_MANIFEST_DEPTH) {
             // Unreachable for a u64 size (depth 4 covers 2^70 bytes); checked all the same.
-            return Err(Error::BuildManifest(Box::new(warren_protocol::Error::TooLarge {
-                what: "manifest tree depth",
-                len: depth + 1,
-                limit: usize::from(MAX_MANIFEST_DEPTH),
-            })));
+            return Err(Error::BuildManifest(Box::new(
+                warren_protocol::Error::TooLarge {
+                    what: "manifest tree depth",
+                    len: depth + 1,
+                    limit: usize::from(MAX_MANIFEST_DEPTH),
+                },
+            )));
         }
         let manifest = build(depth, entries, name, media_type);
         let (cid, bytes) = (self.seal)(&manifest).map_err(|e| Error::BuildManifest(Box::new(e)))?;
@@ -152,11 +155,20 @@ mod tests {
     /// A seal that skips validation (the spec's rules assume the real fan-out): the "block" is
     /// a line of text with what the checks need, and the entries' ids to keep ids distinct.
     fn fake_seal(m: &Manifest) -> Result<Block, warren_protocol::Error> {
-        let mut text = format!("{} {} {} {}", m.depth, m.size, m.entries.len(), m.name.is_some());
+        let mut text = format!(
+            "{} {} {} {}",
+            m.depth,
+            m.size,
+            m.entries.len(),
+            m.name.is_some()
+        );
         for e in &m.entries {
             text += &format!(" {}", e.cid);
         }
-        Ok((ContentId::of_block(Codec::Cbor, text.as_bytes()), text.into_bytes()))
+        Ok((
+            ContentId::of_block(Codec::Cbor, text.as_bytes()),
+            text.into_bytes(),
+        ))
     }
 
     /// What a fake block says: depth, size, number of entries, named.
@@ -261,11 +273,17 @@ mod tests {
         let mut builder = TreeBuilder::new();
         let mut out = Vec::new();
         for i in 0..3 {
-            builder.push(chunk(i, if i == 2 { 5 } else { MIB }), &mut out).unwrap();
+            builder
+                .push(chunk(i, if i == 2 { 5 } else { MIB }), &mut out)
+                .unwrap();
         }
         assert!(out.is_empty());
         let root = builder
-            .finish(Some("a.bin".into()), Some("application/octet-stream".into()), &mut out)
+            .finish(
+                Some("a.bin".into()),
+                Some("application/octet-stream".into()),
+                &mut out,
+            )
             .unwrap();
         assert_eq!(out.len(), 1);
         assert_eq!(Manifest::decode(&out[0].1).unwrap(), root);

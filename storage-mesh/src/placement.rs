@@ -1,0 +1,398 @@
+//! Placement: which peers should hold a block.
+//!
+//! A block goes to the peers offering storage that are closest to it in Kademlia's XOR metric,
+//! measured exactly as libp2p-kad measures it, so the holders of a block are the peers a DHT
+//! lookup for the block's provider records walks towards:
+//!
+//! - the block's key is `sha256(provider_key(hash))`, where
+//!   [`provider_key`] is the key holders announce
+//!   provider records under (libp2p-kad 0.49: `kbucket::Key::new(record::Key)` hashes the key
+//!   bytes with SHA-256);
+//! - a peer's key is `sha256(peer_id.to_bytes())` (libp2p-kad 0.49:
+//!   `kbucket::Key::from(PeerId)`);
+//! - the distance is the XOR of the two keys read as a big-endian 256-bit number.
+//!
+//! [`place`] picks, among the [`Candidate`]s with room for the block and a good enough
+//! reputation, `rf` *base* copies preferring cold-tier peers (the closest cold peers, then the
+//! closest hot peers if there are not enough cold ones) and `hot_extra` *hot* copies preferring
+//! hot-tier peers (extra copies for content fetched often, see [`crate::hot`]). Everything is
+//! deterministic: the same inputs give the same peers in the same order.
+//!
+//! Goals: one metric shared by placement, repair ([`crate::repair`]) and the DHT; capacity and
+//! reputation respected; bounded work (`O(n log n)` in the number of candidates, which is normally
+//! the `k = 20` peers a DHT lookup returned).
+//!
+//! Non-goals: finding candidates (a DHT walk and node records, in the node), balancing load
+//! beyond the capacity check, or spreading copies across /16s or operators (a later refinement;
+//! the reputation floor and the XOR spread are the only diversity here).
+
+use std::collections::HashSet;
+
+use sha2::{Digest, Sha256};
+use warren_protocol::block_transfer::provider_key;
+use warren_protocol::{PeerId, Tier};
+
+/// The default replication factor.
+pub const DEFAULT_RF: usize = 3;
+
+/// The most copies [`place`] picks for one block (`rf + hot_extra` is clamped to this).
+pub const MAX_RF: usize = 16;
+
+/// The default reputation floor, on the reputation system's 0–1 scale: peers scored below it get
+/// no new copies. Peers without a score yet are not held to it (a new peer must be able to earn
+/// one).
+pub const DEFAULT_SCORE_FLOOR: f64 = 0.25;
+
+/// A point in Kademlia's key space: a SHA-256 output.
+pub type Key = [u8; 32];
+
+fn sha256(bytes: &[u8]) -> Key {
+    Sha256::digest(bytes).into()
+}
+
+/// The Kademlia key of the block with BLAKE3 hash `block`: `sha256` of its provider key.
+pub fn block_key(block: &[u8; 32]) -> Key {
+    sha256(&provider_key(block))
+}
+
+/// The Kademlia key of a peer: `sha256` of its peer id bytes.
+pub fn peer_key(peer: &PeerId) -> Key {
+    sha256(&peer.to_bytes())
+}
+
+/// The XOR distance of two keys. Arrays compare lexicographically, which is the big-endian
+/// numeric order libp2p-kad's `Distance` uses.
+pub fn distance(a: &Key, b: &Key) -> Key {
+    std::array::from_fn(|i| a[i] ^ b[i])
+}
+
+/// `peers` sorted by distance to `block` (closest first), duplicates removed.
+pub fn rank<'a>(block: &[u8; 32], peers: impl IntoIterator<Item = &'a PeerId>) -> Vec<PeerId> {
+    let target = block_key(block);
+    let mut ranked: Vec<(Key, PeerId)> = peers
+        .into_iter()
+        .map(|p| (distance(&target, &peer_key(p)), *p))
+        .collect();
+    ranked.sort_unstable();
+    ranked.dedup_by(|a, b| a.1 == b.1);
+    ranked.into_iter().map(|(_, p)| p).collect()
+}
+
+/// The peer of `peers` closest to `block`, if any.
+pub fn closest<'a>(
+    block: &[u8; 32],
+    peers: impl IntoIterator<Item = &'a PeerId>,
+) -> Option<PeerId> {
+    let target = block_key(block);
+    peers
+        .into_iter()
+        .min_by_key(|p| (distance(&target, &peer_key(p)), **p))
+        .copied()
+}
+
+/// A peer that may receive a copy, as its node record and the local reputation table describe
+/// it.
+#[derive(Clone, Debug, PartialEq)]
+pub struct Candidate {
+    /// The peer.
+    pub peer: PeerId,
+    /// The tier it offers.
+    pub tier: Tier,
+    /// Bytes of its offer still free.
+    pub bytes_free: u64,
+    /// Its reputation on the 0–1 scale, `None` while unknown.
+    pub score: Option<f64>,
+}
+
+/// How many copies [`place`] picks and whom it accepts.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct PlacementPolicy {
+    /// Base copies, preferring cold-tier peers.
+    pub rf: usize,
+    /// Extra copies for hot content, preferring hot-tier peers ([`crate::hot`] decides how many).
+    pub hot_extra: usize,
+    /// Peers with a known score below this get no copies. A NaN score is below every floor.
+    pub floor: f64,
+}
+
+impl Default for PlacementPolicy {
+    fn default() -> Self {
+        PlacementPolicy {
+            rf: DEFAULT_RF,
+            hot_extra: 0,
+            floor: DEFAULT_SCORE_FLOOR,
+        }
+    }
+}
+
+impl PlacementPolicy {
+    /// A policy of `rf` base copies and no hot copies, with the default floor.
+    pub fn with_rf(rf: usize) -> Self {
+        PlacementPolicy {
+            rf,
+            ..Self::default()
+        }
+    }
+
+    /// The copies wanted in all, `rf + hot_extra`, at most [`MAX_RF`].
+    pub fn target(&self) -> usize {
+        self.rf.saturating_add(self.hot_extra).min(MAX_RF)
+    }
+}
+
+/// The peers [`place`] picked, closest first within each group.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Placement {
+    /// The base copies (cold peers first).
+    pub base: Vec<PeerId>,
+    /// The hot copies (hot peers first).
+    pub hot: Vec<PeerId>,
+}
+
+impl Placement {
+    /// All peers picked: base copies, then hot copies.
+    pub fn peers(&self) -> impl Iterator<Item = &PeerId> {
+        self.base.iter().chain(&self.hot)
+    }
+
+    /// All peers picked, as one list.
+    pub fn into_peers(self) -> Vec<PeerId> {
+        let mut peers = self.base;
+        peers.extend(self.hot);
+        peers
+    }
+
+    /// How many peers were picked.
+    pub fn len(&self) -> usize {
+        self.base.len() + self.hot.len()
+    }
+
+    /// Whether no peer was picked.
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+}
+
+/// Picks the peers that should hold the block with BLAKE3 hash `block` (of `need_bytes` bytes).
+///
+/// A candidate is eligible if it is not in `exclude`, has at least `need_bytes` free and has no
+/// score or a score of at least `policy.floor`; a peer listed twice counts once, as its first
+/// entry. Of the eligible peers, ordered by XOR distance to the block:
+///
+/// 1. the `policy.rf` base copies go to the closest cold peers, then the closest hot peers if
+///    there are fewer than `rf` cold ones;
+/// 2. the `policy.hot_extra` hot copies go to the closest remaining hot peers, then the closest
+///    remaining cold peers.
+///
+/// `rf + hot_extra` is clamped to [`MAX_RF`]. Fewer peers come back when there are not enough
+/// eligible candidates.
+pub fn place(
+    block: &[u8; 32],
+    candidates: &[Candidate],
+    policy: &PlacementPolicy,
+    need_bytes: u64,
+    exclude: &[PeerId],
+) -> Placement {
+    let target = block_key(block);
+    let excluded: HashSet<&PeerId> = exclude.iter().collect();
+    let mut seen = HashSet::new();
+    let mut cold = Vec::new();
+    let mut hot = Vec::new();
+    for c in candidates {
+        if !seen.insert(c.peer) {
+            continue;
+        }
+        let reputable = c.score.is_none_or(|s| s >= policy.floor);
+        if excluded.contains(&c.peer) || c.bytes_free < need_bytes || !reputable {
+            continue;
+        }
+        let ranked = (distance(&target, &peer_key(&c.peer)), c.peer);
+        match c.tier {
+            Tier::Cold => cold.push(ranked),
+            Tier::Hot => hot.push(ranked),
+        }
+    }
+    cold.sort_unstable();
+    hot.sort_unstable();
+
+    let rf = policy.rf.min(MAX_RF);
+    let hot_extra = policy.target() - rf;
+    let mut cold = cold.into_iter().map(|(_, p)| p);
+    let mut hot = hot.into_iter().map(|(_, p)| p);
+
+    let mut base: Vec<PeerId> = cold.by_ref().take(rf).collect();
+    let short = rf - base.len();
+    base.extend(hot.by_ref().take(short));
+    let mut extra: Vec<PeerId> = hot.take(hot_extra).collect();
+    let short = hot_extra - extra.len();
+    extra.extend(cold.take(short));
+    Placement { base, hot: extra }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use warren_protocol::keypair_from_secret;
+
+    use super::*;
+
+    /// Peer `i`: the identity made from secret `[i + 1; 32]`.
+    pub(crate) fn peer(i: u8) -> PeerId {
+        keypair_from_secret([i.wrapping_add(1); 32])
+            .public()
+            .to_peer_id()
+    }
+
+    pub(crate) fn cand(i: u8, tier: Tier) -> Candidate {
+        Candidate {
+            peer: peer(i),
+            tier,
+            bytes_free: 1 << 30,
+            score: None,
+        }
+    }
+
+    pub(crate) const BLOCK: [u8; 32] = [0x42; 32];
+
+    #[test]
+    fn keys_are_sha256_like_libp2p_kad() {
+        // libp2p-kad 0.49 `KeyBytes::new` = SHA-256 of the preimage bytes.
+        let p = peer(0);
+        assert_eq!(peer_key(&p), sha256(&p.to_bytes()));
+        // SHA-256("abc"), FIPS 180-2 appendix B.1.
+        assert_eq!(
+            hex::encode(sha256(b"abc")),
+            "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
+        );
+        let mut mh = vec![0x1e, 0x20];
+        mh.extend_from_slice(&BLOCK);
+        assert_eq!(block_key(&BLOCK), sha256(&mh));
+    }
+
+    #[test]
+    fn distance_is_xor_and_orders_big_endian() {
+        let zero = [0u8; 32];
+        let mut one = [0u8; 32];
+        one[31] = 1;
+        let mut big = [0u8; 32];
+        big[0] = 1;
+        assert_eq!(distance(&one, &one), zero);
+        assert_eq!(distance(&zero, &big), big);
+        assert!(distance(&zero, &one) < distance(&zero, &big));
+    }
+
+    #[test]
+    fn picks_the_closest_cold_peers() {
+        let cands: Vec<_> = (0..10).map(|i| cand(i, Tier::Cold)).collect();
+        let all = rank(&BLOCK, cands.iter().map(|c| &c.peer));
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 100, &[]);
+        assert_eq!(p.base, all[..3]);
+        assert!(p.hot.is_empty());
+        assert_eq!(closest(&BLOCK, &all), Some(all[0]));
+        // Input order does not matter.
+        let mut reversed = cands.clone();
+        reversed.reverse();
+        assert_eq!(
+            place(&BLOCK, &reversed, &PlacementPolicy::with_rf(3), 100, &[]),
+            p
+        );
+    }
+
+    #[test]
+    fn skips_full_excluded_and_disreputable_peers() {
+        let mut cands: Vec<_> = (0..10).map(|i| cand(i, Tier::Cold)).collect();
+        let all = rank(&BLOCK, cands.iter().map(|c| &c.peer));
+        let idx = |p: &PeerId| cands.iter().position(|c| c.peer == *p).unwrap();
+        let (a, b, c) = (idx(&all[0]), idx(&all[1]), idx(&all[2]));
+        cands[a].bytes_free = 99;
+        cands[b].score = Some(0.1);
+        cands[c].score = Some(f64::NAN);
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 100, &[all[3]]);
+        assert_eq!(p.base, all[4..7]);
+        // Exactly at the floor and exactly enough room are fine.
+        cands[a].bytes_free = 100;
+        cands[b].score = Some(DEFAULT_SCORE_FLOOR);
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(2), 100, &[]);
+        assert_eq!(p.base, all[..2]);
+    }
+
+    #[test]
+    fn base_copies_prefer_cold_and_fall_back_to_hot() {
+        let cands: Vec<_> = (0..8)
+            .map(|i| cand(i, if i < 2 { Tier::Cold } else { Tier::Hot }))
+            .collect();
+        let cold = rank(&BLOCK, cands[..2].iter().map(|c| &c.peer));
+        let hot = rank(&BLOCK, cands[2..].iter().map(|c| &c.peer));
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 1, &[]);
+        assert_eq!(p.base, [cold[0], cold[1], hot[0]]);
+    }
+
+    #[test]
+    fn hot_copies_prefer_hot_and_fall_back_to_cold() {
+        let cands: Vec<_> = (0..8)
+            .map(|i| cand(i, if i < 5 { Tier::Cold } else { Tier::Hot }))
+            .collect();
+        let cold = rank(&BLOCK, cands[..5].iter().map(|c| &c.peer));
+        let hot = rank(&BLOCK, cands[5..].iter().map(|c| &c.peer));
+        let policy = PlacementPolicy {
+            rf: 3,
+            hot_extra: 2,
+            ..Default::default()
+        };
+        let p = place(&BLOCK, &cands, &policy, 1, &[]);
+        assert_eq!(p.base, cold[..3]);
+        assert_eq!(p.hot, hot[..2]);
+
+        let policy = PlacementPolicy {
+            hot_extra: 4,
+            ..policy
+        };
+        let p = place(&BLOCK, &cands, &policy, 1, &[]);
+        assert_eq!(p.hot, [hot[0], hot[1], hot[2], cold[3]]);
+        assert_eq!(p.len(), 7);
+        assert_eq!(
+            p.clone().into_peers(),
+            p.peers().copied().collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn returns_what_there_is_and_clamps_rf() {
+        let cands: Vec<_> = (0..2).map(|i| cand(i, Tier::Cold)).collect();
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(5), 1, &[]);
+        assert_eq!(p.len(), 2);
+        let p = place(&BLOCK, &[], &PlacementPolicy::with_rf(5), 1, &[]);
+        assert!(p.is_empty());
+
+        let many: Vec<_> = (0..40).map(|i| cand(i, Tier::Cold)).collect();
+        let policy = PlacementPolicy {
+            rf: 10,
+            hot_extra: 10,
+            ..Default::default()
+        };
+        let p = place(&BLOCK, &many, &policy, 1, &[]);
+        assert_eq!((p.base.len(), p.hot.len()), (10, MAX_RF - 10));
+        let policy = PlacementPolicy::with_rf(usize::MAX);
+        assert_eq!(place(&BLOCK, &many, &policy, 1, &[]).len(), MAX_RF);
+    }
+
+    #[test]
+    fn duplicates_count_once_as_their_first_entry() {
+        let mut full = cand(0, Tier::Cold);
+        full.bytes_free = 0;
+        let cands = vec![full, cand(0, Tier::Cold), cand(1, Tier::Cold)];
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 1, &[]);
+        assert_eq!(p.base, [peer(1)]);
+        assert_eq!(rank(&BLOCK, &[peer(1), peer(1)]), [peer(1)]);
+    }
+
+    #[test]
+    fn different_blocks_spread_over_peers() {
+        let cands: Vec<_> = (0..20).map(|i| cand(i, Tier::Cold)).collect();
+        let mut firsts = HashSet::new();
+        for b in 0..64u8 {
+            let p = place(&[b; 32], &cands, &PlacementPolicy::with_rf(1), 1, &[]);
+            firsts.insert(p.base[0]);
+        }
+        assert!(firsts.len() >= 10, "{}", firsts.len());
+    }
+}

@@ -1,0 +1,434 @@
+//! The test vectors of `spec/storage.md`, checked against the code.
+//!
+//! Two kinds: the file-id table (a row `| NAME | size | `id` |` per input) and hex blocks, in the
+//! format of `warren-protocol`'s `tests/spec_vectors.rs`:
+//!
+//! ````text
+//! <!-- vector: NAME -->             valid bytes, compared with what the code produces
+//! <!-- vector: NAME error: KIND --> bytes every decoder must refuse, with Error::KIND
+//! ```hex
+//! a6 67 76657273696f6e   # everything after `#` on a line is a comment
+//! ```
+//! ````
+//!
+//! To regenerate after a deliberate format change:
+//! `cargo test -p warren-storage-mesh --test spec_vectors -- --ignored --nocapture print_vectors`.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed check
+
+use std::collections::BTreeMap;
+
+use warren_protocol::{Error, Manifest};
+use warren_storage_mesh::{CHUNK_SIZE, Codec, ContentId, PutOptions, Store, chunk};
+
+const STORAGE_MD: &str = include_str!("../../spec/storage.md");
+
+// ---------------------------------------------------------------------------------------------
+// The inputs the page states in prose.
+
+/// The pattern: byte i is i mod 251.
+fn pattern(len: usize) -> Vec<u8> {
+    (0..len).map(|i| (i % 251) as u8).collect()
+}
+
+fn named() -> PutOptions {
+    PutOptions {
+        name: Some("hello.txt".into()),
+        media_type: Some("text/plain".into()),
+        pin: true,
+    }
+}
+
+/// The files of the id table: name, bytes, options.
+fn files() -> Vec<(&'static str, Vec<u8>, PutOptions)> {
+    vec![
+        ("empty", vec![], PutOptions::default()),
+        ("hello", b"hello\n".to_vec(), PutOptions::default()),
+        ("hello-named", b"hello\n".to_vec(), named()),
+        ("pattern-1mib", pattern(CHUNK_SIZE), PutOptions::default()),
+        (
+            "pattern-1mib-plus-1",
+            pattern(CHUNK_SIZE + 1),
+            PutOptions::default(),
+        ),
+    ]
+}
+
+/// Puts every file into a fresh store; returns the store and each file's id by name.
+fn put_all() -> (tempfile::TempDir, Store, BTreeMap<&'static str, ContentId>) {
+    let dir = tempfile::tempdir().unwrap();
+    let store = Store::open(dir.path(), u64::MAX).unwrap();
+    let ids = files()
+        .into_iter()
+        .map(|(name, data, opts)| {
+            (
+                name,
+                store.put(data.as_slice(), &opts, &|_| {}).unwrap().cid,
+            )
+        })
+        .collect();
+    (dir, store, ids)
+}
+
+fn chunk_block(data: &[u8]) -> Vec<u8> {
+    chunk::encode_block(data)
+}
+
+// ---------------------------------------------------------------------------------------------
+// Extraction.
+
+struct Vector {
+    name: String,
+    error: Option<String>,
+    bytes: Vec<u8>,
+}
+
+fn vectors(page: &str) -> Vec<Vector> {
+    let mut out: Vec<Vector> = Vec::new();
+    let mut lines = page.lines();
+    while let Some(line) = lines.next() {
+        let Some(marker) = line
+            .trim()
+            .strip_prefix("<!-- vector:")
+            .and_then(|m| m.strip_suffix("-->"))
+        else {
+            continue;
+        };
+        let mut words = marker.split_whitespace();
+        let name = words
+            .next()
+            .expect("vector marker without a name")
+            .to_owned();
+        let error = match (words.next(), words.next(), words.next()) {
+            (None, _, _) => None,
+            (Some("error:"), Some(kind), None) => Some(kind.to_owned()),
+            _ => panic!("bad vector marker {line:?}"),
+        };
+        assert_eq!(lines.next().map(str::trim), Some("```hex"), "vector {name}");
+        let mut hex_text = String::new();
+        for line in lines.by_ref() {
+            if line.trim() == "```" {
+                break;
+            }
+            let code = line.split('#').next().unwrap_or("");
+            hex_text.extend(code.chars().filter(|c| !c.is_whitespace()));
+        }
+        let bytes = hex::decode(&hex_text).unwrap_or_else(|e| panic!("vector {name}: {e}"));
+        assert!(
+            out.iter().all(|v| v.name != name),
+            "vector {name} appears twice"
+        );
+        out.push(Vector { name, error, bytes });
+    }
+    out
+}
+
+/// The id in the table row for `name`.
+fn table_id(name: &str) -> ContentId {
+    let prefix = format!("| {name} |");
+    let row = STORAGE_MD
+        .lines()
+        .find(|l| l.starts_with(&prefix))
+        .unwrap_or_else(|| panic!("no table row for {name}"));
+    let id = row
+        .split('`')
+        .nth(1)
+        .unwrap_or_else(|| panic!("no `id` in {row}"));
+    id.parse().unwrap()
+}
+
+fn assert_error_kind(name: &str, err: &Error, kind: &str) {
+    let debug = format!("{err:?}");
+    let got = debug.split([' ', '(', '{']).next().unwrap_or("");
+    assert_eq!(got, kind, "vector {name}: {err}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The checks.
+
+#[test]
+fn file_ids() {
+    let (_dir, store, ids) = put_all();
+    for (name, data, _) in files() {
+        assert_eq!(ids[name], table_id(name), "file id of {name}");
+        let mut out = Vec::new();
+        store.get(&ids[name], &mut out, &|_| {}).unwrap();
+        assert_eq!(out, data, "{name} reads back");
+    }
+}
+
+#[test]
+fn hex_vectors() {
+    let (_dir, store, ids) = put_all();
+    let all = vectors(STORAGE_MD);
+    let good: BTreeMap<&str, &[u8]> = all
+        .iter()
+        .filter(|v| v.error.is_none())
+        .map(|v| (v.name.as_str(), v.bytes.as_slice()))
+        .collect();
+    let expected: BTreeMap<&str, Vec<u8>> = [
+        ("block-hello", chunk_block(b"hello\n")),
+        (
+            "cid-hello-chunk",
+            ContentId::of_block(Codec::Raw, &chunk_block(b"hello\n")).to_bytes(),
+        ),
+        ("block-pattern", chunk_block(&pattern(CHUNK_SIZE))),
+        ("manifest-empty", store.get_block(&ids["empty"]).unwrap()),
+        ("manifest-hello", store.get_block(&ids["hello"]).unwrap()),
+        (
+            "manifest-hello-named",
+            store.get_block(&ids["hello-named"]).unwrap(),
+        ),
+        (
+            "manifest-pattern-1mib-plus-1",
+            store.get_block(&ids["pattern-1mib-plus-1"]).unwrap(),
+        ),
+    ]
+    .into_iter()
+    .collect();
+    assert_eq!(
+        good.keys().collect::<Vec<_>>(),
+        expected.keys().collect::<Vec<_>>(),
+        "valid vectors on the page"
+    );
+    for (name, bytes) in &expected {
+        assert_eq!(good[name], bytes.as_slice(), "vector {name}");
+        if name.starts_with("manifest-") {
+            let m = Manifest::decode(bytes).unwrap();
+            assert_eq!(&m.encode().unwrap(), bytes, "{name} re-encodes");
+        }
+    }
+
+    let bad: Vec<&Vector> = all.iter().filter(|v| v.error.is_some()).collect();
+    assert!(bad.len() >= 6, "invalid vectors on the page");
+    for v in bad {
+        let kind = v.error.as_deref().unwrap_or_default();
+        let err = if v.name.starts_with("invalid-cid") {
+            ContentId::from_bytes(&v.bytes).expect_err(&v.name)
+        } else {
+            Manifest::decode(&v.bytes).expect_err(&v.name)
+        };
+        assert_error_kind(&v.name, &err, kind);
+    }
+}
+
+#[test]
+fn the_page_states_the_parameters_the_code_uses() {
+    for fact in [
+        format!("quality **{}**", chunk::BROTLI_QUALITY),
+        format!("lgwin **{}**", chunk::BROTLI_LGWIN),
+        format!("**{}** bytes", CHUNK_SIZE),
+        format!("at most **{}** entries", warren_protocol::MANIFEST_FANOUT),
+        format!("**{}** bytes (128 KiB)", warren_protocol::MAX_MANIFEST_SIZE),
+    ] {
+        assert!(
+            STORAGE_MD.contains(&fact),
+            "spec/storage.md should say {fact:?}"
+        );
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Generator.
+
+fn annotate(bytes: &[u8]) -> String {
+    let mut out = String::new();
+    let rest = annotate_item(bytes, 0, &mut out);
+    assert!(rest.is_empty(), "trailing bytes");
+    out
+}
+
+fn line(out: &mut String, depth: usize, hex_part: &str, comment: &str) {
+    let code = format!("{}{}", "   ".repeat(depth), hex_part);
+    if comment.is_empty() {
+        out.push_str(&code);
+    } else {
+        out.push_str(&format!("{code:<48} # {comment}"));
+    }
+    out.push('\n');
+}
+
+fn annotate_item<'a>(bytes: &'a [u8], depth: usize, out: &mut String) -> &'a [u8] {
+    let ib = bytes[0];
+    let (major, ai) = (ib >> 5, ib & 0x1f);
+    let (arg, head_len) = match ai {
+        0..=23 => (u64::from(ai), 1),
+        24 => (u64::from(bytes[1]), 2),
+        25 => (u64::from(u16::from_be_bytes([bytes[1], bytes[2]])), 3),
+        26 => (
+            u64::from(u32::from_be_bytes(bytes[1..5].try_into().unwrap())),
+            5,
+        ),
+        27 => (u64::from_be_bytes(bytes[1..9].try_into().unwrap()), 9),
+        _ => panic!("indefinite or reserved length"),
+    };
+    let head = hex::encode(&bytes[..head_len]);
+    let rest = &bytes[head_len..];
+    let n = arg as usize;
+    match major {
+        0 => {
+            line(out, depth, &head, &format!("{arg}"));
+            rest
+        }
+        2 | 3 => {
+            let (content, rest) = rest.split_at(n);
+            if major == 3 {
+                let text = std::str::from_utf8(content).unwrap();
+                line(
+                    out,
+                    depth,
+                    &format!("{head} {}", hex::encode(content)),
+                    &format!("{text:?}"),
+                );
+            } else if n <= 16 {
+                line(
+                    out,
+                    depth,
+                    &format!("{head} {}", hex::encode(content)),
+                    &format!("bytes({n})"),
+                );
+            } else {
+                let what = if n == 36 {
+                    match ContentId::from_bytes(content) {
+                        Ok(id) => format!("bytes(36): {id}"),
+                        Err(_) => "bytes(36): not a warren content id".into(),
+                    }
+                } else {
+                    format!("bytes({n})")
+                };
+                line(out, depth, &head, &what);
+                for chunk in content.chunks(18) {
+                    line(out, depth + 1, &hex::encode(chunk), "");
+                }
+            }
+            rest
+        }
+        4 => {
+            line(out, depth, &head, &format!("array({n})"));
+            (0..n).fold(rest, |r, _| annotate_item(r, depth + 1, out))
+        }
+        5 => {
+            line(out, depth, &head, &format!("map({n})"));
+            (0..2 * n).fold(rest, |r, _| annotate_item(r, depth + 1, out))
+        }
+        7 if ib == 0xf6 => {
+            line(out, depth, &head, "null");
+            rest
+        }
+        _ => panic!("unexpected CBOR item {ib:#04x}"),
+    }
+}
+
+fn block(name: &str, error: Option<&str>, body: &str) {
+    match error {
+        None => println!("<!-- vector: {name} -->"),
+        Some(kind) => println!("<!-- vector: {name} error: {kind} -->"),
+    }
+    println!("```hex\n{body}```\n");
+}
+
+fn plain(bytes: &[u8]) -> String {
+    bytes.chunks(32).map(|c| hex::encode(c) + "\n").collect()
+}
+
+/// `bytes` with every occurrence of `from` replaced by `to` (which must occur).
+fn replace(bytes: &[u8], from: &[u8], to: &[u8]) -> Vec<u8> {
+    let (h, f, t) = (hex::encode(bytes), hex::encode(from), hex::encode(to));
+    assert!(h.contains(&f), "{f} not found");
+    hex::decode(h.replace(&f, &t)).unwrap()
+}
+
+#[test]
+#[ignore = "generator: prints the vector blocks for spec/storage.md"]
+fn print_vectors() {
+    let (_dir, store, ids) = put_all();
+    println!("| input | bytes | file id |\n|---|---|---|");
+    for (name, data, _) in files() {
+        println!("| {name} | {} | `{}` |", data.len(), ids[name]);
+    }
+    println!();
+    let hello = chunk_block(b"hello\n");
+    println!(
+        "chunk id of hello: {}",
+        ContentId::of_block(Codec::Raw, &hello)
+    );
+    block("block-hello", None, &plain(&hello));
+    block(
+        "cid-hello-chunk",
+        None,
+        &plain(&ContentId::of_block(Codec::Raw, &hello).to_bytes()),
+    );
+    let pat = chunk_block(&pattern(CHUNK_SIZE));
+    println!(
+        "pattern chunk: {} bytes, id {}",
+        pat.len(),
+        ContentId::of_block(Codec::Raw, &pat)
+    );
+    block("block-pattern", None, &plain(&pat));
+    for name in ["empty", "hello", "hello-named", "pattern-1mib-plus-1"] {
+        let bytes = store.get_block(&ids[name]).unwrap();
+        block(&format!("manifest-{name}"), None, &annotate(&bytes));
+    }
+
+    let m = store.get_block(&ids["hello"]).unwrap();
+    block(
+        "invalid-manifest-version-2",
+        Some("UnsupportedVersion"),
+        &annotate(&replace(&m, b"\x67version\x01", b"\x67version\x02")),
+    );
+    let mut trailing = m.clone();
+    trailing.push(0xf6);
+    block(
+        "invalid-manifest-trailing-byte",
+        Some("TrailingBytes"),
+        &plain(&trailing),
+    );
+    block(
+        "invalid-manifest-non-minimal-integer",
+        Some("NonCanonical"),
+        &annotate(&replace(&m, b"\x65depth\x00", b"\x65depth\x18\x00")),
+    );
+    block(
+        "invalid-manifest-size-mismatch",
+        Some("InvalidField"),
+        &annotate(&replace(&m, b"\x64size\x06", b"\x64size\x07")),
+    );
+    block(
+        "invalid-manifest-chunk-with-cbor-codec",
+        Some("InvalidField"),
+        &annotate(&replace(&m, b"\x58\x24\x01\x55", b"\x58\x24\x01\x51")),
+    );
+    block(
+        "invalid-manifest-sha2-chunk-id",
+        Some("Malformed"),
+        &annotate(&replace(
+            &m,
+            b"\x58\x24\x01\x55\x1e",
+            b"\x58\x24\x01\x55\x12",
+        )),
+    );
+    block(
+        "invalid-manifest-truncated",
+        Some("Malformed"),
+        &plain(&m[..m.len() - 1]),
+    );
+
+    let cid = ContentId::of_block(Codec::Raw, &hello).to_bytes();
+    block(
+        "invalid-cid-sha2-256",
+        Some("UnsupportedHash"),
+        &plain(&replace(&cid, b"\x01\x55\x1e", b"\x01\x55\x12")),
+    );
+    block(
+        "invalid-cid-dag-pb",
+        Some("UnsupportedCodec"),
+        &plain(&replace(&cid, b"\x01\x55\x1e", b"\x01\x70\x1e")),
+    );
+    let mut long = cid.clone();
+    long.push(0);
+    block(
+        "invalid-cid-trailing-byte",
+        Some("InvalidCid"),
+        &plain(&long),
+    );
+}
