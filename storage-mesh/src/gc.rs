@@ -36,6 +36,7 @@ pub(crate) fn run(store: &Store) -> Result<GcReport, Error> {
         let (_, summary) = read::summarize(store, &pin.cid, false)?;
         live.extend(summary.blocks);
     }
+    live.extend(store.held()?);
 
     let dead: Vec<ContentId> = {
         let tx = store.db().begin_read()?;

@@ -60,6 +60,9 @@ pub(crate) const PINS: TableDefinition<&[u8], (u64, u64, u64, Option<&str>)> =
     TableDefinition::new("pins");
 /// Counters: `schema`, `blocks`, `stored_bytes`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
+/// Blocks held for the mesh (replicas placed here by other peers, or copies this node repairs):
+/// block id → unix seconds when first held. `gc` keeps them like pinned files' blocks.
+pub(crate) const HELD: TableDefinition<&[u8], u64> = TableDefinition::new("held");
 
 /// A pinned file, as [`Store::pins`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -132,6 +135,7 @@ impl Store {
             tx.open_table(INDEX)?;
             tx.open_table(INLINE)?;
             tx.open_table(PINS)?;
+            tx.open_table(HELD)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
             match found {
@@ -304,6 +308,63 @@ impl Store {
             });
         }
         Ok(out)
+    }
+
+    /// Marks a stored block as held for the mesh, so `gc` keeps it. `now_secs` is recorded.
+    pub fn hold(&self, cid: &ContentId, now_secs: u64) -> Result<(), Error> {
+        let _writer = self.lock_writer();
+        if !self.has_block(cid)? {
+            return Err(Error::Missing { cid: *cid });
+        }
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        {
+            let mut held = tx.open_table(HELD)?;
+            let key = cid.to_bytes();
+            if held.get(key.as_slice())?.is_none() {
+                held.insert(key.as_slice(), now_secs)?;
+            }
+        }
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Stops holding a block for the mesh (it goes at the next `gc` unless a pin needs it).
+    pub fn release(&self, cid: &ContentId) -> Result<bool, Error> {
+        let _writer = self.lock_writer();
+        let tx = self.db.begin_write()?;
+        let was = tx.open_table(HELD)?.remove(cid.to_bytes().as_slice())?.is_some();
+        tx.commit()?;
+        Ok(was)
+    }
+
+    /// The blocks held for the mesh, ordered by id.
+    pub fn held(&self) -> Result<Vec<ContentId>, Error> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(HELD)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, _) = row?;
+            out.push(index_key(key.value())?);
+        }
+        Ok(out)
+    }
+
+    /// Removes one block whose stored copy is bad (and stops holding it), so a good copy can
+    /// take its place.
+    pub fn discard_block(&self, cid: &ContentId) -> Result<(), Error> {
+        let _writer = self.lock_writer();
+        self.remove_blocks(std::slice::from_ref(cid))?;
+        let tx = self.db.begin_write()?;
+        tx.open_table(HELD)?.remove(cid.to_bytes().as_slice())?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every block of the file `root` (manifests and chunks) with its stored length, root
+    /// first; the manifests must be stored, the chunks need not be.
+    pub fn dag(&self, root: &ContentId) -> Result<Vec<(ContentId, u64)>, Error> {
+        read::dag_blocks(self, root)
     }
 
     /// Removes every block not reachable from a pin (and any block file the index does not
@@ -729,5 +790,40 @@ mod tests {
         // Reads do not take the lock.
         assert_eq!(get(&store, &first.cid), b"already here");
         assert_eq!(store.pins().unwrap().len(), 1);
+    }
+}
+
+#[cfg(test)]
+mod held_tests {
+    use super::*;
+
+    #[test]
+    fn held_blocks_survive_gc_until_released() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let block = vec![0u8; 100];
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        assert!(matches!(store.hold(&cid, 1), Err(Error::Missing { .. })));
+        store.put_block(&cid, &block).unwrap();
+        store.hold(&cid, 1).unwrap();
+        assert_eq!(store.held().unwrap(), vec![cid]);
+        assert_eq!(store.gc().unwrap().blocks_removed, 0);
+        assert!(store.release(&cid).unwrap());
+        assert_eq!(store.gc().unwrap().blocks_removed, 1);
+        assert!(!store.has_block(&cid).unwrap());
+    }
+
+    #[test]
+    fn discard_removes_a_block_and_its_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let block = vec![7u8; 20_000];
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        store.put_block(&cid, &block).unwrap();
+        store.hold(&cid, 1).unwrap();
+        store.discard_block(&cid).unwrap();
+        assert!(!store.has_block(&cid).unwrap());
+        assert!(store.held().unwrap().is_empty());
+        assert_eq!(store.usage().unwrap().blocks, 0);
     }
 }
