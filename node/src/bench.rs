@@ -177,7 +177,7 @@ pub async fn put_memory(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         let before = peak_rss_bytes(pid).unwrap_or(0);
         let api = crate::client::ApiClient::from_data_dir(&dir)?;
         let started = Instant::now();
-        let put = crate::transfer::put(&api, &file, None, None, true, true).await?;
+        let put = crate::transfer::put(&api, &file, None, None, true, 0, true).await?;
         let secs = started.elapsed().as_secs_f64();
         let peak = peak_rss_bytes(pid).context("reading the node's VmHWM")?;
         child.kill().await?;

@@ -58,6 +58,9 @@ pub enum Command {
         /// Do not pin the file (it stays until the next `warren gc`).
         #[arg(long)]
         no_pin: bool,
+        /// Copies to place on other peers (0: keep it on this node only).
+        #[arg(long, default_value_t = 3)]
+        rf: usize,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,
@@ -101,6 +104,10 @@ pub enum Command {
     },
     /// Remove every block no pinned file needs.
     Gc(OutputArgs),
+    /// List the blocks this node holds for the mesh (replicas placed here).
+    Held(OutputArgs),
+    /// List the proof-of-storage audits this node ran and their results.
+    Audits(OutputArgs),
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Benchmarks that print figures.
@@ -413,10 +420,11 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
             name,
             media_type,
             no_pin,
+            rf,
             out,
         } => {
             let view =
-                crate::transfer::put(&api, &file, name, media_type, !no_pin, out.json).await?;
+                crate::transfer::put(&api, &file, name, media_type, !no_pin, rf, out.json).await?;
             print(out.json, &view, |v| format!("{}\n", v.cid))
         }
         Command::Get { cid, output, out } => {
@@ -461,6 +469,29 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 g.blocks_removed, g.bytes_freed
             )
         }),
+        Command::Held(out) => print(out.json, &api.get::<Vec<String>>("/v1/held").await?, |h| {
+            let mut s = format!("{} blocks held for the mesh\n", h.len());
+            for c in h {
+                s.push_str(&format!("{c}\n"));
+            }
+            s
+        }),
+        Command::Audits(out) => {
+            let audits: Vec<crate::mesh::AuditRecord> = api.get("/v1/audits").await?;
+            print(out.json, &audits, |a| {
+                let mut s = format!("{} audits\n", a.len());
+                for r in a {
+                    s.push_str(&format!(
+                        "{}  {}  {}  {}\n",
+                        r.time_ms,
+                        if r.passed { "passed" } else { "FAILED" },
+                        r.subject,
+                        r.block
+                    ));
+                }
+                s
+            })
+        }
         Command::Start(_) | Command::Devnet(_) | Command::Bench(_) => Ok(()),
     }
 }

@@ -69,6 +69,28 @@ pub struct ComputeConfig {
     pub models: Vec<String>,
 }
 
+/// Timers of the storage mesh's background work.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct MeshConfig {
+    /// Default replication factor of `put` (copies on other peers).
+    pub rf: usize,
+    /// Milliseconds between repair passes over the blocks this node is responsible for.
+    pub repair_every_ms: u64,
+    /// Milliseconds between two proof-of-storage audits this node runs.
+    pub audit_every_ms: u64,
+}
+
+impl Default for MeshConfig {
+    fn default() -> Self {
+        Self {
+            rf: 3,
+            repair_every_ms: 5_000,
+            audit_every_ms: 4_000,
+        }
+    }
+}
+
 /// Prices asked, in micro-credits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -109,6 +131,8 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Prices.
     pub price: PriceConfig,
+    /// Storage mesh timers and defaults.
+    pub mesh: MeshConfig,
 }
 
 impl Default for Config {
@@ -134,6 +158,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             compute: ComputeConfig::default(),
             price: PriceConfig::default(),
+            mesh: MeshConfig::default(),
         }
     }
 }
@@ -163,6 +188,18 @@ impl Config {
         }
         if self.listen.is_empty() {
             return Err(NodeError::Config("no listen address configured".into()));
+        }
+        if self.mesh.repair_every_ms < 100 || self.mesh.audit_every_ms < 100 {
+            return Err(NodeError::Config(
+                "mesh timers must be at least 100 ms".into(),
+            ));
+        }
+        if self.mesh.rf > warren_storage_mesh::placement::MAX_RF {
+            return Err(NodeError::Config(format!(
+                "mesh.rf {} is above the limit of {}",
+                self.mesh.rf,
+                warren_storage_mesh::placement::MAX_RF
+            )));
         }
         if self.max_peers == 0 {
             return Err(NodeError::Config("max_peers must be at least 1".into()));

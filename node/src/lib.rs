@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod blocks;
 pub mod cli;
 pub mod client;
 pub mod config;
@@ -18,6 +19,7 @@ pub mod envelope;
 pub mod error;
 pub mod framed;
 pub mod keystore;
+pub mod mesh;
 pub mod network;
 pub mod record;
 pub mod service;

@@ -14,7 +14,8 @@
 //! in `warren-protocol` (decode, verify) and by [`crate::service`]. Commands carry a oneshot that
 //! the loop answers; queries are keyed by their kad `QueryId`.
 
-use std::collections::HashMap;
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use futures::StreamExt;
@@ -30,9 +31,14 @@ use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
-use warren_protocol::{NodeRecord, SignedNodeRecord};
+use warren_protocol::block_transfer::{self, provider_key};
+use warren_protocol::{ContentId, NodeRecord, SignedNodeRecord};
+use warren_storage_mesh::Store;
+use warren_storage_mesh::hot::HotTracker;
+use warren_storage_mesh::placement::Candidate;
 
 use crate::api::{PeerInfo, RecordView, StatusInfo};
+use crate::blocks;
 use crate::config::{Config, KadMode};
 use crate::envelope;
 use crate::error::NodeError;
@@ -61,6 +67,7 @@ pub(crate) struct Behaviour {
     ping: ping::Behaviour,
     gossipsub: gossipsub::Behaviour,
     envelope: request_response::Behaviour<envelope::Codec>,
+    blocks: request_response::Behaviour<blocks::Codec>,
     mdns: Toggle<mdns::tokio::Behaviour>,
 }
 
@@ -76,6 +83,26 @@ enum Command {
     FindRecord {
         peer: PeerId,
         reply: oneshot::Sender<Result<RecordView, NodeError>>,
+    },
+    SendBlocks {
+        peer: PeerId,
+        request: block_transfer::Request,
+        reply: oneshot::Sender<Result<block_transfer::Response, String>>,
+    },
+    Respond {
+        channel: request_response::ResponseChannel<block_transfer::Response>,
+        response: block_transfer::Response,
+        provide: Option<ContentId>,
+    },
+    Providers {
+        block: ContentId,
+        reply: oneshot::Sender<Vec<PeerId>>,
+    },
+    Provide {
+        blocks: Vec<ContentId>,
+    },
+    Candidates {
+        reply: oneshot::Sender<(PeerId, Vec<Candidate>)>,
     },
 }
 
@@ -108,6 +135,40 @@ impl Client {
         self.ask(|reply| Command::Peers { reply }).await
     }
 
+    /// Sends one `/warren/blocks/1.0.0` request and waits for the answer.
+    pub async fn blocks(
+        &self,
+        peer: PeerId,
+        request: block_transfer::Request,
+    ) -> Result<block_transfer::Response, String> {
+        self.ask(|reply| Command::SendBlocks {
+            peer,
+            request,
+            reply,
+        })
+        .await
+        .map_err(|e| e.to_string())?
+    }
+
+    /// The peers announcing `block` in the DHT (provider records).
+    pub async fn providers(&self, block: ContentId) -> Result<Vec<PeerId>, NodeError> {
+        self.ask(|reply| Command::Providers { block, reply }).await
+    }
+
+    /// Announces this node as a provider of `blocks`.
+    pub async fn provide(&self, blocks: Vec<ContentId>) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::Provide { blocks })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// This node's peer id, and the connected peers offering storage (from their verified
+    /// records), as placement candidates.
+    pub async fn candidates(&self) -> Result<(PeerId, Vec<Candidate>), NodeError> {
+        self.ask(|reply| Command::Candidates { reply }).await
+    }
+
     /// Finds `peer`'s node record in the DHT and verifies it.
     pub async fn find_record(&self, peer: PeerId) -> Result<RecordView, NodeError> {
         self.ask(|reply| Command::FindRecord { peer, reply })
@@ -129,7 +190,8 @@ struct PeerState {
 /// A DHT lookup waiting for its answer.
 struct PendingRecord {
     peer: PeerId,
-    reply: oneshot::Sender<Result<RecordView, NodeError>>,
+    /// None for lookups the loop starts itself (to learn a new peer's offers).
+    reply: Option<oneshot::Sender<Result<RecordView, NodeError>>>,
 }
 
 /// Seconds since the Unix epoch, the clock the protocol crate is driven with.
@@ -177,6 +239,8 @@ pub fn build(
     config: &Config,
     key: Keypair,
     records: RecordBuilder,
+    store: Arc<Store>,
+    hot: Arc<std::sync::Mutex<HotTracker>>,
 ) -> Result<(Client, EventLoop), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let local = key.public().to_peer_id();
@@ -237,6 +301,13 @@ pub fn build(
                             .with_request_timeout(Duration::from_secs(10))
                             .with_max_concurrent_streams(64),
                     ),
+                    blocks: request_response::Behaviour::with_codec(
+                        blocks::Codec,
+                        [(blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(Duration::from_secs(30))
+                            .with_max_concurrent_streams(32),
+                    ),
                     mdns: Toggle::from(mdns),
                 })
             },
@@ -280,6 +351,11 @@ pub fn build(
     let event_loop = EventLoop {
         swarm,
         commands: rx,
+        self_tx: tx.clone(),
+        store,
+        hot,
+        pending_blocks: HashMap::new(),
+        pending_providers: HashMap::new(),
         records,
         max_peers: config.max_peers,
         listeners_expected: config.listen.len(),
@@ -302,6 +378,16 @@ pub fn build(
 pub struct EventLoop {
     swarm: Swarm<Behaviour>,
     commands: mpsc::Receiver<Command>,
+    /// For blocking tasks that answer inbound block requests.
+    self_tx: mpsc::Sender<Command>,
+    store: Arc<Store>,
+    /// Fetch counts of the blocks this node serves (hot content gets a higher RF).
+    hot: Arc<std::sync::Mutex<HotTracker>>,
+    pending_blocks: HashMap<
+        request_response::OutboundRequestId,
+        oneshot::Sender<Result<block_transfer::Response, String>>,
+    >,
+    pending_providers: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     records: RecordBuilder,
     max_peers: usize,
     listeners_expected: usize,
@@ -472,10 +558,118 @@ impl EventLoop {
                 }
                 let key = kad::RecordKey::new(&warren_protocol::record_key(&peer));
                 let id = self.swarm.behaviour_mut().kad.get_record(key);
-                self.pending_records
-                    .insert(id, PendingRecord { peer, reply });
+                self.pending_records.insert(
+                    id,
+                    PendingRecord {
+                        peer,
+                        reply: Some(reply),
+                    },
+                );
+            }
+            Command::SendBlocks {
+                peer,
+                request,
+                reply,
+            } => {
+                let id = self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_request(&peer, Ok(request));
+                self.pending_blocks.insert(id, reply);
+            }
+            Command::Respond {
+                channel,
+                response,
+                provide,
+            } => {
+                if self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_response(channel, response)
+                    .is_err()
+                {
+                    debug!("block answer not sent: the stream closed");
+                }
+                if let Some(block) = provide {
+                    self.start_providing(&[block]);
+                }
+            }
+            Command::Providers { block, reply } => {
+                let key = kad::RecordKey::new(&provider_key(&block.hash()));
+                let id = self.swarm.behaviour_mut().kad.get_providers(key);
+                self.pending_providers.insert(id, (HashSet::new(), reply));
+            }
+            Command::Provide { blocks } => self.start_providing(&blocks),
+            Command::Candidates { reply } => {
+                let candidates = self
+                    .known
+                    .iter()
+                    .filter(|(peer, _)| self.swarm.is_connected(peer))
+                    .filter_map(|(peer, record)| {
+                        let offer = record.storage.as_ref()?;
+                        Some(Candidate {
+                            peer: *peer,
+                            tier: offer.tier,
+                            bytes_free: offer.bytes_free,
+                            score: None,
+                        })
+                    })
+                    .collect();
+                let _ = reply.send((self.local_peer_id(), candidates));
             }
         }
+    }
+
+    fn start_providing(&mut self, blocks: &[ContentId]) {
+        for block in blocks {
+            let key = kad::RecordKey::new(&provider_key(&block.hash()));
+            if let Err(e) = self.swarm.behaviour_mut().kad.start_providing(key) {
+                warn!(%block, "cannot announce as provider: {e}");
+            }
+        }
+    }
+
+    /// Answers an inbound block request on the blocking pool; the answer comes back as a
+    /// [`Command::Respond`].
+    fn serve_blocks(
+        &mut self,
+        peer: PeerId,
+        request: blocks::Inbound,
+        channel: request_response::ResponseChannel<block_transfer::Response>,
+    ) {
+        let request = match request {
+            Ok(r) => r,
+            Err(reason) => {
+                warn!(%peer, "refused block request: {reason}");
+                self.note_invalid(peer);
+                let response = block_transfer::Response::Failed {
+                    reason: truncate(&reason),
+                };
+                let _ = self
+                    .swarm
+                    .behaviour_mut()
+                    .blocks
+                    .send_response(channel, response);
+                return;
+            }
+        };
+        if let block_transfer::Request::Get(get) = &request
+            && let Ok(mut hot) = self.hot.lock()
+        {
+            hot.record_fetch(&get.block.hash(), unix_now().saturating_mul(1000));
+        }
+        let store = self.store.clone();
+        let tx = self.self_tx.clone();
+        tokio::task::spawn_blocking(move || {
+            let (response, provide) = crate::mesh::serve(&store, &peer, request, unix_now());
+            let _ = tx.blocking_send(Command::Respond {
+                channel,
+                response,
+                provide,
+            });
+        });
     }
 
     fn status(&mut self) -> StatusInfo {
@@ -619,6 +813,19 @@ impl EventLoop {
                             .add_address(&peer_id, addr.clone());
                     }
                 }
+                let is_warren = info.protocol_version == IDENTIFY_PROTOCOL_VERSION;
+                if is_warren && !self.known.contains_key(&peer_id) {
+                    // Learn its offers (roles, storage) so it can be a placement candidate.
+                    let key = kad::RecordKey::new(&warren_protocol::record_key(&peer_id));
+                    let id = self.swarm.behaviour_mut().kad.get_record(key);
+                    self.pending_records.insert(
+                        id,
+                        PendingRecord {
+                            peer: peer_id,
+                            reply: None,
+                        },
+                    );
+                }
                 let state = self.peers.entry(peer_id).or_default();
                 state.agent = Some(info.agent_version);
                 state.protocol_version = Some(info.protocol_version);
@@ -707,6 +914,33 @@ impl EventLoop {
                     debug!(%peer, "envelope reply not sent: the stream closed");
                 }
             }
+            BehaviourEvent::Blocks(request_response::Event::Message { peer, message, .. }) => {
+                match message {
+                    request_response::Message::Request {
+                        request, channel, ..
+                    } => {
+                        self.serve_blocks(peer, request, channel);
+                    }
+                    request_response::Message::Response {
+                        request_id,
+                        response,
+                    } => {
+                        if let Some(reply) = self.pending_blocks.remove(&request_id) {
+                            let _ = reply.send(Ok(response));
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::Blocks(request_response::Event::OutboundFailure {
+                peer,
+                request_id,
+                error,
+                ..
+            }) => {
+                if let Some(reply) = self.pending_blocks.remove(&request_id) {
+                    let _ = reply.send(Err(format!("{peer}: {error}")));
+                }
+            }
             BehaviourEvent::Envelope(request_response::Event::InboundFailure {
                 peer,
                 error,
@@ -780,6 +1014,18 @@ impl EventLoop {
                     }
                 }
                 QueryResult::GetRecord(res) => self.on_get_record(id, res, step.last),
+                QueryResult::GetProviders(res) => {
+                    if let Some((found, _)) = self.pending_providers.get_mut(&id)
+                        && let Ok(kad::GetProvidersOk::FoundProviders { providers, .. }) = res
+                    {
+                        found.extend(providers);
+                    }
+                    if step.last
+                        && let Some((found, reply)) = self.pending_providers.remove(&id)
+                    {
+                        let _ = reply.send(found.into_iter().collect());
+                    }
+                }
                 QueryResult::Bootstrap(Ok(ok)) => {
                     debug!(remaining = ok.num_remaining, "kad bootstrap step");
                 }
@@ -843,8 +1089,10 @@ impl EventLoop {
                 Ok(record) => {
                     let view = RecordView::new(&record, found.record.value.len(), &from);
                     self.known.insert(subject, record);
-                    if let Some(pending) = self.pending_records.remove(&id) {
-                        let _ = pending.reply.send(Ok(view));
+                    if let Some(pending) = self.pending_records.remove(&id)
+                        && let Some(reply) = pending.reply
+                    {
+                        let _ = reply.send(Ok(view));
                     }
                     if let Some(mut q) = self.swarm.behaviour_mut().kad.query_mut(&id) {
                         q.finish();
@@ -861,10 +1109,22 @@ impl EventLoop {
         }
         if (last || res.is_err())
             && let Some(pending) = self.pending_records.remove(&id)
+            && let Some(reply) = pending.reply
         {
-            let _ = pending
-                .reply
-                .send(Err(NodeError::RecordNotFound { peer: pending.peer }));
+            let _ = reply.send(Err(NodeError::RecordNotFound { peer: pending.peer }));
         }
     }
+}
+
+/// Cuts a refusal reason to what a block message may carry.
+fn truncate(reason: &str) -> String {
+    let max = block_transfer::MAX_REASON_LEN;
+    if reason.len() <= max {
+        return reason.to_owned();
+    }
+    let mut end = max;
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    reason[..end].to_owned()
 }

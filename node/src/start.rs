@@ -22,6 +22,7 @@ use warren_storage_mesh::Store;
 use crate::config::Config;
 use crate::error::NodeError;
 use crate::keystore::{self, API_ADDR_FILE};
+use crate::mesh::Mesh;
 use crate::network;
 use crate::record::RecordBuilder;
 
@@ -69,7 +70,10 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let store = Arc::new(store);
     let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
         .with_store(store.clone());
-    let (client, mut event_loop) = network::build(&config, key, records)?;
+    let hot = Mesh::hot_tracker();
+    let (client, mut event_loop) =
+        network::build(&config, key, records, store.clone(), hot.clone())?;
+    let mesh = Mesh::new(client.clone(), store.clone(), hot, config.mesh.clone());
     let ready = event_loop.on_ready();
 
     let listener = crate::api::bind(config.api_listen).await?;
@@ -81,7 +85,8 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     let net_task = tokio::spawn(event_loop.run(shutdown_rx.clone()));
     let mut api_shutdown = shutdown_rx.clone();
-    let app = crate::api::router(client, store, &token);
+    let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
+    let app = crate::api::router(client, store, mesh, &token);
     let api_task = tokio::spawn(async move {
         let graceful = async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;
@@ -111,6 +116,9 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         _ = int.recv() => info!("SIGINT: shutting down"),
     }
     let _ = shutdown_tx.send(true);
+    if let Err(e) = mesh_task.await {
+        warn!("mesh task ended badly: {e}");
+    }
     if let Err(e) = net_task.await {
         warn!("network task ended badly: {e}");
     }

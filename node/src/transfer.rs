@@ -43,6 +43,7 @@ pub async fn put(
     name: Option<String>,
     media_type: Option<String>,
     pin: bool,
+    rf: usize,
     quiet: bool,
 ) -> anyhow::Result<PutView> {
     let stdin = file == Path::new("-");
@@ -68,7 +69,7 @@ pub async fn put(
             file.file_name().map(|n| n.to_string_lossy().into_owned())
         }
     });
-    let mut query = vec![("pin", pin.to_string())];
+    let mut query = vec![("pin", pin.to_string()), ("rf", rf.to_string())];
     if let Some(n) = name {
         query.push(("name", n));
     }

@@ -561,7 +561,10 @@ pub(crate) fn dag_blocks(store: &Store, root: &ContentId) -> Result<Vec<(Content
             Ok(())
         }
     }
-    let mut list = List { seen: Default::default(), out: Vec::new() };
+    let mut list = List {
+        seen: Default::default(),
+        out: Vec::new(),
+    };
     walk(store, root, &mut list)?;
     Ok(list.out)
 }

@@ -310,6 +310,16 @@ impl Store {
         Ok(out)
     }
 
+    /// The stored length of a block, if it is in the store (from the index; reads no block).
+    pub fn block_len(&self, cid: &ContentId) -> Result<Option<u64>, Error> {
+        let tx = self.db.begin_read()?;
+        let len = tx
+            .open_table(INDEX)?
+            .get(cid.to_bytes().as_slice())?
+            .map(|v| v.value());
+        Ok(len)
+    }
+
     /// Marks a stored block as held for the mesh, so `gc` keeps it. `now_secs` is recorded.
     pub fn hold(&self, cid: &ContentId, now_secs: u64) -> Result<(), Error> {
         let _writer = self.lock_writer();
@@ -333,7 +343,10 @@ impl Store {
     pub fn release(&self, cid: &ContentId) -> Result<bool, Error> {
         let _writer = self.lock_writer();
         let tx = self.db.begin_write()?;
-        let was = tx.open_table(HELD)?.remove(cid.to_bytes().as_slice())?.is_some();
+        let was = tx
+            .open_table(HELD)?
+            .remove(cid.to_bytes().as_slice())?
+            .is_some();
         tx.commit()?;
         Ok(was)
     }

@@ -122,6 +122,8 @@ pub(super) struct PutQuery {
     name: Option<String>,
     media_type: Option<String>,
     pin: Option<bool>,
+    /// Copies to place on other peers; 0 keeps the file local.
+    rf: Option<usize>,
 }
 
 pub(super) async fn put(
@@ -130,6 +132,16 @@ pub(super) async fn put(
     body: Body,
 ) -> Result<Json<PutView>, ApiError> {
     let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);
+    let rf = q.rf.unwrap_or(s.mesh.default_rf());
+    if rf > warren_storage_mesh::placement::MAX_RF {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!(
+                "rf {rf} is above the limit of {}",
+                warren_storage_mesh::placement::MAX_RF
+            ),
+        ));
+    }
     let opts = PutOptions {
         name: q.name,
         media_type: q.media_type,
@@ -167,7 +179,13 @@ pub(super) async fn put(
             )
         })?
         .map_err(ApiError::from)?;
+    let replication = if rf > 0 {
+        Some(s.mesh.replicate(out.cid, rf).await?)
+    } else {
+        None
+    };
     Ok(Json(PutView {
+        replication,
         cid: out.cid.to_string(),
         size: out.size,
         blocks: out.blocks,
@@ -182,6 +200,8 @@ pub(super) async fn get(
     Path(cid): Path<String>,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&cid)?;
+    // Whatever is not stored here comes from its holders first, verified block by block.
+    s.mesh.fetch(cid).await?;
     let manifest = blocking(&s.store, move |st| st.stat(&cid)).await?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
     let store = s.store.clone();
@@ -277,4 +297,13 @@ pub(super) async fn gc(State(s): State<AppState>) -> Result<Json<GcView>, ApiErr
         blocks_removed: r.blocks_removed,
         bytes_freed: r.bytes_freed,
     }))
+}
+
+pub(super) async fn held(State(s): State<AppState>) -> Result<Json<Vec<String>>, ApiError> {
+    let held = blocking(&s.store, |st| st.held()).await?;
+    Ok(Json(held.iter().map(ToString::to_string).collect()))
+}
+
+pub(super) async fn audits(State(s): State<AppState>) -> Json<Vec<crate::mesh::AuditRecord>> {
+    Json(s.mesh.audits())
 }

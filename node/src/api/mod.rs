@@ -28,6 +28,7 @@ use tokio::net::TcpListener;
 use warren_storage_mesh::Store;
 
 use crate::error::NodeError;
+use crate::mesh::Mesh;
 use crate::network::Client;
 
 mod files;
@@ -41,6 +42,7 @@ pub use types::{
 struct AppState {
     client: Client,
     store: Arc<Store>,
+    mesh: Arc<Mesh>,
     token: Arc<str>,
 }
 
@@ -62,6 +64,7 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let code = match e {
             NodeError::RecordNotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::Storage(ref inner) => crate::error::storage_status(inner),
             NodeError::Protocol(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -127,10 +130,11 @@ async fn record(
 }
 
 /// The API's routes, behind the token check.
-pub fn router(client: Client, store: Arc<Store>, token: &str) -> Router {
+pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -> Router {
     let state = AppState {
         client,
         store,
+        mesh,
         token: Arc::from(token),
     };
     Router::new()
@@ -146,6 +150,8 @@ pub fn router(client: Client, store: Arc<Store>, token: &str) -> Router {
         .route("/v1/pins", get(files::pins))
         .route("/v1/pin/{cid}", post(files::pin).delete(files::unpin))
         .route("/v1/gc", post(files::gc))
+        .route("/v1/held", get(files::held))
+        .route("/v1/audits", get(files::audits))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

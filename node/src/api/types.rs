@@ -136,6 +136,8 @@ pub struct PutView {
     pub new_bytes: u64,
     /// Whether the root is pinned.
     pub pinned: bool,
+    /// Copies placed on other peers (absent with `rf=0`).
+    pub replication: Option<crate::mesh::ReplicationReport>,
 }
 
 /// One entry of `GET /v1/pins`.

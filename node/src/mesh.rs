@@ -1,0 +1,643 @@
+//! The storage mesh on the network: placement at RF, verified parallel fetch, self-healing repair
+//! and proof-of-storage audits.
+//!
+//! ```text
+//! API put ──► replicate ──► place() per block ──► StoreRequest to each target ──► target stores,
+//!                                                                                 holds, provides
+//! API get ──► fetch ──► providers (DHT) ──► BlockRequest, several holders in parallel, verified
+//! repair task (every REPAIR_EVERY) ──► per held block: live holders ──► Repairer::plan ──► push
+//! audit task  (every AUDIT_EVERY)  ──► random held block, random other holder ──► challenge ──►
+//!                                       verify against the block id ──► AuditRecord
+//! ```
+//!
+//! Every decision is made by the pure code in `warren-storage-mesh` (placement, repair plan, hot
+//! RF, proofs); this module only gathers what it needs (from the store and the event loop) and
+//! moves blocks.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use futures::StreamExt;
+use libp2p::PeerId;
+use rand::RngCore;
+use serde::{Deserialize, Serialize};
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use warren_protocol::ContentId;
+use warren_protocol::block_transfer::{
+    BlockRequest, Request, Response, StoreRequest, StoreResponse,
+};
+use warren_storage_mesh::hot::{HotConfig, HotTracker};
+use warren_storage_mesh::placement::{Candidate, PlacementPolicy, place};
+use warren_storage_mesh::proof::{self, Challenge, Proof};
+use warren_storage_mesh::repair::{RepairConfig, RepairInput, Repairer};
+use warren_storage_mesh::{Error as StoreError, Store};
+
+use crate::config::MeshConfig;
+use crate::error::NodeError;
+use crate::network::Client;
+
+/// Blocks moved at once by one replicate or fetch.
+const PARALLEL: usize = 8;
+/// Audit results kept for the API and reputation.
+const AUDIT_LOG: usize = 1024;
+/// How long a holder that failed an audit is not counted as a holder of that block.
+const FAILED_HOLDER_MS: u64 = 10 * 60 * 1000;
+/// How long a passed audit vouches for a holder before repair checks it again.
+const VERIFIED_HOLDER_MS: u64 = 30 * 1000;
+
+fn now_ms() -> u64 {
+    std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0)
+}
+
+/// Why a push failed.
+#[derive(Debug, thiserror::Error)]
+enum PushError {
+    /// This node has no good copy to send.
+    #[error("{0}")]
+    Local(String),
+    /// The target refused or could not be reached.
+    #[error("{0}")]
+    Remote(String),
+}
+
+/// One audit this node ran.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The holder audited.
+    pub subject: String,
+    /// The block challenged.
+    pub block: String,
+    /// Whether the proof verified against the block id.
+    pub passed: bool,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// When (unix ms).
+    pub time_ms: u64,
+}
+
+/// What `replicate` did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReplicationReport {
+    /// Replication factor asked for.
+    pub rf: usize,
+    /// Blocks of the file.
+    pub blocks: usize,
+    /// Copies stored on other peers.
+    pub copies: usize,
+    /// Copies that failed (the repair task retries them).
+    pub failed: usize,
+    /// Distinct peers holding at least one block.
+    pub holders: Vec<String>,
+}
+
+/// Mesh state shared by the API handlers and the background tasks.
+pub struct Mesh {
+    client: Client,
+    store: Arc<Store>,
+    repairer: Mutex<Repairer>,
+    hot: Arc<Mutex<HotTracker>>,
+    audits: Mutex<VecDeque<AuditRecord>>,
+    /// (holder, block) → when it failed an audit.
+    failed: Mutex<HashMap<(PeerId, [u8; 32]), u64>>,
+    /// (holder, block) → when it last passed an audit.
+    verified: Mutex<HashMap<(PeerId, [u8; 32]), u64>>,
+    /// Replication factor wanted per block this node placed or holds.
+    rf: Mutex<HashMap<ContentId, usize>>,
+    config: MeshConfig,
+}
+
+impl Mesh {
+    /// Mesh services over `client` and `store`.
+    pub fn new(
+        client: Client,
+        store: Arc<Store>,
+        hot: Arc<Mutex<HotTracker>>,
+        config: MeshConfig,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            store,
+            repairer: Mutex::new(Repairer::new(
+                RepairConfig {
+                    // Long enough that a push lands and is announced before the block is
+                    // planned again; the closest-holder rule and target back-off prevent loops.
+                    cooldown_ms: (3 * config.repair_every_ms).max(3_000),
+                    ..RepairConfig::default()
+                },
+                now_ms(),
+            )),
+            hot,
+            audits: Mutex::new(VecDeque::new()),
+            failed: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+            rf: Mutex::new(HashMap::new()),
+            config,
+        })
+    }
+
+    /// A fresh hot-content tracker to share between the event loop and the mesh.
+    pub fn hot_tracker() -> Arc<Mutex<HotTracker>> {
+        Arc::new(Mutex::new(HotTracker::new(HotConfig::default())))
+    }
+
+    /// The default replication factor.
+    pub fn default_rf(&self) -> usize {
+        self.config.rf
+    }
+
+    /// The audits this node ran, newest last.
+    pub fn audits(&self) -> Vec<AuditRecord> {
+        self.audits
+            .lock()
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    async fn store_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| NodeError::Network(format!("store task: {e}")))?
+            .map_err(NodeError::from)
+    }
+
+    /// Places every block of the file `root` on the `rf` peers XOR-closest to it (other than
+    /// this node), and announces this node as a provider of all of them.
+    pub async fn replicate(
+        &self,
+        root: ContentId,
+        rf: usize,
+    ) -> Result<ReplicationReport, NodeError> {
+        let dag = self.store_call(move |s| s.dag(&root)).await?;
+        let (me, candidates) = self.client.candidates().await?;
+        self.client
+            .provide(dag.iter().map(|(c, _)| *c).collect())
+            .await?;
+        if let Ok(mut wanted) = self.rf.lock() {
+            for (cid, _) in &dag {
+                wanted.insert(*cid, rf);
+            }
+        }
+        let policy = PlacementPolicy::with_rf(rf);
+        let mut jobs = Vec::new();
+        for (cid, len) in &dag {
+            for to in place(&cid.hash(), &candidates, &policy, *len, &[me]).into_peers() {
+                jobs.push((*cid, to));
+            }
+        }
+        let results: Vec<(PeerId, Result<(), PushError>)> = futures::stream::iter(jobs)
+            .map(|(cid, to)| async move { (to, self.push(cid, to).await) })
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        let mut report = ReplicationReport {
+            rf,
+            blocks: dag.len(),
+            ..Default::default()
+        };
+        let mut holders = BTreeSet::new();
+        for (to, r) in results {
+            match r {
+                Ok(()) => {
+                    report.copies += 1;
+                    holders.insert(to.to_string());
+                }
+                Err(e) => {
+                    report.failed += 1;
+                    warn!(peer = %to, "replica not stored: {e}");
+                }
+            }
+        }
+        report.holders = holders.into_iter().collect();
+        info!(%root, rf, copies = report.copies, holders = report.holders.len(), "replicated");
+        Ok(report)
+    }
+
+    /// Sends this node's copy of `cid` to `to`. A local copy that cannot be read is discarded
+    /// (it is this node's fault, not the target's).
+    async fn push(&self, cid: ContentId, to: PeerId) -> Result<(), PushError> {
+        let store = self.store.clone();
+        let data = tokio::task::spawn_blocking(move || match store.get_block(&cid) {
+            Ok(data) => Ok(data),
+            Err(e) => {
+                let _ = not_served(&store, &cid, e);
+                Err(PushError::Local(format!("no good local copy of {cid}")))
+            }
+        })
+        .await
+        .map_err(|e| PushError::Local(e.to_string()))??;
+        self.push_data(cid, data, to)
+            .await
+            .map_err(PushError::Remote)
+    }
+
+    async fn push_data(&self, cid: ContentId, data: Vec<u8>, to: PeerId) -> Result<(), String> {
+        match self
+            .client
+            .blocks(to, Request::Store(StoreRequest { block: cid, data }))
+            .await?
+        {
+            Response::Stored(StoreResponse { accepted: true, .. }) => {
+                // It verified the bytes against the id before storing: a good copy now.
+                let key = (to, cid.hash());
+                if let Ok(mut v) = self.verified.lock() {
+                    v.insert(key, now_ms());
+                }
+                if let Ok(mut f) = self.failed.lock() {
+                    f.remove(&key);
+                }
+                Ok(())
+            }
+            Response::Stored(StoreResponse { reason, .. }) => {
+                Err(reason.unwrap_or_else(|| "refused".into()))
+            }
+            other => Err(format!("unexpected answer {}", other.kind())),
+        }
+    }
+
+    /// Makes every block of the file `root` local, fetching what is missing from its holders.
+    pub async fn fetch(&self, root: ContentId) -> Result<(), NodeError> {
+        // Manifests first, level by level, until the whole tree is listed.
+        let dag = loop {
+            match self.store_call(move |s| s.dag(&root)).await {
+                Ok(dag) => break dag,
+                Err(NodeError::Storage(StoreError::Missing { cid })) => {
+                    self.fetch_block(cid).await?
+                }
+                Err(e) => return Err(e),
+            }
+        };
+        let missing: Vec<ContentId> = {
+            let store = self.store.clone();
+            let cids: Vec<ContentId> = dag.iter().map(|(c, _)| *c).collect();
+            tokio::task::spawn_blocking(move || {
+                cids.into_iter()
+                    .filter(|c| !store.has_block(c).unwrap_or(false))
+                    .collect()
+            })
+            .await
+            .map_err(|e| NodeError::Network(e.to_string()))?
+        };
+        let results: Vec<Result<(), NodeError>> = futures::stream::iter(missing)
+            .map(|cid| self.fetch_block(cid))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// Fetches one block from whichever holder answers with bytes that match its id.
+    async fn fetch_block(&self, cid: ContentId) -> Result<(), NodeError> {
+        let (me, _) = self.client.candidates().await?;
+        let mut providers = self.client.providers(cid).await?;
+        providers.retain(|p| *p != me);
+        // Spread load: start at a different holder for each block.
+        let start = (cid.hash()[0] as usize) % providers.len().max(1);
+        providers.rotate_left(start);
+        let mut last = format!("no holder of block {cid} found in the DHT");
+        for peer in providers {
+            match self
+                .client
+                .blocks(peer, Request::Get(BlockRequest { block: cid }))
+                .await
+            {
+                // The codec verified the bytes against the id before we see them.
+                Ok(Response::Block(b)) if b.block == cid => {
+                    self.store_call(move |s| s.put_block(&cid, &b.data)).await?;
+                    return Ok(());
+                }
+                Ok(other) => last = format!("{peer} answered {}", other.kind()),
+                Err(e) => last = e,
+            }
+            debug!(%cid, "holder failed: {last}");
+        }
+        Err(NodeError::Network(format!(
+            "cannot fetch block {cid}: {last}"
+        )))
+    }
+
+    /// Blocks this node is responsible for: held replicas and the blocks of its pinned files.
+    async fn responsibilities(&self) -> Result<Vec<(ContentId, u64)>, NodeError> {
+        self.store_call(|s| {
+            let mut out: Vec<(ContentId, u64)> = Vec::new();
+            for cid in s.held()? {
+                if let Some(len) = s.block_len(&cid)? {
+                    out.push((cid, len));
+                }
+            }
+            for pin in s.pins()? {
+                out.extend(s.dag(&pin.cid)?);
+            }
+            out.sort();
+            out.dedup();
+            Ok(out)
+        })
+        .await
+    }
+
+    /// One pass of self-healing over every block this node is responsible for.
+    pub async fn repair_pass(&self) -> Result<usize, NodeError> {
+        let (me, candidates) = self.client.candidates().await?;
+        let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
+        let blocks = self.responsibilities().await?;
+        let pushed: Vec<usize> = futures::stream::iter(blocks)
+            .map(|(cid, len)| self.repair_block(cid, len, me, &candidates, &live))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        Ok(pushed.into_iter().sum())
+    }
+
+    /// Checks one block's holders and, if this node is the closest good holder, restores RF.
+    async fn repair_block(
+        &self,
+        cid: ContentId,
+        len: u64,
+        me: PeerId,
+        candidates: &[Candidate],
+        live: &BTreeSet<PeerId>,
+    ) -> usize {
+        let now = now_ms();
+        let Ok(providers) = self.client.providers(cid).await else {
+            return 0;
+        };
+        // A provider record is a claim; a holder counts once it proved it has the block.
+        let mut holders = vec![me];
+        for p in providers
+            .into_iter()
+            .filter(|p| *p != me && live.contains(p))
+        {
+            if self.holds(cid, len, p, now).await {
+                holders.push(p);
+            }
+        }
+        let base_rf = self
+            .rf
+            .lock()
+            .ok()
+            .and_then(|m| m.get(&cid).copied())
+            .unwrap_or(self.config.rf);
+        let rf = self
+            .hot
+            .lock()
+            .map(|mut h| h.desired_rf(&cid.hash(), base_rf, now))
+            .unwrap_or(base_rf);
+        // The origin's pinned copy is one of the RF + 1 copies of a file it put.
+        let policy = PlacementPolicy::with_rf(rf + 1);
+        let hash = cid.hash();
+        let plan = match self.repairer.lock() {
+            Ok(mut r) => r.plan(
+                &RepairInput {
+                    block: &hash,
+                    block_len: len,
+                    me: &me,
+                    holders: &holders,
+                    candidates,
+                    policy,
+                },
+                now,
+            ),
+            Err(_) => return 0,
+        };
+        let mut pushed = 0;
+        for action in plan.actions {
+            match self.push(cid, action.to).await {
+                Ok(()) => {
+                    pushed += 1;
+                    info!(block = %cid, to = %action.to, "repaired: copy restored");
+                }
+                Err(PushError::Local(e)) => {
+                    warn!(block = %cid, "cannot repair from here: {e}");
+                    break;
+                }
+                Err(PushError::Remote(e)) => {
+                    warn!(block = %cid, to = %action.to, "repair push failed: {e}");
+                    if let Ok(mut r) = self.repairer.lock() {
+                        r.target_failed(&hash, &action.to, now_ms());
+                    }
+                }
+            }
+        }
+        pushed
+    }
+
+    /// Whether `peer` holds a good copy of `cid`: a recent audit result, or a fresh audit.
+    async fn holds(&self, cid: ContentId, len: u64, peer: PeerId, now: u64) -> bool {
+        let key = (peer, cid.hash());
+        let failed = self.failed.lock().ok().and_then(|f| f.get(&key).copied());
+        if failed.is_some_and(|t| now.saturating_sub(t) < FAILED_HOLDER_MS) {
+            return false;
+        }
+        let passed = self.verified.lock().ok().and_then(|v| v.get(&key).copied());
+        if passed.is_some_and(|t| now.saturating_sub(t) < VERIFIED_HOLDER_MS) {
+            return true;
+        }
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        self.audit(cid, len, peer, seed).await.passed
+    }
+
+    /// Challenges `subject` on a random slice of `cid` and records the result.
+    async fn audit(
+        &self,
+        cid: ContentId,
+        len: u64,
+        subject: PeerId,
+        seed: [u8; 32],
+    ) -> AuditRecord {
+        let challenge = Challenge::new(cid.hash(), len, seed);
+        let request = Request::Audit(challenge.to_request(cid.codec()));
+        let verdict = match self.client.blocks(subject, request).await {
+            Ok(Response::Proof(p)) => Proof::from_bytes(&cid.hash(), &p.proof)
+                .and_then(|proof| proof::verify(&challenge, &proof))
+                .map(|_| ())
+                .map_err(|e| e.to_string()),
+            Ok(other) => Err(format!("answered {} instead of a proof", other.kind())),
+            Err(e) => Err(e),
+        };
+        let record = AuditRecord {
+            subject: subject.to_string(),
+            block: cid.to_string(),
+            passed: verdict.is_ok(),
+            reason: verdict.err(),
+            time_ms: now_ms(),
+        };
+        let key = (subject, cid.hash());
+        if record.passed {
+            debug!(%subject, block = %cid, "audit passed");
+            if let Ok(mut v) = self.verified.lock() {
+                v.insert(key, record.time_ms);
+            }
+            if let Ok(mut f) = self.failed.lock() {
+                f.remove(&key);
+            }
+        } else {
+            warn!(%subject, block = %cid, reason = ?record.reason, "audit failed");
+            if let Ok(mut f) = self.failed.lock() {
+                f.insert(key, record.time_ms);
+            }
+            if let Ok(mut v) = self.verified.lock() {
+                v.remove(&key);
+            }
+        }
+        if let Ok(mut a) = self.audits.lock() {
+            a.push_back(record.clone());
+            while a.len() > AUDIT_LOG {
+                a.pop_front();
+            }
+        }
+        record
+    }
+
+    /// Audits one random other holder of one random block this node is responsible for.
+    pub async fn audit_once(&self) -> Result<Option<AuditRecord>, NodeError> {
+        let blocks = self.responsibilities().await?;
+        if blocks.is_empty() {
+            return Ok(None);
+        }
+        let mut seed = [0u8; 32];
+        rand::rngs::OsRng.fill_bytes(&mut seed);
+        let (cid, len) = blocks[(u64::from_le_bytes([
+            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
+        ]) as usize)
+            % blocks.len()];
+        let (me, candidates) = self.client.candidates().await?;
+        let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
+        let others: Vec<PeerId> = self
+            .client
+            .providers(cid)
+            .await?
+            .into_iter()
+            .filter(|p| *p != me && live.contains(p))
+            .collect();
+        if others.is_empty() {
+            return Ok(None);
+        }
+        let subject = others[seed[8] as usize % others.len()];
+        let record = self.audit(cid, len, subject, seed).await;
+        Ok(Some(record))
+    }
+
+    /// Runs the repair and audit tasks until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        let mut repair = tokio::time::interval(Duration::from_millis(self.config.repair_every_ms));
+        let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = repair.tick() => {
+                    if let Err(e) = self.repair_pass().await {
+                        debug!("repair pass: {e}");
+                    }
+                }
+                _ = audit.tick() => {
+                    if let Err(e) = self.audit_once().await {
+                        debug!("audit: {e}");
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}
+
+/// Answers one inbound block request from `peer` against the local store. Returns the answer
+/// and, for a stored replica, the block to announce as provided.
+pub fn serve(
+    store: &Store,
+    peer: &PeerId,
+    request: Request,
+    now_secs: u64,
+) -> (Response, Option<ContentId>) {
+    match request {
+        Request::Get(BlockRequest { block }) => match store.get_block(&block) {
+            Ok(data) => (
+                Response::Block(warren_protocol::block_transfer::BlockResponse { block, data }),
+                None,
+            ),
+            Err(e) => (not_served(store, &block, e), None),
+        },
+        Request::Store(StoreRequest { block, data }) => {
+            let result = store
+                .put_block(&block, &data)
+                .and_then(|()| store.hold(&block, now_secs));
+            match result {
+                Ok(()) => {
+                    debug!(%peer, %block, "holding a replica");
+                    (
+                        Response::Stored(StoreResponse {
+                            block,
+                            accepted: true,
+                            reason: None,
+                        }),
+                        Some(block),
+                    )
+                }
+                Err(e) => {
+                    let reason = e.to_string().chars().take(200).collect();
+                    (
+                        Response::Stored(StoreResponse {
+                            block,
+                            accepted: false,
+                            reason: Some(reason),
+                        }),
+                        None,
+                    )
+                }
+            }
+        }
+        Request::Audit(req) => {
+            let block = req.block;
+            match store.get_block(&block) {
+                Ok(data) => {
+                    let challenge = Challenge::from_request(&req);
+                    match proof::prove(&data, &challenge) {
+                        Ok(p) => (
+                            Response::Proof(warren_protocol::block_transfer::AuditResponse {
+                                block,
+                                proof: p.to_bytes(),
+                            }),
+                            None,
+                        ),
+                        Err(e) => (
+                            Response::Failed {
+                                reason: e.to_string().chars().take(200).collect(),
+                            },
+                            None,
+                        ),
+                    }
+                }
+                Err(e) => (not_served(store, &block, e), None),
+            }
+        }
+    }
+}
+
+/// The answer for a block this node cannot serve. A corrupt copy is discarded so that a good one
+/// can replace it, and is never sent.
+fn not_served(store: &Store, block: &ContentId, e: StoreError) -> Response {
+    let listed = store.has_block(block).unwrap_or(false);
+    let bad = matches!(e, StoreError::Corrupt { .. } | StoreError::Io { .. })
+        || (matches!(e, StoreError::Missing { .. }) && listed);
+    if bad {
+        // Listed but unreadable or altered: drop it so a good copy can take its place.
+        warn!(%block, "discarding a bad local copy: {e}");
+        if let Err(e) = store.discard_block(block) {
+            warn!(%block, "cannot discard the bad copy: {e}");
+        }
+    }
+    Response::NotFound { block: *block }
+}

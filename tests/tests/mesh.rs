@@ -1,0 +1,253 @@
+//! Acceptance of "Storage mesh II" with six real node processes on loopback: placement at RF 3,
+//! verified fetch from another node, audits that catch an altered copy and a wiped store, and
+//! self-healing after two holders are SIGKILLed.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::process::Command;
+use std::time::Duration;
+
+use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
+const MIB: usize = 1 << 20;
+
+fn random(len: usize, seed: u64) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut out = Vec::with_capacity(len + 8);
+    while out.len() < len {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
+    }
+    out.truncate(len);
+    out
+}
+
+fn held(dir: &Path) -> BTreeSet<String> {
+    cli_json(BIN, dir, &["held"])
+        .map(|v| {
+            v.as_array()
+                .unwrap()
+                .iter()
+                .map(|c| c.as_str().unwrap().to_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+/// block → the nodes (by index) holding it, over `live` nodes.
+fn holders(nodes: &[(PathBuf, String)], live: &[usize]) -> BTreeMap<String, BTreeSet<usize>> {
+    let mut map: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
+    for &i in live {
+        for block in held(&nodes[i].0) {
+            map.entry(block).or_default().insert(i);
+        }
+    }
+    map
+}
+
+fn audits_about(nodes: &[(PathBuf, String)], live: &[usize], subject: &str) -> (usize, usize) {
+    let (mut passed, mut failed) = (0, 0);
+    for &i in live {
+        if let Ok(a) = cli_json(BIN, &nodes[i].0, &["audits"]) {
+            for r in a.as_array().unwrap() {
+                if r["subject"] == subject {
+                    if r["passed"] == true {
+                        passed += 1;
+                    } else {
+                        failed += 1;
+                    }
+                }
+            }
+        }
+    }
+    (passed, failed)
+}
+
+fn block_files(dir: &Path) -> Vec<PathBuf> {
+    let mut out = Vec::new();
+    for shard in std::fs::read_dir(dir.join("store").join("blocks"))
+        .unwrap()
+        .flatten()
+    {
+        for f in std::fs::read_dir(shard.path()).unwrap().flatten() {
+            out.push(f.path());
+        }
+    }
+    out
+}
+
+#[test]
+fn six_nodes_place_fetch_audit_and_heal() {
+    let tmp = tempfile::tempdir().unwrap();
+    println!("work dir {}", tmp.path().display());
+    let config = tmp.path().join("fast.toml");
+    std::fs::write(
+        &config,
+        "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 250\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+
+    let mut procs: Vec<Option<NodeProcess>> = Vec::new();
+    let mut nodes: Vec<(PathBuf, String)> = Vec::new();
+    let a_dir = tmp.path().join("n0");
+    procs.push(Some(
+        NodeProcess::start(BIN, &a_dir, &["--config", cfg]).unwrap(),
+    ));
+    let a_status = cli_json(BIN, &a_dir, &["status"]).unwrap();
+    let boot = tcp_multiaddr(&a_status).unwrap();
+    nodes.push((a_dir, a_status["peer_id"].as_str().unwrap().to_owned()));
+    for i in 1..6 {
+        let dir = tmp.path().join(format!("n{i}"));
+        procs.push(Some(
+            NodeProcess::start(BIN, &dir, &["--config", cfg, "--bootstrap", &boot]).unwrap(),
+        ));
+        let s = cli_json(BIN, &dir, &["status"]).unwrap();
+        nodes.push((dir, s["peer_id"].as_str().unwrap().to_owned()));
+    }
+    // Every node knows every other's offer (roles come from verified records).
+    for (dir, _) in &nodes {
+        wait_for(Duration::from_secs(30), "every peer's record", || {
+            let peers = cli_json(BIN, dir, &["peers"]).ok()?;
+            let peers = peers.as_array()?;
+            (peers.len() == 5
+                && peers
+                    .iter()
+                    .all(|p| !p["roles"].as_array().unwrap().is_empty()))
+            .then_some(())
+        })
+        .unwrap();
+    }
+
+    // Put 32 MiB with RF 3 on node 0: every block on >= 3 distinct other nodes.
+    let original = random(32 * MIB, 1);
+    let file = tmp.path().join("file.bin");
+    std::fs::write(&file, &original).unwrap();
+    let put = cli_json(
+        BIN,
+        &nodes[0].0,
+        &["put", file.to_str().unwrap(), "--rf", "3"],
+    )
+    .unwrap();
+    let cid = put["cid"].as_str().unwrap().to_owned();
+    let rep = &put["replication"];
+    assert_eq!(rep["blocks"], 33, "{put}");
+    assert_eq!(rep["copies"], 99, "{put}");
+    assert!(rep["holders"].as_array().unwrap().len() >= 3, "{put}");
+    let all: Vec<usize> = (1..6).collect();
+    let map = holders(&nodes, &all);
+    assert_eq!(map.len(), 33, "every block is held somewhere: {map:?}");
+    assert!(map.values().all(|h| h.len() >= 3), "{map:?}");
+
+    // get from node 5 (it may hold some blocks; the rest come from the others), byte-identical.
+    let out = tmp.path().join("from-5.bin");
+    let o = cli(
+        BIN,
+        &nodes[5].0,
+        &["get", &cid, "-o", out.to_str().unwrap()],
+        false,
+    )
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(std::fs::read(&out).unwrap() == original);
+
+    // Alter one block on disk at a holder: an audit fails, the bad copy is dropped, and a good
+    // replica takes its place.
+    let map = holders(&nodes, &all);
+    // A chunk block (a file on disk; small manifests live inside the index).
+    let (victim_block, victim_holders) = map
+        .iter()
+        .find(|(b, h)| b.starts_with("bafk") && (h.contains(&1) || h.contains(&2)))
+        .unwrap();
+    let x = *victim_holders
+        .iter()
+        .find(|i| **i == 1 || **i == 2)
+        .unwrap();
+    let path = block_files(&nodes[x].0)
+        .into_iter()
+        .find(|p| p.file_name().unwrap().to_string_lossy() == *victim_block)
+        .unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    bytes[1000] ^= 0xff;
+    std::fs::write(&path, &bytes).unwrap();
+    let others: Vec<usize> = (0..6).filter(|i| *i != x).collect();
+    wait_for(
+        Duration::from_secs(60),
+        "a failed audit of the altered copy",
+        || (audits_about(&nodes, &others, &nodes[x].1).1 > 0).then_some(()),
+    )
+    .unwrap();
+    wait_for(Duration::from_secs(60), "the bad copy replaced", || {
+        let now = holders(&nodes, &all);
+        // The altered bytes are gone from x (dropped, or overwritten by a good copy pushed back),
+        // and at least three other-than-origin nodes list a copy again.
+        let copies = now.get(victim_block.as_str())?.len();
+        let bad_left = std::fs::read(&path).map(|b| b == bytes).unwrap_or(false);
+        (copies >= 3 && !bad_left).then_some(())
+    })
+    .unwrap();
+
+    // A holder that wiped its store fails audits: failed observations about it.
+    let y = if x == 1 { 2 } else { 1 };
+    for f in block_files(&nodes[y].0) {
+        std::fs::remove_file(f).unwrap();
+    }
+    let others: Vec<usize> = (0..6).filter(|i| *i != y).collect();
+    wait_for(
+        Duration::from_secs(60),
+        "failed audits of the wiped holder",
+        || (audits_about(&nodes, &others, &nodes[y].1).1 >= 2).then_some(()),
+    )
+    .unwrap();
+
+    // SIGKILL two holders: the survivors restore RF 3 among the live nodes within 60 s.
+    let killed = [3usize, 4];
+    for k in killed {
+        let p = procs[k].take().unwrap();
+        assert!(
+            Command::new("kill")
+                .args(["-KILL", &p.pid().to_string()])
+                .status()
+                .unwrap()
+                .success()
+        );
+        drop(p);
+    }
+    // The wiped holder is alive and takes copies again.
+    let live: Vec<usize> = (1..6).filter(|i| !killed.contains(i)).collect();
+    wait_for(
+        Duration::from_secs(60),
+        "RF 3 restored among the live nodes",
+        || {
+            let map = holders(&nodes, &live);
+            (map.len() == 33 && map.values().all(|h| h.len() >= 3)).then_some(())
+        },
+    )
+    .unwrap_or_else(|e| panic!("{e}: {:?}", holders(&nodes, &live)));
+
+    // Every live node still returns the file byte-identical.
+    for i in (0..6).filter(|i| !killed.contains(i)) {
+        let out = tmp.path().join(format!("after-{i}.bin"));
+        let o = cli(
+            BIN,
+            &nodes[i].0,
+            &["get", &cid, "-o", out.to_str().unwrap()],
+            false,
+        )
+        .unwrap();
+        assert!(
+            o.status.success(),
+            "node {i}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        assert!(
+            std::fs::read(&out).unwrap() == original,
+            "node {i} returned other bytes"
+        );
+    }
+}
