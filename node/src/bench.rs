@@ -8,6 +8,7 @@
 
 use std::path::Path;
 use std::process::Stdio;
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
@@ -42,17 +43,28 @@ fn proc_status_kib(pid: u32, field: &str) -> Option<u64> {
 
 /// Starts `warren start` on loopback in `dir` and waits until it is ready.
 async fn spawn_node(exe: &Path, dir: &Path) -> anyhow::Result<(tokio::process::Child, Duration)> {
+    spawn_node_with(exe, dir, None).await
+}
+
+/// Like [`spawn_node`], bootstrapped from `bootstrap` when given.
+async fn spawn_node_with(
+    exe: &Path,
+    dir: &Path,
+    bootstrap: Option<&str>,
+) -> anyhow::Result<(tokio::process::Child, Duration)> {
     let started = Instant::now();
-    let mut child = Command::new(exe)
-        .arg("--data-dir")
-        .arg(dir)
-        .args([
-            "start",
-            "--listen",
-            "/ip4/127.0.0.1/tcp/0",
-            "--listen",
-            "/ip4/127.0.0.1/udp/0/quic-v1",
-        ])
+    let mut cmd = Command::new(exe);
+    cmd.arg("--data-dir").arg(dir).args([
+        "start",
+        "--listen",
+        "/ip4/127.0.0.1/tcp/0",
+        "--listen",
+        "/ip4/127.0.0.1/udp/0/quic-v1",
+    ]);
+    if let Some(b) = bootstrap {
+        cmd.args(["--bootstrap", b]);
+    }
+    let mut child = cmd
         .stdin(Stdio::null())
         .stdout(Stdio::null())
         .stderr(Stdio::null())
@@ -193,6 +205,95 @@ pub async fn put_memory(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             mib(peak),
             mib(before)
         );
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// Copies `bytes` once over a loopback TCP connection; returns MiB/s.
+async fn plain_tcp_copy(bytes: Arc<Vec<u8>>) -> anyhow::Result<f64> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
+    let addr = listener.local_addr()?;
+    let total = bytes.len();
+    let sender = tokio::spawn(async move {
+        let (mut sock, _) = listener.accept().await?;
+        sock.write_all(&bytes).await?;
+        sock.shutdown().await?;
+        anyhow::Ok(())
+    });
+    let started = Instant::now();
+    let mut sock = tokio::net::TcpStream::connect(addr).await?;
+    let mut buf = vec![0u8; 1 << 20];
+    let mut got = 0usize;
+    loop {
+        let n = sock.read(&mut buf).await?;
+        if n == 0 {
+            break;
+        }
+        got += n;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    sender.await??;
+    anyhow::ensure!(got == total, "plain copy moved {got} of {total} bytes");
+    Ok(total as f64 / (1 << 20) as f64 / secs)
+}
+
+/// `warren bench fetch`: loopback `get` throughput of a file held by 1 and by 3 other nodes,
+/// next to a plain TCP copy of the same bytes in the same run.
+pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
+    let exe = std::env::current_exe()?;
+    let tmp = std::env::temp_dir().join(format!("warren-bench-fetch-{}", std::process::id()));
+    let result = async {
+        let file = tmp.join("input.bin");
+        write_mixed_file(&file, size_mib << 20, seed)?;
+        let bytes = Arc::new(std::fs::read(&file)?);
+        let mib = (size_mib) as f64;
+        let plain = plain_tcp_copy(bytes).await?;
+        println!("plain TCP copy on loopback: {plain:.1} MiB/s");
+        let mut children = Vec::new();
+        let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+        // Node 0 bootstraps the rest; nodes 1..=3 hold, node 4 fetches.
+        for i in 0..5 {
+            let dir = tmp.join(format!("n{i}"));
+            let boot = match dirs.first() {
+                Some(d) => {
+                    let api = crate::client::ApiClient::from_data_dir(d)?;
+                    let s: crate::api::StatusInfo = api.get("/v1/status").await?;
+                    s.listen_addrs.first().cloned()
+                }
+                None => None,
+            };
+            let (child, _) = spawn_node_with(&exe, &dir, boot.as_deref()).await?;
+            children.push(child);
+            dirs.push(dir);
+        }
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let mut report = Vec::new();
+        for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
+            // A different file per round, so the fetcher has nothing cached.
+            let f = tmp.join(format!("round-{holders}.bin"));
+            write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
+            let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
+            let put = crate::transfer::put(&origin, &f, None, None, true, holders - 1, true).await?;
+            let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
+            let out = tmp.join(format!("out-{holders}.bin"));
+            let started = Instant::now();
+            let n = crate::transfer::get(&fetcher, &put.cid, Some(&out), true).await?;
+            let secs = started.elapsed().as_secs_f64();
+            anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
+            let rate = mib / secs;
+            println!(
+                "get of {size_mib} MiB from {holders} holder(s): {rate:.1} MiB/s ({:.2} of the plain copy)",
+                rate / plain
+            );
+            report.push(rate);
+        }
+        for mut c in children {
+            let _ = c.kill().await;
+        }
         anyhow::Ok(())
     }
     .await;

@@ -136,6 +136,15 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Loopback `get` throughput from 1 and from 3 holders, next to a plain TCP copy.
+    Fetch {
+        /// MiB per file.
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Peak resident memory of a node during a large `put`.
     PutMemory {
         /// MiB of mixed data to put.
@@ -537,6 +546,9 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Ingest { size_mib, seed }) => {
             tokio::task::spawn_blocking(move || crate::bench::ingest(size_mib, seed)).await?
+        }
+        Command::Bench(BenchCommand::Fetch { size_mib, seed }) => {
+            crate::bench::fetch(size_mib, seed).await
         }
         Command::Bench(BenchCommand::PutMemory { size_mib, seed }) => {
             crate::bench::put_memory(size_mib, seed).await

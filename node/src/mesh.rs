@@ -176,11 +176,8 @@ impl Mesh {
         root: ContentId,
         rf: usize,
     ) -> Result<ReplicationReport, NodeError> {
-        let dag = self.store_call(move |s| s.dag(&root)).await?;
+        let dag = self.announce(root).await?;
         let (me, candidates) = self.client.candidates().await?;
-        self.client
-            .provide(dag.iter().map(|(c, _)| *c).collect())
-            .await?;
         if let Ok(mut wanted) = self.rf.lock() {
             for (cid, _) in &dag {
                 wanted.insert(*cid, rf);
@@ -219,6 +216,15 @@ impl Mesh {
         report.holders = holders.into_iter().collect();
         info!(%root, rf, copies = report.copies, holders = report.holders.len(), "replicated");
         Ok(report)
+    }
+
+    /// Announces this node as a provider of every block of the file `root`; returns its blocks.
+    pub async fn announce(&self, root: ContentId) -> Result<Vec<(ContentId, u64)>, NodeError> {
+        let dag = self.store_call(move |s| s.dag(&root)).await?;
+        self.client
+            .provide(dag.iter().map(|(c, _)| *c).collect())
+            .await?;
+        Ok(dag)
     }
 
     /// Sends this node's copy of `cid` to `to`. A local copy that cannot be read is discarded
@@ -265,12 +271,15 @@ impl Mesh {
 
     /// Makes every block of the file `root` local, fetching what is missing from its holders.
     pub async fn fetch(&self, root: ContentId) -> Result<(), NodeError> {
+        // Holders that already served a block of this file are asked first (like a Bitswap
+        // session); the DHT is asked only when none of them has the block.
+        let session: Mutex<Vec<PeerId>> = Mutex::new(Vec::new());
         // Manifests first, level by level, until the whole tree is listed.
         let dag = loop {
             match self.store_call(move |s| s.dag(&root)).await {
                 Ok(dag) => break dag,
                 Err(NodeError::Storage(StoreError::Missing { cid })) => {
-                    self.fetch_block(cid).await?
+                    self.fetch_block(cid, &session).await?
                 }
                 Err(e) => return Err(e),
             }
@@ -287,34 +296,59 @@ impl Mesh {
             .map_err(|e| NodeError::Network(e.to_string()))?
         };
         let results: Vec<Result<(), NodeError>> = futures::stream::iter(missing)
-            .map(|cid| self.fetch_block(cid))
+            .map(|cid| self.fetch_block(cid, &session))
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
         results.into_iter().collect()
     }
 
-    /// Fetches one block from whichever holder answers with bytes that match its id.
-    async fn fetch_block(&self, cid: ContentId) -> Result<(), NodeError> {
+    /// Asks `peer` for `cid`; stores it when the answer matches the id.
+    async fn try_fetch(&self, cid: ContentId, peer: PeerId) -> Result<(), String> {
+        match self
+            .client
+            .blocks(peer, Request::Get(BlockRequest { block: cid }))
+            .await?
+        {
+            // The codec verified the bytes against the id before we see them.
+            Response::Block(b) if b.block == cid => self
+                .store_call(move |s| s.put_block(&cid, &b.data))
+                .await
+                .map_err(|e| e.to_string()),
+            other => Err(format!("{peer} answered {}", other.kind())),
+        }
+    }
+
+    /// Fetches one block from whichever holder answers with bytes that match its id: first the
+    /// session's holders, then those the DHT names.
+    async fn fetch_block(
+        &self,
+        cid: ContentId,
+        session: &Mutex<Vec<PeerId>>,
+    ) -> Result<(), NodeError> {
+        let known: Vec<PeerId> = session.lock().map(|s| s.clone()).unwrap_or_default();
+        let offset = (cid.hash()[0] as usize) % known.len().max(1);
+        for peer in known.iter().cycle().skip(offset).take(known.len()) {
+            if self.try_fetch(cid, *peer).await.is_ok() {
+                return Ok(());
+            }
+        }
         let (me, _) = self.client.candidates().await?;
         let mut providers = self.client.providers(cid).await?;
-        providers.retain(|p| *p != me);
-        // Spread load: start at a different holder for each block.
+        providers.retain(|p| *p != me && !known.contains(p));
         let start = (cid.hash()[0] as usize) % providers.len().max(1);
         providers.rotate_left(start);
         let mut last = format!("no holder of block {cid} found in the DHT");
         for peer in providers {
-            match self
-                .client
-                .blocks(peer, Request::Get(BlockRequest { block: cid }))
-                .await
-            {
-                // The codec verified the bytes against the id before we see them.
-                Ok(Response::Block(b)) if b.block == cid => {
-                    self.store_call(move |s| s.put_block(&cid, &b.data)).await?;
+            match self.try_fetch(cid, peer).await {
+                Ok(()) => {
+                    if let Ok(mut s) = session.lock() {
+                        if !s.contains(&peer) && s.len() < 16 {
+                            s.push(peer);
+                        }
+                    }
                     return Ok(());
                 }
-                Ok(other) => last = format!("{peer} answered {}", other.kind()),
                 Err(e) => last = e,
             }
             debug!(%cid, "holder failed: {last}");

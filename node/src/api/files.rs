@@ -182,6 +182,8 @@ pub(super) async fn put(
     let replication = if rf > 0 {
         Some(s.mesh.replicate(out.cid, rf).await?)
     } else {
+        // Kept here only, but still findable: others can fetch it from this node.
+        s.mesh.announce(out.cid).await?;
         None
     };
     Ok(Json(PutView {
