@@ -41,3 +41,11 @@ pub use record::{
     Price, RECORD_VERSION, Role, StorageOffer, Tier, peer_from_record_key, record_key,
 };
 pub use signed_record::{RECORD_SIGNATURE_DOMAIN, SignedNodeRecord};
+
+pub mod observation;
+pub mod reputation;
+pub use observation::{
+    MAX_OBSERVATION_SIZE, OBSERVATION_SIGNATURE_DOMAIN, Observation, ObservationError,
+    REPUTATION_TOPIC, SignedObservation,
+};
+pub use reputation::{Reputation, ReputationError, Score};

@@ -4,5 +4,12 @@
 //! queue, so two runs with the same seed are identical. Scenarios (churn, DHT, Sybil, in-process
 //! swarms) drive the sans-I/O state machines of `warren-protocol` and `warren-storage-mesh` with
 //! it. It must not use wall-clock time or unseeded randomness.
+//!
+//! Scenarios so far: [`sybil`] (the reputation machine under colluding identities). The
+//! `warren-sim` binary runs them and writes CSV and PNG under `results/`; `simulations/README.md`
+//! explains each.
 
 pub mod events;
+pub mod plot;
+pub mod rng;
+pub mod sybil;
