@@ -108,6 +108,14 @@ pub enum Command {
     Held(OutputArgs),
     /// List the proof-of-storage audits this node ran and their results.
     Audits(OutputArgs),
+    /// The reputation table (each component and the total), or one peer's score and evidence.
+    Reputation {
+        /// A peer id: show the evidence behind its score.
+        peer: Option<String>,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Benchmarks that print figures.
@@ -499,6 +507,48 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                     ));
                 }
                 s
+            })
+        }
+        Command::Reputation { peer: None, out } => {
+            let table: serde_json::Value = api.get("/v1/reputation").await?;
+            print(out.json, &table, |t| {
+                let mut s = format!(
+                    "{:<54} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  floor\n",
+                    "peer", "total", "perf", "speed", "uptime", "secur", "review", "long"
+                );
+                for r in t.as_array().into_iter().flatten() {
+                    let c = &r["components"];
+                    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+                    s.push_str(&format!(
+                        "{:<54} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {}\n",
+                        r["peer_id"].as_str().unwrap_or("?"),
+                        f(&r["total"]),
+                        f(&c["performance"]),
+                        f(&c["speed"]),
+                        f(&c["uptime"]),
+                        f(&c["security"]),
+                        f(&c["peer_review"]),
+                        f(&c["longevity"]),
+                        if r["below_floor"] == true {
+                            "BELOW"
+                        } else {
+                            "ok"
+                        }
+                    ));
+                }
+                s
+            })
+        }
+        Command::Reputation {
+            peer: Some(peer),
+            out,
+        } => {
+            let peer: libp2p::PeerId = peer
+                .parse()
+                .with_context(|| format!("{peer:?} is not a peer id"))?;
+            let v: serde_json::Value = api.get(&format!("/v1/reputation/{peer}")).await?;
+            print(out.json, &v, |v| {
+                format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
             })
         }
         Command::Start(_) | Command::Devnet(_) | Command::Bench(_) => Ok(()),

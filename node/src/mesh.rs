@@ -20,14 +20,16 @@ use std::time::Duration;
 
 use futures::StreamExt;
 use libp2p::PeerId;
+use libp2p::identity::Keypair;
 use rand::RngCore;
 use serde::{Deserialize, Serialize};
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
-use warren_protocol::ContentId;
 use warren_protocol::block_transfer::{
     BlockRequest, Request, Response, StoreRequest, StoreResponse,
 };
+use warren_protocol::observation::Kind;
+use warren_protocol::{ContentId, Observation, REPUTATION_TOPIC, Reputation};
 use warren_storage_mesh::hot::{HotConfig, HotTracker};
 use warren_storage_mesh::placement::{Candidate, PlacementPolicy, place};
 use warren_storage_mesh::proof::{self, Challenge, Proof};
@@ -109,6 +111,10 @@ pub struct Mesh {
     /// Replication factor wanted per block this node placed or holds.
     rf: Mutex<HashMap<ContentId, usize>>,
     config: MeshConfig,
+    /// Signs this node's observations.
+    key: Keypair,
+    /// Local scores; audits feed it first-hand.
+    reputation: Arc<Mutex<Reputation>>,
 }
 
 impl Mesh {
@@ -118,6 +124,8 @@ impl Mesh {
         store: Arc<Store>,
         hot: Arc<Mutex<HotTracker>>,
         config: MeshConfig,
+        key: Keypair,
+        reputation: Arc<Mutex<Reputation>>,
     ) -> Arc<Self> {
         Arc::new(Self {
             client,
@@ -137,12 +145,19 @@ impl Mesh {
             verified: Mutex::new(HashMap::new()),
             rf: Mutex::new(HashMap::new()),
             config,
+            key,
+            reputation,
         })
     }
 
     /// A fresh hot-content tracker to share between the event loop and the mesh.
     pub fn hot_tracker() -> Arc<Mutex<HotTracker>> {
         Arc::new(Mutex::new(HotTracker::new(HotConfig::default())))
+    }
+
+    /// This node's reputation table.
+    pub fn reputation(&self) -> &Arc<Mutex<Reputation>> {
+        &self.reputation
     }
 
     /// The default replication factor.
@@ -522,6 +537,8 @@ impl Mesh {
                 v.remove(&key);
             }
         }
+        self.observe(subject, &cid, record.passed, record.time_ms)
+            .await;
         if let Ok(mut a) = self.audits.lock() {
             a.push_back(record.clone());
             while a.len() > AUDIT_LOG {
@@ -529,6 +546,32 @@ impl Mesh {
             }
         }
         record
+    }
+
+    /// Turns an audit result into a signed observation: scored first-hand here, and published on
+    /// `warren/reputation/1` for the others.
+    async fn observe(&self, subject: PeerId, block: &ContentId, passed: bool, time_ms: u64) {
+        let obs = Observation {
+            observer: self.key.public().to_peer_id(),
+            subject,
+            kind: if passed {
+                Kind::StorageProofPassed
+            } else {
+                Kind::StorageProofFailed
+            },
+            value: 1,
+            time_ms,
+            evidence: Some(block.to_bytes()),
+        };
+        if let Ok(mut rep) = self.reputation.lock() {
+            rep.observe_first_hand(&obs, time_ms);
+        }
+        match obs.sign(&self.key).and_then(|signed| signed.encode()) {
+            Ok(bytes) => {
+                let _ = self.client.publish(REPUTATION_TOPIC, bytes).await;
+            }
+            Err(e) => warn!(%subject, "cannot sign an observation: {e}"),
+        }
     }
 
     /// Audits one random other holder of one random block this node is responsible for.

@@ -32,7 +32,9 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, pi
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self, provider_key};
-use warren_protocol::{ContentId, NodeRecord, SignedNodeRecord};
+use warren_protocol::{
+    ContentId, NodeRecord, REPUTATION_TOPIC, Reputation, SignedNodeRecord, SignedObservation,
+};
 use warren_storage_mesh::Store;
 use warren_storage_mesh::hot::HotTracker;
 use warren_storage_mesh::placement::Candidate;
@@ -104,6 +106,10 @@ enum Command {
     Candidates {
         reply: oneshot::Sender<(PeerId, Vec<Candidate>)>,
     },
+    Publish {
+        topic: &'static str,
+        data: Vec<u8>,
+    },
 }
 
 /// A cloneable handle that sends commands to the running event loop.
@@ -153,6 +159,14 @@ impl Client {
     /// The peers announcing `block` in the DHT (provider records).
     pub async fn providers(&self, block: ContentId) -> Result<Vec<PeerId>, NodeError> {
         self.ask(|reply| Command::Providers { block, reply }).await
+    }
+
+    /// Publishes `data` on the gossipsub `topic`.
+    pub async fn publish(&self, topic: &'static str, data: Vec<u8>) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::Publish { topic, data })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
     }
 
     /// Announces this node as a provider of `blocks`.
@@ -241,6 +255,7 @@ pub fn build(
     records: RecordBuilder,
     store: Arc<Store>,
     hot: Arc<std::sync::Mutex<HotTracker>>,
+    reputation: Arc<std::sync::Mutex<Reputation>>,
 ) -> Result<(Client, EventLoop), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let local = key.public().to_peer_id();
@@ -329,6 +344,12 @@ pub fn build(
         .behaviour_mut()
         .gossipsub
         .subscribe(&IdentTopic::new(NODES_TOPIC))
+        .and_then(|_| {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&IdentTopic::new(REPUTATION_TOPIC))
+        })
         .map_err(|e| net(&e))?;
     for addr in &config.listen {
         swarm
@@ -354,6 +375,7 @@ pub fn build(
         self_tx: tx.clone(),
         store,
         hot,
+        reputation,
         pending_blocks: HashMap::new(),
         pending_providers: HashMap::new(),
         records,
@@ -383,6 +405,8 @@ pub struct EventLoop {
     store: Arc<Store>,
     /// Fetch counts of the blocks this node serves (hot content gets a higher RF).
     hot: Arc<std::sync::Mutex<HotTracker>>,
+    /// Local scores of other peers, fed by gossiped observations.
+    reputation: Arc<std::sync::Mutex<Reputation>>,
     pending_blocks: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<block_transfer::Response, String>>,
@@ -602,6 +626,16 @@ impl EventLoop {
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
             Command::Provide { blocks } => self.start_providing(&blocks),
+            Command::Publish { topic, data } => {
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .gossipsub
+                    .publish(IdentTopic::new(topic), data)
+                {
+                    debug!(topic, "not published: {e}");
+                }
+            }
             Command::Candidates { reply } => {
                 let candidates = self
                     .known
@@ -613,7 +647,12 @@ impl EventLoop {
                             peer: *peer,
                             tier: offer.tier,
                             bytes_free: offer.bytes_free,
-                            score: None,
+                            score: self
+                                .reputation
+                                .lock()
+                                .ok()
+                                .and_then(|r| r.score(peer, unix_now().saturating_mul(1000)))
+                                .map(|s| if s.is_below_floor() { 0.0 } else { s.total }),
                         })
                     })
                     .collect();
@@ -753,6 +792,12 @@ impl EventLoop {
                 num_established,
                 ..
             } => {
+                if let Some(prefix) =
+                    warren_protocol::reputation::ipv4_prefix(endpoint.get_remote_address())
+                    && let Ok(mut rep) = self.reputation.lock()
+                {
+                    rep.set_network(peer_id, prefix);
+                }
                 let state = self.peers.entry(peer_id).or_default();
                 if state.connected_at.is_none() {
                     state.connected_at = Some(Instant::now());
@@ -871,6 +916,27 @@ impl EventLoop {
                             }
                             Err(e) => {
                                 warn!(peer = %propagation_source, origin = %source, "refused gossiped node record: {e}");
+                                MessageAcceptance::Reject
+                            }
+                        }
+                    }
+                    Some(source) if message.topic == IdentTopic::new(REPUTATION_TOPIC).hash() => {
+                        let now_ms = unix_now().saturating_mul(1000);
+                        match SignedObservation::decode_verified(&message.data, now_ms) {
+                            Ok(obs) if obs.observer == source => {
+                                // Forwarded even when its observer has no standing here: other
+                                // peers may trust it.
+                                if let Ok(mut rep) = self.reputation.lock() {
+                                    rep.observe_second_hand(&obs, now_ms);
+                                }
+                                MessageAcceptance::Accept
+                            }
+                            Ok(_) => {
+                                warn!(origin = %source, "refused observation signed by someone else");
+                                MessageAcceptance::Reject
+                            }
+                            Err(e) => {
+                                warn!(peer = %propagation_source, origin = %source, "refused observation: {e}");
                                 MessageAcceptance::Reject
                             }
                         }

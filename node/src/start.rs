@@ -10,13 +10,15 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_inference::hardware::Hardware;
+use warren_protocol::Reputation;
+use warren_protocol::reputation::Config as ReputationConfig;
 use warren_storage_mesh::Store;
 
 use crate::config::Config;
@@ -47,6 +49,78 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
     Ok(file)
 }
 
+/// File holding the reputation state across restarts (CBOR, `spec/reputation.md`).
+pub const REPUTATION_FILE: &str = "reputation.cbor";
+
+fn now_ms() -> u64 {
+    network::unix_now().saturating_mul(1000)
+}
+
+/// The reputation state saved by the last run, or a fresh one seeded from the bootstrap peers.
+fn load_reputation(dir: &Path, me: libp2p::PeerId, config: &Config) -> Reputation {
+    let seeds: Vec<libp2p::PeerId> = config
+        .bootstrap
+        .iter()
+        .filter_map(|a| network::split_peer_addr(a).map(|(p, _)| p))
+        .filter(|p| *p != me)
+        .collect();
+    let path = dir.join(REPUTATION_FILE);
+    if let Ok(bytes) = std::fs::read(&path) {
+        match Reputation::from_bytes(&bytes, me, &seeds, ReputationConfig::default(), now_ms()) {
+            Ok(r) => return r,
+            Err(e) => warn!(path = %path.display(), "starting reputation afresh: {e}"),
+        }
+    }
+    match Reputation::new(me, &seeds, ReputationConfig::default()) {
+        Ok(r) => r,
+        Err(e) => {
+            warn!("reputation config refused ({e}); starting without seeds");
+            // The default config with no seeds is always valid.
+            Reputation::new(me, &[], ReputationConfig::default()).unwrap_or_else(|_| unreachable!())
+        }
+    }
+}
+
+/// Refreshes trust every 10 s and saves the state every minute and at shutdown.
+async fn keep_reputation(
+    rep: Arc<Mutex<Reputation>>,
+    path: std::path::PathBuf,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let mut tick = tokio::time::interval(Duration::from_secs(10));
+    let mut n = 0u64;
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {
+                if let Ok(mut r) = rep.lock() {
+                    r.refresh_trust(now_ms());
+                }
+                n += 1;
+                if n % 6 == 0 {
+                    save_reputation(&rep, &path);
+                }
+            }
+            changed = shutdown.changed() => {
+                if changed.is_err() || *shutdown.borrow() {
+                    break;
+                }
+            }
+        }
+    }
+    save_reputation(&rep, &path);
+}
+
+fn save_reputation(rep: &Mutex<Reputation>, path: &Path) {
+    let bytes = match rep.lock().map(|r| r.to_bytes()) {
+        Ok(Ok(b)) => b,
+        Ok(Err(e)) => return warn!("cannot encode the reputation state: {e}"),
+        Err(_) => return,
+    };
+    if let Err(e) = keystore::write_private(path, &bytes) {
+        warn!("cannot save the reputation state: {e}");
+    }
+}
+
 /// Runs a node with `config` on `data_dir` until a signal arrives.
 pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let started = Instant::now();
@@ -71,9 +145,23 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
         .with_store(store.clone());
     let hot = Mesh::hot_tracker();
-    let (client, mut event_loop) =
-        network::build(&config, key, records, store.clone(), hot.clone())?;
-    let mesh = Mesh::new(client.clone(), store.clone(), hot, config.mesh.clone());
+    let reputation = Arc::new(Mutex::new(load_reputation(data_dir, peer_id, &config)));
+    let (client, mut event_loop) = network::build(
+        &config,
+        key.clone(),
+        records,
+        store.clone(),
+        hot.clone(),
+        reputation.clone(),
+    )?;
+    let mesh = Mesh::new(
+        client.clone(),
+        store.clone(),
+        hot,
+        config.mesh.clone(),
+        key,
+        reputation.clone(),
+    );
     let ready = event_loop.on_ready();
 
     let listener = crate::api::bind(config.api_listen).await?;
@@ -86,6 +174,11 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let net_task = tokio::spawn(event_loop.run(shutdown_rx.clone()));
     let mut api_shutdown = shutdown_rx.clone();
     let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
+    let rep_task = tokio::spawn(keep_reputation(
+        reputation,
+        data_dir.join(REPUTATION_FILE),
+        shutdown_rx.clone(),
+    ));
     let app = crate::api::router(client, store, mesh, &token);
     let api_task = tokio::spawn(async move {
         let graceful = async move {
@@ -116,6 +209,9 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         _ = int.recv() => info!("SIGINT: shutting down"),
     }
     let _ = shutdown_tx.send(true);
+    if let Err(e) = rep_task.await {
+        warn!("reputation task ended badly: {e}");
+    }
     if let Err(e) = mesh_task.await {
         warn!("mesh task ended badly: {e}");
     }

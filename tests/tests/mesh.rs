@@ -205,6 +205,33 @@ fn six_nodes_place_fetch_audit_and_heal() {
     )
     .unwrap();
 
+    // Audit results are observations: every auditor scores the holders first-hand, and the
+    // signed observations reach the others over gossipsub.
+    wait_for(
+        Duration::from_secs(60),
+        "node 0 to score the wiped holder from evidence",
+        || {
+            let table = cli_json(BIN, &nodes[0].0, &["reputation"]).ok()?;
+            let row = table
+                .as_array()?
+                .iter()
+                .find(|r| r["peer_id"] == nodes[y].1.as_str())?
+                .clone();
+            (row["evidence"]["first_hand"].as_f64()? > 0.0).then_some(())
+        },
+    )
+    .unwrap();
+    let scored_by_gossip = (1..6).filter(|i| *i != y).any(|i| {
+        cli_json(BIN, &nodes[i].0, &["reputation"])
+            .ok()
+            .and_then(|t| t.as_array().cloned())
+            .is_some_and(|rows| {
+                rows.iter()
+                    .any(|r| r["evidence"]["second_hand"].as_f64().unwrap_or(0.0) > 0.0)
+            })
+    });
+    assert!(scored_by_gossip, "no node counted a gossiped observation");
+
     // SIGKILL two holders: the survivors restore RF 3 among the live nodes within 60 s.
     let killed = [3usize, 4];
     for k in killed {

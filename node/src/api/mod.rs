@@ -32,6 +32,7 @@ use crate::mesh::Mesh;
 use crate::network::Client;
 
 mod files;
+mod reputation;
 mod types;
 
 pub use types::{
@@ -152,6 +153,8 @@ pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -
         .route("/v1/gc", post(files::gc))
         .route("/v1/held", get(files::held))
         .route("/v1/audits", get(files::audits))
+        .route("/v1/reputation", get(reputation::table))
+        .route("/v1/reputation/{peer}", get(reputation::peer))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
