@@ -357,10 +357,11 @@ impl Mesh {
         for peer in providers {
             match self.try_fetch(cid, peer).await {
                 Ok(()) => {
-                    if let Ok(mut s) = session.lock() {
-                        if !s.contains(&peer) && s.len() < 16 {
-                            s.push(peer);
-                        }
+                    if let Ok(mut s) = session.lock()
+                        && !s.contains(&peer)
+                        && s.len() < 16
+                    {
+                        s.push(peer);
                     }
                     return Ok(());
                 }

@@ -96,7 +96,7 @@ async fn keep_reputation(
                     r.refresh_trust(now_ms());
                 }
                 n += 1;
-                if n % 6 == 0 {
+                if n.is_multiple_of(6) {
                     save_reputation(&rep, &path);
                 }
             }
