@@ -23,6 +23,7 @@ pub mod identity;
 pub mod manifest;
 pub mod record;
 pub mod signed_record;
+pub mod spec_text;
 mod wire;
 
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};

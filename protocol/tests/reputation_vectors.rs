@@ -117,50 +117,10 @@ fn state() -> Reputation {
 // ---------------------------------------------------------------------------------------------
 // Extraction (as in spec_vectors.rs).
 
-struct Vector {
-    name: String,
-    error: Option<String>,
-    bytes: Vec<u8>,
-}
+use warren_protocol::spec_text::SpecVector as Vector;
 
 fn vectors(page: &str) -> Vec<Vector> {
-    let mut out = Vec::new();
-    let mut lines = page.lines();
-    while let Some(line) = lines.next() {
-        let Some(marker) = line
-            .trim()
-            .strip_prefix("<!-- vector:")
-            .and_then(|m| m.strip_suffix("-->"))
-        else {
-            continue;
-        };
-        let mut words = marker.split_whitespace();
-        let name = words
-            .next()
-            .expect("vector marker without a name")
-            .to_owned();
-        let error = match (words.next(), words.next(), words.next()) {
-            (None, _, _) => None,
-            (Some("error:"), Some(kind), None) => Some(kind.to_owned()),
-            _ => panic!("bad vector marker {line:?}"),
-        };
-        assert_eq!(lines.next().map(str::trim), Some("```hex"), "vector {name}");
-        let mut hex_text = String::new();
-        for line in lines.by_ref() {
-            if line.trim() == "```" {
-                break;
-            }
-            let code = line.split('#').next().unwrap_or("");
-            hex_text.extend(code.chars().filter(|c| !c.is_whitespace()));
-        }
-        let bytes = hex::decode(&hex_text).unwrap_or_else(|e| panic!("vector {name}: {e}"));
-        assert!(
-            out.iter().all(|v: &Vector| v.name != name),
-            "vector {name} twice"
-        );
-        out.push(Vector { name, error, bytes });
-    }
-    out
+    warren_protocol::spec_text::extract_vectors(page).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// The variant name of an observation error, looking through `Codec(…)`.

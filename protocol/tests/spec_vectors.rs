@@ -129,55 +129,10 @@ fn minimal_envelope() -> Envelope {
 // ---------------------------------------------------------------------------------------------
 // Extraction.
 
-struct Vector {
-    name: String,
-    /// `Some(kind)` for a vector that must be refused with `Error::kind`.
-    error: Option<String>,
-    bytes: Vec<u8>,
-}
+use warren_protocol::spec_text::SpecVector as Vector;
 
 fn vectors(page: &str) -> Vec<Vector> {
-    let mut out = Vec::new();
-    let mut lines = page.lines();
-    while let Some(line) = lines.next() {
-        let Some(marker) = line
-            .trim()
-            .strip_prefix("<!-- vector:")
-            .and_then(|m| m.strip_suffix("-->"))
-        else {
-            continue;
-        };
-        let mut words = marker.split_whitespace();
-        let name = words
-            .next()
-            .expect("vector marker without a name")
-            .to_owned();
-        let error = match (words.next(), words.next(), words.next()) {
-            (None, _, _) => None,
-            (Some("error:"), Some(kind), None) => Some(kind.to_owned()),
-            _ => panic!("bad vector marker {line:?}"),
-        };
-        assert_eq!(
-            lines.next().map(str::trim),
-            Some("```hex"),
-            "vector {name}: the marker must be followed by a ```hex block"
-        );
-        let mut hex_text = String::new();
-        for line in lines.by_ref() {
-            if line.trim() == "```" {
-                break;
-            }
-            let code = line.split('#').next().unwrap_or("");
-            hex_text.extend(code.chars().filter(|c| !c.is_whitespace()));
-        }
-        let bytes = hex::decode(&hex_text).unwrap_or_else(|e| panic!("vector {name}: {e}"));
-        assert!(
-            out.iter().all(|v: &Vector| v.name != name),
-            "vector {name} appears twice"
-        );
-        out.push(Vector { name, error, bytes });
-    }
-    out
+    warren_protocol::spec_text::extract_vectors(page).unwrap_or_else(|e| panic!("{e}"))
 }
 
 /// Checks that the page has exactly the `valid` vectors (plus any number of invalid ones) and

@@ -228,6 +228,36 @@ pub(crate) fn summarize(
     Ok((manifest, collect.summary))
 }
 
+/// Every distinct block of the file `root` with its stored length, in walk order (root first,
+/// parents before children); chunks need not be stored, manifests must be.
+pub(crate) fn dag_blocks(store: &Store, root: &ContentId) -> Result<Vec<(ContentId, u64)>, Error> {
+    struct List {
+        seen: std::collections::HashSet<ContentId>,
+        out: Vec<(ContentId, u64)>,
+    }
+    impl Visitor for List {
+        fn manifest(&mut self, cid: &ContentId, _: &Manifest, len: usize) -> Result<bool, Error> {
+            let new = self.seen.insert(*cid);
+            if new {
+                self.out.push((*cid, len as u64));
+            }
+            Ok(new)
+        }
+        fn chunk(&mut self, entry: &ManifestEntry) -> Result<(), Error> {
+            if self.seen.insert(entry.cid) {
+                self.out.push((entry.cid, entry.stored_len));
+            }
+            Ok(())
+        }
+    }
+    let mut list = List {
+        seen: Default::default(),
+        out: Vec::new(),
+    };
+    walk(store, root, &mut list)?;
+    Ok(list.out)
+}
+
 #[cfg(test)]
 mod tests {
     use warren_protocol::{MANIFEST_FANOUT, MANIFEST_VERSION};
@@ -537,34 +567,4 @@ mod tests {
             Ok(())
         }
     }
-}
-
-/// Every distinct block of the file `root` with its stored length, in walk order (root first,
-/// parents before children); chunks need not be stored, manifests must be.
-pub(crate) fn dag_blocks(store: &Store, root: &ContentId) -> Result<Vec<(ContentId, u64)>, Error> {
-    struct List {
-        seen: std::collections::HashSet<ContentId>,
-        out: Vec<(ContentId, u64)>,
-    }
-    impl Visitor for List {
-        fn manifest(&mut self, cid: &ContentId, _: &Manifest, len: usize) -> Result<bool, Error> {
-            let new = self.seen.insert(*cid);
-            if new {
-                self.out.push((*cid, len as u64));
-            }
-            Ok(new)
-        }
-        fn chunk(&mut self, entry: &ManifestEntry) -> Result<(), Error> {
-            if self.seen.insert(entry.cid) {
-                self.out.push((entry.cid, entry.stored_len));
-            }
-            Ok(())
-        }
-    }
-    let mut list = List {
-        seen: Default::default(),
-        out: Vec::new(),
-    };
-    walk(store, root, &mut list)?;
-    Ok(list.out)
 }
