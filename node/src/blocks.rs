@@ -8,6 +8,8 @@
 use std::io;
 
 use futures::prelude::*;
+
+use crate::framing::{read_limited, write_close};
 use libp2p::StreamProtocol;
 use warren_protocol::block_transfer::{MAX_MESSAGE_SIZE, PROTOCOL_NAME as NAME, Request, Response};
 
@@ -20,25 +22,6 @@ pub type Inbound = Result<Request, String>;
 /// The request-response codec.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Codec;
-
-async fn read_limited<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(MAX_MESSAGE_SIZE as u64 + 1)
-        .read_to_end(&mut buf)
-        .await?;
-    if buf.len() > MAX_MESSAGE_SIZE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("block message larger than the {MAX_MESSAGE_SIZE}-byte limit"),
-        ));
-    }
-    Ok(buf)
-}
-
-async fn write_close<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    io.write_all(bytes).await?;
-    io.close().await
-}
 
 fn invalid(e: impl std::fmt::Display) -> io::Error {
     io::Error::new(io::ErrorKind::InvalidData, e.to_string())
@@ -53,7 +36,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io).await?;
+        let bytes = read_limited(io, MAX_MESSAGE_SIZE, "block message").await?;
         Ok(Request::decode(&bytes).map_err(|e| e.to_string()))
     }
 
@@ -61,7 +44,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io).await?;
+        let bytes = read_limited(io, MAX_MESSAGE_SIZE, "block message").await?;
         Response::decode(&bytes).map_err(invalid)
     }
 

@@ -11,6 +11,8 @@
 use std::io;
 
 use futures::prelude::*;
+
+use crate::framing::{read_limited, write_close};
 use libp2p::StreamProtocol;
 use warren_protocol::{Envelope, EventType, MAX_ENVELOPE_SIZE, State};
 
@@ -23,25 +25,6 @@ pub type Inbound = Result<Envelope, String>;
 /// The request-response codec for envelopes.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Codec;
-
-async fn read_limited<T: AsyncRead + Unpin + Send>(io: &mut T) -> io::Result<Vec<u8>> {
-    let mut buf = Vec::new();
-    io.take(MAX_ENVELOPE_SIZE as u64 + 1)
-        .read_to_end(&mut buf)
-        .await?;
-    if buf.len() > MAX_ENVELOPE_SIZE {
-        return Err(io::Error::new(
-            io::ErrorKind::InvalidData,
-            format!("envelope larger than the {MAX_ENVELOPE_SIZE}-byte limit"),
-        ));
-    }
-    Ok(buf)
-}
-
-async fn write_all_close<T: AsyncWrite + Unpin + Send>(io: &mut T, bytes: &[u8]) -> io::Result<()> {
-    io.write_all(bytes).await?;
-    io.close().await
-}
 
 fn encode(e: &Envelope) -> io::Result<Vec<u8>> {
     e.encode()
@@ -57,7 +40,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io).await?;
+        let bytes = read_limited(io, MAX_ENVELOPE_SIZE, "envelope").await?;
         Ok(Envelope::decode(&bytes).map_err(|e| e.to_string()))
     }
 
@@ -65,7 +48,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io).await?;
+        let bytes = read_limited(io, MAX_ENVELOPE_SIZE, "envelope").await?;
         Envelope::decode(&bytes)
             .map_err(|e| io::Error::new(io::ErrorKind::InvalidData, e.to_string()))
     }
@@ -80,7 +63,7 @@ impl libp2p::request_response::Codec for Codec {
         T: AsyncWrite + Unpin + Send,
     {
         let env = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_all_close(io, &encode(&env)?).await
+        write_close(io, &encode(&env)?).await
     }
 
     async fn write_response<T>(
@@ -92,7 +75,7 @@ impl libp2p::request_response::Codec for Codec {
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_all_close(io, &encode(&res)?).await
+        write_close(io, &encode(&res)?).await
     }
 }
 

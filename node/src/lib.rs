@@ -18,6 +18,7 @@ pub mod devnet;
 pub mod envelope;
 pub mod error;
 pub mod framed;
+mod framing;
 pub mod keystore;
 pub mod mesh;
 pub mod network;
