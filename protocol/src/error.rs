@@ -226,6 +226,16 @@ pub enum Error {
         signer: Box<PeerId>,
     },
 
+    /// Text that is not a read capability (`warren:<cid>#<key>`) or a data class. The key is
+    /// never echoed.
+    #[error("not a capability: {input}: {reason}")]
+    InvalidCapability {
+        /// The offending text, its key cut off.
+        input: String,
+        /// Why it was refused.
+        reason: String,
+    },
+
     /// Text or bytes that are not a CIDv1 (or not one warren uses: see
     /// [`UnsupportedCodec`](Error::UnsupportedCodec) and [`UnsupportedHash`](Error::UnsupportedHash)).
     #[error("not a content id: {input}: {reason}")]

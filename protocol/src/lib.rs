@@ -14,6 +14,7 @@
 //! swapped without touching the formats.
 
 pub mod block_transfer;
+pub mod capability;
 mod codec;
 pub mod content;
 pub mod envelope;
@@ -29,6 +30,7 @@ mod wire;
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};
 pub use multiaddr::{self, Multiaddr};
 
+pub use capability::{Capability, Class, FileKey};
 pub use content::{Codec, ContentId};
 pub use envelope::{Envelope, MAX_ENVELOPE_SIZE, Metadata};
 pub use error::{Error, Subject};

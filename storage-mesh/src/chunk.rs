@@ -43,6 +43,14 @@ pub fn encode_block(chunk: &[u8]) -> Vec<u8> {
     block
 }
 
+/// Stores one chunk uncompressed (for sealed data, which does not compress).
+pub fn raw_block(chunk: &[u8]) -> Vec<u8> {
+    let mut block = Vec::with_capacity(1 + chunk.len());
+    block.push(TAG_RAW);
+    block.extend_from_slice(chunk);
+    block
+}
+
 /// Compresses `chunk` into `out` (as long as the chunk) and returns the compressed length, or
 /// `None` when brotli's output is not shorter than the chunk.
 fn compress_into(chunk: &[u8], out: &mut [u8]) -> Option<usize> {

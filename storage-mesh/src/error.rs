@@ -35,6 +35,20 @@ pub enum Error {
         source: Box<warren_protocol::Error>,
     },
 
+    /// A shared or private file could not be sealed.
+    #[error("sealing the file: {0}")]
+    Seal(String),
+
+    /// A sealed file could not be opened: wrong key, altered, reordered or cut-short data, or a
+    /// malformed inner stream. Nothing after the first bad segment was written out.
+    #[error("cannot open sealed file {cid}: {reason}")]
+    Open {
+        /// The sealed file's id.
+        cid: ContentId,
+        /// What failed.
+        reason: String,
+    },
+
     /// A chunk id where a file id (the id of a root manifest) was expected.
     #[error(
         "{cid} is a chunk id, not a file id (a file's id is the id of its root manifest, codec cbor)"

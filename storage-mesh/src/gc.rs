@@ -165,6 +165,7 @@ mod tests {
                 name: Some("report.pdf".into()),
                 blocks: 4,
                 stored_bytes: file.stored_bytes,
+                class: warren_protocol::Class::Public,
             }]
         );
 

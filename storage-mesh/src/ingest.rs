@@ -44,7 +44,7 @@ use std::{
     thread,
 };
 
-use warren_protocol::{CHUNK_SIZE, Codec, ContentId, Manifest, ManifestEntry};
+use warren_protocol::{CHUNK_SIZE, Class, Codec, ContentId, Manifest, ManifestEntry};
 
 use crate::{
     Error, PinInfo, Store, chunk,
@@ -123,8 +123,11 @@ pub(crate) fn put<R: Read + Send>(
     store: &Store,
     reader: R,
     opts: &PutOptions,
+    class: Class,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PutOutcome, Error> {
+    // Sealed streams do not compress: their chunks are stored raw, without trying.
+    let compress = !class.is_encrypted();
     // Refuse bad names before reading a byte.
     Manifest::empty(opts.name.clone(), opts.media_type.clone())
         .validate()
@@ -163,7 +166,7 @@ pub(crate) fn put<R: Read + Send>(
         scope.spawn(move || read_chunks(reader, free_rx, work_tx, reader_done));
         for _ in 0..workers {
             let (work_rx, done_tx) = (Arc::clone(&work_rx), done_tx.clone());
-            scope.spawn(move || encode_chunks(&work_rx, done_tx));
+            scope.spawn(move || encode_chunks(&work_rx, done_tx, compress));
         }
         drop((done_tx, work_rx));
 
@@ -177,7 +180,7 @@ pub(crate) fn put<R: Read + Send>(
         // it.
         synced?;
         written?;
-        writer.finish(opts)
+        writer.finish(opts, class)
     });
     if result.is_err() {
         // Best effort: what is left is unpinned and goes with the next gc.
@@ -234,11 +237,15 @@ fn fill(reader: &mut impl Read, buf: &mut [u8]) -> io::Result<usize> {
 }
 
 /// Compresses and hashes chunks until the queue closes or the writer is gone.
-fn encode_chunks(work: &Mutex<Receiver<(u64, Vec<u8>)>>, done: SyncSender<Msg>) {
+fn encode_chunks(work: &Mutex<Receiver<(u64, Vec<u8>)>>, done: SyncSender<Msg>, compress: bool) {
     loop {
         let job = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
         let Ok((index, raw)) = job else { return };
-        let block = chunk::encode_block(&raw);
+        let block = if compress {
+            chunk::encode_block(&raw)
+        } else {
+            chunk::raw_block(&raw)
+        };
         let cid = ContentId::of_block(Codec::Raw, &block);
         if done
             .send(Msg::Chunk {
@@ -393,7 +400,7 @@ impl Writer<'_> {
     }
 
     /// Stores the manifests left and the root, and commits them (with the pin) durably.
-    fn finish(&mut self, opts: &PutOptions) -> Result<PutOutcome, Error> {
+    fn finish(&mut self, opts: &PutOptions, class: Class) -> Result<PutOutcome, Error> {
         let tree = std::mem::replace(&mut self.tree, TreeBuilder::new());
         let root = tree.finish(opts.name.clone(), opts.media_type.clone(), &mut self.sealed)?;
         let root_cid = match self.sealed.last() {
@@ -417,6 +424,7 @@ impl Writer<'_> {
                 name: root.name,
                 blocks: outcome.blocks,
                 stored_bytes: outcome.stored_bytes,
+                class,
             };
             batch.pin = Some((root_cid, info));
         }

@@ -42,6 +42,7 @@ pub mod placement;
 pub mod proof;
 mod read;
 pub mod repair;
+pub mod seal;
 mod store;
 #[cfg(test)]
 mod test_util;
@@ -50,5 +51,9 @@ mod tree;
 pub use error::Error;
 pub use gc::GcReport;
 pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
+pub use seal::{Opened, SealOptions, SealOutcome};
 pub use store::{INLINE_MAX, PinInfo, Store, Usage};
-pub use warren_protocol::{CHUNK_SIZE, Codec, ContentId, MANIFEST_FANOUT, Manifest, ManifestEntry};
+pub use warren_protocol::{
+    CHUNK_SIZE, Capability, Class, Codec, ContentId, FileKey, MANIFEST_FANOUT, Manifest,
+    ManifestEntry,
+};

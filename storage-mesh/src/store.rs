@@ -40,7 +40,7 @@ use std::{
 use redb::{
     Database, Durability, ReadableDatabase, ReadableTable, TableDefinition, WriteTransaction,
 };
-use warren_protocol::{Codec, ContentId, MAX_MANIFEST_SIZE, Manifest};
+use warren_protocol::{Class, Codec, ContentId, MAX_MANIFEST_SIZE, Manifest};
 
 use crate::{Error, GcReport, PutOptions, PutOutcome, chunk::MAX_BLOCK_SIZE, gc, ingest, read};
 
@@ -58,6 +58,8 @@ pub(crate) const INLINE: TableDefinition<&[u8], &[u8]> = TableDefinition::new("i
 /// Root manifest id → (file size, blocks, stored bytes, name).
 pub(crate) const PINS: TableDefinition<&[u8], (u64, u64, u64, Option<&str>)> =
     TableDefinition::new("pins");
+/// File id → class byte ([`Class::to_byte`]) of the files this node sealed; absent = public.
+pub(crate) const CLASSES: TableDefinition<&[u8], u8> = TableDefinition::new("classes");
 /// Counters: `schema`, `blocks`, `stored_bytes`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Blocks held for the mesh (replicas placed here by other peers, or copies this node repairs):
@@ -77,6 +79,9 @@ pub struct PinInfo {
     pub blocks: u64,
     /// Their bytes.
     pub stored_bytes: u64,
+    /// How it was stored: plaintext, or sealed (then `size` is the sealed size and `name` is
+    /// `None`: both are inside the encryption).
+    pub class: Class,
 }
 
 /// How much of its offer a store uses.
@@ -136,6 +141,7 @@ impl Store {
             tx.open_table(INLINE)?;
             tx.open_table(PINS)?;
             tx.open_table(HELD)?;
+            tx.open_table(CLASSES)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
             match found {
@@ -175,7 +181,7 @@ impl Store {
         opts: &PutOptions,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<PutOutcome, Error> {
-        ingest::put(self, reader, opts, progress)
+        ingest::put(self, reader, opts, Class::Public, progress)
     }
 
     /// Writes the file `cid` names to `out`: walks its manifest tree and verifies every block
@@ -259,6 +265,7 @@ impl Store {
             name: root.name,
             blocks: summary.blocks.len() as u64,
             stored_bytes: summary.stored_bytes,
+            class: self.class_of(cid)?,
         };
         self.commit(Batch {
             pin: Some((*cid, info)),
@@ -294,20 +301,33 @@ impl Store {
     pub fn pins(&self) -> Result<Vec<PinInfo>, Error> {
         let tx = self.db.begin_read()?;
         let table = tx.open_table(PINS)?;
+        let classes = tx.open_table(CLASSES)?;
         let mut out = Vec::new();
         for row in table.iter()? {
             let (key, value) = row?;
             let cid = index_key(key.value())?;
             let (size, blocks, stored_bytes, name) = value.value();
+            let class = classes.get(key.value())?.map(|v| v.value());
             out.push(PinInfo {
                 cid,
                 size,
                 name: name.map(str::to_owned),
                 blocks,
                 stored_bytes,
+                class: decode_class(&cid, class)?,
             });
         }
         Ok(out)
+    }
+
+    /// The class this node stored the file `cid` with ([`Class::Public`] unless it sealed it).
+    pub fn class_of(&self, cid: &ContentId) -> Result<Class, Error> {
+        let tx = self.db.begin_read()?;
+        let class = tx
+            .open_table(CLASSES)?
+            .get(cid.to_bytes().as_slice())?
+            .map(|v| v.value());
+        decode_class(cid, class)
     }
 
     /// The stored length of a block, if it is in the store (from the index; reads no block).
@@ -538,6 +558,10 @@ impl Store {
                         info.name.as_deref(),
                     ),
                 )?;
+                if info.class != Class::Public {
+                    tx.open_table(CLASSES)?
+                        .insert(cid.to_bytes().as_slice(), info.class.to_byte())?;
+                }
             }
         }
         tx.commit()?;
@@ -619,6 +643,17 @@ pub(crate) fn index_key(key: &[u8]) -> Result<ContentId, Error> {
             "index key is not a content id: {e}"
         ))))
     })
+}
+
+/// A class byte from the index, or a clear error if a newer build wrote one this build lacks.
+fn decode_class(cid: &ContentId, byte: Option<u8>) -> Result<Class, Error> {
+    match byte {
+        None => Ok(Class::Public),
+        Some(b) => Class::from_byte(b).ok_or_else(|| Error::Corrupt {
+            cid: *cid,
+            reason: format!("the index records an unknown data class {b}"),
+        }),
+    }
 }
 
 /// Number of entries in the index, for tests.

@@ -1,0 +1,1173 @@
+//! Shared and private files (spec: `spec/private-data.md`): sealing a file before it is cut into
+//! blocks, and opening it again.
+//!
+//! ```text
+//! plaintext ─▶ 1 MiB chunks ─▶ brotli (N workers) ─▶ inner stream ─▶ XChaCha20-Poly1305 STREAM ─▶ sealed stream
+//!
+//! inner stream:  header  | frame* | end | trailer | zero padding (Padmé)
+//!   header:  version u8 = 1 | class u8 | name_len u16 | name | media_len u8 | media type
+//!   frame:   raw_len u32 | block_len u32 | block (a chunk block: tag byte + payload)
+//!   end:     0u32 | 0u32          trailer: plaintext size u64        (all big-endian)
+//! sealed stream: the inner stream cut into segments of 1 MiB − 16 bytes, each sealed on its own:
+//!   segment i = ciphertext ‖ tag, nonce = prefix (19 bytes) ‖ i (u32) ‖ last (u8: 1 on the last)
+//! ```
+//!
+//! A sealed segment is exactly [`CHUNK_SIZE`] bytes (the last one shorter), so each chunk block of
+//! the stored file is one segment; the sealed stream is stored like any file, uncompressed and with
+//! no name, and holders, auditors and repairers handle its blocks like any other. Compression
+//! happens before encryption (ciphertext does not compress), the name and media type sit inside
+//! the encrypted header, and the padding leaves only the padded length visible.
+//!
+//! The segment index and the last-segment flag in each nonce make the STREAM construction of
+//! Hoang, Reyhanitabar, Rogaway and Vizár (CRYPTO 2015): reordered, dropped, repeated or truncated
+//! segments fail authentication. [`Opener`] writes plaintext only from segments that verified;
+//! whether the file is whole is known at [`Opener::finish`], so a caller writing to a file must
+//! keep the output aside until then.
+//!
+//! Keys: a private file's key is random (the caller draws it: this crate has no hidden
+//! randomness); a shared file's key is [`convergent_key`] of its contents. The cipher key and the
+//! nonce prefix are derived from the file key with BLAKE3's key derivation, so one key never
+//! encrypts two different streams: a random key is used once, and a convergent key belongs to
+//! exactly one inner stream.
+
+use std::{
+    collections::BTreeMap,
+    io::{self, Read, Write},
+    num::NonZero,
+    sync::{
+        Arc, Mutex,
+        mpsc::{Receiver, SyncSender, sync_channel},
+    },
+    thread,
+};
+
+use chacha20poly1305::{AeadInPlace, KeyInit, Tag, XChaCha20Poly1305, XNonce};
+use warren_protocol::{CHUNK_SIZE, Capability, Class, ContentId, FileKey, Manifest};
+
+use crate::{Error, PutOptions, PutOutcome, Store, chunk, ingest};
+
+/// Version byte of the inner stream's header.
+pub const SEAL_VERSION: u8 = 1;
+/// Bytes of a Poly1305 tag.
+pub const TAG_LEN: usize = 16;
+/// Bytes of the inner stream per segment: a sealed segment is then exactly one chunk.
+pub const SEGMENT_PLAIN: usize = CHUNK_SIZE - TAG_LEN;
+/// Bytes of the nonce prefix (XChaCha20's 24 − 4 for the index − 1 for the flag).
+pub const NONCE_PREFIX_LEN: usize = 19;
+/// Associated data of every segment.
+pub const SEGMENT_AD: &[u8] = b"warren/private-data/v1";
+/// BLAKE3 `derive_key` context of the segment cipher key.
+pub const CIPHER_KEY_CONTEXT: &str = "warren private-data v1 segment cipher key";
+/// BLAKE3 `derive_key` context of the nonce prefix.
+pub const NONCE_PREFIX_CONTEXT: &str = "warren private-data v1 nonce prefix";
+/// BLAKE3 `derive_key` context of the key of [`convergent_key`]'s keyed hash.
+pub const CONVERGENCE_CONTEXT: &str = "warren shared-data v1 convergent key";
+/// Bytes of a frame header (raw_len u32, block_len u32) and of the end marker.
+const FRAME_HEADER: usize = 8;
+/// Sealed-stream bytes handed to the writer at once.
+const OUT_CHUNK: usize = CHUNK_SIZE;
+
+/// What to seal besides the bytes.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct SealOptions {
+    /// [`Class::Shared`] or [`Class::Private`] (recorded in the encrypted header).
+    pub class: Class,
+    /// The file's name, kept inside the encryption (same limits as a manifest's).
+    pub name: Option<String>,
+    /// The file's media type, kept inside the encryption.
+    pub media_type: Option<String>,
+}
+
+/// What a seal wrote.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SealOutcome {
+    /// Plaintext bytes read.
+    pub plain_size: u64,
+    /// Sealed bytes written (the stored file's size).
+    pub sealed_size: u64,
+}
+
+/// What an opened file said about itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Opened {
+    /// Its class.
+    pub class: Class,
+    /// Its name.
+    pub name: Option<String>,
+    /// Its media type.
+    pub media_type: Option<String>,
+    /// Plaintext bytes written.
+    pub size: u64,
+}
+
+/// Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files and communication
+/// with PURBs", PETS 2019): rounds `len` up so that it leaks O(log log len) bits, at most about
+/// 12 % more bytes.
+pub fn padme(len: u64) -> u64 {
+    if len < 2 {
+        return len;
+    }
+    let e = 63 - u64::from(len.leading_zeros()); // ⌊log2 len⌋
+    let s = 64 - u64::from(e.leading_zeros()); // ⌊log2 e⌋ + 1
+    let last_bits = e.saturating_sub(s);
+    let mask = (1u64 << last_bits) - 1;
+    (len + mask) & !mask
+}
+
+/// Length of the sealed stream of an inner stream of `inner_len` bytes (padding included).
+pub fn sealed_len(inner_len: u64) -> u64 {
+    let segments = inner_len.div_ceil(SEGMENT_PLAIN as u64).max(1);
+    inner_len + segments * TAG_LEN as u64
+}
+
+/// The key of a shared file: BLAKE3 keyed with a key derived from `secret` (all zero for the
+/// network-wide convergence domain) over the name, the media type and the contents, so files that
+/// differ in any of them never share a key. Reads `reader` to its end.
+pub fn convergent_key(
+    secret: &[u8; 32],
+    name: Option<&str>,
+    media_type: Option<&str>,
+    mut reader: impl Read,
+) -> Result<FileKey, Error> {
+    let mut hasher = blake3::Hasher::new_keyed(&blake3::derive_key(CONVERGENCE_CONTEXT, secret));
+    for field in [name, media_type] {
+        match field {
+            Some(s) => {
+                hasher.update(&[1]);
+                hasher.update(&(s.len() as u64).to_be_bytes());
+                hasher.update(s.as_bytes());
+            }
+            None => {
+                hasher.update(&[0]);
+            }
+        }
+    }
+    let mut buf = vec![0u8; 256 * 1024];
+    loop {
+        match reader.read(&mut buf) {
+            Ok(0) => break,
+            Ok(n) => {
+                hasher.update(&buf[..n]);
+            }
+            Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(Error::Read(e)),
+        }
+    }
+    Ok(FileKey::from_bytes(*hasher.finalize().as_bytes()))
+}
+
+/// The per-file cipher and nonce prefix.
+struct Keys {
+    cipher: XChaCha20Poly1305,
+    prefix: [u8; NONCE_PREFIX_LEN],
+}
+
+impl Keys {
+    fn derive(key: &FileKey) -> Self {
+        let cipher_key = blake3::derive_key(CIPHER_KEY_CONTEXT, key.as_bytes());
+        let prefix_full = blake3::derive_key(NONCE_PREFIX_CONTEXT, key.as_bytes());
+        let mut prefix = [0u8; NONCE_PREFIX_LEN];
+        prefix.copy_from_slice(&prefix_full[..NONCE_PREFIX_LEN]);
+        Self {
+            cipher: XChaCha20Poly1305::new(&cipher_key.into()),
+            prefix,
+        }
+    }
+
+    fn nonce(&self, index: u32, last: bool) -> XNonce {
+        let mut n = [0u8; 24];
+        n[..NONCE_PREFIX_LEN].copy_from_slice(&self.prefix);
+        n[NONCE_PREFIX_LEN..NONCE_PREFIX_LEN + 4].copy_from_slice(&index.to_be_bytes());
+        n[23] = u8::from(last);
+        n.into()
+    }
+}
+
+/// The header of the inner stream.
+fn header(opts: &SealOptions) -> Result<Vec<u8>, Error> {
+    if !opts.class.is_encrypted() {
+        return Err(Error::Seal(format!(
+            "class {} is not sealed; public files are stored as they are",
+            opts.class
+        )));
+    }
+    Manifest::empty(opts.name.clone(), opts.media_type.clone())
+        .validate()
+        .map_err(|e| Error::Options(Box::new(e)))?;
+    let name = opts.name.as_deref().unwrap_or("").as_bytes();
+    let media = opts.media_type.as_deref().unwrap_or("").as_bytes();
+    let mut h = Vec::with_capacity(5 + name.len() + media.len());
+    h.push(SEAL_VERSION);
+    h.push(opts.class.to_byte());
+    // Lengths fit: validate() caps the name at 255 bytes and the media type at 127.
+    h.extend_from_slice(&(name.len() as u16).to_be_bytes());
+    h.extend_from_slice(name);
+    h.push(media.len() as u8);
+    h.extend_from_slice(media);
+    Ok(h)
+}
+
+/// Cuts the inner stream into segments, seals them and writes them out.
+struct Sealer<W: Write> {
+    keys: Keys,
+    out: W,
+    /// Inner-stream bytes not sealed yet (at most a segment and a frame).
+    pending: Vec<u8>,
+    /// Index of the next segment.
+    index: u32,
+    /// Inner-stream bytes so far.
+    inner_len: u64,
+    /// Sealed bytes written.
+    written: u64,
+}
+
+impl<W: Write> Sealer<W> {
+    fn push(&mut self, bytes: &[u8]) -> Result<(), Error> {
+        self.pending.extend_from_slice(bytes);
+        self.inner_len += bytes.len() as u64;
+        // Keep at least one byte back: only `finish` knows which segment is the last.
+        while self.pending.len() > SEGMENT_PLAIN {
+            let rest = self.pending.split_off(SEGMENT_PLAIN);
+            let segment = std::mem::replace(&mut self.pending, rest);
+            self.seal(segment, false)?;
+        }
+        Ok(())
+    }
+
+    fn seal(&mut self, mut segment: Vec<u8>, last: bool) -> Result<(), Error> {
+        let nonce = self.keys.nonce(self.index, last);
+        let tag = self
+            .keys
+            .cipher
+            .encrypt_in_place_detached(&nonce, SEGMENT_AD, &mut segment)
+            .map_err(|_| Error::Seal(format!("segment {} could not be sealed", self.index)))?;
+        segment.extend_from_slice(&tag);
+        self.out.write_all(&segment).map_err(Error::Write)?;
+        self.written += segment.len() as u64;
+        self.index = self
+            .index
+            .checked_add(1)
+            .ok_or_else(|| Error::Seal("the file is too large: more than 2^32 segments".into()))?;
+        Ok(())
+    }
+
+    /// Pads to Padmé length, seals the last segment and flushes.
+    fn finish(mut self) -> Result<u64, Error> {
+        let padded = padme(self.inner_len);
+        let mut left = padded - self.inner_len;
+        let zeros = vec![0u8; SEGMENT_PLAIN.min(left as usize)];
+        while left > 0 {
+            let n = (left as usize).min(zeros.len());
+            self.push(&zeros[..n])?;
+            left -= n as u64;
+        }
+        let last = std::mem::take(&mut self.pending);
+        self.seal(last, true)?;
+        self.out.flush().map_err(Error::Write)?;
+        Ok(self.written)
+    }
+}
+
+/// Seals the plaintext read from `reader` with `key` and writes the sealed stream to `out`.
+/// Chunks are compressed on all cores, in bounded memory (a few chunks per core in flight).
+pub fn seal<R: Read + Send, W: Write>(
+    key: &FileKey,
+    opts: &SealOptions,
+    reader: R,
+    out: W,
+) -> Result<SealOutcome, Error> {
+    let header = header(opts)?;
+    let mut sealer = Sealer {
+        keys: Keys::derive(key),
+        out,
+        pending: Vec::with_capacity(SEGMENT_PLAIN + CHUNK_SIZE + 64),
+        index: 0,
+        inner_len: 0,
+        written: 0,
+    };
+    sealer.push(&header)?;
+    let workers = thread::available_parallelism().map_or(1, NonZero::get);
+    let slots = (2 * workers).max(4);
+    // Tokens bound the chunks in flight: the reader takes one per chunk, the writer gives it back.
+    let (token_tx, token_rx) = sync_channel::<()>(slots);
+    for _ in 0..slots {
+        let _ = token_tx.send(());
+    }
+    let (work_tx, work_rx) = sync_channel::<(u64, Vec<u8>)>(slots);
+    let work_rx = Arc::new(Mutex::new(work_rx));
+    let (done_tx, done_rx) = sync_channel::<Compressed>(slots);
+
+    let plain_size = thread::scope(|scope| {
+        let reader_done = done_tx.clone();
+        scope.spawn(move || read_plain(reader, &token_rx, &work_tx, &reader_done));
+        for _ in 0..workers {
+            let (work_rx, done_tx) = (Arc::clone(&work_rx), done_tx.clone());
+            scope.spawn(move || compress_chunks(&work_rx, &done_tx));
+        }
+        drop((done_tx, work_rx));
+        write_frames(&mut sealer, done_rx, &token_tx)
+    })?;
+    sealer.push(&[0u8; FRAME_HEADER])?;
+    sealer.push(&plain_size.to_be_bytes())?;
+    let sealed_size = sealer.finish()?;
+    Ok(SealOutcome {
+        plain_size,
+        sealed_size,
+    })
+}
+
+/// Messages to the frame writer.
+enum Compressed {
+    Chunk {
+        index: u64,
+        raw_len: usize,
+        block: Vec<u8>,
+    },
+    End(u64),
+    Failed(Error),
+}
+
+fn read_plain<R: Read>(
+    mut reader: R,
+    tokens: &Receiver<()>,
+    work: &SyncSender<(u64, Vec<u8>)>,
+    done: &SyncSender<Compressed>,
+) {
+    let mut index = 0;
+    loop {
+        if tokens.recv().is_err() {
+            return;
+        }
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = done.send(Compressed::Failed(Error::Read(e)));
+                    return;
+                }
+            }
+        }
+        buf.truncate(filled);
+        if filled > 0 {
+            if work.send((index, buf)).is_err() {
+                return;
+            }
+            index += 1;
+        }
+        if filled < CHUNK_SIZE {
+            break;
+        }
+    }
+    let _ = done.send(Compressed::End(index));
+}
+
+fn compress_chunks(work: &Mutex<Receiver<(u64, Vec<u8>)>>, done: &SyncSender<Compressed>) {
+    loop {
+        let job = work.lock().unwrap_or_else(|e| e.into_inner()).recv();
+        let Ok((index, raw)) = job else { return };
+        let block = chunk::encode_block(&raw);
+        let msg = Compressed::Chunk {
+            index,
+            raw_len: raw.len(),
+            block,
+        };
+        if done.send(msg).is_err() {
+            return;
+        }
+    }
+}
+
+/// Takes compressed chunks in file order into frames; returns the plaintext size.
+fn write_frames<W: Write>(
+    sealer: &mut Sealer<W>,
+    done: Receiver<Compressed>,
+    tokens: &SyncSender<()>,
+) -> Result<u64, Error> {
+    let mut early = BTreeMap::new();
+    let (mut next, mut end, mut size) = (0u64, None, 0u64);
+    for msg in done {
+        match msg {
+            Compressed::Chunk {
+                index,
+                raw_len,
+                block,
+            } => {
+                early.insert(index, (raw_len, block));
+            }
+            Compressed::End(n) => end = Some(n),
+            Compressed::Failed(e) => return Err(e),
+        }
+        while let Some((raw_len, block)) = early.remove(&next) {
+            let mut frame = [0u8; FRAME_HEADER];
+            frame[..4].copy_from_slice(&(raw_len as u32).to_be_bytes());
+            frame[4..].copy_from_slice(&(block.len() as u32).to_be_bytes());
+            sealer.push(&frame)?;
+            sealer.push(&block)?;
+            size += raw_len as u64;
+            next += 1;
+            // The reader may be done; then the token is not needed.
+            let _ = tokens.send(());
+        }
+        if end == Some(next) {
+            return Ok(size);
+        }
+    }
+    Err(Error::Pipeline("a chunk was lost while sealing"))
+}
+
+/// Where the inner-stream parser is.
+#[derive(Debug)]
+enum Part {
+    Header,
+    Frames { last_was_short: bool },
+    Trailer,
+    Padding,
+}
+
+/// Opens a sealed stream written to it, writing the plaintext to `out`. Feed it the sealed file's
+/// bytes in order (any pieces), then call [`finish`](Opener::finish).
+pub struct Opener<W: Write> {
+    cid: ContentId,
+    keys: Keys,
+    out: W,
+    /// Sealed bytes the stored file has in all (its manifest's size).
+    sealed_len: u64,
+    /// Segments in the sealed stream.
+    segments: u64,
+    /// Sealed bytes of the current segment not yet opened.
+    sealed: Vec<u8>,
+    /// Index of the current segment.
+    index: u64,
+    /// Opened inner-stream bytes not yet parsed.
+    inner: Vec<u8>,
+    /// Inner-stream bytes parsed (and dropped from `inner`).
+    consumed: u64,
+    part: Part,
+    header: Option<(Class, Option<String>, Option<String>)>,
+    size: u64,
+    /// The first error, kept so that `finish` reports it rather than an I/O wrapper.
+    failed: Option<Error>,
+}
+
+impl<W: Write> Opener<W> {
+    /// An opener for the sealed file `cid` of `sealed_len` bytes.
+    pub fn new(cid: ContentId, key: &FileKey, sealed_len: u64, out: W) -> Result<Self, Error> {
+        let segments = sealed_len.div_ceil(CHUNK_SIZE as u64);
+        let last = sealed_len.saturating_sub(segments.saturating_sub(1) * CHUNK_SIZE as u64);
+        if segments == 0 || last <= TAG_LEN as u64 || segments > u64::from(u32::MAX) + 1 {
+            return Err(Error::Open {
+                cid,
+                reason: format!("{sealed_len} bytes is not the length of a sealed stream"),
+            });
+        }
+        Ok(Self {
+            cid,
+            keys: Keys::derive(key),
+            out,
+            sealed_len,
+            segments,
+            sealed: Vec::with_capacity(CHUNK_SIZE),
+            index: 0,
+            inner: Vec::with_capacity(2 * CHUNK_SIZE),
+            consumed: 0,
+            part: Part::Header,
+            header: None,
+            size: 0,
+            failed: None,
+        })
+    }
+
+    fn fail(&self, reason: impl Into<String>) -> Error {
+        Error::Open {
+            cid: self.cid,
+            reason: reason.into(),
+        }
+    }
+
+    fn segment_len(&self) -> usize {
+        if self.index + 1 < self.segments {
+            CHUNK_SIZE
+        } else {
+            (self.sealed_len - self.index * CHUNK_SIZE as u64) as usize
+        }
+    }
+
+    fn take(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
+        while !bytes.is_empty() {
+            if self.index >= self.segments {
+                return Err(self.fail("more bytes than the manifest says"));
+            }
+            let want = self.segment_len() - self.sealed.len();
+            let n = want.min(bytes.len());
+            self.sealed.extend_from_slice(&bytes[..n]);
+            bytes = &bytes[n..];
+            if self.sealed.len() == self.segment_len() {
+                self.open_segment()?;
+            }
+        }
+        Ok(())
+    }
+
+    fn open_segment(&mut self) -> Result<(), Error> {
+        let last = self.index + 1 == self.segments;
+        let mut segment = std::mem::take(&mut self.sealed);
+        let body_len = segment.len() - TAG_LEN;
+        let tag = Tag::clone_from_slice(&segment[body_len..]);
+        segment.truncate(body_len);
+        // The index fits: `new` refuses more than 2^32 segments.
+        let nonce = self.keys.nonce(self.index as u32, last);
+        if self
+            .keys
+            .cipher
+            .decrypt_in_place_detached(&nonce, SEGMENT_AD, &mut segment, &tag)
+            .is_err()
+        {
+            let why = if self.index == 0 {
+                "wrong key, or the data was altered"
+            } else {
+                "the data was altered, reordered or cut short"
+            };
+            return Err(self.fail(format!(
+                "segment {} of {} failed authentication ({why})",
+                self.index, self.segments
+            )));
+        }
+        self.inner.extend_from_slice(&segment);
+        self.sealed = segment;
+        self.sealed.clear();
+        self.index += 1;
+        self.parse()
+    }
+
+    /// Parses what it can of `inner`, writing decoded chunks out.
+    fn parse(&mut self) -> Result<(), Error> {
+        let mut at = 0;
+        loop {
+            let avail = &self.inner[at..];
+            match self.part {
+                Part::Header => {
+                    if avail.len() < 4 {
+                        break;
+                    }
+                    if avail[0] != SEAL_VERSION {
+                        return Err(self.fail(format!(
+                            "sealed format version {} is not supported (this build reads {SEAL_VERSION})",
+                            avail[0]
+                        )));
+                    }
+                    let class = match Class::from_byte(avail[1]) {
+                        Some(c) if c.is_encrypted() => c,
+                        _ => return Err(self.fail(format!("class byte {} is invalid", avail[1]))),
+                    };
+                    let name_len = usize::from(u16::from_be_bytes([avail[2], avail[3]]));
+                    if avail.len() < 5 + name_len {
+                        break;
+                    }
+                    let media_len = usize::from(avail[4 + name_len]);
+                    let len = 5 + name_len + media_len;
+                    if avail.len() < len {
+                        break;
+                    }
+                    let text = |b: &[u8], what: &str| -> Result<Option<String>, Error> {
+                        if b.is_empty() {
+                            return Ok(None);
+                        }
+                        String::from_utf8(b.to_vec())
+                            .map(Some)
+                            .map_err(|_| self.fail(format!("the {what} is not UTF-8")))
+                    };
+                    let name = text(&avail[4..4 + name_len], "name")?;
+                    let media = text(&avail[5 + name_len..len], "media type")?;
+                    Manifest::empty(name.clone(), media.clone())
+                        .validate()
+                        .map_err(|e| self.fail(format!("header: {e}")))?;
+                    self.header = Some((class, name, media));
+                    at += len;
+                    self.part = Part::Frames {
+                        last_was_short: false,
+                    };
+                }
+                Part::Frames { last_was_short } => {
+                    if avail.len() < FRAME_HEADER {
+                        break;
+                    }
+                    let raw_len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]);
+                    let block_len = u32::from_be_bytes([avail[4], avail[5], avail[6], avail[7]]);
+                    let (raw_len, block_len) = (raw_len as usize, block_len as usize);
+                    if raw_len == 0 && block_len == 0 {
+                        at += FRAME_HEADER;
+                        self.part = Part::Trailer;
+                        continue;
+                    }
+                    if last_was_short {
+                        return Err(self.fail("a chunk follows a short chunk"));
+                    }
+                    if raw_len == 0
+                        || raw_len > CHUNK_SIZE
+                        || block_len == 0
+                        || block_len > chunk::MAX_BLOCK_SIZE
+                    {
+                        return Err(self.fail(format!(
+                            "frame of {raw_len} bytes in a {block_len}-byte block is out of bounds"
+                        )));
+                    }
+                    if avail.len() < FRAME_HEADER + block_len {
+                        break;
+                    }
+                    let block = &avail[FRAME_HEADER..FRAME_HEADER + block_len];
+                    let mut chunk = Vec::with_capacity(raw_len);
+                    chunk::decode_block(&self.cid, block, raw_len, &mut chunk).map_err(|e| {
+                        self.fail(format!("chunk {}: {e}", self.size / CHUNK_SIZE as u64))
+                    })?;
+                    self.out.write_all(&chunk).map_err(Error::Write)?;
+                    self.size += raw_len as u64;
+                    at += FRAME_HEADER + block_len;
+                    self.part = Part::Frames {
+                        last_was_short: raw_len < CHUNK_SIZE,
+                    };
+                }
+                Part::Trailer => {
+                    if avail.len() < 8 {
+                        break;
+                    }
+                    let mut b = [0u8; 8];
+                    b.copy_from_slice(&avail[..8]);
+                    let said = u64::from_be_bytes(b);
+                    if said != self.size {
+                        return Err(self.fail(format!(
+                            "the trailer says {said} bytes, the chunks hold {}",
+                            self.size
+                        )));
+                    }
+                    at += 8;
+                    self.part = Part::Padding;
+                    let unpadded = self.consumed + at as u64;
+                    let expected = sealed_len(padme(unpadded));
+                    if expected != self.sealed_len {
+                        return Err(self.fail(format!(
+                            "{} sealed bytes, but the content pads to {expected}",
+                            self.sealed_len
+                        )));
+                    }
+                }
+                Part::Padding => {
+                    if avail.iter().any(|&b| b != 0) {
+                        return Err(self.fail("padding is not zero"));
+                    }
+                    at += avail.len();
+                    break;
+                }
+            }
+        }
+        self.inner.drain(..at);
+        self.consumed += at as u64;
+        Ok(())
+    }
+
+    /// Checks that the whole stream was there and well formed; returns what the file said about
+    /// itself.
+    pub fn finish(mut self) -> Result<Opened, Error> {
+        if let Some(e) = self.failed.take() {
+            return Err(e);
+        }
+        if self.index < self.segments {
+            return Err(self.fail(format!(
+                "cut short: {} of {} segments",
+                self.index, self.segments
+            )));
+        }
+        if !matches!(self.part, Part::Padding) {
+            return Err(self.fail(format!("the stream ends inside its {:?}", self.part)));
+        }
+        self.out.flush().map_err(Error::Write)?;
+        let (class, name, media_type) = self.header.take().ok_or_else(|| self.fail("no header"))?;
+        Ok(Opened {
+            class,
+            name,
+            media_type,
+            size: self.size,
+        })
+    }
+
+    /// The error that stopped the opener, if any (a [`Write`] error only says it stopped).
+    pub fn take_error(&mut self) -> Option<Error> {
+        self.failed.take()
+    }
+}
+
+impl<W: Write> Write for Opener<W> {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        if self.failed.is_some() {
+            return Err(io::Error::other("the sealed stream already failed"));
+        }
+        match self.take(buf) {
+            Ok(()) => Ok(buf.len()),
+            Err(e) => {
+                let msg = e.to_string();
+                self.failed = Some(e);
+                Err(io::Error::new(io::ErrorKind::InvalidData, msg))
+            }
+        }
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A [`Write`] into a bounded channel of 1 MiB pieces, and the [`Read`] at its other end: the
+/// sealer writes into one on its thread while the put pipeline reads the other.
+pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
+    let (tx, rx) = sync_channel(depth);
+    (
+        PipeWriter {
+            tx,
+            buf: Vec::with_capacity(OUT_CHUNK),
+        },
+        PipeReader {
+            rx,
+            current: Vec::new(),
+            at: 0,
+        },
+    )
+}
+
+/// The writing end of [`pipe`].
+pub(crate) struct PipeWriter {
+    tx: SyncSender<io::Result<Vec<u8>>>,
+    buf: Vec<u8>,
+}
+
+impl PipeWriter {
+    /// Makes the reader fail instead of seeing a clean end.
+    pub(crate) fn fail(self, why: &Error) {
+        let _ = self.tx.send(Err(io::Error::other(why.to_string())));
+    }
+
+    fn send(&mut self) -> io::Result<()> {
+        let buf = std::mem::replace(&mut self.buf, Vec::with_capacity(OUT_CHUNK));
+        self.tx
+            .send(Ok(buf))
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the store stopped reading"))
+    }
+}
+
+impl Write for PipeWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        let n = data.len().min(OUT_CHUNK - self.buf.len());
+        self.buf.extend_from_slice(&data[..n]);
+        if self.buf.len() == OUT_CHUNK {
+            self.send()?;
+        }
+        Ok(n)
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        self.send()
+    }
+}
+
+/// The reading end of [`pipe`].
+pub(crate) struct PipeReader {
+    rx: Receiver<io::Result<Vec<u8>>>,
+    current: Vec<u8>,
+    at: usize,
+}
+
+impl Read for PipeReader {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        while self.at == self.current.len() {
+            match self.rx.recv() {
+                Ok(Ok(next)) => {
+                    self.current = next;
+                    self.at = 0;
+                }
+                Ok(Err(e)) => return Err(e),
+                Err(_) => return Ok(0),
+            }
+        }
+        let n = buf.len().min(self.current.len() - self.at);
+        buf[..n].copy_from_slice(&self.current[self.at..self.at + n]);
+        self.at += n;
+        Ok(n)
+    }
+}
+
+/// Sealed pieces (1 MiB each) in flight between the sealer and the put pipeline.
+const PIPE_DEPTH: usize = 4;
+
+impl Store {
+    /// Seals the file read from `reader` with `key` (see the module doc) and stores the sealed
+    /// stream like [`put`](Store::put) stores a file: chunk blocks (uncompressed) and a manifest
+    /// tree with no name. The class is recorded for [`pins`](Store::pins). Sealing and storing
+    /// run side by side; `progress` counts sealed bytes stored. On any error nothing of the file
+    /// stays in the store.
+    pub fn put_sealed<R: Read + Send>(
+        &self,
+        reader: R,
+        key: &FileKey,
+        opts: &SealOptions,
+        pin: bool,
+        progress: &(dyn Fn(u64) + Sync),
+    ) -> Result<(PutOutcome, SealOutcome), Error> {
+        header(opts)?;
+        let (mut writer, pipe_reader) = pipe(PIPE_DEPTH);
+        let put_opts = PutOptions {
+            name: None,
+            media_type: None,
+            pin,
+        };
+        thread::scope(|scope| {
+            let sealer = scope.spawn(move || {
+                let result = seal(key, opts, reader, &mut writer);
+                if let Err(e) = &result {
+                    writer.fail(e);
+                }
+                result
+            });
+            let put = ingest::put(self, pipe_reader, &put_opts, opts.class, progress);
+            let sealed = match sealer.join() {
+                Ok(result) => result,
+                Err(panic) => std::panic::resume_unwind(panic),
+            };
+            match (sealed, put) {
+                (Ok(sealed), Ok(put)) => Ok((put, sealed)),
+                // The store stopped first: its error says why.
+                (Err(Error::Write(e)), Err(put)) if e.kind() == io::ErrorKind::BrokenPipe => {
+                    Err(put)
+                }
+                (Err(e), _) | (Ok(_), Err(e)) => Err(e),
+            }
+        })
+    }
+
+    /// Opens the sealed file the capability names and writes its plaintext to `out`. Every block
+    /// is verified against its id and every segment authenticated before its plaintext is
+    /// written; the result says whether the file was whole. A caller writing to a file must keep
+    /// the output aside until this returns `Ok`.
+    pub fn get_sealed<W: Write>(
+        &self,
+        cap: &Capability,
+        out: W,
+        progress: &dyn Fn(u64),
+    ) -> Result<Opened, Error> {
+        let root = self.stat(&cap.cid)?;
+        let mut opener = Opener::new(cap.cid, &cap.key, root.size, out)?;
+        match self.get(&cap.cid, &mut opener, progress) {
+            Ok(_) => opener.finish(),
+            Err(e) => Err(opener.take_error().unwrap_or(e)),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use warren_protocol::{Codec, ManifestEntry};
+
+    use super::*;
+    use crate::{
+        bench::{mixed_data, random_chunk, text_chunk},
+        test_util::store,
+    };
+
+    const MIB: usize = CHUNK_SIZE;
+
+    fn key(b: u8) -> FileKey {
+        FileKey::from_bytes([b; 32])
+    }
+
+    fn private(name: &str) -> SealOptions {
+        SealOptions {
+            class: Class::Private,
+            name: Some(name.into()),
+            media_type: Some("text/plain".into()),
+        }
+    }
+
+    fn seal_bytes(k: &FileKey, opts: &SealOptions, data: &[u8]) -> (Vec<u8>, SealOutcome) {
+        let mut out = Vec::new();
+        let outcome = seal(k, opts, data, &mut out).unwrap();
+        (out, outcome)
+    }
+
+    fn open_bytes(k: &FileKey, sealed: &[u8]) -> Result<(Vec<u8>, Opened), Error> {
+        let cid = ContentId::of_block(Codec::Cbor, b"test");
+        let mut plain = Vec::new();
+        let mut opener = Opener::new(cid, k, sealed.len() as u64, &mut plain)?;
+        // Odd piece sizes: segments and frames straddle writes.
+        for piece in sealed.chunks(77_777) {
+            if opener.write_all(piece).is_err() {
+                return Err(opener.take_error().unwrap());
+            }
+        }
+        let opened = opener.finish()?;
+        Ok((plain, opened))
+    }
+
+    #[test]
+    fn padme_matches_the_paper() {
+        // Values from the PURBs paper's definition: E = ⌊log2 L⌋, S = ⌊log2 E⌋ + 1.
+        for (len, want) in [
+            (0, 0),
+            (1, 1),
+            (2, 2),
+            (9, 10),
+            (100, 104),
+            (1000, 1024),
+            (1 << 20, 1 << 20),
+            ((1 << 20) + 1, (1 << 20) + (1 << 15)),
+        ] {
+            assert_eq!(padme(len), want, "padme({len})");
+        }
+        for len in [3u64, 77, 4097, 123_456_789, 1 << 40] {
+            let p = padme(len);
+            assert!(
+                p >= len && (p - len) as f64 <= 0.12 * len as f64 + 1.0,
+                "{len} → {p}"
+            );
+        }
+    }
+
+    #[test]
+    fn round_trips_edge_sizes_and_hides_the_plaintext() {
+        let k = key(1);
+        let marker = b"WARREN-PLAINTEXT-MARKER";
+        let mut text = text_chunk(3, MIB + 1);
+        text[..marker.len()].copy_from_slice(marker);
+        let cases: Vec<(&str, Vec<u8>)> = vec![
+            ("empty", vec![]),
+            ("one byte", vec![42]),
+            ("1 MiB random", random_chunk(1, MIB)),
+            ("1 MiB + 1 text", text),
+            ("3 MiB + 5 mixed", mixed_data((3 * MIB + 5) as u64, 2)),
+        ];
+        for (what, data) in cases {
+            let opts = private("notes.txt");
+            let (sealed, outcome) = seal_bytes(&k, &opts, &data);
+            assert_eq!(outcome.plain_size, data.len() as u64, "{what}");
+            assert_eq!(outcome.sealed_size, sealed.len() as u64, "{what}");
+            assert!(
+                !sealed.windows(marker.len()).any(|w| w == marker),
+                "{what}: plaintext visible"
+            );
+            assert!(
+                !sealed.windows(9).any(|w| w == b"notes.txt"),
+                "{what}: name visible"
+            );
+            let (plain, opened) = open_bytes(&k, &sealed).unwrap();
+            assert!(plain == data, "{what}: round trip");
+            assert_eq!(opened.name.as_deref(), Some("notes.txt"));
+            assert_eq!(opened.media_type.as_deref(), Some("text/plain"));
+            assert_eq!(opened.class, Class::Private);
+            assert_eq!(opened.size, data.len() as u64);
+            // Sealed segments are whole chunks but the last.
+            assert_eq!(
+                sealed.len() as u64,
+                sealed_len(padme(
+                    sealed.len() as u64 - TAG_LEN as u64 * sealed.len().div_ceil(MIB) as u64
+                ))
+            );
+        }
+    }
+
+    #[test]
+    fn compresses_before_encrypting() {
+        let data = text_chunk(5, 4 * MIB);
+        let (sealed, _) = seal_bytes(&key(2), &private("t"), &data);
+        assert!(
+            sealed.len() < data.len() / 2,
+            "{} sealed bytes for {} of text",
+            sealed.len(),
+            data.len()
+        );
+    }
+
+    #[test]
+    fn the_length_leaks_only_the_padded_size() {
+        // Plaintexts of nearby lengths seal to the same length.
+        let k = key(3);
+        let lens: Vec<u64> = (0..200)
+            .map(|extra| {
+                let data = random_chunk(9, 100_000 + extra * 7);
+                seal_bytes(&k, &private("x"), &data).1.sealed_size
+            })
+            .collect();
+        let distinct: std::collections::BTreeSet<_> = lens.iter().collect();
+        assert!(distinct.len() <= 3, "{distinct:?}");
+    }
+
+    #[test]
+    fn tampering_is_detected() {
+        let k = key(4);
+        let data = random_chunk(4, 3 * MIB + 100);
+        let (sealed, _) = seal_bytes(&k, &private("t"), &data);
+        assert_eq!(sealed.len().div_ceil(MIB), 4);
+
+        let mut flipped = sealed.clone();
+        flipped[MIB + 12345] ^= 0x01;
+        let e = open_bytes(&k, &flipped).unwrap_err().to_string();
+        assert!(e.contains("segment 1 of 4 failed authentication"), "{e}");
+
+        let mut swapped = sealed.clone();
+        let (a, b) = swapped.split_at_mut(2 * MIB);
+        a[MIB..2 * MIB].swap_with_slice(&mut b[..MIB]);
+        let e = open_bytes(&k, &swapped).unwrap_err().to_string();
+        assert!(e.contains("segment 1 of 4 failed authentication"), "{e}");
+
+        let dropped = &sealed[..3 * MIB];
+        let e = open_bytes(&k, dropped).unwrap_err().to_string();
+        assert!(e.contains("segment 2 of 3 failed authentication"), "{e}");
+
+        let e = open_bytes(&key(5), &sealed).unwrap_err().to_string();
+        assert!(
+            e.contains("segment 0 of 4") && e.contains("wrong key"),
+            "{e}"
+        );
+
+        let short = &sealed[..sealed.len() - 1];
+        assert!(open_bytes(&k, short).is_err());
+    }
+
+    #[test]
+    fn a_writer_sees_no_plaintext_of_a_bad_segment() {
+        let k = key(6);
+        let data = random_chunk(6, 2 * MIB + 9);
+        let (mut sealed, _) = seal_bytes(&k, &private("t"), &data);
+        let last = sealed.len() - 1;
+        sealed[last] ^= 0x80;
+        let cid = ContentId::of_block(Codec::Cbor, b"t");
+        let mut plain = Vec::new();
+        let mut opener = Opener::new(cid, &k, sealed.len() as u64, &mut plain).unwrap();
+        assert!(opener.write_all(&sealed).is_err());
+        assert!(opener.finish().is_err());
+        // Only what verified came out: the first two segments' plaintext, no byte more.
+        assert!(plain.len() < 2 * MIB && data.starts_with(&plain));
+    }
+
+    #[test]
+    fn same_key_and_options_give_the_same_stream_and_convergent_keys_differ() {
+        let data = mixed_data((MIB + 3) as u64, 7);
+        let shared = |name: &str| SealOptions {
+            class: Class::Shared,
+            name: Some(name.into()),
+            media_type: None,
+        };
+        let k1 = convergent_key(&[0; 32], Some("a"), None, &data[..]).unwrap();
+        let k2 = convergent_key(&[0; 32], Some("b"), None, &data[..]).unwrap();
+        let k3 = convergent_key(&[1; 32], Some("a"), None, &data[..]).unwrap();
+        assert!(k1 != k2 && k1 != k3);
+        assert_eq!(
+            k1,
+            convergent_key(&[0; 32], Some("a"), None, &data[..]).unwrap()
+        );
+        let (s1, _) = seal_bytes(&k1, &shared("a"), &data);
+        let (s2, _) = seal_bytes(&k1, &shared("a"), &data);
+        assert!(s1 == s2, "deterministic");
+        let (plain, opened) = open_bytes(&k1, &s1).unwrap();
+        assert!(plain == data);
+        assert_eq!(opened.class, Class::Shared);
+    }
+
+    #[test]
+    fn refuses_public_class_and_bad_names() {
+        let mut opts = private("ok");
+        opts.class = Class::Public;
+        assert!(seal(&key(1), &opts, &b"x"[..], Vec::new()).is_err());
+        let opts = private(&"n".repeat(300));
+        assert!(matches!(
+            seal(&key(1), &opts, &b"x"[..], Vec::new()),
+            Err(Error::Options(_))
+        ));
+    }
+
+    #[test]
+    fn store_round_trip_records_the_class_and_stores_no_plaintext() {
+        let (dir, store) = store(u64::MAX);
+        let marker = b"MARKER-0123456789";
+        let mut data = text_chunk(8, 2 * MIB + 17);
+        for at in (0..data.len() - marker.len()).step_by(100_000) {
+            data[at..at + marker.len()].copy_from_slice(marker);
+        }
+        let k = key(8);
+        let (put, sealed) = store
+            .put_sealed(&data[..], &k, &private("secret.txt"), true, &|_| {})
+            .unwrap();
+        assert_eq!(sealed.plain_size, data.len() as u64);
+        assert_eq!(put.size, sealed.sealed_size);
+        let root = store.stat(&put.cid).unwrap();
+        assert_eq!((root.name, root.media_type), (None, None));
+        assert!(
+            root.entries
+                .iter()
+                .all(|e: &ManifestEntry| e.raw_len + 1 == e.stored_len)
+        );
+        let pins = store.pins().unwrap();
+        assert_eq!(pins.len(), 1);
+        assert_eq!(
+            (pins[0].class, pins[0].name.as_deref()),
+            (Class::Private, None)
+        );
+        // Every file under the store directory: no marker, no name.
+        let mut files = vec![dir.path().to_owned()];
+        while let Some(p) = files.pop() {
+            if p.is_dir() {
+                files.extend(std::fs::read_dir(&p).unwrap().map(|e| e.unwrap().path()));
+            } else {
+                let bytes = std::fs::read(&p).unwrap();
+                assert!(!bytes.windows(marker.len()).any(|w| w == marker), "{p:?}");
+                assert!(!bytes.windows(10).any(|w| w == b"secret.txt"), "{p:?}");
+            }
+        }
+        let cap = Capability {
+            cid: put.cid,
+            key: k,
+        };
+        let mut out = Vec::new();
+        let opened = store.get_sealed(&cap, &mut out, &|_| {}).unwrap();
+        assert!(out == data);
+        assert_eq!(opened.name.as_deref(), Some("secret.txt"));
+        let wrong = Capability {
+            cid: put.cid,
+            key: key(9),
+        };
+        let e = store.get_sealed(&wrong, Vec::new(), &|_| {}).unwrap_err();
+        assert!(e.to_string().contains("wrong key"), "{e}");
+    }
+
+    #[test]
+    fn a_failed_sealed_put_leaves_nothing() {
+        let (_dir, store) = store(3 * MIB as u64);
+        let data = random_chunk(10, 5 * MIB);
+        let e = store
+            .put_sealed(&data[..], &key(1), &private("big"), true, &|_| {})
+            .unwrap_err();
+        assert!(matches!(e, Error::OfferExceeded { .. }), "{e}");
+        assert_eq!(store.usage().unwrap().blocks, 0);
+
+        struct Broken(usize);
+        impl Read for Broken {
+            fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+                if self.0 == 0 {
+                    return Err(io::Error::other("disk on fire"));
+                }
+                let n = buf.len().min(self.0);
+                buf[..n].fill(1);
+                self.0 -= n;
+                Ok(n)
+            }
+        }
+        let e = store
+            .put_sealed(Broken(2 * MIB + 3), &key(1), &private("b"), true, &|_| {})
+            .unwrap_err();
+        assert!(e.to_string().contains("disk on fire"), "{e}");
+        assert_eq!(store.usage().unwrap().blocks, 0);
+        assert!(store.pins().unwrap().is_empty());
+    }
+}
