@@ -189,7 +189,7 @@ pub async fn put_memory(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         let before = peak_rss_bytes(pid).unwrap_or(0);
         let api = crate::client::ApiClient::from_data_dir(&dir)?;
         let started = Instant::now();
-        let put = crate::transfer::put(&api, &file, None, None, true, 0, true).await?;
+        let put = crate::transfer::put(&api, &file, public_put(0), true).await?;
         let secs = started.elapsed().as_secs_f64();
         let peak = peak_rss_bytes(pid).context("reading the node's VmHWM")?;
         child.kill().await?;
@@ -277,7 +277,7 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             let f = tmp.join(format!("round-{holders}.bin"));
             write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
             let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
-            let put = crate::transfer::put(&origin, &f, None, None, true, holders - 1, true).await?;
+            let put = crate::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
             let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
             let out = tmp.join(format!("out-{holders}.bin"));
             let started = Instant::now();
@@ -299,6 +299,17 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
     .await;
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// A pinned public put at `rf`, with no name.
+fn public_put(rf: usize) -> crate::transfer::PutRequest {
+    crate::transfer::PutRequest {
+        name: None,
+        media_type: None,
+        pin: true,
+        rf,
+        class: warren_protocol::Class::Public,
+    }
 }
 
 #[cfg(test)]

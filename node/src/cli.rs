@@ -10,7 +10,7 @@ use anyhow::Context;
 use clap::{Args, Parser, Subcommand};
 use libp2p::Multiaddr;
 use tracing_subscriber::EnvFilter;
-use warren_protocol::Role;
+use warren_protocol::{Capability, Class, Role};
 
 use crate::api::{GcView, PeerInfo, PinView, RecordView, StatView, StatusInfo};
 use crate::client::ApiClient;
@@ -61,13 +61,23 @@ pub enum Command {
         /// Copies to place on other peers (0: keep it on this node only).
         #[arg(long, default_value_t = 3)]
         rf: usize,
+        /// public: stored as plaintext, deduplicated. shared: encrypted with a key derived from
+        /// the file (equal files still deduplicate). private: encrypted with a fresh random key.
+        /// Shared and private print a capability `warren:CID#KEY`, the only way to read the file.
+        #[arg(long, value_name = "CLASS", default_value = "public", value_parser = parse_class)]
+        class: Class,
+        /// Same as `--class private`.
+        #[arg(long, conflicts_with = "class")]
+        private: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Write a stored file to FILE or standard output, verifying every block.
+    /// Write a stored file to FILE or standard output, verifying every block. With a capability
+    /// (`warren:CID#KEY`) the file is decrypted and authenticated; with a sealed file's bare CID
+    /// you get the ciphertext.
     Get {
-        /// The file's CID.
+        /// The file's CID, or a capability `warren:CID#KEY`.
         cid: String,
         /// Output file (written whole or not at all); default standard output.
         #[arg(short, long, value_name = "FILE")]
@@ -399,14 +409,20 @@ fn pins_text(pins: &Vec<PinView>) -> String {
     let mut out = format!("{} pinned files\n", pins.len());
     for p in pins {
         out.push_str(&format!(
-            "{}  {:>12} B  {:>6} blocks  {}\n",
+            "{}  {:<7}  {:>12} B  {:>6} blocks  {}\n",
             p.cid,
+            p.class,
             p.size,
             p.blocks,
             p.name.as_deref().unwrap_or("")
         ));
     }
     out
+}
+
+fn parse_class(text: &str) -> Result<Class, String> {
+    text.parse()
+        .map_err(|e: warren_protocol::Error| e.to_string())
 }
 
 async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
@@ -438,14 +454,30 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
             media_type,
             no_pin,
             rf,
+            class,
+            private,
             out,
         } => {
-            let view =
-                crate::transfer::put(&api, &file, name, media_type, !no_pin, rf, out.json).await?;
-            print(out.json, &view, |v| format!("{}\n", v.cid))
+            let req = crate::transfer::PutRequest {
+                name,
+                media_type,
+                pin: !no_pin,
+                rf,
+                class: if private { Class::Private } else { class },
+            };
+            let view = crate::transfer::put(&api, &file, req, out.json).await?;
+            print(out.json, &view, |v| match &v.capability {
+                Some(cap) => format!("{cap}\n"),
+                None => format!("{}\n", v.cid),
+            })
         }
         Command::Get { cid, output, out } => {
-            let cid = check_cid(&cid)?;
+            let cid = if Capability::looks_like(&cid) {
+                cid.parse::<Capability>()?;
+                cid
+            } else {
+                check_cid(&cid)?
+            };
             let n = crate::transfer::get(&api, &cid, output.as_deref(), out.json).await?;
             if let Some(path) = output {
                 let view = serde_json::json!({ "cid": cid, "size": n, "path": path });

@@ -67,22 +67,33 @@ impl ApiClient {
         &self,
         path: &str,
         query: &[(&str, String)],
+        headers: &[(&str, String)],
         body: reqwest::Body,
     ) -> Result<T, NodeError> {
         // Uploads may be large: the node answers once the last byte is stored.
-        let req = self
+        let mut req = self
             .http
             .post(self.url(path))
             .query(query)
             .body(body)
             .timeout(TRANSFER_TIMEOUT);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
         let resp = self.send(req).await?;
         Self::json(resp).await
     }
 
     /// `GET path` for streaming; an error status becomes an error with the node's message.
-    pub async fn get_stream(&self, path: &str) -> Result<reqwest::Response, NodeError> {
-        let req = self.http.get(self.url(path)).timeout(TRANSFER_TIMEOUT);
+    pub async fn get_stream(
+        &self,
+        path: &str,
+        headers: &[(&str, String)],
+    ) -> Result<reqwest::Response, NodeError> {
+        let mut req = self.http.get(self.url(path)).timeout(TRANSFER_TIMEOUT);
+        for (name, value) in headers {
+            req = req.header(*name, value);
+        }
         let resp = self.send(req).await?;
         if resp.status().is_success() {
             return Ok(resp);

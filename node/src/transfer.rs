@@ -12,7 +12,10 @@ use indicatif::{ProgressBar, ProgressStyle};
 use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
 use tokio_util::io::ReaderStream;
 
-use crate::api::PutView;
+use warren_protocol::{Capability, Class};
+use warren_storage_mesh::seal::convergent_key;
+
+use crate::api::{KEY_HEADER, PutView};
 use crate::client::ApiClient;
 use crate::framed::{Deframer, Frame};
 
@@ -36,14 +39,27 @@ fn progress_bar(len: Option<u64>, quiet: bool) -> ProgressBar {
     bar
 }
 
-/// Uploads `file` (`-` = stdin) to the node; returns what the node stored.
+/// What `warren put` asks for besides the file.
+#[derive(Clone, Debug)]
+pub struct PutRequest {
+    /// Name for the manifest (default: the file's name).
+    pub name: Option<String>,
+    /// Media type for the manifest.
+    pub media_type: Option<String>,
+    /// Pin the file.
+    pub pin: bool,
+    /// Copies to place on other peers.
+    pub rf: usize,
+    /// Public, shared or private.
+    pub class: Class,
+}
+
+/// Uploads `file` (`-` = stdin) to the node; returns what the node stored (with the
+/// capability, for a shared or private file).
 pub async fn put(
     api: &ApiClient,
     file: &Path,
-    name: Option<String>,
-    media_type: Option<String>,
-    pin: bool,
-    rf: usize,
+    req: PutRequest,
     quiet: bool,
 ) -> anyhow::Result<PutView> {
     let stdin = file == Path::new("-");
@@ -62,18 +78,45 @@ pub async fn put(
         }
         (Box::new(f), Some(meta.len()))
     };
-    let name = name.or_else(|| {
+    let name = req.name.or_else(|| {
         if stdin {
             None
         } else {
             file.file_name().map(|n| n.to_string_lossy().into_owned())
         }
     });
-    let mut query = vec![("pin", pin.to_string()), ("rf", rf.to_string())];
+    let mut headers = Vec::new();
+    if req.class == Class::Shared {
+        if stdin {
+            bail!(
+                "--class shared needs a file, not standard input: its key is a hash of the whole \
+                 file (use --class private for a stream)"
+            );
+        }
+        let (path, n, m) = (file.to_owned(), name.clone(), req.media_type.clone());
+        let key = tokio::task::spawn_blocking(move || {
+            let f = std::fs::File::open(&path)
+                .with_context(|| format!("opening {}", path.display()))?;
+            convergent_key(
+                &[0; 32],
+                n.as_deref(),
+                m.as_deref(),
+                std::io::BufReader::new(f),
+            )
+            .with_context(|| format!("hashing {}", path.display()))
+        })
+        .await??;
+        headers.push((KEY_HEADER, key.to_text()));
+    }
+    let mut query = vec![
+        ("pin", req.pin.to_string()),
+        ("rf", req.rf.to_string()),
+        ("class", req.class.to_string()),
+    ];
     if let Some(n) = name {
         query.push(("name", n));
     }
-    if let Some(m) = media_type {
+    if let Some(m) = req.media_type {
         query.push(("media_type", m));
     }
     let bar = progress_bar(size, quiet);
@@ -84,7 +127,12 @@ pub async fn put(
         }
     });
     let result = api
-        .post_body::<PutView>("/v1/put", &query, reqwest::Body::wrap_stream(stream))
+        .post_body::<PutView>(
+            "/v1/put",
+            &query,
+            &headers,
+            reqwest::Body::wrap_stream(stream),
+        )
         .await;
     bar.finish_and_clear();
     Ok(result?)
@@ -103,14 +151,21 @@ impl Drop for Partial {
     }
 }
 
-/// Downloads `cid` to `output` (or stdout); returns the byte count.
+/// Downloads `target` (a CID, or a capability `warren:CID#KEY` for a sealed file, which the node
+/// opens) to `output` (or stdout); returns the byte count.
 pub async fn get(
     api: &ApiClient,
-    cid: &str,
+    target: &str,
     output: Option<&Path>,
     quiet: bool,
 ) -> anyhow::Result<u64> {
-    let resp = api.get_stream(&format!("/v1/get/{cid}")).await?;
+    let (cid, headers) = if Capability::looks_like(target) {
+        let cap: Capability = target.parse()?;
+        (cap.cid.to_string(), vec![(KEY_HEADER, cap.key.to_text())])
+    } else {
+        (target.to_owned(), Vec::new())
+    };
+    let resp = api.get_stream(&format!("/v1/get/{cid}"), &headers).await?;
     let size = resp
         .headers()
         .get("x-warren-size")

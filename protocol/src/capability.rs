@@ -112,6 +112,38 @@ impl FileKey {
     pub fn as_bytes(&self) -> &[u8; FILE_KEY_LEN] {
         &self.0
     }
+
+    /// The key as text: multibase base32 lower case (`b` and 52 characters). A method rather
+    /// than `Display`, so that a key is never printed by accident.
+    pub fn to_text(&self) -> String {
+        multibase::encode(Base::Base32Lower, self.0)
+    }
+
+    /// Reads [`to_text`](Self::to_text)'s form, and only that (no other base, no upper case).
+    /// Errors never contain the key.
+    pub fn from_text(text: &str) -> Result<Self, Error> {
+        let bad = |reason: String| Error::InvalidCapability {
+            input: "key".into(),
+            reason,
+        };
+        if !text.starts_with('b') {
+            return Err(bad(
+                "the key must be multibase base32 lower case (prefix `b`)".into(),
+            ));
+        }
+        let (_, bytes) = multibase::decode(text).map_err(|e| bad(format!("the key: {e}")))?;
+        // Exactly one text per key: refuse upper case and other spellings that decode the same.
+        if multibase::encode(Base::Base32Lower, &bytes) != text {
+            return Err(bad("the key is not in canonical base32 lower case".into()));
+        }
+        let bytes: [u8; FILE_KEY_LEN] = bytes.try_into().map_err(|b: Vec<u8>| {
+            bad(format!(
+                "the key is {} bytes, it must be {FILE_KEY_LEN}",
+                b.len()
+            ))
+        })?;
+        Ok(Self(bytes))
+    }
 }
 
 impl fmt::Debug for FileKey {
@@ -138,8 +170,7 @@ impl Capability {
 
 impl fmt::Display for Capability {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let key = multibase::encode(Base::Base32Lower, self.key.as_bytes());
-        write!(f, "{CAPABILITY_SCHEME}{}#{key}", self.cid)
+        write!(f, "{CAPABILITY_SCHEME}{}#{}", self.cid, self.key.to_text())
     }
 }
 
@@ -158,26 +189,11 @@ impl FromStr for Capability {
             .split_once('#')
             .ok_or_else(|| bad("no `#` before the key"))?;
         let cid: ContentId = cid.parse().map_err(|e| bad(&format!("the id: {e}")))?;
-        if !key.starts_with('b') {
-            return Err(bad(
-                "the key must be multibase base32 lower case (prefix `b`)",
-            ));
-        }
-        let (_, bytes) = multibase::decode(key).map_err(|e| bad(&format!("the key: {e}")))?;
-        // Exactly one text per key: refuse upper case and other spellings that decode the same.
-        if multibase::encode(Base::Base32Lower, &bytes) != key {
-            return Err(bad("the key is not in canonical base32 lower case"));
-        }
-        let bytes: [u8; FILE_KEY_LEN] = bytes.try_into().map_err(|b: Vec<u8>| {
-            bad(&format!(
-                "the key is {} bytes, it must be {FILE_KEY_LEN}",
-                b.len()
-            ))
+        let key = FileKey::from_text(key).map_err(|e| match e {
+            Error::InvalidCapability { reason, .. } => bad(&reason),
+            other => other,
         })?;
-        Ok(Capability {
-            cid,
-            key: FileKey(bytes),
-        })
+        Ok(Capability { cid, key })
     }
 }
 

@@ -154,3 +154,30 @@ pub fn tcp_multiaddr(status: &Value) -> Option<String> {
         .find(|a| a.contains("/tcp/"))
         .map(str::to_owned)
 }
+
+/// Deterministic test bytes: xorshift64* for random-looking data, or words for text-like data.
+pub fn test_bytes(len: usize, seed: u64, text: bool) -> Vec<u8> {
+    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
+    let mut next = move || {
+        x ^= x >> 12;
+        x ^= x << 25;
+        x ^= x >> 27;
+        x.wrapping_mul(0x2545_F491_4F6C_DD1D)
+    };
+    let mut out = Vec::with_capacity(len + 16);
+    if text {
+        const WORDS: [&str; 12] = [
+            "warren ", "peer ", "mesh ", "block ", "store ", "the ", "of ", "and ", "chunk ",
+            "id ", "node\n", "relay ",
+        ];
+        while out.len() < len {
+            out.extend_from_slice(WORDS[(next() % WORDS.len() as u64) as usize].as_bytes());
+        }
+    } else {
+        while out.len() < len {
+            out.extend_from_slice(&next().to_le_bytes());
+        }
+    }
+    out.truncate(len);
+    out
+}

@@ -2,8 +2,14 @@
 //!
 //! | method | path                 | body / answer                                         |
 //! |--------|----------------------|-------------------------------------------------------|
-//! | POST   | `/v1/put?name=&media_type=&pin=` | request body = the file, streamed; answer [`PutView`] |
+//! | POST   | `/v1/put?name=&media_type=&pin=&rf=&class=` | request body = the file, streamed; answer [`PutView`] |
 //! | GET    | `/v1/get/{cid}`      | the file as [`crate::framed`] frames, verified block by block |
+//!
+//! `class=private` seals the file with a key this node draws at random, `class=shared` with the
+//! key the client sends in `x-warren-key` (its convergent key: the client has the whole file);
+//! the answer's `capability` is then the only way to read it. `GET /v1/get/{cid}` with the key in
+//! `x-warren-key` opens a sealed file; without it, a sealed file comes back as the ciphertext it
+//! is stored as. Keys travel in headers, never in URLs, so they stay out of access logs.
 //! | GET    | `/v1/stat/{cid}`     | [`StatView`]                                           |
 //! | GET    | `/v1/pins`           | `[`[`PinView`]`]`                                     |
 //! | POST   | `/v1/pin/{cid}`      | pins a file whose whole DAG is stored                  |
@@ -20,13 +26,15 @@ use std::sync::Arc;
 use axum::Json;
 use axum::body::{Body, Bytes};
 use axum::extract::{Path, Query, State};
+use axum::http::HeaderMap;
 use axum::http::{StatusCode, header};
 use axum::response::Response;
 use futures::StreamExt;
+use rand::RngCore;
 use serde::Deserialize;
 use tokio::sync::mpsc;
-use warren_protocol::ContentId;
-use warren_storage_mesh::{PutOptions, Store};
+use warren_protocol::{Capability, Class, ContentId, FileKey};
+use warren_storage_mesh::{PutOptions, SealOptions, Store};
 
 use super::types::{GcView, PinView, PutView, StatView};
 use super::{ApiError, AppState};
@@ -38,6 +46,24 @@ const UPLOAD_QUEUE: usize = 16;
 const DOWNLOAD_QUEUE: usize = 4;
 /// Bytes gathered into one DATA frame.
 const FRAME_BYTES: usize = 1 << 20;
+/// Header carrying a sealed file's key (multibase base32, as in a capability).
+pub const KEY_HEADER: &str = "x-warren-key";
+
+/// The key in [`KEY_HEADER`], if any.
+fn key_header(headers: &HeaderMap) -> Result<Option<FileKey>, ApiError> {
+    let Some(value) = headers.get(KEY_HEADER) else {
+        return Ok(None);
+    };
+    let text = value.to_str().map_err(|_| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{KEY_HEADER} is not ASCII"),
+        )
+    })?;
+    FileKey::from_text(text)
+        .map(Some)
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{KEY_HEADER}: {e}")))
+}
 
 fn parse_cid(text: &str) -> Result<ContentId, ApiError> {
     text.parse().map_err(|e| {
@@ -124,14 +150,16 @@ pub(super) struct PutQuery {
     pin: Option<bool>,
     /// Copies to place on other peers; 0 keeps the file local.
     rf: Option<usize>,
+    /// `public` (default), `shared` or `private`.
+    class: Option<String>,
 }
 
 pub(super) async fn put(
     State(s): State<AppState>,
     Query(q): Query<PutQuery>,
+    headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutView>, ApiError> {
-    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);
     let rf = q.rf.unwrap_or(s.mesh.default_rf());
     if rf > warren_storage_mesh::placement::MAX_RF {
         return Err(ApiError(
@@ -142,22 +170,69 @@ pub(super) async fn put(
             ),
         ));
     }
-    let opts = PutOptions {
-        name: q.name,
-        media_type: q.media_type,
-        pin: q.pin.unwrap_or(true),
+    let class = match q.class.as_deref() {
+        None => Class::Public,
+        Some(text) => text
+            .parse::<Class>()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
     };
-    let pinned = opts.pin;
+    let key = match (class, key_header(&headers)?) {
+        (Class::Public, None) => None,
+        (Class::Shared, Some(key)) => Some(key),
+        (Class::Private, None) => {
+            let mut bytes = [0u8; warren_protocol::capability::FILE_KEY_LEN];
+            rand::rngs::OsRng.fill_bytes(&mut bytes);
+            Some(FileKey::from_bytes(bytes))
+        }
+        (Class::Shared, None) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "class shared needs the file's convergent key in {KEY_HEADER} \
+                     (the client computes it from the whole file)"
+                ),
+            ));
+        }
+        (Class::Public | Class::Private, Some(_)) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "{KEY_HEADER} is only for class shared: a public file has no key and a \
+                     private file's key is drawn by the node"
+                ),
+            ));
+        }
+    };
+    let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);
+    let pin = q.pin.unwrap_or(true);
     let store = s.store.clone();
+    let (name, media_type) = (q.name, q.media_type);
+    let sealed_key = key.clone();
     let task = tokio::task::spawn_blocking(move || {
-        store.put(
-            ChannelReader {
-                rx,
-                current: Bytes::new(),
-            },
-            &opts,
-            &|_| {},
-        )
+        let reader = ChannelReader {
+            rx,
+            current: Bytes::new(),
+        };
+        match sealed_key {
+            None => {
+                let opts = PutOptions {
+                    name,
+                    media_type,
+                    pin,
+                };
+                store.put(reader, &opts, &|_| {}).map(|out| (out.size, out))
+            }
+            Some(key) => {
+                let opts = SealOptions {
+                    class,
+                    name,
+                    media_type,
+                };
+                store
+                    .put_sealed(reader, &key, &opts, pin, &|_| {})
+                    .map(|(out, sealed)| (sealed.plain_size, out))
+            }
+        }
     });
     let mut stream = body.into_data_stream();
     while let Some(chunk) = stream.next().await {
@@ -170,7 +245,7 @@ pub(super) async fn put(
         }
     }
     drop(tx);
-    let out = task
+    let (size, out) = task
         .await
         .map_err(|e| {
             ApiError(
@@ -189,30 +264,40 @@ pub(super) async fn put(
     Ok(Json(PutView {
         replication,
         cid: out.cid.to_string(),
-        size: out.size,
+        size,
         blocks: out.blocks,
         stored_bytes: out.stored_bytes,
         new_bytes: out.new_bytes,
-        pinned,
+        pinned: pin,
+        class: class.to_string(),
+        capability: key.map(|key| Capability { cid: out.cid, key }.to_string()),
     }))
 }
 
 pub(super) async fn get(
     State(s): State<AppState>,
     Path(cid): Path<String>,
+    headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&cid)?;
+    let key = key_header(&headers)?;
     // Whatever is not stored here comes from its holders first, verified block by block.
     s.mesh.fetch(cid).await?;
     let manifest = blocking(&s.store, move |st| st.stat(&cid)).await?;
     let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
     let store = s.store.clone();
+    let sealed = key.is_some();
     tokio::task::spawn_blocking(move || {
         let mut w = FrameWriter {
             tx,
             buf: Vec::with_capacity(FRAME_BYTES),
         };
-        let result = store.get(&cid, &mut w, &|_| {});
+        let result = match key {
+            None => store.get(&cid, &mut w, &|_| {}),
+            Some(key) => store
+                .get_sealed(&Capability { cid, key }, &mut w, &|_| {})
+                .map(|opened| opened.size),
+        };
         // Bytes already written were verified; what follows says whether the file is complete.
         let _ = match result {
             Ok(n) => w
@@ -227,9 +312,13 @@ pub(super) async fn get(
     });
     let stream =
         futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, io::Error>)));
-    Response::builder()
-        .header(header::CONTENT_TYPE, "application/vnd.warren.framed")
-        .header("x-warren-size", manifest.size)
+    let mut response =
+        Response::builder().header(header::CONTENT_TYPE, "application/vnd.warren.framed");
+    if !sealed {
+        // A sealed file's plaintext size is known only once it is open.
+        response = response.header("x-warren-size", manifest.size);
+    }
+    response
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
 }
@@ -260,6 +349,7 @@ pub(super) async fn pins(State(s): State<AppState>) -> Result<Json<Vec<PinView>>
                 size: p.size,
                 blocks: p.blocks,
                 stored_bytes: p.stored_bytes,
+                class: p.class.to_string(),
             })
             .collect(),
     ))

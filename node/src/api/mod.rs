@@ -35,6 +35,7 @@ mod files;
 mod reputation;
 mod types;
 
+pub use files::KEY_HEADER;
 pub use types::{
     GcView, PeerInfo, PinView, PutView, RecordView, StatView, StatusInfo, StorageUsage,
 };

@@ -138,6 +138,10 @@ pub struct PutView {
     pub pinned: bool,
     /// Copies placed on other peers (absent with `rf=0`).
     pub replication: Option<crate::mesh::ReplicationReport>,
+    /// `public`, `shared` or `private`.
+    pub class: String,
+    /// For a sealed file, the read capability (`warren:CID#KEY`): the only way to read it.
+    pub capability: Option<String>,
 }
 
 /// One entry of `GET /v1/pins`.
@@ -153,6 +157,9 @@ pub struct PinView {
     pub blocks: u64,
     /// Bytes its blocks take.
     pub stored_bytes: u64,
+    /// `public`, `shared` or `private` (for a sealed file, `size` is the sealed size and `name`
+    /// is absent: both are inside the encryption).
+    pub class: String,
 }
 
 /// `POST /v1/gc`.
