@@ -149,6 +149,16 @@ pub fn ingest(size_mib: u64, seed: u64) -> anyhow::Result<()> {
     Ok(())
 }
 
+/// `warren bench private`: `put --private` against a public put of the same data, side by side
+/// (see `warren_storage_mesh::bench::private`).
+pub fn private(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()> {
+    let dir = std::env::temp_dir().join(format!("warren-bench-private-{}", std::process::id()));
+    let report = warren_storage_mesh::bench::private(&dir, size_mib << 20, seed, rounds);
+    let _ = std::fs::remove_dir_all(&dir);
+    println!("{}", report?);
+    Ok(())
+}
+
 /// Writes the benchmark's mixed data (chunk i text-like for even i, random for odd i, as
 /// `warren_storage_mesh::bench::mixed_data`) to `path`, one chunk at a time.
 fn write_mixed_file(path: &Path, total: u64, seed: u64) -> anyhow::Result<()> {

@@ -154,6 +154,18 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// `put --private` rate next to a public put of the same data (median of alternating rounds).
+    Private {
+        /// MiB of mixed data (half text-like, half random).
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Rounds of each.
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Loopback `get` throughput from 1 and from 3 holders, next to a plain TCP copy.
     Fetch {
         /// MiB per file.
@@ -628,6 +640,14 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
         }
         Command::Bench(BenchCommand::Ingest { size_mib, seed }) => {
             tokio::task::spawn_blocking(move || crate::bench::ingest(size_mib, seed)).await?
+        }
+        Command::Bench(BenchCommand::Private {
+            size_mib,
+            seed,
+            rounds,
+        }) => {
+            tokio::task::spawn_blocking(move || crate::bench::private(size_mib, seed, rounds))
+                .await?
         }
         Command::Bench(BenchCommand::Fetch { size_mib, seed }) => {
             crate::bench::fetch(size_mib, seed).await

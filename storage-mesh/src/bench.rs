@@ -1,4 +1,5 @@
-//! The ingest benchmark behind `warren bench ingest`, and the deterministic test data it uses.
+//! The benchmarks behind `warren bench ingest` and `warren bench private`, and the deterministic
+//! test data they use.
 //!
 //! [`ingest`] generates mixed data (even chunks text-like: words from a fixed list picked by a
 //! seeded generator; odd chunks random), then times, on the same bytes held in memory, (a)
@@ -18,7 +19,7 @@ use std::{
 
 use warren_protocol::{CHUNK_SIZE, Codec, ContentId};
 
-use crate::{Error, PutOptions, Store, chunk};
+use crate::{Class, Error, FileKey, PutOptions, SealOptions, Store, chunk};
 
 /// The figures of one [`ingest`] run.
 #[derive(Clone, Debug, PartialEq)]
@@ -103,6 +104,107 @@ pub fn ingest(dir: &Path, total_bytes: u64, seed: u64) -> Result<IngestReport, E
         ratio: put_mib_s / plain_mib_s,
         stored_bytes: outcome.stored_bytes,
         cid: outcome.cid,
+    })
+}
+
+/// The figures of one [`private`] run: public and private puts of the same data, side by side.
+#[derive(Clone, Debug, PartialEq)]
+pub struct PrivateReport {
+    /// Bytes of input.
+    pub total_bytes: u64,
+    /// Rounds (each one public put and one private put, alternating, each into a fresh store).
+    pub rounds: usize,
+    /// Median seconds of the public puts.
+    pub public_secs: f64,
+    /// Median seconds of the private puts.
+    pub private_secs: f64,
+    /// `public_secs / private_secs`: the private put's rate as a fraction of the public one's.
+    pub ratio: f64,
+    /// Bytes the public file takes in the store.
+    pub public_stored: u64,
+    /// Bytes the sealed file takes in the store.
+    pub private_stored: u64,
+}
+
+impl fmt::Display for PrivateReport {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mib = self.total_bytes as f64 / (1 << 20) as f64;
+        writeln!(
+            f,
+            "put of {mib:.0} MiB mixed data (half text, half random), median of {} alternating rounds",
+            self.rounds
+        )?;
+        writeln!(
+            f,
+            "  public put (brotli, BLAKE3, store):       {:8.1} MiB/s  ({:.2} s, stored {} bytes)",
+            mib / self.public_secs,
+            self.public_secs,
+            self.public_stored
+        )?;
+        writeln!(
+            f,
+            "  private put (+ XChaCha20-Poly1305 STREAM): {:8.1} MiB/s  ({:.2} s, stored {} bytes)",
+            mib / self.private_secs,
+            self.private_secs,
+            self.private_stored
+        )?;
+        write!(
+            f,
+            "  ratio private / public:                  {:8.3}  (goal >= 0.8)",
+            self.ratio
+        )
+    }
+}
+
+/// Puts the same `total_bytes` of mixed data from `seed` `rounds` times as a public file and as a
+/// private one, alternating, each into a fresh store under `dir` (removed again), and compares
+/// the median times. The data is held in memory.
+pub fn private(
+    dir: &Path,
+    total_bytes: u64,
+    seed: u64,
+    rounds: usize,
+) -> Result<PrivateReport, Error> {
+    let data = mixed_data(total_bytes, seed);
+    let key = FileKey::from_bytes([0x5a; 32]);
+    let opts = SealOptions {
+        class: Class::Private,
+        name: Some("bench.bin".into()),
+        media_type: None,
+    };
+    let (mut public, mut private) = (Vec::new(), Vec::new());
+    let (mut public_stored, mut private_stored) = (0, 0);
+    for round in 0..rounds.max(1) {
+        for sealed in [false, true] {
+            let sub = dir.join(format!("round-{round}-{sealed}"));
+            let store = Store::open(&sub, u64::MAX)?;
+            let start = Instant::now();
+            if sealed {
+                let (out, _) = store.put_sealed(data.as_slice(), &key, &opts, true, &|_| {})?;
+                private.push(start.elapsed().as_secs_f64());
+                private_stored = out.stored_bytes;
+            } else {
+                let out = store.put(data.as_slice(), &PutOptions::default(), &|_| {})?;
+                public.push(start.elapsed().as_secs_f64());
+                public_stored = out.stored_bytes;
+            }
+            drop(store);
+            let _ = std::fs::remove_dir_all(&sub);
+        }
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let (public_secs, private_secs) = (median(&mut public), median(&mut private));
+    Ok(PrivateReport {
+        total_bytes,
+        rounds: rounds.max(1),
+        public_secs,
+        private_secs,
+        ratio: public_secs / private_secs,
+        public_stored,
+        private_stored,
     })
 }
 
@@ -330,6 +432,19 @@ mod tests {
         assert!((report.ratio - report.put_mib_s / report.plain_mib_s).abs() < 1e-9);
         assert!(report.to_string().contains("ratio put / plain"));
         assert!(report.stored_bytes < report.total_bytes);
+    }
+
+    #[test]
+    fn small_private_bench_reports_consistent_figures() {
+        let dir = tempfile::tempdir().unwrap();
+        let report = private(dir.path(), 3 * CHUNK_SIZE as u64 + 9, 1, 1).unwrap();
+        assert!(report.public_secs > 0.0 && report.private_secs > 0.0);
+        assert!((report.ratio - report.public_secs / report.private_secs).abs() < 1e-9);
+        // Sealed: compressed, padded, with tags; never much more than the public blocks.
+        assert!(
+            report.private_stored > 0 && report.private_stored < report.public_stored * 12 / 10
+        );
+        assert!(report.to_string().contains("ratio private / public"));
     }
 
     /// The figures for the note: `cargo test --release -p warren-storage-mesh bench --
