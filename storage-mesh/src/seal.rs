@@ -316,6 +316,24 @@ pub fn seal<R: Read + Send, W: Write>(
     })
 }
 
+/// Seals `inner` as given, without checking or padding it: for fuzzing and tests of the opener,
+/// which must refuse any malformed inner stream that arrives properly encrypted.
+pub fn seal_inner(key: &FileKey, inner: &[u8]) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    let mut sealer = Sealer {
+        keys: Keys::derive(key),
+        out: &mut out,
+        pending: Vec::new(),
+        index: 0,
+        inner_len: 0,
+        written: 0,
+    };
+    sealer.push(inner)?;
+    let last = std::mem::take(&mut sealer.pending);
+    sealer.seal(last, true)?;
+    Ok(out)
+}
+
 /// Messages to the frame writer.
 enum Compressed {
     Chunk {
@@ -1073,6 +1091,77 @@ mod tests {
         let (plain, opened) = open_bytes(&k1, &s1).unwrap();
         assert!(plain == data);
         assert_eq!(opened.class, Class::Shared);
+    }
+
+    #[test]
+    fn malformed_inner_streams_are_refused_even_when_encrypted() {
+        let k = key(11);
+        let good_header = [1u8, 2, 0, 0, 0];
+        let frame = |raw: u32, block: &[u8]| {
+            let mut f = raw.to_be_bytes().to_vec();
+            f.extend_from_slice(&(block.len() as u32).to_be_bytes());
+            f.extend_from_slice(block);
+            f
+        };
+        let end = [0u8; 8];
+        let cases: Vec<(&str, Vec<u8>, &str)> = vec![
+            (
+                "version",
+                [&[2u8, 2, 0, 0, 0][..], &end, &[0; 8]].concat(),
+                "version 2",
+            ),
+            (
+                "class",
+                [&[1u8, 0, 0, 0, 0][..], &end, &[0; 8]].concat(),
+                "class byte 0",
+            ),
+            (
+                "no end",
+                [&good_header[..], &frame(1, &[0, 7])].concat(),
+                "ends inside",
+            ),
+            (
+                "trailer",
+                [
+                    &good_header[..],
+                    &frame(1, &[0, 7]),
+                    &end,
+                    &5u64.to_be_bytes(),
+                ]
+                .concat(),
+                "trailer says 5",
+            ),
+            (
+                "padding",
+                [&good_header[..], &end, &[0; 8], &[1]].concat(),
+                "padding is not zero",
+            ),
+            (
+                "not padded",
+                [&good_header[..], &end, &[0; 8], &[0; 40]].concat(),
+                "pads to",
+            ),
+            (
+                "raw_len",
+                [&good_header[..], &frame(3, &[0, 7])].concat(),
+                "raw payload",
+            ),
+            (
+                "short then more",
+                [&good_header[..], &frame(1, &[0, 7]), &frame(1, &[0, 7])].concat(),
+                "follows a short chunk",
+            ),
+            (
+                "huge frame",
+                [&good_header[..], &frame(u32::MAX, &[0])].concat(),
+                "out of bounds",
+            ),
+        ];
+        for (what, inner, want) in cases {
+            let sealed = seal_inner(&k, &inner).unwrap();
+            let e = open_bytes(&k, &sealed).unwrap_err().to_string();
+            assert!(e.contains(want), "{what}: {e}");
+        }
     }
 
     #[test]
