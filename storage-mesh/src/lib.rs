@@ -38,6 +38,7 @@ mod error;
 mod gc;
 pub mod hot;
 mod ingest;
+mod open;
 pub mod placement;
 pub mod proof;
 mod read;

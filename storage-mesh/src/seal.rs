@@ -41,9 +41,10 @@ use std::{
     thread,
 };
 
-use chacha20poly1305::{AeadInPlace, KeyInit, Tag, XChaCha20Poly1305, XNonce};
-use warren_protocol::{CHUNK_SIZE, Capability, Class, ContentId, FileKey, Manifest};
+use chacha20poly1305::{AeadInPlace, KeyInit, XChaCha20Poly1305, XNonce};
+use warren_protocol::{CHUNK_SIZE, Capability, Class, FileKey, Manifest};
 
+pub use crate::open::{Opened, Opener};
 use crate::{Error, PutOptions, PutOutcome, Store, chunk, ingest};
 
 /// Version byte of the inner stream's header.
@@ -63,7 +64,7 @@ pub const NONCE_PREFIX_CONTEXT: &str = "warren private-data v1 nonce prefix";
 /// BLAKE3 `derive_key` context of the key of [`convergent_key`]'s keyed hash.
 pub const CONVERGENCE_CONTEXT: &str = "warren shared-data v1 convergent key";
 /// Bytes of a frame header (raw_len u32, block_len u32) and of the end marker.
-const FRAME_HEADER: usize = 8;
+pub(crate) const FRAME_HEADER: usize = 8;
 /// Sealed-stream bytes handed to the writer at once.
 const OUT_CHUNK: usize = CHUNK_SIZE;
 
@@ -85,19 +86,6 @@ pub struct SealOutcome {
     pub plain_size: u64,
     /// Sealed bytes written (the stored file's size).
     pub sealed_size: u64,
-}
-
-/// What an opened file said about itself.
-#[derive(Clone, Debug, PartialEq, Eq)]
-pub struct Opened {
-    /// Its class.
-    pub class: Class,
-    /// Its name.
-    pub name: Option<String>,
-    /// Its media type.
-    pub media_type: Option<String>,
-    /// Plaintext bytes written.
-    pub size: u64,
 }
 
 /// Padmé (Nikitin et al., "Reducing metadata leakage from encrypted files and communication
@@ -157,13 +145,13 @@ pub fn convergent_key(
 }
 
 /// The per-file cipher and nonce prefix.
-struct Keys {
-    cipher: XChaCha20Poly1305,
+pub(crate) struct Keys {
+    pub(crate) cipher: XChaCha20Poly1305,
     prefix: [u8; NONCE_PREFIX_LEN],
 }
 
 impl Keys {
-    fn derive(key: &FileKey) -> Self {
+    pub(crate) fn derive(key: &FileKey) -> Self {
         let cipher_key = blake3::derive_key(CIPHER_KEY_CONTEXT, key.as_bytes());
         let prefix_full = blake3::derive_key(NONCE_PREFIX_CONTEXT, key.as_bytes());
         let mut prefix = [0u8; NONCE_PREFIX_LEN];
@@ -174,7 +162,7 @@ impl Keys {
         }
     }
 
-    fn nonce(&self, index: u32, last: bool) -> XNonce {
+    pub(crate) fn nonce(&self, index: u32, last: bool) -> XNonce {
         let mut n = [0u8; 24];
         n[..NONCE_PREFIX_LEN].copy_from_slice(&self.prefix);
         n[NONCE_PREFIX_LEN..NONCE_PREFIX_LEN + 4].copy_from_slice(&index.to_be_bytes());
@@ -437,306 +425,6 @@ fn write_frames<W: Write>(
     Err(Error::Pipeline("a chunk was lost while sealing"))
 }
 
-/// Where the inner-stream parser is.
-#[derive(Debug)]
-enum Part {
-    Header,
-    Frames { last_was_short: bool },
-    Trailer,
-    Padding,
-}
-
-/// Opens a sealed stream written to it, writing the plaintext to `out`. Feed it the sealed file's
-/// bytes in order (any pieces), then call [`finish`](Opener::finish).
-pub struct Opener<W: Write> {
-    cid: ContentId,
-    keys: Keys,
-    out: W,
-    /// Sealed bytes the stored file has in all (its manifest's size).
-    sealed_len: u64,
-    /// Segments in the sealed stream.
-    segments: u64,
-    /// Sealed bytes of the current segment not yet opened.
-    sealed: Vec<u8>,
-    /// Index of the current segment.
-    index: u64,
-    /// Opened inner-stream bytes not yet parsed.
-    inner: Vec<u8>,
-    /// Inner-stream bytes parsed (and dropped from `inner`).
-    consumed: u64,
-    part: Part,
-    header: Option<(Class, Option<String>, Option<String>)>,
-    size: u64,
-    /// The first error, kept so that `finish` reports it rather than an I/O wrapper.
-    failed: Option<Error>,
-}
-
-impl<W: Write> Opener<W> {
-    /// An opener for the sealed file `cid` of `sealed_len` bytes.
-    pub fn new(cid: ContentId, key: &FileKey, sealed_len: u64, out: W) -> Result<Self, Error> {
-        let segments = sealed_len.div_ceil(CHUNK_SIZE as u64);
-        let last = sealed_len.saturating_sub(segments.saturating_sub(1) * CHUNK_SIZE as u64);
-        if segments == 0 || last <= TAG_LEN as u64 || segments > u64::from(u32::MAX) + 1 {
-            return Err(Error::Open {
-                cid,
-                reason: format!("{sealed_len} bytes is not the length of a sealed stream"),
-            });
-        }
-        Ok(Self {
-            cid,
-            keys: Keys::derive(key),
-            out,
-            sealed_len,
-            segments,
-            sealed: Vec::with_capacity(CHUNK_SIZE),
-            index: 0,
-            inner: Vec::with_capacity(2 * CHUNK_SIZE),
-            consumed: 0,
-            part: Part::Header,
-            header: None,
-            size: 0,
-            failed: None,
-        })
-    }
-
-    fn fail(&self, reason: impl Into<String>) -> Error {
-        Error::Open {
-            cid: self.cid,
-            reason: reason.into(),
-        }
-    }
-
-    fn segment_len(&self) -> usize {
-        if self.index + 1 < self.segments {
-            CHUNK_SIZE
-        } else {
-            (self.sealed_len - self.index * CHUNK_SIZE as u64) as usize
-        }
-    }
-
-    fn take(&mut self, mut bytes: &[u8]) -> Result<(), Error> {
-        while !bytes.is_empty() {
-            if self.index >= self.segments {
-                return Err(self.fail("more bytes than the manifest says"));
-            }
-            let want = self.segment_len() - self.sealed.len();
-            let n = want.min(bytes.len());
-            self.sealed.extend_from_slice(&bytes[..n]);
-            bytes = &bytes[n..];
-            if self.sealed.len() == self.segment_len() {
-                self.open_segment()?;
-            }
-        }
-        Ok(())
-    }
-
-    fn open_segment(&mut self) -> Result<(), Error> {
-        let last = self.index + 1 == self.segments;
-        let mut segment = std::mem::take(&mut self.sealed);
-        let body_len = segment.len() - TAG_LEN;
-        let tag = Tag::clone_from_slice(&segment[body_len..]);
-        segment.truncate(body_len);
-        // The index fits: `new` refuses more than 2^32 segments.
-        let nonce = self.keys.nonce(self.index as u32, last);
-        if self
-            .keys
-            .cipher
-            .decrypt_in_place_detached(&nonce, SEGMENT_AD, &mut segment, &tag)
-            .is_err()
-        {
-            let why = if self.index == 0 {
-                "wrong key, or the data was altered"
-            } else {
-                "the data was altered, reordered or cut short"
-            };
-            return Err(self.fail(format!(
-                "segment {} of {} failed authentication ({why})",
-                self.index, self.segments
-            )));
-        }
-        self.inner.extend_from_slice(&segment);
-        self.sealed = segment;
-        self.sealed.clear();
-        self.index += 1;
-        self.parse()
-    }
-
-    /// Parses what it can of `inner`, writing decoded chunks out.
-    fn parse(&mut self) -> Result<(), Error> {
-        let mut at = 0;
-        loop {
-            let avail = &self.inner[at..];
-            match self.part {
-                Part::Header => {
-                    if avail.len() < 4 {
-                        break;
-                    }
-                    if avail[0] != SEAL_VERSION {
-                        return Err(self.fail(format!(
-                            "sealed format version {} is not supported (this build reads {SEAL_VERSION})",
-                            avail[0]
-                        )));
-                    }
-                    let class = match Class::from_byte(avail[1]) {
-                        Some(c) if c.is_encrypted() => c,
-                        _ => return Err(self.fail(format!("class byte {} is invalid", avail[1]))),
-                    };
-                    let name_len = usize::from(u16::from_be_bytes([avail[2], avail[3]]));
-                    if avail.len() < 5 + name_len {
-                        break;
-                    }
-                    let media_len = usize::from(avail[4 + name_len]);
-                    let len = 5 + name_len + media_len;
-                    if avail.len() < len {
-                        break;
-                    }
-                    let text = |b: &[u8], what: &str| -> Result<Option<String>, Error> {
-                        if b.is_empty() {
-                            return Ok(None);
-                        }
-                        String::from_utf8(b.to_vec())
-                            .map(Some)
-                            .map_err(|_| self.fail(format!("the {what} is not UTF-8")))
-                    };
-                    let name = text(&avail[4..4 + name_len], "name")?;
-                    let media = text(&avail[5 + name_len..len], "media type")?;
-                    Manifest::empty(name.clone(), media.clone())
-                        .validate()
-                        .map_err(|e| self.fail(format!("header: {e}")))?;
-                    self.header = Some((class, name, media));
-                    at += len;
-                    self.part = Part::Frames {
-                        last_was_short: false,
-                    };
-                }
-                Part::Frames { last_was_short } => {
-                    if avail.len() < FRAME_HEADER {
-                        break;
-                    }
-                    let raw_len = u32::from_be_bytes([avail[0], avail[1], avail[2], avail[3]]);
-                    let block_len = u32::from_be_bytes([avail[4], avail[5], avail[6], avail[7]]);
-                    let (raw_len, block_len) = (raw_len as usize, block_len as usize);
-                    if raw_len == 0 && block_len == 0 {
-                        at += FRAME_HEADER;
-                        self.part = Part::Trailer;
-                        continue;
-                    }
-                    if last_was_short {
-                        return Err(self.fail("a chunk follows a short chunk"));
-                    }
-                    if raw_len == 0
-                        || raw_len > CHUNK_SIZE
-                        || block_len == 0
-                        || block_len > chunk::MAX_BLOCK_SIZE
-                    {
-                        return Err(self.fail(format!(
-                            "frame of {raw_len} bytes in a {block_len}-byte block is out of bounds"
-                        )));
-                    }
-                    if avail.len() < FRAME_HEADER + block_len {
-                        break;
-                    }
-                    let block = &avail[FRAME_HEADER..FRAME_HEADER + block_len];
-                    let mut chunk = Vec::with_capacity(raw_len);
-                    chunk::decode_block(&self.cid, block, raw_len, &mut chunk).map_err(|e| {
-                        self.fail(format!("chunk {}: {e}", self.size / CHUNK_SIZE as u64))
-                    })?;
-                    self.out.write_all(&chunk).map_err(Error::Write)?;
-                    self.size += raw_len as u64;
-                    at += FRAME_HEADER + block_len;
-                    self.part = Part::Frames {
-                        last_was_short: raw_len < CHUNK_SIZE,
-                    };
-                }
-                Part::Trailer => {
-                    if avail.len() < 8 {
-                        break;
-                    }
-                    let mut b = [0u8; 8];
-                    b.copy_from_slice(&avail[..8]);
-                    let said = u64::from_be_bytes(b);
-                    if said != self.size {
-                        return Err(self.fail(format!(
-                            "the trailer says {said} bytes, the chunks hold {}",
-                            self.size
-                        )));
-                    }
-                    at += 8;
-                    self.part = Part::Padding;
-                    let unpadded = self.consumed + at as u64;
-                    let expected = sealed_len(padme(unpadded));
-                    if expected != self.sealed_len {
-                        return Err(self.fail(format!(
-                            "{} sealed bytes, but the content pads to {expected}",
-                            self.sealed_len
-                        )));
-                    }
-                }
-                Part::Padding => {
-                    if avail.iter().any(|&b| b != 0) {
-                        return Err(self.fail("padding is not zero"));
-                    }
-                    at += avail.len();
-                    break;
-                }
-            }
-        }
-        self.inner.drain(..at);
-        self.consumed += at as u64;
-        Ok(())
-    }
-
-    /// Checks that the whole stream was there and well formed; returns what the file said about
-    /// itself.
-    pub fn finish(mut self) -> Result<Opened, Error> {
-        if let Some(e) = self.failed.take() {
-            return Err(e);
-        }
-        if self.index < self.segments {
-            return Err(self.fail(format!(
-                "cut short: {} of {} segments",
-                self.index, self.segments
-            )));
-        }
-        if !matches!(self.part, Part::Padding) {
-            return Err(self.fail(format!("the stream ends inside its {:?}", self.part)));
-        }
-        self.out.flush().map_err(Error::Write)?;
-        let (class, name, media_type) = self.header.take().ok_or_else(|| self.fail("no header"))?;
-        Ok(Opened {
-            class,
-            name,
-            media_type,
-            size: self.size,
-        })
-    }
-
-    /// The error that stopped the opener, if any (a [`Write`] error only says it stopped).
-    pub fn take_error(&mut self) -> Option<Error> {
-        self.failed.take()
-    }
-}
-
-impl<W: Write> Write for Opener<W> {
-    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
-        if self.failed.is_some() {
-            return Err(io::Error::other("the sealed stream already failed"));
-        }
-        match self.take(buf) {
-            Ok(()) => Ok(buf.len()),
-            Err(e) => {
-                let msg = e.to_string();
-                self.failed = Some(e);
-                Err(io::Error::new(io::ErrorKind::InvalidData, msg))
-            }
-        }
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        Ok(())
-    }
-}
-
 /// A [`Write`] into a bounded channel of 1 MiB pieces, and the [`Read`] at its other end: the
 /// sealer writes into one on its thread while the put pipeline reads the other.
 pub(crate) fn pipe(depth: usize) -> (PipeWriter, PipeReader) {
@@ -887,7 +575,7 @@ impl Store {
 
 #[cfg(test)]
 mod tests {
-    use warren_protocol::{Codec, ManifestEntry};
+    use warren_protocol::{Codec, ContentId, ManifestEntry};
 
     use super::*;
     use crate::{
