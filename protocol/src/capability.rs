@@ -188,7 +188,12 @@ impl FromStr for Capability {
         let (cid, key) = rest
             .split_once('#')
             .ok_or_else(|| bad("no `#` before the key"))?;
-        let cid: ContentId = cid.parse().map_err(|e| bad(&format!("the id: {e}")))?;
+        let text = cid;
+        let cid: ContentId = text.parse().map_err(|e| bad(&format!("the id: {e}")))?;
+        // One text per capability: the id in its canonical form (base32 lower case), too.
+        if cid.to_string() != text {
+            return Err(bad(&format!("the id is not written canonically (as {cid})")));
+        }
         let key = FileKey::from_text(key).map_err(|e| match e {
             Error::InvalidCapability { reason, .. } => bad(&reason),
             other => other,
@@ -248,6 +253,10 @@ mod tests {
             (format!("{head}#{key}aaaaaaaa"), "bytes"),
             (format!("warren:bafkqaaa#{key}"), "the id"),
             (format!("{head}#z{}", &key[1..]), "prefix `b`"),
+            (
+                format!("warren:{}#{key}", head["warren:".len()..].to_uppercase()),
+                "canonical",
+            ),
         ];
         for (text, want) in cases {
             let err = text.parse::<Capability>().unwrap_err().to_string();
