@@ -211,6 +211,13 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
     // The table survives a restart (redb): stop the others so nothing new arrives, then restart
     // node 0 on its data directory and compare.
     drop(procs.split_off(1));
+    wait_for(Duration::from_secs(30), "node 0 alone", || {
+        let peers = cli_json(BIN, &nodes[0].0, &["peers"]).ok()?;
+        peers.as_array()?.is_empty().then_some(())
+    })
+    .unwrap();
+    // Let an audit that was under way when the others went away finish.
+    std::thread::sleep(Duration::from_secs(1));
     let before = cli_json(BIN, &nodes[0].0, &["reputation"]).unwrap();
     procs.pop().unwrap().stop().unwrap();
     assert!(nodes[0].0.join("reputation.redb").exists());
@@ -239,10 +246,12 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
         after.keys().collect::<Vec<_>>()
     );
     for (peer, b) in &before {
-        // Same verdicts; the numbers differ only by seconds of decay (24 h half-life).
+        // The stored evidence is the same but for seconds of decay (24 h half-life). The totals
+        // may move a little: trust is not stored but recomputed at load (it was up to 10 s old
+        // before), which changes how much each reporter's evidence weighs; the verdicts stay.
         let a = &after[peer];
         assert_eq!(b.0, a.0, "{peer}: {b:?} / {a:?}");
-        assert!((b.1 - a.1).abs() < 1e-3, "{peer}: {b:?} / {a:?}");
+        assert!((b.1 - a.1).abs() < 0.05, "{peer}: {b:?} / {a:?}");
         assert!(
             (b.2 - a.2).abs() <= 1e-3 * b.2.max(1.0),
             "{peer}: {b:?} / {a:?}"
