@@ -14,7 +14,7 @@ use warren_protocol::{Capability, Class, Role};
 
 use crate::api::{GcView, PeerInfo, PinView, RecordView, StatView, StatusInfo};
 use crate::client::ApiClient;
-use crate::config::{self, Config, KadMode, LogFormat};
+use crate::config::{self, Config, FaultInject, KadMode, LogFormat};
 
 /// warren: one peer of a self-healing storage and inference mesh.
 #[derive(Debug, Parser)]
@@ -230,6 +230,9 @@ pub struct StartArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
+    /// FOR TESTS ONLY: simulate a fault (corrupt-audits: answer every storage audit wrongly).
+    #[arg(long, value_enum, value_name = "FAULT")]
+    pub fault_inject: Option<FaultInject>,
 }
 
 /// Flags of `warren devnet`.
@@ -281,6 +284,9 @@ impl StartArgs {
         }
         if let Some(f) = self.log_format {
             config.log_format = f;
+        }
+        if let Some(f) = self.fault_inject {
+            config.mesh.fault_inject = f;
         }
         config
     }

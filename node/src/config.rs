@@ -69,6 +69,20 @@ pub struct ComputeConfig {
     pub models: Vec<String>,
 }
 
+/// A fault a node can be told to simulate, **for tests only**: how the mesh and the reputation
+/// system treat a peer that misbehaves persistently. A real node never sets one.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize, clap::ValueEnum)]
+#[serde(rename_all = "kebab-case")]
+pub enum FaultInject {
+    /// No fault (the default).
+    #[default]
+    None,
+    /// A faulty disk: blocks are stored and served as usual, but every proof-of-storage answer
+    /// carries an altered tag, so every audit of this node fails, however often its blocks are
+    /// refilled.
+    CorruptAudits,
+}
+
 /// Timers of the storage mesh's background work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -79,6 +93,8 @@ pub struct MeshConfig {
     pub repair_every_ms: u64,
     /// Milliseconds between two proof-of-storage audits this node runs.
     pub audit_every_ms: u64,
+    /// Simulated fault, for tests only (`--fault-inject`); `none` on every real node.
+    pub fault_inject: FaultInject,
 }
 
 impl Default for MeshConfig {
@@ -87,6 +103,7 @@ impl Default for MeshConfig {
             rf: 3,
             repair_every_ms: 5_000,
             audit_every_ms: 4_000,
+            fault_inject: FaultInject::None,
         }
     }
 }
@@ -289,6 +306,14 @@ mod tests {
                 .to_string()
                 .contains("/p2p/PEER_ID")
         );
+    }
+
+    #[test]
+    fn fault_injection_is_off_unless_asked_for() {
+        assert_eq!(Config::default().mesh.fault_inject, FaultInject::None);
+        let c: Config = toml::from_str("[mesh]\nfault_inject = \"corrupt-audits\"\n").unwrap();
+        assert_eq!(c.mesh.fault_inject, FaultInject::CorruptAudits);
+        assert!(toml::from_str::<Config>("[mesh]\nfault_inject = \"melt\"\n").is_err());
     }
 
     #[test]

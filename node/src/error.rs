@@ -56,6 +56,15 @@ pub enum NodeError {
     /// The block store failed.
     #[error(transparent)]
     Storage(#[from] warren_storage_mesh::Error),
+    /// A node database (redb) failed.
+    #[error("{path}: {source}")]
+    Database {
+        /// The database file.
+        path: PathBuf,
+        /// The cause.
+        #[source]
+        source: Box<redb::Error>,
+    },
     /// The local control API could not be reached or refused the call.
     #[error("control API: {0}")]
     Api(String),

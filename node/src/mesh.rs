@@ -29,14 +29,15 @@ use warren_protocol::block_transfer::{
     BlockRequest, Request, Response, StoreRequest, StoreResponse,
 };
 use warren_protocol::observation::Kind;
+use warren_protocol::reputation::{FLOOR, NEUTRAL_SCORE, Rate, RateLimit};
 use warren_protocol::{ContentId, Observation, REPUTATION_TOPIC, Reputation};
 use warren_storage_mesh::hot::{HotConfig, HotTracker};
-use warren_storage_mesh::placement::{Candidate, PlacementPolicy, place};
+use warren_storage_mesh::placement::{Candidate, PlacementPolicy, fetch_order, place};
 use warren_storage_mesh::proof::{self, Challenge, Proof};
 use warren_storage_mesh::repair::{RepairConfig, RepairInput, Repairer};
 use warren_storage_mesh::{Error as StoreError, Store};
 
-use crate::config::MeshConfig;
+use crate::config::{FaultInject, MeshConfig};
 use crate::error::NodeError;
 use crate::network::Client;
 
@@ -115,6 +116,9 @@ pub struct Mesh {
     key: Keypair,
     /// Local scores; audits feed it first-hand.
     reputation: Arc<Mutex<Reputation>>,
+    /// This node's own observations published per window: kept under the limit the others
+    /// enforce, so they never drop (or penalise) what it says.
+    publish_rate: Mutex<RateLimit>,
 }
 
 impl Mesh {
@@ -147,6 +151,7 @@ impl Mesh {
             config,
             key,
             reputation,
+            publish_rate: Mutex::new(RateLimit::default()),
         })
     }
 
@@ -334,25 +339,42 @@ impl Mesh {
         }
     }
 
+    /// `holders` of `cid` in the order to ask them: best reputation first, below-floor holders
+    /// last ([`fetch_order`]).
+    fn fetch_order(&self, cid: &ContentId, holders: &[PeerId]) -> Vec<PeerId> {
+        let now = now_ms();
+        let scored: Vec<(PeerId, Option<f64>)> = match self.reputation.lock() {
+            Ok(rep) => holders
+                .iter()
+                .map(|p| {
+                    let score = rep
+                        .score(p, now)
+                        .map(|s| if s.is_below_floor() { 0.0 } else { s.total });
+                    (*p, score)
+                })
+                .collect(),
+            Err(_) => holders.iter().map(|p| (*p, None)).collect(),
+        };
+        fetch_order(&cid.hash(), &scored, FLOOR, NEUTRAL_SCORE)
+    }
+
     /// Fetches one block from whichever holder answers with bytes that match its id: first the
-    /// session's holders, then those the DHT names.
+    /// session's holders, then those the DHT names, each in [`Self::fetch_order`].
     async fn fetch_block(
         &self,
         cid: ContentId,
         session: &Mutex<Vec<PeerId>>,
     ) -> Result<(), NodeError> {
         let known: Vec<PeerId> = session.lock().map(|s| s.clone()).unwrap_or_default();
-        let offset = (cid.hash()[0] as usize) % known.len().max(1);
-        for peer in known.iter().cycle().skip(offset).take(known.len()) {
-            if self.try_fetch(cid, *peer).await.is_ok() {
+        for peer in self.fetch_order(&cid, &known) {
+            if self.try_fetch(cid, peer).await.is_ok() {
                 return Ok(());
             }
         }
         let (me, _) = self.client.candidates().await?;
         let mut providers = self.client.providers(cid).await?;
         providers.retain(|p| *p != me && !known.contains(p));
-        let start = (cid.hash()[0] as usize) % providers.len().max(1);
-        providers.rotate_left(start);
+        let providers = self.fetch_order(&cid, &providers);
         let mut last = format!("no holder of block {cid} found in the DHT");
         for peer in providers {
             match self.try_fetch(cid, peer).await {
@@ -567,6 +589,15 @@ impl Mesh {
         if let Ok(mut rep) = self.reputation.lock() {
             rep.observe_first_hand(&obs, time_ms);
         }
+        let me = obs.observer;
+        let allowed = self
+            .publish_rate
+            .lock()
+            .is_ok_and(|mut r| r.check(&me, time_ms) == Rate::Allowed);
+        if !allowed {
+            debug!(%subject, "observation counted here but not published: over the rate limit");
+            return;
+        }
         match obs.sign(&self.key).and_then(|signed| signed.encode()) {
             Ok(bytes) => {
                 let _ = self.client.publish(REPUTATION_TOPIC, bytes).await;
@@ -633,12 +664,14 @@ impl Mesh {
 }
 
 /// Answers one inbound block request from `peer` against the local store. Returns the answer
-/// and, for a stored replica, the block to announce as provided.
+/// and, for a stored replica, the block to announce as provided. `fault` is
+/// [`FaultInject::None`] except in tests that simulate a faulty node.
 pub fn serve(
     store: &Store,
     peer: &PeerId,
     request: Request,
     now_secs: u64,
+    fault: FaultInject,
 ) -> (Response, Option<ContentId>) {
     match request {
         Request::Get(BlockRequest { block }) => match store.get_block(&block) {
@@ -683,13 +716,22 @@ pub fn serve(
                 Ok(data) => {
                     let challenge = Challenge::from_request(&req);
                     match proof::prove(&data, &challenge) {
-                        Ok(p) => (
-                            Response::Proof(warren_protocol::block_transfer::AuditResponse {
-                                block,
-                                proof: p.to_bytes(),
-                            }),
-                            None,
-                        ),
+                        Ok(p) => {
+                            let mut proof = p.to_bytes();
+                            if fault == FaultInject::CorruptAudits
+                                && let Some(b) = proof.first_mut()
+                            {
+                                // A faulty disk: the tag no longer matches the slice.
+                                *b ^= 0xff;
+                            }
+                            (
+                                Response::Proof(warren_protocol::block_transfer::AuditResponse {
+                                    block,
+                                    proof,
+                                }),
+                                None,
+                            )
+                        }
                         Err(e) => (
                             Response::Failed {
                                 reason: e.to_string().chars().take(200).collect(),

@@ -32,6 +32,7 @@ use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, pi
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self, provider_key};
+use warren_protocol::reputation::{Rate, RateLimit};
 use warren_protocol::{
     ContentId, NodeRecord, REPUTATION_TOPIC, Reputation, SignedNodeRecord, SignedObservation,
 };
@@ -41,9 +42,10 @@ use warren_storage_mesh::placement::Candidate;
 
 use crate::api::{PeerInfo, RecordView, StatusInfo};
 use crate::blocks;
-use crate::config::{Config, KadMode};
+use crate::config::{Config, FaultInject, KadMode};
 use crate::envelope;
 use crate::error::NodeError;
+use crate::gossip;
 use crate::record::RecordBuilder;
 use crate::service;
 
@@ -286,15 +288,12 @@ pub fn build(
                         ..MemoryStoreConfig::default()
                     },
                 );
-                let gossip_cfg = gossipsub::ConfigBuilder::default()
-                    .validation_mode(gossipsub::ValidationMode::Strict)
-                    .validate_messages()
-                    .max_transmit_size(2 * warren_protocol::MAX_RECORD_SIZE)
-                    .build()?;
-                let gossipsub = gossipsub::Behaviour::new(
+                let mut gossipsub = gossipsub::Behaviour::new(
                     MessageAuthenticity::Signed(key.clone()),
-                    gossip_cfg,
+                    gossip::config(2 * warren_protocol::MAX_RECORD_SIZE)?,
                 )?;
+                let (params, thresholds) = gossip::score_params(&[NODES_TOPIC, REPUTATION_TOPIC]);
+                gossipsub.with_peer_score(params, thresholds)?;
                 let mdns = if mdns_on {
                     Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
                 } else {
@@ -376,10 +375,12 @@ pub fn build(
         store,
         hot,
         reputation,
+        observation_rate: RateLimit::default(),
         pending_blocks: HashMap::new(),
         pending_providers: HashMap::new(),
         records,
         max_peers: config.max_peers,
+        fault: config.mesh.fault_inject,
         listeners_expected: config.listen.len(),
         listeners_ready: 0,
         ready: None,
@@ -407,6 +408,8 @@ pub struct EventLoop {
     hot: Arc<std::sync::Mutex<HotTracker>>,
     /// Local scores of other peers, fed by gossiped observations.
     reputation: Arc<std::sync::Mutex<Reputation>>,
+    /// Observations accepted per observer and window (spam limit on `warren/reputation/1`).
+    observation_rate: RateLimit,
     pending_blocks: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<block_transfer::Response, String>>,
@@ -414,6 +417,8 @@ pub struct EventLoop {
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     records: RecordBuilder,
     max_peers: usize,
+    /// Simulated fault (tests only).
+    fault: FaultInject,
     listeners_expected: usize,
     listeners_ready: usize,
     ready: Option<oneshot::Sender<()>>,
@@ -524,10 +529,31 @@ impl EventLoop {
         self.next_publish = Instant::now() + ttl / 2;
     }
 
+    /// Feeds every connected peer's warren score to gossipsub as its application score.
+    fn update_application_scores(&mut self) {
+        let now_ms = unix_now_ms();
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        let scores: Vec<(PeerId, f64)> = match self.reputation.lock() {
+            Ok(rep) => peers
+                .into_iter()
+                .map(|p| {
+                    let s = rep.score(&p, now_ms).map(|s| s.application_score());
+                    (p, s.unwrap_or(0.0))
+                })
+                .collect(),
+            Err(_) => return,
+        };
+        let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
+        for (peer, score) in scores {
+            gossipsub.set_application_score(&peer, score);
+        }
+    }
+
     fn on_tick(&mut self) {
         if self.listeners_ready == 0 {
             return;
         }
+        self.update_application_scores();
         let connected = self.swarm.connected_peers().count();
         if Instant::now() >= self.next_publish
             || (!self.published_to_network && connected > 0 && self.publish_query.is_none())
@@ -701,8 +727,9 @@ impl EventLoop {
         }
         let store = self.store.clone();
         let tx = self.self_tx.clone();
+        let fault = self.fault;
         tokio::task::spawn_blocking(move || {
-            let (response, provide) = crate::mesh::serve(&store, &peer, request, unix_now());
+            let (response, provide) = crate::mesh::serve(&store, &peer, request, unix_now(), fault);
             let _ = tx.blocking_send(Command::Respond {
                 channel,
                 response,
@@ -923,6 +950,20 @@ impl EventLoop {
                     Some(source) if message.topic == IdentTopic::new(REPUTATION_TOPIC).hash() => {
                         let now_ms = unix_now().saturating_mul(1000);
                         match SignedObservation::decode_verified(&message.data, now_ms) {
+                            Ok(obs)
+                                if obs.observer == source
+                                    && self.observation_rate.check(&source, now_ms)
+                                        == Rate::Limited =>
+                            {
+                                // Over its allowance: spam from the observer itself is penalised;
+                                // a forwarder may just count in a slightly different window.
+                                debug!(peer = %propagation_source, origin = %source, "observation over the rate limit");
+                                if propagation_source == source {
+                                    MessageAcceptance::Reject
+                                } else {
+                                    MessageAcceptance::Ignore
+                                }
+                            }
                             Ok(obs) if obs.observer == source => {
                                 // Forwarded even when its observer has no standing here: other
                                 // peers may trust it.

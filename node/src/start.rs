@@ -21,12 +21,13 @@ use warren_protocol::Reputation;
 use warren_protocol::reputation::Config as ReputationConfig;
 use warren_storage_mesh::Store;
 
-use crate::config::Config;
+use crate::config::{Config, FaultInject};
 use crate::error::NodeError;
 use crate::keystore::{self, API_ADDR_FILE};
 use crate::mesh::Mesh;
 use crate::network;
 use crate::record::RecordBuilder;
+use crate::reputation_store::ReputationStore;
 
 /// File locked while a node runs on a data directory.
 pub const LOCK_FILE: &str = "node.lock";
@@ -49,27 +50,28 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
     Ok(file)
 }
 
-/// File holding the reputation state across restarts (CBOR, `spec/reputation.md`).
-pub const REPUTATION_FILE: &str = "reputation.cbor";
-
 fn now_ms() -> u64 {
     network::unix_now().saturating_mul(1000)
 }
 
 /// The reputation state saved by the last run, or a fresh one seeded from the bootstrap peers.
-fn load_reputation(dir: &Path, me: libp2p::PeerId, config: &Config) -> Reputation {
+fn load_reputation(db: &ReputationStore, me: libp2p::PeerId, config: &Config) -> Reputation {
     let seeds: Vec<libp2p::PeerId> = config
         .bootstrap
         .iter()
         .filter_map(|a| network::split_peer_addr(a).map(|(p, _)| p))
         .filter(|p| *p != me)
         .collect();
-    let path = dir.join(REPUTATION_FILE);
-    if let Ok(bytes) = std::fs::read(&path) {
-        match Reputation::from_bytes(&bytes, me, &seeds, ReputationConfig::default(), now_ms()) {
-            Ok(r) => return r,
-            Err(e) => warn!(path = %path.display(), "starting reputation afresh: {e}"),
+    match db.load() {
+        Ok(Some(bytes)) => {
+            match Reputation::from_bytes(&bytes, me, &seeds, ReputationConfig::default(), now_ms())
+            {
+                Ok(r) => return r,
+                Err(e) => warn!(path = %db.path().display(), "starting reputation afresh: {e}"),
+            }
         }
+        Ok(None) => {}
+        Err(e) => warn!("starting reputation afresh: {e}"),
     }
     match Reputation::new(me, &seeds, ReputationConfig::default()) {
         Ok(r) => r,
@@ -84,7 +86,7 @@ fn load_reputation(dir: &Path, me: libp2p::PeerId, config: &Config) -> Reputatio
 /// Refreshes trust every 10 s and saves the state every minute and at shutdown.
 async fn keep_reputation(
     rep: Arc<Mutex<Reputation>>,
-    path: std::path::PathBuf,
+    db: Arc<ReputationStore>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let mut tick = tokio::time::interval(Duration::from_secs(10));
@@ -97,7 +99,7 @@ async fn keep_reputation(
                 }
                 n += 1;
                 if n.is_multiple_of(6) {
-                    save_reputation(&rep, &path);
+                    save_reputation(&rep, &db).await;
                 }
             }
             changed = shutdown.changed() => {
@@ -107,17 +109,20 @@ async fn keep_reputation(
             }
         }
     }
-    save_reputation(&rep, &path);
+    save_reputation(&rep, &db).await;
 }
 
-fn save_reputation(rep: &Mutex<Reputation>, path: &Path) {
+async fn save_reputation(rep: &Mutex<Reputation>, db: &Arc<ReputationStore>) {
     let bytes = match rep.lock().map(|r| r.to_bytes()) {
         Ok(Ok(b)) => b,
         Ok(Err(e)) => return warn!("cannot encode the reputation state: {e}"),
         Err(_) => return,
     };
-    if let Err(e) = keystore::write_private(path, &bytes) {
-        warn!("cannot save the reputation state: {e}");
+    let db = db.clone();
+    match tokio::task::spawn_blocking(move || db.save(&bytes)).await {
+        Ok(Ok(())) => {}
+        Ok(Err(e)) => warn!("cannot save the reputation state: {e}"),
+        Err(e) => warn!("reputation save task: {e}"),
     }
 }
 
@@ -135,6 +140,9 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let hardware = Hardware::detect();
     let peer_id = key.public().to_peer_id();
     info!(%peer_id, network = %config.network, data_dir = %data_dir.display(), "starting warren {}", network::VERSION);
+    if config.mesh.fault_inject != FaultInject::None {
+        warn!(fault = ?config.mesh.fault_inject, "FAULT INJECTION ON: this node misbehaves on purpose (tests only)");
+    }
 
     let store_dir = data_dir.join("store");
     let offer = config.storage.offer_bytes;
@@ -145,7 +153,12 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
         .with_store(store.clone());
     let hot = Mesh::hot_tracker();
-    let reputation = Arc::new(Mutex::new(load_reputation(data_dir, peer_id, &config)));
+    let rep_dir = data_dir.to_owned();
+    let rep_db = tokio::task::spawn_blocking(move || ReputationStore::open(&rep_dir))
+        .await
+        .map_err(|e| NodeError::Network(format!("reputation store task: {e}")))??;
+    let rep_db = Arc::new(rep_db);
+    let reputation = Arc::new(Mutex::new(load_reputation(&rep_db, peer_id, &config)));
     let (client, mut event_loop) = network::build(
         &config,
         key.clone(),
@@ -174,11 +187,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let net_task = tokio::spawn(event_loop.run(shutdown_rx.clone()));
     let mut api_shutdown = shutdown_rx.clone();
     let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
-    let rep_task = tokio::spawn(keep_reputation(
-        reputation,
-        data_dir.join(REPUTATION_FILE),
-        shutdown_rx.clone(),
-    ));
+    let rep_task = tokio::spawn(keep_reputation(reputation, rep_db, shutdown_rx.clone()));
     let app = crate::api::router(client, store, mesh, &token);
     let api_task = tokio::spawn(async move {
         let graceful = async move {

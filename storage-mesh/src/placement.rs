@@ -229,6 +229,50 @@ pub fn place(
     Placement { base, hot: extra }
 }
 
+/// How many score bands [`fetch_order`] divides the 0–1 scale into (bands of 0.1): scores within
+/// one band are treated as equal, so a holder a hair better than the others does not draw every
+/// fetch.
+pub const FETCH_SCORE_BANDS: f64 = 10.0;
+
+/// The order in which to ask `holders` of the block with BLAKE3 hash `block` for it: best
+/// reputation first, below-floor holders last.
+///
+/// Each holder comes with its score on the reputation system's 0–1 scale, `None` while unknown
+/// (counted as `neutral`, the score of a peer without evidence). Holders whose score is below
+/// `floor` (or NaN) come after all others, so they are asked only when every other holder failed
+/// (a fetched block is verified against its id, so asking them is safe, just unpromising). The
+/// others are sorted by score band ([`FETCH_SCORE_BANDS`]), best first; within a band, and
+/// among the below-floor holders, by XOR distance to the block, which spreads the fetches of
+/// different blocks over equally good holders. A peer listed twice counts once, as its first
+/// entry. Deterministic.
+pub fn fetch_order(
+    block: &[u8; 32],
+    holders: &[(PeerId, Option<f64>)],
+    floor: f64,
+    neutral: f64,
+) -> Vec<PeerId> {
+    let target = block_key(block);
+    let mut seen = HashSet::new();
+    // (below floor, -band, distance, peer): ascending order is the fetch order.
+    let mut ranked: Vec<(bool, i64, Key, PeerId)> = Vec::with_capacity(holders.len());
+    for (peer, score) in holders {
+        if !seen.insert(*peer) {
+            continue;
+        }
+        let s = score.unwrap_or(neutral);
+        let below = s.is_nan() || s < floor;
+        let band = if below {
+            0
+        } else {
+            // Scores are in [0, 1]; the cast saturates for anything else.
+            -((s * FETCH_SCORE_BANDS).floor() as i64)
+        };
+        ranked.push((below, band, distance(&target, &peer_key(peer)), *peer));
+    }
+    ranked.sort_unstable();
+    ranked.into_iter().map(|(_, _, _, p)| p).collect()
+}
+
 #[cfg(test)]
 pub(crate) mod tests {
     use warren_protocol::keypair_from_secret;
@@ -252,6 +296,48 @@ pub(crate) mod tests {
     }
 
     pub(crate) const BLOCK: [u8; 32] = [0x42; 32];
+
+    #[test]
+    fn fetch_order_prefers_good_scores_and_puts_below_floor_holders_last() {
+        let (good, ok, unknown, bad, nan) = (peer(0), peer(1), peer(2), peer(3), peer(4));
+        let holders = [
+            (bad, Some(0.1)),
+            (nan, Some(f64::NAN)),
+            (unknown, None),
+            (ok, Some(0.45)),
+            (good, Some(0.9)),
+        ];
+        let order = fetch_order(&BLOCK, &holders, 0.25, 0.55);
+        assert_eq!(&order[..3], &[good, unknown, ok], "{order:?}");
+        // The two below-floor holders come last, by distance to the block.
+        let mut tail = [bad, nan];
+        tail.sort_by_key(|p| distance(&block_key(&BLOCK), &peer_key(p)));
+        assert_eq!(&order[3..], &tail[..]);
+        // A holder listed twice counts once, as its first entry.
+        let twice = fetch_order(&BLOCK, &[(bad, Some(0.9)), (bad, Some(0.0))], 0.25, 0.55);
+        assert_eq!(twice, vec![bad]);
+        // Below-floor holders are still listed when they are the only ones.
+        assert_eq!(
+            fetch_order(&BLOCK, &[(bad, Some(0.0))], 0.25, 0.55),
+            vec![bad]
+        );
+    }
+
+    #[test]
+    fn fetch_order_spreads_equal_scores_by_distance() {
+        let peers: Vec<PeerId> = (0..8).map(peer).collect();
+        // Scores within one band (0.6 up to 0.7) count as equal.
+        let holders: Vec<(PeerId, Option<f64>)> = peers
+            .iter()
+            .enumerate()
+            .map(|(i, p)| (*p, Some(0.61 + i as f64 * 0.01)))
+            .collect();
+        let a = fetch_order(&[1; 32], &holders, 0.25, 0.55);
+        let b = fetch_order(&[2; 32], &holders, 0.25, 0.55);
+        assert_eq!(a, rank(&[1; 32], &peers));
+        assert_eq!(b, rank(&[2; 32], &peers));
+        assert_ne!(a[0], b[0], "different blocks start with different holders");
+    }
 
     #[test]
     fn keys_are_sha256_like_libp2p_kad() {

@@ -14,6 +14,10 @@ pub const WEIGHTS: [f64; 6] = [0.35, 0.20, 0.15, 0.15, 0.10, 0.05];
 /// operator (see [`Score::is_below_floor`](super::Score::is_below_floor)).
 pub const FLOOR: f64 = 0.25;
 
+/// The total of a peer without any evidence (0.5, 0.5, 0.5, 1, 0.5, 0 weighted): where an
+/// unknown peer ranks among scored ones.
+pub const NEUTRAL_SCORE: f64 = 0.55;
+
 /// How much more a failed audit, mismatched result or invalid message counts against a peer's
 /// local trust than a passed audit counts for it (`l = max(0, good − 2·bad)`).
 pub const FAILURE_PENALTY: f64 = 2.0;

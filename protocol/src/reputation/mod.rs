@@ -23,9 +23,9 @@
 //!   [`Config::max_reporters_per_peer`] reports and [`Config::evidence_per_peer`] stored
 //!   observations; ordered maps only, so the same inputs give the same outputs everywhere.
 //!
-//! Non-goals: verifying observations (callers pass verified ones: [`SignedObservation::verify`]),
-//! rate-limiting publishers (the gossipsub layer's job), and global consensus on scores — every
-//! node has its own view.
+//! Non-goals: verifying observations (callers pass verified ones: [`SignedObservation::verify`])
+//! and global consensus on scores — every node has its own view. Publishers are rate-limited
+//! before their observations get here, by a separate [`RateLimit`] per node.
 //!
 //! Call order: [`Reputation::new`] (or [`Reputation::from_bytes`] after a restart), then any
 //! interleaving of `observe_first_hand` / `observe_second_hand` / `set_network` / `score` /
@@ -38,6 +38,7 @@
 mod config;
 mod error;
 mod ledger;
+pub mod rate;
 pub mod score;
 mod state;
 mod tally;
@@ -48,8 +49,9 @@ mod tests;
 
 use std::collections::{BTreeMap, BTreeSet};
 
-pub use config::{Config, DAY_MS, FAILURE_PENALTY, FLOOR, HOUR_MS, WEIGHTS};
+pub use config::{Config, DAY_MS, FAILURE_PENALTY, FLOOR, HOUR_MS, NEUTRAL_SCORE, WEIGHTS};
 pub use error::ReputationError;
+pub use rate::{Rate, RateConfig, RateLimit};
 pub use score::{Components, EvidenceCounts, Score};
 pub use state::{MAX_STATE_SIZE, STATE_VERSION};
 pub use tally::Tally;

@@ -212,7 +212,11 @@ mod tests {
         let c = s.components;
         assert_eq!(c.as_array(), [0.5, 0.5, 0.5, 1.0, 0.5, 0.0]);
         // .35·.5 + .2·.5 + .15·.5 + .15·1 + .1·.5 + .05·0
-        assert!((s.total - 0.55).abs() < 1e-12, "{}", s.total);
+        assert!(
+            (s.total - super::super::NEUTRAL_SCORE).abs() < 1e-12,
+            "{}",
+            s.total
+        );
         assert!(!s.is_below_floor());
         assert!((s.application_score() - 0.30).abs() < 1e-12);
     }
