@@ -192,7 +192,9 @@ impl FromStr for Capability {
         let cid: ContentId = text.parse().map_err(|e| bad(&format!("the id: {e}")))?;
         // One text per capability: the id in its canonical form (base32 lower case), too.
         if cid.to_string() != text {
-            return Err(bad(&format!("the id is not written canonically (as {cid})")));
+            return Err(bad(&format!(
+                "the id is not written canonically (as {cid})"
+            )));
         }
         let key = FileKey::from_text(key).map_err(|e| match e {
             Error::InvalidCapability { reason, .. } => bad(&reason),
