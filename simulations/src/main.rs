@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! warren-sim sybil --peers 10000 --sybil-fraction 0.2,0.5,0.8 --seed 1 --rounds 48 --out results/sybil
+//! warren-sim churn --peers 10000 --files 100000 --rf 2,3,5 --churn 0.02,0.05,0.1 --days 30
 //! ```
 
 use std::{path::PathBuf, time::Instant};
@@ -9,6 +10,7 @@ use std::{path::PathBuf, time::Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use warren_simulations::{
+    churn,
     plot::{self, Chart},
     sybil::{self, Params, Scenario},
 };
@@ -28,6 +30,60 @@ struct Cli {
 enum Command {
     /// The reputation machine under colluding Sybil identities.
     Sybil(SybilArgs),
+    /// Placement and repair keeping files alive under heavy-tailed churn.
+    Churn(ChurnArgs),
+}
+
+#[derive(Args)]
+struct ChurnArgs {
+    /// Peers (departed ones are replaced by fresh identities).
+    #[arg(long, default_value_t = 10_000)]
+    peers: usize,
+    /// Files (one 1 MiB block each).
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    /// Replication factors, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "2,3,5")]
+    rf: Vec<usize>,
+    /// Permanent departures per peer per day, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "0.02,0.05,0.1")]
+    churn: Vec<f64>,
+    /// The churn rate the summary and the first plot focus on (must be in --churn).
+    #[arg(long, default_value_t = 0.05)]
+    default_churn: f64,
+    /// Simulated days after the files are stored.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Median online session, hours (Weibull).
+    #[arg(long, default_value_t = 3.0)]
+    session_median_h: f64,
+    /// Weibull shape of sessions and offline periods (< 1: heavy-tailed).
+    #[arg(long, default_value_t = 0.5)]
+    session_shape: f64,
+    /// Median offline period, hours (Weibull).
+    #[arg(long, default_value_t = 3.0)]
+    offline_median_h: f64,
+    /// Minutes a holder must be unreachable before the others stop counting it.
+    #[arg(long, default_value_t = 30)]
+    detect_minutes: u64,
+    /// Share of repair copies lost in transfer.
+    #[arg(long, default_value_t = 0.01)]
+    copy_loss: f64,
+    /// Rows every this many hours.
+    #[arg(long, default_value_t = 6)]
+    sample_hours: u32,
+    /// Worker threads (results do not depend on it). Default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder.
+    #[arg(long, default_value = "results/churn")]
+    out: PathBuf,
+    /// TrueType font for the plots' text.
+    #[arg(long)]
+    font: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -86,7 +142,211 @@ struct SybilArgs {
 fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sybil(args) => run_sybil(args),
+        Command::Churn(args) => run_churn(args),
     }
+}
+
+fn threads(requested: Option<usize>) -> usize {
+    requested
+        .unwrap_or_else(|| std::thread::available_parallelism().map_or(1, |n| n.get()))
+        .max(1)
+}
+
+/// Runs `jobs` on `threads` workers and returns their results in job order.
+fn parallel<J: Sync, R: Send>(jobs: &[J], threads: usize, f: impl Fn(&J) -> R + Sync) -> Vec<R> {
+    let next = std::sync::atomic::AtomicUsize::new(0);
+    let mut results: Vec<(usize, R)> = std::thread::scope(|s| {
+        let handles: Vec<_> = (0..threads.min(jobs.len()).max(1))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut done = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else { break };
+                        done.push((i, f(job)));
+                    }
+                    done
+                })
+            })
+            .collect();
+        handles
+            .into_iter()
+            .flat_map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
+            .collect()
+    });
+    results.sort_by_key(|(i, _)| *i);
+    results.into_iter().map(|(_, r)| r).collect()
+}
+
+fn font_note(font: Option<&String>, asked: Option<&PathBuf>) {
+    if font.is_none() {
+        let tried = match asked {
+            Some(path) => path.display().to_string(),
+            None => plot::FONT_CANDIDATES.join(", "),
+        };
+        println!(
+            "note: no usable TrueType font (tried {tried}); the plots have no text. Pass --font FILE.ttf."
+        );
+    }
+}
+
+fn run_churn(args: ChurnArgs) -> Result<()> {
+    if args.rf.iter().any(|&rf| rf == 0) || args.churn.iter().any(|c| !(0.0..=1.0).contains(c)) {
+        bail!("--rf values must be at least 1 and --churn values in [0, 1]");
+    }
+    if !args
+        .churn
+        .iter()
+        .any(|c| (c - args.default_churn).abs() < 1e-12)
+    {
+        bail!("--default-churn must be one of --churn");
+    }
+    let threads = threads(args.threads);
+    let defaults = churn::Params::default();
+    let params = churn::Params {
+        peers: args.peers,
+        files: args.files,
+        sessions: churn::Sessions {
+            online_median_h: args.session_median_h,
+            online_shape: args.session_shape,
+            offline_median_h: args.offline_median_h,
+            offline_shape: args.session_shape,
+            departures_per_day: args.default_churn,
+        },
+        days: args.days,
+        sample_hours: args.sample_hours,
+        detect_minutes: args.detect_minutes,
+        copy_loss: args.copy_loss,
+        seed: args.seed,
+        ..defaults
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    println!(
+        "churn: {} peers, {} files of 1 MiB, {} days, sessions Weibull(median {} h on / {} h off, shape {}) = {:.0}% online, detect after {} min, seed {}, {} threads",
+        params.peers,
+        params.files,
+        params.days,
+        args.session_median_h,
+        args.offline_median_h,
+        args.session_shape,
+        100.0 * params.sessions.availability(),
+        params.detect_minutes,
+        params.seed,
+        threads
+    );
+    // Every RF at the default churn, then RF 3 at the other churn rates; each with and without
+    // repair.
+    let mut specs = Vec::new();
+    for &rf in &args.rf {
+        for repair in [true, false] {
+            specs.push(churn::Spec {
+                rf,
+                churn: args.default_churn,
+                repair,
+            });
+        }
+    }
+    let focus_rf = if args.rf.contains(&3) { 3 } else { args.rf[0] };
+    for &c in args
+        .churn
+        .iter()
+        .filter(|c| (*c - args.default_churn).abs() >= 1e-12)
+    {
+        for repair in [true, false] {
+            specs.push(churn::Spec {
+                rf: focus_rf,
+                churn: c,
+                repair,
+            });
+        }
+    }
+    let started = Instant::now();
+    let runs = parallel(&specs, threads, |spec| {
+        let t = Instant::now();
+        let rows = churn::run(&params, *spec);
+        println!(
+            "  RF {} churn {:>4.1}%/day repair {:<3}: {:.1} s",
+            spec.rf,
+            100.0 * spec.churn,
+            if spec.repair { "on" } else { "off" },
+            t.elapsed().as_secs_f64()
+        );
+        rows
+    });
+    let elapsed = started.elapsed();
+    let rows: Vec<churn::Row> = runs.into_iter().flatten().collect();
+
+    let csv_path = args.out.join("churn.csv");
+    std::fs::write(&csv_path, churn::report::csv(&rows))
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let font = plot::load_font(args.font.as_deref());
+    let default_churn = args.default_churn;
+    let at_default = |s: &churn::Spec| (s.churn - default_churn).abs() < 1e-12;
+    let lost_pct = |r: &churn::Row| 100.0 * r.lost as f64 / r.files.max(1) as f64;
+    let plots: [(&str, String, &str, Vec<plot::Series>, Option<f64>); 3] = [
+        (
+            "churn_lost_by_rf.png",
+            format!(
+                "Files lost, repair on (solid) vs off (dashed), {:.0}% of peers leave per day ({} peers)",
+                100.0 * default_churn,
+                params.peers
+            ),
+            "files lost (%)",
+            churn::report::series(&rows, at_default, lost_pct),
+            Some(100.0),
+        ),
+        (
+            "churn_lost_by_rate.png",
+            format!("Files lost at RF {focus_rf} by churn rate, repair on (solid) vs off (dashed)"),
+            "files lost (%)",
+            churn::report::series(&rows, |s| s.rf == focus_rf, lost_pct),
+            Some(100.0),
+        ),
+        (
+            "churn_traffic.png",
+            "Repair traffic: copies made per file (1 MiB each), cumulative".to_string(),
+            "copies per file",
+            churn::report::series(
+                &rows,
+                |s| s.repair,
+                |r| r.attempted as f64 / r.files.max(1) as f64,
+            ),
+            None,
+        ),
+    ];
+    let mut written = vec![csv_path.display().to_string()];
+    for (file, title, y_label, series, y_max) in plots {
+        let y_max = y_max.unwrap_or_else(|| {
+            series
+                .iter()
+                .flat_map(|s| s.points.iter().map(|p| p.1))
+                .fold(1.0, f64::max)
+                * 1.1
+        });
+        let path = args.out.join(file);
+        plot::line_chart(
+            &path,
+            &Chart {
+                title: &title,
+                x_label: "days",
+                y_label,
+                y_range: (0.0, y_max),
+                goal: None,
+            },
+            &series,
+            font.is_some(),
+        )
+        .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    println!();
+    print!("{}", churn::report::summary(&rows));
+    println!();
+    println!("wrote {}", written.join(", "));
+    font_note(font.as_ref(), args.font.as_ref());
+    println!("simulated in {:.1} s", elapsed.as_secs_f64());
+    Ok(())
 }
 
 fn run_sybil(args: SybilArgs) -> Result<()> {
