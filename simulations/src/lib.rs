@@ -11,6 +11,7 @@
 //! explains each.
 
 pub mod churn;
+pub mod dht;
 pub mod events;
 pub mod plot;
 pub mod rng;

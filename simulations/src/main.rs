@@ -3,6 +3,7 @@
 //! ```text
 //! warren-sim sybil --peers 10000 --sybil-fraction 0.2,0.5,0.8 --seed 1 --rounds 48 --out results/sybil
 //! warren-sim churn --peers 10000 --files 100000 --rf 2,3,5 --churn 0.02,0.05,0.1 --days 30
+//! warren-sim dht --nodes 1000,10000,100000 --adversarial 0.2 --attack collude,fake --paths 1,8
 //! ```
 
 use std::{path::PathBuf, time::Instant};
@@ -10,7 +11,7 @@ use std::{path::PathBuf, time::Instant};
 use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use warren_simulations::{
-    churn,
+    churn, dht,
     plot::{self, Chart},
     sybil::{self, Params, Scenario},
 };
@@ -32,6 +33,49 @@ enum Command {
     Sybil(SybilArgs),
     /// Placement and repair keeping files alive under heavy-tailed churn.
     Churn(ChurnArgs),
+    /// Kademlia lookups over disjoint paths with churn and adversarial nodes.
+    Dht(DhtArgs),
+}
+
+#[derive(Args)]
+struct DhtArgs {
+    /// Network sizes, comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "1000,10000,100000")]
+    nodes: Vec<usize>,
+    /// Share of adversarial nodes (each size also runs without any).
+    #[arg(long, default_value_t = 0.2)]
+    adversarial: f64,
+    /// What adversaries answer: collude (the adversaries closest to the target), fake (made-up
+    /// closer ids), comma-separated.
+    #[arg(long, value_delimiter = ',', default_value = "collude,fake")]
+    attack: Vec<String>,
+    /// Disjoint paths d, comma-separated (1 is plain Kademlia).
+    #[arg(long, value_delimiter = ',', default_value = "1,8")]
+    paths: Vec<usize>,
+    /// Share of nodes offline at a time (their table entries go stale).
+    #[arg(long, default_value_t = 0.3)]
+    offline: f64,
+    /// Bucket size k.
+    #[arg(long, default_value_t = 20)]
+    k: usize,
+    /// Queries in flight per path, α.
+    #[arg(long, default_value_t = 3)]
+    alpha: usize,
+    /// Lookups per setting.
+    #[arg(long, default_value_t = 2_000)]
+    lookups: usize,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads (results do not depend on it). Default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder.
+    #[arg(long, default_value = "results/dht")]
+    out: PathBuf,
+    /// TrueType font for the plots' text.
+    #[arg(long)]
+    font: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -143,7 +187,142 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sybil(args) => run_sybil(args),
         Command::Churn(args) => run_churn(args),
+        Command::Dht(args) => run_dht(args),
     }
+}
+
+fn run_dht(args: DhtArgs) -> Result<()> {
+    if !(0.0..1.0).contains(&args.adversarial) || !(0.0..1.0).contains(&args.offline) {
+        bail!("--adversarial and --offline must be in [0, 1)");
+    }
+    if args.nodes.iter().any(|&n| n < 2) || args.paths.contains(&0) {
+        bail!("--nodes must be at least 2 and --paths at least 1");
+    }
+    let mut attacks = Vec::new();
+    for a in &args.attack {
+        attacks.push(match a.as_str() {
+            "collude" => dht::Attack::Collude,
+            "fake" => dht::Attack::Fake,
+            other => bail!("unknown --attack {other:?} (collude, fake)"),
+        });
+    }
+    let threads = threads(args.threads);
+    let base = dht::Params {
+        adversarial: 0.0,
+        offline: args.offline,
+        lookups: args.lookups,
+        seed: args.seed,
+        ..dht::Params::default()
+    };
+    let mut jobs = Vec::new();
+    for &paths in &args.paths {
+        let lookup = dht::lookup::Config {
+            k: args.k,
+            alpha: args.alpha,
+            paths,
+            ..dht::lookup::Config::default()
+        };
+        for &n in &args.nodes {
+            jobs.push(dht::Params {
+                n,
+                lookup,
+                ..base.clone()
+            });
+        }
+        for &attack in &attacks {
+            for &n in &args.nodes {
+                jobs.push(dht::Params {
+                    n,
+                    lookup,
+                    adversarial: args.adversarial,
+                    attack,
+                    ..base.clone()
+                });
+            }
+        }
+    }
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    println!(
+        "dht: k = {}, α = {}, {:.0}% offline, {} lookups per setting, seed {}, {} threads",
+        args.k,
+        args.alpha,
+        100.0 * args.offline,
+        args.lookups,
+        args.seed,
+        threads
+    );
+    let started = Instant::now();
+    let rows = parallel(&jobs, threads, |p| {
+        let t = Instant::now();
+        let row = dht::run(p);
+        println!(
+            "  {:>6} nodes {:>3.0}% {:<7} d = {}: {:.1} s",
+            p.n,
+            100.0 * p.adversarial,
+            p.attack,
+            p.lookup.paths,
+            t.elapsed().as_secs_f64()
+        );
+        row
+    });
+    let elapsed = started.elapsed();
+    let csv_path = args.out.join("dht.csv");
+    std::fs::write(&csv_path, dht::report::csv(&rows))
+        .with_context(|| format!("writing {}", csv_path.display()))?;
+    let hops_path = args.out.join("dht_hops.csv");
+    std::fs::write(&hops_path, dht::report::hops_csv(&rows))
+        .with_context(|| format!("writing {}", hops_path.display()))?;
+    let font = plot::load_font(args.font.as_deref());
+    let mut written = vec![
+        csv_path.display().to_string(),
+        hops_path.display().to_string(),
+    ];
+    let plots = [
+        (
+            "dht_success.png",
+            format!(
+                "Lookup success vs network size ({:.0}% offline; adversarial runs solid)",
+                100.0 * args.offline
+            ),
+            "lookups that found the value (%)",
+            dht::report::series(&rows, |r| 100.0 * r.success()),
+            (0.0, 100.0),
+            Some((99.0, "goal: 99%")),
+        ),
+        (
+            "dht_hops.png",
+            "Median lookup hops vs network size".to_string(),
+            "median hops (successful lookups)",
+            dht::report::series(&rows, |r| f64::from(r.hops_quantile(0.5))),
+            (0.0, 8.0),
+            Some((4.0, "goal: 4 hops")),
+        ),
+    ];
+    for (file, title, y_label, series, y_range, goal) in plots {
+        let path = args.out.join(file);
+        plot::line_chart(
+            &path,
+            &Chart {
+                title: &title,
+                x_label: "log10(nodes)",
+                y_label,
+                y_range,
+                goal,
+            },
+            &series,
+            font.is_some(),
+        )
+        .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        written.push(path.display().to_string());
+    }
+    println!();
+    print!("{}", dht::report::summary(&rows));
+    println!();
+    println!("wrote {}", written.join(", "));
+    font_note(font.as_ref(), args.font.as_ref());
+    println!("simulated in {:.1} s", elapsed.as_secs_f64());
+    Ok(())
 }
 
 fn threads(requested: Option<usize>) -> usize {
@@ -191,7 +370,7 @@ fn font_note(font: Option<&String>, asked: Option<&PathBuf>) {
 }
 
 fn run_churn(args: ChurnArgs) -> Result<()> {
-    if args.rf.iter().any(|&rf| rf == 0) || args.churn.iter().any(|c| !(0.0..=1.0).contains(c)) {
+    if args.rf.contains(&0) || args.churn.iter().any(|c| !(0.0..=1.0).contains(c)) {
         bail!("--rf values must be at least 1 and --churn values in [0, 1]");
     }
     if !args
@@ -284,7 +463,9 @@ fn run_churn(args: ChurnArgs) -> Result<()> {
     let default_churn = args.default_churn;
     let at_default = |s: &churn::Spec| (s.churn - default_churn).abs() < 1e-12;
     let lost_pct = |r: &churn::Row| 100.0 * r.lost as f64 / r.files.max(1) as f64;
-    let plots: [(&str, String, &str, Vec<plot::Series>, Option<f64>); 3] = [
+    /// File name, title, y label, lines, y maximum (None: fit the data).
+    type Plot<'a> = (&'a str, String, &'a str, Vec<plot::Series>, Option<f64>);
+    let plots: [Plot<'_>; 3] = [
         (
             "churn_lost_by_rf.png",
             format!(
