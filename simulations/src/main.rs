@@ -4,6 +4,7 @@
 //! warren-sim sybil --peers 10000 --sybil-fraction 0.2,0.5,0.8 --seed 1 --rounds 48 --out results/sybil
 //! warren-sim churn --peers 10000 --files 100000 --rf 2,3,5 --churn 0.02,0.05,0.1 --days 30
 //! warren-sim dht --nodes 1000,10000,100000 --adversarial 0.2 --attack collude,fake --paths 1,8
+//! warren-sim swarm --nodes 200 --files 20 --rf 3
 //! ```
 
 use std::{path::PathBuf, time::Instant};
@@ -13,6 +14,7 @@ use clap::{Args, Parser, Subcommand};
 use warren_simulations::{
     churn, dht,
     plot::{self, Chart},
+    swarm,
     sybil::{self, Params, Scenario},
 };
 
@@ -35,6 +37,48 @@ enum Command {
     Churn(ChurnArgs),
     /// Kademlia lookups over disjoint paths with churn and adversarial nodes.
     Dht(DhtArgs),
+    /// Real warren nodes by the hundred in one process on the memory transport.
+    Swarm(SwarmArgs),
+}
+
+#[derive(Args)]
+struct SwarmArgs {
+    /// Nodes.
+    #[arg(long, default_value_t = 200)]
+    nodes: usize,
+    /// Files put.
+    #[arg(long, default_value_t = 20)]
+    files: usize,
+    /// KiB per file.
+    #[arg(long, default_value_t = 256)]
+    file_kib: usize,
+    /// Replication factor of each put.
+    #[arg(long, default_value_t = 3)]
+    rf: usize,
+    /// Nodes that fetch each file.
+    #[arg(long, default_value_t = 5)]
+    gets: usize,
+    /// DHT record lookups.
+    #[arg(long, default_value_t = 100)]
+    lookups: usize,
+    /// Peers each node needs for the network to count as converged.
+    #[arg(long, default_value_t = 8)]
+    min_peers: usize,
+    /// Longest wait for convergence, seconds.
+    #[arg(long, default_value_t = 180)]
+    converge_timeout: u64,
+    /// Seed of identities, bootstrap choices and data.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Worker threads of the runtime. Default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Folder for the nodes' stores (emptied first, removed at the end).
+    #[arg(long)]
+    data_dir: Option<PathBuf>,
+    /// Output folder.
+    #[arg(long, default_value = "results/swarm")]
+    out: PathBuf,
 }
 
 #[derive(Args)]
@@ -188,7 +232,167 @@ fn main() -> Result<()> {
         Command::Sybil(args) => run_sybil(args),
         Command::Churn(args) => run_churn(args),
         Command::Dht(args) => run_dht(args),
+        Command::Swarm(args) => run_swarm(args),
     }
+}
+
+fn run_swarm(args: SwarmArgs) -> Result<()> {
+    let threads = threads(args.threads);
+    let params = swarm::Params {
+        nodes: args.nodes,
+        files: args.files,
+        file_bytes: args.file_kib << 10,
+        rf: args.rf,
+        gets_per_file: args.gets,
+        lookups: args.lookups,
+        min_peers: args.min_peers,
+        converge_timeout: std::time::Duration::from_secs(args.converge_timeout),
+        dir: args.data_dir.unwrap_or_else(|| {
+            std::env::temp_dir().join(format!("warren-swarm-{}", std::process::id()))
+        }),
+        seed: args.seed,
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    println!(
+        "swarm: {} nodes on the memory transport, {} files of {} KiB at RF {}, {} gets each, {} lookups, seed {}, {} threads",
+        params.nodes,
+        params.files,
+        args.file_kib,
+        params.rf,
+        params.gets_per_file,
+        params.lookups,
+        params.seed,
+        threads
+    );
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(threads)
+        .enable_all()
+        .build()
+        .context("starting the runtime")?;
+    let started = Instant::now();
+    let r = runtime.block_on(swarm::run(&params))?;
+    let elapsed = started.elapsed();
+    let csv = format!(
+        "nodes,start_ms,converge_ms,peers_min,peers_mean,peers_max,routing_table_mean,lookups_ok,lookups,lookup_ms_median,puts_ok,puts,put_ms_median,gets_ok,gets,get_ms_median\n{},{},{},{},{:.1},{},{:.1},{},{},{},{},{},{},{},{},{}\n",
+        r.nodes,
+        r.start_ms,
+        r.converge_ms
+            .map_or_else(|| "timeout".to_string(), |m| m.to_string()),
+        r.peers.0,
+        r.peers.1,
+        r.peers.2,
+        r.routing_table_mean,
+        r.lookups_ok.0,
+        r.lookups_ok.1,
+        r.lookup_ms_median,
+        r.puts_ok.0,
+        r.puts_ok.1,
+        r.put_ms_median,
+        r.gets_ok.0,
+        r.gets_ok.1,
+        r.get_ms_median,
+    );
+    let csv_path = args.out.join("swarm.csv");
+    std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
+    let mut conv = String::from("seconds,peers_min,peers_mean,routing_table_mean\n");
+    for (t, min, mean, table) in &r.convergence {
+        conv.push_str(&format!("{t:.2},{min},{mean:.2},{table:.2}\n"));
+    }
+    let conv_path = args.out.join("swarm_convergence.csv");
+    std::fs::write(&conv_path, conv).with_context(|| format!("writing {}", conv_path.display()))?;
+    let png_path = args.out.join("swarm_convergence.png");
+    let font = plot::load_font(None);
+    type Poll = (f64, usize, f64, f64);
+    let line = |label: &str, color, f: &dyn Fn(&Poll) -> f64| plot::Series {
+        label: label.to_string(),
+        points: r.convergence.iter().map(|c| (c.0, f(c))).collect(),
+        color,
+        dashed: false,
+    };
+    let series = vec![
+        line("fewest peers of any node", (214, 39, 40), &|c| c.1 as f64),
+        line("mean peers per node", (31, 119, 180), &|c| c.2),
+        line("mean routing-table size", (44, 160, 44), &|c| c.3),
+    ];
+    let y_max = series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let title = format!("Convergence of {} in-process warren nodes", r.nodes);
+    plot::line_chart(
+        &png_path,
+        &Chart {
+            title: &title,
+            x_label: "seconds after the last node started",
+            y_label: "peers",
+            y_range: (0.0, y_max),
+            goal: Some((
+                params.min_peers as f64,
+                "converged: every node at this many peers",
+            )),
+        },
+        &series,
+        font.is_some(),
+    )
+    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", png_path.display()))?;
+    let pct = |(a, b): (usize, usize)| {
+        if b == 0 {
+            0.0
+        } else {
+            100.0 * a as f64 / b as f64
+        }
+    };
+    println!();
+    println!("{:<34} {}", "nodes started", r.nodes);
+    println!(
+        "{:<34} {:.1} s",
+        "start (all listening)",
+        r.start_ms as f64 / 1e3
+    );
+    match r.converge_ms {
+        Some(m) => println!("{:<34} {:.1} s", "converged", m as f64 / 1e3),
+        None => println!("{:<34} not within {} s", "converged", args.converge_timeout),
+    }
+    println!(
+        "{:<34} {} / {:.1} / {}",
+        "peers per node (min/mean/max)", r.peers.0, r.peers.1, r.peers.2
+    );
+    println!("{:<34} {:.1}", "routing table (mean)", r.routing_table_mean);
+    println!(
+        "{:<34} {}/{} ({:.1}%), median {} ms",
+        "DHT record lookups",
+        r.lookups_ok.0,
+        r.lookups_ok.1,
+        pct(r.lookups_ok),
+        r.lookup_ms_median
+    );
+    println!(
+        "{:<34} {}/{} ({:.1}%), median {} ms",
+        "puts at full RF",
+        r.puts_ok.0,
+        r.puts_ok.1,
+        pct(r.puts_ok),
+        r.put_ms_median
+    );
+    println!(
+        "{:<34} {}/{} ({:.1}%), median {} ms",
+        "gets (verified)",
+        r.gets_ok.0,
+        r.gets_ok.1,
+        pct(r.gets_ok),
+        r.get_ms_median
+    );
+    println!();
+    println!(
+        "wrote {}, {}, {}",
+        csv_path.display(),
+        conv_path.display(),
+        png_path.display()
+    );
+    println!("ran in {:.1} s", elapsed.as_secs_f64());
+    Ok(())
 }
 
 fn run_dht(args: DhtArgs) -> Result<()> {
