@@ -250,8 +250,103 @@ fn is_unspecified(addr: &Multiaddr) -> bool {
     })
 }
 
-/// Builds the swarm and its event loop; nothing runs until [`EventLoop::run`].
+/// Which transports a node's swarm runs on.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Transport {
+    /// TCP and QUIC, with DNS: a node on a real network.
+    #[default]
+    Network,
+    /// libp2p's in-process memory transport (`/memory/N` addresses) with noise and yamux: many
+    /// nodes in one process (simulations, tests). Every behaviour is the same as on `Network`.
+    Memory,
+}
+
+/// Builds the swarm and its event loop on TCP and QUIC; nothing runs until [`EventLoop::run`].
 pub fn build(
+    config: &Config,
+    key: Keypair,
+    records: RecordBuilder,
+    store: Arc<Store>,
+    hot: Arc<std::sync::Mutex<HotTracker>>,
+    reputation: Arc<std::sync::Mutex<Reputation>>,
+) -> Result<(Client, EventLoop), NodeError> {
+    build_on(
+        Transport::Network,
+        config,
+        key,
+        records,
+        store,
+        hot,
+        reputation,
+    )
+}
+
+/// All behaviours of a node with identity `key`.
+fn behaviour(
+    key: &Keypair,
+    mdns_on: bool,
+) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
+    let local = key.public().to_peer_id();
+    let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
+    kad_cfg
+        .set_record_filtering(kad::StoreInserts::FilterBoth)
+        .disjoint_query_paths(true)
+        .set_query_timeout(Duration::from_secs(20));
+    let store = MemoryStore::with_config(
+        local,
+        MemoryStoreConfig {
+            max_records: 65_536,
+            max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
+            ..MemoryStoreConfig::default()
+        },
+    );
+    let mut gossipsub = gossipsub::Behaviour::new(
+        MessageAuthenticity::Signed(key.clone()),
+        gossip::config(2 * warren_protocol::MAX_RECORD_SIZE)?,
+    )?;
+    let (params, thresholds) = gossip::score_params(&[NODES_TOPIC, REPUTATION_TOPIC]);
+    gossipsub.with_peer_score(params, thresholds)?;
+    let mdns = if mdns_on {
+        Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
+    } else {
+        None
+    };
+    Ok(Behaviour {
+        kad: kad::Behaviour::with_config(local, store, kad_cfg),
+        identify: identify::Behaviour::new(
+            identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
+                .with_agent_version(format!("warren/{VERSION}"))
+                .with_push_listen_addr_updates(true),
+        ),
+        ping: ping::Behaviour::new(ping::Config::new()),
+        gossipsub,
+        envelope: request_response::Behaviour::with_codec(
+            envelope::Codec,
+            [(envelope::PROTOCOL_NAME, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(10))
+                .with_max_concurrent_streams(64),
+        ),
+        blocks: request_response::Behaviour::with_codec(
+            blocks::Codec,
+            [(blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(32),
+        ),
+        mdns: Toggle::from(mdns),
+    })
+}
+
+/// Connections are closed by the peer manager (max_peers), not by idleness: "peers" are the
+/// connections this node keeps.
+fn swarm_config(c: libp2p::swarm::Config) -> libp2p::swarm::Config {
+    c.with_idle_connection_timeout(Duration::from_secs(24 * 3600))
+}
+
+/// Builds the swarm and its event loop on `transport`; nothing runs until [`EventLoop::run`].
+pub fn build_on(
+    transport: Transport,
     config: &Config,
     key: Keypair,
     records: RecordBuilder,
@@ -261,76 +356,41 @@ pub fn build(
 ) -> Result<(Client, EventLoop), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let local = key.public().to_peer_id();
-    let mdns_on = config.mdns;
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
-        .with_tokio()
-        .with_tcp(
-            tcp::Config::default().nodelay(true),
-            noise::Config::new,
-            yamux::Config::default,
-        )
-        .map_err(|e| net(&e))?
-        .with_quic()
-        .with_dns()
-        .map_err(|e| net(&e))?
-        .with_behaviour(
-            |key| -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
-                let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
-                kad_cfg
-                    .set_record_filtering(kad::StoreInserts::FilterBoth)
-                    .disjoint_query_paths(true)
-                    .set_query_timeout(Duration::from_secs(20));
-                let store = MemoryStore::with_config(
-                    local,
-                    MemoryStoreConfig {
-                        max_records: 65_536,
-                        max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
-                        ..MemoryStoreConfig::default()
-                    },
-                );
-                let mut gossipsub = gossipsub::Behaviour::new(
-                    MessageAuthenticity::Signed(key.clone()),
-                    gossip::config(2 * warren_protocol::MAX_RECORD_SIZE)?,
-                )?;
-                let (params, thresholds) = gossip::score_params(&[NODES_TOPIC, REPUTATION_TOPIC]);
-                gossipsub.with_peer_score(params, thresholds)?;
-                let mdns = if mdns_on {
-                    Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)
-                } else {
-                    None
-                };
-                Ok(Behaviour {
-                    kad: kad::Behaviour::with_config(local, store, kad_cfg),
-                    identify: identify::Behaviour::new(
-                        identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
-                            .with_agent_version(format!("warren/{VERSION}"))
-                            .with_push_listen_addr_updates(true),
-                    ),
-                    ping: ping::Behaviour::new(ping::Config::new()),
-                    gossipsub,
-                    envelope: request_response::Behaviour::with_codec(
-                        envelope::Codec,
-                        [(envelope::PROTOCOL_NAME, ProtocolSupport::Full)],
-                        request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(10))
-                            .with_max_concurrent_streams(64),
-                    ),
-                    blocks: request_response::Behaviour::with_codec(
-                        blocks::Codec,
-                        [(blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
-                        request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(30))
-                            .with_max_concurrent_streams(32),
-                    ),
-                    mdns: Toggle::from(mdns),
-                })
-            },
-        )
-        .map_err(|e| net(&e))?
-        // Connections are closed by the peer manager (max_peers), not by idleness: "peers" are
-        // the connections this node keeps.
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(24 * 3600)))
-        .build();
+    let mdns_on = config.mdns && transport == Transport::Network;
+    let mut swarm = match transport {
+        Transport::Network => libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )
+            .map_err(|e| net(&e))?
+            .with_quic()
+            .with_dns()
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key| behaviour(key, mdns_on))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+        Transport::Memory => libp2p::SwarmBuilder::with_existing_identity(key)
+            .with_tokio()
+            .with_other_transport(|key| {
+                use libp2p::Transport as _;
+                Ok::<_, Box<dyn std::error::Error + Send + Sync>>(
+                    libp2p::core::transport::MemoryTransport::default()
+                        .upgrade(libp2p::core::upgrade::Version::V1)
+                        .authenticate(noise::Config::new(key)?)
+                        .multiplex(yamux::Config::default())
+                        .boxed(),
+                )
+            })
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key| behaviour(key, mdns_on))
+            .map_err(|e| net(&e))?
+            .with_swarm_config(swarm_config)
+            .build(),
+    };
 
     let mode = match config.kad_mode {
         KadMode::Server => Some(Mode::Server),

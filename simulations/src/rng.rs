@@ -48,6 +48,19 @@ impl Rng {
         self.unit() < p
     }
 
+    /// An exponential variate with mean `mean`.
+    pub fn exponential(&mut self, mean: f64) -> f64 {
+        // 1 - unit() is in (0, 1], so the logarithm is finite.
+        -mean * (1.0 - self.unit()).ln()
+    }
+
+    /// A Weibull variate with the given median and shape (`shape < 1` is heavy-tailed), by
+    /// inversion: `scale · (−ln(1 − u))^(1/shape)` with `scale = median / ln(2)^(1/shape)`.
+    pub fn weibull_median(&mut self, median: f64, shape: f64) -> f64 {
+        let scale = median / std::f64::consts::LN_2.powf(1.0 / shape);
+        scale * (-(1.0 - self.unit()).ln()).powf(1.0 / shape)
+    }
+
     /// 32 random bytes.
     pub fn bytes32(&mut self) -> [u8; 32] {
         let mut out = [0u8; 32];
@@ -80,5 +93,18 @@ mod tests {
             "{counts:?}"
         );
         assert_ne!(a.fork(1).next_u64(), a.fork(2).next_u64());
+    }
+
+    #[test]
+    fn weibull_and_exponential_have_the_asked_median_and_mean() {
+        let mut r = Rng::new(7);
+        let mut xs: Vec<f64> = (0..20_001).map(|_| r.weibull_median(3.0, 0.5)).collect();
+        xs.sort_by(f64::total_cmp);
+        assert!((xs[10_000] - 3.0).abs() < 0.2, "median {}", xs[10_000]);
+        // Heavy tail: the mean of Weibull(shape 0.5) is 2·scale ≈ 4.2 × the median.
+        let mean = xs.iter().sum::<f64>() / xs.len() as f64;
+        assert!(mean > 3.0 * 3.0, "mean {mean}");
+        let m = (0..20_000).map(|_| r.exponential(2.0)).sum::<f64>() / 20_000.0;
+        assert!((m - 2.0).abs() < 0.1, "{m}");
     }
 }

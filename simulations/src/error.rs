@@ -1,0 +1,43 @@
+//! The simulations crate's error type (scenarios that run real nodes can fail; the model-level
+//! ones cannot).
+
+use std::path::PathBuf;
+
+/// What can go wrong running a scenario.
+#[derive(Debug, thiserror::Error)]
+#[non_exhaustive]
+pub enum SimError {
+    /// A node could not be built or answered with an error.
+    #[error("node {node}: {source}")]
+    Node {
+        /// Index of the node in the scenario.
+        node: usize,
+        /// What it said.
+        source: warren_node::NodeError,
+    },
+    /// A node's chunk store failed.
+    #[error("node {node}: store: {source}")]
+    Store {
+        /// Index of the node in the scenario.
+        node: usize,
+        /// What the store said.
+        source: warren_storage_mesh::Error,
+    },
+    /// A file or folder could not be made.
+    #[error("{}: {source}", path.display())]
+    Io {
+        /// The path.
+        path: PathBuf,
+        /// The error.
+        source: std::io::Error,
+    },
+    /// A node did not come up in time.
+    #[error("node {node} did not start listening in time")]
+    NotReady {
+        /// Index of the node in the scenario.
+        node: usize,
+    },
+    /// The parameters make no sense.
+    #[error("invalid parameters: {0}")]
+    Params(&'static str),
+}

@@ -1,0 +1,388 @@
+//! The `swarm` scenario: a few hundred real warren nodes — the node's own libp2p swarm, event
+//! loop and storage mesh ([`warren_node::network`], [`warren_node::mesh::Mesh`]) with a redb
+//! store each — in one process on libp2p's memory transport.
+//!
+//! ```text
+//! run ─┬─ node i: EventLoop::run (task)   ×N, /memory/<base + i>, bootstrap from up to 3 earlier nodes
+//!      ├─ converge: poll every node's status until each has `min_peers` peers and storage candidates
+//!      ├─ lookups:  find_record(random peer) from random nodes (Kademlia walks)
+//!      ├─ put:      Store::put + Mesh::replicate at RF from random nodes
+//!      ├─ get:      Mesh::fetch from random other nodes, verified block by block
+//!      └─ shutdown: flip the watch, join every task
+//! ```
+//!
+//! Unlike the model-level scenarios this one runs on the wall clock and tokio's scheduler: the
+//! counts are reproducible in practice, the times are measurements.
+
+use std::path::PathBuf;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use tokio::sync::watch;
+use warren_inference::hardware::Hardware;
+use warren_node::config::{Config, KadMode};
+use warren_node::mesh::Mesh;
+use warren_node::network::{self, Client, Transport};
+use warren_node::record::RecordBuilder;
+use warren_protocol::reputation::Config as ReputationConfig;
+use warren_protocol::{ContentId, OnionSecret, PeerId, Reputation, keypair_from_secret};
+use warren_storage_mesh::{PutOptions, Store};
+
+use warren_protocol::multiaddr;
+
+use crate::error::SimError;
+use crate::rng::Rng;
+
+/// Parameters of a run.
+#[derive(Clone, Debug)]
+pub struct Params {
+    /// Nodes.
+    pub nodes: usize,
+    /// Files put.
+    pub files: usize,
+    /// Bytes per file.
+    pub file_bytes: usize,
+    /// Replication factor of each put.
+    pub rf: usize,
+    /// Nodes that fetch each file.
+    pub gets_per_file: usize,
+    /// DHT record lookups.
+    pub lookups: usize,
+    /// Peers each node must have for the network to count as converged.
+    pub min_peers: usize,
+    /// Longest wait for convergence.
+    pub converge_timeout: Duration,
+    /// Folder for the nodes' stores (emptied first, removed at the end).
+    pub dir: PathBuf,
+    /// Seed of identities, bootstrap choices and data.
+    pub seed: u64,
+}
+
+impl Default for Params {
+    fn default() -> Self {
+        Self {
+            nodes: 200,
+            files: 20,
+            file_bytes: 256 << 10,
+            rf: 3,
+            gets_per_file: 5,
+            lookups: 100,
+            min_peers: 8,
+            converge_timeout: Duration::from_secs(120),
+            dir: std::env::temp_dir().join("warren-swarm"),
+            seed: 1,
+        }
+    }
+}
+
+/// What a run measured.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Report {
+    /// Nodes started.
+    pub nodes: usize,
+    /// Time to start every node and see it listening, ms.
+    pub start_ms: u64,
+    /// Time from the last start until every node had `min_peers` peers and storage candidates,
+    /// ms (`None`: not within the timeout).
+    pub converge_ms: Option<u64>,
+    /// Fewest, mean and most peers per node at the end of convergence.
+    pub peers: (usize, f64, usize),
+    /// Mean routing-table size per node.
+    pub routing_table_mean: f64,
+    /// Each poll of convergence: seconds since the last start, fewest and mean peers per node,
+    /// mean routing-table size.
+    pub convergence: Vec<(f64, usize, f64, f64)>,
+    /// DHT record lookups that found and verified the record, of how many.
+    pub lookups_ok: (usize, usize),
+    /// Median lookup time, ms.
+    pub lookup_ms_median: u64,
+    /// Puts whose every block reached `rf` holders, of how many.
+    pub puts_ok: (usize, usize),
+    /// Median put time (store + replicate), ms.
+    pub put_ms_median: u64,
+    /// Fetches that made every block of the file local, of how many.
+    pub gets_ok: (usize, usize),
+    /// Median fetch time, ms.
+    pub get_ms_median: u64,
+}
+
+struct Node {
+    peer: PeerId,
+    client: Client,
+    mesh: Arc<Mesh>,
+    store: Arc<Store>,
+}
+
+fn median(mut xs: Vec<u64>) -> u64 {
+    xs.sort_unstable();
+    xs.get(xs.len() / 2).copied().unwrap_or(0)
+}
+
+fn ms(d: Duration) -> u64 {
+    d.as_millis() as u64
+}
+
+/// Runs the scenario on the current tokio runtime.
+pub async fn run(params: &Params) -> Result<Report, SimError> {
+    if params.nodes < 2 || params.rf == 0 {
+        return Err(SimError::Params("at least 2 nodes and RF 1"));
+    }
+    let io = |path: &PathBuf| {
+        let path = path.clone();
+        move |source| SimError::Io { path, source }
+    };
+    let _ = std::fs::remove_dir_all(&params.dir);
+    std::fs::create_dir_all(&params.dir).map_err(io(&params.dir))?;
+    let mut rng = Rng::new(params.seed);
+    // Memory-transport ports are process-wide: a seeded base keeps parallel runs apart.
+    let base = 1 + (rng.next_u64() >> 24);
+    let hardware = Hardware::detect();
+    let (shutdown_tx, shutdown_rx) = watch::channel(false);
+    let mut tasks = Vec::new();
+    let mut nodes: Vec<Node> = Vec::new();
+    let mut addrs: Vec<multiaddr::Multiaddr> = Vec::new();
+
+    let started = Instant::now();
+    for i in 0..params.nodes {
+        let key = keypair_from_secret(rng.bytes32());
+        let peer = key.public().to_peer_id();
+        let dir = params.dir.join(format!("node-{i}"));
+        let store = Store::open(&dir, 1 << 30)
+            .map(Arc::new)
+            .map_err(|source| SimError::Store { node: i, source })?;
+        let listen: multiaddr::Multiaddr =
+            multiaddr::Multiaddr::empty().with(multiaddr::Protocol::Memory(base + i as u64));
+        let mut config = Config {
+            listen: vec![listen.clone()],
+            kad_mode: KadMode::Server,
+            mdns: false,
+            ..Config::default()
+        };
+        if !addrs.is_empty() {
+            for _ in 0..3.min(addrs.len()) {
+                let j = rng.below(addrs.len());
+                if !config.bootstrap.contains(&addrs[j]) {
+                    config.bootstrap.push(addrs[j].clone());
+                }
+            }
+        }
+        let onion = OnionSecret::from_bytes(rng.bytes32());
+        let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
+            .with_store(store.clone());
+        let hot = Mesh::hot_tracker();
+        let reputation = Reputation::new(peer, &[], ReputationConfig::default()).map_err(|e| {
+            SimError::Node {
+                node: i,
+                source: warren_node::NodeError::Config(e.to_string()),
+            }
+        })?;
+        let reputation = Arc::new(Mutex::new(reputation));
+        let (client, mut event_loop) = network::build_on(
+            Transport::Memory,
+            &config,
+            key.clone(),
+            records,
+            store.clone(),
+            hot.clone(),
+            reputation.clone(),
+        )
+        .map_err(|source| SimError::Node { node: i, source })?;
+        let mesh = Mesh::new(
+            client.clone(),
+            store.clone(),
+            hot,
+            config.mesh.clone(),
+            key,
+            reputation,
+        );
+        let ready = event_loop.on_ready();
+        tasks.push(tokio::spawn(event_loop.run(shutdown_rx.clone())));
+        match tokio::time::timeout(Duration::from_secs(15), ready).await {
+            Ok(Ok(())) => {}
+            _ => return Err(SimError::NotReady { node: i }),
+        }
+        addrs.push(listen.with(multiaddr::Protocol::P2p(peer)));
+        nodes.push(Node {
+            peer,
+            client,
+            mesh,
+            store,
+        });
+    }
+    let mut report = Report {
+        nodes: nodes.len(),
+        start_ms: ms(started.elapsed()),
+        ..Report::default()
+    };
+
+    // Convergence: every node has enough peers and sees enough storage offers to place at RF.
+    let want = params.min_peers.min(params.nodes - 1);
+    let converging = Instant::now();
+    loop {
+        let mut peers = Vec::with_capacity(nodes.len());
+        let mut tables = 0usize;
+        let mut ready = true;
+        for (i, n) in nodes.iter().enumerate() {
+            let status = n
+                .client
+                .status()
+                .await
+                .map_err(|source| SimError::Node { node: i, source })?;
+            peers.push(status.peers);
+            tables += status.routing_table;
+            if status.peers < want {
+                ready = false;
+            } else if ready {
+                let (_, candidates) = n
+                    .client
+                    .candidates()
+                    .await
+                    .map_err(|source| SimError::Node { node: i, source })?;
+                ready = candidates.len() >= params.rf;
+            }
+        }
+        let min = peers.iter().copied().min().unwrap_or(0);
+        let max = peers.iter().copied().max().unwrap_or(0);
+        let mean = peers.iter().sum::<usize>() as f64 / peers.len().max(1) as f64;
+        report.peers = (min, mean, max);
+        report.routing_table_mean = tables as f64 / nodes.len().max(1) as f64;
+        report.convergence.push((
+            converging.elapsed().as_secs_f64(),
+            min,
+            mean,
+            report.routing_table_mean,
+        ));
+        if ready {
+            report.converge_ms = Some(ms(converging.elapsed()));
+            break;
+        }
+        if converging.elapsed() > params.converge_timeout {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(250)).await;
+    }
+
+    // DHT lookups: a node's signed record, found by a Kademlia walk and verified.
+    let mut lookup_ms = Vec::new();
+    for _ in 0..params.lookups {
+        let from = rng.below(nodes.len());
+        let mut to = rng.below(nodes.len());
+        if to == from {
+            to = (to + 1) % nodes.len();
+        }
+        let t = Instant::now();
+        if nodes[from].client.find_record(nodes[to].peer).await.is_ok() {
+            report.lookups_ok.0 += 1;
+            lookup_ms.push(ms(t.elapsed()));
+        }
+        report.lookups_ok.1 += 1;
+    }
+    report.lookup_ms_median = median(lookup_ms);
+
+    // Puts and gets.
+    let mut files: Vec<(usize, ContentId)> = Vec::new();
+    let mut put_ms = Vec::new();
+    for f in 0..params.files {
+        let origin = rng.below(nodes.len());
+        let mut data = vec![0u8; params.file_bytes];
+        for chunk in data.chunks_mut(8) {
+            let bytes = rng.next_u64().to_le_bytes();
+            chunk.copy_from_slice(&bytes[..chunk.len()]);
+        }
+        let t = Instant::now();
+        let store = nodes[origin].store.clone();
+        let put = tokio::task::spawn_blocking(move || {
+            store.put(data.as_slice(), &PutOptions::default(), &|_| {})
+        })
+        .await;
+        let outcome = match put {
+            Ok(Ok(o)) => o,
+            Ok(Err(source)) => {
+                return Err(SimError::Store {
+                    node: origin,
+                    source,
+                });
+            }
+            Err(_) => return Err(SimError::Params("a store task panicked")),
+        };
+        report.puts_ok.1 += 1;
+        match nodes[origin].mesh.replicate(outcome.cid, params.rf).await {
+            Ok(r) if r.failed == 0 && r.copies >= r.blocks * params.rf => {
+                report.puts_ok.0 += 1;
+                put_ms.push(ms(t.elapsed()));
+                files.push((origin, outcome.cid));
+            }
+            Ok(r) => {
+                tracing::warn!(
+                    file = f,
+                    failed = r.failed,
+                    copies = r.copies,
+                    blocks = r.blocks,
+                    "put short of RF"
+                );
+                files.push((origin, outcome.cid));
+            }
+            Err(e) => tracing::warn!(file = f, "put failed: {e}"),
+        }
+    }
+    report.put_ms_median = median(put_ms);
+
+    let mut get_ms = Vec::new();
+    for (origin, cid) in &files {
+        for _ in 0..params.gets_per_file {
+            let mut who = rng.below(nodes.len());
+            if who == *origin {
+                who = (who + 1) % nodes.len();
+            }
+            report.gets_ok.1 += 1;
+            let t = Instant::now();
+            if nodes[who].mesh.fetch(*cid).await.is_ok() {
+                let complete = nodes[who].store.dag(cid).is_ok_and(|dag| {
+                    dag.iter()
+                        .all(|(b, _)| nodes[who].store.has_block(b).unwrap_or(false))
+                });
+                if complete {
+                    report.gets_ok.0 += 1;
+                    get_ms.push(ms(t.elapsed()));
+                }
+            }
+        }
+    }
+    report.get_ms_median = median(get_ms);
+
+    let _ = shutdown_tx.send(true);
+    for task in tasks {
+        let _ = task.await;
+    }
+    drop(nodes);
+    let _ = std::fs::remove_dir_all(&params.dir);
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_small_swarm_converges_and_serves_put_and_get() {
+        let dir = std::env::temp_dir().join(format!("warren-swarm-test-{}", std::process::id()));
+        let params = Params {
+            nodes: 12,
+            files: 2,
+            file_bytes: 64 << 10,
+            gets_per_file: 2,
+            lookups: 5,
+            min_peers: 4,
+            converge_timeout: Duration::from_secs(60),
+            dir,
+            seed: 7,
+            ..Params::default()
+        };
+        let report = run(&params).await.unwrap();
+        assert_eq!(report.nodes, 12);
+        assert!(report.converge_ms.is_some(), "{report:?}");
+        assert_eq!(report.puts_ok, (2, 2), "{report:?}");
+        assert_eq!(report.gets_ok, (4, 4), "{report:?}");
+        assert!(report.lookups_ok.0 >= 4, "{report:?}");
+    }
+}
