@@ -64,8 +64,8 @@ struct SwarmArgs {
     /// Peers each node needs for the network to count as converged.
     #[arg(long, default_value_t = 8)]
     min_peers: usize,
-    /// Each node's connection limit (the node's max_peers).
-    #[arg(long, default_value_t = 16)]
+    /// Each node's connection limit (the node's max_peers; 64 is the node's default).
+    #[arg(long, default_value_t = 64)]
     max_peers: usize,
     /// Longest wait for convergence, seconds.
     #[arg(long, default_value_t = 180)]

@@ -50,8 +50,8 @@ pub struct Params {
     pub lookups: usize,
     /// Peers each node must have for the network to count as converged.
     pub min_peers: usize,
-    /// Each node's connection limit (the node's `max_peers`; its default of 64 means thousands
-    /// of connections, all in this one process).
+    /// Each node's connection limit (the node's `max_peers`, default 64 as in the node; at 200
+    /// nodes that is about 10,000 connections, all in this one process).
     pub max_peers: usize,
     /// Longest wait for convergence.
     pub converge_timeout: Duration,
@@ -71,7 +71,7 @@ impl Default for Params {
             gets_per_file: 5,
             lookups: 100,
             min_peers: 8,
-            max_peers: 16,
+            max_peers: 64,
             converge_timeout: Duration::from_secs(120),
             dir: std::env::temp_dir().join("warren-swarm"),
             seed: 1,
