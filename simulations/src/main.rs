@@ -64,6 +64,9 @@ struct SwarmArgs {
     /// Peers each node needs for the network to count as converged.
     #[arg(long, default_value_t = 8)]
     min_peers: usize,
+    /// Each node's connection limit (the node's max_peers; 64 is the node's default).
+    #[arg(long, default_value_t = 64)]
+    max_peers: usize,
     /// Longest wait for convergence, seconds.
     #[arg(long, default_value_t = 180)]
     converge_timeout: u64,
@@ -237,6 +240,13 @@ fn main() -> Result<()> {
 }
 
 fn run_swarm(args: SwarmArgs) -> Result<()> {
+    // Progress on stderr; the nodes' own logs only from warnings up (RUST_LOG overrides).
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("warren_simulations=info,error"));
+    let _ = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr)
+        .try_init();
     let threads = threads(args.threads);
     let params = swarm::Params {
         nodes: args.nodes,
@@ -246,6 +256,7 @@ fn run_swarm(args: SwarmArgs) -> Result<()> {
         gets_per_file: args.gets,
         lookups: args.lookups,
         min_peers: args.min_peers,
+        max_peers: args.max_peers,
         converge_timeout: std::time::Duration::from_secs(args.converge_timeout),
         dir: args.data_dir.unwrap_or_else(|| {
             std::env::temp_dir().join(format!("warren-swarm-{}", std::process::id()))
@@ -274,8 +285,9 @@ fn run_swarm(args: SwarmArgs) -> Result<()> {
     let r = runtime.block_on(swarm::run(&params))?;
     let elapsed = started.elapsed();
     let csv = format!(
-        "nodes,start_ms,converge_ms,peers_min,peers_mean,peers_max,routing_table_mean,lookups_ok,lookups,lookup_ms_median,puts_ok,puts,put_ms_median,gets_ok,gets,get_ms_median\n{},{},{},{},{:.1},{},{:.1},{},{},{},{},{},{},{},{},{}\n",
+        "nodes,below_min_peers,start_ms,converge_ms,peers_min,peers_mean,peers_max,routing_table_mean,lookups_ok,lookups,lookup_ms_median,puts_ok,puts,put_ms_median,gets_ok,gets,get_ms_median\n{},{},{},{},{},{:.1},{},{:.1},{},{},{},{},{},{},{},{},{}\n",
         r.nodes,
+        r.below_min_peers,
         r.start_ms,
         r.converge_ms
             .map_or_else(|| "timeout".to_string(), |m| m.to_string()),
@@ -350,6 +362,10 @@ fn run_swarm(args: SwarmArgs) -> Result<()> {
         "{:<34} {:.1} s",
         "start (all listening)",
         r.start_ms as f64 / 1e3
+    );
+    println!(
+        "{:<34} {}",
+        "nodes below --min-peers at the end", r.below_min_peers
     );
     match r.converge_ms {
         Some(m) => println!("{:<34} {:.1} s", "converged", m as f64 / 1e3),

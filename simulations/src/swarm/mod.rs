@@ -50,6 +50,9 @@ pub struct Params {
     pub lookups: usize,
     /// Peers each node must have for the network to count as converged.
     pub min_peers: usize,
+    /// Each node's connection limit (the node's `max_peers`, default 64 as in the node; at 200
+    /// nodes that is about 10,000 connections, all in this one process).
+    pub max_peers: usize,
     /// Longest wait for convergence.
     pub converge_timeout: Duration,
     /// Folder for the nodes' stores (emptied first, removed at the end).
@@ -68,6 +71,7 @@ impl Default for Params {
             gets_per_file: 5,
             lookups: 100,
             min_peers: 8,
+            max_peers: 64,
             converge_timeout: Duration::from_secs(120),
             dir: std::env::temp_dir().join("warren-swarm"),
             seed: 1,
@@ -89,6 +93,8 @@ pub struct Report {
     pub peers: (usize, f64, usize),
     /// Mean routing-table size per node.
     pub routing_table_mean: f64,
+    /// Nodes still below `min_peers` at the end of convergence.
+    pub below_min_peers: usize,
     /// Each poll of convergence: seconds since the last start, fewest and mean peers per node,
     /// mean routing-table size.
     pub convergence: Vec<(f64, usize, f64, f64)>,
@@ -156,14 +162,18 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
             listen: vec![listen.clone()],
             kad_mode: KadMode::Server,
             mdns: false,
+            max_peers: params.max_peers.max(1),
             ..Config::default()
         };
-        if !addrs.is_empty() {
-            for _ in 0..3.min(addrs.len()) {
-                let j = rng.below(addrs.len());
-                if !config.bootstrap.contains(&addrs[j]) {
-                    config.bootstrap.push(addrs[j].clone());
-                }
+        // Up to three of the ten nodes started last: they still have room for inbound peers (a
+        // node over its peer limit closes new inbound connections at once, so a newcomer whose
+        // only bootstrap peers are full stays alone; uniform picks over all earlier nodes pile
+        // onto the first ones and leave some newcomers isolated).
+        let recent = addrs.len().saturating_sub(10);
+        for _ in 0..3.min(addrs.len()) {
+            let j = recent + rng.below(addrs.len() - recent);
+            if !config.bootstrap.contains(&addrs[j]) {
+                config.bootstrap.push(addrs[j].clone());
             }
         }
         let onion = OnionSecret::from_bytes(rng.bytes32());
@@ -202,6 +212,9 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
             _ => return Err(SimError::NotReady { node: i }),
         }
         addrs.push(listen.with(multiaddr::Protocol::P2p(peer)));
+        if (i + 1) % 25 == 0 {
+            tracing::info!(nodes = i + 1, secs = started.elapsed().as_secs(), "started");
+        }
         nodes.push(Node {
             peer,
             client,
@@ -219,28 +232,43 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
     let want = params.min_peers.min(params.nodes - 1);
     let converging = Instant::now();
     loop {
-        let mut peers = Vec::with_capacity(nodes.len());
-        let mut tables = 0usize;
-        let mut ready = true;
+        // Ask every node at once: each answer waits for that node's event loop.
+        let mut asks = tokio::task::JoinSet::new();
         for (i, n) in nodes.iter().enumerate() {
-            let status = n
-                .client
-                .status()
-                .await
-                .map_err(|source| SimError::Node { node: i, source })?;
-            peers.push(status.peers);
-            tables += status.routing_table;
-            if status.peers < want {
-                ready = false;
-            } else if ready {
+            let client = n.client.clone();
+            asks.spawn(async move { (i, client.status().await) });
+        }
+        let mut statuses = Vec::with_capacity(nodes.len());
+        while let Some(done) = asks.join_next().await {
+            let Ok((i, status)) = done else {
+                return Err(SimError::Params("a status task panicked"));
+            };
+            let status = status.map_err(|source| SimError::Node { node: i, source })?;
+            statuses.push((i, status.peers, status.routing_table));
+        }
+        statuses.sort_unstable();
+        let peers: Vec<usize> = statuses.iter().map(|s| s.1).collect();
+        let tables: usize = statuses.iter().map(|s| s.2).sum();
+        let mut ready = peers.iter().all(|&p| p >= want);
+        if ready {
+            for (i, n) in nodes.iter().enumerate() {
                 let (_, candidates) = n
                     .client
                     .candidates()
                     .await
                     .map_err(|source| SimError::Node { node: i, source })?;
-                ready = candidates.len() >= params.rf;
+                if candidates.len() < params.rf {
+                    ready = false;
+                    break;
+                }
             }
         }
+        report.below_min_peers = peers.iter().filter(|&&p| p < want).count();
+        tracing::info!(
+            secs = converging.elapsed().as_secs(),
+            below = report.below_min_peers,
+            "converging"
+        );
         let min = peers.iter().copied().min().unwrap_or(0);
         let max = peers.iter().copied().max().unwrap_or(0);
         let mean = peers.iter().sum::<usize>() as f64 / peers.len().max(1) as f64;
@@ -262,6 +290,7 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
+    tracing::info!(converged = ?report.converge_ms, "lookups");
     // DHT lookups: a node's signed record, found by a Kademlia walk and verified.
     let mut lookup_ms = Vec::new();
     for _ in 0..params.lookups {
@@ -279,6 +308,7 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
     }
     report.lookup_ms_median = median(lookup_ms);
 
+    tracing::info!(ok = report.lookups_ok.0, "puts");
     // Puts and gets.
     let mut files: Vec<(usize, ContentId)> = Vec::new();
     let mut put_ms = Vec::new();
@@ -327,6 +357,7 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
     }
     report.put_ms_median = median(put_ms);
 
+    tracing::info!(ok = report.puts_ok.0, "gets");
     let mut get_ms = Vec::new();
     for (origin, cid) in &files {
         for _ in 0..params.gets_per_file {
@@ -373,6 +404,7 @@ mod tests {
             gets_per_file: 2,
             lookups: 5,
             min_peers: 4,
+            max_peers: 8,
             converge_timeout: Duration::from_secs(60),
             dir,
             seed: 7,
