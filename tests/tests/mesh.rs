@@ -9,23 +9,10 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, wait_for};
+use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn held(dir: &Path) -> BTreeSet<String> {
     cli_json(BIN, dir, &["held"])
@@ -125,7 +112,7 @@ fn six_nodes_place_fetch_audit_and_heal() {
     }
 
     // Put 32 MiB with RF 3 on node 0: every block on >= 3 distinct other nodes.
-    let original = random(32 * MIB, 1);
+    let original = test_bytes(32 * MIB, 1, false);
     let file = tmp.path().join("file.bin");
     std::fs::write(&file, &original).unwrap();
     let put = cli_json(

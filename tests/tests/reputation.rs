@@ -12,26 +12,13 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, wait_for};
+use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
 /// Nodes in the devnet; the last one is the faulty one.
 const NODES: usize = 6;
 const BAD: usize = NODES - 1;
-
-fn random(len: usize, seed: u64) -> Vec<u8> {
-    let mut x = seed.wrapping_mul(0x9E37_79B9_7F4A_7C15) | 1;
-    let mut out = Vec::with_capacity(len + 8);
-    while out.len() < len {
-        x ^= x >> 12;
-        x ^= x << 25;
-        x ^= x >> 27;
-        out.extend_from_slice(&x.wrapping_mul(0x2545_F491_4F6C_DD1D).to_le_bytes());
-    }
-    out.truncate(len);
-    out
-}
 
 fn held(dir: &Path) -> BTreeSet<String> {
     cli_json(BIN, dir, &["held"])
@@ -110,7 +97,7 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
     // A file placed while nobody knows anything about anybody: the faulty node is a candidate
     // like every other and gets some of the copies.
     let first = tmp.path().join("first.bin");
-    std::fs::write(&first, random(8 * MIB, 1)).unwrap();
+    std::fs::write(&first, test_bytes(8 * MIB, 1, false)).unwrap();
     let report = put(&nodes[0].0, &first);
     let placed = Instant::now();
     let holders: Vec<&str> = report["replication"]["holders"]
@@ -179,7 +166,7 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
     // A file put now, from another node, places no block on the faulty node.
     let bad_held_before = held(&nodes[BAD].0);
     let second = tmp.path().join("second.bin");
-    std::fs::write(&second, random(8 * MIB, 2)).unwrap();
+    std::fs::write(&second, test_bytes(8 * MIB, 2, false)).unwrap();
     let report = put(&nodes[1].0, &second);
     assert_eq!(report["replication"]["failed"], 0, "{report}");
     assert!(
