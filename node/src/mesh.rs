@@ -332,7 +332,7 @@ impl Mesh {
         {
             // The codec verified the bytes against the id before we see them.
             Response::Block(b) if b.block == cid => self
-                .store_call(move |s| s.put_block(&cid, &b.data))
+                .store_call(move |s| s.put_block_cached(&cid, &b.data))
                 .await
                 .map_err(|e| e.to_string()),
             other => Err(format!("{peer} answered {}", other.kind())),

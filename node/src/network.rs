@@ -28,6 +28,8 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+
+use crate::peer_limit::{Connected, Limits, to_trim};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -589,6 +591,40 @@ impl EventLoop {
         self.next_publish = Instant::now() + ttl / 2;
     }
 
+    /// Closes the least useful old connections when over the high-water mark (`peer_limit`).
+    fn trim_connections(&mut self) {
+        let limits = Limits::new(self.max_peers);
+        let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
+        if peers.len() <= limits.high_water {
+            return;
+        }
+        let mut in_table = HashSet::new();
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            for entry in bucket.iter() {
+                in_table.insert(*entry.node.key.preimage());
+            }
+        }
+        let now = Instant::now();
+        let gossipsub = &self.swarm.behaviour().gossipsub;
+        let connected: Vec<Connected> = peers
+            .iter()
+            .map(|p| Connected {
+                peer: *p,
+                age: self
+                    .peers
+                    .get(p)
+                    .and_then(|s| s.connected_at)
+                    .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
+                in_routing_table: in_table.contains(p),
+                score: gossipsub.peer_score(p).unwrap_or(0.0),
+            })
+            .collect();
+        for peer in to_trim(&connected, &limits) {
+            debug!(%peer, connected = peers.len(), "over the peer limit, trimming");
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
+    }
+
     /// Feeds every connected peer's warren score to gossipsub as its application score.
     fn update_application_scores(&mut self) {
         let now_ms = unix_now_ms();
@@ -614,6 +650,7 @@ impl EventLoop {
             return;
         }
         self.update_application_scores();
+        self.trim_connections();
         let connected = self.swarm.connected_peers().count();
         if Instant::now() >= self.next_publish
             || (!self.published_to_network && connected > 0 && self.publish_query.is_none())
@@ -897,9 +934,10 @@ impl EventLoop {
                     debug!(peer = %peer_id, "connected");
                 }
                 let connected = self.swarm.connected_peers().count();
-                // Inbound headroom over max_peers, so a full node still answers new peers briefly.
-                if connected > self.max_peers + self.max_peers / 4 + 1 && endpoint.is_listener() {
-                    debug!(peer = %peer_id, connected, "over the peer limit, closing");
+                // Over the limit the tick trims old connections (peer_limit); only a flood far
+                // over it is turned away at once, so a newcomer's Kademlia requests are answered.
+                if endpoint.is_listener() && Limits::new(self.max_peers).refuse_inbound(connected) {
+                    debug!(peer = %peer_id, connected, "over the hard peer cap, closing");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
                 }
                 if !self.bootstrapped {

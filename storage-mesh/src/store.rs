@@ -222,8 +222,25 @@ impl Store {
     }
 
     /// Stores one block after checking it against its id and its kind's size limit; durable when
-    /// this returns. For blocks fetched from other peers.
+    /// this returns. For blocks other peers push to this node as their holder.
     pub fn put_block(&self, cid: &ContentId, bytes: &[u8]) -> Result<(), Error> {
+        self.put_block_with(cid, bytes, true)
+    }
+
+    /// Stores one block fetched for a read, with the same checks as [`Store::put_block`]. Its
+    /// file is on disk (fsynced) before it is indexed, as always, but the index entry commits
+    /// without fsync: it becomes durable with the store's next durable commit (a put, a pin, a
+    /// durable `put_block`). A crash before that can only forget the block (its file is then
+    /// removed by [`Store::gc`]), never list a block whose bytes are missing.
+    pub fn put_block_cached(&self, cid: &ContentId, bytes: &[u8]) -> Result<(), Error> {
+        self.put_block_with(cid, bytes, false)
+    }
+
+    /// The body of `put_block`/`put_block_cached`. A large block's file is written to a
+    /// temporary name, fsynced and renamed into place before the writer lock is taken, so
+    /// concurrent fetches overlap their disk waits instead of queueing on the lock; the lock
+    /// covers only the offer check and the index commit.
+    fn put_block_with(&self, cid: &ContentId, bytes: &[u8], durable: bool) -> Result<(), Error> {
         let (max, kind) = match cid.codec() {
             Codec::Raw => (MAX_BLOCK_SIZE, "chunk"),
             Codec::Cbor => (MAX_MANIFEST_SIZE, "manifest"),
@@ -240,18 +257,61 @@ impl Store {
             cid: *cid,
             reason: format!("the {} bytes offered do not hash to its id", bytes.len()),
         })?;
+        if self.has_block(cid)? {
+            return Ok(());
+        }
+        let inline = bytes.len() <= INLINE_MAX;
+        let path = self.block_path(cid);
+        if !inline {
+            self.write_block_file(&path, bytes)?;
+        }
         let _writer = self.lock_writer();
         if self.has_block(cid)? {
             return Ok(());
         }
         let used = self.usage()?.stored_bytes;
-        self.check_offer(used, bytes.len() as u64)?;
+        if let Err(e) = self.check_offer(used, bytes.len() as u64) {
+            if !inline {
+                let _ = fs::remove_file(&path);
+            }
+            return Err(e);
+        }
         let mut batch = Batch {
-            durable: true,
+            durable,
             ..Batch::default()
         };
-        self.stage_block(&mut batch, *cid, bytes)?;
+        if inline || !path.exists() {
+            // Inline, or a gc between our rename and the lock took the (then unlisted) file.
+            self.stage_block(&mut batch, *cid, bytes)?;
+        } else {
+            batch.entries.push((*cid, bytes.len() as u64, None));
+            batch.bytes += bytes.len() as u64;
+        }
         self.commit(batch)
+    }
+
+    /// Writes `bytes` to `path` through a temporary file in the same folder (a name `gc` never
+    /// touches), fsynced, renamed into place and the folder fsynced: a reader of `path` sees
+    /// either nothing, the old bytes or all of the new ones.
+    fn write_block_file(&self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+        let written = File::create(&tmp)
+            .and_then(|mut f| {
+                f.write_all(bytes)?;
+                f.sync_all()
+            })
+            .map_err(Error::io(&tmp))
+            .and_then(|()| fs::rename(&tmp, path).map_err(Error::io(path)));
+        if let Err(e) = written {
+            let _ = fs::remove_file(&tmp);
+            return Err(e);
+        }
+        match path.parent() {
+            Some(dir) => sync_dir(dir),
+            None => Ok(()),
+        }
     }
 
     /// Pins the file `cid`: its blocks are kept by [`gc`](Self::gc). Refuses unless every block
@@ -694,6 +754,33 @@ mod tests {
         chunk::encode_block,
         test_util::{get, put, reopen, store},
     };
+
+    #[test]
+    fn cached_blocks_from_many_threads_land_once_and_leave_no_temporaries() {
+        let (_dir, big) = store(u64::MAX);
+        let block = encode_block(&random_chunk(9, 300_000));
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        std::thread::scope(|scope| {
+            for _ in 0..8 {
+                scope.spawn(|| big.put_block_cached(&cid, &block).unwrap());
+            }
+        });
+        assert_eq!(big.get_block(&cid).unwrap(), block);
+        assert_eq!(big.usage().unwrap().blocks, 1);
+        assert_eq!(big.usage().unwrap().stored_bytes, block.len() as u64);
+        let shard = big.block_path(&cid).parent().unwrap().to_owned();
+        let names: Vec<String> = std::fs::read_dir(&shard)
+            .unwrap()
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .collect();
+        assert_eq!(names, vec![cid.to_string()]);
+        // The offer still holds, and a refused block leaves no file behind.
+        let (_dir2, small) = store(100_000);
+        let err = small.put_block_cached(&cid, &block).unwrap_err();
+        assert!(matches!(err, Error::OfferExceeded { .. }), "{err}");
+        assert!(!small.block_path(&cid).exists());
+        assert!(!small.has_block(&cid).unwrap());
+    }
 
     #[test]
     fn put_block_verifies_before_storing() {

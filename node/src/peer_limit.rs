@@ -1,0 +1,156 @@
+//! Which connections a node over its peer limit closes, and when (a pure policy, no swarm).
+//!
+//! Modelled on the connection managers of go-libp2p and Kubo (low/high water marks with a grace
+//! period): a new connection is never closed at once just because the node is full, so a
+//! newcomer's Kademlia requests and a walker's `FIND_NODE` are answered first. Only when the node
+//! holds more than its high-water mark does it trim, down to `max_peers`, and only connections
+//! older than the grace period, the least useful first. A hard cap far above the limit still
+//! closes new inbound connections at once, so a flood cannot exhaust the node.
+
+use std::time::Duration;
+
+use libp2p::PeerId;
+
+/// How long a new connection is safe from trimming (Kubo's default grace period).
+pub const GRACE: Duration = Duration::from_secs(20);
+
+/// The limits derived from a node's `max_peers`.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Limits {
+    /// Trimming brings the connection count back down to this.
+    pub max_peers: usize,
+    /// Trimming starts above this (a quarter of headroom over `max_peers`).
+    pub high_water: usize,
+    /// New inbound connections above this are closed at once.
+    pub hard_cap: usize,
+    /// A connection younger than this is never trimmed.
+    pub grace: Duration,
+}
+
+impl Limits {
+    /// The limits for `max_peers`.
+    pub fn new(max_peers: usize) -> Self {
+        Limits {
+            max_peers,
+            high_water: max_peers + max_peers / 4 + 1,
+            hard_cap: 2 * max_peers + 16,
+            grace: GRACE,
+        }
+    }
+
+    /// Whether a connection just established as the `connected`-th is closed at once.
+    pub fn refuse_inbound(&self, connected: usize) -> bool {
+        connected > self.hard_cap
+    }
+}
+
+/// What the node knows about one connected peer when it trims.
+#[derive(Clone, Copy, Debug)]
+pub struct Connected {
+    /// The peer.
+    pub peer: PeerId,
+    /// How long it has been connected.
+    pub age: Duration,
+    /// Whether the peer is in the Kademlia routing table (kept over those that are not).
+    pub in_routing_table: bool,
+    /// Its warren score as gossipsub's application score (higher is better; 0 when unknown).
+    pub score: f64,
+}
+
+/// The peers to disconnect now: none unless more than `high_water` are connected; then the
+/// least useful of those past the grace period — outside the routing table first, then lowest
+/// score, then youngest (an older connection has proven itself longer) — until `max_peers` remain
+/// or no trimmable connection is left. Ties break by peer id, so the choice is deterministic.
+pub fn to_trim(connected: &[Connected], limits: &Limits) -> Vec<PeerId> {
+    if connected.len() <= limits.high_water {
+        return Vec::new();
+    }
+    let excess = connected.len() - limits.max_peers;
+    let mut trimmable: Vec<&Connected> =
+        connected.iter().filter(|c| c.age >= limits.grace).collect();
+    trimmable.sort_by(|a, b| {
+        a.in_routing_table
+            .cmp(&b.in_routing_table)
+            .then(a.score.total_cmp(&b.score))
+            .then(a.age.cmp(&b.age))
+            .then(a.peer.cmp(&b.peer))
+    });
+    trimmable.into_iter().take(excess).map(|c| c.peer).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn peers(n: usize, age_s: u64) -> Vec<Connected> {
+        (0..n)
+            .map(|_| Connected {
+                peer: PeerId::random(),
+                age: Duration::from_secs(age_s),
+                in_routing_table: true,
+                score: 0.0,
+            })
+            .collect()
+    }
+
+    #[test]
+    fn nothing_closed_up_to_the_high_water_mark() {
+        let limits = Limits::new(64);
+        assert_eq!(limits.high_water, 81);
+        assert!(to_trim(&peers(81, 3600), &limits).is_empty());
+        assert_eq!(to_trim(&peers(82, 3600), &limits).len(), 82 - 64);
+    }
+
+    #[test]
+    fn new_connections_are_never_trimmed() {
+        let limits = Limits::new(8);
+        let mut all = peers(8, 3600);
+        let young = peers(20, 5);
+        all.extend(young.iter().copied());
+        let closed = to_trim(&all, &limits);
+        // 28 connected, 20 over the limit, but only the 8 old ones may go.
+        assert_eq!(closed.len(), 8);
+        assert!(closed.iter().all(|p| !young.iter().any(|y| y.peer == *p)));
+        // Once they pass the grace period they are trimmed like any other.
+        let aged: Vec<Connected> = all
+            .iter()
+            .map(|c| Connected {
+                age: c.age.max(GRACE),
+                ..*c
+            })
+            .collect();
+        assert_eq!(to_trim(&aged, &limits).len(), 20);
+    }
+
+    #[test]
+    fn least_useful_go_first() {
+        let limits = Limits::new(4);
+        let mut all = peers(4, 3600);
+        let outside = Connected {
+            in_routing_table: false,
+            ..peers(1, 3600)[0]
+        };
+        let low = Connected {
+            score: -5.0,
+            ..peers(1, 3600)[0]
+        };
+        let young_ok = Connected {
+            age: Duration::from_secs(30),
+            ..peers(1, 3600)[0]
+        };
+        all.extend([young_ok, low, outside]);
+        // 7 connected, high water 6: trim 3, in order outside-table, low score, youngest.
+        assert_eq!(
+            to_trim(&all, &limits),
+            vec![outside.peer, low.peer, young_ok.peer]
+        );
+    }
+
+    #[test]
+    fn the_hard_cap_refuses_floods_only() {
+        let limits = Limits::new(64);
+        assert!(!limits.refuse_inbound(100));
+        assert!(!limits.refuse_inbound(144));
+        assert!(limits.refuse_inbound(145));
+    }
+}
