@@ -18,7 +18,7 @@ use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use futures::StreamExt;
+use futures::{Stream, StreamExt};
 use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use rand::RngCore;
@@ -96,6 +96,80 @@ pub struct ReplicationReport {
     pub failed: usize,
     /// Distinct peers holding at least one block.
     pub holders: Vec<String>,
+}
+
+/// One fetch's memory of the holders that served it: they are asked first for the next blocks
+/// (like a Bitswap session); the DHT is asked only when none of them has a block.
+#[derive(Default)]
+pub struct FetchSession {
+    holders: Mutex<Vec<PeerId>>,
+}
+
+/// Where a streaming read learns that the blocks it waits for have arrived: the fetch marks each
+/// block done (or failed), a blocking reader waits for the one it needs next. Blocks never listed
+/// were already stored. Dropping the fetch's [`ArrivalsCloser`] fails whatever is still pending,
+/// so a reader never waits on a fetch that is gone.
+pub struct Arrivals {
+    state: Mutex<HashMap<ContentId, Option<Result<(), String>>>>,
+    changed: std::sync::Condvar,
+}
+
+impl Arrivals {
+    /// A board waiting for `pending`.
+    pub fn new(pending: impl IntoIterator<Item = ContentId>) -> Arc<Self> {
+        Arc::new(Self {
+            state: Mutex::new(pending.into_iter().map(|c| (c, None)).collect()),
+            changed: std::sync::Condvar::new(),
+        })
+    }
+
+    /// Records how fetching `cid` ended.
+    pub fn done(&self, cid: ContentId, result: &Result<(), NodeError>) {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(slot @ None) = state.get_mut(&cid) {
+            *slot = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        }
+        self.changed.notify_all();
+    }
+
+    /// Blocks until `cid` is stored; fails with why it could not be fetched.
+    pub fn wait(&self, cid: &ContentId) -> Result<(), StoreError> {
+        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+        loop {
+            match state.get(cid) {
+                None | Some(Some(Ok(()))) => return Ok(()),
+                Some(Some(Err(reason))) => {
+                    return Err(StoreError::Unavailable {
+                        cid: *cid,
+                        reason: reason.clone(),
+                    });
+                }
+                Some(None) => {
+                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
+                }
+            }
+        }
+    }
+
+    /// A guard for the fetch side: when dropped, every block not yet done fails.
+    pub fn closer(self: &Arc<Self>) -> ArrivalsCloser {
+        ArrivalsCloser(self.clone())
+    }
+}
+
+/// See [`Arrivals::closer`].
+pub struct ArrivalsCloser(pub(crate) Arc<Arrivals>);
+
+impl Drop for ArrivalsCloser {
+    fn drop(&mut self) {
+        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
+        for slot in state.values_mut() {
+            if slot.is_none() {
+                *slot = Some(Err("the fetch stopped before this block arrived".into()));
+            }
+        }
+        self.0.changed.notify_all();
+    }
 }
 
 /// Mesh state shared by the API handlers and the background tasks.
@@ -291,36 +365,62 @@ impl Mesh {
 
     /// Makes every block of the file `root` local, fetching what is missing from its holders.
     pub async fn fetch(&self, root: ContentId) -> Result<(), NodeError> {
-        // Holders that already served a block of this file are asked first (like a Bitswap
-        // session); the DHT is asked only when none of them has the block.
-        let session: Mutex<Vec<PeerId>> = Mutex::new(Vec::new());
-        // Manifests first, level by level, until the whole tree is listed.
+        let session = FetchSession::default();
+        let missing = self.fetch_manifests(root, &session).await?;
+        let results: Vec<Result<(), NodeError>> = self
+            .fetch_blocks(missing, &session, |_, _| {})
+            .collect()
+            .await;
+        results.into_iter().collect()
+    }
+
+    /// The first half of a fetch: makes every manifest of the file `root` local (level by level,
+    /// until the whole tree is listed) and returns the blocks still missing, in file order.
+    pub async fn fetch_manifests(
+        &self,
+        root: ContentId,
+        session: &FetchSession,
+    ) -> Result<Vec<ContentId>, NodeError> {
         let dag = loop {
             match self.store_call(move |s| s.dag(&root)).await {
                 Ok(dag) => break dag,
                 Err(NodeError::Storage(StoreError::Missing { cid })) => {
-                    self.fetch_block(cid, &session).await?
+                    self.fetch_block(cid, session).await?
                 }
                 Err(e) => return Err(e),
             }
         };
-        let missing: Vec<ContentId> = {
-            let store = self.store.clone();
-            let cids: Vec<ContentId> = dag.iter().map(|(c, _)| *c).collect();
-            tokio::task::spawn_blocking(move || {
-                cids.into_iter()
-                    .filter(|c| !store.has_block(c).unwrap_or(false))
-                    .collect()
+        let store = self.store.clone();
+        let cids: Vec<ContentId> = dag.iter().map(|(c, _)| *c).collect();
+        tokio::task::spawn_blocking(move || {
+            cids.into_iter()
+                .filter(|c| !store.has_block(c).unwrap_or(false))
+                .collect()
+        })
+        .await
+        .map_err(|e| NodeError::Network(e.to_string()))
+    }
+
+    /// The second half: fetches `blocks`, [`PARALLEL`] at a time and started in the order given
+    /// (file order, so a reader streaming the file waits as little as possible), calling `done`
+    /// as each one is stored or fails.
+    pub fn fetch_blocks<'a>(
+        &'a self,
+        blocks: Vec<ContentId>,
+        session: &'a FetchSession,
+        done: impl Fn(ContentId, &Result<(), NodeError>) + 'a,
+    ) -> impl Stream<Item = Result<(), NodeError>> + 'a {
+        let done = Arc::new(done);
+        futures::stream::iter(blocks)
+            .map(move |cid| {
+                let done = done.clone();
+                async move {
+                    let result = self.fetch_block(cid, session).await;
+                    done(cid, &result);
+                    result
+                }
             })
-            .await
-            .map_err(|e| NodeError::Network(e.to_string()))?
-        };
-        let results: Vec<Result<(), NodeError>> = futures::stream::iter(missing)
-            .map(|cid| self.fetch_block(cid, &session))
             .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        results.into_iter().collect()
     }
 
     /// Asks `peer` for `cid`; stores it when the answer matches the id.
@@ -360,12 +460,12 @@ impl Mesh {
 
     /// Fetches one block from whichever holder answers with bytes that match its id: first the
     /// session's holders, then those the DHT names, each in [`Self::fetch_order`].
-    async fn fetch_block(
-        &self,
-        cid: ContentId,
-        session: &Mutex<Vec<PeerId>>,
-    ) -> Result<(), NodeError> {
-        let known: Vec<PeerId> = session.lock().map(|s| s.clone()).unwrap_or_default();
+    async fn fetch_block(&self, cid: ContentId, session: &FetchSession) -> Result<(), NodeError> {
+        let known: Vec<PeerId> = session
+            .holders
+            .lock()
+            .map(|s| s.clone())
+            .unwrap_or_default();
         for peer in self.fetch_order(&cid, &known) {
             if self.try_fetch(cid, peer).await.is_ok() {
                 return Ok(());
@@ -379,7 +479,7 @@ impl Mesh {
         for peer in providers {
             match self.try_fetch(cid, peer).await {
                 Ok(()) => {
-                    if let Ok(mut s) = session.lock()
+                    if let Ok(mut s) = session.holders.lock()
                         && !s.contains(&peer)
                         && s.len() < 16
                     {

@@ -29,7 +29,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
 
-use crate::peer_limit::{Connected, Limits, to_trim};
+use crate::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
 use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
@@ -447,6 +447,7 @@ pub fn build_on(
         listeners_ready: 0,
         ready: None,
         peers: HashMap::new(),
+        closed_at: HashMap::new(),
         known: HashMap::new(),
         pending_records: HashMap::new(),
         own: None,
@@ -485,6 +486,8 @@ pub struct EventLoop {
     listeners_ready: usize,
     ready: Option<oneshot::Sender<()>>,
     peers: HashMap<PeerId, PeerState>,
+    /// When the last connection to a peer closed (not redialed for `REDIAL_BACKOFF`).
+    closed_at: HashMap<PeerId, Instant>,
     /// Verified records learned from gossip and lookups.
     known: HashMap<PeerId, NodeRecord>,
     pending_records: HashMap<QueryId, PendingRecord>,
@@ -657,15 +660,22 @@ impl EventLoop {
         {
             self.publish_record();
         }
-        // Top up connections from the routing table.
-        if connected < self.max_peers {
+        // Top up connections from the routing table, up to the low-water mark, skipping peers
+        // lost recently (peer_limit).
+        let now = Instant::now();
+        self.closed_at
+            .retain(|_, at| now.saturating_duration_since(*at) < REDIAL_BACKOFF);
+        let mut budget = Limits::new(self.max_peers).to_dial(connected);
+        if budget > 0 {
             let mut candidates = Vec::new();
             for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
                 for entry in bucket.iter() {
-                    candidates.push(*entry.node.key.preimage());
+                    let peer = *entry.node.key.preimage();
+                    if !self.closed_at.contains_key(&peer) {
+                        candidates.push(peer);
+                    }
                 }
             }
-            let mut budget = self.max_peers - connected;
             for peer in candidates {
                 if budget == 0 {
                     break;
@@ -954,6 +964,7 @@ impl EventLoop {
             } => {
                 debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                self.closed_at.insert(peer_id, Instant::now());
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, "dial failed: {error}");

@@ -6,6 +6,11 @@
 //! holds more than its high-water mark does it trim, down to `max_peers`, and only connections
 //! older than the grace period, the least useful first. A hard cap far above the limit still
 //! closes new inbound connections at once, so a flood cannot exhaust the node.
+//!
+//! The node itself dials only up to the low-water mark (half the limit) and not back to a peer it
+//! lost within [`REDIAL_BACKOFF`]: the rest of its connections come from peers dialing in. Filling
+//! every node up to its limit by dialing would make full nodes trim and trimmed nodes redial, a
+//! churn of handshakes that swamps a large network (seen in the `swarm` simulation).
 
 use std::time::Duration;
 
@@ -14,9 +19,14 @@ use libp2p::PeerId;
 /// How long a new connection is safe from trimming (Kubo's default grace period).
 pub const GRACE: Duration = Duration::from_secs(20);
 
+/// How long a node does not dial a peer again after its connection to it closed.
+pub const REDIAL_BACKOFF: Duration = Duration::from_secs(60);
+
 /// The limits derived from a node's `max_peers`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Limits {
+    /// The node dials peers from its routing table while it has fewer connections than this.
+    pub low_water: usize,
     /// Trimming brings the connection count back down to this.
     pub max_peers: usize,
     /// Trimming starts above this (a quarter of headroom over `max_peers`).
@@ -31,11 +41,17 @@ impl Limits {
     /// The limits for `max_peers`.
     pub fn new(max_peers: usize) -> Self {
         Limits {
+            low_water: max_peers.div_ceil(2),
             max_peers,
             high_water: max_peers + max_peers / 4 + 1,
             hard_cap: 2 * max_peers + 16,
             grace: GRACE,
         }
+    }
+
+    /// How many more peers the node should dial with `connected` connections.
+    pub fn to_dial(&self, connected: usize) -> usize {
+        self.low_water.saturating_sub(connected)
     }
 
     /// Whether a connection just established as the `connected`-th is closed at once.
@@ -97,6 +113,9 @@ mod tests {
     fn nothing_closed_up_to_the_high_water_mark() {
         let limits = Limits::new(64);
         assert_eq!(limits.high_water, 81);
+        assert_eq!(limits.to_dial(10), 22);
+        assert_eq!(limits.to_dial(40), 0);
+        assert_eq!(Limits::new(1).to_dial(0), 1);
         assert!(to_trim(&peers(81, 3600), &limits).is_empty());
         assert_eq!(to_trim(&peers(82, 3600), &limits).len(), 82 - 64);
     }

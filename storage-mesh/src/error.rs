@@ -15,6 +15,15 @@ pub enum Error {
         cid: ContentId,
     },
 
+    /// A block the read waited for could not be fetched from any holder.
+    #[error("block {cid} could not be fetched: {reason}")]
+    Unavailable {
+        /// The block.
+        cid: ContentId,
+        /// Why, as the fetcher saw it.
+        reason: String,
+    },
+
     /// The block's bytes are wrong: they do not hash to its id, or (for a block whose hash is
     /// right) they are not what the manifest that names it promises.
     #[error("block {cid} is corrupt: {reason}")]

@@ -123,6 +123,7 @@ pub(crate) fn get<W: Write>(
     cid: &ContentId,
     out: W,
     progress: &dyn Fn(u64),
+    ready: &dyn Fn(&ContentId) -> Result<(), Error>,
 ) -> Result<u64, Error> {
     struct Copy<'a, W> {
         store: &'a Store,
@@ -130,12 +131,14 @@ pub(crate) fn get<W: Write>(
         buf: Vec<u8>,
         written: u64,
         progress: &'a dyn Fn(u64),
+        ready: &'a dyn Fn(&ContentId) -> Result<(), Error>,
     }
     impl<W: Write> Visitor for Copy<'_, W> {
         fn manifest(&mut self, _: &ContentId, _: &Manifest, _: usize) -> Result<bool, Error> {
             Ok(true)
         }
         fn chunk(&mut self, entry: &ManifestEntry) -> Result<(), Error> {
+            (self.ready)(&entry.cid)?;
             let block = self.store.get_block(&entry.cid)?;
             if block.len() as u64 != entry.stored_len {
                 return Err(Error::Corrupt {
@@ -163,6 +166,7 @@ pub(crate) fn get<W: Write>(
         buf: Vec::with_capacity(CHUNK_SIZE),
         written: 0,
         progress,
+        ready,
     };
     walk(store, cid, &mut copy)?;
     copy.out.flush().map_err(Error::Write)?;

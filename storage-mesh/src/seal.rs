@@ -564,9 +564,21 @@ impl Store {
         out: W,
         progress: &dyn Fn(u64),
     ) -> Result<Opened, Error> {
+        self.get_sealed_when_ready(cap, out, progress, &|_| Ok(()))
+    }
+
+    /// [`Store::get_sealed`] for a file whose chunks are still arriving; `ready` as in
+    /// [`Store::get_when_ready`].
+    pub fn get_sealed_when_ready<W: Write>(
+        &self,
+        cap: &Capability,
+        out: W,
+        progress: &dyn Fn(u64),
+        ready: &dyn Fn(&warren_protocol::ContentId) -> Result<(), Error>,
+    ) -> Result<Opened, Error> {
         let root = self.stat(&cap.cid)?;
         let mut opener = Opener::new(cap.cid, &cap.key, root.size, out)?;
-        match self.get(&cap.cid, &mut opener, progress) {
+        match self.get_when_ready(&cap.cid, &mut opener, progress, ready) {
             Ok(_) => opener.finish(),
             Err(e) => Err(opener.take_error().unwrap_or(e)),
         }

@@ -193,7 +193,20 @@ impl Store {
         out: W,
         progress: &dyn Fn(u64),
     ) -> Result<u64, Error> {
-        read::get(self, cid, out, progress)
+        read::get(self, cid, out, progress, &|_| Ok(()))
+    }
+
+    /// [`Store::get`] for a file whose chunks are still arriving: before reading each chunk
+    /// block, in file order, calls `ready` with its id, which returns once the block is stored
+    /// (or fails the read, e.g. with [`Error::Unavailable`]). Its manifests must be stored.
+    pub fn get_when_ready<W: std::io::Write>(
+        &self,
+        cid: &ContentId,
+        out: W,
+        progress: &dyn Fn(u64),
+        ready: &dyn Fn(&ContentId) -> Result<(), Error>,
+    ) -> Result<u64, Error> {
+        read::get(self, cid, out, progress, ready)
     }
 
     /// The root manifest of the file `cid`, verified.

@@ -39,6 +39,7 @@ use warren_storage_mesh::{PutOptions, SealOptions, Store};
 use super::types::{GcView, PinView, PutView, StatView};
 use super::{ApiError, AppState};
 use crate::framed;
+use crate::mesh::{Arrivals, FetchSession};
 
 /// Chunks of the request body in flight between the HTTP task and the store.
 const UPLOAD_QUEUE: usize = 16;
@@ -281,9 +282,22 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     let cid = parse_cid(&cid)?;
     let key = key_header(&headers)?;
-    // Whatever is not stored here comes from its holders first, verified block by block.
-    s.mesh.fetch(cid).await?;
+    // Manifests first; the chunks not stored here are then fetched from their holders (verified
+    // block by block) while the reader below streams the file, waiting for each in turn.
+    let session = FetchSession::default();
+    let missing = s.mesh.fetch_manifests(cid, &session).await?;
     let manifest = blocking(&s.store, move |st| st.stat(&cid)).await?;
+    let arrivals = Arrivals::new(missing.iter().copied());
+    {
+        let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
+        tokio::spawn(async move {
+            let board = &closer.0;
+            mesh.fetch_blocks(missing, &session, |c, r| board.done(c, r))
+                .for_each(|_| async {})
+                .await;
+            drop(closer);
+        });
+    }
     let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
     let store = s.store.clone();
     let sealed = key.is_some();
@@ -292,10 +306,11 @@ pub(super) async fn get(
             tx,
             buf: Vec::with_capacity(FRAME_BYTES),
         };
+        let ready = |c: &ContentId| arrivals.wait(c);
         let result = match key {
-            None => store.get(&cid, &mut w, &|_| {}),
+            None => store.get_when_ready(&cid, &mut w, &|_| {}, &ready),
             Some(key) => store
-                .get_sealed(&Capability { cid, key }, &mut w, &|_| {})
+                .get_sealed_when_ready(&Capability { cid, key }, &mut w, &|_| {}, &ready)
                 .map(|opened| opened.size),
         };
         // Bytes already written were verified; what follows says whether the file is complete.
