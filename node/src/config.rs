@@ -136,7 +136,10 @@ pub struct Config {
     pub roles: Vec<Role>,
     /// Address of the local control API; must be a loopback address (port 0 picks a free one).
     pub api_listen: SocketAddr,
-    /// Connections kept open to other peers; more are closed, fewer are topped up from the DHT.
+    /// Connections kept open to other peers. The node dials peers from its routing table up to
+    /// half of this; above a quarter more, connections older than 20 s are trimmed back down to
+    /// it, least useful first; new inbound ones are refused only past twice this plus 16
+    /// (`peer_limit`).
     pub max_peers: usize,
     /// Lifetime of the published node record, in seconds (republished at half of it).
     pub record_ttl_secs: u64,
