@@ -7,8 +7,15 @@
 //!   (bounded mpsc  ▼                    ├─ ping       /ipfs/ping/1.0.0
 //!    of Command)  API handlers          ├─ gossipsub  warren/nodes/1 (signed node records)
 //!                                       ├─ envelope   /warren/envelope/1.0.0
-//!                                       └─ mdns       (with --mdns)
+//!                                       ├─ mdns       (with --mdns)
+//!                                       ├─ autonat    /libp2p/autonat/1.0.0 (am I reachable?)
+//!                                       ├─ relay      /libp2p/circuit/relay/0.2.0/hop (serve circuits)
+//!                                       ├─ relay_client (reserve circuits, dial through them)
+//!                                       └─ dcutr      /libp2p/dcutr (hole punch a relayed connection)
 //! ```
+//!
+//! Identify carries the network id in the agent version (`warren/VERSION network/ID`): a peer of
+//! another network is logged, removed from the routing table and disconnected.
 //!
 //! The loop only moves bytes: every decision about a record or an envelope is made by the pure code
 //! in `warren-protocol` (decode, verify) and by [`crate::service`]. Commands carry a oneshot that
@@ -28,7 +35,10 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, mdns, noise, ping, relay,
+    tcp, yamux,
+};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self, provider_key};
@@ -40,12 +50,13 @@ use warren_storage_mesh::Store;
 use warren_storage_mesh::hot::HotTracker;
 use warren_storage_mesh::placement::Candidate;
 
-use crate::api::{PeerInfo, RecordView, StatusInfo};
+use crate::api::{NatView, PeerInfo, RecordView, StatusInfo};
 use crate::blocks;
 use crate::config::{Config, FaultInject, KadMode};
 use crate::envelope;
 use crate::error::NodeError;
 use crate::gossip;
+use crate::metrics::Metrics;
 use crate::record::RecordBuilder;
 use crate::service;
 
@@ -73,6 +84,10 @@ pub(crate) struct Behaviour {
     envelope: request_response::Behaviour<envelope::Codec>,
     blocks: request_response::Behaviour<blocks::Codec>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    autonat: autonat::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    relay_client: Toggle<relay::client::Behaviour>,
+    dcutr: dcutr::Behaviour,
 }
 
 /// A request from the API (or a test) to the event loop.
@@ -111,6 +126,10 @@ enum Command {
     Publish {
         topic: &'static str,
         data: Vec<u8>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>,
     },
 }
 
@@ -183,6 +202,12 @@ impl Client {
     /// records), as placement candidates.
     pub async fn candidates(&self) -> Result<(PeerId, Vec<Candidate>), NodeError> {
         self.ask(|reply| Command::Candidates { reply }).await
+    }
+
+    /// Dials `addr` (ending in `/p2p/PEER_ID`, possibly through a relay's `/p2p-circuit`) and waits
+    /// for the connection; answers the peer and the address connected to.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(PeerId, Multiaddr), NodeError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
     /// Finds `peer`'s node record in the DHT and verifies it.
@@ -285,6 +310,9 @@ pub fn build(
 fn behaviour(
     key: &Keypair,
     mdns_on: bool,
+    network: &str,
+    relay_server: bool,
+    relay_client: Option<relay::client::Behaviour>,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let local = key.public().to_peer_id();
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
@@ -315,7 +343,7 @@ fn behaviour(
         kad: kad::Behaviour::with_config(local, store, kad_cfg),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
-                .with_agent_version(format!("warren/{VERSION}"))
+                .with_agent_version(agent_version(network))
                 .with_push_listen_addr_updates(true),
         ),
         ping: ping::Behaviour::new(ping::Config::new()),
@@ -335,7 +363,30 @@ fn behaviour(
                 .with_max_concurrent_streams(32),
         ),
         mdns: Toggle::from(mdns),
+        autonat: autonat::Behaviour::new(local, autonat::Config::default()),
+        relay: Toggle::from(
+            relay_server.then(|| relay::Behaviour::new(local, relay::Config::default())),
+        ),
+        relay_client: Toggle::from(relay_client),
+        dcutr: dcutr::Behaviour::new(local),
     })
+}
+
+/// The identify agent version: the build and the network id.
+pub fn agent_version(network: &str) -> String {
+    format!("warren/{VERSION} network/{network}")
+}
+
+/// The network id in a warren peer's agent version, if it says one.
+pub fn network_of_agent(agent: &str) -> Option<&str> {
+    agent
+        .strip_prefix("warren/")?
+        .split_whitespace()
+        .find_map(|w| w.strip_prefix("network/"))
+}
+
+fn is_relayed(addr: &Multiaddr) -> bool {
+    addr.iter().any(|p| p == Protocol::P2pCircuit)
 }
 
 /// Connections are closed by the peer manager (max_peers), not by idleness: "peers" are the
@@ -357,6 +408,8 @@ pub fn build_on(
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let local = key.public().to_peer_id();
     let mdns_on = config.mdns && transport == Transport::Network;
+    let network = config.network.clone();
+    let relay_server = config.nat.relay_server;
     let mut swarm = match transport {
         Transport::Network => libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -369,7 +422,11 @@ pub fn build_on(
             .with_quic()
             .with_dns()
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, mdns_on))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key, relay_client| {
+                behaviour(key, mdns_on, &network, relay_server, Some(relay_client))
+            })
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
             .build(),
@@ -386,7 +443,7 @@ pub fn build_on(
                 )
             })
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, mdns_on))
+            .with_behaviour(|key| behaviour(key, mdns_on, &network, relay_server, None))
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
             .build(),
@@ -414,6 +471,23 @@ pub fn build_on(
         swarm
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Network(format!("listen on {addr}: {e}")))?;
+    }
+    for addr in &config.nat.external_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    let mut relayed_via = HashSet::new();
+    for addr in &config.nat.relays {
+        if let Some((relay, _)) = split_peer_addr(addr)
+            && relay != local
+        {
+            let circuit = addr.clone().with(Protocol::P2pCircuit);
+            match swarm.listen_on(circuit.clone()) {
+                Ok(_) => {
+                    relayed_via.insert(relay);
+                }
+                Err(e) => warn!(%circuit, "cannot listen through the relay: {e}"),
+            }
+        }
     }
     for addr in &config.bootstrap {
         if let Some((peer, base)) = split_peer_addr(addr) {
@@ -453,6 +527,15 @@ pub fn build_on(
         published_to_network: false,
         started: Instant::now(),
         bootstrapped: config.bootstrap.is_empty(),
+        metrics: None,
+        nat: NatState {
+            status: "unknown".into(),
+            auto_relay: config.nat.auto_relay,
+            bootstrap: config.bootstrap.clone(),
+            relayed_via,
+            ..NatState::default()
+        },
+        pending_dials: HashMap::new(),
     };
     Ok((Client { tx }, event_loop))
 }
@@ -492,9 +575,41 @@ pub struct EventLoop {
     published_to_network: bool,
     started: Instant,
     bootstrapped: bool,
+    /// Prometheus recorders ([`EventLoop::with_metrics`]); none in simulations.
+    metrics: Option<Arc<Metrics>>,
+    nat: NatState,
+    /// `warren connect` dials waiting for their connection.
+    pending_dials: HashMap<
+        libp2p::swarm::ConnectionId,
+        oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>,
+    >,
+}
+
+/// What the loop knows about its own reachability.
+#[derive(Debug, Default)]
+struct NatState {
+    /// AutoNAT's verdict: unknown, public or private.
+    status: String,
+    auto_relay: bool,
+    bootstrap: Vec<Multiaddr>,
+    /// Relays this node listens through.
+    relayed_via: HashSet<PeerId>,
+    /// Relays that accepted a reservation.
+    reservations: HashSet<PeerId>,
+    hole_punches_ok: u64,
+    hole_punches_failed: u64,
+    /// Peers refused for being on another network.
+    network_refusals: u64,
+    last_network_refusal: Option<String>,
 }
 
 impl EventLoop {
+    /// Records libp2p's metrics (and counts warren's) into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// This node's peer id.
     pub fn local_peer_id(&self) -> PeerId {
         *self.swarm.local_peer_id()
@@ -531,11 +646,15 @@ impl EventLoop {
 
     fn listen_addrs(&self) -> Vec<Multiaddr> {
         let local = self.local_peer_id();
-        self.swarm
+        let mut addrs: Vec<Multiaddr> = self
+            .swarm
             .listeners()
             .filter(|a| !is_unspecified(a))
             .map(|a| a.clone().with(Protocol::P2p(local)))
-            .collect()
+            .collect();
+        // Direct addresses first, relayed ones after.
+        addrs.sort_by_key(is_relayed);
+        addrs
     }
 
     fn advertised_addrs(&self) -> Vec<Multiaddr> {
@@ -722,6 +841,18 @@ impl EventLoop {
                     debug!(topic, "not published: {e}");
                 }
             }
+            Command::Dial { addr, reply } => {
+                let opts = DialOpts::from(addr.clone());
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Network(format!("dial {addr}: {e}"))));
+                    }
+                }
+            }
             Command::Candidates { reply } => {
                 let candidates = self
                     .known
@@ -788,8 +919,14 @@ impl EventLoop {
         let store = self.store.clone();
         let tx = self.self_tx.clone();
         let fault = self.fault;
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
+            let stored_len = match &request {
+                block_transfer::Request::Store(s) => s.data.len() as u64,
+                _ => 0,
+            };
             let (response, provide) = crate::mesh::serve(&store, &peer, request, unix_now(), fault);
+            count_served(metrics.as_deref(), &peer, &response, stored_len);
             let _ = tx.blocking_send(Command::Respond {
                 channel,
                 response,
@@ -799,13 +936,22 @@ impl EventLoop {
     }
 
     fn status(&mut self) -> StatusInfo {
-        let routing_table = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum();
+        let mut bucket_sizes = Vec::new();
+        let local_key = kad::KBucketKey::from(self.local_peer_id());
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            if let Some(first) = bucket.iter().next() {
+                // Every entry of a bucket shares the bucket's distance exponent.
+                let exp = first
+                    .node
+                    .key
+                    .distance(&local_key)
+                    .ilog2();
+                if let Some(exp) = exp {
+                    bucket_sizes.push((exp, bucket.num_entries()));
+                }
+            }
+        }
+        let routing_table = bucket_sizes.iter().map(|(_, n)| n).sum();
         StatusInfo {
             peer_id: self.local_peer_id().to_string(),
             version: VERSION.to_owned(),
@@ -822,6 +968,16 @@ impl EventLoop {
             record_published: self.published_to_network,
             uptime_secs: self.started.elapsed().as_secs(),
             storage: None,
+            dht_size_estimate: crate::dashboard::dht_size_estimate(&bucket_sizes),
+            nat: Some(NatView {
+                status: self.nat.status.clone(),
+                relayed_via: self.nat.relayed_via.iter().map(ToString::to_string).collect(),
+                reservations: self.nat.reservations.iter().map(ToString::to_string).collect(),
+                hole_punches_ok: self.nat.hole_punches_ok,
+                hole_punches_failed: self.nat.hole_punches_failed,
+                network_refusals: self.nat.network_refusals,
+                last_network_refusal: self.nat.last_network_refusal.clone(),
+            }),
         }
     }
 
@@ -861,6 +1017,9 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            m.record(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(address = %address.clone().with(Protocol::P2p(self.local_peer_id())), "listening");
@@ -877,8 +1036,12 @@ impl EventLoop {
                 peer_id,
                 endpoint,
                 num_established,
+                connection_id,
                 ..
             } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok((peer_id, endpoint.get_remote_address().clone())));
+                }
                 if let Some(prefix) =
                     warren_protocol::reputation::ipv4_prefix(endpoint.get_remote_address())
                     && let Ok(mut rep) = self.reputation.lock()
@@ -917,6 +1080,16 @@ impl EventLoop {
                 debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
             }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } if self.pending_dials.contains_key(&connection_id) => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let who = peer_id.map(|p| p.to_string()).unwrap_or_default();
+                    let _ = reply.send(Err(NodeError::Network(format!("dial {who}: {error}"))));
+                }
+            }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, "dial failed: {error}");
             }
@@ -925,8 +1098,112 @@ impl EventLoop {
         }
     }
 
-    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+    fn record_metrics(&self, event: &BehaviourEvent) {
+        let Some(m) = &self.metrics else { return };
         match event {
+            BehaviourEvent::Kad(e) => m.record(e),
+            BehaviourEvent::Identify(e) => m.record(e),
+            BehaviourEvent::Ping(e) => m.record(e),
+            BehaviourEvent::Gossipsub(e) => m.record(e),
+            BehaviourEvent::Relay(e) => m.record(e),
+            BehaviourEvent::Dcutr(e) => m.record(e),
+            _ => {}
+        }
+    }
+
+    /// Refuses a peer whose identify says it is on another network; true if refused.
+    fn refuse_other_network(&mut self, peer: PeerId, agent: &str) -> bool {
+        let ours = self.records.network();
+        let Some(theirs) = network_of_agent(agent) else {
+            return false;
+        };
+        if theirs == ours {
+            return false;
+        }
+        let message = format!(
+            "refusing peer {peer}: it is on network {theirs:?}, this node is on network {ours:?}"
+        );
+        warn!("{message}");
+        self.nat.network_refusals += 1;
+        self.nat.last_network_refusal = Some(message);
+        self.swarm.behaviour_mut().kad.remove_peer(&peer);
+        self.known.remove(&peer);
+        let _ = self.swarm.disconnect_peer_id(peer);
+        true
+    }
+
+    /// AutoNAT, relay and hole-punching events.
+    fn on_nat_event(&mut self, event: BehaviourEvent) {
+        match event {
+            BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
+                info!(?old, ?new, "AutoNAT: reachability changed");
+                self.nat.status = match &new {
+                    autonat::NatStatus::Public(_) => "public",
+                    autonat::NatStatus::Private => "private",
+                    autonat::NatStatus::Unknown => "unknown",
+                }
+                .into();
+                if new == autonat::NatStatus::Private && self.nat.auto_relay {
+                    for addr in self.nat.bootstrap.clone() {
+                        if let Some((relay, _)) = split_peer_addr(&addr)
+                            && self.nat.relayed_via.insert(relay)
+                        {
+                            let circuit = addr.with(Protocol::P2pCircuit);
+                            info!(%circuit, "not reachable directly: listening through a relay");
+                            if let Err(e) = self.swarm.listen_on(circuit) {
+                                warn!("cannot listen through the relay {relay}: {e}");
+                            }
+                        }
+                    }
+                }
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
+                relay_peer_id,
+                renewal,
+                ..
+            }) => {
+                if !renewal {
+                    info!(relay = %relay_peer_id, "relay reservation accepted: reachable through it");
+                }
+                self.nat.reservations.insert(relay_peer_id);
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::InboundCircuitEstablished {
+                src_peer_id,
+                ..
+            }) => {
+                info!(peer = %src_peer_id, "inbound connection through a relay");
+            }
+            BehaviourEvent::RelayClient(relay::client::Event::OutboundCircuitEstablished {
+                relay_peer_id,
+                ..
+            }) => {
+                info!(relay = %relay_peer_id, "outbound connection through a relay");
+            }
+            BehaviourEvent::Relay(relay::Event::ReservationReqAccepted { src_peer_id, .. }) => {
+                debug!(peer = %src_peer_id, "serving a relay reservation");
+            }
+            BehaviourEvent::Dcutr(dcutr::Event {
+                remote_peer_id,
+                result,
+            }) => match result {
+                Ok(_) => {
+                    self.nat.hole_punches_ok += 1;
+                    info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
+                }
+                Err(e) => {
+                    self.nat.hole_punches_failed += 1;
+                    warn!(peer = %remote_peer_id, "hole punch failed: {e}");
+                }
+            },
+            _ => {}
+        }
+    }
+
+    fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        self.record_metrics(&event);
+        match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if self.refuse_other_network(peer_id, &info.agent_version) => {}
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let remote_is_loopback = self
                     .peers
@@ -997,6 +1274,10 @@ impl EventLoop {
                             Some(&source),
                             unix_now(),
                         ) {
+                            Ok(record) if record.network != self.records.network() => {
+                                debug!(origin = %source, network = %record.network, "ignored a record of another network");
+                                MessageAcceptance::Ignore
+                            }
                             Ok(record) => {
                                 self.known.insert(source, record);
                                 MessageAcceptance::Accept
@@ -1116,6 +1397,10 @@ impl EventLoop {
                 warn!(%peer, "envelope request failed: {error}");
                 self.note_invalid(peer);
             }
+            e @ (BehaviourEvent::Autonat(_)
+            | BehaviourEvent::Relay(_)
+            | BehaviourEvent::RelayClient(_)
+            | BehaviourEvent::Dcutr(_)) => self.on_nat_event(e),
             _ => {}
         }
     }
@@ -1284,6 +1569,42 @@ impl EventLoop {
 }
 
 /// Cuts a refusal reason to what a block message may carry.
+/// Counts (and logs refusals of) one answer to a block request.
+fn count_served(
+    metrics: Option<&Metrics>,
+    peer: &PeerId,
+    response: &block_transfer::Response,
+    stored_len: u64,
+) {
+    use block_transfer::Response;
+    match response {
+        Response::Stored(s) if !s.accepted => {
+            let reason = s.reason.as_deref().unwrap_or("no reason");
+            warn!(%peer, block = %s.block, "refused to hold a replica: {reason}");
+            if let Some(m) = metrics {
+                m.counters.blocks_refused.inc();
+                m.activity.storage_refused(format!(
+                    "replica {} from {peer}: {reason}",
+                    s.block
+                ));
+            }
+        }
+        Response::Stored(_) => {
+            if let Some(m) = metrics {
+                m.counters.blocks_stored.inc();
+                m.counters.bytes_received.inc_by(stored_len);
+            }
+        }
+        Response::Block(b) => {
+            if let Some(m) = metrics {
+                m.counters.blocks_served.inc();
+                m.counters.bytes_sent.inc_by(b.data.len() as u64);
+            }
+        }
+        _ => {}
+    }
+}
+
 fn truncate(reason: &str) -> String {
     let max = block_transfer::MAX_REASON_LEN;
     if reason.len() <= max {

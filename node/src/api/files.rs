@@ -160,6 +160,7 @@ pub(super) async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutView>, ApiError> {
+    let started = std::time::Instant::now();
     let rf = q.rf.unwrap_or(s.mesh.default_rf());
     if rf > warren_storage_mesh::placement::MAX_RF {
         return Err(ApiError(
@@ -253,7 +254,16 @@ pub(super) async fn put(
                 format!("store task failed: {e}"),
             )
         })?
-        .map_err(ApiError::from)?;
+        .map_err(|e| {
+            if matches!(e, warren_storage_mesh::Error::OfferExceeded { .. }) {
+                tracing::warn!("refused a put: {e}");
+                s.mesh
+                    .metrics()
+                    .activity
+                    .storage_refused(format!("put: {e}"));
+            }
+            ApiError::from(e)
+        })?;
     let replication = if rf > 0 {
         Some(s.mesh.replicate(out.cid, rf).await?)
     } else {
@@ -261,6 +271,10 @@ pub(super) async fn put(
         s.mesh.announce(out.cid).await?;
         None
     };
+    let counters = &s.mesh.metrics().counters;
+    counters.puts.inc();
+    counters.put_bytes.inc_by(size);
+    counters.put_seconds.observe(started.elapsed().as_secs_f64());
     Ok(Json(PutView {
         replication,
         cid: out.cid.to_string(),
@@ -279,6 +293,7 @@ pub(super) async fn get(
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let cid = parse_cid(&cid)?;
     let key = key_header(&headers)?;
     // Whatever is not stored here comes from its holders first, verified block by block.
@@ -287,6 +302,7 @@ pub(super) async fn get(
     let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
     let store = s.store.clone();
     let sealed = key.is_some();
+    let counters = s.mesh.metrics().counters.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = FrameWriter {
             tx,
@@ -300,9 +316,15 @@ pub(super) async fn get(
         };
         // Bytes already written were verified; what follows says whether the file is complete.
         let _ = match result {
-            Ok(n) => w
-                .flush()
-                .and_then(|()| w.send(framed::END, &n.to_be_bytes())),
+            Ok(n) => {
+                counters.gets.inc();
+                counters.get_bytes.inc_by(n);
+                counters
+                    .get_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                w.flush()
+                    .and_then(|()| w.send(framed::END, &n.to_be_bytes()))
+            }
             Err(e) => {
                 tracing::warn!(%cid, "get failed: {e}");
                 w.buf.clear();
