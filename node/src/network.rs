@@ -475,20 +475,15 @@ pub fn build_on(
     for addr in &config.nat.external_addrs {
         swarm.add_external_address(addr.clone());
     }
-    let mut relayed_via = HashSet::new();
-    for addr in &config.nat.relays {
-        if let Some((relay, _)) = split_peer_addr(addr)
-            && relay != local
-        {
-            let circuit = addr.clone().with(Protocol::P2pCircuit);
-            match swarm.listen_on(circuit.clone()) {
-                Ok(_) => {
-                    relayed_via.insert(relay);
-                }
-                Err(e) => warn!(%circuit, "cannot listen through the relay: {e}"),
-            }
-        }
-    }
+    // Listening through a relay starts once connected to it (`EventLoop::listen_via_relays`):
+    // a relay listener asked for while another dial to the relay is under way would be dropped.
+    let relays: Vec<(PeerId, Multiaddr)> = config
+        .nat
+        .relays
+        .iter()
+        .filter_map(|a| split_peer_addr(a).map(|(p, _)| (p, a.clone())))
+        .filter(|(p, _)| *p != local)
+        .collect();
     for addr in &config.bootstrap {
         if let Some((peer, base)) = split_peer_addr(addr) {
             if peer == local {
@@ -532,7 +527,7 @@ pub fn build_on(
             status: "unknown".into(),
             auto_relay: config.nat.auto_relay,
             bootstrap: config.bootstrap.clone(),
-            relayed_via,
+            relays,
             ..NatState::default()
         },
         pending_dials: HashMap::new(),
@@ -592,6 +587,10 @@ struct NatState {
     status: String,
     auto_relay: bool,
     bootstrap: Vec<Multiaddr>,
+    /// Relays to listen through (configured, or bootstrap peers once AutoNAT says private).
+    relays: Vec<(PeerId, Multiaddr)>,
+    /// Relay listeners open, by listener.
+    relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     /// Relays this node listens through.
     relayed_via: HashSet<PeerId>,
     /// Relays that accepted a reservation.
@@ -732,6 +731,7 @@ impl EventLoop {
         if self.listeners_ready == 0 {
             return;
         }
+        self.listen_via_relays();
         self.update_application_scores();
         let connected = self.swarm.connected_peers().count();
         if Instant::now() >= self.next_publish
@@ -1042,6 +1042,11 @@ impl EventLoop {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok((peer_id, endpoint.get_remote_address().clone())));
                 }
+                if self.nat.relays.iter().any(|(p, _)| *p == peer_id)
+                    && !self.nat.relayed_via.contains(&peer_id)
+                {
+                    self.listen_via_relays();
+                }
                 if let Some(prefix) =
                     warren_protocol::reputation::ipv4_prefix(endpoint.get_remote_address())
                     && let Ok(mut rep) = self.reputation.lock()
@@ -1094,6 +1099,25 @@ impl EventLoop {
                 debug!(peer = ?peer_id, "dial failed: {error}");
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                if let Some(relay) = self.nat.relay_listeners.remove(&listener_id) {
+                    // Lost the reservation (relay gone, refused, expired): the tick asks again.
+                    info!(%relay, "relay listener closed; will ask again");
+                    self.nat.relayed_via.remove(&relay);
+                    self.nat.reservations.remove(&relay);
+                }
+                if let Err(e) = reason {
+                    warn!(?addresses, "listener closed: {e}");
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+            }
             _ => {}
         }
     }
@@ -1132,6 +1156,33 @@ impl EventLoop {
         true
     }
 
+    /// Listens through every relay this node is connected to and not yet listening through;
+    /// dials the others.
+    fn listen_via_relays(&mut self) {
+        for (relay, addr) in self.nat.relays.clone() {
+            if self.nat.relayed_via.contains(&relay) {
+                continue;
+            }
+            if self.swarm.is_connected(&relay) {
+                let circuit = addr.with(Protocol::P2pCircuit);
+                match self.swarm.listen_on(circuit.clone()) {
+                    Ok(id) => {
+                        debug!(%circuit, "asking the relay for a reservation");
+                        self.nat.relayed_via.insert(relay);
+                        self.nat.relay_listeners.insert(id, relay);
+                    }
+                    Err(e) => warn!(%circuit, "cannot listen through the relay: {e}"),
+                }
+            } else {
+                let opts = DialOpts::peer_id(relay)
+                    .addresses(vec![addr])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let _ = self.swarm.dial(opts);
+            }
+        }
+    }
+
     /// AutoNAT, relay and hole-punching events.
     fn on_nat_event(&mut self, event: BehaviourEvent) {
         match event {
@@ -1146,15 +1197,13 @@ impl EventLoop {
                 if new == autonat::NatStatus::Private && self.nat.auto_relay {
                     for addr in self.nat.bootstrap.clone() {
                         if let Some((relay, _)) = split_peer_addr(&addr)
-                            && self.nat.relayed_via.insert(relay)
+                            && !self.nat.relays.iter().any(|(p, _)| *p == relay)
                         {
-                            let circuit = addr.with(Protocol::P2pCircuit);
-                            info!(%circuit, "not reachable directly: listening through a relay");
-                            if let Err(e) = self.swarm.listen_on(circuit) {
-                                warn!("cannot listen through the relay {relay}: {e}");
-                            }
+                            info!(%relay, "not reachable directly: will listen through a relay");
+                            self.nat.relays.push((relay, addr));
                         }
                     }
+                    self.listen_via_relays();
                 }
             }
             BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
