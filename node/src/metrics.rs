@@ -288,4 +288,88 @@ mod tests {
         assert!(text.contains("libp2p_"), "{text}");
         assert!(text.ends_with("# EOF\n"), "{text}");
     }
+
+    /// Every metric the shipped Grafana dashboard queries exists in the registry.
+    #[test]
+    fn grafana_dashboard_queries_existing_metrics() {
+        use std::num::NonZeroU32;
+
+        use libp2p::core::{ConnectedPoint, Endpoint, transport::PortUse};
+        use libp2p::swarm::{ConnectionId, SwarmEvent};
+        use libp2p::{Multiaddr, PeerId, dcutr, kad, ping, relay};
+
+        let json = include_str!("../../deploy/grafana/warren-node.json");
+        let m = Metrics::new();
+        // Label families appear once they hold a sample: one event of each kind queried.
+        let peer = PeerId::random();
+        let id = ConnectionId::new_unchecked(1);
+        let endpoint = ConnectedPoint::Dialer {
+            address: Multiaddr::empty(),
+            role_override: Endpoint::Dialer,
+            port_use: PortUse::Reuse,
+        };
+        m.record(&SwarmEvent::<()>::ConnectionEstablished {
+            peer_id: peer,
+            connection_id: id,
+            endpoint: endpoint.clone(),
+            num_established: NonZeroU32::MIN,
+            concurrent_dial_errors: None,
+            established_in: std::time::Duration::from_millis(5),
+        });
+        m.record(&SwarmEvent::<()>::ConnectionClosed {
+            peer_id: peer,
+            connection_id: id,
+            endpoint,
+            num_established: 0,
+            cause: None,
+        });
+        m.record(&kad::Event::InboundRequest {
+            request: kad::InboundRequest::FindNode {
+                num_closer_peers: 1,
+            },
+        });
+        m.record(&relay::Event::ReservationReqAccepted {
+            src_peer_id: peer,
+            renewed: false,
+        });
+        m.record(&dcutr::Event {
+            remote_peer_id: peer,
+            result: Ok(id),
+        });
+        m.record(&ping::Event {
+            peer,
+            connection: id,
+            result: Ok(std::time::Duration::from_millis(3)),
+        });
+        m.counters.audit(false, 0.1);
+        let text = m.encode();
+        let mut names: Vec<&str> = Vec::new();
+        let bytes = json.as_bytes();
+        let mut i = 0;
+        while i < bytes.len() {
+            let rest = &json[i..];
+            if (rest.starts_with("warren_") || rest.starts_with("libp2p_"))
+                && (i == 0 || !bytes[i - 1].is_ascii_alphanumeric())
+            {
+                let end = rest
+                    .find(|c: char| !(c.is_ascii_lowercase() || c == '_' || c.is_ascii_digit()))
+                    .unwrap_or(rest.len());
+                names.push(&rest[..end]);
+                i += end;
+            } else {
+                i += 1;
+            }
+        }
+        assert!(names.len() > 10, "{names:?}");
+        for name in names {
+            let base = ["_total", "_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|s| name.strip_suffix(s))
+                .unwrap_or(name);
+            assert!(
+                text.contains(&format!("# TYPE {base} ")),
+                "the Grafana dashboard queries {name}, which the node does not export"
+            );
+        }
+    }
 }

@@ -1665,3 +1665,19 @@ fn truncate(reason: &str) -> String {
     }
     reason[..end].to_owned()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_id_rides_in_the_agent_version() {
+        assert_eq!(agent_version("local"), format!("warren/{VERSION} network/local"));
+        assert_eq!(network_of_agent(&agent_version("local")), Some("local"));
+        // The examples of spec/network.md.
+        assert_eq!(network_of_agent("warren/0.1.0 network/local"), Some("local"));
+        assert_eq!(network_of_agent("warren/0.1.0"), None);
+        assert_eq!(network_of_agent("rust-libp2p/0.57"), None);
+        assert_eq!(network_of_agent("other/1 network/local"), None);
+    }
+}
