@@ -686,7 +686,9 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 .context("reading api.token")?;
             let url = crate::api::dashboard_url(addr.trim(), token.trim());
             print(out.json, &serde_json::json!({ "url": url }), |_| {
-                format!("{url}\n(the part after # is the API token: it never leaves the browser, but keep the URL private)\n")
+                format!(
+                    "{url}\n(the part after # is the API token: it never leaves the browser, but keep the URL private)\n"
+                )
             })
         }
         Command::Connect { addr, out } => {
@@ -706,9 +708,7 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) | Command::Init { .. } => {
-            Ok(())
-        }
+        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) | Command::Init { .. } => Ok(()),
     }
 }
 
@@ -746,10 +746,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| data_dir.join("config.toml"));
             if path.exists() && !force {
-                anyhow::bail!(
-                    "{} exists; pass --force to overwrite it",
-                    path.display()
-                );
+                anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
             }
             let config = start.apply(Config::default())?;
             config.validate()?;

@@ -279,9 +279,7 @@ impl Config {
         }
         for addr in &self.nat.relays {
             crate::network::split_peer_addr(addr).ok_or_else(|| {
-                NodeError::Config(format!(
-                    "relay address {addr} does not end in /p2p/PEER_ID"
-                ))
+                NodeError::Config(format!("relay address {addr} does not end in /p2p/PEER_ID"))
             })?;
         }
         Ok(())

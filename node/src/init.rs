@@ -41,11 +41,7 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "api_listen",
         "Local control API and dashboard: loopback only; port 0 picks a free port (written to DATA_DIR/api.addr).",
     ),
-    (
-        "",
-        "max_peers",
-        "Connections kept to other peers.",
-    ),
+    ("", "max_peers", "Connections kept to other peers."),
     (
         "",
         "record_ttl_secs",
@@ -53,13 +49,21 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     ),
     ("", "log_format", "Log format: text or json."),
     ("storage", "", "Storage offered to the mesh (role station)."),
-    ("storage", "tier", "hot (fast disk, always on) or cold (bulk)."),
+    (
+        "storage",
+        "tier",
+        "hot (fast disk, always on) or cold (bulk).",
+    ),
     (
         "storage",
         "offer_bytes",
         "Bytes offered; the node never stores more (it refuses replicas and puts past it).",
     ),
-    ("compute", "", "Compute offered to the mesh (role operator)."),
+    (
+        "compute",
+        "",
+        "Compute offered to the mesh (role operator).",
+    ),
     (
         "compute",
         "cpu_cores",
@@ -115,10 +119,7 @@ pub fn commented_toml(config: &Config) -> Result<String, NodeError> {
     let mut section = String::new();
     for line in plain.lines() {
         let trimmed = line.trim();
-        let note = if let Some(name) = trimmed
-            .strip_prefix('[')
-            .and_then(|t| t.strip_suffix(']'))
-        {
+        let note = if let Some(name) = trimmed.strip_prefix('[').and_then(|t| t.strip_suffix(']')) {
             section = name.to_owned();
             comment(&section, "")
         } else if let Some((key, _)) = trimmed.split_once(" = ") {
@@ -153,8 +154,18 @@ mod tests {
         let text = commented_toml(&c).unwrap();
         let back: Config = toml::from_str(&text).unwrap();
         assert_eq!(back, c);
-        for key in ["network", "listen", "bootstrap", "roles", "offer_bytes", "tier", "relays"] {
-            let at = text.find(&format!("\n{key} = ")).unwrap_or_else(|| panic!("{key}"));
+        for key in [
+            "network",
+            "listen",
+            "bootstrap",
+            "roles",
+            "offer_bytes",
+            "tier",
+            "relays",
+        ] {
+            let at = text
+                .find(&format!("\n{key} = "))
+                .unwrap_or_else(|| panic!("{key}"));
             let before = &text[..at];
             assert!(
                 before.lines().last().unwrap().starts_with("# "),

@@ -941,11 +941,7 @@ impl EventLoop {
         for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
             if let Some(first) = bucket.iter().next() {
                 // Every entry of a bucket shares the bucket's distance exponent.
-                let exp = first
-                    .node
-                    .key
-                    .distance(&local_key)
-                    .ilog2();
+                let exp = first.node.key.distance(&local_key).ilog2();
                 if let Some(exp) = exp {
                     bucket_sizes.push((exp, bucket.num_entries()));
                 }
@@ -971,8 +967,18 @@ impl EventLoop {
             dht_size_estimate: crate::dashboard::dht_size_estimate(&bucket_sizes),
             nat: Some(NatView {
                 status: self.nat.status.clone(),
-                relayed_via: self.nat.relayed_via.iter().map(ToString::to_string).collect(),
-                reservations: self.nat.reservations.iter().map(ToString::to_string).collect(),
+                relayed_via: self
+                    .nat
+                    .relayed_via
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                reservations: self
+                    .nat
+                    .reservations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
                 hole_punches_ok: self.nat.hole_punches_ok,
                 hole_punches_failed: self.nat.hole_punches_failed,
                 network_refusals: self.nat.network_refusals,
@@ -1632,10 +1638,8 @@ fn count_served(
             warn!(%peer, block = %s.block, "refused to hold a replica: {reason}");
             if let Some(m) = metrics {
                 m.counters.blocks_refused.inc();
-                m.activity.storage_refused(format!(
-                    "replica {} from {peer}: {reason}",
-                    s.block
-                ));
+                m.activity
+                    .storage_refused(format!("replica {} from {peer}: {reason}", s.block));
             }
         }
         Response::Stored(_) => {
@@ -1672,10 +1676,16 @@ mod tests {
 
     #[test]
     fn network_id_rides_in_the_agent_version() {
-        assert_eq!(agent_version("local"), format!("warren/{VERSION} network/local"));
+        assert_eq!(
+            agent_version("local"),
+            format!("warren/{VERSION} network/local")
+        );
         assert_eq!(network_of_agent(&agent_version("local")), Some("local"));
         // The examples of spec/network.md.
-        assert_eq!(network_of_agent("warren/0.1.0 network/local"), Some("local"));
+        assert_eq!(
+            network_of_agent("warren/0.1.0 network/local"),
+            Some("local")
+        );
         assert_eq!(network_of_agent("warren/0.1.0"), None);
         assert_eq!(network_of_agent("rust-libp2p/0.57"), None);
         assert_eq!(network_of_agent("other/1 network/local"), None);

@@ -58,13 +58,17 @@ mod tests {
                 bootstrap: p.bootstrap.clone(),
                 ..Config::default()
             };
-            c.validate().unwrap_or_else(|e| panic!("preset {name}: {e}"));
+            c.validate()
+                .unwrap_or_else(|e| panic!("preset {name}: {e}"));
         }
     }
 
     #[test]
     fn unknown_preset_lists_the_known_ones() {
         let err = get("nope").unwrap_err().to_string();
-        assert!(err.contains("local") && err.contains("warren-testnet"), "{err}");
+        assert!(
+            err.contains("local") && err.contains("warren-testnet"),
+            "{err}"
+        );
     }
 }

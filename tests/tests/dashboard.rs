@@ -12,18 +12,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use warren_tests::{NodeProcess, api_of, cli, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for};
+use warren_tests::{
+    NodeProcess, api_of, cli, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 
 /// The value of the first sample of `name` (exact metric name, labels included) in `text`.
 fn sample(text: &str, name: &str) -> Option<f64> {
-    text.lines()
-        .filter(|l| !l.starts_with('#'))
-        .find_map(|l| {
-            let (n, v) = l.rsplit_once(' ')?;
-            (n == name).then(|| v.parse().ok())?
-        })
+    text.lines().filter(|l| !l.starts_with('#')).find_map(|l| {
+        let (n, v) = l.rsplit_once(' ')?;
+        (n == name).then(|| v.parse().ok())?
+    })
 }
 
 fn chromium() -> Option<PathBuf> {
@@ -105,7 +105,11 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
     let cid = put["cid"].as_str().unwrap().to_owned();
     let out = tmp.path().join("back.bin");
     let got = cli(BIN, &d2, &["get", &cid, "-o", out.to_str().unwrap()], false).unwrap();
-    assert!(got.status.success(), "{}", String::from_utf8_lossy(&got.stderr));
+    assert!(
+        got.status.success(),
+        "{}",
+        String::from_utf8_lossy(&got.stderr)
+    );
     assert_eq!(std::fs::read(&out).unwrap(), std::fs::read(&file).unwrap());
 
     // /metrics needs no token and counts what happened.
@@ -115,26 +119,41 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
     assert_eq!(code, 200, "{m0}");
     let (_, m2) = http_get(&a2, "/metrics", None).unwrap();
     println!("node-0 /metrics (warren_ lines):");
-    for l in m0.lines().filter(|l| l.starts_with("warren_") && !l.contains("_bucket")) {
+    for l in m0
+        .lines()
+        .filter(|l| l.starts_with("warren_") && !l.contains("_bucket"))
+    {
         println!("  {l}");
     }
     assert_eq!(sample(&m0, "warren_puts_total"), Some(1.0), "{m0}");
-    assert_eq!(sample(&m0, "warren_put_bytes_total"), Some((3 << 20) as f64));
+    assert_eq!(
+        sample(&m0, "warren_put_bytes_total"),
+        Some((3 << 20) as f64)
+    );
     assert_eq!(sample(&m0, "warren_put_seconds_count"), Some(1.0));
     assert!(sample(&m0, "warren_storage_used_bytes").unwrap() > 0.0);
     assert_eq!(sample(&m2, "warren_gets_total"), Some(1.0), "{m2}");
-    assert_eq!(sample(&m2, "warren_get_bytes_total"), Some((3 << 20) as f64));
+    assert_eq!(
+        sample(&m2, "warren_get_bytes_total"),
+        Some((3 << 20) as f64)
+    );
     // The replicas: node-0 pushed every block to both others (rf 2 of 2 candidates), and
     // node-2's get was served locally or by the others.
     let stored: f64 = [&d1, &d2]
         .iter()
         .map(|d| {
             let (a, _) = api_of(d).unwrap();
-            sample(&http_get(&a, "/metrics", None).unwrap().1, "warren_blocks_stored_total")
-                .unwrap_or(0.0)
+            sample(
+                &http_get(&a, "/metrics", None).unwrap().1,
+                "warren_blocks_stored_total",
+            )
+            .unwrap_or(0.0)
         })
         .sum();
-    assert!(stored >= 2.0, "replicas stored on node-1 and node-2: {stored}");
+    assert!(
+        stored >= 2.0,
+        "replicas stored on node-1 and node-2: {stored}"
+    );
     // libp2p's own metrics, from libp2p-metrics.
     assert!(
         m0.lines()
@@ -186,18 +205,32 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
         String::from_utf8_lossy(&dom.stderr)
     );
     for peer in [&p0, &p2] {
-        assert!(html.contains(peer.as_str()), "the dashboard does not list peer {peer}:\n{html}");
+        assert!(
+            html.contains(peer.as_str()),
+            "the dashboard does not list peer {peer}:\n{html}"
+        );
     }
-    assert!(html.contains(r#"<span id="network">network local</span>"#), "{html}");
+    assert!(
+        html.contains(r#"<span id="network">network local</span>"#),
+        "{html}"
+    );
     for section in ["jobs", "circuits"] {
         assert!(
-            html.contains(&format!(r#"<div id="{section}"><p class="none">none yet</p></div>"#)),
+            html.contains(&format!(
+                r#"<div id="{section}"><p class="none">none yet</p></div>"#
+            )),
             "{section} should show 'none yet':\n{html}"
         );
     }
     // Storage figures rendered from the data, and no error shown.
-    assert!(html.contains(r#"<div class="value" id="c-peers">2</div>"#), "{html}");
-    assert!(html.contains(r#"<div id="error" style="display: none;"></div>"#), "{html}");
+    assert!(
+        html.contains(r#"<div class="value" id="c-peers">2</div>"#),
+        "{html}"
+    );
+    assert!(
+        html.contains(r#"<div id="error" style="display: none;"></div>"#),
+        "{html}"
+    );
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/dashboard");
     std::fs::create_dir_all(&shots).unwrap();
@@ -219,6 +252,10 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
     );
     let bytes = std::fs::read(&png).unwrap();
     assert!(bytes.starts_with(b"\x89PNG"), "not a PNG");
-    println!("dashboard screenshot: {} ({} bytes)", png.display(), bytes.len());
+    println!(
+        "dashboard screenshot: {} ({} bytes)",
+        png.display(),
+        bytes.len()
+    );
     drop(n0);
 }

@@ -10,7 +10,9 @@
 use std::path::Path;
 use std::time::Duration;
 
-use warren_tests::{NodeProcess, api_of, cli, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for};
+use warren_tests::{
+    NodeProcess, api_of, cli, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: u64 = 1 << 20;
@@ -69,7 +71,9 @@ fn a_node_never_stores_past_its_offer() {
         peers
             .as_array()?
             .iter()
-            .any(|p| p["peer_id"] == pb.as_str() && p["roles"].as_array().is_some_and(|r| !r.is_empty()))
+            .any(|p| {
+                p["peer_id"] == pb.as_str() && p["roles"].as_array().is_some_and(|r| !r.is_empty())
+            })
             .then_some(())
     })
     .unwrap();
@@ -91,7 +95,13 @@ fn a_node_never_stores_past_its_offer() {
     // A put on B itself is refused too, and nothing past the offer is kept.
     let file = tmp.path().join("big.bin");
     std::fs::write(&file, test_bytes(4 * MIB as usize, 9, false)).unwrap();
-    let out = cli(BIN, &db, &["put", file.to_str().unwrap(), "--rf", "0"], false).unwrap();
+    let out = cli(
+        BIN,
+        &db,
+        &["put", file.to_str().unwrap(), "--rf", "0"],
+        false,
+    )
+    .unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     assert!(err.contains("storage offer would be exceeded"), "{err}");
@@ -100,7 +110,8 @@ fn a_node_never_stores_past_its_offer() {
     // Its log and its dashboard say so.
     let log = b.log();
     assert!(
-        log.contains("refused to hold a replica") && log.contains("storage offer would be exceeded"),
+        log.contains("refused to hold a replica")
+            && log.contains("storage offer would be exceeded"),
         "{log}"
     );
     assert!(log.contains("refused a put"), "{log}");
@@ -108,7 +119,10 @@ fn a_node_never_stores_past_its_offer() {
     let refusals = d["activity"]["storage_refusals"].as_u64().unwrap();
     assert!(refusals as usize > failed as usize / 2, "{d}");
     let recent = d["activity"]["recent_refusals"].to_string();
-    assert!(recent.contains("storage offer would be exceeded"), "{recent}");
+    assert!(
+        recent.contains("storage offer would be exceeded"),
+        "{recent}"
+    );
     assert_eq!(d["storage"]["offered_bytes"], 10 * MIB);
     assert!(d["storage"]["used_bytes"].as_u64().unwrap() <= 10 * MIB);
     assert!(d["storage"]["held_blocks"].as_u64().unwrap() >= 8, "{d}");
@@ -138,9 +152,16 @@ fn init_writes_a_config_that_start_reads_back() {
         "--compute-offer",
     ];
     let out = cli(BIN, &dir, &args, false).unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let text = std::fs::read_to_string(dir.join("config.toml")).unwrap();
-    assert!(text.contains("# Bytes offered; the node never stores more"), "{text}");
+    assert!(
+        text.contains("# Bytes offered; the node never stores more"),
+        "{text}"
+    );
     assert!(text.contains("offer_bytes = 214748364800"), "{text}");
     // Not overwritten without --force.
     let again = cli(BIN, &dir, &args, false).unwrap();
@@ -148,17 +169,30 @@ fn init_writes_a_config_that_start_reads_back() {
     assert!(String::from_utf8_lossy(&again.stderr).contains("--force"));
 
     let dump = cli(BIN, &dir, &["start", "--dump-config"], false).unwrap();
-    assert!(dump.status.success(), "{}", String::from_utf8_lossy(&dump.stderr));
+    assert!(
+        dump.status.success(),
+        "{}",
+        String::from_utf8_lossy(&dump.stderr)
+    );
     let dump = String::from_utf8_lossy(&dump.stdout);
     assert!(dump.contains("network = \"local\""), "{dump}");
     assert!(dump.contains("tier = \"hot\""), "{dump}");
     assert!(dump.contains("\"operator\""), "{dump}");
     assert!(dump.contains("offer_bytes = 214748364800"), "{dump}");
 
-    let bad = cli(BIN, &dir, &["start", "--testnet", "nope", "--dump-config"], false).unwrap();
+    let bad = cli(
+        BIN,
+        &dir,
+        &["start", "--testnet", "nope", "--dump-config"],
+        false,
+    )
+    .unwrap();
     assert!(!bad.status.success());
     let err = String::from_utf8_lossy(&bad.stderr);
-    assert!(err.contains("no testnet preset \"nope\"") && err.contains("warren-testnet"), "{err}");
+    assert!(
+        err.contains("no testnet preset \"nope\"") && err.contains("warren-testnet"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -174,12 +208,10 @@ fn nodes_of_different_networks_refuse_each_other() {
         .as_str()
         .unwrap()
         .to_owned();
-    let says_y = format!(
-        "refusing peer {px}: it is on network \"alpha\", this node is on network \"beta\""
-    );
-    let says_x = format!(
-        "refusing peer {py}: it is on network \"beta\", this node is on network \"alpha\""
-    );
+    let says_y =
+        format!("refusing peer {px}: it is on network \"alpha\", this node is on network \"beta\"");
+    let says_x =
+        format!("refusing peer {py}: it is on network \"beta\", this node is on network \"alpha\"");
     wait_for(Duration::from_secs(20), "both refusals in the logs", || {
         (y.log().contains(&says_y) && x.log().contains(&says_x)).then_some(())
     })

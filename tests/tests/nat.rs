@@ -107,11 +107,28 @@ impl Net {
             run(&["ip", "-n", ns, "link", "set", dev, "up"], None)?;
         }
         run(
-            &["ip", "-n", h, "route", "add", "default", "via", "192.168.77.1"],
+            &[
+                "ip",
+                "-n",
+                h,
+                "route",
+                "add",
+                "default",
+                "via",
+                "192.168.77.1",
+            ],
             None,
         )?;
         run(
-            &["ip", "netns", "exec", n, "sysctl", "-qw", "net.ipv4.ip_forward=1"],
+            &[
+                "ip",
+                "netns",
+                "exec",
+                n,
+                "sysctl",
+                "-qw",
+                "net.ipv4.ip_forward=1",
+            ],
             None,
         )?;
         // A home router: masquerade outbound; forward replies only; drop unsolicited inbound
@@ -319,8 +336,23 @@ fn home_node_behind_nat_is_reached_through_a_relay_then_directly() {
     };
 
     // The home network is not routed from the public side: only the NAT's address is.
-    let route = run(&["ip", "netns", "exec", &net.pub_ns, "ip", "route", "get", "192.168.77.2"], None);
-    assert!(route.is_err(), "the home network must not be routable from PUB: {route:?}");
+    let route = run(
+        &[
+            "ip",
+            "netns",
+            "exec",
+            &net.pub_ns,
+            "ip",
+            "route",
+            "get",
+            "192.168.77.2",
+        ],
+        None,
+    );
+    assert!(
+        route.is_err(),
+        "the home network must not be routable from PUB: {route:?}"
+    );
 
     // 1. A reservation on the relay.
     wait(30, "the home node's relay reservation", || {
@@ -349,12 +381,18 @@ fn home_node_behind_nat_is_reached_through_a_relay_then_directly() {
         .unwrap_or_else(|e| panic!("{}", report(&e.to_string())));
     println!("relayed connection: {via}");
     assert_eq!(via["peer_id"], a.as_str());
-    assert!(via["addr"].as_str().unwrap().contains("/p2p-circuit"), "{via}");
+    assert!(
+        via["addr"].as_str().unwrap().contains("/p2p-circuit"),
+        "{via}"
+    );
 
     // 3. DCUtR upgrades it to a direct connection through the NAT's public address.
     let direct_addr = wait(30, "a direct connection after hole punching", || {
         let peers = public.cli(&["peers"]).ok()?;
-        let entry = peers.as_array()?.iter().find(|p| p["peer_id"] == a.as_str())?;
+        let entry = peers
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == a.as_str())?;
         entry["addrs"]
             .as_array()?
             .iter()

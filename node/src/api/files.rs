@@ -274,7 +274,9 @@ pub(super) async fn put(
     let counters = &s.mesh.metrics().counters;
     counters.puts.inc();
     counters.put_bytes.inc_by(size);
-    counters.put_seconds.observe(started.elapsed().as_secs_f64());
+    counters
+        .put_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(Json(PutView {
         replication,
         cid: out.cid.to_string(),

@@ -98,7 +98,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The only paths served without the token (see the module doc).
+const OPEN_PATHS: [&str; 2] = ["/dashboard", "/metrics"];
+
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::GET && OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -286,11 +292,9 @@ pub fn router(
         token: Arc::from(token),
         tier,
     };
-    let open = Router::new()
+    Router::new()
         .route("/dashboard", get(dashboard_page))
         .route("/metrics", get(metrics))
-        .with_state(state.clone());
-    let authed = Router::new()
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/record/{peer}", get(record))
@@ -310,9 +314,7 @@ pub fn router(
         .route("/v1/dashboard", get(dashboard))
         .route("/v1/connect", post(connect))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
-        .with_state(state);
-    // The authenticated router's fallback (401 for unknown paths) stays the fallback.
-    authed.merge(open)
+        .with_state(state)
 }
 
 /// Binds the API on `addr`, which must be loopback.
