@@ -129,7 +129,7 @@ enum Command {
     },
     Dial {
         addr: Multiaddr,
-        reply: oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>,
+        reply: DialReply,
     },
 }
 
@@ -574,11 +574,11 @@ pub struct EventLoop {
     metrics: Option<Arc<Metrics>>,
     nat: NatState,
     /// `warren connect` dials waiting for their connection.
-    pending_dials: HashMap<
-        libp2p::swarm::ConnectionId,
-        oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>,
-    >,
+    pending_dials: HashMap<libp2p::swarm::ConnectionId, DialReply>,
 }
+
+/// Answers a [`Command::Dial`]: the peer and the address connected to.
+type DialReply = oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>;
 
 /// What the loop knows about its own reachability.
 #[derive(Debug, Default)]
