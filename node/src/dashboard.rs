@@ -103,6 +103,8 @@ pub struct HeldBlock {
     pub cid: String,
     /// Copies the mesh keeps of it (the file's RF; the default when unknown).
     pub target_rf: usize,
+    /// Copies the last repair pass verified, this node's included (`None` before the first).
+    pub copies: Option<usize>,
 }
 
 /// Storage at a glance.

@@ -122,6 +122,9 @@ pub struct Mesh {
     publish_rate: Mutex<RateLimit>,
     /// Audit, repair and latency counters (Prometheus) and the dashboard feed.
     metrics: Arc<Metrics>,
+    /// Per block checked by the last repair pass: verified copies (this node's included) and the
+    /// replication factor wanted, for the dashboard.
+    copies: Mutex<HashMap<ContentId, (usize, usize)>>,
 }
 
 impl Mesh {
@@ -177,6 +180,7 @@ impl Mesh {
             reputation,
             publish_rate: Mutex::new(RateLimit::default()),
             metrics,
+            copies: Mutex::new(HashMap::new()),
         })
     }
 
@@ -192,6 +196,14 @@ impl Mesh {
             .ok()
             .and_then(|m| m.get(block).copied())
             .unwrap_or(self.config.rf)
+    }
+
+    /// Copies of `block` the last repair pass verified (this node's included), if it checked it.
+    pub fn verified_copies(&self, block: &ContentId) -> Option<usize> {
+        self.copies
+            .lock()
+            .ok()
+            .and_then(|m| m.get(block).map(|(n, _)| *n))
     }
 
     /// A fresh hot-content tracker to share between the event loop and the mesh.
@@ -501,6 +513,9 @@ impl Mesh {
             .lock()
             .map(|mut h| h.desired_rf(&cid.hash(), base_rf, now))
             .unwrap_or(base_rf);
+        if let Ok(mut copies) = self.copies.lock() {
+            copies.insert(cid, (holders.len(), rf));
+        }
         // The origin's pinned copy is one of the RF + 1 copies of a file it put.
         let policy = PlacementPolicy::with_rf(rf + 1);
         let hash = cid.hash();

@@ -188,6 +188,21 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
         .to_owned();
     let p0 = peer_of(&d0);
 
+    // Let node-1's first audit and repair pass run, so the page shows them too.
+    let (a1, token1) = api_of(&d1).unwrap();
+    wait_for(
+        Duration::from_secs(30),
+        "node-1's first audit and repair pass",
+        || {
+            let (_, body) = http_get(&a1, "/v1/dashboard", Some(&token1)).ok()?;
+            let d: serde_json::Value = serde_json::from_str(&body).ok()?;
+            let audited = !d["audits"].as_array()?.is_empty();
+            let checked = d["held"].as_array()?.iter().all(|b| b["copies"].is_u64());
+            (audited && checked).then_some(())
+        },
+    )
+    .unwrap();
+
     let Some(browser) = chromium() else {
         println!(
             "SKIPPED (browser part): chromium is not installed; run scripts/setup-home.sh. \

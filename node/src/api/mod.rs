@@ -218,6 +218,7 @@ async fn dashboard(State(s): State<AppState>) -> Result<Json<DashboardView>, Api
             .map(|cid| HeldBlock {
                 cid: cid.to_string(),
                 target_rf: s.mesh.wanted_rf(cid),
+                copies: s.mesh.verified_copies(cid),
             })
             .collect(),
         nat: status.nat.clone().unwrap_or_default(),
