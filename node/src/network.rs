@@ -531,6 +531,7 @@ pub fn build_on(
             ..NatState::default()
         },
         pending_dials: HashMap::new(),
+        waiting_dials: HashMap::new(),
     };
     Ok((Client { tx }, event_loop))
 }
@@ -575,6 +576,8 @@ pub struct EventLoop {
     nat: NatState,
     /// `warren connect` dials waiting for their connection.
     pending_dials: HashMap<libp2p::swarm::ConnectionId, DialReply>,
+    /// `warren connect` calls for a peer another dial was already under way to.
+    waiting_dials: HashMap<PeerId, Vec<DialReply>>,
 }
 
 /// Answers a [`Command::Dial`]: the peer and the address connected to.
@@ -842,11 +845,35 @@ impl EventLoop {
                 }
             }
             Command::Dial { addr, reply } => {
-                let opts = DialOpts::from(addr.clone());
+                let Some((peer, _)) = split_peer_addr(&addr) else {
+                    let _ = reply.send(Err(NodeError::Network(format!(
+                        "{addr} does not end in /p2p/PEER_ID"
+                    ))));
+                    return;
+                };
+                // One connection per peer: a second one (say, a second relayed circuit) would
+                // only race the first, e.g. two hole punches on the same ports.
+                if self.swarm.is_connected(&peer) {
+                    let via = self
+                        .peers
+                        .get(&peer)
+                        .and_then(|s| s.addrs.first().cloned())
+                        .unwrap_or(addr);
+                    let _ = reply.send(Ok((peer, via)));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
                 let id = opts.connection_id();
                 match self.swarm.dial(opts) {
                     Ok(()) => {
                         self.pending_dials.insert(id, reply);
+                    }
+                    Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        // Already being dialled: answer when that dial ends.
+                        self.waiting_dials.entry(peer).or_default().push(reply);
                     }
                     Err(e) => {
                         let _ = reply.send(Err(NodeError::Network(format!("dial {addr}: {e}"))));
@@ -1048,6 +1075,9 @@ impl EventLoop {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let _ = reply.send(Ok((peer_id, endpoint.get_remote_address().clone())));
                 }
+                for reply in self.waiting_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok((peer_id, endpoint.get_remote_address().clone())));
+                }
                 if self.nat.relays.iter().any(|(p, _)| *p == peer_id)
                     && !self.nat.relayed_via.contains(&peer_id)
                 {
@@ -1103,6 +1133,14 @@ impl EventLoop {
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, "dial failed: {error}");
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    for reply in self.waiting_dials.remove(&peer).unwrap_or_default() {
+                        let _ =
+                            reply.send(Err(NodeError::Network(format!("dial {peer}: {error}"))));
+                    }
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
             SwarmEvent::ListenerClosed {
