@@ -60,6 +60,11 @@ use crate::metrics::Metrics;
 use crate::record::RecordBuilder;
 use crate::service;
 
+mod nat;
+
+use nat::{NatState, count_served, is_relayed};
+pub use nat::{agent_version, network_of_agent};
+
 /// The Kademlia protocol name: warren's own DHT, so the public IPFS DHT is never joined by mistake.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");
 /// The identify protocol version warren nodes announce.
@@ -372,23 +377,6 @@ fn behaviour(
     })
 }
 
-/// The identify agent version: the build and the network id.
-pub fn agent_version(network: &str) -> String {
-    format!("warren/{VERSION} network/{network}")
-}
-
-/// The network id in a warren peer's agent version, if it says one.
-pub fn network_of_agent(agent: &str) -> Option<&str> {
-    agent
-        .strip_prefix("warren/")?
-        .split_whitespace()
-        .find_map(|w| w.strip_prefix("network/"))
-}
-
-fn is_relayed(addr: &Multiaddr) -> bool {
-    addr.iter().any(|p| p == Protocol::P2pCircuit)
-}
-
 /// Connections are closed by the peer manager (max_peers), not by idleness: "peers" are the
 /// connections this node keeps.
 fn swarm_config(c: libp2p::swarm::Config) -> libp2p::swarm::Config {
@@ -528,6 +516,7 @@ pub fn build_on(
             auto_relay: config.nat.auto_relay,
             bootstrap: config.bootstrap.clone(),
             relays,
+            kad_auto: mode.is_none(),
             ..NatState::default()
         },
         pending_dials: HashMap::new(),
@@ -582,28 +571,6 @@ pub struct EventLoop {
 
 /// Answers a [`Command::Dial`]: the peer and the address connected to.
 type DialReply = oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>;
-
-/// What the loop knows about its own reachability.
-#[derive(Debug, Default)]
-struct NatState {
-    /// AutoNAT's verdict: unknown, public or private.
-    status: String,
-    auto_relay: bool,
-    bootstrap: Vec<Multiaddr>,
-    /// Relays to listen through (configured, or bootstrap peers once AutoNAT says private).
-    relays: Vec<(PeerId, Multiaddr)>,
-    /// Relay listeners open, by listener.
-    relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
-    /// Relays this node listens through.
-    relayed_via: HashSet<PeerId>,
-    /// Relays that accepted a reservation.
-    reservations: HashSet<PeerId>,
-    hole_punches_ok: u64,
-    hole_punches_failed: u64,
-    /// Peers refused for being on another network.
-    network_refusals: u64,
-    last_network_refusal: Option<String>,
-}
 
 impl EventLoop {
     /// Records libp2p's metrics (and counts warren's) into `metrics`.
@@ -1161,133 +1128,9 @@ impl EventLoop {
             SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
             SwarmEvent::ExternalAddrConfirmed { address } => {
                 info!(%address, "external address confirmed");
+                self.on_external_addrs_changed();
             }
-            _ => {}
-        }
-    }
-
-    fn record_metrics(&self, event: &BehaviourEvent) {
-        let Some(m) = &self.metrics else { return };
-        match event {
-            BehaviourEvent::Kad(e) => m.record(e),
-            BehaviourEvent::Identify(e) => m.record(e),
-            BehaviourEvent::Ping(e) => m.record(e),
-            BehaviourEvent::Gossipsub(e) => m.record(e),
-            BehaviourEvent::Relay(e) => m.record(e),
-            BehaviourEvent::Dcutr(e) => m.record(e),
-            _ => {}
-        }
-    }
-
-    /// Refuses a peer whose identify says it is on another network; true if refused.
-    fn refuse_other_network(&mut self, peer: PeerId, agent: &str) -> bool {
-        let ours = self.records.network();
-        let Some(theirs) = network_of_agent(agent) else {
-            return false;
-        };
-        if theirs == ours {
-            return false;
-        }
-        let message = format!(
-            "refusing peer {peer}: it is on network {theirs:?}, this node is on network {ours:?}"
-        );
-        warn!("{message}");
-        self.nat.network_refusals += 1;
-        self.nat.last_network_refusal = Some(message);
-        self.swarm.behaviour_mut().kad.remove_peer(&peer);
-        self.known.remove(&peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
-        true
-    }
-
-    /// Listens through every relay this node is connected to and not yet listening through;
-    /// dials the others.
-    fn listen_via_relays(&mut self) {
-        for (relay, addr) in self.nat.relays.clone() {
-            if self.nat.relayed_via.contains(&relay) {
-                continue;
-            }
-            if self.swarm.is_connected(&relay) {
-                let circuit = addr.with(Protocol::P2pCircuit);
-                match self.swarm.listen_on(circuit.clone()) {
-                    Ok(id) => {
-                        debug!(%circuit, "asking the relay for a reservation");
-                        self.nat.relayed_via.insert(relay);
-                        self.nat.relay_listeners.insert(id, relay);
-                    }
-                    Err(e) => warn!(%circuit, "cannot listen through the relay: {e}"),
-                }
-            } else {
-                let opts = DialOpts::peer_id(relay)
-                    .addresses(vec![addr])
-                    .condition(PeerCondition::DisconnectedAndNotDialing)
-                    .build();
-                let _ = self.swarm.dial(opts);
-            }
-        }
-    }
-
-    /// AutoNAT, relay and hole-punching events.
-    fn on_nat_event(&mut self, event: BehaviourEvent) {
-        match event {
-            BehaviourEvent::Autonat(autonat::Event::StatusChanged { old, new }) => {
-                info!(?old, ?new, "AutoNAT: reachability changed");
-                self.nat.status = match &new {
-                    autonat::NatStatus::Public(_) => "public",
-                    autonat::NatStatus::Private => "private",
-                    autonat::NatStatus::Unknown => "unknown",
-                }
-                .into();
-                if new == autonat::NatStatus::Private && self.nat.auto_relay {
-                    for addr in self.nat.bootstrap.clone() {
-                        if let Some((relay, _)) = split_peer_addr(&addr)
-                            && !self.nat.relays.iter().any(|(p, _)| *p == relay)
-                        {
-                            info!(%relay, "not reachable directly: will listen through a relay");
-                            self.nat.relays.push((relay, addr));
-                        }
-                    }
-                    self.listen_via_relays();
-                }
-            }
-            BehaviourEvent::RelayClient(relay::client::Event::ReservationReqAccepted {
-                relay_peer_id,
-                renewal,
-                ..
-            }) => {
-                if !renewal {
-                    info!(relay = %relay_peer_id, "relay reservation accepted: reachable through it");
-                }
-                self.nat.reservations.insert(relay_peer_id);
-            }
-            BehaviourEvent::RelayClient(relay::client::Event::InboundCircuitEstablished {
-                src_peer_id,
-                ..
-            }) => {
-                info!(peer = %src_peer_id, "inbound connection through a relay");
-            }
-            BehaviourEvent::RelayClient(relay::client::Event::OutboundCircuitEstablished {
-                relay_peer_id,
-                ..
-            }) => {
-                info!(relay = %relay_peer_id, "outbound connection through a relay");
-            }
-            BehaviourEvent::Relay(relay::Event::ReservationReqAccepted { src_peer_id, .. }) => {
-                debug!(peer = %src_peer_id, "serving a relay reservation");
-            }
-            BehaviourEvent::Dcutr(dcutr::Event {
-                remote_peer_id,
-                result,
-            }) => match result {
-                Ok(_) => {
-                    self.nat.hole_punches_ok += 1;
-                    info!(peer = %remote_peer_id, "hole punch succeeded: direct connection");
-                }
-                Err(e) => {
-                    self.nat.hole_punches_failed += 1;
-                    warn!(peer = %remote_peer_id, "hole punch failed: {e}");
-                }
-            },
+            SwarmEvent::ExternalAddrExpired { .. } => self.on_external_addrs_changed(),
             _ => {}
         }
     }
@@ -1662,40 +1505,6 @@ impl EventLoop {
 }
 
 /// Cuts a refusal reason to what a block message may carry.
-/// Counts (and logs refusals of) one answer to a block request.
-fn count_served(
-    metrics: Option<&Metrics>,
-    peer: &PeerId,
-    response: &block_transfer::Response,
-    stored_len: u64,
-) {
-    use block_transfer::Response;
-    match response {
-        Response::Stored(s) if !s.accepted => {
-            let reason = s.reason.as_deref().unwrap_or("no reason");
-            warn!(%peer, block = %s.block, "refused to hold a replica: {reason}");
-            if let Some(m) = metrics {
-                m.counters.blocks_refused.inc();
-                m.activity
-                    .storage_refused(format!("replica {} from {peer}: {reason}", s.block));
-            }
-        }
-        Response::Stored(_) => {
-            if let Some(m) = metrics {
-                m.counters.blocks_stored.inc();
-                m.counters.bytes_received.inc_by(stored_len);
-            }
-        }
-        Response::Block(b) => {
-            if let Some(m) = metrics {
-                m.counters.blocks_served.inc();
-                m.counters.bytes_sent.inc_by(b.data.len() as u64);
-            }
-        }
-        _ => {}
-    }
-}
-
 fn truncate(reason: &str) -> String {
     let max = block_transfer::MAX_REASON_LEN;
     if reason.len() <= max {

@@ -22,7 +22,8 @@
 //! `R/p2p-circuit/p2p/A` (relayed), then DCUtR makes both dial at once and the NAT lets B's
 //! connection in on the mapping A's own dial opened. B is a DHT client, so A never learns a
 //! dialable address of B other than through DCUtR: a direct connection can only come from the
-//! hole punch.
+//! hole punch. A, reachable only through the relay, stays a DHT client too, so B's DHT queries
+//! never dial it before the test does.
 //!
 //! Where namespaces cannot be made (not root, no `ip`/`nft`, a kernel without netns or veth), the
 //! test prints why and is reported SKIPPED instead of failing.
@@ -375,6 +376,9 @@ fn home_node_behind_nat_is_reached_through_a_relay_then_directly() {
     .unwrap_or_else(|e| panic!("{}", report(&e.to_string())));
     let circuit = format!("{relay_addr}/p2p-circuit/p2p/{a}");
     let status = home.cli(&["status"]).unwrap();
+    // Reachable only through the relay: it stays a DHT client, so the relay's routing table
+    // never hands its address out and only the dial below reaches it.
+    assert_eq!(status["kad_mode"], "client", "{status}");
     assert!(
         status["listen_addrs"]
             .as_array()
