@@ -217,3 +217,48 @@ pub fn test_bytes(len: usize, seed: u64, text: bool) -> Vec<u8> {
     out.truncate(len);
     out
 }
+
+/// Debian's `chromium` (installed by `scripts/setup-home.sh`), if present.
+pub fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            && out.status.success()
+        {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !path.is_empty() {
+                return Some(PathBuf::from(path));
+            }
+        }
+    }
+    None
+}
+
+/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`), with a fresh
+/// profile in `profile` and the flags that keep it off the network.
+pub fn run_chromium(
+    browser: &Path,
+    profile: &Path,
+    url: &str,
+    mode: &[&str],
+) -> std::io::Result<Output> {
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            // Lets the page's first fetch and render finish before the DOM or pixels are taken.
+            "--virtual-time-budget=6000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(mode)
+        .arg(url)
+        .output()
+}

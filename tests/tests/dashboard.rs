@@ -8,12 +8,12 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::time::Duration;
 
 use warren_tests::{
-    NodeProcess, api_of, cli, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for,
+    NodeProcess, api_of, chromium, cli, cli_json, http_get, run_chromium, tcp_multiaddr,
+    test_bytes, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
@@ -24,45 +24,6 @@ fn sample(text: &str, name: &str) -> Option<f64> {
         let (n, v) = l.rsplit_once(' ')?;
         (n == name).then(|| v.parse().ok())?
     })
-}
-
-fn chromium() -> Option<PathBuf> {
-    for name in ["chromium", "chromium-browser"] {
-        if let Ok(out) = Command::new("sh")
-            .args(["-c", &format!("command -v {name}")])
-            .output()
-            && out.status.success()
-        {
-            let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
-            if !path.is_empty() {
-                return Some(PathBuf::from(path));
-            }
-        }
-    }
-    None
-}
-
-/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`).
-fn run_chromium(browser: &Path, profile: &Path, url: &str, mode: &[&str]) -> std::process::Output {
-    Command::new(browser)
-        .args([
-            "--headless",
-            "--no-sandbox",
-            "--disable-gpu",
-            "--disable-quic",
-            "--no-first-run",
-            "--disable-background-networking",
-            "--disable-component-update",
-            "--disable-sync",
-            "--hide-scrollbars",
-            // Lets the page's first fetch and render finish before the DOM or pixels are taken.
-            "--virtual-time-budget=6000",
-        ])
-        .arg(format!("--user-data-dir={}", profile.display()))
-        .args(mode)
-        .arg(url)
-        .output()
-        .expect("running chromium")
 }
 
 #[test]
@@ -212,7 +173,7 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
         return;
     };
     let profile = tmp.path().join("chromium-profile");
-    let dom = run_chromium(&browser, &profile, &url, &["--dump-dom"]);
+    let dom = run_chromium(&browser, &profile, &url, &["--dump-dom"]).expect("running chromium");
     let html = String::from_utf8_lossy(&dom.stdout);
     assert!(
         dom.status.success(),
@@ -259,7 +220,8 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
             &format!("--screenshot={}", png.display()),
             "--window-size=1400,1100",
         ],
-    );
+    )
+    .expect("running chromium");
     assert!(
         shot.status.success(),
         "chromium screenshot failed: {}",

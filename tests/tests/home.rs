@@ -11,7 +11,8 @@ use std::path::Path;
 use std::time::Duration;
 
 use warren_tests::{
-    NodeProcess, api_of, cli, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for,
+    NodeProcess, api_of, chromium, cli, cli_json, http_get, run_chromium, tcp_multiaddr,
+    test_bytes, wait_for,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
@@ -127,7 +128,35 @@ fn a_node_never_stores_past_its_offer() {
     assert!(d["storage"]["used_bytes"].as_u64().unwrap() <= 10 * MIB);
     assert!(d["storage"]["held_blocks"].as_u64().unwrap() >= 8, "{d}");
     assert_eq!(d["storage"]["tier"], "hot");
-    let (addr, _) = api_of(&db).unwrap();
+    let (addr, token) = api_of(&db).unwrap();
+    // The page itself says so, as a person sees it.
+    match chromium() {
+        Some(browser) => {
+            let url = format!("http://{addr}/dashboard#token={token}");
+            let out =
+                run_chromium(&browser, &tmp.path().join("profile"), &url, &["--dump-dom"]).unwrap();
+            let html = String::from_utf8_lossy(&out.stdout);
+            assert!(
+                html.contains(r#"<p class="bad">Refused to store "#),
+                "{html}"
+            );
+            assert!(html.contains("storage offer would be exceeded"), "{html}");
+            assert!(html.contains("of 10.0 MiB offered (hot)"), "{html}");
+            let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/dashboard");
+            std::fs::create_dir_all(&shots).unwrap();
+            let png = shots.join("offer-full.png");
+            let shot = format!("--screenshot={}", png.display());
+            let out = run_chromium(
+                &browser,
+                &tmp.path().join("profile-2"),
+                &url,
+                &[&shot, "--window-size=1400,1000"],
+            )
+            .unwrap();
+            assert!(out.status.success() && png.exists());
+        }
+        None => println!("SKIPPED (rendered page check): chromium is not installed"),
+    }
     let metrics = http_get(&addr, "/metrics", None).unwrap().1;
     assert!(
         metrics
