@@ -698,6 +698,7 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
+        self.close_refused();
         if self.listeners_ready == 0 {
             return;
         }
@@ -721,6 +722,11 @@ impl EventLoop {
             for peer in candidates {
                 if budget == 0 {
                     break;
+                }
+                if self.nat.refused.contains(&peer) {
+                    // Of another network: never dialled again from the routing table.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                    continue;
                 }
                 if !self.swarm.is_connected(&peer) {
                     let opts = DialOpts::peer_id(peer)
@@ -1087,6 +1093,10 @@ impl EventLoop {
             } => {
                 debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
+                if self.nat.refused.contains(&peer_id) {
+                    // Kademlia may have added it while the connection was up.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                }
             }
             SwarmEvent::OutgoingConnectionError {
                 peer_id,

@@ -55,7 +55,19 @@ pub(super) struct NatState {
     pub(super) last_network_refusal: Option<String>,
     /// Kademlia's mode is left to libp2p (config `auto` on a non-loopback node).
     pub(super) kad_auto: bool,
+    /// Peers refused for being on another network: kept out of the routing table and never
+    /// dialled from it (they may still dial in, and are judged again by their identify).
+    pub(super) refused: HashSet<PeerId>,
+    /// Refused peers still connected, and when they were refused: closed a moment later, so
+    /// their own identify of this node completes and they log the refusal too.
+    pub(super) closing: Vec<(PeerId, std::time::Instant)>,
 }
+
+/// How long a refused peer stays connected: enough for its identify exchange to finish.
+const CLOSE_AFTER: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// Refused peers remembered, at most; the set starts over when full.
+const REFUSED_KEPT: usize = 1024;
 
 impl EventLoop {
     /// Keeps a node that is reachable only through relays a DHT client: relayed circuits are
@@ -94,7 +106,13 @@ impl EventLoop {
             return false;
         };
         if theirs == ours {
+            // Moved to this network since it was refused, perhaps: welcome again.
+            self.nat.refused.remove(&peer);
             return false;
+        }
+        if self.nat.closing.iter().any(|(p, _)| *p == peer) {
+            // Refused already (a second identify, e.g. a push); its connection closes soon.
+            return true;
         }
         let message = format!(
             "refusing peer {peer}: it is on network {theirs:?}, this node is on network {ours:?}"
@@ -102,10 +120,28 @@ impl EventLoop {
         warn!("{message}");
         self.nat.network_refusals += 1;
         self.nat.last_network_refusal = Some(message);
+        if self.nat.refused.len() >= REFUSED_KEPT {
+            self.nat.refused.clear();
+        }
+        self.nat.refused.insert(peer);
         self.swarm.behaviour_mut().kad.remove_peer(&peer);
         self.known.remove(&peer);
-        let _ = self.swarm.disconnect_peer_id(peer);
+        self.nat.closing.push((peer, std::time::Instant::now()));
         true
+    }
+
+    /// Closes the connections of peers refused at least [`CLOSE_AFTER`] ago (run every tick).
+    pub(super) fn close_refused(&mut self) {
+        let now = std::time::Instant::now();
+        let (due, later): (Vec<_>, Vec<_>) = self
+            .nat
+            .closing
+            .drain(..)
+            .partition(|(_, at)| now.duration_since(*at) >= CLOSE_AFTER);
+        self.nat.closing = later;
+        for (peer, _) in due {
+            let _ = self.swarm.disconnect_peer_id(peer);
+        }
     }
 
     /// Listens through every relay this node is connected to and not yet listening through;
