@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # Runs warren's whole test suite on a fresh machine: installs what the tests need (the js-libp2p
-# peer used by the interoperability test, by npm package name), builds once, runs every test, and
+# peer used by the interoperability test, by npm package name; chromium, nftables and iproute2 for
+# the dashboard and NAT tests, by Debian package name), builds once, runs every test, and
 # ends with one "tests: N passed, N failed" line summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-interop.sh
+scripts/setup-home.sh
 cargo fmt --all -- --check
 cargo build --workspace --all-targets --locked
 

@@ -128,6 +128,25 @@ pub enum Command {
     },
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
+    /// Write a commented DATA_DIR/config.toml (the defaults, a preset and the flags given).
+    Init {
+        /// Overwrite an existing config.toml.
+        #[arg(long)]
+        force: bool,
+        /// What the config says (the same flags as `start`).
+        #[command(flatten)]
+        start: StartArgs,
+    },
+    /// Print the URL of the running node's dashboard (it carries the API token: keep it private).
+    Dashboard(OutputArgs),
+    /// Dial a peer now, e.g. through a relay: /ip4/R/tcp/4001/p2p/RELAY/p2p-circuit/p2p/PEER.
+    Connect {
+        /// Full multiaddr ending in /p2p/PEER_ID.
+        addr: Multiaddr,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
@@ -218,6 +237,28 @@ pub struct StartArgs {
     /// Network id.
     #[arg(long)]
     pub network: Option<String>,
+    /// Join a named testnet: its network id and bootstrap peers (node/testnets.toml: local,
+    /// warren-testnet).
+    #[arg(long, value_name = "NAME")]
+    pub testnet: Option<String>,
+    /// Storage offered to the mesh, e.g. 200GiB, 10MiB, 5000000 (bytes); implies role station.
+    #[arg(long, value_name = "SIZE", value_parser = config::parse_size)]
+    pub storage_offer: Option<u64>,
+    /// Tier of the storage offer.
+    #[arg(long, value_parser = parse_tier)]
+    pub tier: Option<warren_protocol::Tier>,
+    /// Offer compute (role operator): the detected CPU cores, RAM and GPUs go in the node record.
+    #[arg(long)]
+    pub compute_offer: bool,
+    /// CPU cores of the compute offer (default: every detected core).
+    #[arg(long, value_name = "N")]
+    pub compute_cores: Option<u32>,
+    /// Hold a circuit relay reservation on this public peer (repeatable; /…/p2p/PEER_ID).
+    #[arg(long, value_name = "MULTIADDR")]
+    pub relay: Vec<Multiaddr>,
+    /// An address this node is reachable at (repeatable), for a public node.
+    #[arg(long, value_name = "MULTIADDR")]
+    pub external_addr: Vec<Multiaddr>,
     /// Control API address (loopback only).
     #[arg(long, value_name = "ADDR")]
     pub api_listen: Option<std::net::SocketAddr>,
@@ -259,9 +300,46 @@ fn parse_role(s: &str) -> Result<Role, String> {
     }
 }
 
+fn parse_tier(s: &str) -> Result<warren_protocol::Tier, String> {
+    match s {
+        "hot" => Ok(warren_protocol::Tier::Hot),
+        "cold" => Ok(warren_protocol::Tier::Cold),
+        other => Err(format!("unknown tier {other:?}: hot or cold")),
+    }
+}
+
 impl StartArgs {
-    /// Applies the flags over `config`.
-    pub fn apply(&self, mut config: Config) -> Config {
+    /// Applies the flags over `config`; fails on an unknown `--testnet`.
+    pub fn apply(&self, mut config: Config) -> Result<Config, crate::NodeError> {
+        if let Some(name) = &self.testnet {
+            let preset = crate::presets::get(name)?;
+            config.network = preset.network;
+            for b in preset.bootstrap {
+                if !config.bootstrap.contains(&b) {
+                    config.bootstrap.push(b);
+                }
+            }
+        }
+        if let Some(bytes) = self.storage_offer {
+            config.storage.offer_bytes = bytes;
+            if !config.roles.contains(&Role::Station) {
+                config.roles.push(Role::Station);
+            }
+        }
+        if let Some(t) = self.tier {
+            config.storage.tier = t;
+        }
+        if self.compute_offer && !config.roles.contains(&Role::Operator) {
+            config.roles.push(Role::Operator);
+        }
+        if let Some(n) = self.compute_cores {
+            config.compute.cpu_cores = n;
+        }
+        config.nat.relays.extend(self.relay.iter().cloned());
+        config
+            .nat
+            .external_addrs
+            .extend(self.external_addr.iter().cloned());
         if !self.listen.is_empty() {
             config.listen = self.listen.clone();
         }
@@ -288,7 +366,7 @@ impl StartArgs {
         if let Some(f) = self.fault_inject {
             config.mesh.fault_inject = f;
         }
-        config
+        Ok(config)
     }
 }
 
@@ -601,7 +679,36 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
             })
         }
-        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) => Ok(()),
+        Command::Dashboard(out) => {
+            let addr = std::fs::read_to_string(data_dir.join(crate::keystore::API_ADDR_FILE))
+                .context("reading api.addr: is the node running?")?;
+            let token = std::fs::read_to_string(data_dir.join(crate::keystore::TOKEN_FILE))
+                .context("reading api.token")?;
+            let url = crate::api::dashboard_url(addr.trim(), token.trim());
+            print(out.json, &serde_json::json!({ "url": url }), |_| {
+                format!(
+                    "{url}\n(the part after # is the API token: it never leaves the browser, but keep the URL private)\n"
+                )
+            })
+        }
+        Command::Connect { addr, out } => {
+            let v: serde_json::Value = api
+                .post_body(
+                    "/v1/connect",
+                    &[("addr", addr.to_string())],
+                    &[],
+                    reqwest::Body::from(""),
+                )
+                .await?;
+            print(out.json, &v, |v| {
+                format!(
+                    "connected to {} via {}\n",
+                    v["peer_id"].as_str().unwrap_or("?"),
+                    v["addr"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) | Command::Init { .. } => Ok(()),
     }
 }
 
@@ -620,7 +727,7 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 Some(f) => Config::from_file(f)?,
                 None => Config::default(),
             };
-            let config = args.apply(base);
+            let config = args.apply(base)?;
             if args.dump_config {
                 config.validate()?;
                 print!("{}", config.to_toml()?);
@@ -631,6 +738,26 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 "info,libp2p_kad=warn,libp2p_gossipsub=warn",
             );
             crate::start::run(config, &data_dir).await?;
+            Ok(())
+        }
+        Command::Init { force, start } => {
+            let path = start
+                .config
+                .clone()
+                .unwrap_or_else(|| data_dir.join("config.toml"));
+            if path.exists() && !force {
+                anyhow::bail!("{} exists; pass --force to overwrite it", path.display());
+            }
+            let config = start.apply(Config::default())?;
+            config.validate()?;
+            crate::keystore::ensure_data_dir(&data_dir)?;
+            std::fs::write(&path, crate::init::commented_toml(&config)?)
+                .with_context(|| format!("writing {}", path.display()))?;
+            println!("wrote {}", path.display());
+            println!(
+                "start the node with: warren --data-dir {} start",
+                data_dir.display()
+            );
             Ok(())
         }
         Command::Devnet(args) => {
@@ -709,7 +836,7 @@ mod tests {
         let Command::Start(args) = cli.command else {
             panic!("not start")
         };
-        let c = args.apply(Config::default());
+        let c = args.apply(Config::default()).unwrap();
         assert_eq!(c.kad_mode, KadMode::Server);
         assert_eq!(c.roles, vec![Role::Gate]);
         assert_eq!(c.listen.len(), 1);

@@ -108,6 +108,33 @@ impl Default for MeshConfig {
     }
 }
 
+/// How a node behind NAT stays reachable, and how it helps others that are.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct NatConfig {
+    /// Public peers to hold a circuit relay v2 reservation on (full multiaddrs ending in
+    /// `/p2p/PEER_ID`); the node listens through each at `ADDR/p2p-circuit`.
+    pub relays: Vec<Multiaddr>,
+    /// When AutoNAT finds this node private, reserve a circuit on the bootstrap peers too.
+    pub auto_relay: bool,
+    /// Serve circuit relay v2 reservations for others (libp2p's default limits: short, small
+    /// circuits, enough for hole punching, not for bulk traffic).
+    pub relay_server: bool,
+    /// Addresses this node is known to be reachable at (a public node with a fixed address).
+    pub external_addrs: Vec<Multiaddr>,
+}
+
+impl Default for NatConfig {
+    fn default() -> Self {
+        Self {
+            relays: Vec::new(),
+            auto_relay: true,
+            relay_server: true,
+            external_addrs: Vec::new(),
+        }
+    }
+}
+
 /// Prices asked, in micro-credits.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -153,6 +180,8 @@ pub struct Config {
     pub price: PriceConfig,
     /// Storage mesh timers and defaults.
     pub mesh: MeshConfig,
+    /// NAT traversal: relays, AutoNAT, hole punching.
+    pub nat: NatConfig,
 }
 
 impl Default for Config {
@@ -179,6 +208,7 @@ impl Default for Config {
             compute: ComputeConfig::default(),
             price: PriceConfig::default(),
             mesh: MeshConfig::default(),
+            nat: NatConfig::default(),
         }
     }
 }
@@ -250,6 +280,11 @@ impl Config {
                 ))
             })?;
         }
+        for addr in &self.nat.relays {
+            crate::network::split_peer_addr(addr).ok_or_else(|| {
+                NodeError::Config(format!("relay address {addr} does not end in /p2p/PEER_ID"))
+            })?;
+        }
         Ok(())
     }
 
@@ -264,6 +299,41 @@ impl Config {
             })
         })
     }
+}
+
+/// Parses a size: bytes (`5000000`) or a number with a unit, binary (`KiB`, `MiB`, `GiB`, `TiB`)
+/// or decimal (`KB`, `MB`, `GB`, `TB`); `200GiB`, `10 MiB` and `1.5TB` all work.
+pub fn parse_size(text: &str) -> Result<u64, String> {
+    let t = text.trim();
+    let split = t
+        .find(|c: char| !(c.is_ascii_digit() || c == '.'))
+        .unwrap_or(t.len());
+    let (number, unit) = t.split_at(split);
+    let unit = unit.trim();
+    let factor: u64 = match unit.to_ascii_lowercase().as_str() {
+        "" | "b" => 1,
+        "kib" | "k" => 1 << 10,
+        "mib" | "m" => 1 << 20,
+        "gib" | "g" => 1 << 30,
+        "tib" | "t" => 1 << 40,
+        "kb" => 1_000,
+        "mb" => 1_000_000,
+        "gb" => 1_000_000_000,
+        "tb" => 1_000_000_000_000,
+        _ => {
+            return Err(format!(
+                "unknown size unit {unit:?} in {text:?}: use B, KiB, MiB, GiB, TiB, KB, MB, GB or TB"
+            ));
+        }
+    };
+    let value: f64 = number
+        .parse()
+        .map_err(|_| format!("{text:?} is not a size such as 200GiB"))?;
+    let bytes = value * factor as f64;
+    if !bytes.is_finite() || bytes < 0.0 || bytes > u64::MAX as f64 {
+        return Err(format!("size {text:?} is out of range"));
+    }
+    Ok(bytes as u64)
 }
 
 /// The default data directory: `$XDG_DATA_HOME/warren` (`~/.local/share/warren`).
@@ -317,6 +387,16 @@ mod tests {
         let c: Config = toml::from_str("[mesh]\nfault_inject = \"corrupt-audits\"\n").unwrap();
         assert_eq!(c.mesh.fault_inject, FaultInject::CorruptAudits);
         assert!(toml::from_str::<Config>("[mesh]\nfault_inject = \"melt\"\n").is_err());
+    }
+
+    #[test]
+    fn sizes_parse() {
+        assert_eq!(parse_size("200GiB").unwrap(), 200 << 30);
+        assert_eq!(parse_size("10 MiB").unwrap(), 10 << 20);
+        assert_eq!(parse_size("1.5TB").unwrap(), 1_500_000_000_000);
+        assert_eq!(parse_size("5000000").unwrap(), 5_000_000);
+        assert!(parse_size("10 parsecs").is_err());
+        assert!(parse_size("GiB").is_err());
     }
 
     #[test]

@@ -39,6 +39,7 @@ use warren_storage_mesh::{Error as StoreError, Store};
 
 use crate::config::{FaultInject, MeshConfig};
 use crate::error::NodeError;
+use crate::metrics::Metrics;
 use crate::network::Client;
 
 /// Blocks moved at once by one replicate or fetch.
@@ -193,10 +194,15 @@ pub struct Mesh {
     /// This node's own observations published per window: kept under the limit the others
     /// enforce, so they never drop (or penalise) what it says.
     publish_rate: Mutex<RateLimit>,
+    /// Audit, repair and latency counters (Prometheus) and the dashboard feed.
+    metrics: Arc<Metrics>,
+    /// Per block checked by the last repair pass: verified copies (this node's included) and the
+    /// replication factor wanted, for the dashboard.
+    copies: Mutex<HashMap<ContentId, (usize, usize)>>,
 }
 
 impl Mesh {
-    /// Mesh services over `client` and `store`.
+    /// Mesh services over `client` and `store`, counting into a registry of their own.
     pub fn new(
         client: Client,
         store: Arc<Store>,
@@ -204,6 +210,27 @@ impl Mesh {
         config: MeshConfig,
         key: Keypair,
         reputation: Arc<Mutex<Reputation>>,
+    ) -> Arc<Self> {
+        Self::with_metrics(
+            client,
+            store,
+            hot,
+            config,
+            key,
+            reputation,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// Mesh services over `client` and `store`, counting into the node's `metrics`.
+    pub fn with_metrics(
+        client: Client,
+        store: Arc<Store>,
+        hot: Arc<Mutex<HotTracker>>,
+        config: MeshConfig,
+        key: Keypair,
+        reputation: Arc<Mutex<Reputation>>,
+        metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             client,
@@ -226,7 +253,31 @@ impl Mesh {
             key,
             reputation,
             publish_rate: Mutex::new(RateLimit::default()),
+            metrics,
+            copies: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The node's metrics and dashboard feed.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The replication factor wanted for `block` (the default when this node never placed it).
+    pub fn wanted_rf(&self, block: &ContentId) -> usize {
+        self.rf
+            .lock()
+            .ok()
+            .and_then(|m| m.get(block).copied())
+            .unwrap_or(self.config.rf)
+    }
+
+    /// Copies of `block` the last repair pass verified (this node's included), if it checked it.
+    pub fn verified_copies(&self, block: &ContentId) -> Option<usize> {
+        self.copies
+            .lock()
+            .ok()
+            .and_then(|m| m.get(block).map(|(n, _)| *n))
     }
 
     /// A fresh hot-content tracker to share between the event loop and the mesh.
@@ -562,6 +613,9 @@ impl Mesh {
             .lock()
             .map(|mut h| h.desired_rf(&cid.hash(), base_rf, now))
             .unwrap_or(base_rf);
+        if let Ok(mut copies) = self.copies.lock() {
+            copies.insert(cid, (holders.len(), rf));
+        }
         // The origin's pinned copy is one of the RF + 1 copies of a file it put.
         let policy = PlacementPolicy::with_rf(rf + 1);
         let hash = cid.hash();
@@ -744,13 +798,22 @@ impl Mesh {
         loop {
             tokio::select! {
                 _ = repair.tick() => {
-                    if let Err(e) = self.repair_pass().await {
-                        debug!("repair pass: {e}");
+                    match self.repair_pass().await {
+                        Ok(n) => {
+                            self.metrics.counters.repairs.inc_by(n as u64);
+                        }
+                        Err(e) => debug!("repair pass: {e}"),
                     }
                 }
                 _ = audit.tick() => {
-                    if let Err(e) = self.audit_once().await {
-                        debug!("audit: {e}");
+                    let started = std::time::Instant::now();
+                    match self.audit_once().await {
+                        Ok(Some(record)) => self
+                            .metrics
+                            .counters
+                            .audit(record.passed, started.elapsed().as_secs_f64()),
+                        Ok(None) => {}
+                        Err(e) => debug!("audit: {e}"),
                     }
                 }
                 changed = shutdown.changed() => {

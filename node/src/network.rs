@@ -7,8 +7,15 @@
 //!   (bounded mpsc  ▼                    ├─ ping       /ipfs/ping/1.0.0
 //!    of Command)  API handlers          ├─ gossipsub  warren/nodes/1 (signed node records)
 //!                                       ├─ envelope   /warren/envelope/1.0.0
-//!                                       └─ mdns       (with --mdns)
+//!                                       ├─ mdns       (with --mdns)
+//!                                       ├─ autonat    /libp2p/autonat/1.0.0 (am I reachable?)
+//!                                       ├─ relay      /libp2p/circuit/relay/0.2.0/hop (serve circuits)
+//!                                       ├─ relay_client (reserve circuits, dial through them)
+//!                                       └─ dcutr      /libp2p/dcutr (hole punch a relayed connection)
 //! ```
+//!
+//! Identify carries the network id in the agent version (`warren/VERSION network/ID`): a peer of
+//! another network is logged, removed from the routing table and disconnected.
 //!
 //! The loop only moves bytes: every decision about a record or an envelope is made by the pure code
 //! in `warren-protocol` (decode, verify) and by [`crate::service`]. Commands carry a oneshot that
@@ -28,9 +35,12 @@ use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::swarm::{NetworkBehaviour, SwarmEvent};
+use libp2p::{
+    Multiaddr, PeerId, StreamProtocol, Swarm, autonat, dcutr, identify, mdns, noise, ping, relay,
+    tcp, yamux,
+};
 
 use crate::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
-use libp2p::{Multiaddr, PeerId, StreamProtocol, Swarm, identify, mdns, noise, ping, tcp, yamux};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self, provider_key};
@@ -42,14 +52,20 @@ use warren_storage_mesh::Store;
 use warren_storage_mesh::hot::HotTracker;
 use warren_storage_mesh::placement::Candidate;
 
-use crate::api::{PeerInfo, RecordView, StatusInfo};
+use crate::api::{NatView, PeerInfo, RecordView, StatusInfo};
 use crate::blocks;
 use crate::config::{Config, FaultInject, KadMode};
 use crate::envelope;
 use crate::error::NodeError;
 use crate::gossip;
+use crate::metrics::Metrics;
 use crate::record::RecordBuilder;
 use crate::service;
+
+mod nat;
+
+use nat::{NatState, count_served, is_relayed};
+pub use nat::{agent_version, network_of_agent};
 
 /// The Kademlia protocol name: warren's own DHT, so the public IPFS DHT is never joined by mistake.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");
@@ -75,6 +91,10 @@ pub(crate) struct Behaviour {
     envelope: request_response::Behaviour<envelope::Codec>,
     blocks: request_response::Behaviour<blocks::Codec>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    autonat: autonat::Behaviour,
+    relay: Toggle<relay::Behaviour>,
+    relay_client: Toggle<relay::client::Behaviour>,
+    dcutr: dcutr::Behaviour,
 }
 
 /// A request from the API (or a test) to the event loop.
@@ -113,6 +133,10 @@ enum Command {
     Publish {
         topic: &'static str,
         data: Vec<u8>,
+    },
+    Dial {
+        addr: Multiaddr,
+        reply: DialReply,
     },
 }
 
@@ -185,6 +209,12 @@ impl Client {
     /// records), as placement candidates.
     pub async fn candidates(&self) -> Result<(PeerId, Vec<Candidate>), NodeError> {
         self.ask(|reply| Command::Candidates { reply }).await
+    }
+
+    /// Dials `addr` (ending in `/p2p/PEER_ID`, possibly through a relay's `/p2p-circuit`) and waits
+    /// for the connection; answers the peer and the address connected to.
+    pub async fn dial(&self, addr: Multiaddr) -> Result<(PeerId, Multiaddr), NodeError> {
+        self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
     /// Finds `peer`'s node record in the DHT and verifies it.
@@ -287,6 +317,9 @@ pub fn build(
 fn behaviour(
     key: &Keypair,
     mdns_on: bool,
+    network: &str,
+    relay_server: bool,
+    relay_client: Option<relay::client::Behaviour>,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let local = key.public().to_peer_id();
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
@@ -317,7 +350,7 @@ fn behaviour(
         kad: kad::Behaviour::with_config(local, store, kad_cfg),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
-                .with_agent_version(format!("warren/{VERSION}"))
+                .with_agent_version(agent_version(network))
                 .with_push_listen_addr_updates(true),
         ),
         ping: ping::Behaviour::new(ping::Config::new()),
@@ -337,6 +370,12 @@ fn behaviour(
                 .with_max_concurrent_streams(32),
         ),
         mdns: Toggle::from(mdns),
+        autonat: autonat::Behaviour::new(local, autonat::Config::default()),
+        relay: Toggle::from(
+            relay_server.then(|| relay::Behaviour::new(local, relay::Config::default())),
+        ),
+        relay_client: Toggle::from(relay_client),
+        dcutr: dcutr::Behaviour::new(local),
     })
 }
 
@@ -359,6 +398,8 @@ pub fn build_on(
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let local = key.public().to_peer_id();
     let mdns_on = config.mdns && transport == Transport::Network;
+    let network = config.network.clone();
+    let relay_server = config.nat.relay_server;
     let mut swarm = match transport {
         Transport::Network => libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -371,7 +412,11 @@ pub fn build_on(
             .with_quic()
             .with_dns()
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, mdns_on))
+            .with_relay_client(noise::Config::new, yamux::Config::default)
+            .map_err(|e| net(&e))?
+            .with_behaviour(|key, relay_client| {
+                behaviour(key, mdns_on, &network, relay_server, Some(relay_client))
+            })
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
             .build(),
@@ -388,7 +433,7 @@ pub fn build_on(
                 )
             })
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, mdns_on))
+            .with_behaviour(|key| behaviour(key, mdns_on, &network, relay_server, None))
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
             .build(),
@@ -417,6 +462,18 @@ pub fn build_on(
             .listen_on(addr.clone())
             .map_err(|e| NodeError::Network(format!("listen on {addr}: {e}")))?;
     }
+    for addr in &config.nat.external_addrs {
+        swarm.add_external_address(addr.clone());
+    }
+    // Listening through a relay starts once connected to it (`EventLoop::listen_via_relays`):
+    // a relay listener asked for while another dial to the relay is under way would be dropped.
+    let relays: Vec<(PeerId, Multiaddr)> = config
+        .nat
+        .relays
+        .iter()
+        .filter_map(|a| split_peer_addr(a).map(|(p, _)| (p, a.clone())))
+        .filter(|(p, _)| *p != local)
+        .collect();
     for addr in &config.bootstrap {
         if let Some((peer, base)) = split_peer_addr(addr) {
             if peer == local {
@@ -456,6 +513,17 @@ pub fn build_on(
         published_to_network: false,
         started: Instant::now(),
         bootstrapped: config.bootstrap.is_empty(),
+        metrics: None,
+        nat: NatState {
+            status: "unknown".into(),
+            auto_relay: config.nat.auto_relay,
+            bootstrap: config.bootstrap.clone(),
+            relays,
+            kad_auto: mode.is_none(),
+            ..NatState::default()
+        },
+        pending_dials: HashMap::new(),
+        waiting_dials: HashMap::new(),
     };
     Ok((Client { tx }, event_loop))
 }
@@ -497,9 +565,25 @@ pub struct EventLoop {
     published_to_network: bool,
     started: Instant,
     bootstrapped: bool,
+    /// Prometheus recorders ([`EventLoop::with_metrics`]); none in simulations.
+    metrics: Option<Arc<Metrics>>,
+    nat: NatState,
+    /// `warren connect` dials waiting for their connection.
+    pending_dials: HashMap<libp2p::swarm::ConnectionId, DialReply>,
+    /// `warren connect` calls for a peer another dial was already under way to.
+    waiting_dials: HashMap<PeerId, Vec<DialReply>>,
 }
 
+/// Answers a [`Command::Dial`]: the peer and the address connected to.
+type DialReply = oneshot::Sender<Result<(PeerId, Multiaddr), NodeError>>;
+
 impl EventLoop {
+    /// Records libp2p's metrics (and counts warren's) into `metrics`.
+    pub fn with_metrics(mut self, metrics: Arc<Metrics>) -> Self {
+        self.metrics = Some(metrics);
+        self
+    }
+
     /// This node's peer id.
     pub fn local_peer_id(&self) -> PeerId {
         *self.swarm.local_peer_id()
@@ -536,11 +620,15 @@ impl EventLoop {
 
     fn listen_addrs(&self) -> Vec<Multiaddr> {
         let local = self.local_peer_id();
-        self.swarm
+        let mut addrs: Vec<Multiaddr> = self
+            .swarm
             .listeners()
             .filter(|a| !is_unspecified(a))
             .map(|a| a.clone().with(Protocol::P2p(local)))
-            .collect()
+            .collect();
+        // Direct addresses first, relayed ones after.
+        addrs.sort_by_key(is_relayed);
+        addrs
     }
 
     fn advertised_addrs(&self) -> Vec<Multiaddr> {
@@ -620,6 +708,7 @@ impl EventLoop {
                     .map_or(Duration::ZERO, |t| now.saturating_duration_since(t)),
                 in_routing_table: in_table.contains(p),
                 score: gossipsub.peer_score(p).unwrap_or(0.0),
+                protected: self.nat.relays.iter().any(|(r, _)| r == p),
             })
             .collect();
         for peer in to_trim(&connected, &limits) {
@@ -649,9 +738,11 @@ impl EventLoop {
     }
 
     fn on_tick(&mut self) {
+        self.close_refused();
         if self.listeners_ready == 0 {
             return;
         }
+        self.listen_via_relays();
         self.update_application_scores();
         self.trim_connections();
         let connected = self.swarm.connected_peers().count();
@@ -679,6 +770,11 @@ impl EventLoop {
             for peer in candidates {
                 if budget == 0 {
                     break;
+                }
+                if self.nat.refused.contains(&peer) {
+                    // Of another network: never dialled again from the routing table.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer);
+                    continue;
                 }
                 if !self.swarm.is_connected(&peer) {
                     let opts = DialOpts::peer_id(peer)
@@ -769,6 +865,42 @@ impl EventLoop {
                     debug!(topic, "not published: {e}");
                 }
             }
+            Command::Dial { addr, reply } => {
+                let Some((peer, _)) = split_peer_addr(&addr) else {
+                    let _ = reply.send(Err(NodeError::Network(format!(
+                        "{addr} does not end in /p2p/PEER_ID"
+                    ))));
+                    return;
+                };
+                // One connection per peer: a second one (say, a second relayed circuit) would
+                // only race the first, e.g. two hole punches on the same ports.
+                if self.swarm.is_connected(&peer) {
+                    let via = self
+                        .peers
+                        .get(&peer)
+                        .and_then(|s| s.addrs.first().cloned())
+                        .unwrap_or(addr);
+                    let _ = reply.send(Ok((peer, via)));
+                    return;
+                }
+                let opts = DialOpts::peer_id(peer)
+                    .addresses(vec![addr.clone()])
+                    .condition(PeerCondition::DisconnectedAndNotDialing)
+                    .build();
+                let id = opts.connection_id();
+                match self.swarm.dial(opts) {
+                    Ok(()) => {
+                        self.pending_dials.insert(id, reply);
+                    }
+                    Err(libp2p::swarm::DialError::DialPeerConditionFalse(_)) => {
+                        // Already being dialled: answer when that dial ends.
+                        self.waiting_dials.entry(peer).or_default().push(reply);
+                    }
+                    Err(e) => {
+                        let _ = reply.send(Err(NodeError::Network(format!("dial {addr}: {e}"))));
+                    }
+                }
+            }
             Command::Candidates { reply } => {
                 let candidates = self
                     .known
@@ -835,8 +967,14 @@ impl EventLoop {
         let store = self.store.clone();
         let tx = self.self_tx.clone();
         let fault = self.fault;
+        let metrics = self.metrics.clone();
         tokio::task::spawn_blocking(move || {
+            let stored_len = match &request {
+                block_transfer::Request::Store(s) => s.data.len() as u64,
+                _ => 0,
+            };
             let (response, provide) = crate::mesh::serve(&store, &peer, request, unix_now(), fault);
+            count_served(metrics.as_deref(), &peer, &response, stored_len);
             let _ = tx.blocking_send(Command::Respond {
                 channel,
                 response,
@@ -846,13 +984,18 @@ impl EventLoop {
     }
 
     fn status(&mut self) -> StatusInfo {
-        let routing_table = self
-            .swarm
-            .behaviour_mut()
-            .kad
-            .kbuckets()
-            .map(|b| b.num_entries())
-            .sum();
+        let mut bucket_sizes = Vec::new();
+        let local_key = kad::KBucketKey::from(self.local_peer_id());
+        for bucket in self.swarm.behaviour_mut().kad.kbuckets() {
+            if let Some(first) = bucket.iter().next() {
+                // Every entry of a bucket shares the bucket's distance exponent.
+                let exp = first.node.key.distance(&local_key).ilog2();
+                if let Some(exp) = exp {
+                    bucket_sizes.push((exp, bucket.num_entries()));
+                }
+            }
+        }
+        let routing_table = bucket_sizes.iter().map(|(_, n)| n).sum();
         StatusInfo {
             peer_id: self.local_peer_id().to_string(),
             version: VERSION.to_owned(),
@@ -869,6 +1012,26 @@ impl EventLoop {
             record_published: self.published_to_network,
             uptime_secs: self.started.elapsed().as_secs(),
             storage: None,
+            dht_size_estimate: crate::dashboard::dht_size_estimate(&bucket_sizes),
+            nat: Some(NatView {
+                status: self.nat.status.clone(),
+                relayed_via: self
+                    .nat
+                    .relayed_via
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                reservations: self
+                    .nat
+                    .reservations
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                hole_punches_ok: self.nat.hole_punches_ok,
+                hole_punches_failed: self.nat.hole_punches_failed,
+                network_refusals: self.nat.network_refusals,
+                last_network_refusal: self.nat.last_network_refusal.clone(),
+            }),
         }
     }
 
@@ -908,6 +1071,9 @@ impl EventLoop {
     }
 
     fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
+        if let Some(m) = &self.metrics {
+            m.record(&event);
+        }
         match event {
             SwarmEvent::NewListenAddr { address, .. } => {
                 info!(address = %address.clone().with(Protocol::P2p(self.local_peer_id())), "listening");
@@ -924,8 +1090,20 @@ impl EventLoop {
                 peer_id,
                 endpoint,
                 num_established,
+                connection_id,
                 ..
             } => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let _ = reply.send(Ok((peer_id, endpoint.get_remote_address().clone())));
+                }
+                for reply in self.waiting_dials.remove(&peer_id).unwrap_or_default() {
+                    let _ = reply.send(Ok((peer_id, endpoint.get_remote_address().clone())));
+                }
+                if self.nat.relays.iter().any(|(p, _)| *p == peer_id)
+                    && !self.nat.relayed_via.contains(&peer_id)
+                {
+                    self.listen_via_relays();
+                }
                 if let Some(prefix) =
                     warren_protocol::reputation::ipv4_prefix(endpoint.get_remote_address())
                     && let Ok(mut rep) = self.reputation.lock()
@@ -965,17 +1143,63 @@ impl EventLoop {
                 debug!(peer = %peer_id, "disconnected");
                 self.peers.remove(&peer_id);
                 self.closed_at.insert(peer_id, Instant::now());
+                if self.nat.refused.contains(&peer_id) {
+                    // Kademlia may have added it while the connection was up.
+                    self.swarm.behaviour_mut().kad.remove_peer(&peer_id);
+                }
+            }
+            SwarmEvent::OutgoingConnectionError {
+                peer_id,
+                error,
+                connection_id,
+            } if self.pending_dials.contains_key(&connection_id) => {
+                if let Some(reply) = self.pending_dials.remove(&connection_id) {
+                    let who = peer_id.map(|p| p.to_string()).unwrap_or_default();
+                    let _ = reply.send(Err(NodeError::Network(format!("dial {who}: {error}"))));
+                }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
                 debug!(peer = ?peer_id, "dial failed: {error}");
+                if let Some(peer) = peer_id
+                    && !self.swarm.is_connected(&peer)
+                {
+                    for reply in self.waiting_dials.remove(&peer).unwrap_or_default() {
+                        let _ =
+                            reply.send(Err(NodeError::Network(format!("dial {peer}: {error}"))));
+                    }
+                }
             }
             SwarmEvent::Behaviour(event) => self.on_behaviour_event(event),
+            SwarmEvent::ListenerClosed {
+                listener_id,
+                addresses,
+                reason,
+            } => {
+                if let Some(relay) = self.nat.relay_listeners.remove(&listener_id) {
+                    // Lost the reservation (relay gone, refused, expired): the tick asks again.
+                    info!(%relay, "relay listener closed; will ask again");
+                    self.nat.relayed_via.remove(&relay);
+                    self.nat.reservations.remove(&relay);
+                }
+                if let Err(e) = reason {
+                    warn!(?addresses, "listener closed: {e}");
+                }
+            }
+            SwarmEvent::ListenerError { error, .. } => warn!("listener error: {error}"),
+            SwarmEvent::ExternalAddrConfirmed { address } => {
+                info!(%address, "external address confirmed");
+                self.on_external_addrs_changed();
+            }
+            SwarmEvent::ExternalAddrExpired { .. } => self.on_external_addrs_changed(),
             _ => {}
         }
     }
 
     fn on_behaviour_event(&mut self, event: BehaviourEvent) {
+        self.record_metrics(&event);
         match event {
+            BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. })
+                if self.refuse_other_network(peer_id, &info.agent_version) => {}
             BehaviourEvent::Identify(identify::Event::Received { peer_id, info, .. }) => {
                 let remote_is_loopback = self
                     .peers
@@ -1046,6 +1270,10 @@ impl EventLoop {
                             Some(&source),
                             unix_now(),
                         ) {
+                            Ok(record) if record.network != self.records.network() => {
+                                debug!(origin = %source, network = %record.network, "ignored a record of another network");
+                                MessageAcceptance::Ignore
+                            }
                             Ok(record) => {
                                 self.known.insert(source, record);
                                 MessageAcceptance::Accept
@@ -1165,6 +1393,10 @@ impl EventLoop {
                 warn!(%peer, "envelope request failed: {error}");
                 self.note_invalid(peer);
             }
+            e @ (BehaviourEvent::Autonat(_)
+            | BehaviourEvent::Relay(_)
+            | BehaviourEvent::RelayClient(_)
+            | BehaviourEvent::Dcutr(_)) => self.on_nat_event(e),
             _ => {}
         }
     }
@@ -1343,4 +1575,26 @@ fn truncate(reason: &str) -> String {
         end -= 1;
     }
     reason[..end].to_owned()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn network_id_rides_in_the_agent_version() {
+        assert_eq!(
+            agent_version("local"),
+            format!("warren/{VERSION} network/local")
+        );
+        assert_eq!(network_of_agent(&agent_version("local")), Some("local"));
+        // The examples of spec/network.md.
+        assert_eq!(
+            network_of_agent("warren/0.1.0 network/local"),
+            Some("local")
+        );
+        assert_eq!(network_of_agent("warren/0.1.0"), None);
+        assert_eq!(network_of_agent("rust-libp2p/0.57"), None);
+        assert_eq!(network_of_agent("other/1 network/local"), None);
+    }
 }

@@ -71,19 +71,23 @@ pub struct Connected {
     pub in_routing_table: bool,
     /// Its warren score as gossipsub's application score (higher is better; 0 when unknown).
     pub score: f64,
+    /// Never trimmed (a relay this node listens through).
+    pub protected: bool,
 }
 
 /// The peers to disconnect now: none unless more than `high_water` are connected; then the
-/// least useful of those past the grace period — outside the routing table first, then lowest
-/// score, then youngest (an older connection has proven itself longer) — until `max_peers` remain
-/// or no trimmable connection is left. Ties break by peer id, so the choice is deterministic.
+/// least useful of those past the grace period and not protected — outside the routing table
+/// first, then lowest score, then youngest (an older connection has proven itself longer) —
+/// until `max_peers` remain or no trimmable connection is left. Ties break by peer id, so the choice is deterministic.
 pub fn to_trim(connected: &[Connected], limits: &Limits) -> Vec<PeerId> {
     if connected.len() <= limits.high_water {
         return Vec::new();
     }
     let excess = connected.len() - limits.max_peers;
-    let mut trimmable: Vec<&Connected> =
-        connected.iter().filter(|c| c.age >= limits.grace).collect();
+    let mut trimmable: Vec<&Connected> = connected
+        .iter()
+        .filter(|c| c.age >= limits.grace && !c.protected)
+        .collect();
     trimmable.sort_by(|a, b| {
         a.in_routing_table
             .cmp(&b.in_routing_table)
@@ -105,6 +109,7 @@ mod tests {
                 age: Duration::from_secs(age_s),
                 in_routing_table: true,
                 score: 0.0,
+                protected: false,
             })
             .collect()
     }
@@ -157,12 +162,18 @@ mod tests {
             age: Duration::from_secs(30),
             ..peers(1, 3600)[0]
         };
-        all.extend([young_ok, low, outside]);
-        // 7 connected, high water 6: trim 3, in order outside-table, low score, youngest.
-        assert_eq!(
-            to_trim(&all, &limits),
-            vec![outside.peer, low.peer, young_ok.peer]
-        );
+        let relay = Connected {
+            protected: true,
+            score: -100.0,
+            ..peers(1, 3600)[0]
+        };
+        all.extend([young_ok, low, outside, relay]);
+        // 8 connected, high water 6: trim 4 — outside the table, low score, youngest, then one
+        // of the others; never the protected relay, however low its score.
+        let closed = to_trim(&all, &limits);
+        assert_eq!(closed[..3], [outside.peer, low.peer, young_ok.peer]);
+        assert_eq!(closed.len(), 4);
+        assert!(!closed.contains(&relay.peer));
     }
 
     #[test]

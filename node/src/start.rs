@@ -25,6 +25,7 @@ use crate::config::{Config, FaultInject};
 use crate::error::NodeError;
 use crate::keystore::{self, API_ADDR_FILE};
 use crate::mesh::Mesh;
+use crate::metrics::Metrics;
 use crate::network;
 use crate::record::RecordBuilder;
 use crate::reputation_store::ReputationStore;
@@ -140,6 +141,15 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let hardware = Hardware::detect();
     let peer_id = key.public().to_peer_id();
     info!(%peer_id, network = %config.network, data_dir = %data_dir.display(), "starting warren {}", network::VERSION);
+    info!(
+        storage_offer_bytes = config.storage.offer_bytes,
+        tier = ?config.storage.tier,
+        roles = ?config.roles,
+        cpu_cores = hardware.cpu_cores,
+        ram_bytes = hardware.ram_bytes,
+        gpus = hardware.gpus.len(),
+        "offering"
+    );
     if config.mesh.fault_inject != FaultInject::None {
         warn!(fault = ?config.mesh.fault_inject, "FAULT INJECTION ON: this node misbehaves on purpose (tests only)");
     }
@@ -159,7 +169,8 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         .map_err(|e| NodeError::Network(format!("reputation store task: {e}")))??;
     let rep_db = Arc::new(rep_db);
     let reputation = Arc::new(Mutex::new(load_reputation(&rep_db, peer_id, &config)));
-    let (client, mut event_loop) = network::build(
+    let metrics = Arc::new(Metrics::new());
+    let (client, event_loop) = network::build(
         &config,
         key.clone(),
         records,
@@ -167,13 +178,15 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         hot.clone(),
         reputation.clone(),
     )?;
-    let mesh = Mesh::new(
+    let mut event_loop = event_loop.with_metrics(metrics.clone());
+    let mesh = Mesh::with_metrics(
         client.clone(),
         store.clone(),
         hot,
         config.mesh.clone(),
         key,
         reputation.clone(),
+        metrics,
     );
     let ready = event_loop.on_ready();
 
@@ -188,7 +201,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let mut api_shutdown = shutdown_rx.clone();
     let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
     let rep_task = tokio::spawn(keep_reputation(reputation, rep_db, shutdown_rx.clone()));
-    let app = crate::api::router(client, store, mesh, &token);
+    let app = crate::api::router(client, store, mesh, &token, config.storage.tier);
     let api_task = tokio::spawn(async move {
         let graceful = async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;
@@ -209,6 +222,10 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     }
     keystore::write_private(&addr_file, api_addr.to_string().as_bytes())?;
     info!(api = %api_addr, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    info!(
+        "dashboard: run `warren --data-dir {} dashboard` for its URL (http://{api_addr}/dashboard#token=…)",
+        data_dir.display()
+    );
 
     let mut term =
         signal(SignalKind::terminate()).map_err(|e| NodeError::Network(e.to_string()))?;

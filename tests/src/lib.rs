@@ -21,6 +21,11 @@ impl NodeProcess {
     /// Starts `bin start` on loopback (TCP, kad server mode) with `extra` flags, and waits until its
     /// control API answers with a listen address.
     pub fn start(bin: &str, dir: &Path, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_on(bin, dir, "local", extra)
+    }
+
+    /// [`NodeProcess::start`] on the network id `network`.
+    pub fn start_on(bin: &str, dir: &Path, network: &str, extra: &[&str]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let log = std::fs::File::create(dir.join("node.log"))?;
         let child = Command::new(bin)
@@ -33,7 +38,7 @@ impl NodeProcess {
                 "--kad-mode",
                 "server",
                 "--network",
-                "local",
+                network,
             ])
             .args(extra)
             .stdin(Stdio::null())
@@ -103,6 +108,37 @@ impl Drop for NodeProcess {
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
+}
+
+/// A plain HTTP/1.1 GET to `addr` (host:port), with the API token as a bearer token if given;
+/// answers the status code and the body.
+pub fn http_get(addr: &str, path: &str, token: Option<&str>) -> anyhow::Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr)?;
+    s.set_read_timeout(Some(Duration::from_secs(30)))?;
+    let auth = token
+        .map(|t| format!("Authorization: Bearer {t}\r\n"))
+        .unwrap_or_default();
+    write!(
+        s,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    )?;
+    let mut resp = String::new();
+    s.read_to_string(&mut resp)?;
+    let code = resp
+        .split_whitespace()
+        .nth(1)
+        .context("empty HTTP answer")?
+        .parse()?;
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    Ok((code, body.to_owned()))
+}
+
+/// The node's API address and token, from its data directory.
+pub fn api_of(dir: &Path) -> anyhow::Result<(String, String)> {
+    let addr = std::fs::read_to_string(dir.join("api.addr"))?;
+    let token = std::fs::read_to_string(dir.join("api.token"))?;
+    Ok((addr.trim().to_owned(), token.trim().to_owned()))
 }
 
 /// Runs `bin --data-dir dir ARGS --json` and parses its output.
@@ -180,4 +216,49 @@ pub fn test_bytes(len: usize, seed: u64, text: bool) -> Vec<u8> {
     }
     out.truncate(len);
     out
+}
+
+/// Debian's `chromium` (installed by `scripts/setup-home.sh`), if present.
+pub fn chromium() -> Option<PathBuf> {
+    for name in ["chromium", "chromium-browser"] {
+        if let Ok(out) = Command::new("sh")
+            .args(["-c", &format!("command -v {name}")])
+            .output()
+            && out.status.success()
+        {
+            let path = String::from_utf8_lossy(&out.stdout).trim().to_owned();
+            if !path.is_empty() {
+                return Some(PathBuf::from(path));
+            }
+        }
+    }
+    None
+}
+
+/// Runs headless Chromium on `url` with `mode` (`--dump-dom` or `--screenshot=…`), with a fresh
+/// profile in `profile` and the flags that keep it off the network.
+pub fn run_chromium(
+    browser: &Path,
+    profile: &Path,
+    url: &str,
+    mode: &[&str],
+) -> std::io::Result<Output> {
+    Command::new(browser)
+        .args([
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            "--hide-scrollbars",
+            // Lets the page's first fetch and render finish before the DOM or pixels are taken.
+            "--virtual-time-budget=6000",
+        ])
+        .arg(format!("--user-data-dir={}", profile.display()))
+        .args(mode)
+        .arg(url)
+        .output()
 }

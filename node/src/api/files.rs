@@ -161,6 +161,7 @@ pub(super) async fn put(
     headers: HeaderMap,
     body: Body,
 ) -> Result<Json<PutView>, ApiError> {
+    let started = std::time::Instant::now();
     let rf = q.rf.unwrap_or(s.mesh.default_rf());
     if rf > warren_storage_mesh::placement::MAX_RF {
         return Err(ApiError(
@@ -254,7 +255,16 @@ pub(super) async fn put(
                 format!("store task failed: {e}"),
             )
         })?
-        .map_err(ApiError::from)?;
+        .map_err(|e| {
+            if matches!(e, warren_storage_mesh::Error::OfferExceeded { .. }) {
+                tracing::warn!("refused a put: {e}");
+                s.mesh
+                    .metrics()
+                    .activity
+                    .storage_refused(format!("put: {e}"));
+            }
+            ApiError::from(e)
+        })?;
     let replication = if rf > 0 {
         Some(s.mesh.replicate(out.cid, rf).await?)
     } else {
@@ -262,6 +272,12 @@ pub(super) async fn put(
         s.mesh.announce(out.cid).await?;
         None
     };
+    let counters = &s.mesh.metrics().counters;
+    counters.puts.inc();
+    counters.put_bytes.inc_by(size);
+    counters
+        .put_seconds
+        .observe(started.elapsed().as_secs_f64());
     Ok(Json(PutView {
         replication,
         cid: out.cid.to_string(),
@@ -280,6 +296,7 @@ pub(super) async fn get(
     Path(cid): Path<String>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let started = std::time::Instant::now();
     let cid = parse_cid(&cid)?;
     let key = key_header(&headers)?;
     // Manifests first; the chunks not stored here are then fetched from their holders (verified
@@ -301,6 +318,7 @@ pub(super) async fn get(
     let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
     let store = s.store.clone();
     let sealed = key.is_some();
+    let counters = s.mesh.metrics().counters.clone();
     tokio::task::spawn_blocking(move || {
         let mut w = FrameWriter {
             tx,
@@ -315,9 +333,15 @@ pub(super) async fn get(
         };
         // Bytes already written were verified; what follows says whether the file is complete.
         let _ = match result {
-            Ok(n) => w
-                .flush()
-                .and_then(|()| w.send(framed::END, &n.to_be_bytes())),
+            Ok(n) => {
+                counters.gets.inc();
+                counters.get_bytes.inc_by(n);
+                counters
+                    .get_seconds
+                    .observe(started.elapsed().as_secs_f64());
+                w.flush()
+                    .and_then(|()| w.send(framed::END, &n.to_be_bytes()))
+            }
             Err(e) => {
                 tracing::warn!(%cid, "get failed: {e}");
                 w.buf.clear();

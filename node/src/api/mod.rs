@@ -10,7 +10,19 @@
 //! | GET    | `/v1/status`         | [`StatusInfo`]                   |
 //! | GET    | `/v1/peers`          | `[`[`PeerInfo`]`]`               |
 //! | GET    | `/v1/record/{peer}`  | [`RecordView`] (404 if not found) |
+//! | POST   | `/v1/connect?addr=`  | dials a peer: `{"peer_id", "addr"}` |
+//! | GET    | `/v1/dashboard`      | [`crate::dashboard::DashboardView`] |
 //! | …      | files                | see [`files`]                     |
+//!
+//! Two routes need no token, and carry no data a token protects:
+//!
+//! | method | path         | answer                                                              |
+//! |--------|--------------|---------------------------------------------------------------------|
+//! | GET    | `/dashboard` | the dashboard page, static; it reads the token from its URL fragment |
+//! | GET    | `/metrics`   | Prometheus text format: counters only, no ids, no content            |
+//!
+//! `/metrics` is open so a Prometheus on the same host scrapes it without a secret in its config;
+//! the API is loopback-only, so nothing off the host reaches either.
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
 
@@ -27,8 +39,10 @@ use libp2p::PeerId;
 use tokio::net::TcpListener;
 use warren_storage_mesh::Store;
 
+use crate::dashboard::{DashboardView, HeldBlock, StorageView};
 use crate::error::NodeError;
 use crate::mesh::Mesh;
+use crate::metrics::Metrics;
 use crate::network::Client;
 
 mod files;
@@ -37,7 +51,7 @@ mod types;
 
 pub use files::KEY_HEADER;
 pub use types::{
-    GcView, PeerInfo, PinView, PutView, RecordView, StatView, StatusInfo, StorageUsage,
+    GcView, NatView, PeerInfo, PinView, PutView, RecordView, StatView, StatusInfo, StorageUsage,
 };
 
 #[derive(Clone)]
@@ -46,6 +60,7 @@ struct AppState {
     store: Arc<Store>,
     mesh: Arc<Mesh>,
     token: Arc<str>,
+    tier: warren_protocol::Tier,
 }
 
 struct ApiError(StatusCode, String);
@@ -83,7 +98,13 @@ fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
 }
 
+/// The only paths served without the token (see the module doc).
+const OPEN_PATHS: [&str; 2] = ["/dashboard", "/metrics"];
+
 async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    if req.method() == axum::http::Method::GET && OPEN_PATHS.contains(&req.uri().path()) {
+        return next.run(req).await;
+    }
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -114,6 +135,132 @@ async fn status(State(s): State<AppState>) -> Result<Json<StatusInfo>, ApiError>
     Ok(Json(status))
 }
 
+impl AppState {
+    fn metrics(&self) -> &Arc<Metrics> {
+        self.mesh.metrics()
+    }
+}
+
+async fn metrics(State(s): State<AppState>) -> Result<Response, ApiError> {
+    let store = s.store.clone();
+    let usage = tokio::task::spawn_blocking(move || store.usage())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let c = &s.metrics().counters;
+    c.storage_used.set(usage.stored_bytes);
+    c.storage_offered.set(usage.offered_bytes);
+    Ok((
+        [(
+            header::CONTENT_TYPE,
+            "application/openmetrics-text; version=1.0.0; charset=utf-8",
+        )],
+        s.metrics().encode(),
+    )
+        .into_response())
+}
+
+async fn dashboard_page() -> Response {
+    (
+        [
+            (header::CONTENT_TYPE, "text/html; charset=utf-8"),
+            (header::CACHE_CONTROL, "no-store"),
+            (
+                header::CONTENT_SECURITY_POLICY,
+                "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
+            ),
+        ],
+        crate::dashboard::PAGE_HTML,
+    )
+        .into_response()
+}
+
+/// The dashboard's address with the token in its fragment (never sent to the server).
+pub fn dashboard_url(api_addr: &str, token: &str) -> String {
+    format!("http://{api_addr}/dashboard#token={token}")
+}
+
+/// Held blocks listed on the dashboard, at most.
+const DASHBOARD_HELD: usize = 50;
+/// Audits listed on the dashboard, at most.
+const DASHBOARD_AUDITS: usize = 20;
+
+async fn dashboard(State(s): State<AppState>) -> Result<Json<DashboardView>, ApiError> {
+    let Json(status) = self::status(State(s.clone())).await?;
+    let peers = s.client.peers().await?;
+    let store = s.store.clone();
+    let held = tokio::task::spawn_blocking(move || store.held())
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))??;
+    let usage = status.storage.clone().unwrap_or(StorageUsage {
+        blocks: 0,
+        stored_bytes: 0,
+        offered_bytes: 0,
+    });
+    let Json(reputation) = reputation::table(State(s.clone())).await?;
+    let mut audits = s.mesh.audits();
+    audits.reverse();
+    audits.truncate(DASHBOARD_AUDITS);
+    Ok(Json(DashboardView {
+        storage: StorageView {
+            blocks: usage.blocks,
+            used_bytes: usage.stored_bytes,
+            offered_bytes: usage.offered_bytes,
+            tier: match s.tier {
+                warren_protocol::Tier::Hot => "hot",
+                warren_protocol::Tier::Cold => "cold",
+            }
+            .into(),
+            held_blocks: held.len(),
+        },
+        held: held
+            .iter()
+            .take(DASHBOARD_HELD)
+            .map(|cid| HeldBlock {
+                cid: cid.to_string(),
+                target_rf: s.mesh.wanted_rf(cid),
+                copies: s.mesh.verified_copies(cid),
+            })
+            .collect(),
+        nat: status.nat.clone().unwrap_or_default(),
+        status,
+        peers,
+        audits,
+        reputation,
+        activity: s.metrics().activity.snapshot(),
+    }))
+}
+
+#[derive(serde::Deserialize)]
+struct ConnectQuery {
+    addr: String,
+}
+
+async fn connect(
+    State(s): State<AppState>,
+    axum::extract::Query(q): axum::extract::Query<ConnectQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let addr: libp2p::Multiaddr = q.addr.parse().map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not a multiaddr: {e}", q.addr),
+        )
+    })?;
+    if crate::network::split_peer_addr(&addr).is_none() {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{addr} does not end in /p2p/PEER_ID"),
+        ));
+    }
+    let (peer, via) = s
+        .client
+        .dial(addr)
+        .await
+        .map_err(|e| ApiError(StatusCode::BAD_GATEWAY, e.to_string()))?;
+    Ok(Json(
+        serde_json::json!({ "peer_id": peer.to_string(), "addr": via.to_string() }),
+    ))
+}
+
 async fn peers(State(s): State<AppState>) -> Result<Json<Vec<PeerInfo>>, ApiError> {
     Ok(Json(s.client.peers().await?))
 }
@@ -131,15 +278,24 @@ async fn record(
     Ok(Json(s.client.find_record(peer).await?))
 }
 
-/// The API's routes, behind the token check.
-pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -> Router {
+/// The API's routes: `/dashboard` and `/metrics` open, everything else behind the token check.
+pub fn router(
+    client: Client,
+    store: Arc<Store>,
+    mesh: Arc<Mesh>,
+    token: &str,
+    tier: warren_protocol::Tier,
+) -> Router {
     let state = AppState {
         client,
         store,
         mesh,
         token: Arc::from(token),
+        tier,
     };
     Router::new()
+        .route("/dashboard", get(dashboard_page))
+        .route("/metrics", get(metrics))
         .route("/v1/status", get(status))
         .route("/v1/peers", get(peers))
         .route("/v1/record/{peer}", get(record))
@@ -156,6 +312,8 @@ pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -
         .route("/v1/audits", get(files::audits))
         .route("/v1/reputation", get(reputation::table))
         .route("/v1/reputation/{peer}", get(reputation::peer))
+        .route("/v1/dashboard", get(dashboard))
+        .route("/v1/connect", post(connect))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

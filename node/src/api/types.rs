@@ -29,6 +29,31 @@ pub struct StatusInfo {
     /// The local block store (filled by the API from the store, not by the network loop).
     #[serde(default)]
     pub storage: Option<StorageUsage>,
+    /// Estimated number of peers in the DHT, from the density of this node's routing table.
+    #[serde(default)]
+    pub dht_size_estimate: u64,
+    /// Reachability: AutoNAT, relays, hole punching, peers refused for another network id.
+    #[serde(default)]
+    pub nat: Option<NatView>,
+}
+
+/// Reachability of a node, in `GET /v1/status`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct NatView {
+    /// AutoNAT's verdict: unknown, public or private.
+    pub status: String,
+    /// Relays this node listens through.
+    pub relayed_via: Vec<String>,
+    /// Relays that accepted a reservation.
+    pub reservations: Vec<String>,
+    /// Relayed connections upgraded to direct ones by hole punching (DCUtR).
+    pub hole_punches_ok: u64,
+    /// Hole punches that failed (the relayed connection stays).
+    pub hole_punches_failed: u64,
+    /// Peers refused because they are on another network.
+    pub network_refusals: u64,
+    /// The last such refusal, as logged.
+    pub last_network_refusal: Option<String>,
 }
 
 /// One entry of `GET /v1/peers`.
