@@ -291,7 +291,7 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
             let out = tmp.join(format!("out-{holders}.bin"));
             let started = Instant::now();
-            let n = crate::transfer::get(&fetcher, &put.cid, Some(&out), true).await?;
+            let n = crate::transfer::get(&fetcher, &put.cid, Some(&out), true, false).await?;
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
             let rate = mib / secs;
@@ -319,6 +319,7 @@ fn public_put(rf: usize) -> crate::transfer::PutRequest {
         pin: true,
         rf,
         class: warren_protocol::Class::Public,
+        anon: false,
     }
 }
 

@@ -150,6 +150,8 @@ pub struct Config {
     pub price: PriceConfig,
     /// Storage mesh timers and defaults.
     pub mesh: MeshConfig,
+    /// Hops of the onion circuits this node builds for `--anon` requests (gate, middles, relay).
+    pub onion_hops: usize,
 }
 
 impl Default for Config {
@@ -176,6 +178,7 @@ impl Default for Config {
             compute: ComputeConfig::default(),
             price: PriceConfig::default(),
             mesh: MeshConfig::default(),
+            onion_hops: 3,
         }
     }
 }
@@ -216,6 +219,12 @@ impl Config {
                 "mesh.rf {} is above the limit of {}",
                 self.mesh.rf,
                 warren_storage_mesh::placement::MAX_RF
+            )));
+        }
+        if self.onion_hops == 0 || self.onion_hops > warren_protocol::onion::MAX_HOPS {
+            return Err(NodeError::Config(format!(
+                "onion_hops must be 1 to {}",
+                warren_protocol::onion::MAX_HOPS
             )));
         }
         if self.max_peers == 0 {

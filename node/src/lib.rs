@@ -23,6 +23,7 @@ mod gossip;
 pub mod keystore;
 pub mod mesh;
 pub mod network;
+pub mod onion;
 pub mod record;
 pub mod reputation_store;
 pub mod service;

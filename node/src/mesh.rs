@@ -675,10 +675,13 @@ pub fn serve(
 ) -> (Response, Option<ContentId>) {
     match request {
         Request::Get(BlockRequest { block }) => match store.get_block(&block) {
-            Ok(data) => (
-                Response::Block(warren_protocol::block_transfer::BlockResponse { block, data }),
-                None,
-            ),
+            Ok(data) => {
+                tracing::info!(%peer, %block, "serving a block");
+                (
+                    Response::Block(warren_protocol::block_transfer::BlockResponse { block, data }),
+                    None,
+                )
+            }
             Err(e) => (not_served(store, &block, e), None),
         },
         Request::Store(StoreRequest { block, data }) => {

@@ -11,6 +11,7 @@
 //! | GET    | `/v1/peers`          | `[`[`PeerInfo`]`]`               |
 //! | GET    | `/v1/record/{peer}`  | [`RecordView`] (404 if not found) |
 //! | …      | files                | see [`files`]                     |
+//! | …      | anonymous requests, circuits | see [`onion`]             |
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
 
@@ -32,6 +33,7 @@ use crate::mesh::Mesh;
 use crate::network::Client;
 
 mod files;
+mod onion;
 mod reputation;
 mod types;
 
@@ -45,6 +47,7 @@ struct AppState {
     client: Client,
     store: Arc<Store>,
     mesh: Arc<Mesh>,
+    onion: Option<Arc<crate::onion::Onion>>,
     token: Arc<str>,
 }
 
@@ -67,7 +70,7 @@ impl From<NodeError> for ApiError {
         let code = match e {
             NodeError::RecordNotFound { .. } => StatusCode::NOT_FOUND,
             NodeError::Storage(ref inner) => crate::error::storage_status(inner),
-            NodeError::Protocol(_) => StatusCode::BAD_GATEWAY,
+            NodeError::Protocol(_) | NodeError::Onion(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -132,11 +135,18 @@ async fn record(
 }
 
 /// The API's routes, behind the token check.
-pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -> Router {
+pub fn router(
+    client: Client,
+    store: Arc<Store>,
+    mesh: Arc<Mesh>,
+    onion: Option<Arc<crate::onion::Onion>>,
+    token: &str,
+) -> Router {
     let state = AppState {
         client,
         store,
         mesh,
+        onion,
         token: Arc::from(token),
     };
     Router::new()
@@ -154,6 +164,12 @@ pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -
         .route("/v1/gc", post(files::gc))
         .route("/v1/held", get(files::held))
         .route("/v1/audits", get(files::audits))
+        .route("/v1/anon/get/{cid}", get(onion::get))
+        .route(
+            "/v1/anon/put",
+            post(onion::put).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/circuits", get(onion::circuits))
         .route("/v1/reputation", get(reputation::table))
         .route("/v1/reputation/{peer}", get(reputation::peer))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
