@@ -367,8 +367,9 @@ impl Mesh {
     ) -> Result<(), NodeError> {
         let known: Vec<PeerId> = session.lock().map(|s| s.clone()).unwrap_or_default();
         for peer in self.fetch_order(&cid, &known) {
-            if self.try_fetch(cid, peer).await.is_ok() {
-                return Ok(());
+            match self.try_fetch(cid, peer).await {
+                Ok(()) => return Ok(()),
+                Err(e) => debug!(%cid, %peer, "session holder failed: {e}"),
             }
         }
         let (me, _) = self.client.candidates().await?;

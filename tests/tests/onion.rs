@@ -156,6 +156,9 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
             "node 1 served the relay the file's blocks ({served})"
         );
     }
+    // The relay ran it on a sandboxed runner thread (no file or TCP access; see
+    // warren_node::onion::sandbox's test for the proof that it can read no key and call no API).
+    assert!(procs[relay].log()[marks[relay]..].contains("runner sandboxed"));
     for i in [0, gate, middle] {
         assert!(
             !procs[i].log()[marks[i]..].contains("runner"),

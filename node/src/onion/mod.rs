@@ -17,6 +17,7 @@
 
 mod link;
 pub mod runner;
+pub mod sandbox;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -11,7 +11,7 @@ use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc};
+use tokio::sync::{Semaphore, mpsc, oneshot};
 use tracing::info;
 use warren_protocol::ContentId;
 use warren_protocol::onion::request::Request;
@@ -176,44 +176,99 @@ impl Runner {
             .clone()
             .try_acquire_owned()
             .map_err(|_| format!("runner busy ({} runs at once)", self.limits.concurrent))?;
+        // The broker: does the one mesh call the runner asks for, on the node's runtime.
+        let (call_tx, mut call_rx) = mpsc::channel::<MeshCall>(1);
         let access = self.access.clone();
         let limits = self.limits;
         tokio::spawn(async move {
-            let _permit = permit;
-            let (data_tx, mut data_rx) = mpsc::channel::<Vec<u8>>(16);
-            let work = async {
-                match request {
-                    Request::Get(cid) => {
-                        info!(%cid, "runner: get");
-                        let fetch = access.get(cid, limits.max_get_bytes, data_tx);
-                        let forward = async {
-                            while let Some(d) = data_rx.recv().await {
-                                if out.send(Out::Data(stream, d)).await.is_err() {
-                                    break;
-                                }
-                            }
-                        };
-                        let (r, ()) = tokio::join!(fetch, forward);
-                        r.map(|n| n.to_string())
-                    }
-                    Request::Put { name } => {
-                        info!("runner: put");
-                        access
-                            .put(input, name, limits.max_put_bytes)
-                            .await
-                            .map(|c| c.to_string())
-                    }
-                    Request::Infer(_) => Err(NO_INFERENCE.to_owned()),
+            let Some(call) = call_rx.recv().await else {
+                return;
+            };
+            let over = || format!("runner time limit of {:?} reached", limits.time);
+            match call {
+                MeshCall::Get { cid, data, done } => {
+                    let r = tokio::time::timeout(
+                        limits.time,
+                        access.get(cid, limits.max_get_bytes, data),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(over()));
+                    let _ = done.send(r.map(|n| n.to_string()));
                 }
-            };
-            let result = match tokio::time::timeout(limits.time, work).await {
-                Ok(r) => r,
-                Err(_) => Err(format!("runner time limit of {:?} reached", limits.time)),
-            };
-            let _ = out.send(Out::End(stream, result)).await;
+                MeshCall::Put { name, input, done } => {
+                    let r = tokio::time::timeout(
+                        limits.time,
+                        access.put(input, name, limits.max_put_bytes),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(over()));
+                    let _ = done.send(r.map(|c| c.to_string()));
+                }
+            }
         });
+        // The runner: its own thread, sandboxed before it reads the request. It touches neither
+        // the runtime nor any file or socket; channels are all it has.
+        super::sandbox::spawn(format!("runner-{stream}"), move |sandbox| {
+            let _permit = permit;
+            let result = match sandbox {
+                Ok(abi) => {
+                    info!(abi, "runner sandboxed (landlock)");
+                    run(stream, request, input, &out, &call_tx)
+                }
+                Err(e) => Err(format!("runner sandbox unavailable: {e}")),
+            };
+            let _ = out.blocking_send(Out::End(stream, result));
+        })
+        .map_err(|e| format!("cannot start a runner thread: {e}"))?;
         Ok(())
     }
+}
+
+/// The one mesh call a runner may ask its broker for.
+enum MeshCall {
+    Get {
+        cid: ContentId,
+        data: mpsc::Sender<Vec<u8>>,
+        done: oneshot::Sender<Result<String, String>>,
+    },
+    Put {
+        name: Option<String>,
+        input: mpsc::Receiver<Option<Vec<u8>>>,
+        done: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// The runner's work, on its sandboxed thread.
+fn run(
+    stream: u16,
+    request: Request,
+    input: mpsc::Receiver<Option<Vec<u8>>>,
+    out: &mpsc::Sender<Out>,
+    broker: &mpsc::Sender<MeshCall>,
+) -> Result<String, String> {
+    let gone = |_| "the mesh broker went away".to_owned();
+    let (done, result) = oneshot::channel();
+    match request {
+        Request::Get(cid) => {
+            info!(%cid, "runner: get");
+            let (data, mut rx) = mpsc::channel(16);
+            broker
+                .blocking_send(MeshCall::Get { cid, data, done })
+                .map_err(|_| "the mesh broker went away".to_owned())?;
+            while let Some(d) = rx.blocking_recv() {
+                out.blocking_send(Out::Data(stream, d))
+                    .map_err(|_| "the circuit closed".to_owned())?;
+            }
+        }
+        Request::Put { name } => {
+            info!("runner: put");
+            broker
+                .blocking_send(MeshCall::Put { name, input, done })
+                .map_err(|_| "the mesh broker went away".to_owned())?;
+        }
+        Request::Infer(_) => return Err(NO_INFERENCE.to_owned()),
+    }
+    result.blocking_recv().map_err(gone)?
 }
 
 const WRITE_CHUNK: usize = 64 * 1024;
