@@ -187,6 +187,22 @@ pub enum BenchCommand {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// 3-hop onion circuit build time (sans-I/O and loopback nodes), `get --anon` throughput next
+    /// to a direct `get`, per-cell overhead.
+    Onion {
+        /// MiB of the file fetched.
+        #[arg(long, default_value_t = 64)]
+        size_mib: u64,
+        /// Circuits built (in memory; up to 50 on loopback).
+        #[arg(long, default_value_t = 200)]
+        builds: usize,
+        /// Throughput rounds (medians are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
     /// Peak resident memory of a node during a large `put`.
     PutMemory {
         /// MiB of mixed data to put.
@@ -701,6 +717,12 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || crate::bench::private(size_mib, seed, rounds))
                 .await?
         }
+        Command::Bench(BenchCommand::Onion {
+            size_mib,
+            builds,
+            rounds,
+            seed,
+        }) => crate::bench::onion(size_mib, builds, rounds, seed).await,
         Command::Bench(BenchCommand::Fetch { size_mib, seed }) => {
             crate::bench::fetch(size_mib, seed).await
         }

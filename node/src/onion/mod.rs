@@ -51,6 +51,8 @@ const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 const MAX_HOP_CIRCUITS: usize = 512;
 /// Cells queued from a link's reader to its circuit task.
 const CELL_QUEUE: usize = 256;
+/// Cells taken from a link queue at once before the answers go out.
+const BATCH: usize = 255;
 /// Answer bytes buffered per relay circuit before its runners are paused.
 const PENDING_LIMIT: usize = 4 << 20;
 
@@ -410,31 +412,23 @@ impl HopTask {
             let paused = self.pending_bytes > PENDING_LIMIT;
             tokio::select! {
                 cell = self.cells.recv() => {
-                    let Some((dir, cell)) = cell else { return "links gone".into() };
-                    let r = match cell {
-                        Ok(c) => match dir {
-                            Direction::Prev => self.hop.handle_prev(c),
-                            Direction::Next => self.hop.handle_next(c),
-                        },
-                        Err(e) => {
-                            debug!("{dir:?} link: {e}");
-                            self.hop.close(DestroyReason::Requested);
-                            Ok(())
+                    let Some(item) = cell else { return "links gone".into() };
+                    self.on_cell(item);
+                    // Take what else is queued, so the cells go out in one write per link.
+                    for _ in 0..BATCH {
+                        match self.cells.try_recv() {
+                            Ok(item) => self.on_cell(item),
+                            Err(_) => break,
                         }
-                    };
-                    if let Err(e) = r {
-                        info!(circuit = self.id, "tearing down: {e}");
                     }
                 }
                 out = self.out_rx.recv(), if !paused => {
                     if let Some(out) = out {
-                        match out {
-                            Out::Data(s, d) => {
-                                self.pending_bytes += d.len();
-                                self.pending.entry(s).or_default().0.extend_from_slice(&d);
-                            }
-                            Out::End(s, r) => {
-                                self.pending.entry(s).or_default().1 = Some(r);
+                        self.on_out(out);
+                        while self.pending_bytes <= PENDING_LIMIT {
+                            match self.out_rx.try_recv() {
+                                Ok(out) => self.on_out(out),
+                                Err(_) => break,
                             }
                         }
                     }
@@ -444,6 +438,35 @@ impl HopTask {
                 }
             }
             self.push_answers();
+        }
+    }
+
+    fn on_cell(&mut self, (dir, cell): (Direction, Result<Cell, String>)) {
+        let r = match cell {
+            Ok(c) => match dir {
+                Direction::Prev => self.hop.handle_prev(c),
+                Direction::Next => self.hop.handle_next(c),
+            },
+            Err(e) => {
+                debug!("{dir:?} link: {e}");
+                self.hop.close(DestroyReason::Requested);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            info!(circuit = self.id, "tearing down: {e}");
+        }
+    }
+
+    fn on_out(&mut self, out: Out) {
+        match out {
+            Out::Data(s, d) => {
+                self.pending_bytes += d.len();
+                self.pending.entry(s).or_default().0.extend_from_slice(&d);
+            }
+            Out::End(s, r) => {
+                self.pending.entry(s).or_default().1 = Some(r);
+            }
         }
     }
 
@@ -610,7 +633,14 @@ impl ClientTask {
             }
             let cells: Vec<Cell> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
             link::write_cells(&mut self.gate_w, &cells).await?;
+            let mut data: Vec<u8> = Vec::new();
             while let Some(ev) = self.machine.poll_event() {
+                if !matches!(ev, ClientEvent::StreamData { .. }) && !data.is_empty() {
+                    self.answers
+                        .send(Answer::Data(std::mem::take(&mut data)))
+                        .await
+                        .map_err(|_| "the caller went away".to_owned())?;
+                }
                 match ev {
                     ClientEvent::Extended { .. } => {}
                     ClientEvent::Built => {
@@ -635,18 +665,19 @@ impl ClientTask {
                             self.machine.finish(s).map_err(|e| e.to_string())?;
                         }
                     }
-                    ClientEvent::StreamData { data, .. } => {
-                        self.answers
-                            .send(Answer::Data(data))
-                            .await
-                            .map_err(|_| "the caller went away".to_owned())?;
-                    }
+                    ClientEvent::StreamData { data: d, .. } => data.extend_from_slice(&d),
                     ClientEvent::StreamEnd { result, .. } => {
                         let _ = self.answers.send(Answer::End(result)).await;
                         return Ok(());
                     }
                     ClientEvent::Closed { error } => return Err(error.to_string()),
                 }
+            }
+            if !data.is_empty() {
+                self.answers
+                    .send(Answer::Data(data))
+                    .await
+                    .map_err(|_| "the caller went away".to_owned())?;
             }
             let cells: Vec<Cell> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
             link::write_cells(&mut self.gate_w, &cells).await?;
@@ -655,8 +686,12 @@ impl ClientTask {
             tokio::select! {
                 cell = self.cells.recv() => {
                     let Some((_, cell)) = cell else { return Err("gate link gone".into()) };
-                    let cell = cell?;
-                    self.machine.handle_cell(now_secs(), cell).map_err(|e| e.to_string())?;
+                    let now = now_secs();
+                    self.machine.handle_cell(now, cell?).map_err(|e| e.to_string())?;
+                    for _ in 0..BATCH {
+                        let Ok((_, cell)) = self.cells.try_recv() else { break };
+                        self.machine.handle_cell(now, cell?).map_err(|e| e.to_string())?;
+                    }
                 }
                 chunk = recv_opt(&mut self.upload), if want_upload => {
                     match chunk {

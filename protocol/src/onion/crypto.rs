@@ -99,8 +99,16 @@ pub fn seal(mac_key: &[u8; 32], counter: u64, body: &mut [u8; BODY_LEN]) {
     body[..TAG_LEN].copy_from_slice(&t);
 }
 
-/// Whether the decrypted `body` carries a valid tag (constant time in the tag).
+/// Whether the decrypted `body` carries a valid tag (constant time in the tag). The tag is
+/// computed only when the command byte and the length are valid, as in every cell meant for this
+/// end: a cell passing through (random-looking after this layer) fails that cheap check about 99.96 %
+/// of the time, the way Tor's `recognized` field spares the digest.
 pub fn recognized(mac_key: &[u8; 32], counter: u64, body: &[u8; BODY_LEN]) -> bool {
+    let command = body[TAG_LEN];
+    let len = u16::from_be_bytes([body[TAG_LEN + 3], body[TAG_LEN + 4]]) as usize;
+    if !(1..=6).contains(&command) || len > super::cell::MAX_DATA {
+        return false;
+    }
     let t = tag(mac_key, counter, body);
     let mut diff = 0u8;
     for (a, b) in t.iter().zip(&body[..TAG_LEN]) {
