@@ -380,6 +380,9 @@ impl Onion {
     }
 }
 
+/// A runner's answer waiting for window: its bytes, and its end once the bytes are out.
+type Pending = (Vec<u8>, Option<Result<String, String>>);
+
 struct HopTask {
     onion: Arc<Onion>,
     id: u64,
@@ -393,7 +396,7 @@ struct HopTask {
     out_rx: mpsc::Receiver<Out>,
     inputs: HashMap<u16, mpsc::Sender<Option<Vec<u8>>>>,
     /// Runner answers waiting for window: stream → (bytes, end once the bytes are out).
-    pending: BTreeMap<u16, (Vec<u8>, Option<Result<String, String>>)>,
+    pending: BTreeMap<u16, Pending>,
     pending_bytes: usize,
 }
 
@@ -622,14 +625,15 @@ impl ClientTask {
     async fn run_inner(&mut self) -> Result<(), String> {
         loop {
             // Upload what the window allows.
-            if let Some(s) = self.stream {
-                if !self.up_buf.is_empty() && self.machine.writable(s) > 0 {
-                    let n = self
-                        .machine
-                        .send(s, &self.up_buf)
-                        .map_err(|e| e.to_string())?;
-                    self.up_buf.drain(..n);
-                }
+            if let Some(s) = self.stream
+                && !self.up_buf.is_empty()
+                && self.machine.writable(s) > 0
+            {
+                let n = self
+                    .machine
+                    .send(s, &self.up_buf)
+                    .map_err(|e| e.to_string())?;
+                self.up_buf.drain(..n);
             }
             let cells: Vec<Cell> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
             link::write_cells(&mut self.gate_w, &cells).await?;

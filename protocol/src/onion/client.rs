@@ -180,7 +180,7 @@ impl Client {
                     let c = self.hops[i].backward.pass(&mut body)?;
                     if recognized(&self.hops[i].backward.mac, c, &body) {
                         let p = RelayPayload::decode(&body)?;
-                        return self.from_hop(now_secs, i, p);
+                        return self.on_hop_payload(now_secs, i, p);
                     }
                 }
                 Err(OnionError::Integrity {
@@ -226,7 +226,12 @@ impl Client {
         )
     }
 
-    fn from_hop(&mut self, now_secs: u64, hop: usize, p: RelayPayload) -> Result<(), OnionError> {
+    fn on_hop_payload(
+        &mut self,
+        now_secs: u64,
+        hop: usize,
+        p: RelayPayload,
+    ) -> Result<(), OnionError> {
         let last = self.hops.len() - 1;
         match p.command {
             RelayCommand::Extended if hop == last && self.pending.is_some() => {

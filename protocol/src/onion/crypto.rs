@@ -149,10 +149,7 @@ impl CryptoResolver for SeedResolver {
 
 fn builder(seed: [u8; 32]) -> Result<snow::Builder<'static>, snow::Error> {
     let params: snow::params::NoiseParams = NOISE_PARAMS.parse()?;
-    let resolver = FallbackResolver::new(
-        Box::new(SeedResolver(seed)),
-        Box::new(DefaultResolver::default()),
-    );
+    let resolver = FallbackResolver::new(Box::new(SeedResolver(seed)), Box::new(DefaultResolver));
     snow::Builder::with_resolver(params, Box::new(resolver)).prologue(PROLOGUE)
 }
 
