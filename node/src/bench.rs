@@ -466,6 +466,7 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
         let small = tmp.join("small.bin");
         write_mixed_file(&small, 1024, seed)?;
         let put = crate::transfer::put(&holder, &small, public_put(0), true).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
         for i in 0..builds.clamp(1, 50) {
             let out = tmp.join(format!("small-{i}.bin"));
             crate::transfer::get(&client, &put.cid, Some(&out), true, true).await?;
@@ -489,6 +490,8 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
             let f = tmp.join(format!("big-{round}.bin"));
             write_mixed_file(&f, size_mib << 20, seed + 1 + round as u64)?;
             let put = crate::transfer::put(&holder, &f, public_put(0), true).await?;
+            // Provider records go out asynchronously: let them land before the first lookup.
+            tokio::time::sleep(Duration::from_millis(500)).await;
             for (anon, into) in [(false, &mut direct), (true, &mut cold), (true, &mut warm)] {
                 let out = tmp.join("out.bin");
                 let started = Instant::now();
