@@ -309,7 +309,7 @@ fn get(net: &mut Net, cid: ContentId) -> u16 {
 #[test]
 fn three_hop_get_and_what_each_hop_sees() {
     let mut net = built(3);
-    let body = file(700_000); // > the stream window: SENDMEs must flow
+    let body = file(2_600_000); // > the stream window: SENDMEs must flow
     let cid = ContentId::of_block(Codec::Raw, &body);
     net.files.insert(cid, body.clone());
     let s = get(&mut net, cid);
@@ -348,7 +348,7 @@ fn three_hop_get_and_what_each_hop_sees() {
     // one (the EXTEND to the relay); everything else they passed on as ciphertext.
     assert_eq!(net.hop(1).view().own, 1);
     assert_eq!(net.hop(2).view().own, 1);
-    assert!(net.hop(2).view().forwarded_prev > 690);
+    assert!(net.hop(2).view().forwarded_prev > 2590);
     // A cell changes completely at every hop: the cells the middle hop got share no 32-byte run
     // with the ones the gate got (nothing to link them by content).
     let gate_cells: Vec<&Vec<u8>> = net.seen[1].iter().filter(|c| c[0] == 3).collect();
@@ -569,7 +569,7 @@ fn send_stops_at_the_stream_window() {
         .client
         .open_stream(&Request::Put { name: None }.encode().unwrap())
         .unwrap();
-    let big = vec![7u8; MAX_DATA * 1500];
+    let big = vec![7u8; MAX_DATA * 2500];
     let n = net.client.send(s, &big).unwrap();
     assert_eq!(n, MAX_DATA * warren_protocol::onion::STREAM_WINDOW as usize);
     assert_eq!(net.client.writable(s), 0);

@@ -485,6 +485,9 @@ impl HopTask {
                     }
                     Err(_) => return,
                 }
+                if buf.capacity() > 2 * PENDING_LIMIT {
+                    buf.shrink_to_fit();
+                }
             }
             if buf.is_empty()
                 && let Some(r) = end.take()

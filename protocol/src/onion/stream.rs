@@ -10,10 +10,10 @@ use std::collections::BTreeMap;
 
 use super::{MAX_STREAMS, OnionError, protocol};
 
-/// `DATA` cells a sender may have outstanding on one stream (about 1 MB).
-pub const STREAM_WINDOW: u32 = 1000;
+/// `DATA` cells a sender may have outstanding on one stream (about 2 MB).
+pub const STREAM_WINDOW: u32 = 2000;
 /// `DATA` cells acknowledged by one `SENDME`.
-pub const SENDME_INCREMENT: u32 = 100;
+pub const SENDME_INCREMENT: u32 = 200;
 
 #[derive(Debug)]
 struct State {
