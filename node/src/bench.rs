@@ -52,6 +52,15 @@ async fn spawn_node_with(
     dir: &Path,
     bootstrap: Option<&str>,
 ) -> anyhow::Result<(tokio::process::Child, Duration)> {
+    spawn_node_args(exe, dir, bootstrap, &[]).await
+}
+
+async fn spawn_node_args(
+    exe: &Path,
+    dir: &Path,
+    bootstrap: Option<&str>,
+    extra: &[&str],
+) -> anyhow::Result<(tokio::process::Child, Duration)> {
     let started = Instant::now();
     let mut cmd = Command::new(exe);
     cmd.arg("--data-dir").arg(dir).args([
@@ -61,6 +70,7 @@ async fn spawn_node_with(
         "--listen",
         "/ip4/127.0.0.1/udp/0/quic-v1",
     ]);
+    cmd.args(extra);
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
@@ -291,7 +301,7 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
             let out = tmp.join(format!("out-{holders}.bin"));
             let started = Instant::now();
-            let n = crate::transfer::get(&fetcher, &put.cid, Some(&out), true).await?;
+            let n = crate::transfer::get(&fetcher, &put.cid, Some(&out), true, false).await?;
             let secs = started.elapsed().as_secs_f64();
             anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
             let rate = mib / secs;
@@ -311,6 +321,208 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
     result
 }
 
+/// Median and 90th percentile of `v` (sorted here).
+fn median_p90(v: &mut [f64]) -> (f64, f64) {
+    v.sort_by(f64::total_cmp);
+    if v.is_empty() {
+        return (f64::NAN, f64::NAN);
+    }
+    let at = |q: f64| v[((v.len() - 1) as f64 * q).round() as usize];
+    (at(0.5), at(0.9))
+}
+
+/// Builds one 3-hop circuit between the sans-I/O machines in memory (every cell encoded and
+/// decoded on each link, as on the wire); returns the time it took.
+fn build_in_memory(
+    secrets: &[warren_protocol::OnionSecret],
+    round: u64,
+) -> anyhow::Result<Duration> {
+    use warren_protocol::onion::{Cell, Client, Direction, Hop, HopEvent, HopTarget, ReplayCache};
+    let now = crate::network::unix_now();
+    // Distinct ephemeral seeds per build (snow's RNG derives the keys from them).
+    let seed = |i: u64| -> [u8; 32] {
+        let mut s = [0x5a; 32];
+        s[..8].copy_from_slice(&(round * 16 + i).to_le_bytes());
+        s
+    };
+    let started = Instant::now();
+    let path = secrets
+        .iter()
+        .enumerate()
+        .map(|(i, s)| HopTarget {
+            peer: vec![i as u8 + 1],
+            onion_key: s.public(),
+        })
+        .collect();
+    let mut client = Client::new(path, (0..3).map(seed).collect(), now)?;
+    let mut hops: Vec<Hop> = Vec::new();
+    let mut replay: Vec<ReplayCache> = (0..3).map(|_| ReplayCache::new()).collect();
+    let wire = |c: Cell| -> anyhow::Result<Cell> { Ok(Cell::decode(&c.encode()?)?) };
+    // (to node, from-side prev?, cell): node 0 = client, i = hop i.
+    let mut queue: std::collections::VecDeque<(usize, bool, Cell)> = Default::default();
+    while let Some(c) = client.poll_transmit() {
+        queue.push_back((1, true, c));
+    }
+    while !client.is_built() {
+        let (to, from_prev, cell) = queue
+            .pop_front()
+            .context("the circuit stalled before it was built")?;
+        let cell = wire(cell)?;
+        if to == 0 {
+            client.handle_cell(now, cell)?;
+            while let Some(c) = client.poll_transmit() {
+                queue.push_back((1, true, c));
+            }
+            continue;
+        }
+        let i = to - 1;
+        if i == hops.len() {
+            hops.push(Hop::accept(
+                now,
+                &secrets[i],
+                &cell,
+                seed(8 + i as u64),
+                &mut replay[i],
+                true,
+            )?);
+        } else if from_prev {
+            hops[i].handle_prev(cell)?;
+        } else {
+            hops[i].handle_next(cell)?;
+        }
+        while let Some(ev) = hops[i].poll_event() {
+            if let HopEvent::Extend { create, .. } = ev {
+                queue.push_back((to + 1, true, create));
+            }
+        }
+        while let Some((dir, c)) = hops[i].poll_transmit() {
+            match dir {
+                Direction::Prev => queue.push_back((to - 1, false, c)),
+                Direction::Next => queue.push_back((to + 1, true, c)),
+            }
+        }
+    }
+    Ok(started.elapsed())
+}
+
+/// `warren bench onion`: 3-hop circuit build time (median, p90) on the sans-I/O machines and on
+/// real loopback nodes, and `get --anon` throughput next to a direct `get` of the same file from
+/// the same holder in the same run; the per-cell overhead.
+pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> anyhow::Result<()> {
+    use warren_protocol::onion::{CELL_LEN, MAX_DATA};
+    let secrets: Vec<warren_protocol::OnionSecret> = (0..3u8)
+        .map(|i| warren_protocol::OnionSecret::from_bytes([i + 7; 32]))
+        .collect();
+    let mut mem: Vec<f64> = Vec::new();
+    for r in 0..builds.max(1) as u64 {
+        mem.push(build_in_memory(&secrets, r)?.as_secs_f64() * 1e3);
+    }
+    let (m, p) = median_p90(&mut mem);
+    println!(
+        "3-hop circuit build, sans-I/O machines in memory ({builds} builds): median {m:.3} ms, p90 {p:.3} ms"
+    );
+    let overhead = (CELL_LEN - MAX_DATA) as f64 / CELL_LEN as f64;
+    println!(
+        "per-cell overhead: {} of {CELL_LEN} bytes = {:.2} % (1 command byte, 16-byte tag, 5-byte relay header)",
+        CELL_LEN - MAX_DATA,
+        overhead * 100.0
+    );
+
+    let exe = std::env::current_exe()?;
+    let tmp = std::env::temp_dir().join(format!("warren-bench-onion-{}", std::process::id()));
+    let result = async {
+        let roles = [
+            "--role", "station", "--role", "gate", "--role", "middle", "--role", "relay",
+        ];
+        let mut children = Vec::new();
+        let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+        for i in 0..5 {
+            let dir = tmp.join(format!("n{i}"));
+            let boot = match dirs.first() {
+                Some(d) => {
+                    let api = crate::client::ApiClient::from_data_dir(d)?;
+                    let s: crate::api::StatusInfo = api.get("/v1/status").await?;
+                    s.listen_addrs.first().cloned()
+                }
+                None => None,
+            };
+            let (child, _) = spawn_node_args(&exe, &dir, boot.as_deref(), &roles).await?;
+            children.push(child);
+            dirs.push(dir);
+        }
+        let client = crate::client::ApiClient::from_data_dir(&dirs[0])?;
+        // Wait until node 0 knows every other node's record (the path candidates).
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let peers: Vec<crate::api::PeerInfo> = client.get("/v1/peers").await?;
+            if peers.len() == 4 && peers.iter().all(|p| p.roles.len() == 4) {
+                break;
+            }
+            anyhow::ensure!(Instant::now() < deadline, "the devnet did not converge in 30 s");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+        let holder = crate::client::ApiClient::from_data_dir(&dirs[1])?;
+        // Circuit builds on loopback: small anonymous gets, build time as the client saw it.
+        let small = tmp.join("small.bin");
+        write_mixed_file(&small, 1024, seed)?;
+        let put = crate::transfer::put(&holder, &small, public_put(0), true).await?;
+        tokio::time::sleep(Duration::from_millis(500)).await;
+        for i in 0..builds.clamp(1, 50) {
+            let out = tmp.join(format!("small-{i}.bin"));
+            crate::transfer::get(&client, &put.cid, Some(&out), true, true).await?;
+        }
+        let circuits: Vec<crate::onion::CircuitView> = client.get("/v1/circuits").await?;
+        let mut real: Vec<f64> = circuits
+            .iter()
+            .filter(|c| c.role == "client")
+            .filter_map(|c| c.build_ms.map(|b| b as f64))
+            .collect();
+        let n = real.len();
+        let (m, p) = median_p90(&mut real);
+        println!("3-hop circuit build, 5 nodes on loopback ({n} builds, ms resolution): median {m:.0} ms, p90 {p:.0} ms");
+
+        // Throughput: each round a new file on the holder, fetched directly by node 0, then by
+        // node 0 through a circuit (the relay fetches it from the same holder), then again (the
+        // relay holds it). Medians over the rounds: the machine is shared, so single runs vary.
+        let mib = size_mib as f64;
+        let (mut direct, mut cold, mut warm) = (Vec::new(), Vec::new(), Vec::new());
+        for round in 0..rounds.max(1) {
+            let f = tmp.join(format!("big-{round}.bin"));
+            write_mixed_file(&f, size_mib << 20, seed + 1 + round as u64)?;
+            let put = crate::transfer::put(&holder, &f, public_put(0), true).await?;
+            // Provider records go out asynchronously: let them land before the first lookup.
+            tokio::time::sleep(Duration::from_millis(500)).await;
+            for (anon, into) in [(false, &mut direct), (true, &mut cold), (true, &mut warm)] {
+                let out = tmp.join("out.bin");
+                let started = Instant::now();
+                let got = crate::transfer::get(&client, &put.cid, Some(&out), true, anon).await?;
+                into.push(mib / started.elapsed().as_secs_f64());
+                anyhow::ensure!(got == size_mib << 20, "get returned {got} bytes");
+            }
+            let _ = std::fs::remove_file(&f);
+        }
+        let (d, _) = median_p90(&mut direct);
+        let (c, _) = median_p90(&mut cold);
+        let (w, _) = median_p90(&mut warm);
+        println!("direct get of {size_mib} MiB from 1 holder: {d:.1} MiB/s (median of {rounds})");
+        println!(
+            "get --anon, the relay fetching from the same holder: {c:.1} MiB/s ({:.2} × direct)",
+            c / d
+        );
+        println!(
+            "get --anon, the relay holding the file: {w:.1} MiB/s ({:.2} × direct)",
+            w / d
+        );
+        for mut c in children {
+            let _ = c.kill().await;
+        }
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
 /// A pinned public put at `rf`, with no name.
 fn public_put(rf: usize) -> crate::transfer::PutRequest {
     crate::transfer::PutRequest {
@@ -319,6 +531,7 @@ fn public_put(rf: usize) -> crate::transfer::PutRequest {
         pin: true,
         rf,
         class: warren_protocol::Class::Public,
+        anon: false,
     }
 }
 

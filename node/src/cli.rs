@@ -64,11 +64,17 @@ pub enum Command {
         /// public: stored as plaintext, deduplicated. shared: encrypted with a key derived from
         /// the file (equal files still deduplicate). private: encrypted with a fresh random key.
         /// Shared and private print a capability `warren:CID#KEY`, the only way to read the file.
-        #[arg(long, value_name = "CLASS", default_value = "public", value_parser = parse_class)]
-        class: Class,
+        /// Default: public, or private with `--anon`.
+        #[arg(long, value_name = "CLASS", value_parser = parse_class)]
+        class: Option<Class>,
         /// Same as `--class private`.
         #[arg(long, conflicts_with = "class")]
         private: bool,
+        /// Store it through an onion circuit (gate → middle → relay): the relay's runner stores
+        /// it as itself, so the mesh never learns this node put it. A private file is sealed here
+        /// first, so the relay only sees ciphertext. `--name` is kept only inside a sealed file.
+        #[arg(long)]
+        anon: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,
@@ -82,6 +88,10 @@ pub enum Command {
         /// Output file (written whole or not at all); default standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
+        /// Fetch it through an onion circuit (gate → middle → relay): the holders see only the
+        /// relay, the gate sees only that this node talks to it, and a sealed file is opened here.
+        #[arg(long)]
+        anon: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,
@@ -126,6 +136,8 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// List this node's onion circuits and its role in each (client, gate, middle, relay).
+    Circuits(OutputArgs),
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Write a commented DATA_DIR/config.toml (the defaults, a preset and the flags given).
@@ -190,6 +202,22 @@ pub enum BenchCommand {
         /// MiB per file.
         #[arg(long, default_value_t = 256)]
         size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// 3-hop onion circuit build time (sans-I/O and loopback nodes), `get --anon` throughput next
+    /// to a direct `get`, per-cell overhead.
+    Onion {
+        /// MiB of the file fetched.
+        #[arg(long, default_value_t = 64)]
+        size_mib: u64,
+        /// Circuits built (in memory; up to 50 on loopback).
+        #[arg(long, default_value_t = 200)]
+        builds: usize,
+        /// Throughput rounds (medians are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
         /// Seed of the generated data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
@@ -516,6 +544,22 @@ fn pins_text(pins: &Vec<PinView>) -> String {
     out
 }
 
+fn circuits_text(c: &Vec<crate::onion::CircuitView>) -> String {
+    let mut out = format!("{} circuits\n", c.len());
+    for v in c {
+        out.push_str(&format!(
+            "{:>4}  {:<6}  {:>8} ms  prev {}  next {}  {}\n",
+            v.id,
+            v.role,
+            v.age_ms,
+            v.prev.as_deref().unwrap_or("-"),
+            v.next.as_deref().unwrap_or("-"),
+            v.state
+        ));
+    }
+    out
+}
+
 fn parse_class(text: &str) -> Result<Class, String> {
     text.parse()
         .map_err(|e: warren_protocol::Error| e.to_string())
@@ -552,14 +596,21 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
             rf,
             class,
             private,
+            anon,
             out,
         } => {
+            let default_class = if anon { Class::Private } else { Class::Public };
             let req = crate::transfer::PutRequest {
                 name,
                 media_type,
                 pin: !no_pin,
                 rf,
-                class: if private { Class::Private } else { class },
+                class: if private {
+                    Class::Private
+                } else {
+                    class.unwrap_or(default_class)
+                },
+                anon,
             };
             let view = crate::transfer::put(&api, &file, req, out.json).await?;
             print(out.json, &view, |v| match &v.capability {
@@ -567,14 +618,19 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 None => format!("{}\n", v.cid),
             })
         }
-        Command::Get { cid, output, out } => {
+        Command::Get {
+            cid,
+            output,
+            anon,
+            out,
+        } => {
             let cid = if Capability::looks_like(&cid) {
                 cid.parse::<Capability>()?;
                 cid
             } else {
                 check_cid(&cid)?
             };
-            let n = crate::transfer::get(&api, &cid, output.as_deref(), out.json).await?;
+            let n = crate::transfer::get(&api, &cid, output.as_deref(), out.json, anon).await?;
             if let Some(path) = output {
                 let view = serde_json::json!({ "cid": cid, "size": n, "path": path });
                 print(out.json, &view, |_| {
@@ -583,6 +639,12 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
             }
             Ok(())
         }
+        Command::Circuits(out) => print(
+            out.json,
+            &api.get::<Vec<crate::onion::CircuitView>>("/v1/circuits")
+                .await?,
+            circuits_text,
+        ),
         Command::Stat { cid, out } => {
             let cid = check_cid(&cid)?;
             print(
@@ -782,6 +844,12 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
             tokio::task::spawn_blocking(move || crate::bench::private(size_mib, seed, rounds))
                 .await?
         }
+        Command::Bench(BenchCommand::Onion {
+            size_mib,
+            builds,
+            rounds,
+            seed,
+        }) => crate::bench::onion(size_mib, builds, rounds, seed).await,
         Command::Bench(BenchCommand::Fetch { size_mib, seed }) => {
             crate::bench::fetch(size_mib, seed).await
         }

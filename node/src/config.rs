@@ -182,6 +182,8 @@ pub struct Config {
     pub mesh: MeshConfig,
     /// NAT traversal: relays, AutoNAT, hole punching.
     pub nat: NatConfig,
+    /// Hops of the onion circuits this node builds for `--anon` requests (gate, middles, relay).
+    pub onion_hops: usize,
 }
 
 impl Default for Config {
@@ -209,6 +211,7 @@ impl Default for Config {
             price: PriceConfig::default(),
             mesh: MeshConfig::default(),
             nat: NatConfig::default(),
+            onion_hops: 3,
         }
     }
 }
@@ -249,6 +252,12 @@ impl Config {
                 "mesh.rf {} is above the limit of {}",
                 self.mesh.rf,
                 warren_storage_mesh::placement::MAX_RF
+            )));
+        }
+        if self.onion_hops == 0 || self.onion_hops > warren_protocol::onion::MAX_HOPS {
+            return Err(NodeError::Config(format!(
+                "onion_hops must be 1 to {}",
+                warren_protocol::onion::MAX_HOPS
             )));
         }
         if self.max_peers == 0 {

@@ -65,6 +65,9 @@ pub enum NodeError {
         #[source]
         source: Box<redb::Error>,
     },
+    /// An onion circuit failed.
+    #[error(transparent)]
+    Onion(#[from] warren_protocol::onion::OnionError),
     /// The local control API could not be reached or refused the call.
     #[error("control API: {0}")]
     Api(String),

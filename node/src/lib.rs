@@ -28,6 +28,7 @@ pub mod keystore;
 pub mod mesh;
 pub mod metrics;
 pub mod network;
+pub mod onion;
 pub mod peer_limit;
 pub mod presets;
 pub mod record;

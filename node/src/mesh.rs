@@ -518,8 +518,9 @@ impl Mesh {
             .map(|s| s.clone())
             .unwrap_or_default();
         for peer in self.fetch_order(&cid, &known) {
-            if self.try_fetch(cid, peer).await.is_ok() {
-                return Ok(());
+            match self.try_fetch(cid, peer).await {
+                Ok(()) => return Ok(()),
+                Err(e) => debug!(%cid, %peer, "session holder failed: {e}"),
             }
         }
         let (me, _) = self.client.candidates().await?;
@@ -838,10 +839,13 @@ pub fn serve(
 ) -> (Response, Option<ContentId>) {
     match request {
         Request::Get(BlockRequest { block }) => match store.get_block(&block) {
-            Ok(data) => (
-                Response::Block(warren_protocol::block_transfer::BlockResponse { block, data }),
-                None,
-            ),
+            Ok(data) => {
+                tracing::info!(%peer, %block, "serving a block");
+                (
+                    Response::Block(warren_protocol::block_transfer::BlockResponse { block, data }),
+                    None,
+                )
+            }
             Err(e) => (not_served(store, &block, e), None),
         },
         Request::Store(StoreRequest { block, data }) => {

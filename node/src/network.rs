@@ -44,9 +44,10 @@ use crate::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self, provider_key};
+use warren_protocol::onion::path::Candidate as OnionCandidate;
 use warren_protocol::reputation::{Rate, RateLimit};
 use warren_protocol::{
-    ContentId, NodeRecord, REPUTATION_TOPIC, Reputation, SignedNodeRecord, SignedObservation,
+    ContentId, NodeRecord, REPUTATION_TOPIC, Reputation, Role, SignedNodeRecord, SignedObservation,
 };
 use warren_storage_mesh::Store;
 use warren_storage_mesh::hot::HotTracker;
@@ -90,6 +91,8 @@ pub(crate) struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     envelope: request_response::Behaviour<envelope::Codec>,
     blocks: request_response::Behaviour<blocks::Codec>,
+    /// Long-lived streams: one per onion circuit hop (`/warren/onion/1.0.0`).
+    stream: libp2p_stream::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     autonat: autonat::Behaviour,
     relay: Toggle<relay::Behaviour>,
@@ -138,12 +141,22 @@ enum Command {
         addr: Multiaddr,
         reply: DialReply,
     },
+    OnionCandidates {
+        reply: oneshot::Sender<(PeerId, Vec<OnionCandidate>)>,
+    },
 }
 
 /// A cloneable handle that sends commands to the running event loop.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     tx: mpsc::Sender<Command>,
+    control: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
 }
 
 impl Client {
@@ -217,6 +230,17 @@ impl Client {
         self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
+    /// A handle that opens and accepts long-lived streams (onion links) without the loop.
+    pub fn stream_control(&self) -> libp2p_stream::Control {
+        self.control.clone()
+    }
+
+    /// This node's peer id, and the connected peers whose verified records offer an onion role,
+    /// as path candidates.
+    pub async fn onion_candidates(&self) -> Result<(PeerId, Vec<OnionCandidate>), NodeError> {
+        self.ask(|reply| Command::OnionCandidates { reply }).await
+    }
+
     /// Finds `peer`'s node record in the DHT and verifies it.
     pub async fn find_record(&self, peer: PeerId) -> Result<RecordView, NodeError> {
         self.ask(|reply| Command::FindRecord { peer, reply })
@@ -271,6 +295,14 @@ fn is_loopback(addr: &Multiaddr) -> bool {
         Protocol::Ip4(ip) => ip.is_loopback(),
         Protocol::Ip6(ip) => ip.is_loopback(),
         _ => false,
+    })
+}
+
+fn ip_of(addr: &Multiaddr) -> Option<std::net::IpAddr> {
+    addr.iter().find_map(|p| match p {
+        Protocol::Ip4(ip) => Some(ip.into()),
+        Protocol::Ip6(ip) => Some(ip.into()),
+        _ => None,
     })
 }
 
@@ -369,6 +401,7 @@ fn behaviour(
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(32),
         ),
+        stream: libp2p_stream::Behaviour::new(),
         mdns: Toggle::from(mdns),
         autonat: autonat::Behaviour::new(local, autonat::Config::default()),
         relay: Toggle::from(
@@ -486,6 +519,7 @@ pub fn build_on(
         }
     }
 
+    let control = swarm.behaviour().stream.new_control();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let event_loop = EventLoop {
         swarm,
@@ -525,7 +559,7 @@ pub fn build_on(
         pending_dials: HashMap::new(),
         waiting_dials: HashMap::new(),
     };
-    Ok((Client { tx }, event_loop))
+    Ok((Client { tx, control }, event_loop))
 }
 
 /// Owns the swarm; see the module doc for what it drives.
@@ -900,6 +934,36 @@ impl EventLoop {
                         let _ = reply.send(Err(NodeError::Network(format!("dial {addr}: {e}"))));
                     }
                 }
+            }
+            Command::OnionCandidates { reply } => {
+                let now = unix_now().saturating_mul(1000);
+                let candidates = self
+                    .known
+                    .iter()
+                    .filter(|(peer, _)| self.swarm.is_connected(peer))
+                    .filter(|(_, r)| {
+                        r.roles
+                            .iter()
+                            .any(|x| matches!(x, Role::Gate | Role::Middle | Role::Relay))
+                    })
+                    .map(|(peer, record)| OnionCandidate {
+                        peer: *peer,
+                        onion_key: record.onion_key,
+                        roles: record.roles.clone(),
+                        ip: self
+                            .peers
+                            .get(peer)
+                            .and_then(|s| s.addrs.iter().find_map(ip_of))
+                            .or_else(|| record.addrs.iter().find_map(ip_of)),
+                        score: self
+                            .reputation
+                            .lock()
+                            .ok()
+                            .and_then(|r| r.score(peer, now))
+                            .map(|s| if s.is_below_floor() { 0.0 } else { s.total }),
+                    })
+                    .collect();
+                let _ = reply.send((*self.swarm.local_peer_id(), candidates));
             }
             Command::Candidates { reply } => {
                 let candidates = self

@@ -201,7 +201,27 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let mut api_shutdown = shutdown_rx.clone();
     let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
     let rep_task = tokio::spawn(keep_reputation(reputation, rep_db, shutdown_rx.clone()));
-    let app = crate::api::router(client, store, mesh, &token, config.storage.tier);
+    let onion = crate::onion::Onion::new(
+        client.clone(),
+        onion,
+        crate::onion::OnionConfig {
+            hops: config.onion_hops,
+            roles: config.roles.clone(),
+        },
+        crate::onion::runner::Runner::new(
+            crate::onion::runner::MeshAccess::new(mesh.clone(), store.clone()),
+            crate::onion::runner::Limits::default(),
+        ),
+    );
+    let onion_task = tokio::spawn(onion.clone().serve(shutdown_rx.clone()));
+    let app = crate::api::router(
+        client,
+        store,
+        mesh,
+        Some(onion),
+        &token,
+        config.storage.tier,
+    );
     let api_task = tokio::spawn(async move {
         let graceful = async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;
@@ -237,6 +257,9 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let _ = shutdown_tx.send(true);
     if let Err(e) = rep_task.await {
         warn!("reputation task ended badly: {e}");
+    }
+    if let Err(e) = onion_task.await {
+        warn!("onion task ended badly: {e}");
     }
     if let Err(e) = mesh_task.await {
         warn!("mesh task ended badly: {e}");

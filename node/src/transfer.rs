@@ -52,6 +52,8 @@ pub struct PutRequest {
     pub rf: usize,
     /// Public, shared or private.
     pub class: Class,
+    /// Through an onion circuit (`/v1/anon/put`: public or private only).
+    pub anon: bool,
 }
 
 /// Uploads `file` (`-` = stdin) to the node; returns what the node stored (with the
@@ -119,6 +121,14 @@ pub async fn put(
     if let Some(m) = req.media_type {
         query.push(("media_type", m));
     }
+    if req.anon {
+        if req.class == Class::Shared {
+            bail!("--anon offers public and private files, not shared");
+        }
+        query.retain(|(k, _)| *k == "class" || *k == "name" || *k == "media_type");
+        headers.clear();
+    }
+    let path = if req.anon { "/v1/anon/put" } else { "/v1/put" };
     let bar = progress_bar(size, quiet);
     let counter = bar.clone();
     let stream = ReaderStream::with_capacity(reader, UPLOAD_CHUNK).inspect(move |chunk| {
@@ -127,12 +137,7 @@ pub async fn put(
         }
     });
     let result = api
-        .post_body::<PutView>(
-            "/v1/put",
-            &query,
-            &headers,
-            reqwest::Body::wrap_stream(stream),
-        )
+        .post_body::<PutView>(path, &query, &headers, reqwest::Body::wrap_stream(stream))
         .await;
     bar.finish_and_clear();
     Ok(result?)
@@ -158,6 +163,7 @@ pub async fn get(
     target: &str,
     output: Option<&Path>,
     quiet: bool,
+    anon: bool,
 ) -> anyhow::Result<u64> {
     let (cid, headers) = if Capability::looks_like(target) {
         let cap: Capability = target.parse()?;
@@ -165,7 +171,8 @@ pub async fn get(
     } else {
         (target.to_owned(), Vec::new())
     };
-    let resp = api.get_stream(&format!("/v1/get/{cid}"), &headers).await?;
+    let route = if anon { "/v1/anon/get" } else { "/v1/get" };
+    let resp = api.get_stream(&format!("{route}/{cid}"), &headers).await?;
     let size = resp
         .headers()
         .get("x-warren-size")

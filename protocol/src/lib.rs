@@ -22,6 +22,7 @@ mod error;
 pub mod event;
 pub mod identity;
 pub mod manifest;
+pub mod onion;
 pub mod record;
 pub mod signed_record;
 pub mod spec_text;

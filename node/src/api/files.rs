@@ -42,16 +42,16 @@ use crate::framed;
 use crate::mesh::{Arrivals, FetchSession};
 
 /// Chunks of the request body in flight between the HTTP task and the store.
-const UPLOAD_QUEUE: usize = 16;
+pub(super) const UPLOAD_QUEUE: usize = 16;
 /// Frames in flight between the store and the HTTP response.
-const DOWNLOAD_QUEUE: usize = 4;
+pub(super) const DOWNLOAD_QUEUE: usize = 4;
 /// Bytes gathered into one DATA frame.
-const FRAME_BYTES: usize = 1 << 20;
+pub(super) const FRAME_BYTES: usize = 1 << 20;
 /// Header carrying a sealed file's key (multibase base32, as in a capability).
 pub const KEY_HEADER: &str = "x-warren-key";
 
 /// The key in [`KEY_HEADER`], if any.
-fn key_header(headers: &HeaderMap) -> Result<Option<FileKey>, ApiError> {
+pub(super) fn key_header(headers: &HeaderMap) -> Result<Option<FileKey>, ApiError> {
     let Some(value) = headers.get(KEY_HEADER) else {
         return Ok(None);
     };
@@ -66,7 +66,7 @@ fn key_header(headers: &HeaderMap) -> Result<Option<FileKey>, ApiError> {
         .map_err(|e| ApiError(StatusCode::BAD_REQUEST, format!("{KEY_HEADER}: {e}")))
 }
 
-fn parse_cid(text: &str) -> Result<ContentId, ApiError> {
+pub(super) fn parse_cid(text: &str) -> Result<ContentId, ApiError> {
     text.parse().map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,
@@ -92,9 +92,9 @@ async fn blocking<T: Send + 'static>(
 }
 
 /// A blocking `Read` over body chunks sent from an async task.
-struct ChannelReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    current: Bytes,
+pub(super) struct ChannelReader {
+    pub(super) rx: mpsc::Receiver<io::Result<Bytes>>,
+    pub(super) current: Bytes,
 }
 
 impl Read for ChannelReader {
@@ -113,13 +113,13 @@ impl Read for ChannelReader {
 }
 
 /// A blocking `Write` that packs bytes into DATA frames for the response body.
-struct FrameWriter {
-    tx: mpsc::Sender<Bytes>,
-    buf: Vec<u8>,
+pub(super) struct FrameWriter {
+    pub(super) tx: mpsc::Sender<Bytes>,
+    pub(super) buf: Vec<u8>,
 }
 
 impl FrameWriter {
-    fn send(&mut self, kind: u8, payload: &[u8]) -> io::Result<()> {
+    pub(super) fn send(&mut self, kind: u8, payload: &[u8]) -> io::Result<()> {
         self.tx
             .blocking_send(Bytes::from(framed::encode(kind, payload)))
             .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))

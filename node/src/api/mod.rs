@@ -13,6 +13,7 @@
 //! | POST   | `/v1/connect?addr=`  | dials a peer: `{"peer_id", "addr"}` |
 //! | GET    | `/v1/dashboard`      | [`crate::dashboard::DashboardView`] |
 //! | …      | files                | see [`files`]                     |
+//! | …      | anonymous requests, circuits | see [`onion`]             |
 //!
 //! Two routes need no token, and carry no data a token protects:
 //!
@@ -46,6 +47,7 @@ use crate::metrics::Metrics;
 use crate::network::Client;
 
 mod files;
+mod onion;
 mod reputation;
 mod types;
 
@@ -59,6 +61,7 @@ struct AppState {
     client: Client,
     store: Arc<Store>,
     mesh: Arc<Mesh>,
+    onion: Option<Arc<crate::onion::Onion>>,
     token: Arc<str>,
     tier: warren_protocol::Tier,
 }
@@ -82,7 +85,7 @@ impl From<NodeError> for ApiError {
         let code = match e {
             NodeError::RecordNotFound { .. } => StatusCode::NOT_FOUND,
             NodeError::Storage(ref inner) => crate::error::storage_status(inner),
-            NodeError::Protocol(_) => StatusCode::BAD_GATEWAY,
+            NodeError::Protocol(_) | NodeError::Onion(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
@@ -283,6 +286,7 @@ pub fn router(
     client: Client,
     store: Arc<Store>,
     mesh: Arc<Mesh>,
+    onion: Option<Arc<crate::onion::Onion>>,
     token: &str,
     tier: warren_protocol::Tier,
 ) -> Router {
@@ -290,6 +294,7 @@ pub fn router(
         client,
         store,
         mesh,
+        onion,
         token: Arc::from(token),
         tier,
     };
@@ -310,6 +315,12 @@ pub fn router(
         .route("/v1/gc", post(files::gc))
         .route("/v1/held", get(files::held))
         .route("/v1/audits", get(files::audits))
+        .route("/v1/anon/get/{cid}", get(onion::get))
+        .route(
+            "/v1/anon/put",
+            post(onion::put).layer(DefaultBodyLimit::disable()),
+        )
+        .route("/v1/circuits", get(onion::circuits))
         .route("/v1/reputation", get(reputation::table))
         .route("/v1/reputation/{peer}", get(reputation::peer))
         .route("/v1/dashboard", get(dashboard))

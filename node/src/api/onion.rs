@@ -1,0 +1,292 @@
+//! Anonymous requests through onion circuits, and the circuit list.
+//!
+//! | method | path                    | answer |
+//! |--------|-------------------------|--------|
+//! | GET    | `/v1/anon/get/{cid}`    | framed body (like `/v1/get`); with `x-warren-key` the node opens the sealed file itself |
+//! | POST   | `/v1/anon/put`          | [`PutView`]; `class` = `private` (default) or `public`; a private file is sealed here, so the relay only stores ciphertext |
+//! | GET    | `/v1/circuits`          | `[`[`CircuitView`]`]` |
+
+use std::io::{self, Write};
+
+use axum::Json;
+use axum::body::{Body, Bytes};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode, header};
+use axum::response::Response;
+use futures::StreamExt;
+use rand::RngCore;
+use serde::Deserialize;
+use tokio::sync::mpsc;
+use warren_protocol::onion::request::Request;
+use warren_protocol::{Capability, Class, ContentId, FileKey};
+use warren_storage_mesh::SealOptions;
+use warren_storage_mesh::seal::{Opener, seal};
+
+use super::files::{
+    ChannelReader, DOWNLOAD_QUEUE, FRAME_BYTES, FrameWriter, UPLOAD_QUEUE, key_header, parse_cid,
+};
+use super::types::PutView;
+use super::{ApiError, AppState};
+use crate::framed;
+use crate::onion::{Answer, CircuitView, Onion};
+
+fn bad_gateway(e: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_GATEWAY, e.into())
+}
+
+fn onion(s: &AppState) -> Result<std::sync::Arc<Onion>, ApiError> {
+    s.onion.clone().ok_or_else(|| {
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "onion circuits are not running on this node".into(),
+        )
+    })
+}
+
+/// Waits for the circuit to be built; returns the build time in milliseconds.
+async fn built(answers: &mut mpsc::Receiver<Answer>) -> Result<u64, ApiError> {
+    match answers.recv().await {
+        Some(Answer::Built { took, .. }) => Ok(took.as_millis() as u64),
+        Some(Answer::End(Err(e))) => Err(bad_gateway(format!("circuit failed: {e}"))),
+        _ => Err(bad_gateway("the circuit closed before it was built")),
+    }
+}
+
+/// Reads the 8-byte size that starts a GET answer; returns it and the bytes after it.
+fn read_head(answers: &mut mpsc::Receiver<Answer>) -> Result<(u64, Vec<u8>), String> {
+    let mut head = Vec::new();
+    loop {
+        match answers.blocking_recv() {
+            Some(Answer::Data(d)) => {
+                head.extend_from_slice(&d);
+                if head.len() >= 8 {
+                    let rest = head.split_off(8);
+                    let mut size = [0u8; 8];
+                    size.copy_from_slice(&head);
+                    return Ok((u64::from_be_bytes(size), rest));
+                }
+            }
+            Some(Answer::Built { .. }) => {}
+            Some(Answer::End(Err(e))) => return Err(e),
+            Some(Answer::End(Ok(_))) | None => {
+                return Err("the answer ended before the file's size".into());
+            }
+        }
+    }
+}
+
+/// Copies the answer after its head to `out`; checks the total against `size`.
+fn copy_rest<W: Write>(
+    answers: &mut mpsc::Receiver<Answer>,
+    first: Vec<u8>,
+    size: u64,
+    out: &mut W,
+) -> Result<u64, String> {
+    let mut n = first.len() as u64;
+    out.write_all(&first).map_err(|e| e.to_string())?;
+    loop {
+        match answers.blocking_recv() {
+            Some(Answer::Data(d)) => {
+                n += d.len() as u64;
+                if n > size {
+                    return Err(format!(
+                        "the relay sent more than the {size} bytes it announced"
+                    ));
+                }
+                out.write_all(&d).map_err(|e| e.to_string())?;
+            }
+            Some(Answer::Built { .. }) => {}
+            Some(Answer::End(Ok(_))) if n == size => return Ok(n),
+            Some(Answer::End(Ok(_))) => {
+                return Err(format!("the relay sent {n} of {size} bytes"));
+            }
+            Some(Answer::End(Err(e))) => return Err(e),
+            None => return Err(format!("the circuit closed after {n} of {size} bytes")),
+        }
+    }
+}
+
+fn receive(
+    answers: &mut mpsc::Receiver<Answer>,
+    sealed: Option<(ContentId, FileKey)>,
+    w: &mut FrameWriter,
+) -> Result<u64, String> {
+    let (size, first) = read_head(answers)?;
+    match sealed {
+        None => copy_rest(answers, first, size, w),
+        Some((cid, key)) => {
+            let mut opener = Opener::new(cid, &key, size, &mut *w).map_err(|e| e.to_string())?;
+            match copy_rest(answers, first, size, &mut opener) {
+                Ok(_) => opener.finish().map(|o| o.size).map_err(|e| e.to_string()),
+                Err(e) => Err(opener.take_error().map_or(e, |o| o.to_string())),
+            }
+        }
+    }
+}
+
+pub(super) async fn get(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let onion = onion(&s)?;
+    let cid = parse_cid(&cid)?;
+    let key = key_header(&headers)?;
+    let mut answers = onion.request(Request::Get(cid), None).await?;
+    let build_ms = built(&mut answers).await?;
+    let (tx, mut rx) = mpsc::channel::<Bytes>(DOWNLOAD_QUEUE);
+    tokio::task::spawn_blocking(move || {
+        let mut w = FrameWriter {
+            tx,
+            buf: Vec::with_capacity(FRAME_BYTES),
+        };
+        let _ = match receive(&mut answers, key.map(|k| (cid, k)), &mut w) {
+            Ok(n) => w
+                .flush()
+                .and_then(|()| w.send(framed::END, &n.to_be_bytes())),
+            Err(e) => {
+                tracing::warn!(%cid, "anonymous get failed: {e}");
+                w.buf.clear();
+                w.send(framed::ERROR, e.as_bytes())
+            }
+        };
+    });
+    let stream =
+        futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, io::Error>)));
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/vnd.warren.framed")
+        .header("x-warren-build-ms", build_ms)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct PutQuery {
+    /// `private` (default) or `public`.
+    class: Option<String>,
+    /// Manifest name (kept inside the sealed stream for a private file).
+    name: Option<String>,
+    /// Media type (private files only keep it, inside the sealed stream).
+    media_type: Option<String>,
+}
+
+/// Sends written bytes as upload chunks.
+struct UploadWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    written: u64,
+}
+
+impl Write for UploadWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.tx
+            .blocking_send(data.to_vec())
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the circuit closed"))?;
+        self.written += data.len() as u64;
+        Ok(data.len())
+    }
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+pub(super) async fn put(
+    State(s): State<AppState>,
+    Query(q): Query<PutQuery>,
+    body: Body,
+) -> Result<Json<PutView>, ApiError> {
+    let onion = onion(&s)?;
+    let class = match q.class.as_deref() {
+        None => Class::Private,
+        Some(t) => t
+            .parse::<Class>()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?,
+    };
+    if class == Class::Shared {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "class shared is not offered through circuits: use private (default) or public".into(),
+        ));
+    }
+    let (up_tx, up_rx) = mpsc::channel::<Vec<u8>>(UPLOAD_QUEUE);
+    let name = if class == Class::Public {
+        q.name.clone()
+    } else {
+        None
+    };
+    let mut answers = onion.request(Request::Put { name }, Some(up_rx)).await?;
+    built(&mut answers).await?;
+    // The body goes to a blocking reader; public bytes go out as they are, private ones sealed.
+    let (body_tx, body_rx) = mpsc::channel::<io::Result<Bytes>>(UPLOAD_QUEUE);
+    let key = (class == Class::Private).then(|| {
+        let mut bytes = [0u8; warren_protocol::capability::FILE_KEY_LEN];
+        rand::rngs::OsRng.fill_bytes(&mut bytes);
+        FileKey::from_bytes(bytes)
+    });
+    let seal_key = key.clone();
+    let opts = SealOptions {
+        class,
+        name: q.name,
+        media_type: q.media_type,
+    };
+    let feeder = tokio::task::spawn_blocking(move || -> Result<u64, String> {
+        let mut reader = ChannelReader {
+            rx: body_rx,
+            current: Bytes::new(),
+        };
+        let mut w = UploadWriter {
+            tx: up_tx,
+            written: 0,
+        };
+        match seal_key {
+            Some(k) => seal(&k, &opts, reader, &mut w)
+                .map(|o| o.plain_size)
+                .map_err(|e| e.to_string()),
+            None => io::copy(&mut reader, &mut w).map_err(|e| e.to_string()),
+        }
+    });
+    let mut stream = body.into_data_stream();
+    while let Some(chunk) = stream.next().await {
+        let item = chunk.map_err(|e| {
+            io::Error::new(io::ErrorKind::UnexpectedEof, format!("upload cut off: {e}"))
+        });
+        let failed = item.is_err();
+        if body_tx.send(item).await.is_err() || failed {
+            break;
+        }
+    }
+    drop(body_tx);
+    let size = feeder
+        .await
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    let cid = loop {
+        match answers.recv().await {
+            Some(Answer::End(Ok(text))) => break text,
+            Some(Answer::End(Err(e))) => {
+                return Err(bad_gateway(format!("the relay refused: {e}")));
+            }
+            Some(_) => {}
+            None => return Err(bad_gateway("the circuit closed before the relay answered")),
+        }
+    };
+    let cid: ContentId = cid
+        .parse()
+        .map_err(|e| bad_gateway(format!("the relay answered {cid:?}: {e}")))?;
+    Ok(Json(PutView {
+        cid: cid.to_string(),
+        size,
+        blocks: 0,
+        stored_bytes: 0,
+        new_bytes: 0,
+        pinned: false,
+        replication: None,
+        class: class.to_string(),
+        capability: key.map(|key| Capability { cid, key }.to_string()),
+    }))
+}
+
+pub(super) async fn circuits(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<CircuitView>>, ApiError> {
+    Ok(Json(onion(&s)?.circuits()))
+}

@@ -1,0 +1,729 @@
+//! Onion circuits on libp2p: the link protocol `/warren/onion/1.0.0`, the hop service (gate,
+//! middle, relay), the client side used by `get --anon` / `put --anon`, and the relay's runner.
+//!
+//! ```text
+//!  Onion::serve (task: accepts onion streams)
+//!     └─ per circuit: hop task ── owns protocol::onion::Hop
+//!            ├─ reader task (prev link) ─┐ bounded mpsc of cells
+//!            ├─ reader task (next link) ─┘
+//!            └─ runner tasks (relay only), each bounded by runner::Limits
+//!  Onion::request (per anonymous request): client task ── owns protocol::onion::Client
+//!            └─ reader task (gate link)
+//! ```
+//!
+//! Every decision (handshakes, layers, flow control, tear-down) is made by the sans-I/O machines in
+//! `warren_protocol::onion`; these tasks only move cells between them and libp2p streams. One
+//! stream carries one circuit hop, for the life of the circuit.
+
+mod link;
+pub mod runner;
+pub mod sandbox;
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use futures::io::AsyncReadExt;
+use libp2p::{PeerId, StreamProtocol};
+use serde::{Deserialize, Serialize};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::{debug, info, warn};
+use warren_protocol::onion::request::Request;
+use warren_protocol::onion::{
+    self, Cell, Client as CircuitClient, ClientEvent, DestroyReason, Direction, Hop, HopEvent,
+    HopTarget, OnionError, ReplayCache, path,
+};
+use warren_protocol::{OnionSecret, Role};
+
+use crate::error::NodeError;
+use crate::network::{self, Client};
+use runner::{Out, Runner};
+
+/// The onion link protocol.
+pub const PROTOCOL: StreamProtocol = StreamProtocol::new(onion::PROTOCOL_NAME);
+
+/// Longest wait for a hop to answer a `CREATE` (or for the first cell of an inbound link).
+const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Longest a circuit may sit with no cell either way.
+const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
+/// Circuits this node carries as a hop at once.
+const MAX_HOP_CIRCUITS: usize = 512;
+/// Cells queued from a link's reader to its circuit task.
+const CELL_QUEUE: usize = 256;
+/// Cells taken from a link queue at once before the answers go out.
+const BATCH: usize = 255;
+/// Answer bytes buffered per relay circuit before its runners are paused.
+const PENDING_LIMIT: usize = 4 << 20;
+
+/// One circuit this node takes part in, as `warren circuits` shows it.
+#[derive(Clone, Debug, Serialize, Deserialize, PartialEq, Eq)]
+pub struct CircuitView {
+    /// Local id (not sent anywhere).
+    pub id: u64,
+    /// `client`, `gate`, `middle` or `relay`.
+    pub role: String,
+    /// The neighbour towards the client (none at the client).
+    pub prev: Option<String>,
+    /// The neighbour towards the relay (none at the relay).
+    pub next: Option<String>,
+    /// Hops (known at the client only).
+    pub hops: Option<usize>,
+    /// Milliseconds since the circuit was opened here.
+    pub age_ms: u64,
+    /// Milliseconds the build took (client only).
+    pub build_ms: Option<u64>,
+    /// `open` or `closed: REASON`.
+    pub state: String,
+}
+
+struct Entry {
+    view: CircuitView,
+    started: Instant,
+}
+
+/// What the client side of a request reports.
+#[derive(Debug)]
+pub enum Answer {
+    /// The circuit is built; the request is on its way.
+    Built {
+        /// The build time.
+        took: Duration,
+        /// The path (gate first).
+        path: Vec<PeerId>,
+    },
+    /// Answer bytes.
+    Data(Vec<u8>),
+    /// The end: the runner's status message, or why it failed.
+    End(Result<String, String>),
+}
+
+/// Settings of the onion service.
+#[derive(Clone, Debug)]
+pub struct OnionConfig {
+    /// Hops per circuit this node builds.
+    pub hops: usize,
+    /// Roles this node offers (a hop refuses `BEGIN` without `relay`, and links without any
+    /// onion role).
+    pub roles: Vec<Role>,
+}
+
+/// The onion service of one node.
+pub struct Onion {
+    network: Client,
+    secret: OnionSecret,
+    config: OnionConfig,
+    replay: Mutex<ReplayCache>,
+    runner: Runner,
+    circuits: Mutex<BTreeMap<u64, Entry>>,
+    next_id: AtomicU64,
+    guard: Mutex<Option<PeerId>>,
+    hop_slots: Arc<Semaphore>,
+}
+
+fn now_secs() -> u64 {
+    network::unix_now()
+}
+
+fn random_seed() -> [u8; 32] {
+    rand::random()
+}
+
+impl Onion {
+    /// The service for a node with onion key `secret`; `runner` serves relay requests.
+    pub fn new(
+        network: Client,
+        secret: OnionSecret,
+        config: OnionConfig,
+        runner: Runner,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            network,
+            secret,
+            config,
+            replay: Mutex::new(ReplayCache::new()),
+            runner,
+            circuits: Mutex::new(BTreeMap::new()),
+            next_id: AtomicU64::new(1),
+            guard: Mutex::new(None),
+            hop_slots: Arc::new(Semaphore::new(MAX_HOP_CIRCUITS)),
+        })
+    }
+
+    fn offers_hop(&self) -> bool {
+        self.config
+            .roles
+            .iter()
+            .any(|r| matches!(r, Role::Gate | Role::Middle | Role::Relay))
+    }
+
+    /// This node's circuits, newest last (closed ones are kept for a minute).
+    pub fn circuits(&self) -> Vec<CircuitView> {
+        let Ok(mut map) = self.circuits.lock() else {
+            return Vec::new();
+        };
+        map.retain(|_, e| e.view.state == "open" || e.started.elapsed() < Duration::from_secs(60));
+        map.values()
+            .map(|e| {
+                let mut v = e.view.clone();
+                v.age_ms = e.started.elapsed().as_millis() as u64;
+                v
+            })
+            .collect()
+    }
+
+    fn register(&self, view: CircuitView) -> u64 {
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        if let Ok(mut map) = self.circuits.lock() {
+            map.insert(
+                id,
+                Entry {
+                    view: CircuitView { id, ..view },
+                    started: Instant::now(),
+                },
+            );
+        }
+        id
+    }
+
+    fn update(&self, id: u64, f: impl FnOnce(&mut CircuitView)) {
+        if let Ok(mut map) = self.circuits.lock()
+            && let Some(e) = map.get_mut(&id)
+        {
+            f(&mut e.view);
+        }
+    }
+
+    /// Accepts onion links until `shutdown`; each carries one circuit hop.
+    pub async fn serve(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        if !self.offers_hop() {
+            return;
+        }
+        let mut control = self.network.stream_control();
+        let mut incoming = match control.accept(PROTOCOL) {
+            Ok(i) => i,
+            Err(e) => return warn!("cannot accept {PROTOCOL}: {e}"),
+        };
+        use futures::StreamExt;
+        loop {
+            tokio::select! {
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { break };
+                    let Ok(permit) = self.hop_slots.clone().try_acquire_owned() else {
+                        debug!(%peer, "refusing a circuit: {MAX_HOP_CIRCUITS} already carried");
+                        continue;
+                    };
+                    let me = self.clone();
+                    tokio::spawn(async move {
+                        let _permit = permit;
+                        me.run_hop(peer, stream).await;
+                    });
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+
+    async fn run_hop(self: Arc<Self>, prev: PeerId, stream: libp2p::Stream) {
+        let (mut prev_r, mut prev_w) = stream.split();
+        let create =
+            match tokio::time::timeout(HANDSHAKE_TIMEOUT, link::read_cell(&mut prev_r)).await {
+                Ok(Ok(c)) => c,
+                Ok(Err(e)) => return debug!(%prev, "onion link before CREATE: {e}"),
+                Err(_) => return debug!(%prev, "onion link: no CREATE in time"),
+            };
+        let accepted = match self.replay.lock() {
+            Ok(mut replay) => Hop::accept(
+                now_secs(),
+                &self.secret,
+                &create,
+                random_seed(),
+                &mut replay,
+                self.config.roles.contains(&Role::Relay),
+            ),
+            Err(_) => Err(OnionError::Closed),
+        };
+        let hop = match accepted {
+            Ok(h) => h,
+            Err(e) => {
+                info!(%prev, "refusing a circuit: {e}");
+                let reason = DestroyReason::for_error(&e);
+                let _ = link::write_cells(&mut prev_w, &[Cell::Destroy { reason }]).await;
+                return;
+            }
+        };
+        let id = self.register(CircuitView {
+            id: 0,
+            role: hop.position().to_string(),
+            prev: Some(prev.to_string()),
+            next: None,
+            hops: None,
+            age_ms: 0,
+            build_ms: None,
+            state: "open".into(),
+        });
+        let (tx, rx) = mpsc::channel(CELL_QUEUE);
+        let reader = tokio::spawn(link::read_cells(prev_r, Direction::Prev, tx.clone()));
+        let (out_tx, out_rx) = mpsc::channel(64);
+        let mut task = HopTask {
+            onion: self.clone(),
+            id,
+            hop,
+            prev_w,
+            next_w: None,
+            readers: vec![reader],
+            cells_tx: tx,
+            cells: rx,
+            out_tx,
+            out_rx,
+            inputs: HashMap::new(),
+            pending: BTreeMap::new(),
+            pending_bytes: 0,
+        };
+        let end = task.run().await;
+        for r in &task.readers {
+            r.abort();
+        }
+        info!(%prev, role = %task.hop.position(), "circuit closed: {end}");
+        self.update(id, |v| {
+            v.role = task.hop.position().to_string();
+            v.state = format!("closed: {end}");
+        });
+    }
+
+    /// Builds a circuit and runs `request` at its relay. `upload` feeds a PUT's bytes (closed
+    /// channel = end). Answers arrive on the returned channel; the last is [`Answer::End`].
+    pub async fn request(
+        self: &Arc<Self>,
+        request: Request,
+        upload: Option<mpsc::Receiver<Vec<u8>>>,
+    ) -> Result<mpsc::Receiver<Answer>, NodeError> {
+        let started = Instant::now();
+        let (own, candidates) = self.network.onion_candidates().await?;
+        let guard = self.guard.lock().ok().and_then(|g| *g);
+        let chosen = path::select(
+            &candidates,
+            self.config.hops,
+            &own,
+            guard.as_ref(),
+            random_seed(),
+        )
+        .map_err(|e| NodeError::Network(format!("no onion path: {e}")))?;
+        if let Ok(mut g) = self.guard.lock() {
+            *g = Some(chosen[0].peer);
+        }
+        let peers: Vec<PeerId> = chosen.iter().map(|c| c.peer).collect();
+        let targets: Vec<HopTarget> = chosen
+            .iter()
+            .map(|c| HopTarget {
+                peer: c.peer.to_bytes(),
+                onion_key: c.onion_key,
+            })
+            .collect();
+        let seeds = (0..targets.len()).map(|_| random_seed()).collect();
+        let mut machine = CircuitClient::new(targets, seeds, now_secs())?;
+        let stream = tokio::time::timeout(
+            HANDSHAKE_TIMEOUT,
+            self.network
+                .stream_control()
+                .open_stream(peers[0], PROTOCOL),
+        )
+        .await
+        .map_err(|_| NodeError::Network(format!("gate {} did not answer in time", peers[0])))?
+        .map_err(|e| NodeError::Network(format!("gate {}: {e}", peers[0])))?;
+        let (gate_r, mut gate_w) = stream.split();
+        let create: Vec<Cell> = std::iter::from_fn(|| machine.poll_transmit()).collect();
+        link::write_cells(&mut gate_w, &create)
+            .await
+            .map_err(NodeError::Network)?;
+        let id = self.register(CircuitView {
+            id: 0,
+            role: "client".into(),
+            prev: None,
+            next: Some(peers[0].to_string()),
+            hops: Some(peers.len()),
+            age_ms: 0,
+            build_ms: None,
+            state: "open".into(),
+        });
+        let (answers_tx, answers_rx) = mpsc::channel(16);
+        let me = self.clone();
+        tokio::spawn(async move {
+            let (tx, rx) = mpsc::channel(CELL_QUEUE);
+            let reader = tokio::spawn(link::read_cells(gate_r, Direction::Next, tx));
+            let mut task = ClientTask {
+                machine,
+                gate_w,
+                cells: rx,
+                answers: answers_tx,
+                request: Some(request),
+                upload,
+                up_buf: Vec::new(),
+                stream: None,
+                started,
+                path: peers,
+                built: None,
+                finished: false,
+            };
+            let end = task.run().await;
+            reader.abort();
+            me.update(id, |v| {
+                v.build_ms = task.built.map(|d| d.as_millis() as u64);
+                v.state = format!("closed: {end}");
+            });
+        });
+        Ok(answers_rx)
+    }
+}
+
+/// A runner's answer waiting for window: its bytes, and its end once the bytes are out.
+type Pending = (Vec<u8>, Option<Result<String, String>>);
+
+struct HopTask {
+    onion: Arc<Onion>,
+    id: u64,
+    hop: Hop,
+    prev_w: futures::io::WriteHalf<libp2p::Stream>,
+    next_w: Option<futures::io::WriteHalf<libp2p::Stream>>,
+    readers: Vec<tokio::task::JoinHandle<()>>,
+    cells_tx: mpsc::Sender<(Direction, Result<Cell, String>)>,
+    cells: mpsc::Receiver<(Direction, Result<Cell, String>)>,
+    out_tx: mpsc::Sender<Out>,
+    out_rx: mpsc::Receiver<Out>,
+    inputs: HashMap<u16, mpsc::Sender<Option<Vec<u8>>>>,
+    /// Runner answers waiting for window: stream → (bytes, end once the bytes are out).
+    pending: BTreeMap<u16, Pending>,
+    pending_bytes: usize,
+}
+
+impl HopTask {
+    /// Runs the hop until the circuit closes; returns why.
+    async fn run(&mut self) -> String {
+        loop {
+            if let Err(e) = self.flush().await {
+                self.hop.close(DestroyReason::Unreachable);
+                let _ = self.flush().await;
+                return e;
+            }
+            if self.hop.is_closed() {
+                return "torn down".into();
+            }
+            let paused = self.pending_bytes > PENDING_LIMIT;
+            tokio::select! {
+                cell = self.cells.recv() => {
+                    let Some(item) = cell else { return "links gone".into() };
+                    self.on_cell(item);
+                    // Take what else is queued, so the cells go out in one write per link.
+                    for _ in 0..BATCH {
+                        match self.cells.try_recv() {
+                            Ok(item) => self.on_cell(item),
+                            Err(_) => break,
+                        }
+                    }
+                }
+                out = self.out_rx.recv(), if !paused => {
+                    if let Some(out) = out {
+                        self.on_out(out);
+                        while self.pending_bytes <= PENDING_LIMIT {
+                            match self.out_rx.try_recv() {
+                                Ok(out) => self.on_out(out),
+                                Err(_) => break,
+                            }
+                        }
+                    }
+                }
+                _ = tokio::time::sleep(IDLE_TIMEOUT) => {
+                    self.hop.close(DestroyReason::Limit);
+                }
+            }
+            self.push_answers();
+        }
+    }
+
+    fn on_cell(&mut self, (dir, cell): (Direction, Result<Cell, String>)) {
+        let r = match cell {
+            Ok(c) => match dir {
+                Direction::Prev => self.hop.handle_prev(c),
+                Direction::Next => self.hop.handle_next(c),
+            },
+            Err(e) => {
+                debug!("{dir:?} link: {e}");
+                self.hop.close(DestroyReason::Requested);
+                Ok(())
+            }
+        };
+        if let Err(e) = r {
+            info!(circuit = self.id, "tearing down: {e}");
+        }
+    }
+
+    fn on_out(&mut self, out: Out) {
+        match out {
+            Out::Data(s, d) => {
+                self.pending_bytes += d.len();
+                self.pending.entry(s).or_default().0.extend_from_slice(&d);
+            }
+            Out::End(s, r) => {
+                self.pending.entry(s).or_default().1 = Some(r);
+            }
+        }
+    }
+
+    /// Moves buffered runner answers into the circuit as far as the stream windows allow.
+    fn push_answers(&mut self) {
+        let mut done = Vec::new();
+        for (s, (buf, end)) in self.pending.iter_mut() {
+            if !buf.is_empty() {
+                match self.hop.send(*s, buf) {
+                    Ok(n) => {
+                        buf.drain(..n);
+                        self.pending_bytes -= n;
+                    }
+                    Err(_) => return,
+                }
+                if buf.capacity() > 2 * PENDING_LIMIT {
+                    buf.shrink_to_fit();
+                }
+            }
+            if buf.is_empty()
+                && let Some(r) = end.take()
+            {
+                let _ = self.hop.finish(*s, &r);
+                done.push(*s);
+            }
+        }
+        for s in done {
+            self.pending.remove(&s);
+        }
+    }
+
+    /// Sends what the hop queued and acts on its events.
+    async fn flush(&mut self) -> Result<(), String> {
+        loop {
+            let mut prev = Vec::new();
+            let mut next = Vec::new();
+            while let Some((dir, c)) = self.hop.poll_transmit() {
+                match dir {
+                    Direction::Prev => prev.push(c),
+                    Direction::Next => next.push(c),
+                }
+            }
+            link::write_cells(&mut self.prev_w, &prev).await?;
+            if let Some(w) = self.next_w.as_mut() {
+                link::write_cells(w, &next).await?;
+            }
+            let Some(ev) = self.hop.poll_event() else {
+                return Ok(());
+            };
+            match ev {
+                HopEvent::Extend { peer, create } => self.extend(&peer, create).await,
+                HopEvent::Begin { stream, request } => {
+                    let (in_tx, in_rx) = mpsc::channel(16);
+                    let started = Request::decode(&request)
+                        .map_err(|e| e.to_string())
+                        .and_then(|r| {
+                            self.onion
+                                .runner
+                                .start(stream, r, in_rx, self.out_tx.clone())
+                        });
+                    match started {
+                        Ok(()) => {
+                            self.inputs.insert(stream, in_tx);
+                            self.onion.update(self.id, |v| v.role = "relay".into());
+                        }
+                        Err(e) => {
+                            self.pending.entry(stream).or_default().1 = Some(Err(e));
+                            self.push_answers();
+                        }
+                    }
+                }
+                HopEvent::StreamData { stream, data } => {
+                    if let Some(tx) = self.inputs.get(&stream)
+                        && tx.send(Some(data)).await.is_err()
+                    {
+                        self.inputs.remove(&stream);
+                    }
+                }
+                HopEvent::StreamEnd { stream } => {
+                    if let Some(tx) = self.inputs.remove(&stream) {
+                        let _ = tx.send(None).await;
+                    }
+                }
+                HopEvent::Closed { error } => debug!(circuit = self.id, "closed: {error}"),
+            }
+        }
+    }
+
+    async fn extend(&mut self, peer: &[u8], create: Cell) {
+        let Ok(peer) = PeerId::from_bytes(peer) else {
+            return self.hop.extend_failed();
+        };
+        let mut control = self.onion.network.stream_control();
+        let opened =
+            tokio::time::timeout(HANDSHAKE_TIMEOUT, control.open_stream(peer, PROTOCOL)).await;
+        let stream = match opened {
+            Ok(Ok(s)) => s,
+            Ok(Err(e)) => {
+                debug!(%peer, "cannot extend: {e}");
+                return self.hop.extend_failed();
+            }
+            Err(_) => {
+                debug!(%peer, "cannot extend: timed out");
+                return self.hop.extend_failed();
+            }
+        };
+        let (r, mut w) = stream.split();
+        if link::write_cells(&mut w, &[create]).await.is_err() {
+            return self.hop.extend_failed();
+        }
+        self.readers.push(tokio::spawn(link::read_cells(
+            r,
+            Direction::Next,
+            self.cells_tx.clone(),
+        )));
+        self.next_w = Some(w);
+        self.onion
+            .update(self.id, |v| v.next = Some(peer.to_string()));
+    }
+}
+
+struct ClientTask {
+    machine: CircuitClient,
+    gate_w: futures::io::WriteHalf<libp2p::Stream>,
+    cells: mpsc::Receiver<(Direction, Result<Cell, String>)>,
+    answers: mpsc::Sender<Answer>,
+    request: Option<Request>,
+    upload: Option<mpsc::Receiver<Vec<u8>>>,
+    up_buf: Vec<u8>,
+    stream: Option<u16>,
+    started: Instant,
+    path: Vec<PeerId>,
+    built: Option<Duration>,
+    /// The client's side of the stream is ended.
+    finished: bool,
+}
+
+/// Upload bytes read ahead of the circuit window.
+const UPLOAD_AHEAD: usize = 256 * 1024;
+
+impl ClientTask {
+    async fn run(&mut self) -> String {
+        let end = self.run_inner().await;
+        if let Err(e) = &end {
+            let _ = self.answers.send(Answer::End(Err(e.clone()))).await;
+        }
+        self.machine.close();
+        let rest: Vec<Cell> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
+        let _ = link::write_cells(&mut self.gate_w, &rest).await;
+        match end {
+            Ok(()) => "done".into(),
+            Err(e) => e,
+        }
+    }
+
+    async fn run_inner(&mut self) -> Result<(), String> {
+        loop {
+            // Upload what the window allows.
+            if let Some(s) = self.stream
+                && !self.up_buf.is_empty()
+                && self.machine.writable(s) > 0
+            {
+                let n = self
+                    .machine
+                    .send(s, &self.up_buf)
+                    .map_err(|e| e.to_string())?;
+                self.up_buf.drain(..n);
+            }
+            let cells: Vec<Cell> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
+            link::write_cells(&mut self.gate_w, &cells).await?;
+            let mut data: Vec<u8> = Vec::new();
+            while let Some(ev) = self.machine.poll_event() {
+                if !matches!(ev, ClientEvent::StreamData { .. }) && !data.is_empty() {
+                    self.answers
+                        .send(Answer::Data(std::mem::take(&mut data)))
+                        .await
+                        .map_err(|_| "the caller went away".to_owned())?;
+                }
+                match ev {
+                    ClientEvent::Extended { .. } => {}
+                    ClientEvent::Built => {
+                        let took = self.started.elapsed();
+                        self.built = Some(took);
+                        let _ = self
+                            .answers
+                            .send(Answer::Built {
+                                took,
+                                path: self.path.clone(),
+                            })
+                            .await;
+                        let req = self.request.take().ok_or("built twice")?;
+                        let bytes = req.encode().map_err(|e| e.to_string())?;
+                        let s = self
+                            .machine
+                            .open_stream(&bytes)
+                            .map_err(|e| e.to_string())?;
+                        self.stream = Some(s);
+                        if self.upload.is_none() {
+                            self.finished = true;
+                            self.machine.finish(s).map_err(|e| e.to_string())?;
+                        }
+                    }
+                    ClientEvent::StreamData { data: d, .. } => data.extend_from_slice(&d),
+                    ClientEvent::StreamEnd { result, .. } => {
+                        let _ = self.answers.send(Answer::End(result)).await;
+                        return Ok(());
+                    }
+                    ClientEvent::Closed { error } => return Err(error.to_string()),
+                }
+            }
+            if !data.is_empty() {
+                self.answers
+                    .send(Answer::Data(data))
+                    .await
+                    .map_err(|_| "the caller went away".to_owned())?;
+            }
+            let cells: Vec<Cell> = std::iter::from_fn(|| self.machine.poll_transmit()).collect();
+            link::write_cells(&mut self.gate_w, &cells).await?;
+            let want_upload =
+                self.stream.is_some() && self.upload.is_some() && self.up_buf.len() < UPLOAD_AHEAD;
+            tokio::select! {
+                cell = self.cells.recv() => {
+                    let Some((_, cell)) = cell else { return Err("gate link gone".into()) };
+                    let now = now_secs();
+                    self.machine.handle_cell(now, cell?).map_err(|e| e.to_string())?;
+                    for _ in 0..BATCH {
+                        let Ok((_, cell)) = self.cells.try_recv() else { break };
+                        self.machine.handle_cell(now, cell?).map_err(|e| e.to_string())?;
+                    }
+                }
+                chunk = recv_opt(&mut self.upload), if want_upload => {
+                    match chunk {
+                        Some(c) => self.up_buf.extend_from_slice(&c),
+                        None => self.upload = None,
+                    }
+                }
+                _ = tokio::time::sleep(IDLE_TIMEOUT) => return Err("circuit idle for too long".into()),
+            }
+            // The upload is over and fully sent: end the client's side once.
+            if let Some(s) = self.stream
+                && self.upload.is_none()
+                && self.up_buf.is_empty()
+                && !self.finished
+            {
+                self.finished = true;
+                self.machine.finish(s).map_err(|e| e.to_string())?;
+            }
+        }
+    }
+}
+
+async fn recv_opt(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
+    match rx {
+        Some(r) => r.recv().await,
+        None => std::future::pending().await,
+    }
+}

@@ -1,0 +1,345 @@
+//! The relay's runner: performs a circuit's request as the relay itself, with no authority inside
+//! the node.
+//!
+//! A runner gets exactly one thing from its node: a [`MeshAccess`], which can fetch a file from the
+//! mesh and read it back, or store a new (unpinned) file and replicate it, within [`Limits`]. It
+//! never holds the node's identity or onion key, the API token, the pin list or the control API:
+//! `MeshAccess` is built from the mesh and the store alone, and offers no other method. Every run
+//! is bounded in bytes, in time, and in how many run at once.
+
+use std::io::{self, Read, Write};
+use std::sync::Arc;
+use std::time::Duration;
+
+use tokio::sync::{Semaphore, mpsc, oneshot};
+use tracing::info;
+use warren_protocol::ContentId;
+use warren_protocol::onion::request::Request;
+use warren_storage_mesh::{PutOptions, Store};
+
+use crate::mesh::Mesh;
+
+/// The refusal of the inference hook until the inference service is wired in.
+pub const NO_INFERENCE: &str = "inference not available on this node";
+
+/// What one runner may do.
+#[derive(Clone, Copy, Debug)]
+pub struct Limits {
+    /// Largest file a GET returns.
+    pub max_get_bytes: u64,
+    /// Largest file a PUT stores.
+    pub max_put_bytes: u64,
+    /// Longest a request may take.
+    pub time: Duration,
+    /// Runs at once on this node.
+    pub concurrent: usize,
+}
+
+impl Default for Limits {
+    fn default() -> Self {
+        Self {
+            max_get_bytes: 1 << 30,
+            max_put_bytes: 256 << 20,
+            time: Duration::from_secs(300),
+            concurrent: 16,
+        }
+    }
+}
+
+/// The runner's only window on the node: get and put on the mesh, nothing else.
+#[derive(Clone)]
+pub struct MeshAccess {
+    mesh: Arc<Mesh>,
+    store: Arc<Store>,
+}
+
+impl MeshAccess {
+    /// Access to `mesh` and its `store`.
+    pub fn new(mesh: Arc<Mesh>, store: Arc<Store>) -> Self {
+        Self { mesh, store }
+    }
+
+    /// Fetches `cid` from its holders (as this node) and streams its stored bytes to `out`.
+    async fn get(
+        &self,
+        cid: ContentId,
+        max: u64,
+        out: mpsc::Sender<Vec<u8>>,
+    ) -> Result<u64, String> {
+        self.mesh.fetch(cid).await.map_err(|e| e.to_string())?;
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || {
+            let size = store.stat(&cid).map_err(|e| e.to_string())?.size;
+            if size > max {
+                return Err(format!(
+                    "{cid} is {size} bytes, above the runner's limit of {max}"
+                ));
+            }
+            let mut w = ChannelWriter {
+                tx: out,
+                buf: Vec::with_capacity(WRITE_CHUNK),
+            };
+            // The answer starts with the size, so the client can open a sealed file as it comes.
+            w.write_all(&size.to_be_bytes())
+                .map_err(|e| e.to_string())?;
+            let n = store
+                .get(&cid, &mut w, &|_| {})
+                .map_err(|e| e.to_string())?;
+            w.flush().map_err(|e| e.to_string())?;
+            Ok(n)
+        })
+        .await
+        .map_err(|e| format!("runner task: {e}"))?
+    }
+
+    /// Stores the bytes from `input` (`None` marks the end; a closed channel before it is a cut-off
+    /// upload, and nothing is stored) as an unpinned file and replicates it.
+    async fn put(
+        &self,
+        input: mpsc::Receiver<Option<Vec<u8>>>,
+        name: Option<String>,
+        max: u64,
+    ) -> Result<ContentId, String> {
+        let store = self.store.clone();
+        let out = tokio::task::spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx: input,
+                current: Vec::new(),
+                pos: 0,
+                total: 0,
+                max,
+                done: false,
+            };
+            let opts = PutOptions {
+                name,
+                media_type: None,
+                pin: false,
+            };
+            store.put(reader, &opts, &|_| {}).map_err(|e| e.to_string())
+        })
+        .await
+        .map_err(|e| format!("runner task: {e}"))??;
+        let rf = self.mesh.default_rf();
+        if rf > 0 {
+            self.mesh
+                .replicate(out.cid, rf)
+                .await
+                .map_err(|e| e.to_string())?;
+        } else {
+            self.mesh
+                .announce(out.cid)
+                .await
+                .map_err(|e| e.to_string())?;
+        }
+        Ok(out.cid)
+    }
+}
+
+/// What a runner sends back to its circuit.
+#[derive(Debug)]
+pub(crate) enum Out {
+    /// Answer bytes.
+    Data(u16, Vec<u8>),
+    /// The end of the answer.
+    End(u16, Result<String, String>),
+}
+
+/// Starts runners within the limits.
+#[derive(Clone)]
+pub struct Runner {
+    access: MeshAccess,
+    limits: Limits,
+    slots: Arc<Semaphore>,
+}
+
+impl Runner {
+    /// A runner pool over `access`.
+    pub fn new(access: MeshAccess, limits: Limits) -> Self {
+        Self {
+            access,
+            slots: Arc::new(Semaphore::new(limits.concurrent)),
+            limits,
+        }
+    }
+
+    /// Starts the run of `request` on `stream`: answer bytes and the end go to `out`; uploaded
+    /// bytes come from `input`. Refuses at once when all slots are busy.
+    pub(crate) fn start(
+        &self,
+        stream: u16,
+        request: Request,
+        input: mpsc::Receiver<Option<Vec<u8>>>,
+        out: mpsc::Sender<Out>,
+    ) -> Result<(), String> {
+        let permit = self
+            .slots
+            .clone()
+            .try_acquire_owned()
+            .map_err(|_| format!("runner busy ({} runs at once)", self.limits.concurrent))?;
+        // The broker: does the one mesh call the runner asks for, on the node's runtime.
+        let (call_tx, mut call_rx) = mpsc::channel::<MeshCall>(1);
+        let access = self.access.clone();
+        let limits = self.limits;
+        tokio::spawn(async move {
+            let Some(call) = call_rx.recv().await else {
+                return;
+            };
+            let over = || format!("runner time limit of {:?} reached", limits.time);
+            match call {
+                MeshCall::Get { cid, data, done } => {
+                    let r = tokio::time::timeout(
+                        limits.time,
+                        access.get(cid, limits.max_get_bytes, data),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(over()));
+                    let _ = done.send(r.map(|n| n.to_string()));
+                }
+                MeshCall::Put { name, input, done } => {
+                    let r = tokio::time::timeout(
+                        limits.time,
+                        access.put(input, name, limits.max_put_bytes),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(over()));
+                    let _ = done.send(r.map(|c| c.to_string()));
+                }
+            }
+        });
+        // The runner: its own thread, sandboxed before it reads the request. It touches neither
+        // the runtime nor any file or socket; channels are all it has.
+        super::sandbox::spawn(format!("runner-{stream}"), move |sandbox| {
+            let _permit = permit;
+            let result = match sandbox {
+                Ok(abi) => {
+                    info!(abi, "runner sandboxed (landlock)");
+                    run(stream, request, input, &out, &call_tx)
+                }
+                Err(e) => Err(format!("runner sandbox unavailable: {e}")),
+            };
+            let _ = out.blocking_send(Out::End(stream, result));
+        })
+        .map_err(|e| format!("cannot start a runner thread: {e}"))?;
+        Ok(())
+    }
+}
+
+/// The one mesh call a runner may ask its broker for.
+enum MeshCall {
+    Get {
+        cid: ContentId,
+        data: mpsc::Sender<Vec<u8>>,
+        done: oneshot::Sender<Result<String, String>>,
+    },
+    Put {
+        name: Option<String>,
+        input: mpsc::Receiver<Option<Vec<u8>>>,
+        done: oneshot::Sender<Result<String, String>>,
+    },
+}
+
+/// The runner's work, on its sandboxed thread.
+fn run(
+    stream: u16,
+    request: Request,
+    input: mpsc::Receiver<Option<Vec<u8>>>,
+    out: &mpsc::Sender<Out>,
+    broker: &mpsc::Sender<MeshCall>,
+) -> Result<String, String> {
+    let gone = |_| "the mesh broker went away".to_owned();
+    let (done, result) = oneshot::channel();
+    match request {
+        Request::Get(cid) => {
+            info!(%cid, "runner: get");
+            let (data, mut rx) = mpsc::channel(16);
+            broker
+                .blocking_send(MeshCall::Get { cid, data, done })
+                .map_err(|_| "the mesh broker went away".to_owned())?;
+            while let Some(d) = rx.blocking_recv() {
+                out.blocking_send(Out::Data(stream, d))
+                    .map_err(|_| "the circuit closed".to_owned())?;
+            }
+        }
+        Request::Put { name } => {
+            info!("runner: put");
+            broker
+                .blocking_send(MeshCall::Put { name, input, done })
+                .map_err(|_| "the mesh broker went away".to_owned())?;
+        }
+        Request::Infer(_) => return Err(NO_INFERENCE.to_owned()),
+    }
+    result.blocking_recv().map_err(gone)?
+}
+
+const WRITE_CHUNK: usize = 64 * 1024;
+
+struct ChannelWriter {
+    tx: mpsc::Sender<Vec<u8>>,
+    buf: Vec<u8>,
+}
+
+impl Write for ChannelWriter {
+    fn write(&mut self, data: &[u8]) -> io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= WRITE_CHUNK {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = std::mem::replace(&mut self.buf, Vec::with_capacity(WRITE_CHUNK));
+        self.tx
+            .blocking_send(chunk)
+            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "circuit gone"))
+    }
+}
+
+struct ChannelReader {
+    rx: mpsc::Receiver<Option<Vec<u8>>>,
+    current: Vec<u8>,
+    pos: usize,
+    total: u64,
+    max: u64,
+    done: bool,
+}
+
+impl Read for ChannelReader {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.rx.blocking_recv() {
+                Some(None) => {
+                    self.done = true;
+                    return Ok(0);
+                }
+                Some(Some(c)) => {
+                    self.total += c.len() as u64;
+                    if self.total > self.max {
+                        return Err(io::Error::new(
+                            io::ErrorKind::InvalidData,
+                            format!("upload above the runner's limit of {} bytes", self.max),
+                        ));
+                    }
+                    self.current = c;
+                    self.pos = 0;
+                }
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "upload cut off: the circuit closed before the client's END",
+                    ));
+                }
+            }
+        }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
+    }
+}

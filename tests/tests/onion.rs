@@ -1,0 +1,224 @@
+//! Onion circuits with five real node processes on loopback: `warren get CID --anon` goes
+//! client → gate → middle → relay, the file comes back byte-identical, and the holders' logs show
+//! only the relay fetching; `warren put --anon` stores a sealed file through a circuit and
+//! `warren circuits` shows each node's role.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::PathBuf;
+use std::time::Duration;
+
+use serde_json::Value;
+use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for};
+
+const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
+
+const ROLES: [&str; 8] = [
+    "--role", "station", "--role", "gate", "--role", "middle", "--role", "relay",
+];
+
+/// For each block this node served after log byte `from`: the known peers named in that log line.
+fn fetchers(log: &str, from: usize, peers: &[String]) -> Vec<Vec<String>> {
+    log[from.min(log.len())..]
+        .lines()
+        .filter(|l| l.contains("serving a block"))
+        .map(|l| {
+            peers
+                .iter()
+                .filter(|p| l.contains(p.as_str()))
+                .cloned()
+                .collect()
+        })
+        .collect()
+}
+
+fn circuits(dir: &std::path::Path) -> Vec<Value> {
+    cli_json(BIN, dir, &["circuits"])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .clone()
+}
+
+#[test]
+fn five_nodes_get_and_put_through_a_three_hop_circuit() {
+    let tmp = tempfile::tempdir().unwrap();
+    println!("work dir {}", tmp.path().display());
+    let mut procs = Vec::new();
+    let mut nodes: Vec<(PathBuf, String)> = Vec::new();
+    let a_dir = tmp.path().join("n0");
+    procs.push(NodeProcess::start(BIN, &a_dir, &ROLES).unwrap());
+    let a_status = cli_json(BIN, &a_dir, &["status"]).unwrap();
+    let boot = tcp_multiaddr(&a_status).unwrap();
+    nodes.push((a_dir, a_status["peer_id"].as_str().unwrap().to_owned()));
+    for i in 1..5 {
+        let dir = tmp.path().join(format!("n{i}"));
+        let mut args = ROLES.to_vec();
+        args.extend(["--bootstrap", &boot]);
+        procs.push(NodeProcess::start(BIN, &dir, &args).unwrap());
+        let s = cli_json(BIN, &dir, &["status"]).unwrap();
+        nodes.push((dir, s["peer_id"].as_str().unwrap().to_owned()));
+    }
+    for (dir, _) in &nodes {
+        wait_for(Duration::from_secs(30), "every peer's record", || {
+            let peers = cli_json(BIN, dir, &["peers"]).ok()?;
+            let peers = peers.as_array()?;
+            (peers.len() == 4
+                && peers
+                    .iter()
+                    .all(|p| p["roles"].as_array().unwrap().len() == 4))
+            .then_some(())
+        })
+        .unwrap();
+    }
+
+    // A 3 MiB file kept on node 1 only (rf 0: announced, not replicated).
+    let original = test_bytes(3 << 20, 7, false);
+    let file = tmp.path().join("file.bin");
+    std::fs::write(&file, &original).unwrap();
+    let put = cli_json(
+        BIN,
+        &nodes[1].0,
+        &["put", file.to_str().unwrap(), "--rf", "0"],
+    )
+    .unwrap();
+    let cid = put["cid"].as_str().unwrap().to_owned();
+
+    // Node 0 gets it anonymously, until a circuit's relay is not the holder itself (paths are
+    // random; the gate is kept as a guard).
+    let mut relay = 0;
+    let mut marks: Vec<usize> = Vec::new();
+    for attempt in 0..8 {
+        marks = procs.iter().map(|p| p.log().len()).collect();
+        let out = tmp.path().join(format!("anon-{attempt}.bin"));
+        let o = cli(
+            BIN,
+            &nodes[0].0,
+            &["get", &cid, "--anon", "-o", out.to_str().unwrap()],
+            false,
+        )
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        // `put --rf 0` announces its provider records without waiting for them to land: on a
+        // loaded machine the relay's first lookup may come too early. (Nothing onion-specific.)
+        if !o.status.success() && stderr.contains("found in the DHT") && attempt < 7 {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        assert!(o.status.success(), "{stderr}");
+        assert!(std::fs::read(&out).unwrap() == original, "byte-identical");
+        let runners: Vec<usize> = (0..5)
+            .filter(|i| procs[*i].log()[marks[*i]..].contains("runner: get"))
+            .collect();
+        assert_eq!(runners.len(), 1, "exactly one relay ran the request");
+        relay = runners[0];
+        if relay != 1 {
+            break;
+        }
+    }
+    assert_ne!(relay, 0, "the client is never its own relay");
+
+    // Roles: node 0 is the client; gate → middle → relay are three distinct other nodes, and
+    // each knows only its neighbours: the gate sees node 0; the relay sees the middle, not node 0.
+    let client = circuits(&nodes[0].0);
+    assert!(client.iter().any(|c| c["role"] == "client"), "{client:?}");
+    let find = |i: usize, role: &str, next: Option<&str>| -> Value {
+        circuits(&nodes[i].0)
+            .into_iter()
+            .rev()
+            .find(|c| c["role"] == role && next.is_none_or(|n| c["next"] == n))
+            .unwrap_or_else(|| panic!("node {i} has no {role} circuit towards {next:?}"))
+    };
+    let index_of = |peer: &Value| nodes.iter().position(|(_, p)| peer == p.as_str()).unwrap();
+    let relay_c = find(relay, "relay", None);
+    assert!(relay_c["next"].is_null());
+    let middle = index_of(&relay_c["prev"]);
+    let middle_c = find(middle, "middle", Some(&nodes[relay].1));
+    let gate = index_of(&middle_c["prev"]);
+    let gate_c = find(gate, "gate", Some(&nodes[middle].1));
+    assert_eq!(
+        gate_c["prev"],
+        nodes[0].1.as_str(),
+        "only the gate sees the client"
+    );
+    let hops = [gate, middle, relay];
+    assert!(!hops.contains(&0) && gate != middle && middle != relay && gate != relay);
+
+    // The holders saw only the relay fetching.
+    let mut served = 0;
+    let peers: Vec<String> = nodes.iter().map(|(_, p)| p.clone()).collect();
+    for (i, p) in procs.iter().enumerate() {
+        for named in fetchers(&p.log(), marks[i], &peers) {
+            assert_eq!(
+                named,
+                vec![nodes[relay].1.clone()],
+                "node {i} served a block to {named:?}"
+            );
+            served += 1;
+        }
+    }
+    if relay != 1 {
+        // At least one block: a failed earlier attempt may have left some at the same relay.
+        assert!(served >= 1, "node 1 served the relay the file's blocks");
+    }
+    // The relay ran it on a sandboxed runner thread (no file or TCP access; see
+    // warren_node::onion::sandbox's test for the proof that it can read no key and call no API).
+    assert!(procs[relay].log()[marks[relay]..].contains("runner sandboxed"));
+    for i in [0, gate, middle] {
+        assert!(
+            !procs[i].log()[marks[i]..].contains("runner"),
+            "node {i} ran something"
+        );
+    }
+
+    // An anonymous put (private by default): the relay stores ciphertext, node 0 keeps the key.
+    let secret = test_bytes(200_000, 9, true);
+    let sfile = tmp.path().join("secret.txt");
+    std::fs::write(&sfile, &secret).unwrap();
+    let put = cli_json(
+        BIN,
+        &nodes[0].0,
+        &["put", sfile.to_str().unwrap(), "--anon"],
+    )
+    .unwrap();
+    assert_eq!(put["class"], "private", "{put}");
+    let cap = put["capability"].as_str().unwrap().to_owned();
+    let back = tmp.path().join("secret.back");
+    for attempt in 0..5 {
+        let o = cli(
+            BIN,
+            &nodes[0].0,
+            &["get", &cap, "--anon", "-o", back.to_str().unwrap()],
+            false,
+        )
+        .unwrap();
+        let stderr = String::from_utf8_lossy(&o.stderr);
+        // As above: the replicas' provider records land asynchronously.
+        if !o.status.success() && stderr.contains("found in the DHT") && attempt < 4 {
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        assert!(o.status.success(), "{stderr}");
+        break;
+    }
+    assert!(std::fs::read(&back).unwrap() == secret);
+    // Without the key the stored bytes are ciphertext.
+    let sealed_cid = put["cid"].as_str().unwrap();
+    let raw = tmp.path().join("sealed.bin");
+    let o = cli(
+        BIN,
+        &nodes[2].0,
+        &["get", sealed_cid, "-o", raw.to_str().unwrap()],
+        false,
+    )
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    let raw = std::fs::read(&raw).unwrap();
+    assert!(!raw.windows(64).any(|w| w == &secret[1000..1064]));
+
+    // The inference hook answers with a clear refusal (no inference on these nodes yet) — shown
+    // by the protocol tests; here the circuits list shows closed client circuits.
+    let text = cli(BIN, &nodes[0].0, &["circuits"], false).unwrap();
+    assert!(String::from_utf8_lossy(&text.stdout).contains("client"));
+    drop(procs);
+}
