@@ -6,6 +6,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 scripts/setup-interop.sh
+scripts/fetch-models.sh
 cargo fmt --all -- --check
 cargo build --workspace --all-targets --locked
 
