@@ -126,11 +126,100 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Models on the mesh: add, serve, list.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Generate text with a model, streaming tokens as they come.
+    Infer {
+        /// Model name or id.
+        #[arg(long)]
+        model: String,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// Most new tokens.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        /// 0 = greedy; otherwise sample at this temperature.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// How to pick the operator: cost, speed, quality or private.
+        #[arg(long, default_value = "speed")]
+        strategy: String,
+        /// Run on this node's own executor (it must serve the model).
+        #[arg(long)]
+        local: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Embed texts: one JSON object per line in, `{"text":…, "embedding":[…]}` per line out.
+    Embed {
+        /// Model name or id.
+        #[arg(long)]
+        model: String,
+        /// JSONL input: each line a JSON string or an object with a "text" field.
+        #[arg(long)]
+        input: PathBuf,
+        /// JSONL output.
+        #[arg(long)]
+        output: PathBuf,
+        /// How to pick operators: cost, speed, quality or private.
+        #[arg(long, default_value = "speed")]
+        strategy: String,
+        /// Operators to split each batch across.
+        #[arg(long, default_value_t = 2)]
+        operators: usize,
+        /// Share of items re-run on a second operator to verify (0 to 1).
+        #[arg(long, default_value_t = 0.1)]
+        sample: f64,
+        /// Texts per request to the node.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Run on this node's own executor (it must serve the model).
+        #[arg(long)]
+        local: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Inference jobs this node ran, served or requested recently.
+    Jobs(OutputArgs),
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Benchmarks that print figures.
     #[command(subcommand)]
     Bench(BenchCommand),
+}
+
+/// `warren model …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Put model files on the mesh and publish a manifest; prints the model id.
+    Add {
+        /// The files: a .gguf, or model.safetensors + tokenizer.json + config.json.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The model's name.
+        #[arg(long)]
+        name: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Fetch a model from the mesh, verify and load it, and announce this node as its operator.
+    Serve {
+        /// Model name or id.
+        model: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// The models this node serves.
+    List(OutputArgs),
 }
 
 /// `warren bench …`.
@@ -559,6 +648,45 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 s
             })
         }
+        Command::Model(cmd) => crate::jobs_cli::model(&api, cmd).await,
+        Command::Infer {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            seed,
+            strategy,
+            local,
+            out,
+        } => {
+            let body = serde_json::json!({
+                "model": model, "prompt": prompt, "max_tokens": max_tokens,
+                "temperature": temperature, "seed": seed, "strategy": strategy, "local": local,
+            });
+            crate::jobs_cli::infer(&api, &body, out.json).await
+        }
+        Command::Embed {
+            model,
+            input,
+            output,
+            strategy,
+            operators,
+            sample,
+            batch,
+            local,
+            out,
+        } => {
+            let opts = crate::jobs_cli::EmbedOpts {
+                model,
+                strategy,
+                operators,
+                sample,
+                batch,
+                local,
+            };
+            crate::jobs_cli::embed(&api, &opts, &input, &output, out.json).await
+        }
+        Command::Jobs(out) => crate::jobs_cli::jobs(&api, out.json).await,
         Command::Reputation { peer: None, out } => {
             let table: serde_json::Value = api.get("/v1/reputation").await?;
             print(out.json, &table, |t| {

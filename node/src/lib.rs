@@ -20,6 +20,8 @@ pub mod error;
 pub mod framed;
 mod framing;
 mod gossip;
+pub mod inference;
+mod jobs_cli;
 pub mod keystore;
 pub mod mesh;
 pub mod network;

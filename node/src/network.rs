@@ -73,6 +73,8 @@ pub(crate) struct Behaviour {
     envelope: request_response::Behaviour<envelope::Codec>,
     blocks: request_response::Behaviour<blocks::Codec>,
     mdns: Toggle<mdns::tokio::Behaviour>,
+    /// Raw streams: inference jobs (`/warren/inference/1.0.0`), which stream results.
+    streams: libp2p_stream::Behaviour,
 }
 
 /// A request from the API (or a test) to the event loop.
@@ -115,12 +117,24 @@ enum Command {
 }
 
 /// A cloneable handle that sends commands to the running event loop.
-#[derive(Clone, Debug)]
+#[derive(Clone)]
 pub struct Client {
     tx: mpsc::Sender<Command>,
+    streams: libp2p_stream::Control,
+}
+
+impl std::fmt::Debug for Client {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Client").finish_non_exhaustive()
+    }
 }
 
 impl Client {
+    /// A handle for opening and accepting raw libp2p streams (inference jobs).
+    pub fn stream_control(&self) -> libp2p_stream::Control {
+        self.streams.clone()
+    }
+
     async fn ask<T>(
         &self,
         make: impl FnOnce(oneshot::Sender<T>) -> Command,
@@ -335,6 +349,7 @@ fn behaviour(
                 .with_max_concurrent_streams(32),
         ),
         mdns: Toggle::from(mdns),
+        streams: libp2p_stream::Behaviour::new(),
     })
 }
 
@@ -427,6 +442,7 @@ pub fn build_on(
         }
     }
 
+    let streams = swarm.behaviour().streams.new_control();
     let (tx, rx) = mpsc::channel(COMMAND_QUEUE);
     let event_loop = EventLoop {
         swarm,
@@ -454,7 +470,7 @@ pub fn build_on(
         started: Instant::now(),
         bootstrapped: config.bootstrap.is_empty(),
     };
-    Ok((Client { tx }, event_loop))
+    Ok((Client { tx, streams }, event_loop))
 }
 
 /// Owns the swarm; see the module doc for what it drives.

@@ -17,12 +17,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_inference::hardware::Hardware;
+use warren_inference::{Backend, Executor, Limits};
 use warren_protocol::Reputation;
 use warren_protocol::reputation::Config as ReputationConfig;
 use warren_storage_mesh::Store;
 
 use crate::config::{Config, FaultInject};
 use crate::error::NodeError;
+use crate::inference::Inference;
 use crate::keystore::{self, API_ADDR_FILE};
 use crate::mesh::Mesh;
 use crate::network;
@@ -172,8 +174,26 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         store.clone(),
         hot,
         config.mesh.clone(),
-        key,
+        key.clone(),
         reputation.clone(),
+    );
+    if config.mesh.fault_inject == FaultInject::PerturbInference {
+        warn!("FAULT INJECTION ON: this operator perturbs its inference results (tests only)");
+    }
+    let executor = Arc::new(Executor::new(Backend::best(), Limits::default()));
+    let mut control = client.stream_control();
+    let incoming = control
+        .accept(crate::inference::PROTOCOL)
+        .map_err(|e| NodeError::Network(format!("job protocol: {e}")))?;
+    let inference = Inference::new(
+        key,
+        executor,
+        data_dir.join("models"),
+        config.mesh.fault_inject,
+        control,
+        client.clone(),
+        store.clone(),
+        mesh.clone(),
     );
     let ready = event_loop.on_ready();
 
@@ -188,7 +208,8 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let mut api_shutdown = shutdown_rx.clone();
     let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
     let rep_task = tokio::spawn(keep_reputation(reputation, rep_db, shutdown_rx.clone()));
-    let app = crate::api::router(client, store, mesh, &token);
+    let jobs_task = tokio::spawn(inference.clone().run_inbound(incoming, shutdown_rx.clone()));
+    let app = crate::api::router(client, store, mesh, inference, &token);
     let api_task = tokio::spawn(async move {
         let graceful = async move {
             let _ = api_shutdown.wait_for(|stop| *stop).await;
@@ -220,6 +241,9 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let _ = shutdown_tx.send(true);
     if let Err(e) = rep_task.await {
         warn!("reputation task ended badly: {e}");
+    }
+    if let Err(e) = jobs_task.await {
+        warn!("inference task ended badly: {e}");
     }
     if let Err(e) = mesh_task.await {
         warn!("mesh task ended badly: {e}");

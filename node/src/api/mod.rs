@@ -11,6 +11,7 @@
 //! | GET    | `/v1/peers`          | `[`[`PeerInfo`]`]`               |
 //! | GET    | `/v1/record/{peer}`  | [`RecordView`] (404 if not found) |
 //! | …      | files                | see [`files`]                     |
+//! | …      | models, jobs         | see [`jobs`]                      |
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status.
 
@@ -28,10 +29,12 @@ use tokio::net::TcpListener;
 use warren_storage_mesh::Store;
 
 use crate::error::NodeError;
+use crate::inference::Inference;
 use crate::mesh::Mesh;
 use crate::network::Client;
 
 mod files;
+mod jobs;
 mod reputation;
 mod types;
 
@@ -45,6 +48,7 @@ struct AppState {
     client: Client,
     store: Arc<Store>,
     mesh: Arc<Mesh>,
+    inference: Arc<Inference>,
     token: Arc<str>,
 }
 
@@ -132,11 +136,18 @@ async fn record(
 }
 
 /// The API's routes, behind the token check.
-pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -> Router {
+pub fn router(
+    client: Client,
+    store: Arc<Store>,
+    mesh: Arc<Mesh>,
+    inference: Arc<Inference>,
+    token: &str,
+) -> Router {
     let state = AppState {
         client,
         store,
         mesh,
+        inference,
         token: Arc::from(token),
     };
     Router::new()
@@ -156,6 +167,12 @@ pub fn router(client: Client, store: Arc<Store>, mesh: Arc<Mesh>, token: &str) -
         .route("/v1/audits", get(files::audits))
         .route("/v1/reputation", get(reputation::table))
         .route("/v1/reputation/{peer}", get(reputation::peer))
+        .route("/v1/models", get(jobs::models))
+        .route("/v1/models/add", post(jobs::add))
+        .route("/v1/models/serve", post(jobs::serve))
+        .route("/v1/infer", post(jobs::infer))
+        .route("/v1/embed", post(jobs::embed))
+        .route("/v1/jobs", get(jobs::list))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }
