@@ -64,7 +64,7 @@ impl ModelKind {
 
 enum Loaded {
     Embed(Arc<Embedder>),
-    Generate(Generator),
+    Generate(Box<Generator>),
 }
 
 struct Entry {
@@ -212,7 +212,7 @@ impl Executor {
         self.lock().insert(
             id.to_string(),
             Entry {
-                model: Loaded::Generate(model),
+                model: Loaded::Generate(Box::new(model)),
                 bytes,
             },
         );
@@ -300,6 +300,7 @@ impl Executor {
 
     /// Runs a generation job with model `id`, streaming text to `on_text` (which returns `false`
     /// to cancel). `model_id_bytes` is what the digest binds the result to.
+    #[allow(clippy::too_many_arguments)] // one call site per caller; a struct would only rename them
     pub fn generate(
         &self,
         _slot: &JobSlot,
@@ -312,7 +313,7 @@ impl Executor {
     ) -> Result<GenerateOutput> {
         self.check_generate(job, prompt, params)?;
         let mut model = match self.lock().get(id).map(|e| &e.model) {
-            Some(Loaded::Generate(m)) => m.clone(),
+            Some(Loaded::Generate(m)) => (**m).clone(),
             _ => return Err(Self::not_loaded(id, ModelKind::Generate)),
         };
         let generation = model.generate(prompt, params, on_text)?;

@@ -225,6 +225,22 @@ pub enum ModelCommand {
 /// `warren bench …`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Tokens/s and embeddings/s of the same models on this node's executor and through one
+    /// remote operator on loopback.
+    Infer {
+        /// Models directory (default: WARREN_MODELS_DIR or ./models).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// New tokens per generation.
+        #[arg(long, default_value_t = 64)]
+        tokens: u32,
+        /// Texts per embedding batch.
+        #[arg(long, default_value_t = 128)]
+        texts: usize,
+        /// Rounds of each measurement (medians are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Time from exec to listening, and idle resident memory, of fresh nodes.
     Startup {
         /// Number of nodes started one after another.
@@ -768,6 +784,20 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| config::default_data_dir().join("devnet"));
             crate::devnet::run(&dir, args.nodes, &args.network).await
+        }
+        Command::Bench(BenchCommand::Infer {
+            models,
+            tokens,
+            texts,
+            rounds,
+        }) => {
+            let o = crate::bench_infer::InferBench {
+                models: models.unwrap_or_else(crate::bench_infer::default_models_dir),
+                tokens,
+                texts,
+                rounds,
+            };
+            crate::bench_infer::run(&o).await
         }
         Command::Bench(BenchCommand::Startup { runs, idle_secs }) => {
             crate::bench::startup(runs, idle_secs).await.map(|_| ())

@@ -10,6 +10,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_infer;
 pub mod blocks;
 pub mod cli;
 pub mod client;

@@ -298,7 +298,7 @@ impl EmbedResult {
         if self.dim == 0 || self.dim > MAX_DIM {
             return Err(invalid(Self::WHAT, "dim", "must be 1 to 4096"));
         }
-        if self.vectors.len() % (self.dim as usize * 4) != 0 {
+        if !self.vectors.len().is_multiple_of(self.dim as usize * 4) {
             return Err(invalid(
                 Self::WHAT,
                 "vectors",

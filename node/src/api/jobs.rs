@@ -19,7 +19,7 @@ use axum::response::Response;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use warren_inference::plan::{DEFAULT_SAMPLE_FRACTION, Strategy};
-use warren_protocol::inference::{GenerateRequest, MAX_NEW_TOKENS};
+use warren_protocol::inference::{GenerateRequest, MAX_NEW_TOKENS, MAX_TEXTS};
 
 use super::{ApiError, AppState};
 use crate::inference::{EmbedOutcome, JobView, ModelView};
@@ -165,6 +165,12 @@ pub(super) async fn embed(
 ) -> Result<Json<EmbedOutcome>, ApiError> {
     let strategy = strategy(b.strategy.as_deref())?;
     let model = s.inference.resolve(&b.model)?;
+    if b.texts.is_empty() || b.texts.len() > MAX_TEXTS {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("send 1 to {MAX_TEXTS} texts per call (the CLI batches larger inputs)"),
+        ));
+    }
     if b.local {
         let (vectors, backend) = s.inference.embed_local(model, b.texts).await?;
         return Ok(Json(EmbedOutcome {
