@@ -40,6 +40,7 @@ async fn generate(
         "prompt": "Write a short story about a lighthouse keeper.",
         "max_tokens": tokens,
         "local": local,
+        "sample": 0.0,
     });
     let started = Instant::now();
     let resp = api.post_json_stream("/v1/infer", &body).await?;

@@ -149,6 +149,9 @@ pub enum Command {
         /// How to pick the operator: cost, speed, quality or private.
         #[arg(long, default_value = "speed")]
         strategy: String,
+        /// Chance that the job is re-run on a second operator to verify it (0 to 1).
+        #[arg(long, default_value_t = 0.1)]
+        sample: f64,
         /// Run on this node's own executor (it must serve the model).
         #[arg(long)]
         local: bool,
@@ -672,12 +675,14 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
             temperature,
             seed,
             strategy,
+            sample,
             local,
             out,
         } => {
             let body = serde_json::json!({
                 "model": model, "prompt": prompt, "max_tokens": max_tokens,
-                "temperature": temperature, "seed": seed, "strategy": strategy, "local": local,
+                "temperature": temperature, "seed": seed, "strategy": strategy,
+                "sample": sample, "local": local,
             });
             crate::jobs_cli::infer(&api, &body, out.json).await
         }

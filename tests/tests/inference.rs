@@ -7,7 +7,8 @@
 //!   re-run (a third operator arbitrates), discarded and redone elsewhere, and A's reputation
 //!   table holds a first-hand `inference_mismatched` observation of B. The vectors equal A's
 //!   local run within 1e-4.
-//! - A's `warren infer` on SmolLM2 runs on C, streams a coherent answer, and greedy decoding gives
+//! - A's `warren infer` on SmolLM2 (served by B, C and A), re-run on a second operator every time,
+//!   returns C's coherent answer (B's altered tokens are outvoted by A), and greedy decoding gives
 //!   the same tokens twice.
 //!
 //! Needs the models from `scripts/fetch-models.sh` (scripts/test.sh runs it).
@@ -153,7 +154,10 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         let served = cli_json(BIN, dir, &["model", "serve", &minilm_id]).unwrap();
         assert_eq!(served["name"], "minilm");
     }
-    cli_json(BIN, c, &["model", "serve", &smol_id]).unwrap();
+    // SmolLM2: C honest, B perturbing, A as the arbiter of last resort.
+    for dir in [&a, b, c] {
+        cli_json(BIN, dir, &["model", "serve", &smol_id]).unwrap();
+    }
     println!("models served after {:?}", started.elapsed());
 
     // 64 sentences, split across the three operators, 10 % re-run elsewhere.
@@ -241,13 +245,24 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         .collect();
     assert_eq!(discarded, [bad.as_str()], "B's results were discarded");
     assert_eq!(summary["faulty"], serde_json::json!([bad]), "B was named");
-    let rep = cli_json(BIN, &a, &["reputation", bad]).unwrap();
+    // A scored B's mismatches first-hand: security = 1 / (1 + invalid + mismatched) (the table keeps
+    // only the newest evidence, mostly storage audits here, so the component is what is checked).
+    let security = |peer: &str| {
+        cli_json(BIN, &a, &["reputation", peer]).unwrap()["components"]["security"]
+            .as_f64()
+            .unwrap()
+    };
+    let (bad_security, good_security) = (security(bad), security(&ids[2]));
+    println!("security on A: B {bad_security:.3}, C {good_security:.3}");
     assert!(
-        rep.to_string().contains("inference_mismatched"),
-        "A holds an inference_mismatched observation of B: {rep}"
+        bad_security <= 0.5,
+        "B's mismatches count against it: {bad_security}"
     );
+    assert!(good_security > bad_security);
 
-    // Generation through the network: C is the only operator of SmolLM2.
+    // Generation through the network, every job re-run on a second operator (--sample 1): B
+    // changes its last token, so whichever of B and C runs a job first, the disagreement is settled
+    // by A's own run and C's answer is the one returned.
     let infer = |dir: &Path| {
         cli_json(
             BIN,
@@ -260,14 +275,27 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
                 "What is the capital of France?",
                 "--max-tokens",
                 "12",
+                "--sample",
+                "1",
             ],
         )
         .unwrap()
     };
     let first = infer(&a);
     let second = infer(&a);
-    println!("infer: {first}");
-    assert_eq!(first["operator"], ids[2].as_str());
+    println!("infer: {first}\nsecond: {second}");
+    for r in [&first, &second] {
+        assert_eq!(
+            r["operator"],
+            ids[2].as_str(),
+            "C's answer is returned: {r}"
+        );
+        let check = &r["check"];
+        assert!(
+            check["verdict"] == "match" || check["fault"] == bad.as_str(),
+            "every job was re-run; a disagreement blames B: {check}"
+        );
+    }
     assert!(first["text"].as_str().unwrap().contains("Paris"), "{first}");
     assert_eq!(
         first["tokens"], second["tokens"],

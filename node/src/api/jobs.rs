@@ -5,7 +5,7 @@
 //! | GET    | `/v1/models`       | models this node serves                                         |
 //! | POST   | `/v1/models/add`   | `{name, paths}` → the model put on the mesh (its id)            |
 //! | POST   | `/v1/models/serve` | `{model}` (name or id) → fetched, verified, loaded, announced    |
-//! | POST   | `/v1/infer`        | `{model, prompt, max_tokens, temperature, seed, strategy, local}` → NDJSON stream: `{"text":…}` lines, then `{"done":{…}}` or `{"error":…}` |
+//! | POST   | `/v1/infer`        | `{model, prompt, max_tokens, temperature, seed, strategy, sample, local}` → NDJSON stream: `{"text":…}` lines, then `{"done":{…}}` or `{"error":…}` |
 //! | POST   | `/v1/embed`        | `{model, texts, strategy, operators, sample, local}` → vectors, parts, checks, faulty operators |
 //! | GET    | `/v1/jobs`         | recent jobs                                                     |
 
@@ -77,6 +77,8 @@ pub(super) struct InferBody {
     temperature: Option<f32>,
     seed: Option<u64>,
     strategy: Option<String>,
+    /// Chance that the job is re-run on a second operator to verify it (default 0.1).
+    sample: Option<f64>,
     #[serde(default)]
     local: bool,
 }
@@ -101,7 +103,8 @@ pub(super) async fn infer(
     let (body_tx, mut body_rx) = mpsc::channel::<Bytes>(64);
     let inference = s.inference.clone();
     tokio::spawn(async move {
-        let job = inference.generate(request, strategy, b.local, chunk_tx);
+        let sample = b.sample.unwrap_or(DEFAULT_SAMPLE_FRACTION).clamp(0.0, 1.0);
+        let job = inference.generate(request, strategy, b.local, sample, chunk_tx);
         tokio::pin!(job);
         let line = |v: serde_json::Value| {
             let mut l = serde_json::to_vec(&v).unwrap_or_default();
@@ -125,8 +128,9 @@ pub(super) async fn infer(
                 .await;
         }
         let last = match result {
-            Ok((peer, r)) => serde_json::json!({ "done": {
+            Ok((peer, r, check)) => serde_json::json!({ "done": {
                 "operator": peer.map(|p| p.to_string()),
+                "check": check,
                 "text": r.text,
                 "tokens": r.tokens,
                 "backend": r.backend,

@@ -500,11 +500,20 @@ impl Inference {
         })
         .await
         .map_err(|e| NodeError::Network(format!("load task: {e}")))??;
-        self.client.provide(vec![id]).await?;
+        self.client.provide(vec![operator_key(&id)]).await?;
         lock(&self.served).insert(id, manifest.clone());
         info!(model = %id, name = %manifest.name, "serving model");
         Ok(view(&id, &manifest))
     }
+}
+
+/// The DHT key operators of `model` announce themselves under: the id of the raw block
+/// `"warren/inference/operators/v1\0" || model id bytes`. Distinct from the model id itself, whose
+/// provider records name the peers *storing* the manifest, not those serving the model.
+pub fn operator_key(model: &ContentId) -> ContentId {
+    let mut bytes = b"warren/inference/operators/v1\0".to_vec();
+    bytes.extend_from_slice(&model.to_bytes());
+    ContentId::of_block(warren_protocol::Codec::Raw, &bytes)
 }
 
 fn check_complete(m: &ModelManifest) -> Result<(), String> {
