@@ -8,6 +8,7 @@ cd "$(dirname "$0")/.."
 
 scripts/setup-interop.sh
 scripts/setup-home.sh
+scripts/fetch-models.sh
 cargo fmt --all -- --check
 cargo build --workspace --all-targets --locked
 

@@ -1,9 +1,29 @@
 //! warren-inference: the compute side of a warren peer.
 //!
-//! Owns hardware detection (what an operator can offer: cores, RAM, GPUs) and, as the inference
-//! work lands, the candle executor, model loading and result digests. It must not touch the
-//! network: jobs arrive from `warren-node` as values and results leave the same way.
+//! Owns hardware detection ([`hardware`]), the candle executor ([`executor`]) with its two model
+//! families — BERT sentence embeddings ([`embed`]) and llama-architecture GGUF generation
+//! ([`generate`]) — model files checked against their manifest hashes ([`files`]), result digests
+//! and comparisons for verification by redundant execution ([`digest`]), and the pure planning
+//! of distributed jobs: ranking operators by strategy, splitting batches, choosing the sample to
+//! re-run ([`plan`]). CPU by default; CUDA with the `cuda` feature ([`backend`]).
+//!
+//! It must not touch the network: jobs arrive from `warren-node` as values and results leave the
+//! same way. [`plan`] is sans-I/O: time and randomness are passed in.
 
+pub mod backend;
+pub mod digest;
+pub mod embed;
+mod error;
+pub mod executor;
+pub mod files;
+pub mod generate;
 pub mod hardware;
+pub mod plan;
+pub mod tiny;
 
+pub use backend::Backend;
+pub use error::{Error, Result};
+pub use executor::{EmbedOutput, Executor, GenerateOutput, JobSlot, Limits, ModelKind};
+pub use files::ModelFile;
+pub use generate::{GenerateParams, Generation};
 pub use hardware::{GpuInfo, Hardware};

@@ -47,7 +47,7 @@ async fn spawn_node(exe: &Path, dir: &Path) -> anyhow::Result<(tokio::process::C
 }
 
 /// Like [`spawn_node`], bootstrapped from `bootstrap` when given.
-async fn spawn_node_with(
+pub(crate) async fn spawn_node_with(
     exe: &Path,
     dir: &Path,
     bootstrap: Option<&str>,

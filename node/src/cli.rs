@@ -138,6 +138,71 @@ pub enum Command {
     },
     /// List this node's onion circuits and its role in each (client, gate, middle, relay).
     Circuits(OutputArgs),
+    /// Models on the mesh: add, serve, list.
+    #[command(subcommand)]
+    Model(ModelCommand),
+    /// Generate text with a model, streaming tokens as they come.
+    Infer {
+        /// Model name or id.
+        #[arg(long)]
+        model: String,
+        /// The prompt.
+        #[arg(long)]
+        prompt: String,
+        /// Most new tokens.
+        #[arg(long, default_value_t = 128)]
+        max_tokens: u32,
+        /// 0 = greedy; otherwise sample at this temperature.
+        #[arg(long, default_value_t = 0.0)]
+        temperature: f32,
+        /// Sampler seed.
+        #[arg(long, default_value_t = 0)]
+        seed: u64,
+        /// How to pick the operator: cost, speed, quality or private.
+        #[arg(long, default_value = "speed")]
+        strategy: String,
+        /// Chance that the job is re-run on a second operator to verify it (0 to 1).
+        #[arg(long, default_value_t = 0.1)]
+        sample: f64,
+        /// Run on this node's own executor (it must serve the model).
+        #[arg(long)]
+        local: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Embed texts: one JSON object per line in, `{"text":…, "embedding":[…]}` per line out.
+    Embed {
+        /// Model name or id.
+        #[arg(long)]
+        model: String,
+        /// JSONL input: each line a JSON string or an object with a "text" field.
+        #[arg(long)]
+        input: PathBuf,
+        /// JSONL output.
+        #[arg(long)]
+        output: PathBuf,
+        /// How to pick operators: cost, speed, quality or private.
+        #[arg(long, default_value = "speed")]
+        strategy: String,
+        /// Operators to split each batch across.
+        #[arg(long, default_value_t = 2)]
+        operators: usize,
+        /// Share of items re-run on a second operator to verify (0 to 1).
+        #[arg(long, default_value_t = 0.1)]
+        sample: f64,
+        /// Texts per request to the node.
+        #[arg(long, default_value_t = 64)]
+        batch: usize,
+        /// Run on this node's own executor (it must serve the model).
+        #[arg(long)]
+        local: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Inference jobs this node ran, served or requested recently.
+    Jobs(OutputArgs),
     /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Write a commented DATA_DIR/config.toml (the defaults, a preset and the flags given).
@@ -164,9 +229,52 @@ pub enum Command {
     Bench(BenchCommand),
 }
 
+/// `warren model …`.
+#[derive(Debug, Subcommand)]
+pub enum ModelCommand {
+    /// Put model files on the mesh and publish a manifest; prints the model id.
+    Add {
+        /// The files: a .gguf, or model.safetensors + tokenizer.json + config.json.
+        #[arg(required = true)]
+        paths: Vec<PathBuf>,
+        /// The model's name.
+        #[arg(long)]
+        name: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Fetch a model from the mesh, verify and load it, and announce this node as its operator.
+    Serve {
+        /// Model name or id.
+        model: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// The models this node serves.
+    List(OutputArgs),
+}
+
 /// `warren bench …`.
 #[derive(Debug, Subcommand)]
 pub enum BenchCommand {
+    /// Tokens/s and embeddings/s of the same models on this node's executor and through one
+    /// remote operator on loopback.
+    Infer {
+        /// Models directory (default: WARREN_MODELS_DIR or ./models).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// New tokens per generation.
+        #[arg(long, default_value_t = 64)]
+        tokens: u32,
+        /// Texts per embedding batch.
+        #[arg(long, default_value_t = 128)]
+        texts: usize,
+        /// Rounds of each measurement (medians are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
     /// Time from exec to listening, and idle resident memory, of fresh nodes.
     Startup {
         /// Number of nodes started one after another.
@@ -699,6 +807,47 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 s
             })
         }
+        Command::Model(cmd) => crate::jobs_cli::model(&api, cmd).await,
+        Command::Infer {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            seed,
+            strategy,
+            sample,
+            local,
+            out,
+        } => {
+            let body = serde_json::json!({
+                "model": model, "prompt": prompt, "max_tokens": max_tokens,
+                "temperature": temperature, "seed": seed, "strategy": strategy,
+                "sample": sample, "local": local,
+            });
+            crate::jobs_cli::infer(&api, &body, out.json).await
+        }
+        Command::Embed {
+            model,
+            input,
+            output,
+            strategy,
+            operators,
+            sample,
+            batch,
+            local,
+            out,
+        } => {
+            let opts = crate::jobs_cli::EmbedOpts {
+                model,
+                strategy,
+                operators,
+                sample,
+                batch,
+                local,
+            };
+            crate::jobs_cli::embed(&api, &opts, &input, &output, out.json).await
+        }
+        Command::Jobs(out) => crate::jobs_cli::jobs(&api, out.json).await,
         Command::Reputation { peer: None, out } => {
             let table: serde_json::Value = api.get("/v1/reputation").await?;
             print(out.json, &table, |t| {
@@ -829,6 +978,20 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| config::default_data_dir().join("devnet"));
             crate::devnet::run(&dir, args.nodes, &args.network).await
+        }
+        Command::Bench(BenchCommand::Infer {
+            models,
+            tokens,
+            texts,
+            rounds,
+        }) => {
+            let o = crate::bench_infer::InferBench {
+                models: models.unwrap_or_else(crate::bench_infer::default_models_dir),
+                tokens,
+                texts,
+                rounds,
+            };
+            crate::bench_infer::run(&o).await
         }
         Command::Bench(BenchCommand::Startup { runs, idle_secs }) => {
             crate::bench::startup(runs, idle_secs).await.map(|_| ())

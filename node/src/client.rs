@@ -104,6 +104,43 @@ impl ApiClient {
         }
     }
 
+    /// `POST path` with a JSON body; decode the JSON answer. Long calls (model fetches, jobs) get
+    /// the transfer timeout.
+    pub async fn post_json<B: serde::Serialize, T: DeserializeOwned>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<T, NodeError> {
+        let req = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .timeout(TRANSFER_TIMEOUT);
+        let resp = self.send(req).await?;
+        Self::json(resp).await
+    }
+
+    /// `POST path` with a JSON body, for a streamed answer.
+    pub async fn post_json_stream<B: serde::Serialize>(
+        &self,
+        path: &str,
+        body: &B,
+    ) -> Result<reqwest::Response, NodeError> {
+        let req = self
+            .http
+            .post(self.url(path))
+            .json(body)
+            .timeout(TRANSFER_TIMEOUT);
+        let resp = self.send(req).await?;
+        if resp.status().is_success() {
+            return Ok(resp);
+        }
+        match Self::json::<serde_json::Value>(resp).await {
+            Err(e) => Err(e),
+            Ok(v) => Err(NodeError::Api(format!("unexpected answer: {v}"))),
+        }
+    }
+
     fn url(&self, path: &str) -> String {
         format!("{}{}", self.base, path)
     }

@@ -81,6 +81,9 @@ pub enum FaultInject {
     /// carries an altered tag, so every audit of this node fails, however often its blocks are
     /// refilled.
     CorruptAudits,
+    /// A dishonest operator: inference results are altered before they are sent (every embedding
+    /// shifted, the last generated token changed), so redundant execution catches it.
+    PerturbInference,
 }
 
 /// Timers of the storage mesh's background work.

@@ -71,6 +71,25 @@ pub enum NodeError {
     /// The local control API could not be reached or refused the call.
     #[error("control API: {0}")]
     Api(String),
+    /// The executor refused or failed a job, or could not load a model.
+    #[error(transparent)]
+    Inference(#[from] warren_inference::Error),
+    /// A remote inference job failed.
+    #[error("inference job on {peer}: {detail}")]
+    Job {
+        /// The operator.
+        peer: PeerId,
+        /// What went wrong (the operator's failure code and reason, or the stream error).
+        detail: String,
+    },
+    /// A model could not be served or used.
+    #[error("model {model}: {detail}")]
+    Model {
+        /// The model id or name.
+        model: String,
+        /// What is wrong.
+        detail: String,
+    },
 }
 
 /// The HTTP status the control API answers a storage error with.

@@ -12,6 +12,7 @@
 
 pub mod api;
 pub mod bench;
+pub mod bench_infer;
 pub mod blocks;
 pub mod cli;
 pub mod client;
@@ -23,7 +24,9 @@ pub mod error;
 pub mod framed;
 mod framing;
 mod gossip;
+pub mod inference;
 pub mod init;
+mod jobs_cli;
 pub mod keystore;
 pub mod mesh;
 pub mod metrics;

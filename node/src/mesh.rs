@@ -729,17 +729,32 @@ impl Mesh {
     /// Turns an audit result into a signed observation: scored first-hand here, and published on
     /// `warren/reputation/1` for the others.
     async fn observe(&self, subject: PeerId, block: &ContentId, passed: bool, time_ms: u64) {
+        let kind = if passed {
+            Kind::StorageProofPassed
+        } else {
+            Kind::StorageProofFailed
+        };
+        self.observe_kind(subject, kind, block.to_bytes(), time_ms)
+            .await;
+    }
+
+    /// Records a first-hand observation of `subject` (scored here) and publishes it signed on
+    /// `warren/reputation/1`, within the publishing rate limit. `evidence` names what it is about
+    /// (a block id, a model id).
+    pub(crate) async fn observe_kind(
+        &self,
+        subject: PeerId,
+        kind: Kind,
+        evidence: Vec<u8>,
+        time_ms: u64,
+    ) {
         let obs = Observation {
             observer: self.key.public().to_peer_id(),
             subject,
-            kind: if passed {
-                Kind::StorageProofPassed
-            } else {
-                Kind::StorageProofFailed
-            },
+            kind,
             value: 1,
             time_ms,
-            evidence: Some(block.to_bytes()),
+            evidence: Some(evidence),
         };
         if let Ok(mut rep) = self.reputation.lock() {
             rep.observe_first_hand(&obs, time_ms);

@@ -91,7 +91,8 @@ pub(crate) struct Behaviour {
     gossipsub: gossipsub::Behaviour,
     envelope: request_response::Behaviour<envelope::Codec>,
     blocks: request_response::Behaviour<blocks::Codec>,
-    /// Long-lived streams: one per onion circuit hop (`/warren/onion/1.0.0`).
+    /// Raw streams: one per onion circuit hop (`/warren/onion/1.0.0`), and inference jobs
+    /// (`/warren/inference/1.0.0`), which stream results.
     stream: libp2p_stream::Behaviour,
     mdns: Toggle<mdns::tokio::Behaviour>,
     autonat: autonat::Behaviour,
@@ -230,7 +231,7 @@ impl Client {
         self.ask(|reply| Command::Dial { addr, reply }).await?
     }
 
-    /// A handle that opens and accepts long-lived streams (onion links) without the loop.
+    /// A handle that opens and accepts raw streams (onion links, inference jobs) without the loop.
     pub fn stream_control(&self) -> libp2p_stream::Control {
         self.control.clone()
     }

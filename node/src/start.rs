@@ -17,12 +17,14 @@ use tokio::signal::unix::{SignalKind, signal};
 use tokio::sync::watch;
 use tracing::{info, warn};
 use warren_inference::hardware::Hardware;
+use warren_inference::{Backend, Executor, Limits};
 use warren_protocol::Reputation;
 use warren_protocol::reputation::Config as ReputationConfig;
 use warren_storage_mesh::Store;
 
 use crate::config::{Config, FaultInject};
 use crate::error::NodeError;
+use crate::inference::Inference;
 use crate::keystore::{self, API_ADDR_FILE};
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
@@ -184,9 +186,27 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         store.clone(),
         hot,
         config.mesh.clone(),
-        key,
+        key.clone(),
         reputation.clone(),
         metrics,
+    );
+    if config.mesh.fault_inject == FaultInject::PerturbInference {
+        warn!("FAULT INJECTION ON: this operator perturbs its inference results (tests only)");
+    }
+    let executor = Arc::new(Executor::new(Backend::best(), Limits::default()));
+    let mut control = client.stream_control();
+    let incoming = control
+        .accept(crate::inference::PROTOCOL)
+        .map_err(|e| NodeError::Network(format!("job protocol: {e}")))?;
+    let inference = Inference::new(
+        key,
+        executor,
+        data_dir.join("models"),
+        config.mesh.fault_inject,
+        control,
+        client.clone(),
+        store.clone(),
+        mesh.clone(),
     );
     let ready = event_loop.on_ready();
 
@@ -201,6 +221,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let mut api_shutdown = shutdown_rx.clone();
     let mesh_task = tokio::spawn(mesh.clone().run(shutdown_rx.clone()));
     let rep_task = tokio::spawn(keep_reputation(reputation, rep_db, shutdown_rx.clone()));
+    let jobs_task = tokio::spawn(inference.clone().run_inbound(incoming, shutdown_rx.clone()));
     let onion = crate::onion::Onion::new(
         client.clone(),
         onion,
@@ -219,6 +240,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         store,
         mesh,
         Some(onion),
+        inference,
         &token,
         config.storage.tier,
     );
@@ -260,6 +282,9 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     }
     if let Err(e) = onion_task.await {
         warn!("onion task ended badly: {e}");
+    }
+    if let Err(e) = jobs_task.await {
+        warn!("inference task ended badly: {e}");
     }
     if let Err(e) = mesh_task.await {
         warn!("mesh task ended badly: {e}");

@@ -20,6 +20,8 @@ pub enum Subject {
     Envelope([u8; 16]),
     /// A manifest: the one with this id, or `None` for one not yet encoded (being built).
     Manifest(Option<Box<ContentId>>),
+    /// An inference job message or model manifest of this kind (`spec/inference-jobs.md`).
+    Inference(&'static str),
 }
 
 impl fmt::Display for Subject {
@@ -29,6 +31,7 @@ impl fmt::Display for Subject {
             Subject::Envelope(id) => write!(f, "envelope {}", hex::encode(id)),
             Subject::Manifest(Some(id)) => write!(f, "manifest {id}"),
             Subject::Manifest(None) => write!(f, "manifest (not yet encoded)"),
+            Subject::Inference(what) => f.write_str(what),
         }
     }
 }

@@ -21,6 +21,7 @@ pub mod envelope;
 mod error;
 pub mod event;
 pub mod identity;
+pub mod inference;
 pub mod manifest;
 pub mod onion;
 pub mod record;

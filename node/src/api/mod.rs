@@ -14,6 +14,7 @@
 //! | GET    | `/v1/dashboard`      | [`crate::dashboard::DashboardView`] |
 //! | …      | files                | see [`files`]                     |
 //! | …      | anonymous requests, circuits | see [`onion`]             |
+//! | …      | models, jobs         | see [`jobs`]                      |
 //!
 //! Two routes need no token, and carry no data a token protects:
 //!
@@ -42,11 +43,13 @@ use warren_storage_mesh::Store;
 
 use crate::dashboard::{DashboardView, HeldBlock, StorageView};
 use crate::error::NodeError;
+use crate::inference::Inference;
 use crate::mesh::Mesh;
 use crate::metrics::Metrics;
 use crate::network::Client;
 
 mod files;
+mod jobs;
 mod onion;
 mod reputation;
 mod types;
@@ -62,6 +65,7 @@ struct AppState {
     store: Arc<Store>,
     mesh: Arc<Mesh>,
     onion: Option<Arc<crate::onion::Onion>>,
+    inference: Arc<Inference>,
     token: Arc<str>,
     tier: warren_protocol::Tier,
 }
@@ -287,6 +291,7 @@ pub fn router(
     store: Arc<Store>,
     mesh: Arc<Mesh>,
     onion: Option<Arc<crate::onion::Onion>>,
+    inference: Arc<Inference>,
     token: &str,
     tier: warren_protocol::Tier,
 ) -> Router {
@@ -295,6 +300,7 @@ pub fn router(
         store,
         mesh,
         onion,
+        inference,
         token: Arc::from(token),
         tier,
     };
@@ -325,6 +331,12 @@ pub fn router(
         .route("/v1/reputation/{peer}", get(reputation::peer))
         .route("/v1/dashboard", get(dashboard))
         .route("/v1/connect", post(connect))
+        .route("/v1/models", get(jobs::models))
+        .route("/v1/models/add", post(jobs::add))
+        .route("/v1/models/serve", post(jobs::serve))
+        .route("/v1/infer", post(jobs::infer))
+        .route("/v1/embed", post(jobs::embed))
+        .route("/v1/jobs", get(jobs::list))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

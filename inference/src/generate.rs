@@ -1,0 +1,231 @@
+//! Text generation with a llama-architecture GGUF model (e.g. SmolLM2), its tokenizer read from
+//! the same file.
+//!
+//! Decoding is greedy (`temperature == 0`) or sampled from a seeded RNG, so the same request on the
+//! same backend yields the same tokens: that is what lets a second operator verify a first.
+
+use std::io::Cursor;
+
+use candle_core::quantized::gguf_file;
+use candle_core::quantized::tokenizer::TokenizerFromGguf;
+use candle_core::{Device, Tensor};
+use candle_transformers::generation::{LogitsProcessor, Sampling};
+use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
+use tokenizers::Tokenizer;
+
+use crate::backend::Backend;
+use crate::error::{self, Error, Result};
+use crate::files::ModelFile;
+
+/// How to decode.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub struct GenerateParams {
+    /// Most new tokens to produce.
+    pub max_tokens: u32,
+    /// 0 for greedy decoding; otherwise the softmax temperature.
+    pub temperature: f32,
+    /// Seed of the sampler's RNG (unused when greedy).
+    pub seed: u64,
+}
+
+impl GenerateParams {
+    /// Greedy decoding of at most `max_tokens` tokens.
+    pub fn greedy(max_tokens: u32) -> Self {
+        Self {
+            max_tokens,
+            temperature: 0.0,
+            seed: 0,
+        }
+    }
+}
+
+/// What a generation produced.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Generation {
+    /// The new token ids, in order (the stop token excluded).
+    pub tokens: Vec<u32>,
+    /// Their text.
+    pub text: String,
+    /// Tokens of the prompt after templating.
+    pub prompt_tokens: u32,
+}
+
+/// A loaded generation model. Cheap to clone: weights are shared, each clone has its own KV cache.
+#[derive(Clone)]
+pub struct Generator {
+    name: String,
+    weights: ModelWeights,
+    tokenizer: Tokenizer,
+    device: Device,
+    backend: Backend,
+    stop_tokens: Vec<u32>,
+    chat_template: bool,
+}
+
+impl std::fmt::Debug for Generator {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Generator")
+            .field("name", &self.name)
+            .field("backend", &self.backend)
+            .field("stop_tokens", &self.stop_tokens)
+            .field("chat_template", &self.chat_template)
+            .finish()
+    }
+}
+
+impl Generator {
+    /// Loads a GGUF file (weights and tokenizer), checking its hash when one is given.
+    pub fn load(name: &str, file: &ModelFile, backend: Backend) -> Result<Self> {
+        let device = backend.device()?;
+        let bytes = file.read()?;
+        let mut reader = Cursor::new(bytes);
+        let c = error::candle(name);
+        let content = gguf_file::Content::read(&mut reader).map_err(&c)?;
+        let arch = content
+            .metadata
+            .get("general.architecture")
+            .and_then(|v| v.to_string().ok())
+            .cloned()
+            .unwrap_or_default();
+        if arch != "llama" {
+            return Err(Error::Load {
+                model: name.to_string(),
+                detail: format!("architecture {arch:?} is not llama"),
+            });
+        }
+        let tokenizer = Tokenizer::from_gguf(&content).map_err(&c)?;
+        let chat_template = content
+            .metadata
+            .get("tokenizer.chat_template")
+            .and_then(|v| v.to_string().ok())
+            .is_some_and(|t| t.contains("<|im_start|>"));
+        let mut stop_tokens = Vec::new();
+        if let Some(eos) = content
+            .metadata
+            .get("tokenizer.ggml.eos_token_id")
+            .and_then(|v| v.to_u32().ok())
+        {
+            stop_tokens.push(eos);
+        }
+        for special in ["<|im_end|>", "<|endoftext|>"] {
+            if let Some(id) = tokenizer.token_to_id(special)
+                && !stop_tokens.contains(&id)
+            {
+                stop_tokens.push(id);
+            }
+        }
+        let weights = ModelWeights::from_gguf(content, &mut reader, &device).map_err(&c)?;
+        Ok(Self {
+            name: name.to_string(),
+            weights,
+            tokenizer,
+            device,
+            backend,
+            stop_tokens,
+            chat_template,
+        })
+    }
+
+    /// The backend the model runs on.
+    pub fn backend(&self) -> Backend {
+        self.backend
+    }
+
+    /// The text fed to the model for a user prompt: wrapped in the ChatML template when the
+    /// model's GGUF declares one, else the prompt itself.
+    pub fn templated(&self, prompt: &str) -> String {
+        if self.chat_template {
+            format!("<|im_start|>user\n{prompt}<|im_end|>\n<|im_start|>assistant\n")
+        } else {
+            prompt.to_string()
+        }
+    }
+
+    /// Generates from `prompt`, calling `on_text` with each new piece of text as soon as it
+    /// decodes; `on_text` returning `false` cancels (the tokens so far are returned).
+    pub fn generate(
+        &mut self,
+        prompt: &str,
+        params: &GenerateParams,
+        mut on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        let name = self.name.clone();
+        let c = error::candle(&name);
+        let t = error::tokenizer(&name);
+        let encoding = self
+            .tokenizer
+            .encode(self.templated(prompt), true)
+            .map_err(&t)?;
+        let prompt_ids = encoding.get_ids().to_vec();
+        if prompt_ids.is_empty() {
+            return Err(Error::Tokenizer {
+                model: name.clone(),
+                detail: "the prompt encodes to no tokens".to_string(),
+            });
+        }
+        let total = prompt_ids.len() + params.max_tokens as usize;
+        if total > MAX_SEQ_LEN {
+            return Err(Error::OverLimit {
+                job: String::new(),
+                what: "prompt plus max tokens",
+                got: total as u64,
+                limit: MAX_SEQ_LEN as u64,
+            });
+        }
+        let sampling = if params.temperature <= 0.0 {
+            Sampling::ArgMax
+        } else {
+            Sampling::All {
+                temperature: f64::from(params.temperature),
+            }
+        };
+        let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
+        let mut tokens = Vec::new();
+        let mut emitted = 0usize;
+        let mut text = String::new();
+        let mut input = prompt_ids.clone();
+        let mut pos = 0usize;
+        self.weights.clear_kv_cache();
+        for _ in 0..params.max_tokens {
+            let x = Tensor::new(input.as_slice(), &self.device)
+                .and_then(|x| x.unsqueeze(0))
+                .map_err(&c)?;
+            let logits = self
+                .weights
+                .forward(&x, pos)
+                .and_then(|l| l.squeeze(0))
+                .map_err(&c)?;
+            pos += input.len();
+            let next = sampler.sample(&logits).map_err(&c)?;
+            if self.stop_tokens.contains(&next) {
+                break;
+            }
+            tokens.push(next);
+            input = vec![next];
+            // Decode everything so far and emit what is new once it ends on a whole character.
+            let so_far = self.tokenizer.decode(&tokens, true).map_err(&t)?;
+            if let Some(piece) = so_far.get(emitted..)
+                && !piece.is_empty()
+                && !so_far.ends_with('\u{fffd}')
+            {
+                if !on_text(piece) {
+                    text = so_far;
+                    emitted = text.len();
+                    break;
+                }
+                emitted = so_far.len();
+            }
+            text = so_far;
+        }
+        if let Some(rest) = text.get(emitted..)
+            && !rest.is_empty()
+        {
+            on_text(rest);
+        }
+        Ok(Generation {
+            tokens,
+            text,
+            prompt_tokens: prompt_ids.len() as u32,
+        })
+    }
+}

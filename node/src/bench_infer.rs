@@ -1,0 +1,191 @@
+//! `warren bench infer`: the same model, in one run, on this node's own executor and through one
+//! remote operator on loopback.
+//!
+//! Starts two nodes, A and B (B bootstrapped from A). A adds SmolLM2 and MiniLM to the mesh; both
+//! serve them. Each figure is timed at A's control API, end to end (request to last byte), so the
+//! only difference between "local" (`local: true`, A's executor) and "network" (B's executor, the
+//! job and its results over a libp2p stream) is the network path. Rounds alternate local and
+//! network; medians are printed. Goal: network ≥ 0.9 × local.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, bail};
+use futures::StreamExt;
+
+use crate::client::ApiClient;
+use crate::inference::{EmbedOutcome, ModelView};
+
+/// Options of the benchmark.
+#[derive(Clone, Debug)]
+pub struct InferBench {
+    /// Directory holding the models (as `scripts/fetch-models.sh` lays them out).
+    pub models: PathBuf,
+    /// New tokens per generation (greedy).
+    pub tokens: u32,
+    /// Texts per embedding batch.
+    pub texts: usize,
+    /// Rounds of each measurement.
+    pub rounds: usize,
+}
+
+async fn generate(
+    api: &ApiClient,
+    model: &str,
+    tokens: u32,
+    local: bool,
+) -> anyhow::Result<(usize, f64, f64)> {
+    let body = serde_json::json!({
+        "model": model,
+        "prompt": "Write a short story about a lighthouse keeper.",
+        "max_tokens": tokens,
+        "local": local,
+        "sample": 0.0,
+    });
+    let started = Instant::now();
+    let resp = api.post_json_stream("/v1/infer", &body).await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    for line in buf.split(|b| *b == b'\n').filter(|l| !l.is_empty()) {
+        let v: serde_json::Value = serde_json::from_slice(line)?;
+        if let Some(done) = v.get("done") {
+            let n = done["tokens"].as_array().map(|t| t.len()).unwrap_or(0);
+            let compute = done["compute_ms"].as_f64().unwrap_or(0.0) / 1000.0;
+            return Ok((n, secs, compute));
+        }
+        if let Some(e) = v.get("error") {
+            bail!("generation failed: {e}");
+        }
+    }
+    bail!("no result")
+}
+
+async fn embed(api: &ApiClient, model: &str, texts: &[String], local: bool) -> anyhow::Result<f64> {
+    let started = Instant::now();
+    let r: EmbedOutcome = api
+        .post_json(
+            "/v1/embed",
+            &serde_json::json!({
+                "model": model, "texts": texts, "local": local, "operators": 1, "sample": 0.0,
+            }),
+        )
+        .await?;
+    anyhow::ensure!(
+        r.vectors.len() == texts.len(),
+        "{} vectors",
+        r.vectors.len()
+    );
+    Ok(started.elapsed().as_secs_f64())
+}
+
+fn median(mut v: Vec<f64>) -> f64 {
+    v.sort_by(f64::total_cmp);
+    v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+/// Runs the benchmark and prints the figures.
+pub async fn run(o: &InferBench) -> anyhow::Result<()> {
+    let gguf = o
+        .models
+        .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let minilm = o.models.join("all-minilm-l6-v2");
+    if !gguf.exists() || !minilm.join("model.safetensors").exists() {
+        bail!(
+            "models missing in {}: run scripts/fetch-models.sh",
+            o.models.display()
+        );
+    }
+    let exe = std::env::current_exe()?;
+    let tmp = std::env::temp_dir().join(format!("warren-bench-infer-{}", std::process::id()));
+    let result = async {
+        let a_dir = tmp.join("a");
+        let (a_child, _) = crate::bench::spawn_node_with(&exe, &a_dir, None).await?;
+        let a = ApiClient::from_data_dir(&a_dir)?;
+        let s: crate::api::StatusInfo = a.get("/v1/status").await?;
+        let boot = s.listen_addrs.first().cloned().context("A has no address")?;
+        let b_dir = tmp.join("b");
+        let (b_child, _) = crate::bench::spawn_node_with(&exe, &b_dir, Some(&boot)).await?;
+        let b = ApiClient::from_data_dir(&b_dir)?;
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let peers: Vec<crate::api::PeerInfo> = a.get("/v1/peers").await?;
+            if !peers.is_empty() {
+                break;
+            }
+            if Instant::now() > deadline {
+                bail!("the two nodes did not connect");
+            }
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        let smol: ModelView = a
+            .post_json("/v1/models/add", &serde_json::json!({"name": "smollm2", "paths": [gguf]}))
+            .await?;
+        let mini: ModelView = a
+            .post_json(
+                "/v1/models/add",
+                &serde_json::json!({"name": "minilm", "paths": [
+                    minilm.join("model.safetensors"), minilm.join("tokenizer.json"), minilm.join("config.json")
+                ]}),
+            )
+            .await?;
+        for api in [&a, &b] {
+            for m in [&smol.model, &mini.model] {
+                let _: ModelView = api
+                    .post_json("/v1/models/serve", &serde_json::json!({ "model": m }))
+                    .await?;
+            }
+        }
+        let texts: Vec<String> = (0..o.texts)
+            .map(|i| format!("Sentence number {i} is about a lighthouse keeper and the sea."))
+            .collect();
+        // Warm up both paths (first job loads caches, opens the stream's connection).
+        generate(&a, &smol.model, 4, true).await?;
+        generate(&a, &smol.model, 4, false).await?;
+        embed(&a, &mini.model, &texts[..8.min(texts.len())], true).await?;
+        embed(&a, &mini.model, &texts[..8.min(texts.len())], false).await?;
+        let (mut gl, mut gn, mut el, mut en) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
+        let (mut ol, mut on) = (Vec::new(), Vec::new());
+        for _ in 0..o.rounds {
+            let (n, s, c) = generate(&a, &smol.model, o.tokens, true).await?;
+            gl.push(n as f64 / s);
+            ol.push((s - c) * 1000.0);
+            let (n, s, c) = generate(&a, &smol.model, o.tokens, false).await?;
+            gn.push(n as f64 / s);
+            on.push((s - c) * 1000.0);
+            el.push(texts.len() as f64 / embed(&a, &mini.model, &texts, true).await?);
+            en.push(texts.len() as f64 / embed(&a, &mini.model, &texts, false).await?);
+        }
+        let (gl, gn, el, en) = (median(gl), median(gn), median(el), median(en));
+        println!(
+            "backend {}  (medians of {} rounds; {} new tokens greedy; {} texts per batch)",
+            warren_inference::Backend::best(),
+            o.rounds,
+            o.tokens,
+            o.texts
+        );
+        println!("generate  smollm2   local {gl:8.1} tokens/s   network {gn:8.1} tokens/s   ratio {:.3}", gn / gl);
+        println!(
+            "generate  overhead beyond the executor's own time: local {:.1} ms, network {:.1} ms per job",
+            median(ol),
+            median(on)
+        );
+        println!("embed     minilm    local {el:8.1} texts/s    network {en:8.1} texts/s    ratio {:.3}", en / el);
+        drop(a_child);
+        drop(b_child);
+        anyhow::Ok(())
+    }
+    .await;
+    let _ = std::fs::remove_dir_all(&tmp);
+    result
+}
+
+/// The default models directory: `WARREN_MODELS_DIR`, else `./models`.
+pub fn default_models_dir() -> PathBuf {
+    std::env::var_os("WARREN_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| Path::new("models").to_path_buf())
+}

@@ -1,0 +1,270 @@
+//! The operator side: accepting job streams and running them on the executor.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::Instant;
+
+use futures::{AsyncWriteExt, StreamExt};
+use libp2p::{PeerId, Stream};
+use tokio::sync::{Semaphore, mpsc, watch};
+use tracing::debug;
+use warren_inference::GenerateParams;
+use warren_protocol::inference::{
+    self as wire, EmbedRequest, EmbedResult, GenerateRequest, GenerateResult, TokenChunk,
+};
+use warren_protocol::{Envelope, State};
+
+use super::{
+    Inference, JobView, MAX_INBOUND_STREAMS, REQUEST_TIMEOUT, failure, failure_code, now_ms,
+    read_frame, write_frame,
+};
+use crate::config::FaultInject;
+
+impl Inference {
+    /// Accepts job streams until shutdown.
+    pub async fn run_inbound(
+        self: Arc<Self>,
+        mut incoming: libp2p_stream::IncomingStreams,
+        mut shutdown: watch::Receiver<bool>,
+    ) {
+        let limit = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
+        loop {
+            tokio::select! {
+                _ = shutdown.wait_for(|s| *s) => return,
+                next = incoming.next() => {
+                    let Some((peer, stream)) = next else { return };
+                    let Ok(permit) = limit.clone().try_acquire_owned() else {
+                        debug!(%peer, "job stream dropped: too many open");
+                        continue;
+                    };
+                    let this = self.clone();
+                    tokio::spawn(async move {
+                        this.handle_stream(peer, stream).await;
+                        drop(permit);
+                    });
+                }
+            }
+        }
+    }
+
+    async fn handle_stream(&self, peer: PeerId, mut stream: Stream) {
+        let request = match tokio::time::timeout(REQUEST_TIMEOUT, read_frame(&mut stream)).await {
+            Ok(Ok(Some(e))) => e,
+            Ok(Ok(None)) => return,
+            Ok(Err(e)) => {
+                debug!(%peer, "bad job request: {e}");
+                return;
+            }
+            Err(_) => {
+                debug!(%peer, "job request timed out");
+                return;
+            }
+        };
+        let started = Instant::now();
+        let e = &request.event;
+        let reply = |state: State, payload: Vec<u8>| request.reply(state, now_ms(), payload);
+        if e.service != "inference" || e.version != 1 || e.state != State::Requested {
+            let _ = write_frame(
+                &mut stream,
+                &reply(
+                    State::Failed,
+                    failure("bad-request", format!("{e}: not an inference request")),
+                ),
+            )
+            .await;
+            return;
+        }
+        let (kind, model, items, outcome) = match e.action.as_str() {
+            "embed" => self.serve_embed(&request, &mut stream).await,
+            "generate" => self.serve_generate(&request, &mut stream).await,
+            other => {
+                let _ = write_frame(
+                    &mut stream,
+                    &reply(
+                        State::Failed,
+                        failure("bad-request", format!("no job kind {other}")),
+                    ),
+                )
+                .await;
+                return;
+            }
+        };
+        let _ = stream.close().await;
+        self.log(JobView {
+            id: hex::encode(request.id),
+            kind: kind.to_string(),
+            role: "served".into(),
+            model,
+            peer: Some(peer.to_string()),
+            items,
+            outcome,
+            ms: started.elapsed().as_millis() as u64,
+            at_ms: now_ms(),
+        });
+    }
+
+    async fn serve_embed(
+        &self,
+        request: &Envelope,
+        stream: &mut Stream,
+    ) -> (&'static str, String, usize, String) {
+        let fail = |code: &str, reason: String| {
+            request.reply(State::Failed, now_ms(), failure(code, reason))
+        };
+        let req = match EmbedRequest::decode(&request.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = write_frame(stream, &fail("bad-request", e.to_string())).await;
+                return ("embed", String::new(), 0, format!("bad request: {e}"));
+            }
+        };
+        let model = req.model.to_string();
+        let n = req.texts.len();
+        let executor = self.executor.clone();
+        let job = hex::encode(request.id);
+        let key = model.clone();
+        let started = Instant::now();
+        let result = tokio::task::spawn_blocking(move || {
+            let slot = executor.try_slot()?;
+            executor.embed(&slot, &job, &key, &req.texts)
+        })
+        .await;
+        let out = match result {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                let _ = write_frame(stream, &fail(failure_code(&e), e.to_string())).await;
+                return ("embed", model, n, format!("failed: {e}"));
+            }
+            Err(e) => {
+                let _ = write_frame(stream, &fail("error", e.to_string())).await;
+                return ("embed", model, n, format!("failed: {e}"));
+            }
+        };
+        let mut vectors = out.vectors;
+        if self.fault == FaultInject::PerturbInference {
+            for v in &mut vectors {
+                if let Some(x) = v.first_mut() {
+                    *x += 0.05;
+                }
+            }
+        }
+        let dim = vectors.first().map(|v| v.len()).unwrap_or(1) as u32;
+        let result = EmbedResult {
+            dim,
+            vectors: EmbedResult::pack(&vectors),
+            backend: out.backend.as_str().to_string(),
+            compute_ms: started.elapsed().as_millis() as u32,
+        };
+        let reply = match result.encode() {
+            Ok(bytes) => request.reply(State::Completed, now_ms(), bytes),
+            Err(e) => fail("limit", e.to_string()),
+        };
+        match write_frame(stream, &reply).await {
+            Ok(()) => ("embed", model, n, "completed".into()),
+            Err(e) => ("embed", model, n, format!("failed: {e}")),
+        }
+    }
+
+    async fn serve_generate(
+        &self,
+        request: &Envelope,
+        stream: &mut Stream,
+    ) -> (&'static str, String, usize, String) {
+        let fail = |code: &str, reason: String| {
+            request.reply(State::Failed, now_ms(), failure(code, reason))
+        };
+        let req = match GenerateRequest::decode(&request.payload) {
+            Ok(r) => r,
+            Err(e) => {
+                let _ = write_frame(stream, &fail("bad-request", e.to_string())).await;
+                return ("generate", String::new(), 0, format!("bad request: {e}"));
+            }
+        };
+        let model = req.model.to_string();
+        let (tx, mut rx) = mpsc::channel::<String>(64);
+        let cancelled = Arc::new(AtomicBool::new(false));
+        let executor = self.executor.clone();
+        let job = hex::encode(request.id);
+        let key = model.clone();
+        let model_bytes = req.model.to_bytes();
+        let params = GenerateParams {
+            max_tokens: req.max_tokens,
+            temperature: req.temperature,
+            seed: req.seed,
+        };
+        let flag = cancelled.clone();
+        let started = Instant::now();
+        let task = tokio::task::spawn_blocking(move || {
+            let slot = executor.try_slot()?;
+            executor.generate(
+                &slot,
+                &job,
+                &key,
+                &model_bytes,
+                &req.prompt,
+                &params,
+                |piece| {
+                    !flag.load(Ordering::Acquire) && tx.blocking_send(piece.to_string()).is_ok()
+                },
+            )
+        });
+        let processing = match wire::event("generate", State::Processing) {
+            Ok(e) => e,
+            Err(_) => return ("generate", model, 0, "failed: event type".into()),
+        };
+        let mut index = 0u32;
+        while let Some(text) = rx.recv().await {
+            let chunk = TokenChunk { index, text };
+            index += 1;
+            let Ok(payload) = chunk.encode() else {
+                continue;
+            };
+            let mut env = request.reply(State::Processing, now_ms(), payload);
+            env.event = processing.clone();
+            if write_frame(stream, &env).await.is_err() {
+                cancelled.store(true, Ordering::Release);
+                break;
+            }
+        }
+        let out = match task.await {
+            Ok(Ok(out)) => out,
+            Ok(Err(e)) => {
+                let _ = write_frame(stream, &fail(failure_code(&e), e.to_string())).await;
+                return ("generate", model, 0, format!("failed: {e}"));
+            }
+            Err(e) => return ("generate", model, 0, format!("failed: {e}")),
+        };
+        if cancelled.load(Ordering::Acquire) {
+            return (
+                "generate",
+                model,
+                out.generation.tokens.len(),
+                "cancelled".into(),
+            );
+        }
+        let mut tokens = out.generation.tokens;
+        let mut digest = out.digest;
+        if self.fault == FaultInject::PerturbInference
+            && let Some(last) = tokens.last_mut()
+        {
+            *last = last.wrapping_add(1);
+            digest[0] ^= 1;
+        }
+        let n = tokens.len();
+        let result = GenerateResult {
+            tokens,
+            text: out.generation.text,
+            backend: out.backend.as_str().to_string(),
+            digest: digest.to_vec(),
+            compute_ms: started.elapsed().as_millis() as u32,
+        };
+        let reply = match result.encode() {
+            Ok(bytes) => request.reply(State::Completed, now_ms(), bytes),
+            Err(e) => fail("limit", e.to_string()),
+        };
+        match write_frame(stream, &reply).await {
+            Ok(()) => ("generate", model, n, "completed".into()),
+            Err(e) => ("generate", model, n, format!("failed: {e}")),
+        }
+    }
+}
