@@ -233,6 +233,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
             crate::onion::runner::MeshAccess::new(mesh.clone(), store.clone()),
             crate::onion::runner::Limits::default(),
         ),
+        mesh.metrics().clone(),
     );
     let onion_task = tokio::spawn(onion.clone().serve(shutdown_rx.clone()));
     let app = crate::api::router(

@@ -233,8 +233,49 @@ async fn dashboard(State(s): State<AppState>) -> Result<Json<DashboardView>, Api
         peers,
         audits,
         reputation,
-        activity: s.metrics().activity.snapshot(),
+        activity: activity(&s),
     }))
+}
+
+/// Jobs listed on the dashboard, newest first, at most.
+const DASHBOARD_JOBS: usize = 20;
+
+/// The dashboard feed with this node's inference jobs and onion circuits filled in from their
+/// services.
+fn activity(s: &AppState) -> crate::dashboard::ActivityView {
+    let now_ms = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_millis() as u64)
+        .unwrap_or(0);
+    let mut view = s.metrics().activity.snapshot();
+    let mut jobs = s.inference.jobs();
+    jobs.sort_by_key(|j| std::cmp::Reverse(j.at_ms));
+    view.jobs = jobs
+        .into_iter()
+        .take(DASHBOARD_JOBS)
+        .map(|j| crate::dashboard::JobView {
+            id: j.id,
+            model: j.model,
+            peer: j.peer.unwrap_or_else(|| format!("{} (this node)", j.role)),
+            state: format!("{} {} · {} items · {} ms", j.role, j.kind, j.items, j.ms)
+                + &format!(" · {}", j.outcome),
+            age_secs: now_ms.saturating_sub(j.at_ms) / 1000,
+        })
+        .collect();
+    if let Some(onion) = &s.onion {
+        view.circuits = onion
+            .circuits()
+            .into_iter()
+            .map(|c| crate::dashboard::CircuitView {
+                id: c.id.to_string(),
+                role: c.role,
+                hops: c.prev.into_iter().chain(c.next).collect(),
+                state: c.state,
+                age_secs: c.age_ms / 1000,
+            })
+            .collect();
+    }
+    view
 }
 
 #[derive(serde::Deserialize)]

@@ -252,6 +252,7 @@ impl Inference {
     }
 
     fn log(&self, job: JobView) {
+        self.mesh.metrics().counters.jobs.inc();
         let mut jobs = lock(&self.jobs);
         if jobs.len() == JOB_LOG {
             jobs.pop_front();

@@ -110,6 +110,8 @@ pub struct OnionConfig {
 
 /// The onion service of one node.
 pub struct Onion {
+    /// Counts the circuits this node takes part in (`warren_circuits_total`).
+    metrics: Arc<crate::metrics::Metrics>,
     network: Client,
     secret: OnionSecret,
     config: OnionConfig,
@@ -136,11 +138,13 @@ impl Onion {
         secret: OnionSecret,
         config: OnionConfig,
         runner: Runner,
+        metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
             network,
             secret,
             config,
+            metrics,
             replay: Mutex::new(ReplayCache::new()),
             runner,
             circuits: Mutex::new(BTreeMap::new()),
@@ -174,6 +178,7 @@ impl Onion {
 
     fn register(&self, view: CircuitView) -> u64 {
         let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        self.metrics.counters.circuits.inc();
         if let Ok(mut map) = self.circuits.lock() {
             map.insert(
                 id,
