@@ -55,6 +55,32 @@ pub(crate) async fn spawn_node_with(
     spawn_node_args(exe, dir, bootstrap, &[]).await
 }
 
+/// Starts `n` nodes in `tmp/n0` … with `extra` start flags, node 0 bootstrapping the rest.
+async fn spawn_loopback_nodes(
+    exe: &Path,
+    tmp: &Path,
+    n: usize,
+    extra: &[&str],
+) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<std::path::PathBuf>)> {
+    let mut children = Vec::new();
+    let mut dirs: Vec<std::path::PathBuf> = Vec::new();
+    for i in 0..n {
+        let dir = tmp.join(format!("n{i}"));
+        let boot = match dirs.first() {
+            Some(d) => {
+                let api = crate::client::ApiClient::from_data_dir(d)?;
+                let s: crate::api::StatusInfo = api.get("/v1/status").await?;
+                s.listen_addrs.first().cloned()
+            }
+            None => None,
+        };
+        let (child, _) = spawn_node_args(exe, &dir, boot.as_deref(), extra).await?;
+        children.push(child);
+        dirs.push(dir);
+    }
+    Ok((children, dirs))
+}
+
 async fn spawn_node_args(
     exe: &Path,
     dir: &Path,
@@ -273,23 +299,8 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         let mib = (size_mib) as f64;
         let plain = plain_tcp_copy(bytes).await?;
         println!("plain TCP copy on loopback: {plain:.1} MiB/s");
-        let mut children = Vec::new();
-        let mut dirs: Vec<std::path::PathBuf> = Vec::new();
         // Node 0 bootstraps the rest; nodes 1..=3 hold, node 4 fetches.
-        for i in 0..5 {
-            let dir = tmp.join(format!("n{i}"));
-            let boot = match dirs.first() {
-                Some(d) => {
-                    let api = crate::client::ApiClient::from_data_dir(d)?;
-                    let s: crate::api::StatusInfo = api.get("/v1/status").await?;
-                    s.listen_addrs.first().cloned()
-                }
-                None => None,
-            };
-            let (child, _) = spawn_node_with(&exe, &dir, boot.as_deref()).await?;
-            children.push(child);
-            dirs.push(dir);
-        }
+        let (children, dirs) = spawn_loopback_nodes(&exe, &tmp, 5, &[]).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
         let mut report = Vec::new();
         for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
@@ -434,22 +445,7 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
         let roles = [
             "--role", "station", "--role", "gate", "--role", "middle", "--role", "relay",
         ];
-        let mut children = Vec::new();
-        let mut dirs: Vec<std::path::PathBuf> = Vec::new();
-        for i in 0..5 {
-            let dir = tmp.join(format!("n{i}"));
-            let boot = match dirs.first() {
-                Some(d) => {
-                    let api = crate::client::ApiClient::from_data_dir(d)?;
-                    let s: crate::api::StatusInfo = api.get("/v1/status").await?;
-                    s.listen_addrs.first().cloned()
-                }
-                None => None,
-            };
-            let (child, _) = spawn_node_args(&exe, &dir, boot.as_deref(), &roles).await?;
-            children.push(child);
-            dirs.push(dir);
-        }
+        let (children, dirs) = spawn_loopback_nodes(&exe, &tmp, 5, &roles).await?;
         let client = crate::client::ApiClient::from_data_dir(&dirs[0])?;
         // Wait until node 0 knows every other node's record (the path candidates).
         let deadline = Instant::now() + Duration::from_secs(30);
