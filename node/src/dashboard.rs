@@ -55,9 +55,11 @@ pub struct CircuitView {
 /// What other services report for the dashboard.
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 pub struct ActivityView {
-    /// Inference jobs.
+    /// Inference jobs: filled by the API from the inference service's job log when it answers,
+    /// not kept in the feed.
     pub jobs: Vec<JobView>,
-    /// Onion circuits.
+    /// Onion circuits: filled by the API from the onion service's registry when it answers, not
+    /// kept in the feed.
     pub circuits: Vec<CircuitView>,
     /// Blocks or puts refused because the storage offer was full, in total.
     pub storage_refusals: u64,
