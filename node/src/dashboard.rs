@@ -6,8 +6,9 @@
 //! never sent to the server, never logged, and stays out of `Referer` headers, so the token is
 //! only ever sent as the `Authorization` header, exactly as the CLI sends it.
 //!
-//! Jobs and circuits are built by other services: they fill [`Activity`] (reachable through the
-//! node's [`crate::metrics::Metrics`]) and the dashboard shows what is there, "none yet" otherwise.
+//! Jobs and circuits are read from the inference and onion services each time `/v1/dashboard`
+//! answers (`api::activity`); storage refusals come from [`Activity`], the feed the mesh and the
+//! API fill. The page shows "none yet" for an empty list.
 
 use std::sync::Mutex;
 
