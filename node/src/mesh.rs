@@ -44,6 +44,12 @@ use crate::network::Client;
 
 /// Blocks moved at once by one replicate or fetch.
 const PARALLEL: usize = 8;
+/// Waits before asking the holders of a block again when none of them had it.
+const FETCH_RETRY: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_millis(1500),
+    Duration::from_millis(3000),
+];
 /// Audit results kept for the API and reputation.
 const AUDIT_LOG: usize = 1024;
 /// How long a holder that failed an audit is not counted as a holder of that block.
@@ -510,25 +516,55 @@ impl Mesh {
     }
 
     /// Fetches one block from whichever holder answers with bytes that match its id: first the
-    /// session's holders, then those the DHT names, each in [`Self::fetch_order`].
+    /// session's holders, then those the DHT names, each in [`Self::fetch_order`]. When none of
+    /// them has it, asks again after [`FETCH_RETRY`] (a holder's provider record can still be on
+    /// its way through the DHT right after a put, a holder can be briefly overloaded).
     async fn fetch_block(&self, cid: ContentId, session: &FetchSession) -> Result<(), NodeError> {
+        let mut last = String::new();
+        for (attempt, wait) in std::iter::once(&Duration::ZERO)
+            .chain(FETCH_RETRY.iter())
+            .enumerate()
+        {
+            if !wait.is_zero() {
+                debug!(%cid, attempt, "no holder answered; asking again in {wait:?}");
+                tokio::time::sleep(*wait).await;
+            }
+            match self.fetch_block_once(cid, session).await {
+                Ok(()) => return Ok(()),
+                Err(e) => last = e,
+            }
+        }
+        Err(NodeError::Network(format!(
+            "cannot fetch block {cid} after {} attempts: {last}",
+            FETCH_RETRY.len() + 1
+        )))
+    }
+
+    /// One round of [`Self::fetch_block`]: every known holder once.
+    async fn fetch_block_once(&self, cid: ContentId, session: &FetchSession) -> Result<(), String> {
         let known: Vec<PeerId> = session
             .holders
             .lock()
             .map(|s| s.clone())
             .unwrap_or_default();
+        let mut failures = Vec::new();
         for peer in self.fetch_order(&cid, &known) {
             match self.try_fetch(cid, peer).await {
                 Ok(()) => return Ok(()),
-                Err(e) => debug!(%cid, %peer, "session holder failed: {e}"),
+                Err(e) => {
+                    debug!(%cid, %peer, "session holder failed: {e}");
+                    failures.push(e);
+                }
             }
         }
-        let (me, _) = self.client.candidates().await?;
-        let mut providers = self.client.providers(cid).await?;
+        let (me, _) = self.client.candidates().await.map_err(|e| e.to_string())?;
+        let mut providers = self
+            .client
+            .providers(cid)
+            .await
+            .map_err(|e| e.to_string())?;
         providers.retain(|p| *p != me && !known.contains(p));
-        let providers = self.fetch_order(&cid, &providers);
-        let mut last = format!("no holder of block {cid} found in the DHT");
-        for peer in providers {
+        for peer in self.fetch_order(&cid, &providers) {
             match self.try_fetch(cid, peer).await {
                 Ok(()) => {
                     if let Ok(mut s) = session.holders.lock()
@@ -539,13 +575,16 @@ impl Mesh {
                     }
                     return Ok(());
                 }
-                Err(e) => last = e,
+                Err(e) => {
+                    debug!(%cid, %peer, "holder failed: {e}");
+                    failures.push(e);
+                }
             }
-            debug!(%cid, "holder failed: {last}");
         }
-        Err(NodeError::Network(format!(
-            "cannot fetch block {cid}: {last}"
-        )))
+        if failures.is_empty() {
+            return Err("no holder of it found in the DHT".into());
+        }
+        Err(failures.join("; "))
     }
 
     /// Blocks this node is responsible for: held replicas and the blocks of its pinned files.

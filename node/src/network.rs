@@ -346,6 +346,34 @@ pub fn build(
     )
 }
 
+/// Fewest provider keys the DHT store keeps (libp2p's default, 1024, is one GiB of blocks).
+const MIN_PROVIDER_KEYS: usize = 65_536;
+/// Most provider keys the DHT store keeps (a few hundred bytes each in memory).
+const MAX_PROVIDER_KEYS: usize = 4 << 20;
+
+/// How many distinct blocks the DHT store keeps provider records for, this node's own and those
+/// other peers stored here: room for twice the blocks that fit in the storage offer, so a full
+/// holder can announce every block it holds and still keep its share of everyone else's.
+pub fn provider_key_limit(offer_bytes: u64) -> usize {
+    let blocks = offer_bytes / warren_protocol::CHUNK_SIZE as u64;
+    usize::try_from(blocks.saturating_mul(2))
+        .unwrap_or(MAX_PROVIDER_KEYS)
+        .clamp(MIN_PROVIDER_KEYS, MAX_PROVIDER_KEYS)
+}
+
+/// The DHT's record and provider store.
+fn dht_store(local: PeerId, provider_keys: usize) -> MemoryStore {
+    MemoryStore::with_config(
+        local,
+        MemoryStoreConfig {
+            max_records: 65_536,
+            max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
+            max_provided_keys: provider_keys,
+            ..MemoryStoreConfig::default()
+        },
+    )
+}
+
 /// All behaviours of a node with identity `key`.
 fn behaviour(
     key: &Keypair,
@@ -353,6 +381,7 @@ fn behaviour(
     network: &str,
     relay_server: bool,
     relay_client: Option<relay::client::Behaviour>,
+    provider_keys: usize,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let local = key.public().to_peer_id();
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
@@ -360,14 +389,7 @@ fn behaviour(
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .disjoint_query_paths(true)
         .set_query_timeout(Duration::from_secs(20));
-    let store = MemoryStore::with_config(
-        local,
-        MemoryStoreConfig {
-            max_records: 65_536,
-            max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
-            ..MemoryStoreConfig::default()
-        },
-    );
+    let store = dht_store(local, provider_keys);
     let mut gossipsub = gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),
         gossip::config(2 * warren_protocol::MAX_RECORD_SIZE)?,
@@ -434,6 +456,7 @@ pub fn build_on(
     let mdns_on = config.mdns && transport == Transport::Network;
     let network = config.network.clone();
     let relay_server = config.nat.relay_server;
+    let provider_keys = provider_key_limit(config.storage.offer_bytes);
     let mut swarm = match transport {
         Transport::Network => libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -449,7 +472,14 @@ pub fn build_on(
             .with_relay_client(noise::Config::new, yamux::Config::default)
             .map_err(|e| net(&e))?
             .with_behaviour(|key, relay_client| {
-                behaviour(key, mdns_on, &network, relay_server, Some(relay_client))
+                behaviour(
+                    key,
+                    mdns_on,
+                    &network,
+                    relay_server,
+                    Some(relay_client),
+                    provider_keys,
+                )
             })
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
@@ -467,7 +497,9 @@ pub fn build_on(
                 )
             })
             .map_err(|e| net(&e))?
-            .with_behaviour(|key| behaviour(key, mdns_on, &network, relay_server, None))
+            .with_behaviour(|key| {
+                behaviour(key, mdns_on, &network, relay_server, None, provider_keys)
+            })
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
             .build(),
@@ -1644,6 +1676,41 @@ fn truncate(reason: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_dht_store_keeps_a_provider_record_for_every_block_a_full_offer_holds() {
+        use libp2p::kad::{ProviderRecord, RecordKey};
+        let offer = 4u64 << 30; // 4096 one-MiB blocks: four times libp2p's default limit
+        let limit = super::provider_key_limit(offer);
+        assert!(limit >= 2 * 4096, "{limit}");
+        assert_eq!(super::provider_key_limit(0), super::MIN_PROVIDER_KEYS);
+        assert_eq!(
+            super::provider_key_limit(u64::MAX),
+            super::MAX_PROVIDER_KEYS
+        );
+        let me = PeerId::random();
+        let mut store = super::dht_store(me, super::provider_key_limit(1 << 30));
+        for i in 0..5000u32 {
+            let key = RecordKey::new(&i.to_be_bytes());
+            store
+                .add_provider(ProviderRecord::new(key, me, Vec::new()))
+                .unwrap_or_else(|e| panic!("provider record {i} refused: {e}"));
+        }
+        assert_eq!(store.provided().count(), 5000);
+        // The bound still holds.
+        let mut small = super::dht_store(me, 10);
+        for i in 0..10u32 {
+            small
+                .add_provider(ProviderRecord::new(
+                    RecordKey::new(&i.to_be_bytes()),
+                    me,
+                    vec![],
+                ))
+                .unwrap();
+        }
+        let over = ProviderRecord::new(RecordKey::new(&99u32.to_be_bytes()), me, vec![]);
+        assert!(small.add_provider(over).is_err());
+    }
+
     use super::*;
 
     #[test]
