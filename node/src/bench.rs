@@ -258,8 +258,10 @@ pub async fn put_memory(size_mib: u64, seed: u64) -> anyhow::Result<()> {
     result
 }
 
-/// Copies `bytes` once over a loopback TCP connection; returns MiB/s.
-async fn plain_tcp_copy(bytes: Arc<Vec<u8>>) -> anyhow::Result<f64> {
+/// Copies `bytes` once over a loopback TCP connection; returns MiB/s. With `into`, the receiver
+/// writes what it reads to that file and fsyncs it, as `warren get -o` does; otherwise it only
+/// counts the bytes.
+async fn plain_tcp_copy(bytes: Arc<Vec<u8>>, into: Option<&Path>) -> anyhow::Result<f64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;
@@ -272,6 +274,10 @@ async fn plain_tcp_copy(bytes: Arc<Vec<u8>>) -> anyhow::Result<f64> {
     });
     let started = Instant::now();
     let mut sock = tokio::net::TcpStream::connect(addr).await?;
+    let mut file = match into {
+        Some(path) => Some(tokio::fs::File::create(path).await?),
+        None => None,
+    };
     let mut buf = vec![0u8; 1 << 20];
     let mut got = 0usize;
     loop {
@@ -279,11 +285,125 @@ async fn plain_tcp_copy(bytes: Arc<Vec<u8>>) -> anyhow::Result<f64> {
         if n == 0 {
             break;
         }
+        if let Some(f) = file.as_mut() {
+            f.write_all(&buf[..n]).await?;
+        }
         got += n;
+    }
+    if let Some(mut f) = file {
+        f.flush().await?;
+        f.sync_all().await?;
     }
     let secs = started.elapsed().as_secs_f64();
     sender.await??;
     anyhow::ensure!(got == total, "plain copy moved {got} of {total} bytes");
+    Ok(total as f64 / (1 << 20) as f64 / secs)
+}
+
+/// Copies `bytes` once from one in-process libp2p swarm to another over loopback TCP with the
+/// node's own stack (Noise, Yamux) on `streams` parallel streams; returns MiB/s. The ceiling any
+/// block protocol over libp2p can reach on this machine.
+async fn libp2p_stream_copy(bytes: Arc<Vec<u8>>, streams: usize) -> anyhow::Result<f64> {
+    use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
+    use libp2p::{StreamProtocol, noise, swarm::SwarmEvent, tcp, yamux};
+    const PROTO: StreamProtocol = StreamProtocol::new("/warren/bench-copy/1.0.0");
+    let swarm = || -> anyhow::Result<libp2p::Swarm<libp2p_stream::Behaviour>> {
+        Ok(libp2p::SwarmBuilder::with_new_identity()
+            .with_tokio()
+            .with_tcp(
+                tcp::Config::default().nodelay(true),
+                noise::Config::new,
+                yamux::Config::default,
+            )?
+            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
+            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+            .build())
+    };
+    let mut server = swarm()?;
+    let mut client = swarm()?;
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_id = *server.local_peer_id();
+    let mut incoming = server.behaviour().new_control().accept(PROTO)?;
+    let mut control = client.behaviour().new_control();
+    client.dial(addr.with(libp2p::multiaddr::Protocol::P2p(server_id)))?;
+    // Both swarms are driven until the copy is over, then dropped (connections closed).
+    let drivers = [
+        tokio::spawn(async move {
+            loop {
+                server.select_next_some().await;
+            }
+        }),
+        tokio::spawn(async move {
+            loop {
+                client.select_next_some().await;
+            }
+        }),
+    ];
+    let total = bytes.len();
+    let part = total.div_ceil(streams);
+    let senders = tokio::spawn(async move {
+        let mut tasks = Vec::new();
+        for i in 0..streams {
+            let (_, mut s) = incoming.next().await.context("no stream")?;
+            let bytes = bytes.clone();
+            tasks.push(tokio::spawn(async move {
+                let range = (i * part).min(total)..((i + 1) * part).min(total);
+                for piece in bytes[range].chunks(1 << 20) {
+                    s.write_all(piece).await?;
+                }
+                s.close().await?;
+                anyhow::Ok(())
+            }));
+        }
+        for t in tasks {
+            t.await??;
+        }
+        anyhow::Ok(())
+    });
+    let started = Instant::now();
+    let mut readers = Vec::new();
+    for _ in 0..streams {
+        // The first open waits for the dial; give up after ten seconds.
+        let mut s = loop {
+            match control.open_stream(server_id, PROTO).await {
+                Ok(s) => break s,
+                Err(libp2p_stream::OpenStreamError::UnsupportedProtocol(p)) => {
+                    bail!("{p} unsupported")
+                }
+                Err(e) if started.elapsed() > Duration::from_secs(10) => {
+                    bail!("no libp2p stream to the copy's receiver: {e}")
+                }
+                Err(_) => tokio::time::sleep(Duration::from_millis(1)).await,
+            }
+        };
+        readers.push(tokio::spawn(async move {
+            let mut buf = vec![0u8; 1 << 20];
+            let mut got = 0usize;
+            loop {
+                let n = s.read(&mut buf).await?;
+                if n == 0 {
+                    break;
+                }
+                got += n;
+            }
+            anyhow::Ok(got)
+        }));
+    }
+    let mut got = 0;
+    for r in readers {
+        got += r.await??;
+    }
+    let secs = started.elapsed().as_secs_f64();
+    senders.await??;
+    for d in drivers {
+        d.abort();
+    }
+    anyhow::ensure!(got == total, "libp2p copy moved {got} of {total} bytes");
     Ok(total as f64 / (1 << 20) as f64 / secs)
 }
 
@@ -297,8 +417,21 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         write_mixed_file(&file, size_mib << 20, seed)?;
         let bytes = Arc::new(std::fs::read(&file)?);
         let mib = (size_mib) as f64;
-        let plain = plain_tcp_copy(bytes).await?;
+        let plain = plain_tcp_copy(bytes.clone(), None).await?;
         println!("plain TCP copy on loopback: {plain:.1} MiB/s");
+        let copy_out = tmp.join("plain-copy.bin");
+        let plain_file = plain_tcp_copy(bytes.clone(), Some(&copy_out)).await?;
+        let _ = std::fs::remove_file(&copy_out);
+        println!(
+            "plain TCP copy on loopback into a file (fsynced, as get -o does): {plain_file:.1} MiB/s"
+        );
+        for streams in [1, 8] {
+            let rate = libp2p_stream_copy(bytes.clone(), streams).await?;
+            println!(
+                "libp2p copy (TCP + Noise + Yamux, {streams} stream(s)): {rate:.1} MiB/s ({:.2} of the plain copy)",
+                rate / plain
+            );
+        }
         // Node 0 bootstraps the rest; nodes 1..=3 hold, node 4 fetches.
         let (children, dirs) = spawn_loopback_nodes(&exe, &tmp, 5, &[]).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
@@ -309,6 +442,19 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
             let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
             let put = crate::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
+            if holders == 1 {
+                // The read path alone: the origin's own copy, no network.
+                let out = tmp.join("out-local.bin");
+                let started = Instant::now();
+                crate::transfer::get(&origin, &put.cid, Some(&out), true, false).await?;
+                let rate = mib / started.elapsed().as_secs_f64();
+                println!(
+                    "get -o of {size_mib} MiB from the local store (no network): {rate:.1} MiB/s ({:.2} of the plain copy, {:.2} of the copy into a file)",
+                    rate / plain,
+                    rate / plain_file
+                );
+                let _ = std::fs::remove_file(&out);
+            }
             let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
             let out = tmp.join(format!("out-{holders}.bin"));
             let started = Instant::now();
@@ -317,8 +463,9 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
             let rate = mib / secs;
             println!(
-                "get of {size_mib} MiB from {holders} holder(s): {rate:.1} MiB/s ({:.2} of the plain copy)",
-                rate / plain
+                "get -o of {size_mib} MiB from {holders} holder(s): {rate:.1} MiB/s ({:.2} of the plain copy, {:.2} of the copy into a file)",
+                rate / plain,
+                rate / plain_file
             );
             report.push(rate);
         }

@@ -2,8 +2,14 @@
 //!
 //! Wire format and limits: `spec/block-transfer.md`. One request and one response per stream,
 //! each side's write half closed to end its message; a reader stops at
-//! [`MAX_MESSAGE_SIZE`] + 1 bytes. Decoding verifies every carried block against its id, so a
-//! lying peer's answer never reaches the store.
+//! [`MAX_MESSAGE_SIZE`] + 1 bytes.
+//!
+//! The codec only frames bytes: it runs inside the connection's task, which also encrypts and
+//! decrypts every byte of that connection, so the costly part of a message — decoding it and
+//! hashing the block it carries against its id — happens on a blocking thread instead
+//! ([`crate::network::Client::blocks`] for answers, the event loop's `serve_blocks` for
+//! requests). A lying peer's block is still refused before it is stored or used: nothing reads a
+//! message except through `Request::decode` / `Response::decode`, which verify.
 
 use std::io;
 
@@ -11,65 +17,58 @@ use futures::prelude::*;
 
 use crate::framing::{read_limited, write_close};
 use libp2p::StreamProtocol;
-use warren_protocol::block_transfer::{MAX_MESSAGE_SIZE, PROTOCOL_NAME as NAME, Request, Response};
+use warren_protocol::block_transfer::{MAX_MESSAGE_SIZE, PROTOCOL_NAME as NAME};
 
 /// The protocol name.
 pub const PROTOCOL_NAME: StreamProtocol = StreamProtocol::new(NAME);
 
-/// An inbound request, or why its bytes were refused.
-pub type Inbound = Result<Request, String>;
+/// An encoded message (request or response), at most [`MAX_MESSAGE_SIZE`] bytes, not decoded.
+pub type Encoded = Vec<u8>;
 
-/// The request-response codec.
+/// The request-response codec: framing and the size limit only.
 #[derive(Clone, Copy, Debug, Default)]
 pub struct Codec;
 
-fn invalid(e: impl std::fmt::Display) -> io::Error {
-    io::Error::new(io::ErrorKind::InvalidData, e.to_string())
-}
-
 impl libp2p::request_response::Codec for Codec {
     type Protocol = StreamProtocol;
-    type Request = Inbound;
-    type Response = Response;
+    type Request = Encoded;
+    type Response = Encoded;
 
-    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Inbound>
+    async fn read_request<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Encoded>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io, MAX_MESSAGE_SIZE, "block message").await?;
-        Ok(Request::decode(&bytes).map_err(|e| e.to_string()))
+        read_limited(io, MAX_MESSAGE_SIZE, "block message").await
     }
 
-    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Response>
+    async fn read_response<T>(&mut self, _: &StreamProtocol, io: &mut T) -> io::Result<Encoded>
     where
         T: AsyncRead + Unpin + Send,
     {
-        let bytes = read_limited(io, MAX_MESSAGE_SIZE, "block message").await?;
-        Response::decode(&bytes).map_err(invalid)
+        read_limited(io, MAX_MESSAGE_SIZE, "block message").await
     }
 
     async fn write_request<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        req: Inbound,
+        req: Encoded,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        let req = req.map_err(|e| io::Error::new(io::ErrorKind::InvalidInput, e))?;
-        write_close(io, &req.encode().map_err(invalid)?).await
+        write_close(io, &req).await
     }
 
     async fn write_response<T>(
         &mut self,
         _: &StreamProtocol,
         io: &mut T,
-        res: Response,
+        res: Encoded,
     ) -> io::Result<()>
     where
         T: AsyncWrite + Unpin + Send,
     {
-        write_close(io, &res.encode().map_err(invalid)?).await
+        write_close(io, &res).await
     }
 }

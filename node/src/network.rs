@@ -116,13 +116,16 @@ enum Command {
     },
     SendBlocks {
         peer: PeerId,
-        request: block_transfer::Request,
-        reply: oneshot::Sender<Result<block_transfer::Response, String>>,
+        request: blocks::Encoded,
+        reply: oneshot::Sender<Result<blocks::Encoded, String>>,
     },
     Respond {
-        channel: request_response::ResponseChannel<block_transfer::Response>,
-        response: block_transfer::Response,
+        peer: PeerId,
+        channel: request_response::ResponseChannel<blocks::Encoded>,
+        response: blocks::Encoded,
         provide: Option<ContentId>,
+        /// The request did not decode (counted against the peer).
+        invalid: bool,
     },
     Providers {
         block: ContentId,
@@ -189,13 +192,20 @@ impl Client {
         peer: PeerId,
         request: block_transfer::Request,
     ) -> Result<block_transfer::Response, String> {
-        self.ask(|reply| Command::SendBlocks {
-            peer,
-            request,
-            reply,
-        })
-        .await
-        .map_err(|e| e.to_string())?
+        let request = request.encode().map_err(|e| e.to_string())?;
+        let raw = self
+            .ask(|reply| Command::SendBlocks {
+                peer,
+                request,
+                reply,
+            })
+            .await
+            .map_err(|e| e.to_string())??;
+        // Decoding hashes a carried block against its id: off the runtime's workers.
+        tokio::task::spawn_blocking(move || block_transfer::Response::decode(&raw))
+            .await
+            .map_err(|e| format!("decoding the answer of {peer}: {e}"))?
+            .map_err(|e| format!("{peer} answered with a bad message: {e}"))
     }
 
     /// The peers announcing `block` in the DHT (provider records).
@@ -610,7 +620,7 @@ pub struct EventLoop {
     observation_rate: RateLimit,
     pending_blocks: HashMap<
         request_response::OutboundRequestId,
-        oneshot::Sender<Result<block_transfer::Response, String>>,
+        oneshot::Sender<Result<blocks::Encoded, String>>,
     >,
     pending_providers: HashMap<QueryId, (HashSet<PeerId>, oneshot::Sender<Vec<PeerId>>)>,
     records: RecordBuilder,
@@ -895,14 +905,19 @@ impl EventLoop {
                     .swarm
                     .behaviour_mut()
                     .blocks
-                    .send_request(&peer, Ok(request));
+                    .send_request(&peer, request);
                 self.pending_blocks.insert(id, reply);
             }
             Command::Respond {
+                peer,
                 channel,
                 response,
                 provide,
+                invalid,
             } => {
+                if invalid {
+                    self.note_invalid(peer);
+                }
                 if self
                     .swarm
                     .behaviour_mut()
@@ -1037,45 +1052,56 @@ impl EventLoop {
     fn serve_blocks(
         &mut self,
         peer: PeerId,
-        request: blocks::Inbound,
-        channel: request_response::ResponseChannel<block_transfer::Response>,
+        request: blocks::Encoded,
+        channel: request_response::ResponseChannel<blocks::Encoded>,
     ) {
-        let request = match request {
-            Ok(r) => r,
-            Err(reason) => {
-                warn!(%peer, "refused block request: {reason}");
-                self.note_invalid(peer);
-                let response = block_transfer::Response::Failed {
-                    reason: truncate(&reason),
-                };
-                let _ = self
-                    .swarm
-                    .behaviour_mut()
-                    .blocks
-                    .send_response(channel, response);
-                return;
-            }
-        };
-        if let block_transfer::Request::Get(get) = &request
-            && let Ok(mut hot) = self.hot.lock()
-        {
-            hot.record_fetch(&get.block.hash(), unix_now().saturating_mul(1000));
-        }
         let store = self.store.clone();
         let tx = self.self_tx.clone();
         let fault = self.fault;
         let metrics = self.metrics.clone();
+        let hot = self.hot.clone();
+        // Decoding (a stored replica is hashed against its id), the store and encoding the
+        // answer all run on a blocking thread.
         tokio::task::spawn_blocking(move || {
-            let stored_len = match &request {
-                block_transfer::Request::Store(s) => s.data.len() as u64,
-                _ => 0,
+            let (response, provide, invalid) = match block_transfer::Request::decode(&request) {
+                Ok(request) => {
+                    if let block_transfer::Request::Get(get) = &request
+                        && let Ok(mut hot) = hot.lock()
+                    {
+                        hot.record_fetch(&get.block.hash(), unix_now().saturating_mul(1000));
+                    }
+                    let stored_len = match &request {
+                        block_transfer::Request::Store(s) => s.data.len() as u64,
+                        _ => 0,
+                    };
+                    let (response, provide) =
+                        crate::mesh::serve(&store, &peer, request, unix_now(), fault);
+                    count_served(metrics.as_deref(), &peer, &response, stored_len);
+                    (response, provide, false)
+                }
+                Err(e) => {
+                    let reason = e.to_string();
+                    warn!(%peer, "refused block request: {reason}");
+                    let response = block_transfer::Response::Failed {
+                        reason: truncate(&reason),
+                    };
+                    (response, None, true)
+                }
             };
-            let (response, provide) = crate::mesh::serve(&store, &peer, request, unix_now(), fault);
-            count_served(metrics.as_deref(), &peer, &response, stored_len);
+            let response = response.encode().unwrap_or_else(|e| {
+                warn!(%peer, "block answer not encoded: {e}");
+                block_transfer::Response::Failed {
+                    reason: "the answer could not be encoded".into(),
+                }
+                .encode()
+                .unwrap_or_default()
+            });
             let _ = tx.blocking_send(Command::Respond {
+                peer,
                 channel,
                 response,
                 provide,
+                invalid,
             });
         });
     }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use tokio::io::{AsyncRead, AsyncWrite, AsyncWriteExt};
+use tokio::io::AsyncRead;
 use tokio_util::io::ReaderStream;
 
 use warren_protocol::{Capability, Class};
@@ -143,6 +143,58 @@ pub async fn put(
     Ok(result?)
 }
 
+/// Writes a download on its own thread, so the runtime keeps reading the network while the disk
+/// takes the previous frames; a few frames may wait in between (bounded memory).
+struct Writer {
+    frames: Option<tokio::sync::mpsc::Sender<Vec<u8>>>,
+    thread: Option<std::thread::JoinHandle<std::io::Result<()>>>,
+}
+
+/// Frames waiting for the writer thread (each at most one block).
+const WRITE_QUEUE: usize = 8;
+
+impl Writer {
+    fn spawn(mut sink: Box<dyn std::io::Write + Send>) -> Self {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<u8>>(WRITE_QUEUE);
+        let thread = std::thread::spawn(move || {
+            while let Some(frame) = rx.blocking_recv() {
+                sink.write_all(&frame)?;
+            }
+            sink.flush()
+        });
+        Writer {
+            frames: Some(tx),
+            thread: Some(thread),
+        }
+    }
+
+    /// Queues one frame; fails with the writer's error once it has stopped.
+    async fn write(&mut self, frame: Vec<u8>) -> std::io::Result<()> {
+        let sent = match &self.frames {
+            Some(tx) => tx.send(frame).await.is_ok(),
+            None => false,
+        };
+        if sent {
+            Ok(())
+        } else {
+            self.finish().await?;
+            Err(std::io::Error::other("the output writer stopped"))
+        }
+    }
+
+    /// Waits until every queued frame is written and flushed.
+    async fn finish(&mut self) -> std::io::Result<()> {
+        self.frames = None;
+        match self.thread.take() {
+            Some(t) => tokio::task::spawn_blocking(move || t.join())
+                .await
+                .map_err(std::io::Error::other)?
+                .map_err(|_| std::io::Error::other("the output writer panicked"))?,
+            None => Ok(()),
+        }
+    }
+}
+
 /// Removes a partial download unless it was completed.
 struct Partial {
     path: Option<PathBuf>,
@@ -178,32 +230,29 @@ pub async fn get(
         .get("x-warren-size")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<u64>().ok());
-    let (mut writer, mut partial, target): (
-        Box<dyn AsyncWrite + Send + Unpin>,
-        Partial,
-        Option<PathBuf>,
-    ) = match output {
-        Some(path) => {
-            let dir = path
-                .parent()
-                .filter(|d| !d.as_os_str().is_empty())
-                .unwrap_or(Path::new("."));
-            let base = path
-                .file_name()
-                .map(|n| n.to_string_lossy().into_owned())
-                .unwrap_or_default();
-            let tmp = dir.join(format!(".{base}.warren-partial-{}", std::process::id()));
-            let f = tokio::fs::File::create(&tmp)
-                .await
-                .with_context(|| format!("creating {}", tmp.display()))?;
-            (
-                Box::new(f),
-                Partial { path: Some(tmp) },
-                Some(path.to_owned()),
-            )
-        }
-        None => (Box::new(tokio::io::stdout()), Partial { path: None }, None),
-    };
+    let (sink, mut partial, target): (Box<dyn std::io::Write + Send>, Partial, Option<PathBuf>) =
+        match output {
+            Some(path) => {
+                let dir = path
+                    .parent()
+                    .filter(|d| !d.as_os_str().is_empty())
+                    .unwrap_or(Path::new("."));
+                let base = path
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default();
+                let tmp = dir.join(format!(".{base}.warren-partial-{}", std::process::id()));
+                let f = std::fs::File::create(&tmp)
+                    .with_context(|| format!("creating {}", tmp.display()))?;
+                (
+                    Box::new(f),
+                    Partial { path: Some(tmp) },
+                    Some(path.to_owned()),
+                )
+            }
+            None => (Box::new(std::io::stdout()), Partial { path: None }, None),
+        };
+    let mut writer = Writer::spawn(sink);
     let bar = progress_bar(size, quiet);
     let mut deframer = Deframer::default();
     let mut body = resp.bytes_stream();
@@ -215,12 +264,10 @@ pub async fn get(
         while let Some(frame) = deframer.next_frame()? {
             match frame {
                 Frame::Data(bytes) => {
-                    writer
-                        .write_all(&bytes)
-                        .await
-                        .context("writing the output")?;
-                    written += bytes.len() as u64;
-                    bar.inc(bytes.len() as u64);
+                    let n = bytes.len() as u64;
+                    writer.write(bytes).await.context("writing the output")?;
+                    written += n;
+                    bar.inc(n);
                 }
                 Frame::End(n) => {
                     done = Some(n);
@@ -239,8 +286,7 @@ pub async fn get(
         Some(n) => bail!("get {cid}: node reported {n} bytes but sent {written}"),
         None => bail!("get {cid}: download cut off after {written} bytes"),
     }
-    writer.flush().await?;
-    drop(writer);
+    writer.finish().await.context("writing the output")?;
     if let (Some(tmp), Some(target)) = (partial.path.as_ref(), target) {
         std::fs::File::open(tmp)?.sync_all()?;
         std::fs::rename(tmp, &target)
