@@ -128,6 +128,27 @@ pub enum Command {
     Held(OutputArgs),
     /// List the proof-of-storage audits this node ran and their results.
     Audits(OutputArgs),
+    /// List the holders of every block of a file (provider records, and whether each holder is
+    /// connected now) and the RF actually held.
+    Where {
+        /// The file's CID.
+        cid: String,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// Run one proof-of-storage audit of PEER now and print the outcome: on CID if it is a block
+    /// this node stores, on a random block of the file CID that PEER claims, or without CID on a
+    /// random block this node holds that PEER claims.
+    Audit {
+        /// The peer to audit.
+        peer: String,
+        /// A file or block.
+        cid: Option<String>,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// The reputation table (each component and the total), or one peer's score and evidence.
     Reputation {
         /// A peer id: show the evidence behind its score.
@@ -805,6 +826,48 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                     ));
                 }
                 s
+            })
+        }
+        Command::Where { cid, out } => {
+            let report: crate::mesh::WhereReport = api.get(&format!("/v1/where/{cid}")).await?;
+            print(out.json, &report, |r| {
+                let mut s = format!(
+                    "{}: {} blocks, fewest live holders of a block {}{}\n",
+                    r.cid,
+                    r.blocks.len(),
+                    r.min_rf_held,
+                    r.wanted_rf
+                        .map(|w| format!(" (put here at RF {w})"))
+                        .unwrap_or_default()
+                );
+                for b in &r.blocks {
+                    s.push_str(&format!("{}  {} B  held {}\n", b.block, b.len, b.rf_held));
+                    for h in &b.holders {
+                        let state = match (h.this_node, h.live) {
+                            (true, _) => "this node",
+                            (false, true) => "live",
+                            (false, false) => "not connected",
+                        };
+                        s.push_str(&format!("    {}  {state}\n", h.peer));
+                    }
+                }
+                s
+            })
+        }
+        Command::Audit { peer, cid, out } => {
+            let body = serde_json::json!({ "peer": peer, "cid": cid });
+            let r: crate::mesh::AuditRecord = api.post_json("/v1/audit", &body).await?;
+            print(out.json, &r, |r| {
+                if r.passed {
+                    format!("passed: {} proved it holds {}\n", r.subject, r.block)
+                } else {
+                    format!(
+                        "FAILED: {} on {}: {}\n",
+                        r.subject,
+                        r.block,
+                        r.reason.as_deref().unwrap_or("no reason given")
+                    )
+                }
             })
         }
         Command::Model(cmd) => crate::jobs_cli::model(&api, cmd).await,

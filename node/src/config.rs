@@ -96,6 +96,14 @@ pub struct MeshConfig {
     pub repair_every_ms: u64,
     /// Milliseconds between two proof-of-storage audits this node runs.
     pub audit_every_ms: u64,
+    /// Hot content: the sliding window over which a holder counts the fetches of each block it
+    /// serves, milliseconds.
+    pub hot_window_ms: u64,
+    /// Fetches per window that raise a block's RF by one and by two.
+    pub hot_heat_up: [u32; 2],
+    /// Below this many fetches per window a block at +1 (resp. +2) drops a level (lower than
+    /// `hot_heat_up`, for hysteresis).
+    pub hot_cool_down: [u32; 2],
     /// Simulated fault, for tests only (`--fault-inject`); `none` on every real node.
     pub fault_inject: FaultInject,
 }
@@ -106,6 +114,9 @@ impl Default for MeshConfig {
             rf: 3,
             repair_every_ms: 5_000,
             audit_every_ms: 4_000,
+            hot_window_ms: 600_000,
+            hot_heat_up: [32, 128],
+            hot_cool_down: [8, 64],
             fault_inject: FaultInject::None,
         }
     }
@@ -249,6 +260,19 @@ impl Config {
             return Err(NodeError::Config(
                 "mesh timers must be at least 100 ms".into(),
             ));
+        }
+        let hot = &self.mesh;
+        if hot.hot_window_ms < 1_000
+            || hot.hot_heat_up[0] == 0
+            || hot.hot_heat_up[0] > hot.hot_heat_up[1]
+            || hot.hot_cool_down[0] >= hot.hot_heat_up[0]
+            || hot.hot_cool_down[1] >= hot.hot_heat_up[1]
+        {
+            return Err(NodeError::Config(format!(
+                "mesh hot settings: hot_window_ms {} must be at least 1000, hot_heat_up {:?} \
+                 positive and rising, each hot_cool_down {:?} below its hot_heat_up",
+                hot.hot_window_ms, hot.hot_heat_up, hot.hot_cool_down
+            )));
         }
         if self.mesh.rf > warren_storage_mesh::placement::MAX_RF {
             return Err(NodeError::Config(format!(

@@ -50,6 +50,8 @@ const FETCH_RETRY: [Duration; 3] = [
     Duration::from_millis(1500),
     Duration::from_millis(3000),
 ];
+/// Blocks `warren audit` looks up (provider records) to find one the audited peer claims.
+const AUDIT_PROBES: usize = 64;
 /// Audit results kept for the API and reputation.
 const AUDIT_LOG: usize = 1024;
 /// How long a holder that failed an audit is not counted as a holder of that block.
@@ -88,6 +90,43 @@ pub struct AuditRecord {
     pub reason: Option<String>,
     /// When (unix ms).
     pub time_ms: u64,
+}
+
+/// One holder in a [`WhereReport`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HolderView {
+    /// Its peer id.
+    pub peer: String,
+    /// Connected now (this node counts as live).
+    pub live: bool,
+    /// This node (it stores the block).
+    pub this_node: bool,
+}
+
+/// The holders of one block of a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockHolders {
+    /// The block.
+    pub block: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// This node if it stores the block, then the peers whose provider records claim it.
+    pub holders: Vec<HolderView>,
+    /// Live holders: the copies actually held now.
+    pub rf_held: usize,
+}
+
+/// `warren where`: the holders of every block of a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WhereReport {
+    /// The file.
+    pub cid: String,
+    /// The RF this node placed it with, if it put it.
+    pub wanted_rf: Option<usize>,
+    /// The fewest live holders of any block.
+    pub min_rf_held: usize,
+    /// Every block, root first, in the order of the tree walk.
+    pub blocks: Vec<BlockHolders>,
 }
 
 /// What `replicate` did.
@@ -287,8 +326,13 @@ impl Mesh {
     }
 
     /// A fresh hot-content tracker to share between the event loop and the mesh.
-    pub fn hot_tracker() -> Arc<Mutex<HotTracker>> {
-        Arc::new(Mutex::new(HotTracker::new(HotConfig::default())))
+    pub fn hot_tracker(config: &MeshConfig) -> Arc<Mutex<HotTracker>> {
+        Arc::new(Mutex::new(HotTracker::new(HotConfig {
+            window_ms: config.hot_window_ms,
+            heat_up: config.hot_heat_up,
+            cool_down: config.hot_cool_down,
+            ..HotConfig::default()
+        })))
     }
 
     /// This node's reputation table.
@@ -587,6 +631,118 @@ impl Mesh {
         Err(failures.join("; "))
     }
 
+    /// Where the blocks of the file `root` are: for each block (root first, in the order of the
+    /// tree walk), the peers whose provider records claim it and whether each is connected now,
+    /// this node included when it stores the block. Fetches the file's manifests if they are not
+    /// local (not its chunks).
+    pub async fn where_is(&self, root: ContentId) -> Result<WhereReport, NodeError> {
+        self.fetch_manifests(root, &FetchSession::default()).await?;
+        let dag = self.store_call(move |s| s.dag(&root)).await?;
+        let (me, candidates) = self.client.candidates().await?;
+        let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
+        let rows: Vec<Result<BlockHolders, NodeError>> = futures::stream::iter(dag)
+            .map(|(cid, len)| {
+                let live = &live;
+                async move {
+                    let here = self.store_call(move |s| s.has_block(&cid)).await?;
+                    let mut claimed = self.client.providers(cid).await?;
+                    claimed.retain(|p| *p != me);
+                    claimed.sort();
+                    claimed.dedup();
+                    let mut holders: Vec<HolderView> = Vec::new();
+                    if here {
+                        holders.push(HolderView {
+                            peer: me.to_string(),
+                            live: true,
+                            this_node: true,
+                        });
+                    }
+                    holders.extend(claimed.iter().map(|p| HolderView {
+                        peer: p.to_string(),
+                        live: live.contains(p),
+                        this_node: false,
+                    }));
+                    let rf_held = holders.iter().filter(|h| h.live).count();
+                    Ok(BlockHolders {
+                        block: cid.to_string(),
+                        len,
+                        holders,
+                        rf_held,
+                    })
+                }
+            })
+            .buffered(PARALLEL)
+            .collect()
+            .await;
+        let blocks = rows.into_iter().collect::<Result<Vec<_>, _>>()?;
+        let wanted_rf = self.rf.lock().ok().and_then(|m| m.get(&root).copied());
+        Ok(WhereReport {
+            cid: root.to_string(),
+            min_rf_held: blocks.iter().map(|b| b.rf_held).min().unwrap_or(0),
+            wanted_rf,
+            blocks,
+        })
+    }
+
+    /// Runs one proof-of-storage audit of `peer` now and records it like the scheduled ones.
+    /// The block: `cid` itself if it is a chunk this node knows the length of; for a file, a
+    /// random block of it that `peer`'s provider records claim; without `cid`, a random block
+    /// this node is responsible for that `peer` claims.
+    pub async fn audit_peer(
+        &self,
+        peer: PeerId,
+        cid: Option<ContentId>,
+    ) -> Result<AuditRecord, NodeError> {
+        let (me, _) = self.client.candidates().await?;
+        if peer == me {
+            return Err(NodeError::Network(
+                "a node does not audit itself: name another peer".into(),
+            ));
+        }
+        let mut pool: Vec<(ContentId, u64)> = match cid {
+            Some(c) if c.codec() == warren_protocol::Codec::Raw => {
+                let len = self.store_call(move |s| s.block_len(&c)).await?;
+                let len = len.ok_or_else(|| {
+                    NodeError::Network(format!(
+                        "block {c} is not in this node's store, so its length is unknown: \
+                         name the file it belongs to instead"
+                    ))
+                })?;
+                let mut seed = [0u8; 32];
+                rand::rngs::OsRng.fill_bytes(&mut seed);
+                return Ok(self.audit(c, len, peer, seed).await);
+            }
+            Some(root) => {
+                self.fetch_manifests(root, &FetchSession::default()).await?;
+                self.store_call(move |s| s.dag(&root)).await?
+            }
+            None => self.responsibilities().await?,
+        };
+        // Random order; look for a block the peer claims among the first AUDIT_PROBES.
+        let mut rng = rand::rngs::OsRng;
+        for i in (1..pool.len()).rev() {
+            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
+            pool.swap(i, j);
+        }
+        let probed = pool.len().min(AUDIT_PROBES);
+        for (block, len) in pool.into_iter().take(AUDIT_PROBES) {
+            if self.client.providers(block).await?.contains(&peer) {
+                let mut seed = [0u8; 32];
+                rng.fill_bytes(&mut seed);
+                return Ok(self.audit(block, len, peer, seed).await);
+            }
+        }
+        Err(NodeError::Network(match cid {
+            Some(root) => format!(
+                "{peer} claims none of the {probed} blocks of {root} looked up (provider records)"
+            ),
+            None => format!(
+                "{peer} claims none of the {probed} blocks this node holds that were looked up: \
+                 name a file or block"
+            ),
+        }))
+    }
+
     /// Blocks this node is responsible for: held replicas and the blocks of its pinned files.
     async fn responsibilities(&self) -> Result<Vec<(ContentId, u64)>, NodeError> {
         self.store_call(|s| {
@@ -648,16 +804,22 @@ impl Mesh {
             .ok()
             .and_then(|m| m.get(&cid).copied())
             .unwrap_or(self.config.rf);
-        let rf = self
+        let hot_extra = self
             .hot
             .lock()
-            .map(|mut h| h.desired_rf(&cid.hash(), base_rf, now))
-            .unwrap_or(base_rf);
+            .map(|mut h| h.extra_rf(&cid.hash(), now))
+            .unwrap_or(0);
+        let rf = base_rf + hot_extra;
         if let Ok(mut copies) = self.copies.lock() {
             copies.insert(cid, (holders.len(), rf));
         }
-        // The origin's pinned copy is one of the RF + 1 copies of a file it put.
-        let policy = PlacementPolicy::with_rf(rf + 1);
+        // The origin's pinned copy is one of the RF + 1 copies of a file it put. The base copies
+        // prefer cold-tier peers, the extra copies of hot content hot-tier peers.
+        let policy = PlacementPolicy {
+            rf: base_rf + 1,
+            hot_extra,
+            ..PlacementPolicy::default()
+        };
         let hash = cid.hash();
         let plan = match self.repairer.lock() {
             Ok(mut r) => r.plan(

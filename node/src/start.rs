@@ -164,7 +164,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let store = Arc::new(store);
     let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
         .with_store(store.clone());
-    let hot = Mesh::hot_tracker();
+    let hot = Mesh::hot_tracker(&config.mesh);
     let rep_dir = data_dir.to_owned();
     let rep_db = tokio::task::spawn_blocking(move || ReputationStore::open(&rep_dir))
         .await

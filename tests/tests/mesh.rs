@@ -143,6 +143,26 @@ fn six_nodes_place_fetch_audit_and_heal() {
     assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
     assert!(std::fs::read(&out).unwrap() == original);
 
+    // `warren where`: every block and its live holders. Node 5 now stores the whole file too.
+    let w = cli_json(BIN, &nodes[5].0, &["where", &cid]).unwrap();
+    let blocks = w["blocks"].as_array().unwrap();
+    assert_eq!(blocks.len(), 33, "{w}");
+    assert!(w["min_rf_held"].as_u64().unwrap() >= 3, "{w}");
+    for b in blocks {
+        let hs = b["holders"].as_array().unwrap();
+        assert!(hs.iter().any(|h| h["this_node"] == true), "{b}");
+        let live = hs.iter().filter(|h| h["live"] == true).count() as u64;
+        assert_eq!(b["rf_held"].as_u64().unwrap(), live, "{b}");
+    }
+    let w0 = cli_json(BIN, &nodes[0].0, &["where", &cid]).unwrap();
+    assert_eq!(w0["wanted_rf"], 3, "{w0}");
+    let text = cli(BIN, &nodes[0].0, &["where", &cid], false).unwrap();
+    let text = String::from_utf8_lossy(&text.stdout);
+    assert!(
+        text.contains("33 blocks") && text.contains("put here at RF 3"),
+        "{text}"
+    );
+
     // Alter one block on disk at a holder: an audit fails, the bad copy is dropped, and a good
     // replica takes its place.
     let map = holders(&nodes, &all);
@@ -191,6 +211,23 @@ fn six_nodes_place_fetch_audit_and_heal() {
         || (audits_about(&nodes, &others, &nodes[y].1).1 >= 2).then_some(()),
     )
     .unwrap();
+
+    // `warren audit PEER CID` runs one audit now: the wiped holder fails it, a good one passes.
+    let a = cli_json(BIN, &nodes[0].0, &["audit", &nodes[y].1, &cid]).unwrap();
+    assert_eq!(a["passed"], false, "{a}");
+    assert_eq!(a["subject"], nodes[y].1.as_str(), "{a}");
+    let good = (1..6)
+        .find(|i| *i != x && *i != y && !held(&nodes[*i].0).is_empty())
+        .unwrap();
+    let a = cli_json(BIN, &nodes[0].0, &["audit", &nodes[good].1, &cid]).unwrap();
+    assert_eq!(a["passed"], true, "{a}");
+    let o = cli(BIN, &nodes[0].0, &["audit", "not-a-peer"], false).unwrap();
+    assert!(!o.status.success());
+    assert!(
+        String::from_utf8_lossy(&o.stderr).contains("is not a peer id"),
+        "{}",
+        String::from_utf8_lossy(&o.stderr)
+    );
 
     // Audit results are observations: every auditor scores the holders first-hand, and the
     // signed observations reach the others over gossipsub.

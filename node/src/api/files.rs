@@ -438,3 +438,35 @@ pub(super) async fn held(State(s): State<AppState>) -> Result<Json<Vec<String>>,
 pub(super) async fn audits(State(s): State<AppState>) -> Json<Vec<crate::mesh::AuditRecord>> {
     Json(s.mesh.audits())
 }
+
+/// `GET /v1/where/{cid}`: the holders of every block of a file.
+pub(super) async fn where_is(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+) -> Result<Json<crate::mesh::WhereReport>, ApiError> {
+    let cid = parse_cid(&cid)?;
+    Ok(Json(s.mesh.where_is(cid).await?))
+}
+
+/// The body of `POST /v1/audit`.
+#[derive(serde::Deserialize)]
+#[serde(deny_unknown_fields)]
+pub(super) struct AuditAsk {
+    peer: String,
+    cid: Option<String>,
+}
+
+/// `POST /v1/audit`: one audit of a peer, now.
+pub(super) async fn audit(
+    State(s): State<AppState>,
+    Json(ask): Json<AuditAsk>,
+) -> Result<Json<crate::mesh::AuditRecord>, ApiError> {
+    let peer: libp2p::PeerId = ask.peer.parse().map_err(|e| {
+        ApiError(
+            StatusCode::BAD_REQUEST,
+            format!("{:?} is not a peer id: {e}", ask.peer),
+        )
+    })?;
+    let cid = ask.cid.as_deref().map(parse_cid).transpose()?;
+    Ok(Json(s.mesh.audit_peer(peer, cid).await?))
+}

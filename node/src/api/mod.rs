@@ -362,6 +362,8 @@ pub fn router(
         .route("/v1/gc", post(files::gc))
         .route("/v1/held", get(files::held))
         .route("/v1/audits", get(files::audits))
+        .route("/v1/where/{cid}", get(files::where_is))
+        .route("/v1/audit", post(files::audit))
         .route("/v1/anon/get/{cid}", get(onion::get))
         .route(
             "/v1/anon/put",

@@ -179,7 +179,7 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
         let onion = OnionSecret::from_bytes(rng.bytes32());
         let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
             .with_store(store.clone());
-        let hot = Mesh::hot_tracker();
+        let hot = Mesh::hot_tracker(&config.mesh);
         let reputation = Reputation::new(peer, &[], ReputationConfig::default()).map_err(|e| {
             SimError::Node {
                 node: i,
