@@ -1,4 +1,4 @@
-//! `/warren/blocks/1.0.0`: block get, store and audit between peers, on their own libp2p streams.
+//! `/warren/blocks/2.0.0`: block get, store and audit between peers, on their own libp2p streams.
 //!
 //! Wire format and limits: `spec/block-transfer.md`. One request and one response per stream,
 //! each side's write half closed to end its message; a reader stops at

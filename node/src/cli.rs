@@ -370,6 +370,13 @@ pub struct OutputArgs {
     pub json: bool,
 }
 
+fn tier_name(t: warren_protocol::Tier) -> &'static str {
+    match t {
+        warren_protocol::Tier::Hot => "hot",
+        warren_protocol::Tier::Cold => "cold",
+    }
+}
+
 /// Flags of `warren start`; each overrides the config file.
 #[derive(Debug, Args, Default)]
 pub struct StartArgs {
@@ -841,12 +848,21 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                         .unwrap_or_default()
                 );
                 for b in &r.blocks {
-                    s.push_str(&format!("{}  {} B  held {}\n", b.block, b.len, b.rf_held));
+                    let hot = if b.hot_extra > 0 {
+                        format!("  hot: +{}", b.hot_extra)
+                    } else {
+                        String::new()
+                    };
+                    s.push_str(&format!(
+                        "{}  {} B  held {}{hot}\n",
+                        b.block, b.len, b.rf_held
+                    ));
                     for h in &b.holders {
-                        let state = match (h.this_node, h.live) {
-                            (true, _) => "this node",
-                            (false, true) => "live",
-                            (false, false) => "not connected",
+                        let state = match (h.this_node, h.live, h.tier) {
+                            (true, ..) => "this node".to_owned(),
+                            (false, true, Some(t)) => format!("live, {}", tier_name(t)),
+                            (false, true, None) => "live".to_owned(),
+                            (false, false, _) => "not connected".to_owned(),
                         };
                         s.push_str(&format!("    {}  {state}\n", h.peer));
                     }

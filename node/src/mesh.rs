@@ -32,7 +32,7 @@ use warren_protocol::observation::Kind;
 use warren_protocol::reputation::{FLOOR, NEUTRAL_SCORE, Rate, RateLimit};
 use warren_protocol::{ContentId, Observation, REPUTATION_TOPIC, Reputation};
 use warren_storage_mesh::hot::{HotConfig, HotTracker};
-use warren_storage_mesh::placement::{Candidate, PlacementPolicy, fetch_order, place};
+use warren_storage_mesh::placement::{Candidate, MAX_RF, PlacementPolicy, fetch_order, place};
 use warren_storage_mesh::proof::{self, Challenge, Proof};
 use warren_storage_mesh::repair::{RepairConfig, RepairInput, Repairer};
 use warren_storage_mesh::{Error as StoreError, Store};
@@ -97,10 +97,12 @@ pub struct AuditRecord {
 pub struct HolderView {
     /// Its peer id.
     pub peer: String,
-    /// Connected now (this node counts as live).
+    /// Connected now and offering storage (this node counts as live).
     pub live: bool,
     /// This node (it stores the block).
     pub this_node: bool,
+    /// The storage tier its record offers (connected peers only).
+    pub tier: Option<warren_protocol::Tier>,
 }
 
 /// The holders of one block of a file.
@@ -114,6 +116,9 @@ pub struct BlockHolders {
     pub holders: Vec<HolderView>,
     /// Live holders: the copies actually held now.
     pub rf_held: usize,
+    /// Extra copies this node wants for the block because it served it often lately (hot
+    /// content, 0 when it is cold); its repair pass places them on hot-tier peers.
+    pub hot_extra: usize,
 }
 
 /// `warren where`: the holders of every block of a file.
@@ -386,7 +391,7 @@ impl Mesh {
             }
         }
         let results: Vec<(PeerId, Result<(), PushError>)> = futures::stream::iter(jobs)
-            .map(|(cid, to)| async move { (to, self.push(cid, to).await) })
+            .map(|(cid, to)| async move { (to, self.push(cid, to, rf).await) })
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
@@ -413,6 +418,18 @@ impl Mesh {
         Ok(report)
     }
 
+    /// Keeps the file `root` on this node only (RF 0): announces it, so others can fetch it from
+    /// here, and tells the repair pass to place no copies of it (unless it gets hot).
+    pub async fn keep_here(&self, root: ContentId) -> Result<(), NodeError> {
+        let dag = self.announce(root).await?;
+        if let Ok(mut wanted) = self.rf.lock() {
+            for (cid, _) in &dag {
+                wanted.insert(*cid, 0);
+            }
+        }
+        Ok(())
+    }
+
     /// Announces this node as a provider of every block of the file `root`; returns its blocks.
     pub async fn announce(&self, root: ContentId) -> Result<Vec<(ContentId, u64)>, NodeError> {
         let dag = self.store_call(move |s| s.dag(&root)).await?;
@@ -424,7 +441,7 @@ impl Mesh {
 
     /// Sends this node's copy of `cid` to `to`. A local copy that cannot be read is discarded
     /// (it is this node's fault, not the target's).
-    async fn push(&self, cid: ContentId, to: PeerId) -> Result<(), PushError> {
+    async fn push(&self, cid: ContentId, to: PeerId, rf: usize) -> Result<(), PushError> {
         let store = self.store.clone();
         let data = tokio::task::spawn_blocking(move || match store.get_block(&cid) {
             Ok(data) => Ok(data),
@@ -435,17 +452,25 @@ impl Mesh {
         })
         .await
         .map_err(|e| PushError::Local(e.to_string()))??;
-        self.push_data(cid, data, to)
+        self.push_data(cid, data, to, rf)
             .await
             .map_err(PushError::Remote)
     }
 
-    async fn push_data(&self, cid: ContentId, data: Vec<u8>, to: PeerId) -> Result<(), String> {
-        match self
-            .client
-            .blocks(to, Request::Store(StoreRequest { block: cid, data }))
-            .await?
-        {
+    async fn push_data(
+        &self,
+        cid: ContentId,
+        data: Vec<u8>,
+        to: PeerId,
+        rf: usize,
+    ) -> Result<(), String> {
+        let rf = u8::try_from(rf.min(MAX_RF)).unwrap_or(u8::MAX);
+        let request = Request::Store(StoreRequest {
+            block: cid,
+            data,
+            rf,
+        });
+        match self.client.blocks(to, request).await? {
             Response::Stored(StoreResponse { accepted: true, .. }) => {
                 // It verified the bytes against the id before storing: a good copy now.
                 let key = (to, cid.hash());
@@ -639,10 +664,11 @@ impl Mesh {
         self.fetch_manifests(root, &FetchSession::default()).await?;
         let dag = self.store_call(move |s| s.dag(&root)).await?;
         let (me, candidates) = self.client.candidates().await?;
-        let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
+        let tiers: HashMap<PeerId, warren_protocol::Tier> =
+            candidates.iter().map(|c| (c.peer, c.tier)).collect();
         let rows: Vec<Result<BlockHolders, NodeError>> = futures::stream::iter(dag)
             .map(|(cid, len)| {
-                let live = &live;
+                let tiers = &tiers;
                 async move {
                     let here = self.store_call(move |s| s.has_block(&cid)).await?;
                     let mut claimed = self.client.providers(cid).await?;
@@ -655,19 +681,27 @@ impl Mesh {
                             peer: me.to_string(),
                             live: true,
                             this_node: true,
+                            tier: None,
                         });
                     }
                     holders.extend(claimed.iter().map(|p| HolderView {
                         peer: p.to_string(),
-                        live: live.contains(p),
+                        live: tiers.contains_key(p),
                         this_node: false,
+                        tier: tiers.get(p).copied(),
                     }));
                     let rf_held = holders.iter().filter(|h| h.live).count();
+                    let hot_extra = self
+                        .hot
+                        .lock()
+                        .map(|mut h| h.extra_rf(&cid.hash(), now_ms()))
+                        .unwrap_or(0);
                     Ok(BlockHolders {
                         block: cid.to_string(),
                         len,
                         holders,
                         rf_held,
+                        hot_extra,
                     })
                 }
             })
@@ -775,6 +809,18 @@ impl Mesh {
         Ok(pushed.into_iter().sum())
     }
 
+    /// The RF `cid`'s file was placed with: as this node put it, else as the peer that pushed
+    /// it here said, else the default.
+    async fn base_rf(&self, cid: ContentId) -> usize {
+        if let Some(rf) = self.rf.lock().ok().and_then(|m| m.get(&cid).copied()) {
+            return rf;
+        }
+        match self.store_call(move |s| s.held_rf(&cid)).await {
+            Ok(Some(rf)) => usize::from(rf),
+            _ => self.config.rf,
+        }
+    }
+
     /// Checks one block's holders and, if this node is the closest good holder, restores RF.
     async fn repair_block(
         &self,
@@ -798,12 +844,7 @@ impl Mesh {
                 holders.push(p);
             }
         }
-        let base_rf = self
-            .rf
-            .lock()
-            .ok()
-            .and_then(|m| m.get(&cid).copied())
-            .unwrap_or(self.config.rf);
+        let base_rf = self.base_rf(cid).await;
         let hot_extra = self
             .hot
             .lock()
@@ -837,7 +878,7 @@ impl Mesh {
         };
         let mut pushed = 0;
         for action in plan.actions {
-            match self.push(cid, action.to).await {
+            match self.push(cid, action.to, base_rf).await {
                 Ok(()) => {
                     pushed += 1;
                     info!(block = %cid, to = %action.to, "repaired: copy restored");
@@ -1064,10 +1105,10 @@ pub fn serve(
             }
             Err(e) => (not_served(store, &block, e), None),
         },
-        Request::Store(StoreRequest { block, data }) => {
+        Request::Store(StoreRequest { block, data, rf }) => {
             let result = store
                 .put_block(&block, &data)
-                .and_then(|()| store.hold(&block, now_secs));
+                .and_then(|()| store.hold(&block, now_secs, rf));
             match result {
                 Ok(()) => {
                     debug!(%peer, %block, "holding a replica");

@@ -186,7 +186,7 @@ impl Client {
         self.ask(|reply| Command::Peers { reply }).await
     }
 
-    /// Sends one `/warren/blocks/1.0.0` request and waits for the answer.
+    /// Sends one `/warren/blocks/2.0.0` request and waits for the answer.
     pub async fn blocks(
         &self,
         peer: PeerId,

@@ -1,4 +1,4 @@
-//! The block-transfer protocol `/warren/blocks/1.0.0` (spec: `spec/block-transfer.md`): the
+//! The block-transfer protocol `/warren/blocks/2.0.0` (spec: `spec/block-transfer.md`): the
 //! messages peers exchange to fetch a block, push a replica and audit a holder, and the DHT key
 //! under which holders announce a block.
 //!
@@ -27,7 +27,9 @@ use crate::content::BLAKE3_CODE;
 use crate::{CHUNK_SIZE, Codec, ContentId, Error, MAX_MANIFEST_SIZE, codec};
 
 /// The libp2p protocol name.
-pub const PROTOCOL_NAME: &str = "/warren/blocks/1.0.0";
+pub const PROTOCOL_NAME: &str = "/warren/blocks/2.0.0";
+/// Highest replication factor a [`StoreRequest`] may carry.
+pub const MAX_RF: u8 = 16;
 
 /// Largest block that travels: a raw chunk block, its tag byte and the 1 MiB chunk (the same
 /// limit as the block store's, `spec/storage.md`).
@@ -97,6 +99,9 @@ pub struct StoreRequest {
     /// Its bytes; they hash to `block` (checked by [`Request::decode`]).
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
+    /// The replication factor of the file the block belongs to (copies on peers other than the
+    /// origin), at most [`MAX_RF`]: the receiver keeps that many copies when it repairs.
+    pub rf: u8,
 }
 
 /// Answers a [`StoreRequest`].
@@ -141,7 +146,7 @@ pub struct AuditResponse {
     pub proof: Vec<u8>,
 }
 
-/// What a peer asks on a `/warren/blocks/1.0.0` stream.
+/// What a peer asks on a `/warren/blocks/2.0.0` stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
@@ -155,7 +160,7 @@ pub enum Request {
     Audit(AuditRequest),
 }
 
-/// What a peer answers on a `/warren/blocks/1.0.0` stream.
+/// What a peer answers on a `/warren/blocks/2.0.0` stream.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Response {
@@ -354,7 +359,17 @@ impl Request {
     pub fn validate(&self) -> Result<(), TransferError> {
         match self {
             Request::Get(_) => Ok(()),
-            Request::Store(r) => check_block("store request", &r.block, &r.data),
+            Request::Store(r) => {
+                if r.rf > MAX_RF {
+                    return Err(TransferError::InvalidField {
+                        what: "store request",
+                        block: Some(r.block),
+                        field: "rf",
+                        reason: "above MAX_RF (16)",
+                    });
+                }
+                check_block("store request", &r.block, &r.data)
+            }
             Request::Audit(r) => r.validate(),
         }
     }
@@ -480,6 +495,7 @@ impl fmt::Debug for StoreRequest {
         f.debug_struct("StoreRequest")
             .field("block", &self.block)
             .field("data", &format_args!("{} bytes", self.data.len()))
+            .field("rf", &self.rf)
             .finish()
     }
 }
@@ -540,6 +556,7 @@ mod tests {
         let store = Request::Store(StoreRequest {
             block: id,
             data: b"evil".to_vec(),
+            rf: 3,
         });
         // Encoding refuses it too; build the bytes by hand.
         let bytes = codec::encode(&store, REQUEST).unwrap();
@@ -580,16 +597,24 @@ mod tests {
     fn largest_block_fits_a_message() {
         let data = vec![0xa5; MAX_BLOCK_SIZE];
         let id = chunk(&data);
-        let req = Request::Store(StoreRequest { block: id, data });
+        let req = Request::Store(StoreRequest {
+            block: id,
+            data,
+            rf: 3,
+        });
         let bytes = req.encode().unwrap();
         assert!(bytes.len() <= MAX_MESSAGE_SIZE);
         assert_eq!(Request::decode(&bytes).unwrap(), req);
 
         let data = vec![0xa5; MAX_BLOCK_SIZE + 1];
         let id = chunk(&data);
-        let err = Request::Store(StoreRequest { block: id, data })
-            .encode()
-            .unwrap_err();
+        let err = Request::Store(StoreRequest {
+            block: id,
+            data,
+            rf: 3,
+        })
+        .encode()
+        .unwrap_err();
         assert!(
             matches!(err, TransferError::TooLong { field: "data", .. }),
             "{err}"
@@ -695,6 +720,7 @@ mod tests {
         let store = Request::Store(StoreRequest {
             block: a,
             data: b"a".to_vec(),
+            rf: 3,
         });
         let audit = Request::Audit(AuditRequest {
             block: a,
@@ -773,7 +799,8 @@ mod tests {
     fn arb_request() -> impl Strategy<Value = Request> {
         prop_oneof![
             arb_id().prop_map(|block| Request::Get(BlockRequest { block })),
-            arb_block().prop_map(|(block, data)| Request::Store(StoreRequest { block, data })),
+            (arb_block(), 0..=MAX_RF)
+                .prop_map(|((block, data), rf)| Request::Store(StoreRequest { block, data, rf })),
             (
                 arb_id(),
                 0..=MAX_BLOCK_SIZE as u64,

@@ -50,6 +50,7 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
             Ok(Request::Store(StoreRequest {
                 block: id(),
                 data: DATA.to_vec(),
+                rf: 3,
             })),
         ),
         (
@@ -306,12 +307,14 @@ fn print_vectors() {
     let store = Request::Store(StoreRequest {
         block: id(),
         data: DATA.to_vec(),
+        rf: 3,
     })
     .encode()
     .unwrap();
     let mut corrupt = store.clone();
-    let last = corrupt.len() - 1;
-    corrupt[last] ^= 0x01;
+    // The last byte of `data` (the `rf` entry follows it).
+    let at = store.windows(DATA.len()).position(|w| w == DATA).unwrap() + DATA.len() - 1;
+    corrupt[at] ^= 0x01;
     block(
         "invalid-store-request-corrupt-data",
         Some("HashMismatch"),
@@ -323,6 +326,16 @@ fn print_vectors() {
         "invalid-store-request-trailing-byte",
         Some("TrailingBytes"),
         &plain(&trailing),
+    );
+    // `rf` 17, one above the limit (the last byte is the rf value, 3 in the valid request).
+    let mut rf_high = store.clone();
+    let last = rf_high.len() - 1;
+    assert_eq!(rf_high[last], 3);
+    rf_high[last] = 17;
+    block(
+        "invalid-store-request-rf-above-max",
+        Some("InvalidField"),
+        &annotate(&rf_high),
     );
     let get = Request::Get(BlockRequest { block: id() }).encode().unwrap();
     let unknown = hex::encode(&get).replacen(&hex::encode(b"\x63get"), &hex::encode(b"\x63put"), 1);

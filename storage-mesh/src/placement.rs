@@ -36,7 +36,7 @@ use warren_protocol::{PeerId, Tier};
 pub const DEFAULT_RF: usize = 3;
 
 /// The most copies [`place`] picks for one block (`rf + hot_extra` is clamped to this).
-pub const MAX_RF: usize = 16;
+pub const MAX_RF: usize = warren_protocol::block_transfer::MAX_RF as usize;
 
 /// The default reputation floor, on the reputation system's 0–1 scale: peers scored below it get
 /// no new copies. Peers without a score yet are not held to it (a new peer must be able to earn

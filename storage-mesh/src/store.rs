@@ -65,6 +65,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Blocks held for the mesh (replicas placed here by other peers, or copies this node repairs):
 /// block id → unix seconds when first held. `gc` keeps them like pinned files' blocks.
 pub(crate) const HELD: TableDefinition<&[u8], u64> = TableDefinition::new("held");
+/// Held block → the replication factor its file was placed with (from the peer that pushed it).
+pub(crate) const HELD_RF: TableDefinition<&[u8], u8> = TableDefinition::new("held_rf");
 
 /// A pinned file, as [`Store::pins`] lists it.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -141,6 +143,7 @@ impl Store {
             tx.open_table(INLINE)?;
             tx.open_table(PINS)?;
             tx.open_table(HELD)?;
+            tx.open_table(HELD_RF)?;
             tx.open_table(CLASSES)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
@@ -413,8 +416,10 @@ impl Store {
         Ok(len)
     }
 
-    /// Marks a stored block as held for the mesh, so `gc` keeps it. `now_secs` is recorded.
-    pub fn hold(&self, cid: &ContentId, now_secs: u64) -> Result<(), Error> {
+    /// Marks a stored block as held for the mesh, so `gc` keeps it, at the replication factor
+    /// `rf` its file was placed with (the latest one given wins). `now_secs` is recorded when it
+    /// starts being held.
+    pub fn hold(&self, cid: &ContentId, now_secs: u64, rf: u8) -> Result<(), Error> {
         let _writer = self.lock_writer();
         if !self.has_block(cid)? {
             return Err(Error::Missing { cid: *cid });
@@ -427,9 +432,24 @@ impl Store {
             if held.get(key.as_slice())?.is_none() {
                 held.insert(key.as_slice(), now_secs)?;
             }
+            tx.open_table(HELD_RF)?.insert(key.as_slice(), rf)?;
         }
         tx.commit()?;
         Ok(())
+    }
+
+    /// The replication factor a held block was placed with, if this node holds it for the mesh.
+    pub fn held_rf(&self, cid: &ContentId) -> Result<Option<u8>, Error> {
+        let tx = self.db.begin_read()?;
+        let key = cid.to_bytes();
+        if tx.open_table(HELD)?.get(key.as_slice())?.is_none() {
+            return Ok(None);
+        }
+        let rf = tx
+            .open_table(HELD_RF)?
+            .get(key.as_slice())?
+            .map(|v| v.value());
+        Ok(rf)
     }
 
     /// Stops holding a block for the mesh (it goes at the next `gc` unless a pin needs it).
@@ -440,6 +460,7 @@ impl Store {
             .open_table(HELD)?
             .remove(cid.to_bytes().as_slice())?
             .is_some();
+        tx.open_table(HELD_RF)?.remove(cid.to_bytes().as_slice())?;
         tx.commit()?;
         Ok(was)
     }
@@ -463,6 +484,7 @@ impl Store {
         self.remove_blocks(std::slice::from_ref(cid))?;
         let tx = self.db.begin_write()?;
         tx.open_table(HELD)?.remove(cid.to_bytes().as_slice())?;
+        tx.open_table(HELD_RF)?.remove(cid.to_bytes().as_slice())?;
         tx.commit()?;
         Ok(())
     }
@@ -951,12 +973,17 @@ mod held_tests {
         let store = Store::open(dir.path(), 1 << 30).unwrap();
         let block = vec![0u8; 100];
         let cid = ContentId::of_block(Codec::Raw, &block);
-        assert!(matches!(store.hold(&cid, 1), Err(Error::Missing { .. })));
+        assert!(matches!(store.hold(&cid, 1, 3), Err(Error::Missing { .. })));
         store.put_block(&cid, &block).unwrap();
-        store.hold(&cid, 1).unwrap();
+        store.hold(&cid, 1, 3).unwrap();
         assert_eq!(store.held().unwrap(), vec![cid]);
+        assert_eq!(store.held_rf(&cid).unwrap(), Some(3));
+        // A later push with another RF (the file was put again) wins.
+        store.hold(&cid, 2, 5).unwrap();
+        assert_eq!(store.held_rf(&cid).unwrap(), Some(5));
         assert_eq!(store.gc().unwrap().blocks_removed, 0);
         assert!(store.release(&cid).unwrap());
+        assert_eq!(store.held_rf(&cid).unwrap(), None);
         assert_eq!(store.gc().unwrap().blocks_removed, 1);
         assert!(!store.has_block(&cid).unwrap());
     }
@@ -968,10 +995,11 @@ mod held_tests {
         let block = vec![7u8; 20_000];
         let cid = ContentId::of_block(Codec::Raw, &block);
         store.put_block(&cid, &block).unwrap();
-        store.hold(&cid, 1).unwrap();
+        store.hold(&cid, 1, 3).unwrap();
         store.discard_block(&cid).unwrap();
         assert!(!store.has_block(&cid).unwrap());
         assert!(store.held().unwrap().is_empty());
+        assert_eq!(store.held_rf(&cid).unwrap(), None);
         assert_eq!(store.usage().unwrap().blocks, 0);
     }
 }

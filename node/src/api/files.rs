@@ -269,7 +269,7 @@ pub(super) async fn put(
         Some(s.mesh.replicate(out.cid, rf).await?)
     } else {
         // Kept here only, but still findable: others can fetch it from this node.
-        s.mesh.announce(out.cid).await?;
+        s.mesh.keep_here(out.cid).await?;
         None
     };
     let counters = &s.mesh.metrics().counters;
