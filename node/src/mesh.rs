@@ -378,11 +378,7 @@ impl Mesh {
     ) -> Result<ReplicationReport, NodeError> {
         let dag = self.announce(root).await?;
         let (me, candidates) = self.client.candidates().await?;
-        if let Ok(mut wanted) = self.rf.lock() {
-            for (cid, _) in &dag {
-                wanted.insert(*cid, rf);
-            }
-        }
+        self.want_rf(root, &dag, rf).await?;
         let policy = PlacementPolicy::with_rf(rf);
         let mut jobs = Vec::new();
         for (cid, len) in &dag {
@@ -422,12 +418,45 @@ impl Mesh {
     /// here, and tells the repair pass to place no copies of it (unless it gets hot).
     pub async fn keep_here(&self, root: ContentId) -> Result<(), NodeError> {
         let dag = self.announce(root).await?;
+        self.want_rf(root, &dag, 0).await
+    }
+
+    /// Remembers (durably, in the store) that the file `root`, of blocks `dag`, is kept at `rf`.
+    async fn want_rf(
+        &self,
+        root: ContentId,
+        dag: &[(ContentId, u64)],
+        rf: usize,
+    ) -> Result<(), NodeError> {
+        let rf = rf.min(MAX_RF);
         if let Ok(mut wanted) = self.rf.lock() {
-            for (cid, _) in &dag {
-                wanted.insert(*cid, 0);
+            for (cid, _) in dag {
+                wanted.insert(*cid, rf);
             }
         }
-        Ok(())
+        let rf = u8::try_from(rf).unwrap_or(u8::MAX);
+        self.store_call(move |s| s.set_file_rf(&root, rf)).await
+    }
+
+    /// Loads the RF of every file this node put (after a restart), so repair keeps each at its
+    /// own RF rather than the default.
+    async fn restore_file_rfs(&self) -> Result<usize, NodeError> {
+        let files = self.store_call(|s| s.file_rfs()).await?;
+        let mut restored = 0;
+        for (root, rf) in files {
+            match self.store_call(move |s| s.dag(&root)).await {
+                Ok(dag) => {
+                    if let Ok(mut wanted) = self.rf.lock() {
+                        for (cid, _) in &dag {
+                            wanted.insert(*cid, usize::from(rf));
+                        }
+                    }
+                    restored += 1;
+                }
+                Err(e) => debug!(%root, "RF of a file not restored: {e}"),
+            }
+        }
+        Ok(restored)
     }
 
     /// Announces this node as a provider of every block of the file `root`; returns its blocks.
@@ -1049,6 +1078,11 @@ impl Mesh {
 
     /// Runs the repair and audit tasks until `shutdown` turns true.
     pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        match self.restore_file_rfs().await {
+            Ok(n) if n > 0 => info!(files = n, "replication factors restored"),
+            Ok(_) => {}
+            Err(e) => warn!("cannot restore the files' replication factors: {e}"),
+        }
         let mut repair = tokio::time::interval(Duration::from_millis(self.config.repair_every_ms));
         let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
         repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);

@@ -65,6 +65,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Blocks held for the mesh (replicas placed here by other peers, or copies this node repairs):
 /// block id → unix seconds when first held. `gc` keeps them like pinned files' blocks.
 pub(crate) const HELD: TableDefinition<&[u8], u64> = TableDefinition::new("held");
+/// File this node put → the replication factor it was placed with.
+pub(crate) const FILE_RF: TableDefinition<&[u8], u8> = TableDefinition::new("file_rf");
 /// Held block → the replication factor its file was placed with (from the peer that pushed it).
 pub(crate) const HELD_RF: TableDefinition<&[u8], u8> = TableDefinition::new("held_rf");
 
@@ -144,6 +146,7 @@ impl Store {
             tx.open_table(PINS)?;
             tx.open_table(HELD)?;
             tx.open_table(HELD_RF)?;
+            tx.open_table(FILE_RF)?;
             tx.open_table(CLASSES)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
@@ -359,8 +362,34 @@ impl Store {
             .open_table(PINS)?
             .remove(cid.to_bytes().as_slice())?
             .is_some();
+        tx.open_table(FILE_RF)?.remove(cid.to_bytes().as_slice())?;
         tx.commit()?;
         Ok(removed)
+    }
+
+    /// Records the replication factor the file `root` was put with (this node placed its
+    /// copies), durably: the repair pass keeps that many after a restart. Cleared by
+    /// [`Store::unpin`].
+    pub fn set_file_rf(&self, root: &ContentId, rf: u8) -> Result<(), Error> {
+        let _writer = self.lock_writer();
+        let mut tx = self.db.begin_write()?;
+        tx.set_durability(Durability::Immediate)?;
+        tx.open_table(FILE_RF)?
+            .insert(root.to_bytes().as_slice(), rf)?;
+        tx.commit()?;
+        Ok(())
+    }
+
+    /// Every file this node put with the replication factor it was placed with.
+    pub fn file_rfs(&self) -> Result<Vec<(ContentId, u8)>, Error> {
+        let tx = self.db.begin_read()?;
+        let table = tx.open_table(FILE_RF)?;
+        let mut out = Vec::new();
+        for row in table.iter()? {
+            let (key, value) = row?;
+            out.push((index_key(key.value())?, value.value()));
+        }
+        Ok(out)
     }
 
     /// Whether the file `cid` is pinned.
@@ -986,6 +1015,21 @@ mod held_tests {
         assert_eq!(store.held_rf(&cid).unwrap(), None);
         assert_eq!(store.gc().unwrap().blocks_removed, 1);
         assert!(!store.has_block(&cid).unwrap());
+    }
+
+    #[test]
+    fn a_files_rf_survives_a_reopen_until_it_is_unpinned() {
+        let dir = tempfile::tempdir().unwrap();
+        let root = {
+            let store = Store::open(dir.path(), 1 << 30).unwrap();
+            let root = crate::test_util::put(&store, b"kept at rf 5").cid;
+            store.set_file_rf(&root, 5).unwrap();
+            root
+        };
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        assert_eq!(store.file_rfs().unwrap(), vec![(root, 5)]);
+        assert!(store.unpin(&root).unwrap());
+        assert!(store.file_rfs().unwrap().is_empty());
     }
 
     #[test]

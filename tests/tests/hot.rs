@@ -187,5 +187,24 @@ fn base_copies_go_cold_hot_content_gets_a_hot_copy_and_cools_down() {
         chunks(&w).iter().all(|c| c["hot_extra"] == 0).then_some(())
     })
     .unwrap();
+
+    // The files' RFs outlive a restart of the node that put them.
+    let a_cid = put_a["cid"].as_str().unwrap().to_owned();
+    procs.remove(0).stop().unwrap();
+    procs.insert(
+        0,
+        NodeProcess::start(BIN, &nodes[0].0, &["--config", cfg]).unwrap(),
+    );
+    wait_for(
+        Duration::from_secs(30),
+        "the origin back, A at RF 2",
+        || {
+            let w = cli_json(BIN, &nodes[0].0, &["where", &a_cid]).ok()?;
+            (w["wanted_rf"] == 2).then_some(())
+        },
+    )
+    .unwrap();
+    let w = cli_json(BIN, &nodes[0].0, &["where", &cid]).unwrap();
+    assert_eq!(w["wanted_rf"], 0, "{w}");
     drop(procs);
 }
