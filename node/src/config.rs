@@ -84,7 +84,13 @@ pub enum FaultInject {
     /// A dishonest operator: inference results are altered before they are sent (every embedding
     /// shifted, the last generated token changed), so redundant execution catches it.
     PerturbInference,
+    /// An overloaded or badly connected holder: every block it serves is answered 5 s late, so
+    /// fetchers should turn to faster holders.
+    SlowBlocks,
 }
+
+/// How late a [`FaultInject::SlowBlocks`] node answers a block request.
+pub const SLOW_BLOCKS_DELAY: std::time::Duration = std::time::Duration::from_secs(5);
 
 /// Timers of the storage mesh's background work.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]

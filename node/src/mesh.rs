@@ -154,6 +154,60 @@ pub struct ReplicationReport {
 #[derive(Default)]
 pub struct FetchSession {
     holders: Mutex<Vec<PeerId>>,
+    /// Holders another one outran: asked last for the rest of the session.
+    slow: Mutex<BTreeSet<PeerId>>,
+    /// The last block times (ms), for the hedge delay.
+    times: Mutex<VecDeque<u64>>,
+}
+
+/// Block times a session remembers.
+const SESSION_TIMES: usize = 32;
+/// Hedge delay before a session has timed any block.
+const HEDGE_FIRST: Duration = Duration::from_secs(3);
+/// Bounds of the hedge delay: four times the session's median block time, within these.
+const HEDGE_MIN: Duration = Duration::from_secs(1);
+const HEDGE_MAX: Duration = Duration::from_secs(10);
+
+impl FetchSession {
+    /// How long requests may run before another holder is asked as well.
+    fn hedge_after(&self) -> Duration {
+        let Ok(times) = self.times.lock() else {
+            return HEDGE_FIRST;
+        };
+        if times.is_empty() {
+            return HEDGE_FIRST;
+        }
+        let mut sorted: Vec<u64> = times.iter().copied().collect();
+        sorted.sort_unstable();
+        let median = Duration::from_millis(sorted[sorted.len() / 2]);
+        (median * 4).clamp(HEDGE_MIN, HEDGE_MAX)
+    }
+
+    fn record_time(&self, took: Duration) {
+        if let Ok(mut times) = self.times.lock() {
+            if times.len() == SESSION_TIMES {
+                times.pop_front();
+            }
+            times.push_back(u64::try_from(took.as_millis()).unwrap_or(u64::MAX));
+        }
+    }
+
+    fn mark_slow(&self, peer: PeerId) {
+        if let Ok(mut slow) = self.slow.lock() {
+            slow.insert(peer);
+        }
+    }
+
+    /// `order` with the holders marked slow moved to the end (otherwise unchanged).
+    fn slow_last(&self, order: Vec<PeerId>) -> Vec<PeerId> {
+        let Ok(slow) = self.slow.lock() else {
+            return order;
+        };
+        let (mut fast, late): (Vec<PeerId>, Vec<PeerId>) =
+            order.into_iter().partition(|p| !slow.contains(p));
+        fast.extend(late);
+        fast
+    }
 }
 
 /// Where a streaming read learns that the blocks it waits for have arrived: the fetch marks each
@@ -646,14 +700,13 @@ impl Mesh {
             .map(|s| s.clone())
             .unwrap_or_default();
         let mut failures = Vec::new();
-        for peer in self.fetch_order(&cid, &known) {
-            match self.try_fetch(cid, peer).await {
-                Ok(()) => return Ok(()),
-                Err(e) => {
-                    debug!(%cid, %peer, "session holder failed: {e}");
-                    failures.push(e);
-                }
-            }
+        let order = session.slow_last(self.fetch_order(&cid, &known));
+        if self
+            .race(cid, order, session, &mut failures)
+            .await
+            .is_some()
+        {
+            return Ok(());
         }
         let (me, _) = self.client.candidates().await.map_err(|e| e.to_string())?;
         let mut providers = self
@@ -662,27 +715,79 @@ impl Mesh {
             .await
             .map_err(|e| e.to_string())?;
         providers.retain(|p| *p != me && !known.contains(p));
-        for peer in self.fetch_order(&cid, &providers) {
-            match self.try_fetch(cid, peer).await {
-                Ok(()) => {
-                    if let Ok(mut s) = session.holders.lock()
-                        && !s.contains(&peer)
-                        && s.len() < 16
-                    {
-                        s.push(peer);
-                    }
-                    return Ok(());
-                }
-                Err(e) => {
-                    debug!(%cid, %peer, "holder failed: {e}");
-                    failures.push(e);
-                }
+        let order = session.slow_last(self.fetch_order(&cid, &providers));
+        if let Some(peer) = self.race(cid, order, session, &mut failures).await {
+            if let Ok(mut s) = session.holders.lock()
+                && !s.contains(&peer)
+                && s.len() < 16
+            {
+                s.push(peer);
             }
+            return Ok(());
         }
         if failures.is_empty() {
             return Err("no holder of it found in the DHT".into());
         }
         Err(failures.join("; "))
+    }
+
+    /// Asks `peers` for `cid` in order: the next one when a request fails, and also when the
+    /// requests under way have taken longer than the session's hedge delay (a slow holder is
+    /// outrun, not waited for). Returns the peer that delivered; a peer still busy then is
+    /// asked last for the rest of the session. Failures are added to `failures`.
+    async fn race(
+        &self,
+        cid: ContentId,
+        peers: Vec<PeerId>,
+        session: &FetchSession,
+        failures: &mut Vec<String>,
+    ) -> Option<PeerId> {
+        use futures::stream::FuturesUnordered;
+        let attempt = |peer: PeerId| async move {
+            let started = std::time::Instant::now();
+            (peer, started, self.try_fetch(cid, peer).await)
+        };
+        let mut queue: VecDeque<PeerId> = peers.into();
+        let mut running = FuturesUnordered::new();
+        let mut busy: Vec<PeerId> = Vec::new();
+        let first = queue.pop_front()?;
+        running.push(attempt(first));
+        busy.push(first);
+        loop {
+            let hedge = session.hedge_after();
+            tokio::select! {
+                done = running.next() => match done {
+                    None => return None,
+                    Some((peer, started, Ok(()))) => {
+                        session.record_time(started.elapsed());
+                        busy.retain(|p| *p != peer);
+                        for slow in busy {
+                            info!(%cid, %slow, %peer, "a slow holder was outrun: asked last from now on");
+                            session.mark_slow(slow);
+                        }
+                        return Some(peer);
+                    }
+                    Some((peer, _, Err(e))) => {
+                        debug!(%cid, %peer, "holder failed: {e}");
+                        failures.push(e);
+                        busy.retain(|p| *p != peer);
+                        if let Some(next) = queue.pop_front() {
+                            running.push(attempt(next));
+                            busy.push(next);
+                        } else if running.is_empty() {
+                            return None;
+                        }
+                    }
+                },
+                () = tokio::time::sleep(hedge), if !queue.is_empty() => {
+                    if let Some(next) = queue.pop_front() {
+                        debug!(%cid, %next, "no answer after {hedge:?}: asking another holder too");
+                        running.push(attempt(next));
+                        busy.push(next);
+                    }
+                }
+            }
+        }
     }
 
     /// Where the blocks of the file `root` are: for each block (root first, in the order of the
@@ -1218,4 +1323,42 @@ fn not_served(store: &Store, block: &ContentId, e: StoreError) -> Response {
         }
     }
     Response::NotFound { block: *block }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_session_hedges_at_four_times_its_median_block_time_within_bounds() {
+        let s = FetchSession::default();
+        assert_eq!(s.hedge_after(), HEDGE_FIRST);
+        for ms in [100, 120, 400, 90, 110] {
+            s.record_time(Duration::from_millis(ms));
+        }
+        // Median 110 ms → 440 ms, raised to the floor.
+        assert_eq!(s.hedge_after(), HEDGE_MIN);
+        for _ in 0..SESSION_TIMES {
+            s.record_time(Duration::from_millis(700));
+        }
+        assert_eq!(s.hedge_after(), Duration::from_millis(2800));
+        for _ in 0..SESSION_TIMES {
+            s.record_time(Duration::from_secs(30));
+        }
+        assert_eq!(s.hedge_after(), HEDGE_MAX);
+        assert_eq!(s.times.lock().unwrap().len(), SESSION_TIMES);
+    }
+
+    #[test]
+    fn slow_holders_are_asked_last_in_their_given_order() {
+        let s = FetchSession::default();
+        let peers: Vec<PeerId> = (0..4).map(|_| PeerId::random()).collect();
+        assert_eq!(s.slow_last(peers.clone()), peers);
+        s.mark_slow(peers[0]);
+        s.mark_slow(peers[2]);
+        assert_eq!(
+            s.slow_last(peers.clone()),
+            vec![peers[1], peers[3], peers[0], peers[2]]
+        );
+    }
 }

@@ -1074,6 +1074,11 @@ impl EventLoop {
                         block_transfer::Request::Store(s) => s.data.len() as u64,
                         _ => 0,
                     };
+                    if fault == crate::config::FaultInject::SlowBlocks
+                        && matches!(request, block_transfer::Request::Get(_))
+                    {
+                        std::thread::sleep(crate::config::SLOW_BLOCKS_DELAY);
+                    }
                     let (response, provide) =
                         crate::mesh::serve(&store, &peer, request, unix_now(), fault);
                     count_served(metrics.as_deref(), &peer, &response, stored_len);
