@@ -181,6 +181,34 @@ pub fn wait_for<T>(
     }
 }
 
+/// The blocks the node on `dir` holds for the mesh (`warren held`); empty if it cannot say.
+pub fn held(bin: &str, dir: &Path) -> std::collections::BTreeSet<String> {
+    cli_json(bin, dir, &["held"])
+        .ok()
+        .and_then(|v| {
+            v.as_array().map(|a| {
+                a.iter()
+                    .filter_map(|c| c.as_str().map(str::to_owned))
+                    .collect()
+            })
+        })
+        .unwrap_or_default()
+}
+
+/// Waits (up to 30 s) until the node on `dir` is connected to `peers` peers whose verified
+/// records have arrived (each lists at least one role).
+pub fn wait_for_records(bin: &str, dir: &Path, peers: usize) -> anyhow::Result<()> {
+    wait_for(Duration::from_secs(30), "every peer's record", || {
+        let list = cli_json(bin, dir, &["peers"]).ok()?;
+        let list = list.as_array()?;
+        (list.len() == peers
+            && list
+                .iter()
+                .all(|p| p["roles"].as_array().is_some_and(|r| !r.is_empty())))
+        .then_some(())
+    })
+}
+
 /// The TCP `/p2p/` multiaddr from a `status --json` answer.
 pub fn tcp_multiaddr(status: &Value) -> Option<String> {
     status["listen_addrs"]

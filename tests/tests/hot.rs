@@ -9,22 +9,12 @@ use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde_json::Value;
-use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for};
+use warren_tests::{
+    NodeProcess, cli, cli_json, held, tcp_multiaddr, test_bytes, wait_for, wait_for_records,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
-
-fn held(dir: &Path) -> BTreeSet<String> {
-    cli_json(BIN, dir, &["held"])
-        .map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 fn put(dir: &Path, file: &Path, rf: &str) -> Value {
     cli_json(BIN, dir, &["put", file.to_str().unwrap(), "--rf", rf]).unwrap()
@@ -82,16 +72,7 @@ fn base_copies_go_cold_hot_content_gets_a_hot_copy_and_cools_down() {
         nodes.push((dir, s["peer_id"].as_str().unwrap().to_owned()));
     }
     for (dir, _) in &nodes {
-        wait_for(Duration::from_secs(30), "every peer's record", || {
-            let peers = cli_json(BIN, dir, &["peers"]).ok()?;
-            let peers = peers.as_array()?;
-            (peers.len() == 5
-                && peers
-                    .iter()
-                    .all(|p| !p["roles"].as_array().unwrap().is_empty()))
-            .then_some(())
-        })
-        .unwrap();
+        wait_for_records(BIN, dir, 5).unwrap();
     }
     // The origin finds the hot nodes' verified records offering the hot tier.
     for i in [3, 4] {
@@ -108,9 +89,9 @@ fn base_copies_go_cold_hot_content_gets_a_hot_copy_and_cools_down() {
     let put_a = put(&nodes[0].0, &a, "2");
     assert_eq!(put_a["replication"]["failed"], 0, "{put_a}");
     let blocks = put_a["replication"]["blocks"].as_u64().unwrap() as usize;
-    assert_eq!(held(&nodes[1].0).len(), blocks, "{put_a}");
-    assert_eq!(held(&nodes[2].0).len(), blocks, "{put_a}");
-    assert!(held(&nodes[3].0).is_empty() && held(&nodes[4].0).is_empty());
+    assert_eq!(held(BIN, &nodes[1].0).len(), blocks, "{put_a}");
+    assert_eq!(held(BIN, &nodes[2].0).len(), blocks, "{put_a}");
+    assert!(held(BIN, &nodes[3].0).is_empty() && held(BIN, &nodes[4].0).is_empty());
 
     // A file only the origin holds (RF 0), fetched again and again by node 5.
     let b = tmp.path().join("b.bin");

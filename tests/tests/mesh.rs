@@ -9,28 +9,18 @@ use std::path::{Path, PathBuf};
 use std::process::Command;
 use std::time::Duration;
 
-use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for};
+use warren_tests::{
+    NodeProcess, cli, cli_json, held, tcp_multiaddr, test_bytes, wait_for, wait_for_records,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
-
-fn held(dir: &Path) -> BTreeSet<String> {
-    cli_json(BIN, dir, &["held"])
-        .map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// block → the nodes (by index) holding it, over `live` nodes.
 fn holders(nodes: &[(PathBuf, String)], live: &[usize]) -> BTreeMap<String, BTreeSet<usize>> {
     let mut map: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
     for &i in live {
-        for block in held(&nodes[i].0) {
+        for block in held(BIN, &nodes[i].0) {
             map.entry(block).or_default().insert(i);
         }
     }
@@ -99,16 +89,7 @@ fn six_nodes_place_fetch_audit_and_heal() {
     }
     // Every node knows every other's offer (roles come from verified records).
     for (dir, _) in &nodes {
-        wait_for(Duration::from_secs(30), "every peer's record", || {
-            let peers = cli_json(BIN, dir, &["peers"]).ok()?;
-            let peers = peers.as_array()?;
-            (peers.len() == 5
-                && peers
-                    .iter()
-                    .all(|p| !p["roles"].as_array().unwrap().is_empty()))
-            .then_some(())
-        })
-        .unwrap();
+        wait_for_records(BIN, dir, 5).unwrap();
     }
 
     // Put 32 MiB with RF 3 on node 0: every block on >= 3 distinct other nodes.
@@ -217,7 +198,7 @@ fn six_nodes_place_fetch_audit_and_heal() {
     assert_eq!(a["passed"], false, "{a}");
     assert_eq!(a["subject"], nodes[y].1.as_str(), "{a}");
     let good = (1..6)
-        .find(|i| *i != x && *i != y && !held(&nodes[*i].0).is_empty())
+        .find(|i| *i != x && *i != y && !held(BIN, &nodes[*i].0).is_empty())
         .unwrap();
     let a = cli_json(BIN, &nodes[0].0, &["audit", &nodes[good].1, &cid]).unwrap();
     assert_eq!(a["passed"], true, "{a}");

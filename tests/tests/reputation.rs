@@ -7,30 +7,20 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use serde_json::Value;
-use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes, wait_for};
+use warren_tests::{
+    NodeProcess, cli_json, held, tcp_multiaddr, test_bytes, wait_for, wait_for_records,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
 /// Nodes in the devnet; the last one is the faulty one.
 const NODES: usize = 6;
 const BAD: usize = NODES - 1;
-
-fn held(dir: &Path) -> BTreeSet<String> {
-    cli_json(BIN, dir, &["held"])
-        .map(|v| {
-            v.as_array()
-                .unwrap()
-                .iter()
-                .map(|c| c.as_str().unwrap().to_owned())
-                .collect()
-        })
-        .unwrap_or_default()
-}
 
 /// `peer`'s row in the reputation table of the node on `dir`, if it has one.
 fn row(dir: &Path, peer: &str) -> Option<Value> {
@@ -81,16 +71,7 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
     }
     let bad = nodes[BAD].1.clone();
     for (dir, _) in &nodes {
-        wait_for(Duration::from_secs(30), "every peer's record", || {
-            let peers = cli_json(BIN, dir, &["peers"]).ok()?;
-            let peers = peers.as_array()?;
-            (peers.len() == NODES - 1
-                && peers
-                    .iter()
-                    .all(|p| !p["roles"].as_array().unwrap().is_empty()))
-            .then_some(())
-        })
-        .unwrap();
+        wait_for_records(BIN, dir, NODES - 1).unwrap();
     }
     println!("devnet up after {:.1} s", started.elapsed().as_secs_f64());
 
@@ -110,7 +91,7 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
         holders.contains(&bad.as_str()),
         "the faulty node got no copy of the first file, nothing to audit: {report}"
     );
-    assert!(!held(&nodes[BAD].0).is_empty());
+    assert!(!held(BIN, &nodes[BAD].0).is_empty());
 
     // Its audits fail, the observations spread, and every other node puts it below the floor.
     let others: Vec<usize> = (0..NODES).filter(|i| *i != BAD).collect();
@@ -164,7 +145,7 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
     }
 
     // A file put now, from another node, places no block on the faulty node.
-    let bad_held_before = held(&nodes[BAD].0);
+    let bad_held_before = held(BIN, &nodes[BAD].0);
     let second = tmp.path().join("second.bin");
     std::fs::write(&second, test_bytes(8 * MIB, 2, false)).unwrap();
     let report = put(&nodes[1].0, &second);
@@ -186,7 +167,7 @@ fn a_node_that_fails_audits_drops_below_the_floor_everywhere_and_gets_no_new_blo
     );
     // Nor does repair hand it any of the new blocks later.
     std::thread::sleep(Duration::from_secs(3));
-    let new_on_bad: Vec<String> = held(&nodes[BAD].0)
+    let new_on_bad: Vec<String> = held(BIN, &nodes[BAD].0)
         .difference(&bad_held_before)
         .cloned()
         .collect();

@@ -5,9 +5,7 @@
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
-use std::time::Duration;
-
-use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for};
+use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for_records};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
@@ -39,16 +37,7 @@ fn a_fetch_outruns_slow_holders() {
         dirs.push(dir);
     }
     for dir in &dirs {
-        wait_for(Duration::from_secs(30), "every peer's record", || {
-            let peers = cli_json(BIN, dir, &["peers"]).ok()?;
-            let peers = peers.as_array()?;
-            (peers.len() == 3
-                && peers
-                    .iter()
-                    .all(|p| !p["roles"].as_array().unwrap().is_empty()))
-            .then_some(())
-        })
-        .unwrap();
+        wait_for_records(BIN, dir, 3).unwrap();
     }
     // Holders are asked in an order set by each block's id: try fresh files until one is asked
     // of a slow holder first (each file: one chance in three that the fast one comes first).
