@@ -188,6 +188,10 @@ pub enum Command {
         /// Run on this node's own executor (it must serve the model).
         #[arg(long)]
         local: bool,
+        /// Through a 3-hop onion circuit: the relay runs the job on the fastest operator as
+        /// itself, so the operator never learns this node (strategy, sample and local unused).
+        #[arg(long, conflicts_with = "local")]
+        anon: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,
@@ -896,6 +900,7 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
             strategy,
             sample,
             local,
+            anon,
             out,
         } => {
             let body = serde_json::json!({
@@ -903,7 +908,8 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 "temperature": temperature, "seed": seed, "strategy": strategy,
                 "sample": sample, "local": local,
             });
-            crate::jobs_cli::infer(&api, &body, out.json).await
+            let path = if anon { "/v1/anon/infer" } else { "/v1/infer" };
+            crate::jobs_cli::infer(&api, path, &body, out.json).await
         }
         Command::Embed {
             model,

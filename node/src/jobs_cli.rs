@@ -62,10 +62,11 @@ pub(crate) async fn model(api: &ApiClient, cmd: ModelCommand) -> anyhow::Result<
 
 pub(crate) async fn infer(
     api: &ApiClient,
+    path: &str,
     body: &serde_json::Value,
     json: bool,
 ) -> anyhow::Result<()> {
-    let resp = api.post_json_stream("/v1/infer", body).await?;
+    let resp = api.post_json_stream(path, body).await?;
     let mut stream = resp.bytes_stream();
     let mut buf = Vec::new();
     let mut stdout = std::io::stdout();

@@ -230,7 +230,8 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
             roles: config.roles.clone(),
         },
         crate::onion::runner::Runner::new(
-            crate::onion::runner::MeshAccess::new(mesh.clone(), store.clone()),
+            crate::onion::runner::MeshAccess::new(mesh.clone(), store.clone())
+                .with_inference(inference.clone()),
             crate::onion::runner::Limits::default(),
         ),
         mesh.metrics().clone(),

@@ -1,7 +1,8 @@
 //! Onion circuits with five real node processes on loopback: `warren get CID --anon` goes
 //! client → gate → middle → relay, the file comes back byte-identical, and the holders' logs show
-//! only the relay fetching; `warren put --anon` stores a sealed file through a circuit and
-//! `warren circuits` shows each node's role.
+//! only the relay fetching; `warren put --anon` stores a sealed file through a circuit,
+//! `warren circuits` shows each node's role, and `warren infer --anon` runs a generation whose
+//! operator sees only the relay.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -216,9 +217,91 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
     let raw = std::fs::read(&raw).unwrap();
     assert!(!raw.windows(64).any(|w| w == &secret[1000..1064]));
 
-    // The inference hook answers with a clear refusal (no inference on these nodes yet) — shown
-    // by the protocol tests; here the circuits list shows closed client circuits.
     let text = cli(BIN, &nodes[0].0, &["circuits"], false).unwrap();
     assert!(String::from_utf8_lossy(&text.stdout).contains("client"));
+
+    // Anonymous inference: nodes 3 and 4 serve SmolLM2; node 0 asks through a circuit. The
+    // relay runs the job as itself: the operator's job log names the relay, never node 0.
+    let gguf = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
+    let added = cli_json(
+        BIN,
+        &nodes[3].0,
+        &["model", "add", gguf.to_str().unwrap(), "--name", "smollm2"],
+    )
+    .unwrap();
+    let model = added["model"].as_str().unwrap().to_owned();
+    for i in [3, 4] {
+        cli_json(BIN, &nodes[i].0, &["model", "serve", &model]).unwrap();
+    }
+    let mut answer = Value::Null;
+    for attempt in 0..5 {
+        let o = cli(
+            BIN,
+            &nodes[0].0,
+            &[
+                "infer",
+                "--model",
+                &model,
+                "--prompt",
+                "What is the capital of France?",
+                "--max-tokens",
+                "12",
+                "--anon",
+            ],
+            true,
+        )
+        .unwrap();
+        let stdout = String::from_utf8_lossy(&o.stdout).into_owned();
+        let stderr = String::from_utf8_lossy(&o.stderr).into_owned();
+        // The operators' provider records land asynchronously, as above.
+        if (!o.status.success() || stdout.trim().is_empty()) && attempt < 4 {
+            println!("anonymous inference attempt {attempt}: {stderr}");
+            std::thread::sleep(Duration::from_secs(1));
+            continue;
+        }
+        assert!(o.status.success(), "{stderr}");
+        answer = serde_json::from_str(stdout.trim()).unwrap_or_else(|e| panic!("{e}: {stdout}"));
+        break;
+    }
+    assert!(!answer["text"].as_str().unwrap().is_empty(), "{answer}");
+    let tokens = answer["tokens"].as_array().unwrap().len();
+    assert!((1..=12).contains(&tokens), "{answer}");
+    let operator = answer["operator"].as_str().unwrap().to_owned();
+    assert!(operator == nodes[3].1 || operator == nodes[4].1, "{answer}");
+    let op = if operator == nodes[3].1 { 3 } else { 4 };
+    let served: Vec<Value> = cli_json(BIN, &nodes[op].0, &["jobs"])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|j| j["kind"] == "generate" && j["role"] == "served")
+        .cloned()
+        .collect();
+    assert!(!served.is_empty(), "no served job on the operator");
+    let relays: Vec<&String> = (0..5)
+        .filter(|i| circuits(&nodes[*i].0).iter().any(|c| c["role"] == "relay"))
+        .map(|i| &nodes[i].1)
+        .collect();
+    for job in &served {
+        let peer = job["peer"].as_str().unwrap();
+        assert_ne!(peer, nodes[0].1, "the operator saw the client: {job}");
+        assert!(
+            relays.iter().any(|r| r.as_str() == peer),
+            "{job} {relays:?}"
+        );
+    }
     drop(procs);
+}
+
+fn models_dir() -> PathBuf {
+    let dir = std::env::var_os("WARREN_MODELS_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../models"));
+    assert!(
+        dir.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf")
+            .exists(),
+        "models missing in {}: run scripts/fetch-models.sh",
+        dir.display()
+    );
+    dir
 }

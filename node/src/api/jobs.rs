@@ -83,22 +83,29 @@ pub(super) struct InferBody {
     local: bool,
 }
 
+impl InferBody {
+    /// The job this body asks for (the model resolved on this node), checked by encoding it.
+    pub(super) fn generate_request(&self, s: &AppState) -> Result<GenerateRequest, ApiError> {
+        let request = GenerateRequest {
+            model: s.inference.resolve(&self.model)?,
+            prompt: self.prompt.clone(),
+            max_tokens: self.max_tokens.unwrap_or(128).clamp(1, MAX_NEW_TOKENS),
+            temperature: self.temperature.unwrap_or(0.0),
+            seed: self.seed.unwrap_or(0),
+        };
+        request
+            .encode()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        Ok(request)
+    }
+}
+
 pub(super) async fn infer(
     State(s): State<AppState>,
     Json(b): Json<InferBody>,
 ) -> Result<Response, ApiError> {
     let strategy = strategy(b.strategy.as_deref())?;
-    let model = s.inference.resolve(&b.model)?;
-    let request = GenerateRequest {
-        model,
-        prompt: b.prompt,
-        max_tokens: b.max_tokens.unwrap_or(128).clamp(1, MAX_NEW_TOKENS),
-        temperature: b.temperature.unwrap_or(0.0),
-        seed: b.seed.unwrap_or(0),
-    };
-    request
-        .encode()
-        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let request = b.generate_request(&s)?;
     let (chunk_tx, mut chunk_rx) = mpsc::channel::<String>(64);
     let (body_tx, mut body_rx) = mpsc::channel::<Bytes>(64);
     let inference = s.inference.clone();

@@ -4,6 +4,7 @@
 //! |--------|-------------------------|--------|
 //! | GET    | `/v1/anon/get/{cid}`    | framed body (like `/v1/get`); with `x-warren-key` the node opens the sealed file itself |
 //! | POST   | `/v1/anon/put`          | [`PutView`]; `class` = `private` (default) or `public`; a private file is sealed here, so the relay only stores ciphertext |
+//! | POST   | `/v1/anon/infer`        | NDJSON like `/v1/infer`; the relay runs the job on the mesh's operators as itself |
 //! | GET    | `/v1/circuits`          | `[`[`CircuitView`]`]` |
 
 use std::io::{self, Write};
@@ -155,6 +156,44 @@ pub(super) async fn get(
         futures::stream::poll_fn(move |cx| rx.poll_recv(cx).map(|o| o.map(Ok::<_, io::Error>)));
     Response::builder()
         .header(header::CONTENT_TYPE, "application/vnd.warren.framed")
+        .header("x-warren-build-ms", build_ms)
+        .body(Body::from_stream(stream))
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// `POST /v1/anon/infer`: the body of `/v1/infer` (its `strategy`, `sample` and `local` are not
+/// used: the relay picks the fastest operator). The model is resolved here; the prompt and the
+/// answer travel through the circuit, so the operator sees only the relay.
+pub(super) async fn infer(
+    State(s): State<AppState>,
+    Json(b): Json<super::jobs::InferBody>,
+) -> Result<Response, ApiError> {
+    let onion = onion(&s)?;
+    let job = b
+        .generate_request(&s)?
+        .encode()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+    let mut answers = onion.request(Request::Infer(job), None).await?;
+    let build_ms = built(&mut answers).await?;
+    let stream = futures::stream::unfold(Some(answers), |state| async move {
+        let mut answers = state?;
+        loop {
+            match answers.recv().await {
+                Some(Answer::Data(d)) => return Some((Ok(Bytes::from(d)), Some(answers))),
+                Some(Answer::Built { .. }) => {}
+                Some(Answer::End(Ok(_))) | None => return None,
+                Some(Answer::End(Err(e))) => {
+                    tracing::warn!("anonymous inference failed: {e}");
+                    let mut line =
+                        serde_json::to_vec(&serde_json::json!({ "error": e })).unwrap_or_default();
+                    line.push(b'\n');
+                    return Some((Ok::<_, io::Error>(Bytes::from(line)), None));
+                }
+            }
+        }
+    });
+    Response::builder()
+        .header(header::CONTENT_TYPE, "application/x-ndjson")
         .header("x-warren-build-ms", build_ms)
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))

@@ -692,6 +692,8 @@ impl Inference {
 pub fn route_through_circuit() -> Result<(), NodeError> {
     Err(NodeError::Model {
         model: "-".into(),
-        detail: "strategy private needs onion circuits, which this node does not have yet".into(),
+        detail: "strategy private goes through an onion circuit: use `warren infer --anon` \
+                 (POST /v1/anon/infer)"
+            .into(),
     })
 }

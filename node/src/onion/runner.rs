@@ -2,10 +2,12 @@
 //! the node.
 //!
 //! A runner gets exactly one thing from its node: a [`MeshAccess`], which can fetch a file from the
-//! mesh and read it back, or store a new (unpinned) file and replicate it, within [`Limits`]. It
-//! never holds the node's identity or onion key, the API token, the pin list or the control API:
-//! `MeshAccess` is built from the mesh and the store alone, and offers no other method. Every run
-//! is bounded in bytes, in time, and in how many run at once.
+//! mesh and read it back, store a new (unpinned) file and replicate it, or (when the node has its
+//! inference service) run one text generation on the mesh's operators as this node, within
+//! [`Limits`]. It never holds the node's identity or onion key, the API token, the pin list or the
+//! control API: `MeshAccess` is built from the mesh, the store and the inference requester alone,
+//! and offers no other method. Every run is bounded in bytes, in time, and in how many run at
+//! once.
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
@@ -19,7 +21,7 @@ use warren_storage_mesh::{PutOptions, Store};
 
 use crate::mesh::Mesh;
 
-/// The refusal of the inference hook until the inference service is wired in.
+/// The refusal of an INFER request by a relay without the inference service.
 pub const NO_INFERENCE: &str = "inference not available on this node";
 
 /// What one runner may do.
@@ -51,12 +53,70 @@ impl Default for Limits {
 pub struct MeshAccess {
     mesh: Arc<Mesh>,
     store: Arc<Store>,
+    inference: Option<Arc<crate::inference::Inference>>,
 }
 
 impl MeshAccess {
     /// Access to `mesh` and its `store`.
     pub fn new(mesh: Arc<Mesh>, store: Arc<Store>) -> Self {
-        Self { mesh, store }
+        Self {
+            mesh,
+            store,
+            inference: None,
+        }
+    }
+
+    /// Also lets runners ask the mesh's operators for one text generation as this node.
+    pub fn with_inference(mut self, inference: Arc<crate::inference::Inference>) -> Self {
+        self.inference = Some(inference);
+        self
+    }
+
+    /// Runs the generation job `job` (an encoded `GenerateRequest`) on the mesh's operators as
+    /// this node, picked for speed, and streams the answer to `out` as the NDJSON lines of
+    /// `POST /v1/infer`: `{"text":…}` per chunk, then `{"done":…}`. Returns a summary.
+    async fn infer(&self, job: Vec<u8>, out: mpsc::Sender<Vec<u8>>) -> Result<String, String> {
+        use warren_inference::plan::Strategy;
+        use warren_protocol::inference::GenerateRequest;
+        let inference = self.inference.clone().ok_or(NO_INFERENCE)?;
+        let request =
+            GenerateRequest::decode(&job).map_err(|e| format!("bad inference job: {e}"))?;
+        let line = |v: serde_json::Value| {
+            let mut l = serde_json::to_vec(&v).unwrap_or_default();
+            l.push(b'\n');
+            l
+        };
+        let (chunk_tx, mut chunk_rx) = mpsc::channel::<String>(64);
+        let job = inference.generate(request, Strategy::Speed, false, 0.0, chunk_tx);
+        tokio::pin!(job);
+        let result = loop {
+            tokio::select! {
+                Some(text) = chunk_rx.recv() => {
+                    out.send(line(serde_json::json!({ "text": text })))
+                        .await
+                        .map_err(|_| "the circuit closed".to_owned())?;
+                }
+                r = &mut job => break r,
+            }
+        };
+        while let Ok(text) = chunk_rx.try_recv() {
+            out.send(line(serde_json::json!({ "text": text })))
+                .await
+                .map_err(|_| "the circuit closed".to_owned())?;
+        }
+        let (operator, r, _) = result.map_err(|e| e.to_string())?;
+        let tokens = r.tokens.len();
+        out.send(line(serde_json::json!({ "done": {
+            "operator": operator.map(|p| p.to_string()),
+            "text": r.text,
+            "tokens": r.tokens,
+            "backend": r.backend,
+            "digest": hex::encode(&r.digest),
+            "compute_ms": r.compute_ms,
+        }})))
+        .await
+        .map_err(|_| "the circuit closed".to_owned())?;
+        Ok(format!("{tokens} tokens"))
     }
 
     /// Fetches `cid` from its holders (as this node) and streams its stored bytes to `out`.
@@ -204,6 +264,12 @@ impl Runner {
                     .unwrap_or_else(|_| Err(over()));
                     let _ = done.send(r.map(|c| c.to_string()));
                 }
+                MeshCall::Infer { job, data, done } => {
+                    let r = tokio::time::timeout(limits.time, access.infer(job, data))
+                        .await
+                        .unwrap_or_else(|_| Err(over()));
+                    let _ = done.send(r);
+                }
             }
         });
         // The runner: its own thread, sandboxed before it reads the request. It touches neither
@@ -236,6 +302,11 @@ enum MeshCall {
         input: mpsc::Receiver<Option<Vec<u8>>>,
         done: oneshot::Sender<Result<String, String>>,
     },
+    Infer {
+        job: Vec<u8>,
+        data: mpsc::Sender<Vec<u8>>,
+        done: oneshot::Sender<Result<String, String>>,
+    },
 }
 
 /// The runner's work, on its sandboxed thread.
@@ -266,7 +337,17 @@ fn run(
                 .blocking_send(MeshCall::Put { name, input, done })
                 .map_err(|_| "the mesh broker went away".to_owned())?;
         }
-        Request::Infer(_) => return Err(NO_INFERENCE.to_owned()),
+        Request::Infer(job) => {
+            info!("runner: infer");
+            let (data, mut rx) = mpsc::channel(16);
+            broker
+                .blocking_send(MeshCall::Infer { job, data, done })
+                .map_err(|_| "the mesh broker went away".to_owned())?;
+            while let Some(d) = rx.blocking_recv() {
+                out.blocking_send(Out::Data(stream, d))
+                    .map_err(|_| "the circuit closed".to_owned())?;
+            }
+        }
     }
     result.blocking_recv().map_err(gone)?
 }
