@@ -435,7 +435,20 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         // Node 0 bootstraps the rest; nodes 1..=3 hold, node 4 fetches.
         let (children, dirs) = spawn_loopback_nodes(&exe, &tmp, 5, &[]).await?;
         tokio::time::sleep(Duration::from_secs(3)).await;
-        let mut report = Vec::new();
+        // `get -o` of `cid` through the node of `api`, timed; prints its rate beside the copies.
+        let timed_get = |api: crate::client::ApiClient, cid: String, out: std::path::PathBuf, from: String| async move {
+            let started = Instant::now();
+            let n = crate::transfer::get(&api, &cid, Some(&out), true, false).await?;
+            let rate = mib / started.elapsed().as_secs_f64();
+            let _ = std::fs::remove_file(&out);
+            anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
+            println!(
+                "get -o of {size_mib} MiB from {from}: {rate:.1} MiB/s ({:.2} of the plain copy, {:.2} of the copy into a file)",
+                rate / plain,
+                rate / plain_file
+            );
+            anyhow::Ok(())
+        };
         for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
             // A different file per round, so the fetcher has nothing cached.
             let f = tmp.join(format!("round-{holders}.bin"));
@@ -445,29 +458,12 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
             if holders == 1 {
                 // The read path alone: the origin's own copy, no network.
                 let out = tmp.join("out-local.bin");
-                let started = Instant::now();
-                crate::transfer::get(&origin, &put.cid, Some(&out), true, false).await?;
-                let rate = mib / started.elapsed().as_secs_f64();
-                println!(
-                    "get -o of {size_mib} MiB from the local store (no network): {rate:.1} MiB/s ({:.2} of the plain copy, {:.2} of the copy into a file)",
-                    rate / plain,
-                    rate / plain_file
-                );
-                let _ = std::fs::remove_file(&out);
+                timed_get(origin, put.cid.clone(), out, "the local store (no network)".into())
+                    .await?;
             }
             let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
             let out = tmp.join(format!("out-{holders}.bin"));
-            let started = Instant::now();
-            let n = crate::transfer::get(&fetcher, &put.cid, Some(&out), true, false).await?;
-            let secs = started.elapsed().as_secs_f64();
-            anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
-            let rate = mib / secs;
-            println!(
-                "get -o of {size_mib} MiB from {holders} holder(s): {rate:.1} MiB/s ({:.2} of the plain copy, {:.2} of the copy into a file)",
-                rate / plain,
-                rate / plain_file
-            );
-            report.push(rate);
+            timed_get(fetcher, put.cid, out, format!("{holders} holder(s)")).await?;
         }
         for mut c in children {
             let _ = c.kill().await;

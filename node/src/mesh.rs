@@ -483,13 +483,18 @@ impl Mesh {
         rf: usize,
     ) -> Result<(), NodeError> {
         let rf = rf.min(MAX_RF);
+        self.remember_rf(dag, rf);
+        let rf = u8::try_from(rf).unwrap_or(u8::MAX);
+        self.store_call(move |s| s.set_file_rf(&root, rf)).await
+    }
+
+    /// Notes in memory that every block of `dag` is kept at `rf`.
+    fn remember_rf(&self, dag: &[(ContentId, u64)], rf: usize) {
         if let Ok(mut wanted) = self.rf.lock() {
             for (cid, _) in dag {
                 wanted.insert(*cid, rf);
             }
         }
-        let rf = u8::try_from(rf).unwrap_or(u8::MAX);
-        self.store_call(move |s| s.set_file_rf(&root, rf)).await
     }
 
     /// Loads the RF of every file this node put (after a restart), so repair keeps each at its
@@ -500,11 +505,7 @@ impl Mesh {
         for (root, rf) in files {
             match self.store_call(move |s| s.dag(&root)).await {
                 Ok(dag) => {
-                    if let Ok(mut wanted) = self.rf.lock() {
-                        for (cid, _) in &dag {
-                            wanted.insert(*cid, usize::from(rf));
-                        }
-                    }
+                    self.remember_rf(&dag, usize::from(rf));
                     restored += 1;
                 }
                 Err(e) => debug!(%root, "RF of a file not restored: {e}"),
@@ -590,15 +591,7 @@ impl Mesh {
         root: ContentId,
         session: &FetchSession,
     ) -> Result<Vec<ContentId>, NodeError> {
-        let dag = loop {
-            match self.store_call(move |s| s.dag(&root)).await {
-                Ok(dag) => break dag,
-                Err(NodeError::Storage(StoreError::Missing { cid })) => {
-                    self.fetch_block(cid, session).await?
-                }
-                Err(e) => return Err(e),
-            }
-        };
+        let dag = self.dag_fetching_manifests(root, session).await?;
         let store = self.store.clone();
         let cids: Vec<ContentId> = dag.iter().map(|(c, _)| *c).collect();
         tokio::task::spawn_blocking(move || {
@@ -608,6 +601,24 @@ impl Mesh {
         })
         .await
         .map_err(|e| NodeError::Network(e.to_string()))
+    }
+
+    /// Every block of the file `root` with its length ([`Store::dag`]), fetching the manifests
+    /// this node lacks, level by level, until the whole tree is listed (not the chunks).
+    async fn dag_fetching_manifests(
+        &self,
+        root: ContentId,
+        session: &FetchSession,
+    ) -> Result<Vec<(ContentId, u64)>, NodeError> {
+        loop {
+            match self.store_call(move |s| s.dag(&root)).await {
+                Ok(dag) => return Ok(dag),
+                Err(NodeError::Storage(StoreError::Missing { cid })) => {
+                    self.fetch_block(cid, session).await?
+                }
+                Err(e) => return Err(e),
+            }
+        }
     }
 
     /// The second half: fetches `blocks`, [`PARALLEL`] at a time and started in the order given
@@ -795,8 +806,9 @@ impl Mesh {
     /// this node included when it stores the block. Fetches the file's manifests if they are not
     /// local (not its chunks).
     pub async fn where_is(&self, root: ContentId) -> Result<WhereReport, NodeError> {
-        self.fetch_manifests(root, &FetchSession::default()).await?;
-        let dag = self.store_call(move |s| s.dag(&root)).await?;
+        let dag = self
+            .dag_fetching_manifests(root, &FetchSession::default())
+            .await?;
         let (me, candidates) = self.client.candidates().await?;
         let tiers: HashMap<PeerId, warren_protocol::Tier> =
             candidates.iter().map(|c| (c.peer, c.tier)).collect();
@@ -881,17 +893,14 @@ impl Mesh {
                 return Ok(self.audit(c, len, peer, seed).await);
             }
             Some(root) => {
-                self.fetch_manifests(root, &FetchSession::default()).await?;
-                self.store_call(move |s| s.dag(&root)).await?
+                self.dag_fetching_manifests(root, &FetchSession::default())
+                    .await?
             }
             None => self.responsibilities().await?,
         };
         // Random order; look for a block the peer claims among the first AUDIT_PROBES.
         let mut rng = rand::rngs::OsRng;
-        for i in (1..pool.len()).rev() {
-            let j = (rng.next_u64() % (i as u64 + 1)) as usize;
-            pool.swap(i, j);
-        }
+        rand::seq::SliceRandom::shuffle(pool.as_mut_slice(), &mut rng);
         let probed = pool.len().min(AUDIT_PROBES);
         for (block, len) in pool.into_iter().take(AUDIT_PROBES) {
             if self.client.providers(block).await?.contains(&peer) {
