@@ -62,6 +62,16 @@ async fn spawn_loopback_nodes(
     n: usize,
     extra: &[&str],
 ) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<std::path::PathBuf>)> {
+    spawn_loopback_nodes_with(exe, tmp, n, |_| extra.to_vec()).await
+}
+
+/// [`spawn_loopback_nodes`] with start flags per node (`extra(i)` for node `i`).
+async fn spawn_loopback_nodes_with<'a>(
+    exe: &Path,
+    tmp: &Path,
+    n: usize,
+    extra: impl Fn(usize) -> Vec<&'a str>,
+) -> anyhow::Result<(Vec<tokio::process::Child>, Vec<std::path::PathBuf>)> {
     let mut children = Vec::new();
     let mut dirs: Vec<std::path::PathBuf> = Vec::new();
     for i in 0..n {
@@ -74,7 +84,7 @@ async fn spawn_loopback_nodes(
             }
             None => None,
         };
-        let (child, _) = spawn_node_args(exe, &dir, boot.as_deref(), extra).await?;
+        let (child, _) = spawn_node_args(exe, &dir, boot.as_deref(), &extra(i)).await?;
         children.push(child);
         dirs.push(dir);
     }
@@ -303,7 +313,11 @@ async fn plain_tcp_copy(bytes: Arc<Vec<u8>>, into: Option<&Path>) -> anyhow::Res
 /// Copies `bytes` once from one in-process libp2p swarm to another over loopback TCP with the
 /// node's own stack (Noise, Yamux) on `streams` parallel streams; returns MiB/s. The ceiling any
 /// block protocol over libp2p can reach on this machine.
-async fn libp2p_stream_copy(bytes: Arc<Vec<u8>>, streams: usize) -> anyhow::Result<f64> {
+async fn libp2p_stream_copy(
+    bytes: Arc<Vec<u8>>,
+    streams: usize,
+    quic: bool,
+) -> anyhow::Result<f64> {
     use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
     use libp2p::{StreamProtocol, noise, swarm::SwarmEvent, tcp, yamux};
     const PROTO: StreamProtocol = StreamProtocol::new("/warren/bench-copy/1.0.0");
@@ -315,13 +329,19 @@ async fn libp2p_stream_copy(bytes: Arc<Vec<u8>>, streams: usize) -> anyhow::Resu
                 noise::Config::new,
                 yamux::Config::default,
             )?
+            .with_quic()
             .with_behaviour(|_| libp2p_stream::Behaviour::new())?
             .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
             .build())
     };
     let mut server = swarm()?;
     let mut client = swarm()?;
-    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let listen = if quic {
+        "/ip4/127.0.0.1/udp/0/quic-v1"
+    } else {
+        "/ip4/127.0.0.1/tcp/0"
+    };
+    server.listen_on(listen.parse()?)?;
     let addr = loop {
         if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
             break address;
@@ -407,9 +427,102 @@ async fn libp2p_stream_copy(bytes: Arc<Vec<u8>>, streams: usize) -> anyhow::Resu
     Ok(total as f64 / (1 << 20) as f64 / secs)
 }
 
+/// Fetches `bytes` in 1 MiB pieces, one `/warren/blocks` request-response exchange per piece
+/// with `in_flight` outstanding, between two in-process swarms over loopback TCP (the node's
+/// codec and stack, no store, no hashing); returns MiB/s. The ceiling of a one-block-per-stream
+/// fetch on this machine.
+async fn libp2p_request_copy(bytes: Arc<Vec<u8>>, in_flight: usize) -> anyhow::Result<f64> {
+    use futures::StreamExt;
+    use libp2p::request_response::{self, Event, Message, ProtocolSupport};
+    use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
+    let swarm =
+        || -> anyhow::Result<libp2p::Swarm<request_response::Behaviour<crate::blocks::Codec>>> {
+            Ok(libp2p::SwarmBuilder::with_new_identity()
+                .with_tokio()
+                .with_tcp(
+                    tcp::Config::default().nodelay(true),
+                    noise::Config::new,
+                    yamux::Config::default,
+                )?
+                .with_behaviour(|_| {
+                    request_response::Behaviour::with_codec(
+                        crate::blocks::Codec,
+                        [(crate::blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
+                        request_response::Config::default()
+                            .with_request_timeout(Duration::from_secs(30))
+                            .with_max_concurrent_streams(32),
+                    )
+                })?
+                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+                .build())
+        };
+    let mut server = swarm()?;
+    let mut client = swarm()?;
+    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
+    let addr = loop {
+        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
+            break address;
+        }
+    };
+    let server_id = *server.local_peer_id();
+    let pieces: Vec<Vec<u8>> = bytes.chunks(1 << 20).map(<[u8]>::to_vec).collect();
+    let total = bytes.len();
+    let serving = tokio::spawn(async move {
+        loop {
+            if let SwarmEvent::Behaviour(Event::Message {
+                message:
+                    Message::Request {
+                        request, channel, ..
+                    },
+                ..
+            }) = server.select_next_some().await
+            {
+                let i = request.first().copied().unwrap_or(0) as usize
+                    | (request.get(1).copied().unwrap_or(0) as usize) << 8;
+                let piece = pieces.get(i).cloned().unwrap_or_default();
+                let _ = server.behaviour_mut().send_response(channel, piece);
+            }
+        }
+    });
+    client.dial(addr.with(libp2p::multiaddr::Protocol::P2p(server_id)))?;
+    let n = total.div_ceil(1 << 20);
+    let started = Instant::now();
+    let (mut next, mut outstanding, mut got) = (0usize, 0usize, 0usize);
+    while next < n || outstanding > 0 {
+        while next < n && outstanding < in_flight {
+            client
+                .behaviour_mut()
+                .send_request(&server_id, vec![next as u8, (next >> 8) as u8]);
+            next += 1;
+            outstanding += 1;
+        }
+        match client.select_next_some().await {
+            SwarmEvent::Behaviour(Event::Message {
+                message: Message::Response { response, .. },
+                ..
+            }) => {
+                got += response.len();
+                outstanding -= 1;
+            }
+            SwarmEvent::Behaviour(Event::OutboundFailure { error, .. }) => {
+                bail!("request-response copy: {error}")
+            }
+            _ => {}
+        }
+    }
+    let secs = started.elapsed().as_secs_f64();
+    serving.abort();
+    anyhow::ensure!(
+        got == total,
+        "request-response copy moved {got} of {total} bytes"
+    );
+    Ok(total as f64 / (1 << 20) as f64 / secs)
+}
+
 /// `warren bench fetch`: loopback `get` throughput of a file held by 1 and by 3 other nodes,
 /// next to a plain TCP copy of the same bytes in the same run.
-pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
+pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()> {
+    let rounds = rounds.max(1);
     let exe = std::env::current_exe()?;
     let tmp = std::env::temp_dir().join(format!("warren-bench-fetch-{}", std::process::id()));
     let result = async {
@@ -425,45 +538,81 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         println!(
             "plain TCP copy on loopback into a file (fsynced, as get -o does): {plain_file:.1} MiB/s"
         );
-        for streams in [1, 8] {
-            let rate = libp2p_stream_copy(bytes.clone(), streams).await?;
+        let mut libp2p_best = 0f64;
+        for (quic, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
+            let rate = libp2p_stream_copy(bytes.clone(), streams, quic).await?;
+            libp2p_best = libp2p_best.max(rate);
+            let stack = if quic { "QUIC" } else { "TCP + Noise + Yamux" };
             println!(
-                "libp2p copy (TCP + Noise + Yamux, {streams} stream(s)): {rate:.1} MiB/s ({:.2} of the plain copy)",
+                "libp2p copy ({stack}, {streams} stream(s)): {rate:.1} MiB/s ({:.2} of the plain copy)",
                 rate / plain
             );
         }
-        // Node 0 bootstraps the rest; nodes 1..=3 hold, node 4 fetches.
-        let (children, dirs) = spawn_loopback_nodes(&exe, &tmp, 5, &[]).await?;
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        // `get -o` of `cid` through the node of `api`, timed; prints its rate beside the copies.
-        let timed_get = |api: crate::client::ApiClient, cid: String, out: std::path::PathBuf, from: String| async move {
-            let started = Instant::now();
-            let n = crate::transfer::get(&api, &cid, Some(&out), true, false).await?;
-            let rate = mib / started.elapsed().as_secs_f64();
-            let _ = std::fs::remove_file(&out);
-            anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
+        for in_flight in [1, 8] {
+            let rate = libp2p_request_copy(bytes.clone(), in_flight).await?;
             println!(
-                "get -o of {size_mib} MiB from {from}: {rate:.1} MiB/s ({:.2} of the plain copy, {:.2} of the copy into a file)",
-                rate / plain,
-                rate / plain_file
+                "libp2p request-response (one 1 MiB block per stream, {in_flight} in flight): {rate:.1} MiB/s ({:.2} of the plain copy)",
+                rate / plain
             );
-            anyhow::Ok(())
-        };
+        }
+        // Node 0 bootstraps the rest; nodes 0..=3 offer storage, node 4 (an operator, no
+        // storage offered, so no copy is ever placed on it) fetches.
+        let (children, dirs) = spawn_loopback_nodes_with(&exe, &tmp, 5, |i| {
+            if i == 4 { vec!["--role", "operator"] } else { vec![] }
+        })
+        .await?;
+        let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+        anyhow::ensure!(pids.len() == 5, "a node exited at start");
+        tokio::time::sleep(Duration::from_secs(3)).await;
+        let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
+        let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
         for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
-            // A different file per round, so the fetcher has nothing cached.
+            // A different file per holder count, so no node has it cached.
             let f = tmp.join(format!("round-{holders}.bin"));
             write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
-            let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
             let put = crate::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
+            let _ = std::fs::remove_file(&f);
+            let mut sources = vec![(&fetcher, 4usize, format!("{holders} holder(s)"))];
             if holders == 1 {
                 // The read path alone: the origin's own copy, no network.
-                let out = tmp.join("out-local.bin");
-                timed_get(origin, put.cid.clone(), out, "the local store (no network)".into())
-                    .await?;
+                sources.insert(0, (&origin, 1, "the local store (no network)".into()));
             }
-            let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
-            let out = tmp.join(format!("out-{holders}.bin"));
-            timed_get(fetcher, put.cid, out, format!("{holders} holder(s)")).await?;
+            for (api, node, from) in sources {
+                let mut rates = Vec::new();
+                let mut cpu = vec![0.0; pids.len() + 1];
+                for round in 0..rounds {
+                    // Every earlier write (the put, the last round's output) on disk first: the
+                    // kernel's writeback of them must not run during the timed get.
+                    sync_disks();
+                    let before = cpu_seconds(&pids);
+                    let out = tmp.join(format!("out-{holders}-{round}.bin"));
+                    let started = Instant::now();
+                    let n = crate::transfer::get(api, &put.cid, Some(&out), true, false).await?;
+                    rates.push(mib / started.elapsed().as_secs_f64());
+                    let after = cpu_seconds(&pids);
+                    for (c, (a, b)) in cpu.iter_mut().zip(after.iter().zip(&before)) {
+                        *c += (a - b) / rounds as f64;
+                    }
+                    let _ = std::fs::remove_file(&out);
+                    anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
+                    if node == 4 {
+                        // Drop the fetched copy (cached, unpinned) for the next round.
+                        let _: crate::api::GcView = fetcher.post("/v1/gc").await?;
+                    }
+                }
+                let (lo, med, hi) = spread(&mut rates);
+                println!(
+                    "get -o of {size_mib} MiB from {from}: median {med:.1} MiB/s (min {lo:.1}, max {hi:.1}, {rounds} rounds): {:.2} of the plain copy, {:.2} of the copy into a file, {:.2} of the libp2p copy",
+                    med / plain,
+                    med / plain_file,
+                    med / libp2p_best
+                );
+                let holder_cpu: f64 = (0..4).filter(|i| *i != node).map(|i| cpu[i]).sum();
+                println!(
+                    "    CPU seconds per get: the node serving the get {:.2}, other nodes {:.2}, the client {:.2}",
+                    cpu[node], holder_cpu, cpu[pids.len()]
+                );
+            }
         }
         for mut c in children {
             let _ = c.kill().await;
@@ -473,6 +622,44 @@ pub async fn fetch(size_mib: u64, seed: u64) -> anyhow::Result<()> {
     .await;
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// Flushes every file system's dirty pages to disk (`sync(2)`).
+#[allow(unsafe_code)]
+fn sync_disks() {
+    // SAFETY: sync(2) takes no arguments and cannot fail.
+    unsafe { libc::sync() }
+}
+
+/// CPU seconds (user + system) used so far by each process of `pids`, then by this one.
+#[allow(unsafe_code)]
+fn cpu_seconds(pids: &[u32]) -> Vec<f64> {
+    // SAFETY: sysconf has no preconditions.
+    let ticks = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as f64;
+    let read = |path: String| -> f64 {
+        let Ok(stat) = std::fs::read_to_string(path) else {
+            return 0.0;
+        };
+        // Fields after the command name (which may hold spaces), from field 3 on.
+        let rest = stat.rsplit_once(')').map(|(_, r)| r).unwrap_or("");
+        let f: Vec<&str> = rest.split_whitespace().collect();
+        let num = |i: usize| f.get(i).and_then(|v| v.parse::<f64>().ok()).unwrap_or(0.0);
+        // utime and stime are fields 14 and 15, i.e. 11 and 12 after the name.
+        (num(11) + num(12)) / ticks
+    };
+    pids.iter()
+        .map(|p| read(format!("/proc/{p}/stat")))
+        .chain(std::iter::once(read("/proc/self/stat".into())))
+        .collect()
+}
+
+/// Min, median and max of `v` (sorted here).
+fn spread(v: &mut [f64]) -> (f64, f64, f64) {
+    v.sort_by(f64::total_cmp);
+    match v {
+        [] => (f64::NAN, f64::NAN, f64::NAN),
+        _ => (v[0], v[v.len() / 2], v[v.len() - 1]),
+    }
 }
 
 /// Median and 90th percentile of `v` (sorted here).

@@ -338,6 +338,9 @@ pub enum BenchCommand {
         /// Seed of the generated data.
         #[arg(long, default_value_t = 1)]
         seed: u64,
+        /// Timed gets per source (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
     },
     /// 3-hop onion circuit build time (sans-I/O and loopback nodes), `get --anon` throughput next
     /// to a direct `get`, per-cell overhead.
@@ -1098,9 +1101,11 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
             rounds,
             seed,
         }) => crate::bench::onion(size_mib, builds, rounds, seed).await,
-        Command::Bench(BenchCommand::Fetch { size_mib, seed }) => {
-            crate::bench::fetch(size_mib, seed).await
-        }
+        Command::Bench(BenchCommand::Fetch {
+            size_mib,
+            seed,
+            rounds,
+        }) => crate::bench::fetch(size_mib, seed, rounds).await,
         Command::Bench(BenchCommand::PutMemory { size_mib, seed }) => {
             crate::bench::put_memory(size_mib, seed).await
         }

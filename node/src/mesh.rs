@@ -210,49 +210,107 @@ impl FetchSession {
     }
 }
 
-/// Where a streaming read learns that the blocks it waits for have arrived: the fetch marks each
-/// block done (or failed), a blocking reader waits for the one it needs next. Blocks never listed
-/// were already stored. Dropping the fetch's [`ArrivalsCloser`] fails whatever is still pending,
-/// so a reader never waits on a fetch that is gone.
+/// Fetched blocks a streaming read may keep in memory at once, in bytes (beyond that it reads
+/// them back from the store once they are written there).
+const HELD_FOR_READER: usize = 16 << 20;
+
+/// Where a streaming read learns that the blocks it waits for have arrived: the fetch hands each
+/// block's verified bytes over as soon as it has them (kept in memory while the reader is
+/// less than [`HELD_FOR_READER`] behind), then marks it stored (or failed); a blocking reader
+/// waits for the one it needs next. Blocks never listed were already stored. Dropping the
+/// fetch's [`ArrivalsCloser`] fails whatever is still pending, so a reader never waits on a
+/// fetch that is gone.
 pub struct Arrivals {
-    state: Mutex<HashMap<ContentId, Option<Result<(), String>>>>,
+    state: Mutex<Board>,
     changed: std::sync::Condvar,
+}
+
+#[derive(Default)]
+struct Board {
+    slots: HashMap<ContentId, Slot>,
+    /// Bytes of the blocks kept in `slots` for the reader.
+    held: usize,
+}
+
+#[derive(Default)]
+struct Slot {
+    /// The block's bytes, verified against its id, until the reader takes them.
+    bytes: Option<Arc<Vec<u8>>>,
+    /// In the store now.
+    stored: bool,
+    /// Why it could not be fetched or stored.
+    failed: Option<String>,
 }
 
 impl Arrivals {
     /// A board waiting for `pending`.
     pub fn new(pending: impl IntoIterator<Item = ContentId>) -> Arc<Self> {
         Arc::new(Self {
-            state: Mutex::new(pending.into_iter().map(|c| (c, None)).collect()),
+            state: Mutex::new(Board {
+                slots: pending.into_iter().map(|c| (c, Slot::default())).collect(),
+                held: 0,
+            }),
             changed: std::sync::Condvar::new(),
         })
     }
 
-    /// Records how fetching `cid` ended.
+    fn board(&self) -> std::sync::MutexGuard<'_, Board> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Hands over the verified bytes of `cid`, before they are stored: kept for the reader if
+    /// there is room.
+    pub fn fetched(&self, cid: ContentId, bytes: &Arc<Vec<u8>>) {
+        let mut board = self.board();
+        let room = board.held + bytes.len() <= HELD_FOR_READER;
+        if let Some(slot) = board.slots.get_mut(&cid)
+            && room
+            && slot.bytes.is_none()
+            && !slot.stored
+        {
+            slot.bytes = Some(bytes.clone());
+            board.held += bytes.len();
+            self.changed.notify_all();
+        }
+    }
+
+    /// Records how fetching and storing `cid` ended.
     pub fn done(&self, cid: ContentId, result: &Result<(), NodeError>) {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(slot @ None) = state.get_mut(&cid) {
-            *slot = Some(result.as_ref().map(|_| ()).map_err(|e| e.to_string()));
+        let mut board = self.board();
+        if let Some(slot) = board.slots.get_mut(&cid)
+            && !slot.stored
+            && slot.failed.is_none()
+        {
+            match result {
+                Ok(()) => slot.stored = true,
+                Err(e) => slot.failed = Some(e.to_string()),
+            }
         }
         self.changed.notify_all();
     }
 
-    /// Blocks until `cid` is stored; fails with why it could not be fetched.
-    pub fn wait(&self, cid: &ContentId) -> Result<(), StoreError> {
-        let mut state = self.state.lock().unwrap_or_else(|e| e.into_inner());
+    /// Blocks until `cid` is here: its verified bytes when the fetch handed them over, `None`
+    /// when it is to be read from the store; fails with why it could not be fetched.
+    pub fn wait(&self, cid: &ContentId) -> Result<Option<Arc<Vec<u8>>>, StoreError> {
+        let mut board = self.board();
         loop {
-            match state.get(cid) {
-                None | Some(Some(Ok(()))) => return Ok(()),
-                Some(Some(Err(reason))) => {
-                    return Err(StoreError::Unavailable {
-                        cid: *cid,
-                        reason: reason.clone(),
-                    });
-                }
-                Some(None) => {
-                    state = self.changed.wait(state).unwrap_or_else(|e| e.into_inner());
-                }
+            let Some(slot) = board.slots.get_mut(cid) else {
+                return Ok(None);
+            };
+            if let Some(bytes) = slot.bytes.take() {
+                board.held -= bytes.len();
+                return Ok(Some(bytes));
             }
+            if slot.stored {
+                return Ok(None);
+            }
+            if let Some(reason) = &slot.failed {
+                return Err(StoreError::Unavailable {
+                    cid: *cid,
+                    reason: reason.clone(),
+                });
+            }
+            board = self.changed.wait(board).unwrap_or_else(|e| e.into_inner());
         }
     }
 
@@ -267,10 +325,10 @@ pub struct ArrivalsCloser(pub(crate) Arc<Arrivals>);
 
 impl Drop for ArrivalsCloser {
     fn drop(&mut self) {
-        let mut state = self.0.state.lock().unwrap_or_else(|e| e.into_inner());
-        for slot in state.values_mut() {
-            if slot.is_none() {
-                *slot = Some(Err("the fetch stopped before this block arrived".into()));
+        let mut board = self.0.board();
+        for slot in board.slots.values_mut() {
+            if !slot.stored && slot.failed.is_none() {
+                slot.failed = Some("the fetch stopped before this block arrived".into());
             }
         }
         self.0.changed.notify_all();
@@ -577,10 +635,8 @@ impl Mesh {
     pub async fn fetch(&self, root: ContentId) -> Result<(), NodeError> {
         let session = FetchSession::default();
         let missing = self.fetch_manifests(root, &session).await?;
-        let results: Vec<Result<(), NodeError>> = self
-            .fetch_blocks(missing, &session, |_, _| {})
-            .collect()
-            .await;
+        let results: Vec<Result<(), NodeError>> =
+            self.fetch_blocks(missing, &session, None).collect().await;
         results.into_iter().collect()
     }
 
@@ -614,7 +670,9 @@ impl Mesh {
             match self.store_call(move |s| s.dag(&root)).await {
                 Ok(dag) => return Ok(dag),
                 Err(NodeError::Storage(StoreError::Missing { cid })) => {
-                    self.fetch_block(cid, session).await?
+                    let bytes = self.fetch_block(cid, session).await?;
+                    self.store_call(move |s| s.put_block_cached(&cid, &bytes))
+                        .await?
                 }
                 Err(e) => return Err(e),
             }
@@ -622,39 +680,49 @@ impl Mesh {
     }
 
     /// The second half: fetches `blocks`, [`PARALLEL`] at a time and started in the order given
-    /// (file order, so a reader streaming the file waits as little as possible), calling `done`
-    /// as each one is stored or fails.
+    /// (file order, so a reader streaming the file waits as little as possible), and stores each
+    /// in the store. With a `board`, each block's bytes are handed to it as soon as they are
+    /// verified (the reader need not wait for the store) and it learns when each is stored or
+    /// failed.
     pub fn fetch_blocks<'a>(
         &'a self,
         blocks: Vec<ContentId>,
         session: &'a FetchSession,
-        done: impl Fn(ContentId, &Result<(), NodeError>) + 'a,
+        board: Option<Arc<Arrivals>>,
     ) -> impl Stream<Item = Result<(), NodeError>> + 'a {
-        let done = Arc::new(done);
         futures::stream::iter(blocks)
             .map(move |cid| {
-                let done = done.clone();
+                let board = board.clone();
                 async move {
-                    let result = self.fetch_block(cid, session).await;
-                    done(cid, &result);
+                    let result = match self.fetch_block(cid, session).await {
+                        Ok(bytes) => {
+                            let bytes = Arc::new(bytes);
+                            if let Some(b) = &board {
+                                b.fetched(cid, &bytes);
+                            }
+                            self.store_call(move |s| s.put_block_cached(&cid, &bytes))
+                                .await
+                        }
+                        Err(e) => Err(e),
+                    };
+                    if let Some(b) = &board {
+                        b.done(cid, &result);
+                    }
                     result
                 }
             })
             .buffer_unordered(PARALLEL)
     }
 
-    /// Asks `peer` for `cid`; stores it when the answer matches the id.
-    async fn try_fetch(&self, cid: ContentId, peer: PeerId) -> Result<(), String> {
+    /// Asks `peer` for `cid`: its bytes, when the answer matches the id.
+    async fn try_fetch(&self, cid: ContentId, peer: PeerId) -> Result<Vec<u8>, String> {
         match self
             .client
             .blocks(peer, Request::Get(BlockRequest { block: cid }))
             .await?
         {
-            // The codec verified the bytes against the id before we see them.
-            Response::Block(b) if b.block == cid => self
-                .store_call(move |s| s.put_block_cached(&cid, &b.data))
-                .await
-                .map_err(|e| e.to_string()),
+            // Decoding verified the bytes against the id before we see them.
+            Response::Block(b) if b.block == cid => Ok(b.data),
             other => Err(format!("{peer} answered {}", other.kind())),
         }
     }
@@ -682,7 +750,11 @@ impl Mesh {
     /// session's holders, then those the DHT names, each in [`Self::fetch_order`]. When none of
     /// them has it, asks again after [`FETCH_RETRY`] (a holder's provider record can still be on
     /// its way through the DHT right after a put, a holder can be briefly overloaded).
-    async fn fetch_block(&self, cid: ContentId, session: &FetchSession) -> Result<(), NodeError> {
+    async fn fetch_block(
+        &self,
+        cid: ContentId,
+        session: &FetchSession,
+    ) -> Result<Vec<u8>, NodeError> {
         let mut last = String::new();
         for (attempt, wait) in std::iter::once(&Duration::ZERO)
             .chain(FETCH_RETRY.iter())
@@ -693,7 +765,7 @@ impl Mesh {
                 tokio::time::sleep(*wait).await;
             }
             match self.fetch_block_once(cid, session).await {
-                Ok(()) => return Ok(()),
+                Ok(bytes) => return Ok(bytes),
                 Err(e) => last = e,
             }
         }
@@ -704,7 +776,11 @@ impl Mesh {
     }
 
     /// One round of [`Self::fetch_block`]: every known holder once.
-    async fn fetch_block_once(&self, cid: ContentId, session: &FetchSession) -> Result<(), String> {
+    async fn fetch_block_once(
+        &self,
+        cid: ContentId,
+        session: &FetchSession,
+    ) -> Result<Vec<u8>, String> {
         let known: Vec<PeerId> = session
             .holders
             .lock()
@@ -712,12 +788,8 @@ impl Mesh {
             .unwrap_or_default();
         let mut failures = Vec::new();
         let order = session.slow_last(self.fetch_order(&cid, &known));
-        if self
-            .race(cid, order, session, &mut failures)
-            .await
-            .is_some()
-        {
-            return Ok(());
+        if let Some((_, bytes)) = self.race(cid, order, session, &mut failures).await {
+            return Ok(bytes);
         }
         let (me, _) = self.client.candidates().await.map_err(|e| e.to_string())?;
         let mut providers = self
@@ -727,14 +799,14 @@ impl Mesh {
             .map_err(|e| e.to_string())?;
         providers.retain(|p| *p != me && !known.contains(p));
         let order = session.slow_last(self.fetch_order(&cid, &providers));
-        if let Some(peer) = self.race(cid, order, session, &mut failures).await {
+        if let Some((peer, bytes)) = self.race(cid, order, session, &mut failures).await {
             if let Ok(mut s) = session.holders.lock()
                 && !s.contains(&peer)
                 && s.len() < 16
             {
                 s.push(peer);
             }
-            return Ok(());
+            return Ok(bytes);
         }
         if failures.is_empty() {
             return Err("no holder of it found in the DHT".into());
@@ -744,7 +816,7 @@ impl Mesh {
 
     /// Asks `peers` for `cid` in order: the next one when a request fails, and also when the
     /// requests under way have taken longer than the session's hedge delay (a slow holder is
-    /// outrun, not waited for). Returns the peer that delivered; a peer still busy then is
+    /// outrun, not waited for). Returns the peer that delivered and the block; a peer still busy then is
     /// asked last for the rest of the session. Failures are added to `failures`.
     async fn race(
         &self,
@@ -752,7 +824,7 @@ impl Mesh {
         peers: Vec<PeerId>,
         session: &FetchSession,
         failures: &mut Vec<String>,
-    ) -> Option<PeerId> {
+    ) -> Option<(PeerId, Vec<u8>)> {
         use futures::stream::FuturesUnordered;
         let attempt = |peer: PeerId| async move {
             let started = std::time::Instant::now();
@@ -769,14 +841,14 @@ impl Mesh {
             tokio::select! {
                 done = running.next() => match done {
                     None => return None,
-                    Some((peer, started, Ok(()))) => {
+                    Some((peer, started, Ok(bytes))) => {
                         session.record_time(started.elapsed());
                         busy.retain(|p| *p != peer);
                         for slow in busy {
                             info!(%cid, %slow, %peer, "a slow holder was outrun: asked last from now on");
                             session.mark_slow(slow);
                         }
-                        return Some(peer);
+                        return Some((peer, bytes));
                     }
                     Some((peer, _, Err(e))) => {
                         debug!(%cid, %peer, "holder failed: {e}");
@@ -1337,6 +1409,77 @@ fn not_served(store: &Store, block: &ContentId, e: StoreError) -> Response {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use warren_protocol::Codec;
+
+    fn block(i: u8, len: usize) -> (ContentId, Arc<Vec<u8>>) {
+        let bytes = vec![i; len];
+        (ContentId::of_block(Codec::Raw, &bytes), Arc::new(bytes))
+    }
+
+    #[test]
+    fn a_reader_gets_handed_over_bytes_before_they_are_stored_and_the_store_after() {
+        let (a, bytes_a) = block(1, 1000);
+        let (b, _) = block(2, 1000);
+        let (stored_before, _) = block(3, 10);
+        let board = Arrivals::new([a, b]);
+        board.fetched(a, &bytes_a);
+        // Handed over: the reader has the bytes at once, without waiting for the store.
+        assert_eq!(board.wait(&a).expect("arrived").as_deref(), Some(&*bytes_a));
+        // Taken once; a second read of the same block (a chunk repeated in the file) waits for
+        // the store, then reads it from there.
+        board.done(a, &Ok(()));
+        assert!(board.wait(&a).expect("stored").is_none());
+        // Never listed: already in the store.
+        assert!(board.wait(&stored_before).expect("stored").is_none());
+        board.done(b, &Ok(()));
+        assert!(board.wait(&b).expect("stored").is_none());
+    }
+
+    #[test]
+    fn handed_over_bytes_beyond_the_readers_room_wait_for_the_store() {
+        let blocks: Vec<_> = (0..20).map(|i| block(i, 1 << 20)).collect();
+        let board = Arrivals::new(blocks.iter().map(|(c, _)| *c));
+        let kept = HELD_FOR_READER >> 20;
+        for (c, b) in &blocks[..=kept] {
+            board.fetched(*c, b);
+        }
+        for (c, b) in &blocks[..kept] {
+            assert_eq!(board.wait(c).expect("held").as_deref(), Some(&**b));
+        }
+        // Not kept (no room then): the reader blocks until the fetch has stored it.
+        let (late, _) = blocks[kept];
+        let reader = {
+            let board = board.clone();
+            std::thread::spawn(move || board.wait(&late).map(|b| b.is_none()))
+        };
+        std::thread::sleep(Duration::from_millis(50));
+        assert!(!reader.is_finished(), "the reader must wait for the store");
+        board.done(late, &Ok(()));
+        assert!(reader.join().expect("reader").expect("stored"));
+        // The reader took what it was handed: there is room again.
+        let (next, bytes) = &blocks[kept + 1];
+        board.fetched(*next, bytes);
+        assert_eq!(board.wait(next).expect("held").as_deref(), Some(&**bytes));
+    }
+
+    #[test]
+    fn a_failed_or_abandoned_fetch_fails_the_reader_naming_the_block_unless_it_has_the_bytes() {
+        let (a, _) = block(1, 100);
+        let (b, bytes_b) = block(2, 100);
+        let (c, _) = block(3, 100);
+        let board = Arrivals::new([a, b, c]);
+        board.done(a, &Err(NodeError::Network("no holder of it found".into())));
+        let err = board.wait(&a).expect_err("failed");
+        assert!(err.to_string().contains(&a.to_string()), "{err}");
+        assert!(err.to_string().contains("no holder of it found"), "{err}");
+        // Handed over, then storing it failed (a full offer, say): the reader still has it.
+        board.fetched(b, &bytes_b);
+        board.done(b, &Err(NodeError::Network("offer exceeded".into())));
+        assert!(board.wait(&b).expect("held bytes").is_some());
+        drop(board.closer());
+        let err = board.wait(&c).expect_err("abandoned");
+        assert!(err.to_string().contains("the fetch stopped"), "{err}");
+    }
 
     #[test]
     fn a_session_hedges_at_four_times_its_median_block_time_within_bounds() {

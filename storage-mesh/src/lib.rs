@@ -53,7 +53,7 @@ pub use error::Error;
 pub use gc::GcReport;
 pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
 pub use seal::{Opened, SealOptions, SealOutcome};
-pub use store::{INLINE_MAX, PinInfo, Store, Usage};
+pub use store::{INLINE_MAX, PinInfo, Ready, Store, Usage};
 pub use warren_protocol::{
     CHUNK_SIZE, Capability, Class, Codec, ContentId, FileKey, MANIFEST_FANOUT, Manifest,
     ManifestEntry,

@@ -6,10 +6,11 @@
 //! before a single byte of it is written out, so a corrupt block stops the read with an error
 //! naming it and nothing wrong is ever returned.
 
-use std::{collections::HashSet, io::Write};
+use std::{collections::HashSet, io::Write, sync::Arc};
 
 use warren_protocol::{CHUNK_SIZE, Codec, ContentId, Manifest, ManifestEntry};
 
+use crate::store::Ready;
 use crate::{Error, Store, chunk};
 
 /// Reads, verifies and decodes the manifest `cid`; returns it with its block's length.
@@ -123,7 +124,7 @@ pub(crate) fn get<W: Write>(
     cid: &ContentId,
     out: W,
     progress: &dyn Fn(u64),
-    ready: &dyn Fn(&ContentId) -> Result<(), Error>,
+    ready: &Ready<'_>,
 ) -> Result<u64, Error> {
     struct Copy<'a, W> {
         store: &'a Store,
@@ -131,15 +132,18 @@ pub(crate) fn get<W: Write>(
         buf: Vec<u8>,
         written: u64,
         progress: &'a dyn Fn(u64),
-        ready: &'a dyn Fn(&ContentId) -> Result<(), Error>,
+        ready: &'a Ready<'a>,
     }
     impl<W: Write> Visitor for Copy<'_, W> {
         fn manifest(&mut self, _: &ContentId, _: &Manifest, _: usize) -> Result<bool, Error> {
             Ok(true)
         }
         fn chunk(&mut self, entry: &ManifestEntry) -> Result<(), Error> {
-            (self.ready)(&entry.cid)?;
-            let block = self.store.get_block(&entry.cid)?;
+            // Handed over by a fetch (verified there), or read and verified here.
+            let block = match (self.ready)(&entry.cid)? {
+                Some(bytes) => bytes,
+                None => Arc::new(self.store.get_block(&entry.cid)?),
+            };
             if block.len() as u64 != entry.stored_len {
                 return Err(Error::Corrupt {
                     cid: entry.cid,

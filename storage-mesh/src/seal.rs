@@ -564,7 +564,7 @@ impl Store {
         out: W,
         progress: &dyn Fn(u64),
     ) -> Result<Opened, Error> {
-        self.get_sealed_when_ready(cap, out, progress, &|_| Ok(()))
+        self.get_sealed_when_ready(cap, out, progress, &|_| Ok(None))
     }
 
     /// [`Store::get_sealed`] for a file whose chunks are still arriving; `ready` as in
@@ -574,7 +574,7 @@ impl Store {
         cap: &Capability,
         out: W,
         progress: &dyn Fn(u64),
-        ready: &dyn Fn(&warren_protocol::ContentId) -> Result<(), Error>,
+        ready: &crate::store::Ready<'_>,
     ) -> Result<Opened, Error> {
         let root = self.stat(&cap.cid)?;
         let mut opener = Opener::new(cap.cid, &cap.key, root.size, out)?;

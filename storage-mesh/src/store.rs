@@ -34,7 +34,7 @@ use std::{
     fs::{self, File},
     io::{Read as _, Write as _},
     path::{Path, PathBuf},
-    sync::{Mutex, MutexGuard},
+    sync::{Arc, Mutex, MutexGuard},
 };
 
 use redb::{
@@ -98,6 +98,10 @@ pub struct Usage {
     /// Bytes offered ([`Store::open`]'s `offer_bytes`).
     pub offered_bytes: u64,
 }
+
+/// How a streaming read learns that a chunk block is here ([`Store::get_when_ready`]): `None`
+/// when it is in the store, or its bytes, already verified against its id.
+pub type Ready<'a> = dyn Fn(&ContentId) -> Result<Option<Arc<Vec<u8>>>, Error> + 'a;
 
 /// A content-addressed block store in one directory. `Send + Sync`; share it with an `Arc`.
 pub struct Store {
@@ -199,18 +203,21 @@ impl Store {
         out: W,
         progress: &dyn Fn(u64),
     ) -> Result<u64, Error> {
-        read::get(self, cid, out, progress, &|_| Ok(()))
+        read::get(self, cid, out, progress, &|_| Ok(None))
     }
 
     /// [`Store::get`] for a file whose chunks are still arriving: before reading each chunk
-    /// block, in file order, calls `ready` with its id, which returns once the block is stored
-    /// (or fails the read, e.g. with [`Error::Unavailable`]). Its manifests must be stored.
+    /// block, in file order, calls `ready` with its id, which returns once the block is here
+    /// (or fails the read, e.g. with [`Error::Unavailable`]): `None` when it is in the store,
+    /// or its bytes, which the caller has already verified against the id (a fetch hands them
+    /// over before they are stored, and this does not hash them again). Its manifests must be
+    /// stored.
     pub fn get_when_ready<W: std::io::Write>(
         &self,
         cid: &ContentId,
         out: W,
         progress: &dyn Fn(u64),
-        ready: &dyn Fn(&ContentId) -> Result<(), Error>,
+        ready: &Ready<'_>,
     ) -> Result<u64, Error> {
         read::get(self, cid, out, progress, ready)
     }

@@ -308,8 +308,7 @@ pub(super) async fn get(
     {
         let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
         tokio::spawn(async move {
-            let board = &closer.0;
-            mesh.fetch_blocks(missing, &session, |c, r| board.done(c, r))
+            mesh.fetch_blocks(missing, &session, Some(closer.0.clone()))
                 .for_each(|_| async {})
                 .await;
             drop(closer);
