@@ -99,13 +99,16 @@ async fn spawn_node_args(
 ) -> anyhow::Result<(tokio::process::Child, Duration)> {
     let started = Instant::now();
     let mut cmd = Command::new(exe);
-    cmd.arg("--data-dir").arg(dir).args([
-        "start",
-        "--listen",
-        "/ip4/127.0.0.1/tcp/0",
-        "--listen",
-        "/ip4/127.0.0.1/udp/0/quic-v1",
-    ]);
+    cmd.arg("--data-dir").arg(dir).arg("start");
+    // Loopback TCP and QUIC unless `extra` names its own listen addresses.
+    if !extra.contains(&"--listen") {
+        cmd.args([
+            "--listen",
+            "/ip4/127.0.0.1/tcp/0",
+            "--listen",
+            "/ip4/127.0.0.1/udp/0/quic-v1",
+        ]);
+    }
     cmd.args(extra);
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
@@ -529,7 +532,6 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
         let file = tmp.join("input.bin");
         write_mixed_file(&file, size_mib << 20, seed)?;
         let bytes = Arc::new(std::fs::read(&file)?);
-        let mib = (size_mib) as f64;
         let plain = plain_tcp_copy(bytes.clone(), None).await?;
         println!("plain TCP copy on loopback: {plain:.1} MiB/s");
         let copy_out = tmp.join("plain-copy.bin");
@@ -538,10 +540,11 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
         println!(
             "plain TCP copy on loopback into a file (fsynced, as get -o does): {plain_file:.1} MiB/s"
         );
-        let mut libp2p_best = 0f64;
+        let (mut tcp_best, mut quic_best) = (0f64, 0f64);
         for (quic, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
             let rate = libp2p_stream_copy(bytes.clone(), streams, quic).await?;
-            libp2p_best = libp2p_best.max(rate);
+            let best = if quic { &mut quic_best } else { &mut tcp_best };
+            *best = best.max(rate);
             let stack = if quic { "QUIC" } else { "TCP + Noise + Yamux" };
             println!(
                 "libp2p copy ({stack}, {streams} stream(s)): {rate:.1} MiB/s ({:.2} of the plain copy)",
@@ -555,73 +558,123 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
                 rate / plain
             );
         }
-        // Node 0 bootstraps the rest; nodes 0..=3 offer storage, node 4 (an operator, no
-        // storage offered, so no copy is ever placed on it) fetches.
-        let (children, dirs) = spawn_loopback_nodes_with(&exe, &tmp, 5, |i| {
-            if i == 4 { vec!["--role", "operator"] } else { vec![] }
-        })
-        .await?;
-        let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
-        anyhow::ensure!(pids.len() == 5, "a node exited at start");
-        tokio::time::sleep(Duration::from_secs(3)).await;
-        let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
-        let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
-        for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
-            // A different file per holder count, so no node has it cached.
-            let f = tmp.join(format!("round-{holders}.bin"));
-            write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
-            let put = crate::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
-            let _ = std::fs::remove_file(&f);
-            let mut sources = vec![(&fetcher, 4usize, format!("{holders} holder(s)"))];
-            if holders == 1 {
-                // The read path alone: the origin's own copy, no network.
-                sources.insert(0, (&origin, 1, "the local store (no network)".into()));
-            }
-            for (api, node, from) in sources {
-                let mut rates = Vec::new();
-                let mut cpu = vec![0.0; pids.len() + 1];
-                for round in 0..rounds {
-                    // Every earlier write (the put, the last round's output) on disk first: the
-                    // kernel's writeback of them must not run during the timed get.
-                    sync_disks();
-                    let before = cpu_seconds(&pids);
-                    let out = tmp.join(format!("out-{holders}-{round}.bin"));
-                    let started = Instant::now();
-                    let n = crate::transfer::get(api, &put.cid, Some(&out), true, false).await?;
-                    rates.push(mib / started.elapsed().as_secs_f64());
-                    let after = cpu_seconds(&pids);
-                    for (c, (a, b)) in cpu.iter_mut().zip(after.iter().zip(&before)) {
-                        *c += (a - b) / rounds as f64;
-                    }
-                    let _ = std::fs::remove_file(&out);
-                    anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
-                    if node == 4 {
-                        // Drop the fetched copy (cached, unpinned) for the next round.
-                        let _: crate::api::GcView = fetcher.post("/v1/gc").await?;
-                    }
-                }
-                let (lo, med, hi) = spread(&mut rates);
-                println!(
-                    "get -o of {size_mib} MiB from {from}: median {med:.1} MiB/s (min {lo:.1}, max {hi:.1}, {rounds} rounds): {:.2} of the plain copy, {:.2} of the copy into a file, {:.2} of the libp2p copy",
-                    med / plain,
-                    med / plain_file,
-                    med / libp2p_best
-                );
-                let holder_cpu: f64 = (0..4).filter(|i| *i != node).map(|i| cpu[i]).sum();
-                println!(
-                    "    CPU seconds per get: the node serving the get {:.2}, other nodes {:.2}, the client {:.2}",
-                    cpu[node], holder_cpu, cpu[pids.len()]
-                );
-            }
-        }
-        for mut c in children {
-            let _ = c.kill().await;
+        for (transport, listen, ceiling) in [
+            ("TCP", "/ip4/127.0.0.1/tcp/0", tcp_best),
+            ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1", quic_best),
+        ] {
+            let stats = Copies {
+                plain,
+                plain_file,
+                libp2p: ceiling,
+            };
+            let dir = tmp.join(transport);
+            fetch_over(&exe, &dir, transport, listen, size_mib, seed, rounds, stats).await?;
+            let _ = std::fs::remove_dir_all(&dir);
         }
         anyhow::Ok(())
     }
     .await;
     let _ = std::fs::remove_dir_all(&tmp);
     result
+}
+
+/// The reference copies of one `bench fetch` run, in MiB/s.
+#[derive(Clone, Copy)]
+struct Copies {
+    plain: f64,
+    plain_file: f64,
+    /// The best libp2p copy over the transport the nodes use.
+    libp2p: f64,
+}
+
+/// The node half of `bench fetch`: five nodes in `tmp` listening on `listen` only, a file held
+/// by 1 and by 3 of them fetched by the fifth (and the 1-holder file read from its own store
+/// on TCP), `rounds` timed gets each.
+#[allow(clippy::too_many_arguments)]
+async fn fetch_over(
+    exe: &Path,
+    tmp: &Path,
+    transport: &str,
+    listen: &str,
+    size_mib: u64,
+    seed: u64,
+    rounds: usize,
+    copies: Copies,
+) -> anyhow::Result<()> {
+    let mib = size_mib as f64;
+    // Node 0 bootstraps the rest; nodes 0..=3 offer storage, node 4 (an operator, no
+    // storage offered, so no copy is ever placed on it) fetches.
+    let (children, dirs) = spawn_loopback_nodes_with(exe, tmp, 5, |i| {
+        let mut flags = vec!["--listen", listen];
+        if i == 4 {
+            flags.extend(["--role", "operator"]);
+        }
+        flags
+    })
+    .await?;
+    let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
+    anyhow::ensure!(pids.len() == 5, "a node exited at start");
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
+    let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
+    for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
+        // A different file per holder count, so no node has it cached.
+        let f = tmp.join(format!("round-{holders}.bin"));
+        write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
+        let put = crate::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
+        let _ = std::fs::remove_file(&f);
+        let mut sources = vec![(
+            &fetcher,
+            4usize,
+            format!("{holders} holder(s) over {transport}"),
+        )];
+        if holders == 1 && transport == "TCP" {
+            // The read path alone: the origin's own copy, no network.
+            sources.insert(0, (&origin, 1, "the local store (no network)".into()));
+        }
+        for (api, node, from) in sources {
+            let mut rates = Vec::new();
+            let mut cpu = vec![0.0; pids.len() + 1];
+            for round in 0..rounds {
+                // Every earlier write (the put, the last round's output) on disk first: the
+                // kernel's writeback of them must not run during the timed get.
+                sync_disks();
+                let before = cpu_seconds(&pids);
+                let out = tmp.join(format!("out-{holders}-{round}.bin"));
+                let started = Instant::now();
+                let n = crate::transfer::get(api, &put.cid, Some(&out), true, false).await?;
+                rates.push(mib / started.elapsed().as_secs_f64());
+                let after = cpu_seconds(&pids);
+                for (c, (a, b)) in cpu.iter_mut().zip(after.iter().zip(&before)) {
+                    *c += (a - b) / rounds as f64;
+                }
+                let _ = std::fs::remove_file(&out);
+                anyhow::ensure!(n == size_mib << 20, "fetched {n} bytes");
+                if node == 4 {
+                    // Drop the fetched copy (cached, unpinned) for the next round.
+                    let _: crate::api::GcView = fetcher.post("/v1/gc").await?;
+                }
+            }
+            let (lo, med, hi) = spread(&mut rates);
+            println!(
+                "get -o of {size_mib} MiB from {from}: median {med:.1} MiB/s (min {lo:.1}, max {hi:.1}, {rounds} rounds): {:.2} of the plain copy, {:.2} of the copy into a file, {:.2} of the libp2p {transport} copy",
+                med / copies.plain,
+                med / copies.plain_file,
+                med / copies.libp2p
+            );
+            let holder_cpu: f64 = (0..4).filter(|i| *i != node).map(|i| cpu[i]).sum();
+            println!(
+                "    CPU seconds per get: the node serving the get {:.2}, other nodes {:.2}, the client {:.2}",
+                cpu[node],
+                holder_cpu,
+                cpu[pids.len()]
+            );
+        }
+    }
+    for mut c in children {
+        let _ = c.kill().await;
+    }
+    Ok(())
 }
 
 /// Flushes every file system's dirty pages to disk (`sync(2)`).
