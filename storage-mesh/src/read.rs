@@ -266,6 +266,27 @@ pub(crate) fn dag_blocks(store: &Store, root: &ContentId) -> Result<Vec<(Content
     Ok(list.out)
 }
 
+/// How many times a read of the file `root` reads each chunk block (more than once for a chunk
+/// repeated in the file); the manifests must be stored, the chunks need not be.
+pub(crate) fn chunk_uses(
+    store: &Store,
+    root: &ContentId,
+) -> Result<std::collections::HashMap<ContentId, u32>, Error> {
+    struct Count(std::collections::HashMap<ContentId, u32>);
+    impl Visitor for Count {
+        fn manifest(&mut self, _: &ContentId, _: &Manifest, _: usize) -> Result<bool, Error> {
+            Ok(true)
+        }
+        fn chunk(&mut self, entry: &ManifestEntry) -> Result<(), Error> {
+            *self.0.entry(entry.cid).or_default() += 1;
+            Ok(())
+        }
+    }
+    let mut count = Count(Default::default());
+    walk(store, root, &mut count)?;
+    Ok(count.0)
+}
+
 #[cfg(test)]
 mod tests {
     use warren_protocol::{MANIFEST_FANOUT, MANIFEST_VERSION};
@@ -493,6 +514,31 @@ mod tests {
         store.pin(&root).unwrap();
         let pin = &store.pins().unwrap()[0];
         assert_eq!((pin.blocks, pin.name.as_deref()), (5, Some("big")));
+    }
+
+    #[test]
+    fn chunk_uses_counts_a_chunk_repeated_in_the_file_each_time() {
+        let (_dir, store) = store(u64::MAX);
+        let (x, y) = (random_chunk(1, CHUNK_SIZE), random_chunk(2, CHUNK_SIZE));
+        let data = [&x[..], &y, &x, &x, &y[..100]].concat();
+        let put = store
+            .put(data.as_slice(), &crate::PutOptions::default(), &|_| {})
+            .unwrap();
+        let uses = store.chunk_uses(&put.cid).unwrap();
+        let id = |bytes: &[u8]| ContentId::of_block(Codec::Raw, &chunk::encode_block(bytes));
+        assert_eq!(uses.len(), 3, "{uses:?}");
+        assert_eq!(uses[&id(&x)], 3);
+        assert_eq!(uses[&id(&y)], 1);
+        assert_eq!(uses[&id(&y[..100])], 1);
+        // The distinct list has each once, in first-use order.
+        let dag: Vec<ContentId> = store
+            .dag(&put.cid)
+            .unwrap()
+            .into_iter()
+            .map(|(c, _)| c)
+            .collect();
+        let chunks: Vec<&ContentId> = dag.iter().filter(|c| uses.contains_key(c)).collect();
+        assert_eq!(chunks, [&id(&x), &id(&y), &id(&y[..100])]);
     }
 
     #[test]

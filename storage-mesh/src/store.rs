@@ -531,6 +531,15 @@ impl Store {
         read::dag_blocks(self, root)
     }
 
+    /// How many times a read of the file `root` reads each of its chunk blocks (a chunk repeated
+    /// in the file counts each time); the manifests must be stored, the chunks need not be.
+    pub fn chunk_uses(
+        &self,
+        root: &ContentId,
+    ) -> Result<std::collections::HashMap<ContentId, u32>, Error> {
+        read::chunk_uses(self, root)
+    }
+
     /// Removes every block not reachable from a pin (and any block file the index does not
     /// list, left by an interrupted put). Refuses to remove anything if a pinned file's
     /// manifests cannot be read, since its blocks could not be told apart.

@@ -304,7 +304,12 @@ pub(super) async fn get(
     let session = FetchSession::default();
     let missing = s.mesh.fetch_manifests(cid, &session).await?;
     let manifest = blocking(&s.store, move |st| st.stat(&cid)).await?;
-    let arrivals = Arrivals::new(missing.iter().copied());
+    let uses = blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
+    let arrivals = Arrivals::new(
+        missing
+            .iter()
+            .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
+    );
     {
         let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
         tokio::spawn(async move {
@@ -330,6 +335,7 @@ pub(super) async fn get(
                 .get_sealed_when_ready(&Capability { cid, key }, &mut w, &|_| {}, &ready)
                 .map(|opened| opened.size),
         };
+        arrivals.finished();
         // Bytes already written were verified; what follows says whether the file is complete.
         let _ = match result {
             Ok(n) => {
