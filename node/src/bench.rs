@@ -313,6 +313,37 @@ async fn plain_tcp_copy(bytes: Arc<Vec<u8>>, into: Option<&Path>) -> anyhow::Res
     Ok(total as f64 / (1 << 20) as f64 / secs)
 }
 
+/// Longest a reference copy of `bench fetch` may take before it is reported as stuck.
+const COPY_LIMIT: Duration = Duration::from_secs(120);
+
+/// `copy`, or an error once `limit` has passed.
+async fn within(
+    limit: Duration,
+    copy: impl std::future::Future<Output = anyhow::Result<f64>>,
+) -> anyhow::Result<f64> {
+    tokio::time::timeout(limit, copy)
+        .await
+        .map_err(|_| anyhow::anyhow!("a reference copy did not finish within {limit:?}"))?
+}
+
+/// An in-process swarm with the node's transports (TCP + Noise + Yamux, QUIC) around `behaviour`.
+fn bench_swarm<B: libp2p::swarm::NetworkBehaviour>(
+    behaviour: B,
+) -> anyhow::Result<libp2p::Swarm<B>> {
+    use libp2p::{noise, tcp, yamux};
+    Ok(libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default().nodelay(true),
+            noise::Config::new,
+            yamux::Config::default,
+        )?
+        .with_quic()
+        .with_behaviour(|_| behaviour)?
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build())
+}
+
 /// Copies `bytes` once from one in-process libp2p swarm to another over loopback TCP with the
 /// node's own stack (Noise, Yamux) on `streams` parallel streams; returns MiB/s. The ceiling any
 /// block protocol over libp2p can reach on this machine.
@@ -322,23 +353,10 @@ async fn libp2p_stream_copy(
     quic: bool,
 ) -> anyhow::Result<f64> {
     use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    use libp2p::{StreamProtocol, noise, swarm::SwarmEvent, tcp, yamux};
+    use libp2p::{StreamProtocol, swarm::SwarmEvent};
     const PROTO: StreamProtocol = StreamProtocol::new("/warren/bench-copy/1.0.0");
-    let swarm = || -> anyhow::Result<libp2p::Swarm<libp2p_stream::Behaviour>> {
-        Ok(libp2p::SwarmBuilder::with_new_identity()
-            .with_tokio()
-            .with_tcp(
-                tcp::Config::default().nodelay(true),
-                noise::Config::new,
-                yamux::Config::default,
-            )?
-            .with_quic()
-            .with_behaviour(|_| libp2p_stream::Behaviour::new())?
-            .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-            .build())
-    };
-    let mut server = swarm()?;
-    let mut client = swarm()?;
+    let mut server = bench_swarm(libp2p_stream::Behaviour::new())?;
+    let mut client = bench_swarm(libp2p_stream::Behaviour::new())?;
     let listen = if quic {
         "/ip4/127.0.0.1/udp/0/quic-v1"
     } else {
@@ -437,30 +455,18 @@ async fn libp2p_stream_copy(
 async fn libp2p_request_copy(bytes: Arc<Vec<u8>>, in_flight: usize) -> anyhow::Result<f64> {
     use futures::StreamExt;
     use libp2p::request_response::{self, Event, Message, ProtocolSupport};
-    use libp2p::{noise, swarm::SwarmEvent, tcp, yamux};
-    let swarm =
-        || -> anyhow::Result<libp2p::Swarm<request_response::Behaviour<crate::blocks::Codec>>> {
-            Ok(libp2p::SwarmBuilder::with_new_identity()
-                .with_tokio()
-                .with_tcp(
-                    tcp::Config::default().nodelay(true),
-                    noise::Config::new,
-                    yamux::Config::default,
-                )?
-                .with_behaviour(|_| {
-                    request_response::Behaviour::with_codec(
-                        crate::blocks::Codec,
-                        [(crate::blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
-                        request_response::Config::default()
-                            .with_request_timeout(Duration::from_secs(30))
-                            .with_max_concurrent_streams(32),
-                    )
-                })?
-                .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-                .build())
-        };
-    let mut server = swarm()?;
-    let mut client = swarm()?;
+    use libp2p::swarm::SwarmEvent;
+    let behaviour = || {
+        request_response::Behaviour::with_codec(
+            crate::blocks::Codec,
+            [(crate::blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
+            request_response::Config::default()
+                .with_request_timeout(Duration::from_secs(30))
+                .with_max_concurrent_streams(32),
+        )
+    };
+    let mut server = bench_swarm(behaviour())?;
+    let mut client = bench_swarm(behaviour())?;
     server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
     let addr = loop {
         if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
@@ -542,7 +548,8 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
         );
         let (mut tcp_best, mut quic_best) = (0f64, 0f64);
         for (quic, streams) in [(false, 1), (false, 8), (true, 1), (true, 8)] {
-            let rate = libp2p_stream_copy(bytes.clone(), streams, quic).await?;
+            let rate =
+                within(COPY_LIMIT, libp2p_stream_copy(bytes.clone(), streams, quic)).await?;
             let best = if quic { &mut quic_best } else { &mut tcp_best };
             *best = best.max(rate);
             let stack = if quic { "QUIC" } else { "TCP + Noise + Yamux" };
@@ -552,7 +559,7 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
             );
         }
         for in_flight in [1, 8] {
-            let rate = libp2p_request_copy(bytes.clone(), in_flight).await?;
+            let rate = within(COPY_LIMIT, libp2p_request_copy(bytes.clone(), in_flight)).await?;
             println!(
                 "libp2p request-response (one 1 MiB block per stream, {in_flight} in flight): {rate:.1} MiB/s ({:.2} of the plain copy)",
                 rate / plain
