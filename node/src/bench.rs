@@ -344,6 +344,22 @@ fn bench_swarm<B: libp2p::swarm::NetworkBehaviour>(
         .build())
 }
 
+/// Starts `swarm` listening on `addr` and returns the address it got.
+async fn listen_on<B: libp2p::swarm::NetworkBehaviour>(
+    swarm: &mut libp2p::Swarm<B>,
+    addr: &str,
+) -> anyhow::Result<libp2p::Multiaddr> {
+    use futures::StreamExt;
+    swarm.listen_on(addr.parse()?)?;
+    loop {
+        if let libp2p::swarm::SwarmEvent::NewListenAddr { address, .. } =
+            swarm.select_next_some().await
+        {
+            return Ok(address);
+        }
+    }
+}
+
 /// Copies `bytes` once from one in-process libp2p swarm to another over loopback TCP with the
 /// node's own stack (Noise, Yamux) on `streams` parallel streams; returns MiB/s. The ceiling any
 /// block protocol over libp2p can reach on this machine.
@@ -353,7 +369,7 @@ async fn libp2p_stream_copy(
     quic: bool,
 ) -> anyhow::Result<f64> {
     use futures::{AsyncReadExt, AsyncWriteExt, StreamExt};
-    use libp2p::{StreamProtocol, swarm::SwarmEvent};
+    use libp2p::StreamProtocol;
     const PROTO: StreamProtocol = StreamProtocol::new("/warren/bench-copy/1.0.0");
     let mut server = bench_swarm(libp2p_stream::Behaviour::new())?;
     let mut client = bench_swarm(libp2p_stream::Behaviour::new())?;
@@ -362,12 +378,7 @@ async fn libp2p_stream_copy(
     } else {
         "/ip4/127.0.0.1/tcp/0"
     };
-    server.listen_on(listen.parse()?)?;
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
-            break address;
-        }
-    };
+    let addr = listen_on(&mut server, listen).await?;
     let server_id = *server.local_peer_id();
     let mut incoming = server.behaviour().new_control().accept(PROTO)?;
     let mut control = client.behaviour().new_control();
@@ -467,15 +478,10 @@ async fn libp2p_request_copy(bytes: Arc<Vec<u8>>, in_flight: usize) -> anyhow::R
     };
     let mut server = bench_swarm(behaviour())?;
     let mut client = bench_swarm(behaviour())?;
-    server.listen_on("/ip4/127.0.0.1/tcp/0".parse()?)?;
-    let addr = loop {
-        if let SwarmEvent::NewListenAddr { address, .. } = server.select_next_some().await {
-            break address;
-        }
-    };
+    let addr = listen_on(&mut server, "/ip4/127.0.0.1/tcp/0").await?;
     let server_id = *server.local_peer_id();
-    let pieces: Vec<Vec<u8>> = bytes.chunks(1 << 20).map(<[u8]>::to_vec).collect();
     let total = bytes.len();
+    let served = bytes.clone();
     let serving = tokio::spawn(async move {
         loop {
             if let SwarmEvent::Behaviour(Event::Message {
@@ -486,9 +492,12 @@ async fn libp2p_request_copy(bytes: Arc<Vec<u8>>, in_flight: usize) -> anyhow::R
                 ..
             }) = server.select_next_some().await
             {
-                let i = request.first().copied().unwrap_or(0) as usize
-                    | (request.get(1).copied().unwrap_or(0) as usize) << 8;
-                let piece = pieces.get(i).cloned().unwrap_or_default();
+                // The request is the piece's index, 4 bytes little-endian.
+                let i = <[u8; 4]>::try_from(request.as_slice()).map_or(usize::MAX, |b| {
+                    usize::try_from(u32::from_le_bytes(b)).unwrap_or(usize::MAX)
+                });
+                let start = i.saturating_mul(1 << 20).min(total);
+                let piece = served[start..(start + (1 << 20)).min(total)].to_vec();
                 let _ = server.behaviour_mut().send_response(channel, piece);
             }
         }
@@ -501,7 +510,7 @@ async fn libp2p_request_copy(bytes: Arc<Vec<u8>>, in_flight: usize) -> anyhow::R
         while next < n && outstanding < in_flight {
             client
                 .behaviour_mut()
-                .send_request(&server_id, vec![next as u8, (next >> 8) as u8]);
+                .send_request(&server_id, (next as u32).to_le_bytes().to_vec());
             next += 1;
             outstanding += 1;
         }
@@ -569,13 +578,16 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
             ("TCP", "/ip4/127.0.0.1/tcp/0", tcp_best),
             ("QUIC", "/ip4/127.0.0.1/udp/0/quic-v1", quic_best),
         ] {
-            let stats = Copies {
+            let run = FetchRun {
+                size_mib,
+                seed,
+                rounds,
                 plain,
                 plain_file,
                 libp2p: ceiling,
             };
             let dir = tmp.join(transport);
-            fetch_over(&exe, &dir, transport, listen, size_mib, seed, rounds, stats).await?;
+            fetch_over(&exe, &dir, (transport, listen), run).await?;
             let _ = std::fs::remove_dir_all(&dir);
         }
         anyhow::Ok(())
@@ -585,9 +597,13 @@ pub async fn fetch(size_mib: u64, seed: u64, rounds: usize) -> anyhow::Result<()
     result
 }
 
-/// The reference copies of one `bench fetch` run, in MiB/s.
+/// One `bench fetch` run: its file size, data seed, timed gets per source and the reference
+/// copies (MiB/s) the gets are compared with.
 #[derive(Clone, Copy)]
-struct Copies {
+struct FetchRun {
+    size_mib: u64,
+    seed: u64,
+    rounds: usize,
     plain: f64,
     plain_file: f64,
     /// The best libp2p copy over the transport the nodes use.
@@ -596,18 +612,19 @@ struct Copies {
 
 /// The node half of `bench fetch`: five nodes in `tmp` listening on `listen` only, a file held
 /// by 1 and by 3 of them fetched by the fifth (and the 1-holder file read from its own store
-/// on TCP), `rounds` timed gets each.
-#[allow(clippy::too_many_arguments)]
+/// on TCP), `run.rounds` timed gets each.
 async fn fetch_over(
     exe: &Path,
     tmp: &Path,
-    transport: &str,
-    listen: &str,
-    size_mib: u64,
-    seed: u64,
-    rounds: usize,
-    copies: Copies,
+    (transport, listen): (&str, &str),
+    run: FetchRun,
 ) -> anyhow::Result<()> {
+    let FetchRun {
+        size_mib,
+        seed,
+        rounds,
+        ..
+    } = run;
     let mib = size_mib as f64;
     // Node 0 bootstraps the rest; nodes 0..=3 offer storage, node 4 (an operator, no
     // storage offered, so no copy is ever placed on it) fetches.
@@ -665,11 +682,11 @@ async fn fetch_over(
             let (lo, med, hi) = spread(&mut rates);
             println!(
                 "get -o of {size_mib} MiB from {from}: median {med:.1} MiB/s (min {lo:.1}, max {hi:.1}, {rounds} rounds): {:.2} of the plain copy, {:.2} of the copy into a file, {:.2} of the libp2p {transport} copy",
-                med / copies.plain,
-                med / copies.plain_file,
-                med / copies.libp2p
+                med / run.plain,
+                med / run.plain_file,
+                med / run.libp2p
             );
-            let holder_cpu: f64 = (0..4).filter(|i| *i != node).map(|i| cpu[i]).sum();
+            let holder_cpu: f64 = (0..pids.len()).filter(|i| *i != node).map(|i| cpu[i]).sum();
             println!(
                 "    CPU seconds per get: the node serving the get {:.2}, other nodes {:.2}, the client {:.2}",
                 cpu[node],

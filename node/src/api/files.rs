@@ -303,8 +303,10 @@ pub(super) async fn get(
     // block by block) while the reader below streams the file, waiting for each in turn.
     let session = FetchSession::default();
     let missing = s.mesh.fetch_manifests(cid, &session).await?;
-    let manifest = blocking(&s.store, move |st| st.stat(&cid)).await?;
-    let uses = blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
+    let (manifest, uses) = blocking(&s.store, move |st| {
+        Ok((st.stat(&cid)?, st.chunk_uses(&cid)?))
+    })
+    .await?;
     let arrivals = Arrivals::new(
         missing
             .iter()

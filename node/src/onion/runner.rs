@@ -317,36 +317,35 @@ fn run(
     out: &mpsc::Sender<Out>,
     broker: &mpsc::Sender<MeshCall>,
 ) -> Result<String, String> {
-    let gone = |_| "the mesh broker went away".to_owned();
+    fn gone<E>(_: E) -> String {
+        "the mesh broker went away".to_owned()
+    }
+    // Asks the broker for a streamed answer and forwards it into the circuit as it comes.
+    let streamed = |call: MeshCall, mut rx: mpsc::Receiver<Vec<u8>>| -> Result<(), String> {
+        broker.blocking_send(call).map_err(gone)?;
+        while let Some(d) = rx.blocking_recv() {
+            out.blocking_send(Out::Data(stream, d))
+                .map_err(|_| "the circuit closed".to_owned())?;
+        }
+        Ok(())
+    };
     let (done, result) = oneshot::channel();
     match request {
         Request::Get(cid) => {
             info!(%cid, "runner: get");
-            let (data, mut rx) = mpsc::channel(16);
-            broker
-                .blocking_send(MeshCall::Get { cid, data, done })
-                .map_err(|_| "the mesh broker went away".to_owned())?;
-            while let Some(d) = rx.blocking_recv() {
-                out.blocking_send(Out::Data(stream, d))
-                    .map_err(|_| "the circuit closed".to_owned())?;
-            }
+            let (data, rx) = mpsc::channel(16);
+            streamed(MeshCall::Get { cid, data, done }, rx)?;
         }
         Request::Put { name } => {
             info!("runner: put");
             broker
                 .blocking_send(MeshCall::Put { name, input, done })
-                .map_err(|_| "the mesh broker went away".to_owned())?;
+                .map_err(gone)?;
         }
         Request::Infer(job) => {
             info!("runner: infer");
-            let (data, mut rx) = mpsc::channel(16);
-            broker
-                .blocking_send(MeshCall::Infer { job, data, done })
-                .map_err(|_| "the mesh broker went away".to_owned())?;
-            while let Some(d) = rx.blocking_recv() {
-                out.blocking_send(Out::Data(stream, d))
-                    .map_err(|_| "the circuit closed".to_owned())?;
-            }
+            let (data, rx) = mpsc::channel(16);
+            streamed(MeshCall::Infer { job, data, done }, rx)?;
         }
     }
     result.blocking_recv().map_err(gone)?
