@@ -78,7 +78,7 @@ async fn spawn_loopback_nodes_with<'a>(
         let dir = tmp.join(format!("n{i}"));
         let boot = match dirs.first() {
             Some(d) => {
-                let api = crate::client::ApiClient::from_data_dir(d)?;
+                let api = crate::cli::client::ApiClient::from_data_dir(d)?;
                 let s: crate::api::StatusInfo = api.get("/v1/status").await?;
                 s.listen_addrs.first().cloned()
             }
@@ -246,9 +246,9 @@ pub async fn put_memory(size_mib: u64, seed: u64) -> anyhow::Result<()> {
         let (mut child, _) = spawn_node(&exe, &dir).await?;
         let pid = child.id().context("node exited")?;
         let before = peak_rss_bytes(pid).unwrap_or(0);
-        let api = crate::client::ApiClient::from_data_dir(&dir)?;
+        let api = crate::cli::client::ApiClient::from_data_dir(&dir)?;
         let started = Instant::now();
-        let put = crate::transfer::put(&api, &file, public_put(0), true).await?;
+        let put = crate::cli::transfer::put(&api, &file, public_put(0), true).await?;
         let secs = started.elapsed().as_secs_f64();
         let peak = peak_rss_bytes(pid).context("reading the node's VmHWM")?;
         child.kill().await?;
@@ -469,8 +469,11 @@ async fn libp2p_request_copy(bytes: Arc<Vec<u8>>, in_flight: usize) -> anyhow::R
     use libp2p::swarm::SwarmEvent;
     let behaviour = || {
         request_response::Behaviour::with_codec(
-            crate::blocks::Codec,
-            [(crate::blocks::PROTOCOL_NAME, ProtocolSupport::Full)],
+            crate::net::protocols::blocks::Codec,
+            [(
+                crate::net::protocols::blocks::PROTOCOL_NAME,
+                ProtocolSupport::Full,
+            )],
             request_response::Config::default()
                 .with_request_timeout(Duration::from_secs(30))
                 .with_max_concurrent_streams(32),
@@ -639,13 +642,13 @@ async fn fetch_over(
     let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
     anyhow::ensure!(pids.len() == 5, "a node exited at start");
     tokio::time::sleep(Duration::from_secs(3)).await;
-    let origin = crate::client::ApiClient::from_data_dir(&dirs[1])?;
-    let fetcher = crate::client::ApiClient::from_data_dir(&dirs[4])?;
+    let origin = crate::cli::client::ApiClient::from_data_dir(&dirs[1])?;
+    let fetcher = crate::cli::client::ApiClient::from_data_dir(&dirs[4])?;
     for (holders, seed_offset) in [(1usize, 0u64), (3, 1)] {
         // A different file per holder count, so no node has it cached.
         let f = tmp.join(format!("round-{holders}.bin"));
         write_mixed_file(&f, size_mib << 20, seed + 100 + seed_offset)?;
-        let put = crate::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
+        let put = crate::cli::transfer::put(&origin, &f, public_put(holders - 1), true).await?;
         let _ = std::fs::remove_file(&f);
         let mut sources = vec![(
             &fetcher,
@@ -666,7 +669,7 @@ async fn fetch_over(
                 let before = cpu_seconds(&pids);
                 let out = tmp.join(format!("out-{holders}-{round}.bin"));
                 let started = Instant::now();
-                let n = crate::transfer::get(api, &put.cid, Some(&out), true, false).await?;
+                let n = crate::cli::transfer::get(api, &put.cid, Some(&out), true, false).await?;
                 rates.push(mib / started.elapsed().as_secs_f64());
                 let after = cpu_seconds(&pids);
                 for (c, (a, b)) in cpu.iter_mut().zip(after.iter().zip(&before)) {
@@ -756,7 +759,7 @@ fn build_in_memory(
     round: u64,
 ) -> anyhow::Result<Duration> {
     use warren_protocol::onion::{Cell, Client, Direction, Hop, HopEvent, HopTarget, ReplayCache};
-    let now = crate::network::unix_now();
+    let now = crate::clock::unix_now();
     // Distinct ephemeral seeds per build (snow's RNG derives the keys from them).
     let seed = |i: u64| -> [u8; 32] {
         let mut s = [0x5a; 32];
@@ -853,7 +856,7 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
             "--role", "station", "--role", "gate", "--role", "middle", "--role", "relay",
         ];
         let (children, dirs) = spawn_loopback_nodes(&exe, &tmp, 5, &roles).await?;
-        let client = crate::client::ApiClient::from_data_dir(&dirs[0])?;
+        let client = crate::cli::client::ApiClient::from_data_dir(&dirs[0])?;
         // Wait until node 0 knows every other node's record (the path candidates).
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -864,15 +867,15 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
             anyhow::ensure!(Instant::now() < deadline, "the devnet did not converge in 30 s");
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let holder = crate::client::ApiClient::from_data_dir(&dirs[1])?;
+        let holder = crate::cli::client::ApiClient::from_data_dir(&dirs[1])?;
         // Circuit builds on loopback: small anonymous gets, build time as the client saw it.
         let small = tmp.join("small.bin");
         write_mixed_file(&small, 1024, seed)?;
-        let put = crate::transfer::put(&holder, &small, public_put(0), true).await?;
+        let put = crate::cli::transfer::put(&holder, &small, public_put(0), true).await?;
         tokio::time::sleep(Duration::from_millis(500)).await;
         for i in 0..builds.clamp(1, 50) {
             let out = tmp.join(format!("small-{i}.bin"));
-            crate::transfer::get(&client, &put.cid, Some(&out), true, true).await?;
+            crate::cli::transfer::get(&client, &put.cid, Some(&out), true, true).await?;
         }
         let circuits: Vec<crate::onion::CircuitView> = client.get("/v1/circuits").await?;
         let mut real: Vec<f64> = circuits
@@ -892,13 +895,13 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
         for round in 0..rounds.max(1) {
             let f = tmp.join(format!("big-{round}.bin"));
             write_mixed_file(&f, size_mib << 20, seed + 1 + round as u64)?;
-            let put = crate::transfer::put(&holder, &f, public_put(0), true).await?;
+            let put = crate::cli::transfer::put(&holder, &f, public_put(0), true).await?;
             // Provider records go out asynchronously: let them land before the first lookup.
             tokio::time::sleep(Duration::from_millis(500)).await;
             for (anon, into) in [(false, &mut direct), (true, &mut cold), (true, &mut warm)] {
                 let out = tmp.join("out.bin");
                 let started = Instant::now();
-                let got = crate::transfer::get(&client, &put.cid, Some(&out), true, anon).await?;
+                let got = crate::cli::transfer::get(&client, &put.cid, Some(&out), true, anon).await?;
                 into.push(mib / started.elapsed().as_secs_f64());
                 anyhow::ensure!(got == size_mib << 20, "get returned {got} bytes");
             }
@@ -927,8 +930,8 @@ pub async fn onion(size_mib: u64, builds: usize, rounds: usize, seed: u64) -> an
 }
 
 /// A pinned public put at `rf`, with no name.
-fn public_put(rf: usize) -> crate::transfer::PutRequest {
-    crate::transfer::PutRequest {
+fn public_put(rf: usize) -> crate::cli::transfer::PutRequest {
+    crate::cli::transfer::PutRequest {
         name: None,
         media_type: None,
         pin: true,

@@ -13,7 +13,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
-use crate::client::ApiClient;
+use crate::cli::client::ApiClient;
 use crate::inference::{EmbedOutcome, ModelView};
 
 /// Options of the benchmark.

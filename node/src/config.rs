@@ -316,14 +316,14 @@ impl Config {
             )));
         }
         for addr in &self.bootstrap {
-            crate::network::split_peer_addr(addr).ok_or_else(|| {
+            crate::addr::split_peer_addr(addr).ok_or_else(|| {
                 NodeError::Config(format!(
                     "bootstrap address {addr} does not end in /p2p/PEER_ID"
                 ))
             })?;
         }
         for addr in &self.nat.relays {
-            crate::network::split_peer_addr(addr).ok_or_else(|| {
+            crate::addr::split_peer_addr(addr).ok_or_else(|| {
                 NodeError::Config(format!("relay address {addr} does not end in /p2p/PEER_ID"))
             })?;
         }

@@ -50,6 +50,15 @@ pub enum NodeError {
         /// The peer looked up.
         peer: PeerId,
     },
+    /// A blocking or background task panicked or was cancelled.
+    #[error("{what} task: {source}")]
+    Task {
+        /// Which task.
+        what: &'static str,
+        /// Why it ended.
+        #[source]
+        source: tokio::task::JoinError,
+    },
     /// The node is shutting down and cannot answer.
     #[error("the node is shutting down")]
     ShuttingDown,
@@ -90,18 +99,4 @@ pub enum NodeError {
         /// What is wrong.
         detail: String,
     },
-}
-
-/// The HTTP status the control API answers a storage error with.
-pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode {
-    use axum::http::StatusCode;
-    use warren_storage_mesh::Error as E;
-    match e {
-        E::Missing { .. } => StatusCode::NOT_FOUND,
-        E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
-        E::Incomplete { .. } => StatusCode::CONFLICT,
-        E::OfferExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
-        E::Read(_) => StatusCode::BAD_REQUEST,
-        _ => StatusCode::INTERNAL_SERVER_ERROR,
-    }
 }

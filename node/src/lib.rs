@@ -1,43 +1,47 @@
 //! warren-node: the warren peer.
 //!
-//! Owns the libp2p swarm and its behaviours ([`network`]), the services that answer peers
-//! ([`service`]), the node's secret files ([`keystore`]), its configuration ([`config`]), the local
-//! control API ([`api`], [`client`]) with its dashboard ([`dashboard`]) and Prometheus metrics
-//! ([`metrics`]), the devnet launcher ([`devnet`]), testnet presets ([`presets`]), `warren init`
-//! ([`init`]) and the CLI ([`cli`]).
+//! It must not hold protocol logic: formats, signatures, proofs and state machines live in
+//! `warren-protocol` and `warren-storage-mesh`; this crate only moves bytes between them and the
+//! network, disk and user. Its modules form layers, and every `use crate::…` runs down this table
+//! (checked by `tests/layers.rs`, which reads every source file):
 //!
-//! It must not hold protocol logic: formats, signatures and state machines live in
-//! `warren-protocol` (and `warren-storage-mesh`); this crate only moves bytes between them and the
-//! network, disk and user.
+//! ```text
+//! L4  api/  cli/                 the local HTTP API (axum) and the command line; anyhow only here
+//!      │
+//! L3  node                       NodeBuilder: opens the store, builds the swarm, starts every service
+//!      │
+//! L2  onion/ ─► inference/ ─► storage/        services: they reach the swarm only through
+//!      │                                      net::Client and get inbound requests on channels
+//! L1  net/                       the swarm and its event loop (moves bytes, owns nothing else),
+//!      │                         client, behaviours, gossip and peer-limit config, wire protocols
+//! L0  error clock addr config presets keystore record reputation_store metrics framed view/
+//!                                leaves: plain data, helpers and files on disk
+//! ```
 
-pub mod api;
-pub mod bench;
-pub mod bench_infer;
-pub mod blocks;
-pub mod cli;
-pub mod client;
+// L0: leaves.
+pub mod addr;
+pub mod clock;
 pub mod config;
-pub mod dashboard;
-pub mod devnet;
-pub mod envelope;
 pub mod error;
 pub mod framed;
-mod framing;
-mod gossip;
-pub mod inference;
-pub mod init;
-mod jobs_cli;
 pub mod keystore;
-pub mod mesh;
 pub mod metrics;
-pub mod network;
-pub mod onion;
-pub mod peer_limit;
 pub mod presets;
 pub mod record;
 pub mod reputation_store;
-pub mod service;
-pub mod start;
-pub mod transfer;
+pub mod view;
+// L1: the swarm.
+pub mod net;
+// L2: services.
+pub mod inference;
+pub mod onion;
+pub mod storage;
+// L3: the node.
+pub mod node;
+// L4: the edges.
+pub mod api;
+pub mod bench;
+pub mod bench_infer;
+pub mod cli;
 
 pub use error::NodeError;

@@ -214,7 +214,7 @@ pub struct Metrics {
     /// warren's counters.
     pub counters: Counters,
     /// What the dashboard lists besides the counters: jobs, circuits, storage refusals.
-    pub activity: crate::dashboard::Activity,
+    pub activity: crate::view::Activity,
 }
 
 impl std::fmt::Debug for Metrics {
@@ -240,7 +240,7 @@ impl Metrics {
             registry,
             libp2p,
             counters,
-            activity: crate::dashboard::Activity::default(),
+            activity: crate::view::Activity::default(),
         }
     }
 

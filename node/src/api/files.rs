@@ -36,10 +36,10 @@ use tokio::sync::mpsc;
 use warren_protocol::{Capability, Class, ContentId, FileKey};
 use warren_storage_mesh::{PutOptions, SealOptions, Store};
 
-use super::types::{GcView, PinView, PutView, StatView};
 use super::{ApiError, AppState};
 use crate::framed;
-use crate::mesh::{Arrivals, FetchSession};
+use crate::storage::{Arrivals, FetchSession};
+use crate::view::{GcView, PinView, PutView, StatView};
 
 /// Chunks of the request body in flight between the HTTP task and the store.
 pub(super) const UPLOAD_QUEUE: usize = 16;
@@ -442,7 +442,7 @@ pub(super) async fn held(State(s): State<AppState>) -> Result<Json<Vec<String>>,
     Ok(Json(held.iter().map(ToString::to_string).collect()))
 }
 
-pub(super) async fn audits(State(s): State<AppState>) -> Json<Vec<crate::mesh::AuditRecord>> {
+pub(super) async fn audits(State(s): State<AppState>) -> Json<Vec<crate::view::AuditRecord>> {
     Json(s.mesh.audits())
 }
 
@@ -450,7 +450,7 @@ pub(super) async fn audits(State(s): State<AppState>) -> Json<Vec<crate::mesh::A
 pub(super) async fn where_is(
     State(s): State<AppState>,
     Path(cid): Path<String>,
-) -> Result<Json<crate::mesh::WhereReport>, ApiError> {
+) -> Result<Json<crate::view::WhereReport>, ApiError> {
     let cid = parse_cid(&cid)?;
     Ok(Json(s.mesh.where_is(cid).await?))
 }
@@ -467,7 +467,7 @@ pub(super) struct AuditAsk {
 pub(super) async fn audit(
     State(s): State<AppState>,
     Json(ask): Json<AuditAsk>,
-) -> Result<Json<crate::mesh::AuditRecord>, ApiError> {
+) -> Result<Json<crate::view::AuditRecord>, ApiError> {
     let peer: libp2p::PeerId = ask.peer.parse().map_err(|e| {
         ApiError(
             StatusCode::BAD_REQUEST,

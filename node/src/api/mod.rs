@@ -11,7 +11,7 @@
 //! | GET    | `/v1/peers`          | `[`[`PeerInfo`]`]`               |
 //! | GET    | `/v1/record/{peer}`  | [`RecordView`] (404 if not found) |
 //! | POST   | `/v1/connect?addr=`  | dials a peer: `{"peer_id", "addr"}` |
-//! | GET    | `/v1/dashboard`      | [`crate::dashboard::DashboardView`] |
+//! | GET    | `/v1/dashboard`      | [`crate::view::DashboardView`] |
 //! | …      | files                | see [`files`]                     |
 //! | …      | anonymous requests, circuits | see [`onion`]             |
 //! | …      | models, jobs         | see [`jobs`]                      |
@@ -41,23 +41,23 @@ use libp2p::PeerId;
 use tokio::net::TcpListener;
 use warren_storage_mesh::Store;
 
-use crate::dashboard::{DashboardView, HeldBlock, StorageView};
 use crate::error::NodeError;
 use crate::inference::Inference;
-use crate::mesh::Mesh;
 use crate::metrics::Metrics;
-use crate::network::Client;
+use crate::net::Client;
+use crate::storage::Mesh;
+use crate::view::{DashboardView, HeldBlock, StorageView};
 
+pub mod dashboard;
 mod files;
 mod jobs;
 mod onion;
 mod reputation;
-mod types;
 
-pub use files::KEY_HEADER;
-pub use types::{
+pub use crate::view::{
     GcView, NatView, PeerInfo, PinView, PutView, RecordView, StatView, StatusInfo, StorageUsage,
 };
+pub use files::KEY_HEADER;
 
 #[derive(Clone)]
 struct AppState {
@@ -74,7 +74,7 @@ struct ApiError(StatusCode, String);
 
 impl From<warren_storage_mesh::Error> for ApiError {
     fn from(e: warren_storage_mesh::Error) -> Self {
-        ApiError(crate::error::storage_status(&e), e.to_string())
+        ApiError(storage_status(&e), e.to_string())
     }
 }
 
@@ -88,7 +88,7 @@ impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let code = match e {
             NodeError::RecordNotFound { .. } => StatusCode::NOT_FOUND,
-            NodeError::Storage(ref inner) => crate::error::storage_status(inner),
+            NodeError::Storage(ref inner) => storage_status(inner),
             NodeError::Protocol(_) | NodeError::Onion(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
@@ -176,7 +176,7 @@ async fn dashboard_page() -> Response {
                 "default-src 'none'; script-src 'unsafe-inline'; style-src 'unsafe-inline'; connect-src 'self'; frame-ancestors 'none'",
             ),
         ],
-        crate::dashboard::PAGE_HTML,
+        crate::api::dashboard::PAGE_HTML,
     )
         .into_response()
 }
@@ -242,7 +242,7 @@ const DASHBOARD_JOBS: usize = 20;
 
 /// The dashboard feed with this node's inference jobs and onion circuits filled in from their
 /// services.
-fn activity(s: &AppState) -> crate::dashboard::ActivityView {
+fn activity(s: &AppState) -> crate::view::ActivityView {
     let now_ms = std::time::SystemTime::now()
         .duration_since(std::time::UNIX_EPOCH)
         .map(|d| d.as_millis() as u64)
@@ -253,7 +253,7 @@ fn activity(s: &AppState) -> crate::dashboard::ActivityView {
     view.jobs = jobs
         .into_iter()
         .take(DASHBOARD_JOBS)
-        .map(|j| crate::dashboard::JobView {
+        .map(|j| crate::view::JobView {
             id: j.id,
             model: j.model,
             peer: j.peer.unwrap_or_else(|| format!("{} (this node)", j.role)),
@@ -266,7 +266,7 @@ fn activity(s: &AppState) -> crate::dashboard::ActivityView {
         view.circuits = onion
             .circuits()
             .into_iter()
-            .map(|c| crate::dashboard::CircuitView {
+            .map(|c| crate::view::CircuitView {
                 id: c.id.to_string(),
                 role: c.role,
                 hops: c.prev.into_iter().chain(c.next).collect(),
@@ -293,7 +293,7 @@ async fn connect(
             format!("{:?} is not a multiaddr: {e}", q.addr),
         )
     })?;
-    if crate::network::split_peer_addr(&addr).is_none() {
+    if crate::addr::split_peer_addr(&addr).is_none() {
         return Err(ApiError(
             StatusCode::BAD_REQUEST,
             format!("{addr} does not end in /p2p/PEER_ID"),
@@ -395,6 +395,20 @@ pub async fn bind(addr: SocketAddr) -> Result<TcpListener, NodeError> {
     TcpListener::bind(addr)
         .await
         .map_err(|e| NodeError::Api(format!("cannot bind {addr}: {e}")))
+}
+
+/// The HTTP status the control API answers a storage error with.
+pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode {
+    use axum::http::StatusCode;
+    use warren_storage_mesh::Error as E;
+    match e {
+        E::Missing { .. } => StatusCode::NOT_FOUND,
+        E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
+        E::Incomplete { .. } => StatusCode::CONFLICT,
+        E::OfferExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        E::Read(_) => StatusCode::BAD_REQUEST,
+        _ => StatusCode::INTERNAL_SERVER_ERROR,
+    }
 }
 
 #[cfg(test)]

@@ -26,10 +26,10 @@ use warren_storage_mesh::seal::{Opener, seal};
 use super::files::{
     ChannelReader, DOWNLOAD_QUEUE, FRAME_BYTES, FrameWriter, UPLOAD_QUEUE, key_header, parse_cid,
 };
-use super::types::PutView;
 use super::{ApiError, AppState};
 use crate::framed;
 use crate::onion::{Answer, CircuitView, Onion};
+use crate::view::PutView;
 
 fn bad_gateway(e: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_GATEWAY, e.into())

@@ -11,7 +11,7 @@ use warren_protocol::reputation::Score;
 use super::{ApiError, AppState};
 
 fn now_ms() -> u64 {
-    crate::network::unix_now().saturating_mul(1000)
+    crate::clock::unix_now().saturating_mul(1000)
 }
 
 fn score_json(peer: &PeerId, s: &Score) -> Value {

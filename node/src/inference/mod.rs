@@ -30,8 +30,8 @@ use warren_storage_mesh::{PutOptions, Store};
 
 use crate::config::FaultInject;
 use crate::error::NodeError;
-use crate::mesh::Mesh;
-use crate::network::Client;
+use crate::net::Client;
+use crate::storage::Mesh;
 
 mod operator;
 mod requester;

@@ -37,7 +37,7 @@ use warren_protocol::onion::{
 use warren_protocol::{OnionSecret, Role};
 
 use crate::error::NodeError;
-use crate::network::{self, Client};
+use crate::net::Client;
 use runner::{Out, Runner};
 
 /// The onion link protocol.
@@ -124,7 +124,7 @@ pub struct Onion {
 }
 
 fn now_secs() -> u64 {
-    network::unix_now()
+    crate::clock::unix_now()
 }
 
 fn random_seed() -> [u8; 32] {

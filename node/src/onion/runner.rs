@@ -19,7 +19,7 @@ use warren_protocol::ContentId;
 use warren_protocol::onion::request::Request;
 use warren_storage_mesh::{PutOptions, Store};
 
-use crate::mesh::Mesh;
+use crate::storage::Mesh;
 
 /// The refusal of an INFER request by a relay without the inference service.
 pub const NO_INFERENCE: &str = "inference not available on this node";

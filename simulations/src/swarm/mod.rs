@@ -21,9 +21,10 @@ use std::time::{Duration, Instant};
 use tokio::sync::watch;
 use warren_inference::hardware::Hardware;
 use warren_node::config::{Config, KadMode};
-use warren_node::mesh::Mesh;
-use warren_node::network::{self, Client, Transport};
+use warren_node::net::{self, Client, Transport};
 use warren_node::record::RecordBuilder;
+use warren_node::storage::Mesh;
+use warren_node::storage::serve::Server;
 use warren_protocol::reputation::Config as ReputationConfig;
 use warren_protocol::{ContentId, OnionSecret, PeerId, Reputation, keypair_from_secret};
 use warren_storage_mesh::{PutOptions, Store};
@@ -187,26 +188,33 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
             }
         })?;
         let reputation = Arc::new(Mutex::new(reputation));
-        let (client, mut event_loop) = network::build_on(
+        let (client, mut event_loop) = net::build_on(
             Transport::Memory,
             &config,
             key.clone(),
             records,
-            store.clone(),
-            hot.clone(),
             reputation.clone(),
         )
         .map_err(|source| SimError::Node { node: i, source })?;
         let mesh = Mesh::new(
             client.clone(),
             store.clone(),
-            hot,
+            hot.clone(),
             config.mesh.clone(),
             key,
             reputation,
         );
+        let server = Server {
+            client: client.clone(),
+            store: store.clone(),
+            hot,
+            fault: config.mesh.fault_inject,
+            metrics: mesh.metrics().clone(),
+        };
+        let requests = event_loop.block_requests(256);
         let ready = event_loop.on_ready();
         tasks.push(tokio::spawn(event_loop.run(shutdown_rx.clone())));
+        tasks.push(tokio::spawn(server.run(requests, shutdown_rx.clone())));
         match tokio::time::timeout(Duration::from_secs(15), ready).await {
             Ok(Ok(())) => {}
             _ => return Err(SimError::NotReady { node: i }),

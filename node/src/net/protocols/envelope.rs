@@ -12,7 +12,7 @@ use std::io;
 
 use futures::prelude::*;
 
-use crate::framing::{read_limited, write_close};
+use crate::net::protocols::framing::{read_limited, write_close};
 use libp2p::StreamProtocol;
 use warren_protocol::{Envelope, EventType, MAX_ENVELOPE_SIZE, State};
 

@@ -16,7 +16,7 @@ use warren_protocol::{Capability, Class};
 use warren_storage_mesh::seal::convergent_key;
 
 use crate::api::{KEY_HEADER, PutView};
-use crate::client::ApiClient;
+use crate::cli::client::ApiClient;
 use crate::framed::{Deframer, Frame};
 
 /// Read size of uploads.

@@ -7,7 +7,7 @@
 //! The codec only frames bytes: it runs inside the connection's task, which also encrypts and
 //! decrypts every byte of that connection, so the costly part of a message — decoding it and
 //! hashing the block it carries against its id — happens on a blocking thread instead
-//! ([`crate::network::Client::blocks`] for answers, the event loop's `serve_blocks` for
+//! ([`crate::net::Client::blocks`] for answers, the event loop's `serve_blocks` for
 //! requests). A lying peer's block is still refused before it is stored or used: nothing reads a
 //! message except through `Request::decode` / `Response::decode`, which verify.
 
@@ -15,7 +15,7 @@ use std::io;
 
 use futures::prelude::*;
 
-use crate::framing::{read_limited, write_close};
+use crate::net::protocols::framing::{read_limited, write_close};
 use libp2p::StreamProtocol;
 use warren_protocol::block_transfer::{MAX_MESSAGE_SIZE, PROTOCOL_NAME as NAME};
 

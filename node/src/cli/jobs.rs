@@ -9,7 +9,7 @@ use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
 
 use crate::cli::ModelCommand;
-use crate::client::ApiClient;
+use crate::cli::client::ApiClient;
 use crate::inference::{EmbedOutcome, JobView, ModelView};
 
 fn model_line(m: &ModelView) -> String {

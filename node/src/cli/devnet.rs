@@ -16,7 +16,7 @@ use tokio::signal::unix::{SignalKind, signal};
 use tracing::{info, warn};
 
 use crate::api::StatusInfo;
-use crate::client::ApiClient;
+use crate::cli::client::ApiClient;
 use crate::keystore::API_ADDR_FILE;
 
 /// How long one node may take to come up.

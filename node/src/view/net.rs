@@ -1,6 +1,8 @@
-//! The JSON bodies of the control API, shared by the server and the CLI client.
+//! The network views: status, peers, NAT and node records.
 
 use serde::{Deserialize, Serialize};
+
+use super::StorageUsage;
 use warren_protocol::{ComputeOffer, NodeRecord, Price, Role, StorageOffer};
 
 /// `GET /v1/status`.
@@ -133,82 +135,4 @@ impl RecordView {
             expires_at: r.expires_at,
         }
     }
-}
-
-/// What the local block store holds.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StorageUsage {
-    /// Blocks stored.
-    pub blocks: u64,
-    /// Bytes stored (compressed blocks and manifests).
-    pub stored_bytes: u64,
-    /// Bytes offered to the mesh.
-    pub offered_bytes: u64,
-}
-
-/// `POST /v1/put`: what was stored.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PutView {
-    /// The file's id (root manifest CID).
-    pub cid: String,
-    /// File size in bytes.
-    pub size: u64,
-    /// Blocks in its DAG (chunks and manifests).
-    pub blocks: u64,
-    /// Bytes its blocks take in the store.
-    pub stored_bytes: u64,
-    /// Bytes newly written (0 when the same file was already stored).
-    pub new_bytes: u64,
-    /// Whether the root is pinned.
-    pub pinned: bool,
-    /// Copies placed on other peers (absent with `rf=0`).
-    pub replication: Option<crate::mesh::ReplicationReport>,
-    /// `public`, `shared` or `private`.
-    pub class: String,
-    /// For a sealed file, the read capability (`warren:CID#KEY`): the only way to read it.
-    pub capability: Option<String>,
-}
-
-/// One entry of `GET /v1/pins`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct PinView {
-    /// Root CID.
-    pub cid: String,
-    /// Name from the manifest.
-    pub name: Option<String>,
-    /// File size.
-    pub size: u64,
-    /// Blocks in its DAG.
-    pub blocks: u64,
-    /// Bytes its blocks take.
-    pub stored_bytes: u64,
-    /// `public`, `shared` or `private` (for a sealed file, `size` is the sealed size and `name`
-    /// is absent: both are inside the encryption).
-    pub class: String,
-}
-
-/// `POST /v1/gc`.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct GcView {
-    /// Unpinned blocks removed.
-    pub blocks_removed: u64,
-    /// Bytes freed.
-    pub bytes_freed: u64,
-}
-
-/// `GET /v1/stat/{cid}`: a file's root manifest.
-#[derive(Clone, Debug, Serialize, Deserialize)]
-pub struct StatView {
-    /// Root CID.
-    pub cid: String,
-    /// File size.
-    pub size: u64,
-    /// Manifest tree depth (0: the root lists chunks).
-    pub depth: u8,
-    /// Entries in the root manifest.
-    pub entries: usize,
-    /// File name.
-    pub name: Option<String>,
-    /// Media type.
-    pub media_type: Option<String>,
 }

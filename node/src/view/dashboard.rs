@@ -1,24 +1,10 @@
-//! The dashboard: what it shows, the feed other services fill, and the DHT size estimate.
-//!
-//! `GET /dashboard` (public, no data in it) serves one static HTML page; the page reads the API
-//! token from its URL fragment (`/dashboard#token=…`, printed by `warren dashboard`) and polls
-//! `GET /v1/dashboard` (token required, like every `/v1` call) every two seconds. A fragment is
-//! never sent to the server, never logged, and stays out of `Referer` headers, so the token is
-//! only ever sent as the `Authorization` header, exactly as the CLI sends it.
-//!
-//! Jobs and circuits are read from the inference and onion services each time `/v1/dashboard`
-//! answers (`api::activity`); storage refusals come from [`Activity`], the feed the mesh and the
-//! API fill. The page shows "none yet" for an empty list.
+//! The dashboard views and the activity feed other services fill.
 
 use std::sync::Mutex;
 
 use serde::{Deserialize, Serialize};
 
-use crate::api::{NatView, PeerInfo, StatusInfo};
-use crate::mesh::AuditRecord;
-
-/// The page, served as is.
-pub const PAGE_HTML: &str = include_str!("dashboard.html");
+use super::{AuditRecord, NatView, PeerInfo, StatusInfo};
 
 /// How many recent storage refusals are kept for the dashboard.
 const REFUSALS_KEPT: usize = 10;
@@ -146,60 +132,9 @@ pub struct DashboardView {
     pub activity: ActivityView,
 }
 
-/// Estimates how many peers the DHT has from this node's routing table.
-///
-/// `buckets` are `(i, n)`: `n` peers at XOR distance in `[2^i, 2^(i+1))`. Buckets near this
-/// node are complete (they hold every peer that close), far ones are capped at k = 20, so the
-/// estimate uses the closest buckets that together hold k peers: they cover `2^(i+1)` of the
-/// `2^256` keys, so the network has about `count · 2^256 / 2^(i+1)` peers. With fewer than k peers
-/// known in all, the table is the whole network: the answer is their number plus this node.
-pub fn dht_size_estimate(buckets: &[(u32, usize)]) -> u64 {
-    const K: usize = 20;
-    let mut sorted = buckets.to_vec();
-    sorted.sort_unstable();
-    let total: usize = sorted.iter().map(|(_, n)| n).sum();
-    if total < K {
-        return total as u64 + 1;
-    }
-    let mut count = 0usize;
-    for (i, n) in sorted {
-        count += n;
-        if count >= K {
-            let estimate = count as f64 * 2f64.powi(256 - (i as i32 + 1));
-            return if estimate >= u64::MAX as f64 {
-                u64::MAX
-            } else {
-                (estimate as u64).max(total as u64 + 1)
-            };
-        }
-    }
-    total as u64 + 1
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn small_tables_are_the_whole_network() {
-        assert_eq!(dht_size_estimate(&[]), 1);
-        assert_eq!(dht_size_estimate(&[(255, 3), (254, 2)]), 6);
-    }
-
-    #[test]
-    fn density_of_close_buckets_scales_up() {
-        // A network of 2^12 peers: about 2^(12-256+i+1) peers per bucket i near this node.
-        // Buckets 244..=255 hold 1, 2, 4, … peers (256-i-… halving toward this node).
-        let mut buckets = Vec::new();
-        for i in 244u32..=255 {
-            let n = 1usize << (i - 244);
-            buckets.push((i, n.min(20)));
-        }
-        let e = dht_size_estimate(&buckets);
-        // The closest 1+2+4+8+16 = 31 peers lie within 2^249 of this node: 31 · 2^7 = 3968.
-        assert_eq!(e, 3968);
-        assert!((2048..=8192).contains(&e), "{e}");
-    }
 
     #[test]
     fn refusals_keep_the_latest() {

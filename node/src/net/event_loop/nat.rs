@@ -11,10 +11,11 @@ use libp2p::multiaddr::Protocol;
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use libp2p::{Multiaddr, PeerId, autonat, dcutr, relay};
 use tracing::{debug, info, warn};
-use warren_protocol::block_transfer;
 
-use super::{BehaviourEvent, EventLoop, VERSION, split_peer_addr};
-use crate::metrics::Metrics;
+use super::EventLoop;
+use crate::addr::split_peer_addr;
+use crate::net::VERSION;
+use crate::net::behaviour::BehaviourEvent;
 
 /// The identify agent version: the build and the network id.
 pub fn agent_version(network: &str) -> String {
@@ -35,32 +36,32 @@ pub(super) fn is_relayed(addr: &Multiaddr) -> bool {
 
 /// What the loop knows about its own reachability.
 #[derive(Debug, Default)]
-pub(super) struct NatState {
+pub(crate) struct NatState {
     /// AutoNAT's verdict: unknown, public or private.
-    pub(super) status: String,
-    pub(super) auto_relay: bool,
-    pub(super) bootstrap: Vec<Multiaddr>,
+    pub(crate) status: String,
+    pub(crate) auto_relay: bool,
+    pub(crate) bootstrap: Vec<Multiaddr>,
     /// Relays to listen through (configured, or bootstrap peers once AutoNAT says private).
-    pub(super) relays: Vec<(PeerId, Multiaddr)>,
+    pub(crate) relays: Vec<(PeerId, Multiaddr)>,
     /// Relay listeners open, by listener.
-    pub(super) relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
+    pub(crate) relay_listeners: HashMap<libp2p::core::transport::ListenerId, PeerId>,
     /// Relays this node listens through.
-    pub(super) relayed_via: HashSet<PeerId>,
+    pub(crate) relayed_via: HashSet<PeerId>,
     /// Relays that accepted a reservation.
-    pub(super) reservations: HashSet<PeerId>,
-    pub(super) hole_punches_ok: u64,
-    pub(super) hole_punches_failed: u64,
+    pub(crate) reservations: HashSet<PeerId>,
+    pub(crate) hole_punches_ok: u64,
+    pub(crate) hole_punches_failed: u64,
     /// Peers refused for being on another network.
-    pub(super) network_refusals: u64,
-    pub(super) last_network_refusal: Option<String>,
+    pub(crate) network_refusals: u64,
+    pub(crate) last_network_refusal: Option<String>,
     /// Kademlia's mode is left to libp2p (config `auto` on a non-loopback node).
-    pub(super) kad_auto: bool,
+    pub(crate) kad_auto: bool,
     /// Peers refused for being on another network: kept out of the routing table and never
     /// dialled from it (they may still dial in, and are judged again by their identify).
-    pub(super) refused: HashSet<PeerId>,
+    pub(crate) refused: HashSet<PeerId>,
     /// Refused peers still connected, and when they were refused: closed a moment later, so
     /// their own identify of this node completes and they log the refusal too.
-    pub(super) closing: Vec<(PeerId, std::time::Instant)>,
+    pub(crate) closing: Vec<(PeerId, std::time::Instant)>,
 }
 
 /// How long a refused peer stays connected: enough for its identify exchange to finish.
@@ -234,39 +235,5 @@ impl EventLoop {
             },
             _ => {}
         }
-    }
-}
-
-/// Counts (and logs refusals of) one answer to a block request.
-pub(super) fn count_served(
-    metrics: Option<&Metrics>,
-    peer: &PeerId,
-    response: &block_transfer::Response,
-    stored_len: u64,
-) {
-    use block_transfer::Response;
-    match response {
-        Response::Stored(s) if !s.accepted => {
-            let reason = s.reason.as_deref().unwrap_or("no reason");
-            warn!(%peer, block = %s.block, "refused to hold a replica: {reason}");
-            if let Some(m) = metrics {
-                m.counters.blocks_refused.inc();
-                m.activity
-                    .storage_refused(format!("replica {} from {peer}: {reason}", s.block));
-            }
-        }
-        Response::Stored(_) => {
-            if let Some(m) = metrics {
-                m.counters.blocks_stored.inc();
-                m.counters.bytes_received.inc_by(stored_len);
-            }
-        }
-        Response::Block(b) => {
-            if let Some(m) = metrics {
-                m.counters.blocks_served.inc();
-                m.counters.bytes_sent.inc_by(b.data.len() as u64);
-            }
-        }
-        _ => {}
     }
 }

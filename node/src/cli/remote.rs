@@ -1,0 +1,315 @@
+//! The subcommands that talk to a running node through its control API.
+
+use std::path::PathBuf;
+
+use anyhow::Context;
+use warren_protocol::{Capability, Class};
+
+use crate::cli::args::*;
+use crate::cli::client::ApiClient;
+use crate::cli::text::*;
+use crate::view::{GcView, PeerInfo, PinView, RecordView, StatView, StatusInfo};
+
+pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
+    let api = ApiClient::from_data_dir(&data_dir)?;
+    match cli.command {
+        Command::Status(out) => print(
+            out.json,
+            &api.get::<StatusInfo>("/v1/status").await?,
+            status_text,
+        ),
+        Command::Peers(out) => print(
+            out.json,
+            &api.get::<Vec<PeerInfo>>("/v1/peers").await?,
+            peers_text,
+        ),
+        Command::Record { peer, out } => {
+            let peer: libp2p::PeerId = peer
+                .parse()
+                .with_context(|| format!("{peer:?} is not a peer id"))?;
+            print(
+                out.json,
+                &api.get::<RecordView>(&format!("/v1/record/{peer}")).await?,
+                record_text,
+            )
+        }
+        Command::Put {
+            file,
+            name,
+            media_type,
+            no_pin,
+            rf,
+            class,
+            private,
+            anon,
+            out,
+        } => {
+            let default_class = if anon { Class::Private } else { Class::Public };
+            let req = crate::cli::transfer::PutRequest {
+                name,
+                media_type,
+                pin: !no_pin,
+                rf,
+                class: if private {
+                    Class::Private
+                } else {
+                    class.unwrap_or(default_class)
+                },
+                anon,
+            };
+            let view = crate::cli::transfer::put(&api, &file, req, out.json).await?;
+            print(out.json, &view, |v| match &v.capability {
+                Some(cap) => format!("{cap}\n"),
+                None => format!("{}\n", v.cid),
+            })
+        }
+        Command::Get {
+            cid,
+            output,
+            anon,
+            out,
+        } => {
+            let cid = if Capability::looks_like(&cid) {
+                cid.parse::<Capability>()?;
+                cid
+            } else {
+                check_cid(&cid)?
+            };
+            let n =
+                crate::cli::transfer::get(&api, &cid, output.as_deref(), out.json, anon).await?;
+            if let Some(path) = output {
+                let view = serde_json::json!({ "cid": cid, "size": n, "path": path });
+                print(out.json, &view, |_| {
+                    format!("{n} bytes written to {}\n", path.display())
+                })?;
+            }
+            Ok(())
+        }
+        Command::Circuits(out) => print(
+            out.json,
+            &api.get::<Vec<crate::onion::CircuitView>>("/v1/circuits")
+                .await?,
+            circuits_text,
+        ),
+        Command::Stat { cid, out } => {
+            let cid = check_cid(&cid)?;
+            print(
+                out.json,
+                &api.get::<StatView>(&format!("/v1/stat/{cid}")).await?,
+                stat_text,
+            )
+        }
+        Command::Pins(out) => print(
+            out.json,
+            &api.get::<Vec<PinView>>("/v1/pins").await?,
+            pins_text,
+        ),
+        Command::Pin { cid, out } => {
+            let cid = check_cid(&cid)?;
+            let v: serde_json::Value = api.post(&format!("/v1/pin/{cid}")).await?;
+            print(out.json, &v, |_| format!("pinned {cid}\n"))
+        }
+        Command::Unpin { cid, out } => {
+            let cid = check_cid(&cid)?;
+            let v: serde_json::Value = api.delete(&format!("/v1/pin/{cid}")).await?;
+            print(out.json, &v, |_| {
+                format!("unpinned {cid} (its blocks go at the next gc)\n")
+            })
+        }
+        Command::Gc(out) => print(out.json, &api.post::<GcView>("/v1/gc").await?, |g| {
+            format!(
+                "removed {} blocks, freed {} bytes\n",
+                g.blocks_removed, g.bytes_freed
+            )
+        }),
+        Command::Held(out) => print(out.json, &api.get::<Vec<String>>("/v1/held").await?, |h| {
+            let mut s = format!("{} blocks held for the mesh\n", h.len());
+            for c in h {
+                s.push_str(&format!("{c}\n"));
+            }
+            s
+        }),
+        Command::Audits(out) => {
+            let audits: Vec<crate::view::AuditRecord> = api.get("/v1/audits").await?;
+            print(out.json, &audits, |a| {
+                let mut s = format!("{} audits\n", a.len());
+                for r in a {
+                    s.push_str(&format!(
+                        "{}  {}  {}  {}\n",
+                        r.time_ms,
+                        if r.passed { "passed" } else { "FAILED" },
+                        r.subject,
+                        r.block
+                    ));
+                }
+                s
+            })
+        }
+        Command::Where { cid, out } => {
+            let report: crate::view::WhereReport = api.get(&format!("/v1/where/{cid}")).await?;
+            print(out.json, &report, |r| {
+                let mut s = format!(
+                    "{}: {} blocks, fewest live holders of a block {}{}\n",
+                    r.cid,
+                    r.blocks.len(),
+                    r.min_rf_held,
+                    r.wanted_rf
+                        .map(|w| format!(" (put here at RF {w})"))
+                        .unwrap_or_default()
+                );
+                for b in &r.blocks {
+                    let hot = if b.hot_extra > 0 {
+                        format!("  hot: +{}", b.hot_extra)
+                    } else {
+                        String::new()
+                    };
+                    s.push_str(&format!(
+                        "{}  {} B  held {}{hot}\n",
+                        b.block, b.len, b.rf_held
+                    ));
+                    for h in &b.holders {
+                        let state = match (h.this_node, h.live, h.tier) {
+                            (true, ..) => "this node".to_owned(),
+                            (false, true, Some(t)) => format!("live, {}", tier_name(t)),
+                            (false, true, None) => "live".to_owned(),
+                            (false, false, _) => "not connected".to_owned(),
+                        };
+                        s.push_str(&format!("    {}  {state}\n", h.peer));
+                    }
+                }
+                s
+            })
+        }
+        Command::Audit { peer, cid, out } => {
+            let body = serde_json::json!({ "peer": peer, "cid": cid });
+            let r: crate::view::AuditRecord = api.post_json("/v1/audit", &body).await?;
+            print(out.json, &r, |r| {
+                if r.passed {
+                    format!("passed: {} proved it holds {}\n", r.subject, r.block)
+                } else {
+                    format!(
+                        "FAILED: {} on {}: {}\n",
+                        r.subject,
+                        r.block,
+                        r.reason.as_deref().unwrap_or("no reason given")
+                    )
+                }
+            })
+        }
+        Command::Model(cmd) => crate::cli::jobs::model(&api, cmd).await,
+        Command::Infer {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            seed,
+            strategy,
+            sample,
+            local,
+            anon,
+            out,
+        } => {
+            let body = serde_json::json!({
+                "model": model, "prompt": prompt, "max_tokens": max_tokens,
+                "temperature": temperature, "seed": seed, "strategy": strategy,
+                "sample": sample, "local": local,
+            });
+            let path = if anon { "/v1/anon/infer" } else { "/v1/infer" };
+            crate::cli::jobs::infer(&api, path, &body, out.json).await
+        }
+        Command::Embed {
+            model,
+            input,
+            output,
+            strategy,
+            operators,
+            sample,
+            batch,
+            local,
+            out,
+        } => {
+            let opts = crate::cli::jobs::EmbedOpts {
+                model,
+                strategy,
+                operators,
+                sample,
+                batch,
+                local,
+            };
+            crate::cli::jobs::embed(&api, &opts, &input, &output, out.json).await
+        }
+        Command::Jobs(out) => crate::cli::jobs::jobs(&api, out.json).await,
+        Command::Reputation { peer: None, out } => {
+            let table: serde_json::Value = api.get("/v1/reputation").await?;
+            print(out.json, &table, |t| {
+                let mut s = format!(
+                    "{:<54} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6} {:>6}  floor\n",
+                    "peer", "total", "perf", "speed", "uptime", "secur", "review", "long"
+                );
+                for r in t.as_array().into_iter().flatten() {
+                    let c = &r["components"];
+                    let f = |v: &serde_json::Value| v.as_f64().unwrap_or(0.0);
+                    s.push_str(&format!(
+                        "{:<54} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3} {:>6.3}  {}\n",
+                        r["peer_id"].as_str().unwrap_or("?"),
+                        f(&r["total"]),
+                        f(&c["performance"]),
+                        f(&c["speed"]),
+                        f(&c["uptime"]),
+                        f(&c["security"]),
+                        f(&c["peer_review"]),
+                        f(&c["longevity"]),
+                        if r["below_floor"] == true {
+                            "BELOW"
+                        } else {
+                            "ok"
+                        }
+                    ));
+                }
+                s
+            })
+        }
+        Command::Reputation {
+            peer: Some(peer),
+            out,
+        } => {
+            let peer: libp2p::PeerId = peer
+                .parse()
+                .with_context(|| format!("{peer:?} is not a peer id"))?;
+            let v: serde_json::Value = api.get(&format!("/v1/reputation/{peer}")).await?;
+            print(out.json, &v, |v| {
+                format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
+            })
+        }
+        Command::Dashboard(out) => {
+            let addr = std::fs::read_to_string(data_dir.join(crate::keystore::API_ADDR_FILE))
+                .context("reading api.addr: is the node running?")?;
+            let token = std::fs::read_to_string(data_dir.join(crate::keystore::TOKEN_FILE))
+                .context("reading api.token")?;
+            let url = crate::api::dashboard_url(addr.trim(), token.trim());
+            print(out.json, &serde_json::json!({ "url": url }), |_| {
+                format!(
+                    "{url}\n(the part after # is the API token: it never leaves the browser, but keep the URL private)\n"
+                )
+            })
+        }
+        Command::Connect { addr, out } => {
+            let v: serde_json::Value = api
+                .post_body(
+                    "/v1/connect",
+                    &[("addr", addr.to_string())],
+                    &[],
+                    reqwest::Body::from(""),
+                )
+                .await?;
+            print(out.json, &v, |v| {
+                format!(
+                    "connected to {} via {}\n",
+                    v["peer_id"].as_str().unwrap_or("?"),
+                    v["addr"].as_str().unwrap_or("?")
+                )
+            })
+        }
+        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) | Command::Init { .. } => Ok(()),
+    }
+}

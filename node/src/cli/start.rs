@@ -1,0 +1,77 @@
+//! `warren start`: a [`Node`] with the control API in front of it, in the foreground until SIGINT
+//! or SIGTERM.
+//!
+//! ```text
+//! run ─┬─ Node::start      (the swarm and every service)
+//!      ├─ axum::serve      (task: control API, graceful shutdown)
+//!      └─ waits for a signal, then stops the API and the node
+//! ```
+//!
+//! The API address file is written only once every listener is up and removed on the way out.
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use tokio::signal::unix::{SignalKind, signal};
+use tracing::{info, warn};
+
+use crate::config::Config;
+use crate::error::NodeError;
+use crate::keystore::{self, API_ADDR_FILE};
+use crate::node::Node;
+
+/// Runs a node on `data_dir` with its control API until a signal stops it.
+pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
+    let started = Instant::now();
+    let addr_file = data_dir.join(API_ADDR_FILE);
+    let _ = std::fs::remove_file(&addr_file);
+    let listener = crate::api::bind(config.api_listen).await?;
+    let api_addr = listener
+        .local_addr()
+        .map_err(|e| NodeError::Api(e.to_string()))?;
+    let tier = config.storage.tier;
+    let node = Node::start(config, data_dir).await?;
+    let token = keystore::create_api_token(data_dir)?;
+    let app = crate::api::router(
+        node.client.clone(),
+        node.store.clone(),
+        node.mesh.clone(),
+        Some(node.onion.clone()),
+        node.inference.clone(),
+        &token,
+        tier,
+    );
+    let mut api_shutdown = node.shutdown_signal();
+    let api_task = tokio::spawn(async move {
+        let graceful = async move {
+            let _ = api_shutdown.wait_for(|stop| *stop).await;
+        };
+        axum::serve(listener, app)
+            .with_graceful_shutdown(graceful)
+            .await
+    });
+    keystore::write_private(&addr_file, api_addr.to_string().as_bytes())?;
+    info!(api = %api_addr, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
+    info!(
+        "dashboard: run `warren --data-dir {} dashboard` for its URL (http://{api_addr}/dashboard#token=…)",
+        data_dir.display()
+    );
+
+    let mut term =
+        signal(SignalKind::terminate()).map_err(|e| NodeError::Network(e.to_string()))?;
+    let mut int = signal(SignalKind::interrupt()).map_err(|e| NodeError::Network(e.to_string()))?;
+    tokio::select! {
+        _ = term.recv() => info!("SIGTERM: shutting down"),
+        _ = int.recv() => info!("SIGINT: shutting down"),
+    }
+    node.stop().await;
+    match tokio::time::timeout(Duration::from_secs(5), api_task).await {
+        Ok(Ok(Ok(()))) => {}
+        Ok(Ok(Err(e))) => warn!("control API ended with an error: {e}"),
+        Ok(Err(e)) => warn!("control API task ended badly: {e}"),
+        Err(_) => warn!("control API did not stop within 5 s"),
+    }
+    let _ = std::fs::remove_file(&addr_file);
+    info!("stopped");
+    Ok(())
+}

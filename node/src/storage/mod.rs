@@ -1,0 +1,253 @@
+//! The storage mesh on the network: placement at RF, verified parallel fetch, self-healing repair
+//! and proof-of-storage audits.
+//!
+//! ```text
+//! API put ──► replicate ──► place() per block ──► StoreRequest to each target ──► target stores,
+//!                                                                                 holds, provides
+//! API get ──► fetch ──► providers (DHT) ──► BlockRequest, several holders in parallel, verified
+//! repair task (every REPAIR_EVERY) ──► per held block: live holders ──► Repairer::plan ──► push
+//! audit task  (every AUDIT_EVERY)  ──► random held block, random other holder ──► challenge ──►
+//!                                       verify against the block id ──► AuditRecord
+//! ```
+//!
+//! Every decision is made by the pure code in `warren-storage-mesh` (placement, repair plan, hot
+//! RF, proofs); this module only gathers what it needs (from the store and the event loop) and
+//! moves blocks.
+
+use std::collections::{HashMap, VecDeque};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use libp2p::PeerId;
+use libp2p::identity::Keypair;
+use tokio::sync::watch;
+use tracing::{debug, info, warn};
+use warren_protocol::reputation::RateLimit;
+use warren_protocol::{ContentId, Reputation};
+use warren_storage_mesh::hot::{HotConfig, HotTracker};
+use warren_storage_mesh::repair::{RepairConfig, Repairer};
+use warren_storage_mesh::{Error as StoreError, Store};
+
+use crate::clock::unix_now_ms as now_ms;
+use crate::config::MeshConfig;
+use crate::error::NodeError;
+use crate::metrics::Metrics;
+use crate::net::Client;
+use crate::view::AuditRecord;
+
+mod arrivals;
+mod audit;
+mod fetch;
+mod repair;
+mod replicate;
+pub mod serve;
+mod session;
+mod where_is;
+
+pub use arrivals::{Arrivals, ArrivalsCloser};
+pub use session::FetchSession;
+
+/// Blocks moved at once by one replicate or fetch.
+const PARALLEL: usize = 8;
+/// Waits before asking the holders of a block again when none of them had it.
+const FETCH_RETRY: [Duration; 3] = [
+    Duration::from_millis(500),
+    Duration::from_millis(1500),
+    Duration::from_millis(3000),
+];
+/// Blocks `warren audit` looks up (provider records) to find one the audited peer claims.
+const AUDIT_PROBES: usize = 64;
+/// Audit results kept for the API and reputation.
+const AUDIT_LOG: usize = 1024;
+/// How long a holder that failed an audit is not counted as a holder of that block.
+const FAILED_HOLDER_MS: u64 = 10 * 60 * 1000;
+/// How long a passed audit vouches for a holder before repair checks it again.
+const VERIFIED_HOLDER_MS: u64 = 30 * 1000;
+
+/// Mesh state shared by the API handlers and the background tasks.
+pub struct Mesh {
+    client: Client,
+    store: Arc<Store>,
+    repairer: Mutex<Repairer>,
+    hot: Arc<Mutex<HotTracker>>,
+    audits: Mutex<VecDeque<AuditRecord>>,
+    /// (holder, block) → when it failed an audit.
+    failed: Mutex<HashMap<(PeerId, [u8; 32]), u64>>,
+    /// (holder, block) → when it last passed an audit.
+    verified: Mutex<HashMap<(PeerId, [u8; 32]), u64>>,
+    /// Replication factor wanted per block this node placed or holds.
+    rf: Mutex<HashMap<ContentId, usize>>,
+    config: MeshConfig,
+    /// Signs this node's observations.
+    key: Keypair,
+    /// Local scores; audits feed it first-hand.
+    reputation: Arc<Mutex<Reputation>>,
+    /// This node's own observations published per window: kept under the limit the others
+    /// enforce, so they never drop (or penalise) what it says.
+    publish_rate: Mutex<RateLimit>,
+    /// Audit, repair and latency counters (Prometheus) and the dashboard feed.
+    metrics: Arc<Metrics>,
+    /// Per block checked by the last repair pass: verified copies (this node's included) and the
+    /// replication factor wanted, for the dashboard.
+    copies: Mutex<HashMap<ContentId, (usize, usize)>>,
+}
+
+impl Mesh {
+    /// Mesh services over `client` and `store`, counting into a registry of their own.
+    pub fn new(
+        client: Client,
+        store: Arc<Store>,
+        hot: Arc<Mutex<HotTracker>>,
+        config: MeshConfig,
+        key: Keypair,
+        reputation: Arc<Mutex<Reputation>>,
+    ) -> Arc<Self> {
+        Self::with_metrics(
+            client,
+            store,
+            hot,
+            config,
+            key,
+            reputation,
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    /// Mesh services over `client` and `store`, counting into the node's `metrics`.
+    pub fn with_metrics(
+        client: Client,
+        store: Arc<Store>,
+        hot: Arc<Mutex<HotTracker>>,
+        config: MeshConfig,
+        key: Keypair,
+        reputation: Arc<Mutex<Reputation>>,
+        metrics: Arc<Metrics>,
+    ) -> Arc<Self> {
+        Arc::new(Self {
+            client,
+            store,
+            repairer: Mutex::new(Repairer::new(
+                RepairConfig {
+                    // Long enough that a push lands and is announced before the block is
+                    // planned again; the closest-holder rule and target back-off prevent loops.
+                    cooldown_ms: (3 * config.repair_every_ms).max(3_000),
+                    ..RepairConfig::default()
+                },
+                now_ms(),
+            )),
+            hot,
+            audits: Mutex::new(VecDeque::new()),
+            failed: Mutex::new(HashMap::new()),
+            verified: Mutex::new(HashMap::new()),
+            rf: Mutex::new(HashMap::new()),
+            config,
+            key,
+            reputation,
+            publish_rate: Mutex::new(RateLimit::default()),
+            metrics,
+            copies: Mutex::new(HashMap::new()),
+        })
+    }
+
+    /// The node's metrics and dashboard feed.
+    pub fn metrics(&self) -> &Arc<Metrics> {
+        &self.metrics
+    }
+
+    /// The replication factor wanted for `block` (the default when this node never placed it).
+    pub fn wanted_rf(&self, block: &ContentId) -> usize {
+        self.rf
+            .lock()
+            .ok()
+            .and_then(|m| m.get(block).copied())
+            .unwrap_or(self.config.rf)
+    }
+
+    /// Copies of `block` the last repair pass verified (this node's included), if it checked it.
+    pub fn verified_copies(&self, block: &ContentId) -> Option<usize> {
+        self.copies
+            .lock()
+            .ok()
+            .and_then(|m| m.get(block).map(|(n, _)| *n))
+    }
+
+    /// A fresh hot-content tracker to share between the event loop and the mesh.
+    pub fn hot_tracker(config: &MeshConfig) -> Arc<Mutex<HotTracker>> {
+        Arc::new(Mutex::new(HotTracker::new(HotConfig {
+            window_ms: config.hot_window_ms,
+            heat_up: config.hot_heat_up,
+            cool_down: config.hot_cool_down,
+            ..HotConfig::default()
+        })))
+    }
+
+    /// This node's reputation table.
+    pub fn reputation(&self) -> &Arc<Mutex<Reputation>> {
+        &self.reputation
+    }
+
+    /// The default replication factor.
+    pub fn default_rf(&self) -> usize {
+        self.config.rf
+    }
+
+    /// The audits this node ran, newest last.
+    pub fn audits(&self) -> Vec<AuditRecord> {
+        self.audits
+            .lock()
+            .map(|a| a.iter().cloned().collect())
+            .unwrap_or_default()
+    }
+
+    pub(crate) async fn store_call<T: Send + 'static>(
+        &self,
+        f: impl FnOnce(&Store) -> Result<T, StoreError> + Send + 'static,
+    ) -> Result<T, NodeError> {
+        let store = self.store.clone();
+        tokio::task::spawn_blocking(move || f(&store))
+            .await
+            .map_err(|e| NodeError::Network(format!("store task: {e}")))?
+            .map_err(NodeError::from)
+    }
+
+    /// Runs the repair and audit tasks until `shutdown` turns true.
+    pub async fn run(self: Arc<Self>, mut shutdown: watch::Receiver<bool>) {
+        match self.restore_file_rfs().await {
+            Ok(n) if n > 0 => info!(files = n, "replication factors restored"),
+            Ok(_) => {}
+            Err(e) => warn!("cannot restore the files' replication factors: {e}"),
+        }
+        let mut repair = tokio::time::interval(Duration::from_millis(self.config.repair_every_ms));
+        let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
+        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = repair.tick() => {
+                    match self.repair_pass().await {
+                        Ok(n) => {
+                            self.metrics.counters.repairs.inc_by(n as u64);
+                        }
+                        Err(e) => debug!("repair pass: {e}"),
+                    }
+                }
+                _ = audit.tick() => {
+                    let started = std::time::Instant::now();
+                    match self.audit_once().await {
+                        Ok(Some(record)) => self
+                            .metrics
+                            .counters
+                            .audit(record.passed, started.elapsed().as_secs_f64()),
+                        Ok(None) => {}
+                        Err(e) => debug!("audit: {e}"),
+                    }
+                }
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                }
+            }
+        }
+    }
+}

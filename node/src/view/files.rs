@@ -1,0 +1,152 @@
+//! The file and storage views: put, pins, gc, stat, where, audits and replication.
+
+use serde::{Deserialize, Serialize};
+
+/// What the local block store holds.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StorageUsage {
+    /// Blocks stored.
+    pub blocks: u64,
+    /// Bytes stored (compressed blocks and manifests).
+    pub stored_bytes: u64,
+    /// Bytes offered to the mesh.
+    pub offered_bytes: u64,
+}
+
+/// `POST /v1/put`: what was stored.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PutView {
+    /// The file's id (root manifest CID).
+    pub cid: String,
+    /// File size in bytes.
+    pub size: u64,
+    /// Blocks in its DAG (chunks and manifests).
+    pub blocks: u64,
+    /// Bytes its blocks take in the store.
+    pub stored_bytes: u64,
+    /// Bytes newly written (0 when the same file was already stored).
+    pub new_bytes: u64,
+    /// Whether the root is pinned.
+    pub pinned: bool,
+    /// Copies placed on other peers (absent with `rf=0`).
+    pub replication: Option<ReplicationReport>,
+    /// `public`, `shared` or `private`.
+    pub class: String,
+    /// For a sealed file, the read capability (`warren:CID#KEY`): the only way to read it.
+    pub capability: Option<String>,
+}
+
+/// One entry of `GET /v1/pins`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PinView {
+    /// Root CID.
+    pub cid: String,
+    /// Name from the manifest.
+    pub name: Option<String>,
+    /// File size.
+    pub size: u64,
+    /// Blocks in its DAG.
+    pub blocks: u64,
+    /// Bytes its blocks take.
+    pub stored_bytes: u64,
+    /// `public`, `shared` or `private` (for a sealed file, `size` is the sealed size and `name`
+    /// is absent: both are inside the encryption).
+    pub class: String,
+}
+
+/// `POST /v1/gc`.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct GcView {
+    /// Unpinned blocks removed.
+    pub blocks_removed: u64,
+    /// Bytes freed.
+    pub bytes_freed: u64,
+}
+
+/// `GET /v1/stat/{cid}`: a file's root manifest.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct StatView {
+    /// Root CID.
+    pub cid: String,
+    /// File size.
+    pub size: u64,
+    /// Manifest tree depth (0: the root lists chunks).
+    pub depth: u8,
+    /// Entries in the root manifest.
+    pub entries: usize,
+    /// File name.
+    pub name: Option<String>,
+    /// Media type.
+    pub media_type: Option<String>,
+}
+/// One audit this node ran.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct AuditRecord {
+    /// The holder audited.
+    pub subject: String,
+    /// The block challenged.
+    pub block: String,
+    /// Whether the proof verified against the block id.
+    pub passed: bool,
+    /// Why it failed.
+    pub reason: Option<String>,
+    /// When (unix ms).
+    pub time_ms: u64,
+}
+
+/// One holder in a [`WhereReport`].
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct HolderView {
+    /// Its peer id.
+    pub peer: String,
+    /// Connected now and offering storage (this node counts as live).
+    pub live: bool,
+    /// This node (it stores the block).
+    pub this_node: bool,
+    /// The storage tier its record offers (connected peers only).
+    pub tier: Option<warren_protocol::Tier>,
+}
+
+/// The holders of one block of a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct BlockHolders {
+    /// The block.
+    pub block: String,
+    /// Its length in bytes.
+    pub len: u64,
+    /// This node if it stores the block, then the peers whose provider records claim it.
+    pub holders: Vec<HolderView>,
+    /// Live holders: the copies actually held now.
+    pub rf_held: usize,
+    /// Extra copies this node wants for the block because it served it often lately (hot
+    /// content, 0 when it is cold); its repair pass places them on hot-tier peers.
+    pub hot_extra: usize,
+}
+
+/// `warren where`: the holders of every block of a file.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct WhereReport {
+    /// The file.
+    pub cid: String,
+    /// The RF this node placed it with, if it put it.
+    pub wanted_rf: Option<usize>,
+    /// The fewest live holders of any block.
+    pub min_rf_held: usize,
+    /// Every block, root first, in the order of the tree walk.
+    pub blocks: Vec<BlockHolders>,
+}
+
+/// What `replicate` did.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct ReplicationReport {
+    /// Replication factor asked for.
+    pub rf: usize,
+    /// Blocks of the file.
+    pub blocks: usize,
+    /// Copies stored on other peers.
+    pub copies: usize,
+    /// Copies that failed (the repair task retries them).
+    pub failed: usize,
+    /// Distinct peers holding at least one block.
+    pub holders: Vec<String>,
+}

@@ -1,0 +1,19 @@
+//! Every JSON body the control API speaks, shared by the server, the CLI client and the services
+//! that fill them: the network ([`net`]), files and storage ([`files`]) and the dashboard
+//! ([`dashboard`]).
+//!
+//! A leaf: these are plain data types (serde), so any layer may build or read them and none of
+//! them imports a service.
+
+pub mod dashboard;
+pub mod files;
+pub mod net;
+
+pub use dashboard::{
+    Activity, ActivityView, CircuitView, DashboardView, HeldBlock, JobView, StorageView,
+};
+pub use files::{
+    AuditRecord, BlockHolders, GcView, HolderView, PinView, PutView, ReplicationReport, StatView,
+    StorageUsage, WhereReport,
+};
+pub use net::{NatView, PeerInfo, RecordView, StatusInfo};
