@@ -10,7 +10,7 @@
 //! It must not open sockets or run an async runtime: `warren-node` moves blocks between peers and
 //! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage ("Storage
 //! mesh II") are pure functions and state machines where possible, so that `simulations/` can run
-//! them at 10⁵ peers.
+//! them at 10⁵ peers: how a block request is answered ([`serve`]).
 //!
 //! # Using it
 //!
@@ -44,6 +44,7 @@ pub mod proof;
 mod read;
 pub mod repair;
 pub mod seal;
+pub mod serve;
 mod store;
 #[cfg(test)]
 mod test_util;
