@@ -10,7 +10,8 @@
 //! It must not open sockets or run an async runtime: `warren-node` moves blocks between peers and
 //! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage ("Storage
 //! mesh II") are pure functions and state machines where possible, so that `simulations/` can run
-//! them at 10⁵ peers: how a block request is answered ([`serve`]).
+//! them at 10⁵ peers: how a block request is answered ([`serve`]),
+//! and what audits taught this node ([`audit`]).
 //!
 //! # Using it
 //!
@@ -32,6 +33,7 @@
 //! (`tokio::task::spawn_blocking`). Reads run concurrently; writes (put, put_block, pin, unpin,
 //! gc) take turns.
 
+pub mod audit;
 pub mod bench;
 pub mod chunk;
 mod error;
