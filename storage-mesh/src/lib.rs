@@ -10,8 +10,8 @@
 //! It must not open sockets or run an async runtime: `warren-node` moves blocks between peers and
 //! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage ("Storage
 //! mesh II") are pure functions and state machines where possible, so that `simulations/` can run
-//! them at 10⁵ peers: how a block request is answered ([`serve`]),
-//! and what audits taught this node ([`audit`]).
+//! them at 10⁵ peers: how a block request is answered ([`serve`]), the race between the holders
+//! of a block and its hedging ([`fetch`]), and what audits taught this node ([`audit`]).
 //!
 //! # Using it
 //!
@@ -37,6 +37,7 @@ pub mod audit;
 pub mod bench;
 pub mod chunk;
 mod error;
+pub mod fetch;
 mod gc;
 pub mod hot;
 mod ingest;
