@@ -129,7 +129,7 @@ impl RecordBook {
     }
 
     /// Offers a verified record: kept if it is the first of its peer or
-    /// [supersedes](supersedes) the one held. When the book is full, expired records are dropped
+    /// [`supersedes`] the one held. When the book is full, expired records are dropped
     /// first, then the record expiring soonest (ties: the smallest peer id) if it expires no later
     /// than this one.
     pub fn offer(&mut self, record: NodeRecord, now_secs: u64) -> Offered {
