@@ -3,9 +3,12 @@
 //! This crate owns every byte format warren peers agree on: identities and key files
 //! ([`identity`]), the signed node record published in the DHT ([`record`], [`signed_record`]), and
 //! the INOS event envelope every application message travels in ([`envelope`], [`event`]), and the
-//! names and manifests of stored content ([`content`], [`manifest`]). Each is specified byte for
-//! byte in `spec/` (`identity.md`, `node-record.md`, `envelope.md`, `storage.md`), whose test
-//! vectors `tests/spec_vectors.rs` (and, for `storage.md`, `warren-storage-mesh`'s) checks.
+//! names and manifests of stored content ([`content`], [`manifest`]); and the pure policies over
+//! them: which gossiped message is accepted ([`gossip`]), which of two records of a peer wins
+//! ([`record_book`]), and how a reputation score weighs a peer ([`Score::weight`]). Each format is
+//! specified byte for byte in `spec/` (`identity.md`, `node-record.md`, `envelope.md`,
+//! `storage.md`), whose test vectors `tests/spec_vectors.rs` (and, for `storage.md`,
+//! `warren-storage-mesh`'s) checks.
 //!
 //! It must not do I/O: no sockets, no tokio, no files, no clock and no hidden randomness. Callers
 //! pass the time (`now`) and random bytes (key secrets, envelope ids) in, and move the bytes out.
@@ -20,11 +23,13 @@ pub mod content;
 pub mod envelope;
 mod error;
 pub mod event;
+pub mod gossip;
 pub mod identity;
 pub mod inference;
 pub mod manifest;
 pub mod onion;
 pub mod record;
+pub mod record_book;
 pub mod signed_record;
 pub mod spec_text;
 mod wire;

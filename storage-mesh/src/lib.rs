@@ -10,7 +10,8 @@
 //! It must not open sockets or run an async runtime: `warren-node` moves blocks between peers and
 //! calls [`Store`] from blocking threads. Placement at RF, repair and proofs of storage ("Storage
 //! mesh II") are pure functions and state machines where possible, so that `simulations/` can run
-//! them at 10⁵ peers.
+//! them at 10⁵ peers: how a block request is answered ([`serve`]), the race between the holders
+//! of a block and its hedging ([`fetch`]), and what audits taught this node ([`audit`]).
 //!
 //! # Using it
 //!
@@ -32,9 +33,11 @@
 //! (`tokio::task::spawn_blocking`). Reads run concurrently; writes (put, put_block, pin, unpin,
 //! gc) take turns.
 
+pub mod audit;
 pub mod bench;
 pub mod chunk;
 mod error;
+pub mod fetch;
 mod gc;
 pub mod hot;
 mod ingest;
@@ -44,6 +47,7 @@ pub mod proof;
 mod read;
 pub mod repair;
 pub mod seal;
+pub mod serve;
 mod store;
 #[cfg(test)]
 mod test_util;

@@ -260,6 +260,20 @@ impl Reputation {
         Some(self.score_ledger(peer, ledger, now_ms))
     }
 
+    /// `peer`'s [weight](Score::weight) at `now_ms` (its total, 0 below the floor), or `None` if
+    /// it is not tracked: what placement candidates, the fetch order and onion paths take as a
+    /// peer's score.
+    pub fn weight(&self, peer: &PeerId, now_ms: u64) -> Option<f64> {
+        self.score(peer, now_ms).map(|s| s.weight())
+    }
+
+    /// `peer`'s [application score](Score::application_score) at `now_ms` for gossipsub, 0 while
+    /// it is not tracked.
+    pub fn application_score(&self, peer: &PeerId, now_ms: u64) -> f64 {
+        self.score(peer, now_ms)
+            .map_or(0.0, |s| s.application_score())
+    }
+
     /// True if `peer` is tracked and its score [is below the floor](Score::is_below_floor).
     pub fn is_below_floor(&self, peer: &PeerId, now_ms: u64) -> bool {
         self.score(peer, now_ms).is_some_and(|s| s.is_below_floor())

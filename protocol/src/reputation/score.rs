@@ -106,6 +106,18 @@ impl Score {
             self.total - FLOOR
         }
     }
+
+    /// The weight of the peer when this node chooses among peers (placement candidates, fetch
+    /// order, onion paths), on the 0–1 scale: its `total`, or 0 when it
+    /// [is below the floor](Score::is_below_floor), so a peer that fails its audits or lies ranks
+    /// with the worst whatever its other components say.
+    pub fn weight(&self) -> f64 {
+        if self.is_below_floor() {
+            0.0
+        } else {
+            self.total
+        }
+    }
 }
 
 /// A peer's pooled evidence: this node's first-hand tally plus each weighted reporter's tally,
@@ -242,5 +254,28 @@ mod tests {
         let s = compute(&Config::default(), &Pool::new(t.clone()), 0, 0.0);
         assert!((s.components.security - 0.2).abs() < 1e-12);
         assert!(s.is_below_floor());
+        assert_eq!(s.weight(), 0.0);
+    }
+
+    #[test]
+    fn weight_is_the_total_above_the_floor_and_zero_below_it() {
+        let neutral = compute(&Config::default(), &Pool::new(Tally::default()), 0, 0.0);
+        assert_eq!(neutral.weight(), neutral.total);
+        // A peer that failed its audits: above the floor in total, below it in performance.
+        let failing = Tally {
+            failed: 3.0,
+            latency_samples: 10.0,
+            latency_ms: 200.0,
+            uptime_samples: 10.0,
+            uptime_secs: 36_000.0,
+            ..Tally::default()
+        };
+        let s = compute(&Config::default(), &Pool::new(failing), 0, 0.0);
+        assert!(s.total > FLOOR && s.is_below_floor());
+        assert_eq!(s.weight(), 0.0);
+        // Weight orders like the application score: every peer below the floor under every
+        // peer above it.
+        assert!(s.application_score() < neutral.application_score());
+        assert!(s.weight() < neutral.weight());
     }
 }

@@ -182,6 +182,26 @@ fn a_failing_peer_drops_below_the_floor() {
 }
 
 #[test]
+fn weight_and_application_score_of_tracked_and_untracked_peers() {
+    let (good, bad, stranger) = (peer(1), peer(2), peer(3));
+    let mut r = machine(&[]);
+    first_hand(&mut r, &good, StorageProofPassed, 1, 3, T0);
+    first_hand(&mut r, &bad, LatencySample, 20, 5, T0);
+    first_hand(&mut r, &bad, StorageProofFailed, 1, 3, T0);
+    let g = r.score(&good, T0).unwrap();
+    assert_eq!(r.weight(&good, T0), Some(g.total));
+    assert_close(r.application_score(&good, T0), g.total - FLOOR);
+    // Below the floor: weight 0 (whatever its total), application score under 0.
+    let b = r.score(&bad, T0).unwrap();
+    assert!(b.total > FLOOR && b.is_below_floor());
+    assert_eq!(r.weight(&bad, T0), Some(0.0));
+    assert_close(r.application_score(&bad, T0), b.total - 1.0);
+    // Untracked: no weight (the caller counts it as neutral), application score 0.
+    assert_eq!(r.weight(&stranger, T0), None);
+    assert_eq!(r.application_score(&stranger, T0), 0.0);
+}
+
+#[test]
 fn a_seed_report_counts_at_half_weight() {
     let (seed, x) = (peer(50), peer(1));
     let mut r = machine(&[seed]);

@@ -1,0 +1,352 @@
+//! How a node answers a block request from another peer (spec: `spec/block-transfer.md`): the
+//! answer to a decoded [`Request`] given the local [`Store`].
+//!
+//! | request | answer |
+//! |---|---|
+//! | `get` | the block, verified against its id as it is read; `not_found` if it is missing or its copy is bad |
+//! | `store` | the block is stored (checked against its id, within the offer) and held for the mesh at the request's RF: `stored` accepted, and the block is to be announced as provided; else `stored` refused with the reason (at most 200 characters) |
+//! | `audit` | a proof of storage of the challenged slice; `not_found` as for `get`; `failed` with the reason when the challenge does not fit the block |
+//!
+//! A local copy that is listed but unreadable or altered is never sent: it is discarded so a good
+//! copy can take its place, and the answer is `not_found` ([`check_bad_copy`]).
+//!
+//! Non-goals: decoding the request (done by [`Request::decode`], which also verifies a pushed
+//! replica), counting fetches for hot content, metrics and logging (the caller logs from the
+//! [`Answer`]).
+//!
+//! Sans-I/O apart from the store: the caller passes its clock (Unix seconds) and runs this on a
+//! blocking thread.
+
+use warren_protocol::ContentId;
+use warren_protocol::block_transfer::{
+    AuditResponse, BlockRequest, BlockResponse, MAX_REASON_LEN, Request, Response, StoreRequest,
+    StoreResponse,
+};
+
+use crate::proof::{self, Challenge};
+use crate::{Error, Store};
+
+/// Longest reason, in characters, a refused store or a failed audit carries.
+const REASON_CHARS: usize = 200;
+
+/// A fault to simulate when answering (tests of faulty nodes only).
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+#[non_exhaustive]
+pub enum Fault {
+    /// Answer honestly.
+    #[default]
+    None,
+    /// A faulty disk: every proof of storage has its first byte flipped, so it fails to verify.
+    CorruptProofs,
+}
+
+/// A bad local copy found while answering, and what became of it.
+#[derive(Debug)]
+pub struct BadCopy {
+    /// The block.
+    pub block: ContentId,
+    /// What was wrong with it (the read's error).
+    pub error: Error,
+    /// Whether discarding it worked.
+    pub discarded: Result<(), Error>,
+}
+
+/// The answer to one request.
+#[derive(Debug)]
+pub struct Answer {
+    /// What to send back.
+    pub response: Response,
+    /// A replica now held: announce this node as a provider of it.
+    pub provide: Option<ContentId>,
+    /// A bad local copy was found (and discarded): for the caller's log.
+    pub bad_copy: Option<BadCopy>,
+}
+
+impl Answer {
+    fn plain(response: Response) -> Self {
+        Self {
+            response,
+            provide: None,
+            bad_copy: None,
+        }
+    }
+}
+
+/// Answers one decoded `request` against `store` at `now_secs` (Unix seconds, recorded when a
+/// replica starts being held). `fault` is [`Fault::None`] except in tests of faulty nodes.
+pub fn answer(store: &Store, request: Request, now_secs: u64, fault: Fault) -> Answer {
+    match request {
+        Request::Get(BlockRequest { block }) => match store.get_block(&block) {
+            Ok(data) => Answer::plain(Response::Block(BlockResponse { block, data })),
+            Err(e) => not_served(store, block, e),
+        },
+        Request::Store(StoreRequest { block, data, rf }) => {
+            let stored = store
+                .put_block(&block, &data)
+                .and_then(|()| store.hold(&block, now_secs, rf));
+            match stored {
+                Ok(()) => Answer {
+                    response: Response::Stored(StoreResponse {
+                        block,
+                        accepted: true,
+                        reason: None,
+                    }),
+                    provide: Some(block),
+                    bad_copy: None,
+                },
+                Err(e) => Answer::plain(Response::Stored(StoreResponse {
+                    block,
+                    accepted: false,
+                    reason: Some(short(&e)),
+                })),
+            }
+        }
+        Request::Audit(req) => {
+            let block = req.block;
+            let data = match store.get_block(&block) {
+                Ok(data) => data,
+                Err(e) => return not_served(store, block, e),
+            };
+            match proof::prove(&data, &Challenge::from_request(&req)) {
+                Ok(p) => {
+                    let mut proof = p.to_bytes();
+                    if fault == Fault::CorruptProofs
+                        && let Some(b) = proof.first_mut()
+                    {
+                        // A faulty disk: the tag no longer matches the slice.
+                        *b ^= 0xff;
+                    }
+                    Answer::plain(Response::Proof(AuditResponse { block, proof }))
+                }
+                Err(e) => Answer::plain(Response::Failed { reason: short(&e) }),
+            }
+        }
+    }
+}
+
+/// The answer to a request that did not decode: `failed`, with the reason cut to
+/// [`MAX_REASON_LEN`] bytes (on a character boundary).
+pub fn undecodable(reason: &str) -> Response {
+    let mut end = reason.len().min(MAX_REASON_LEN);
+    while !reason.is_char_boundary(end) {
+        end -= 1;
+    }
+    Response::Failed {
+        reason: reason[..end].to_owned(),
+    }
+}
+
+/// After reading `block` from `store` failed with `error`: if the copy is listed but unreadable
+/// or altered (a [`Error::Corrupt`] or [`Error::Io`] read, or [`Error::Missing`] bytes of a
+/// listed block), discards it so a good copy can replace it, and says so. `None` when the block
+/// is simply not there.
+pub fn check_bad_copy(store: &Store, block: &ContentId, error: Error) -> Option<BadCopy> {
+    let listed = store.has_block(block).unwrap_or(false);
+    let bad = matches!(error, Error::Corrupt { .. } | Error::Io { .. })
+        || (matches!(error, Error::Missing { .. }) && listed);
+    bad.then(|| BadCopy {
+        block: *block,
+        error,
+        discarded: store.discard_block(block),
+    })
+}
+
+fn not_served(store: &Store, block: ContentId, error: Error) -> Answer {
+    Answer {
+        response: Response::NotFound { block },
+        provide: None,
+        bad_copy: check_bad_copy(store, &block, error),
+    }
+}
+
+fn short(e: &impl std::fmt::Display) -> String {
+    e.to_string().chars().take(REASON_CHARS).collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::proof::Proof;
+    use crate::test_util::store;
+    use warren_protocol::Codec;
+
+    fn block(i: u8, len: usize) -> (ContentId, Vec<u8>) {
+        let bytes: Vec<u8> = (0..len).map(|j| (j as u8) ^ i).collect();
+        (ContentId::of_block(Codec::Raw, &bytes), bytes)
+    }
+
+    fn get(cid: ContentId) -> Request {
+        Request::Get(BlockRequest { block: cid })
+    }
+
+    fn audit(cid: ContentId, len: usize) -> (Challenge, Request) {
+        let challenge = Challenge::new(cid.hash(), len as u64, [3; 32]);
+        let request = Request::Audit(challenge.to_request(Codec::Raw));
+        (challenge, request)
+    }
+
+    #[test]
+    fn a_held_block_is_served_and_a_missing_one_is_not_found() {
+        let (_dir, s) = store(1 << 30);
+        let (a, bytes) = block(1, 50_000);
+        let (missing, _) = block(2, 10);
+        s.put_block(&a, &bytes).unwrap();
+        let ans = answer(&s, get(a), 0, Fault::None);
+        assert_eq!(
+            ans.response,
+            Response::Block(BlockResponse {
+                block: a,
+                data: bytes
+            })
+        );
+        assert!(ans.provide.is_none() && ans.bad_copy.is_none());
+        let ans = answer(&s, get(missing), 0, Fault::None);
+        assert_eq!(ans.response, Response::NotFound { block: missing });
+        assert!(ans.bad_copy.is_none(), "a block never held is no bad copy");
+    }
+
+    #[test]
+    fn a_corrupt_copy_is_never_sent_and_is_discarded() {
+        for len in [1000, 50_000] {
+            // Inline in the index, then in a file of its own.
+            let (_dir, s) = store(1 << 30);
+            let (a, bytes) = block(1, len);
+            s.put_block(&a, &bytes).unwrap();
+            s.hold(&a, 5, 3).unwrap();
+            s.corrupt_block(&a, 10);
+            let ans = answer(&s, get(a), 0, Fault::None);
+            assert_eq!(ans.response, Response::NotFound { block: a });
+            let bad = ans.bad_copy.expect("reported");
+            assert_eq!(bad.block, a);
+            assert!(matches!(bad.error, Error::Corrupt { .. }), "{}", bad.error);
+            assert!(bad.discarded.is_ok());
+            assert!(!s.has_block(&a).unwrap(), "discarded");
+            assert!(s.held().unwrap().is_empty(), "no longer held");
+            // A good copy can take its place.
+            let ans = answer(
+                &s,
+                Request::Store(StoreRequest {
+                    block: a,
+                    data: bytes,
+                    rf: 3,
+                }),
+                6,
+                Fault::None,
+            );
+            assert_eq!(ans.provide, Some(a));
+        }
+    }
+
+    #[test]
+    fn a_pushed_replica_is_stored_held_at_its_rf_and_provided() {
+        let (_dir, s) = store(1 << 30);
+        let (a, bytes) = block(1, 20_000);
+        let ans = answer(
+            &s,
+            Request::Store(StoreRequest {
+                block: a,
+                data: bytes.clone(),
+                rf: 4,
+            }),
+            1_700_000_000,
+            Fault::None,
+        );
+        assert_eq!(
+            ans.response,
+            Response::Stored(StoreResponse {
+                block: a,
+                accepted: true,
+                reason: None
+            })
+        );
+        assert_eq!(ans.provide, Some(a));
+        assert_eq!(s.get_block(&a).unwrap(), bytes);
+        assert_eq!(s.held().unwrap(), vec![a]);
+        assert_eq!(s.held_rf(&a).unwrap(), Some(4));
+    }
+
+    #[test]
+    fn a_replica_over_the_offer_is_refused_with_a_short_reason() {
+        let (_dir, s) = store(10_000);
+        let (a, bytes) = block(1, 20_000);
+        let ans = answer(
+            &s,
+            Request::Store(StoreRequest {
+                block: a,
+                data: bytes,
+                rf: 3,
+            }),
+            0,
+            Fault::None,
+        );
+        let Response::Stored(StoreResponse {
+            block,
+            accepted: false,
+            reason: Some(reason),
+        }) = &ans.response
+        else {
+            panic!("not refused: {:?}", ans.response);
+        };
+        assert_eq!(*block, a);
+        assert!(reason.contains("offer"), "{reason}");
+        assert!(reason.chars().count() <= REASON_CHARS);
+        assert!(ans.provide.is_none());
+        assert!(!s.has_block(&a).unwrap());
+    }
+
+    #[test]
+    fn an_audit_is_answered_with_a_proof_that_verifies_unless_the_disk_is_faulty() {
+        let (_dir, s) = store(1 << 30);
+        let (a, bytes) = block(1, 100_000);
+        s.put_block(&a, &bytes).unwrap();
+        let (challenge, request) = audit(a, bytes.len());
+        let Response::Proof(p) = answer(&s, request.clone(), 0, Fault::None).response else {
+            panic!("no proof");
+        };
+        assert_eq!(p.block, a);
+        let proof = Proof::from_bytes(&a.hash(), &p.proof).unwrap();
+        assert!(proof::verify(&challenge, &proof).is_ok());
+        let Response::Proof(p) = answer(&s, request, 0, Fault::CorruptProofs).response else {
+            panic!("no proof");
+        };
+        let bad = Proof::from_bytes(&a.hash(), &p.proof)
+            .and_then(|proof| proof::verify(&challenge, &proof));
+        assert!(bad.is_err());
+    }
+
+    #[test]
+    fn an_audit_of_a_missing_block_or_a_wrong_length_is_refused() {
+        let (_dir, s) = store(1 << 30);
+        let (a, bytes) = block(1, 100_000);
+        let (_, request) = audit(a, bytes.len());
+        assert_eq!(
+            answer(&s, request, 0, Fault::None).response,
+            Response::NotFound { block: a }
+        );
+        s.put_block(&a, &bytes).unwrap();
+        // The auditor believes the block is far longer than it is.
+        let (_, request) = audit(a, 1 << 20);
+        let ans = answer(&s, request, 0, Fault::None);
+        assert!(
+            matches!(ans.response, Response::Failed { .. }),
+            "{:?}",
+            ans.response
+        );
+    }
+
+    #[test]
+    fn an_undecodable_request_is_answered_failed_within_the_reason_limit() {
+        assert_eq!(
+            undecodable("bad"),
+            Response::Failed {
+                reason: "bad".into()
+            }
+        );
+        let long = "é".repeat(MAX_REASON_LEN);
+        let Response::Failed { reason } = undecodable(&long) else {
+            panic!("not failed");
+        };
+        assert!(reason.len() <= MAX_REASON_LEN && reason.len() >= MAX_REASON_LEN - 1);
+        assert!(long.starts_with(&reason));
+    }
+}
