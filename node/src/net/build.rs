@@ -10,7 +10,7 @@ use libp2p::kad::Mode;
 use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
 use tokio::sync::mpsc;
 use tracing::warn;
-use warren_protocol::reputation::RateLimit;
+use warren_protocol::record_book::RecordBook;
 use warren_protocol::{REPUTATION_TOPIC, Reputation};
 
 use crate::addr::split_peer_addr;
@@ -160,7 +160,7 @@ pub fn build_on(
         commands: rx,
         block_requests: None,
         reputation,
-        observation_rate: RateLimit::default(),
+        gossip: warren_protocol::gossip::Filter::new(config.network.clone()),
         pending_blocks: HashMap::new(),
         pending_providers: HashMap::new(),
         records,
@@ -170,7 +170,7 @@ pub fn build_on(
         ready: None,
         peers: HashMap::new(),
         closed_at: HashMap::new(),
-        known: HashMap::new(),
+        known: RecordBook::default(),
         pending_records: HashMap::new(),
         own: None,
         publish_query: None,

@@ -42,6 +42,6 @@ pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0"
 /// The identify protocol version warren nodes announce.
 pub const IDENTIFY_PROTOCOL_VERSION: &str = "/warren/1.0.0";
 /// The gossipsub topic on which nodes announce their signed records.
-pub const NODES_TOPIC: &str = "warren/nodes/1";
+pub const NODES_TOPIC: &str = warren_protocol::gossip::NODES_TOPIC;
 /// The version string of this build.
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -152,12 +152,7 @@ impl Mesh {
         let scored: Vec<(PeerId, Option<f64>)> = match self.reputation.lock() {
             Ok(rep) => holders
                 .iter()
-                .map(|p| {
-                    let score = rep
-                        .score(p, now)
-                        .map(|s| if s.is_below_floor() { 0.0 } else { s.total });
-                    (*p, score)
-                })
+                .map(|p| (*p, rep.weight(p, now)))
                 .collect(),
             Err(_) => holders.iter().map(|p| (*p, None)).collect(),
         };

@@ -11,7 +11,7 @@ use warren_storage_mesh::placement::{MAX_RF, PlacementPolicy, place};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
-use crate::storage::serve::not_served;
+use crate::storage::serve::log_bad_copy;
 use crate::storage::{Mesh, PARALLEL};
 use crate::view::ReplicationReport;
 
@@ -139,7 +139,9 @@ impl Mesh {
         let data = tokio::task::spawn_blocking(move || match store.get_block(&cid) {
             Ok(data) => Ok(data),
             Err(e) => {
-                let _ = not_served(&store, &cid, e);
+                if let Some(bad) = warren_storage_mesh::serve::check_bad_copy(&store, &cid, e) {
+                    log_bad_copy(&bad);
+                }
                 Err(PushError::Local(format!("no good local copy of {cid}")))
             }
         })

@@ -9,11 +9,11 @@ use tokio::sync::watch;
 use tracing::{debug, warn};
 use warren_protocol::ContentId;
 use warren_protocol::block_transfer::{
-    BlockRequest, Request, Response, StoreRequest, StoreResponse,
+    Request, Response, 
 };
 use warren_storage_mesh::hot::HotTracker;
-use warren_storage_mesh::proof::{self, Challenge};
-use warren_storage_mesh::{Error as StoreError, Store};
+use warren_storage_mesh::serve as answer;
+use warren_storage_mesh::Store;
 
 use crate::clock::unix_now;
 use crate::config::FaultInject;
@@ -23,9 +23,10 @@ use crate::net::InboundBlocks;
 use tokio::sync::mpsc;
 use warren_protocol::block_transfer;
 
-/// Answers one inbound block request from `peer` against the local store. Returns the answer
-/// and, for a stored replica, the block to announce as provided. `fault` is
-/// [`FaultInject::None`] except in tests that simulate a faulty node.
+/// Answers one decoded request from `peer` against the local store with the pure
+/// [`warren_storage_mesh::serve::answer`], logging what it found. Returns the answer and, for a
+/// stored replica, the block to announce as provided. `fault` is [`FaultInject::None`] except in
+/// tests that simulate a faulty node.
 pub fn serve(
     store: &Store,
     peer: &PeerId,
@@ -33,96 +34,28 @@ pub fn serve(
     now_secs: u64,
     fault: FaultInject,
 ) -> (Response, Option<ContentId>) {
-    match request {
-        Request::Get(BlockRequest { block }) => match store.get_block(&block) {
-            Ok(data) => {
-                tracing::info!(%peer, %block, "serving a block");
-                (
-                    Response::Block(warren_protocol::block_transfer::BlockResponse { block, data }),
-                    None,
-                )
-            }
-            Err(e) => (not_served(store, &block, e), None),
-        },
-        Request::Store(StoreRequest { block, data, rf }) => {
-            let result = store
-                .put_block(&block, &data)
-                .and_then(|()| store.hold(&block, now_secs, rf));
-            match result {
-                Ok(()) => {
-                    debug!(%peer, %block, "holding a replica");
-                    (
-                        Response::Stored(StoreResponse {
-                            block,
-                            accepted: true,
-                            reason: None,
-                        }),
-                        Some(block),
-                    )
-                }
-                Err(e) => {
-                    let reason = e.to_string().chars().take(200).collect();
-                    (
-                        Response::Stored(StoreResponse {
-                            block,
-                            accepted: false,
-                            reason: Some(reason),
-                        }),
-                        None,
-                    )
-                }
-            }
-        }
-        Request::Audit(req) => {
-            let block = req.block;
-            match store.get_block(&block) {
-                Ok(data) => {
-                    let challenge = Challenge::from_request(&req);
-                    match proof::prove(&data, &challenge) {
-                        Ok(p) => {
-                            let mut proof = p.to_bytes();
-                            if fault == FaultInject::CorruptAudits
-                                && let Some(b) = proof.first_mut()
-                            {
-                                // A faulty disk: the tag no longer matches the slice.
-                                *b ^= 0xff;
-                            }
-                            (
-                                Response::Proof(warren_protocol::block_transfer::AuditResponse {
-                                    block,
-                                    proof,
-                                }),
-                                None,
-                            )
-                        }
-                        Err(e) => (
-                            Response::Failed {
-                                reason: e.to_string().chars().take(200).collect(),
-                            },
-                            None,
-                        ),
-                    }
-                }
-                Err(e) => (not_served(store, &block, e), None),
-            }
-        }
+    let fault = match fault {
+        FaultInject::CorruptAudits => answer::Fault::CorruptProofs,
+        _ => answer::Fault::None,
+    };
+    let answered = answer::answer(store, request, now_secs, fault);
+    if let Some(bad) = &answered.bad_copy {
+        log_bad_copy(bad);
     }
+    match &answered.response {
+        Response::Block(b) => tracing::info!(%peer, block = %b.block, "serving a block"),
+        Response::Stored(s) if s.accepted => debug!(%peer, block = %s.block, "holding a replica"),
+        _ => {}
+    }
+    (answered.response, answered.provide)
 }
 
-/// The answer for a block this node cannot serve. A corrupt copy is discarded so that a good one
-/// can replace it, and is never sent.
-pub(super) fn not_served(store: &Store, block: &ContentId, e: StoreError) -> Response {
-    let listed = store.has_block(block).unwrap_or(false);
-    let bad = matches!(e, StoreError::Corrupt { .. } | StoreError::Io { .. })
-        || (matches!(e, StoreError::Missing { .. }) && listed);
-    if bad {
-        // Listed but unreadable or altered: drop it so a good copy can take its place.
-        warn!(%block, "discarding a bad local copy: {e}");
-        if let Err(e) = store.discard_block(block) {
-            warn!(%block, "cannot discard the bad copy: {e}");
-        }
+/// Logs a bad local copy found (and discarded, so a good copy can take its place).
+pub(super) fn log_bad_copy(bad: &answer::BadCopy) {
+    warn!(block = %bad.block, "discarding a bad local copy: {}", bad.error);
+    if let Err(e) = &bad.discarded {
+        warn!(block = %bad.block, "cannot discard the bad copy: {e}");
     }
-    Response::NotFound { block: *block }
 }
 
 /// Counts (and logs refusals of) one answer to a block request.
@@ -157,19 +90,6 @@ fn count_served(
         }
         _ => {}
     }
-}
-
-/// Cuts a refusal reason to what a block message may carry.
-fn truncate(reason: &str) -> String {
-    let max = block_transfer::MAX_REASON_LEN;
-    if reason.len() <= max {
-        return reason.to_owned();
-    }
-    let mut end = max;
-    while !reason.is_char_boundary(end) {
-        end -= 1;
-    }
-    reason[..end].to_owned()
 }
 
 /// The service that answers inbound block requests.
@@ -240,9 +160,7 @@ impl Server {
                 Err(e) => {
                     let reason = e.to_string();
                     warn!(%peer, "refused block request: {reason}");
-                    let response = Response::Failed {
-                        reason: truncate(&reason),
-                    };
+                    let response = answer::undecodable(&reason);
                     (response, None, true)
                 }
             };

@@ -162,8 +162,7 @@ impl EventLoop {
                             .reputation
                             .lock()
                             .ok()
-                            .and_then(|r| r.score(peer, now))
-                            .map(|s| if s.is_below_floor() { 0.0 } else { s.total }),
+                            .and_then(|r| r.weight(peer, now)),
                     })
                     .collect();
                 let _ = reply.send((*self.swarm.local_peer_id(), candidates));
@@ -183,8 +182,7 @@ impl EventLoop {
                                 .reputation
                                 .lock()
                                 .ok()
-                                .and_then(|r| r.score(peer, unix_now().saturating_mul(1000)))
-                                .map(|s| if s.is_below_floor() { 0.0 } else { s.total }),
+                                .and_then(|r| r.weight(peer, unix_now().saturating_mul(1000))),
                         })
                     })
                     .collect();

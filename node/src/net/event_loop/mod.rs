@@ -14,7 +14,6 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::provider_key;
-use warren_protocol::reputation::RateLimit;
 use warren_protocol::{ContentId, NodeRecord, Reputation};
 
 use crate::addr::is_unspecified;
@@ -26,6 +25,7 @@ use crate::net::client::{Command, DialReply};
 use crate::net::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
 use crate::net::protocols::blocks;
 use crate::record::RecordBuilder;
+use warren_protocol::record_book::RecordBook;
 use crate::view::RecordView;
 
 mod commands;
@@ -34,9 +34,6 @@ mod records;
 mod swarm;
 
 use nat::{NatState, is_relayed};
-
-/// Verified node records kept at most; over it, records of peers not connected are dropped.
-const MAX_KNOWN: usize = 16_384;
 
 /// Period of housekeeping (peer top-up, republish retries).
 const TICK: Duration = Duration::from_secs(2);
@@ -79,8 +76,8 @@ pub struct EventLoop {
     pub(super) block_requests: Option<mpsc::Sender<InboundBlocks>>,
     /// Local scores of other peers, fed by gossiped observations.
     pub(super) reputation: Arc<std::sync::Mutex<Reputation>>,
-    /// Observations accepted per observer and window (spam limit on `warren/reputation/1`).
-    pub(super) observation_rate: RateLimit,
+    /// Which gossip is accepted (signatures, network, the observers' rate limit).
+    pub(super) gossip: warren_protocol::gossip::Filter,
     pub(super) pending_blocks: HashMap<
         request_response::OutboundRequestId,
         oneshot::Sender<Result<blocks::Encoded, request_response::OutboundFailure>>,
@@ -95,7 +92,7 @@ pub struct EventLoop {
     /// When the last connection to a peer closed (not redialed for `REDIAL_BACKOFF`).
     pub(super) closed_at: HashMap<PeerId, Instant>,
     /// Verified records learned from gossip and lookups.
-    pub(super) known: HashMap<PeerId, NodeRecord>,
+    pub(super) known: RecordBook,
     pub(super) pending_records: HashMap<QueryId, PendingRecord>,
     pub(super) own: Option<(Vec<u8>, NodeRecord)>,
     pub(super) publish_query: Option<QueryId>,
@@ -132,27 +129,13 @@ impl EventLoop {
         rx
     }
 
-    /// Keeps `record`, `peer`'s verified record, unless the one already kept was issued later.
-    pub(crate) fn remember_record(&mut self, peer: PeerId, record: NodeRecord) {
-        if self
-            .known
-            .get(&peer)
-            .is_some_and(|old| old.issued_at > record.issued_at)
-        {
-            return;
-        }
-        self.known.insert(peer, record);
-        if self.known.len() > MAX_KNOWN {
-            self.prune_known(unix_now());
-        }
-    }
-
-    /// Drops expired records, then, while over [`MAX_KNOWN`], those of peers not connected.
-    pub(super) fn prune_known(&mut self, now: u64) {
-        self.known.retain(|_, r| r.expires_at > now);
-        if self.known.len() > MAX_KNOWN {
-            let swarm = &self.swarm;
-            self.known.retain(|p, _| swarm.is_connected(p));
+    /// Keeps a verified `record` unless the one already kept was issued later
+    /// ([`RecordBook::offer`]: bounded, expired and soonest-expiring records go first).
+    pub(crate) fn remember_record(&mut self, record: NodeRecord) {
+        let peer = record.peer_id;
+        let offered = self.known.offer(record, unix_now());
+        if !offered.kept() {
+            debug!(%peer, "record not kept: {offered:?}");
         }
     }
 
@@ -251,10 +234,7 @@ impl EventLoop {
         let scores: Vec<(PeerId, f64)> = match self.reputation.lock() {
             Ok(rep) => peers
                 .into_iter()
-                .map(|p| {
-                    let s = rep.score(&p, now_ms).map(|s| s.application_score());
-                    (p, s.unwrap_or(0.0))
-                })
+                .map(|p| (p, rep.application_score(&p, now_ms)))
                 .collect(),
             Err(_) => return,
         };
@@ -271,7 +251,7 @@ impl EventLoop {
         }
         self.listen_via_relays();
         if self.started.elapsed().as_secs() % 60 < TICK.as_secs() {
-            self.prune_known(unix_now());
+            self.known.prune(unix_now());
         }
         self.update_application_scores();
         self.trim_connections();

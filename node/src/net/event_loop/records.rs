@@ -155,14 +155,11 @@ impl EventLoop {
             }
         };
         let store = self.swarm.behaviour_mut().kad.store_mut();
-        if let Some(existing) = store.get(&record.key) {
-            let newer = SignedNodeRecord::decode_verified(&existing.value, Some(&subject), now)
-                .map(|old| old.issued_at > verified.issued_at)
-                .unwrap_or(false);
-            if newer {
-                debug!(peer = %source, subject = %subject, "kept the newer record already stored");
-                return;
-            }
+        if let Some(existing) = store.get(&record.key)
+            && !warren_protocol::record_book::supersedes_stored(&verified, &existing.value, now)
+        {
+            debug!(peer = %source, subject = %subject, "kept the newer record already stored");
+            return;
         }
         let ttl = Duration::from_secs(verified.expires_at.saturating_sub(now));
         let mut record = record;
@@ -171,7 +168,7 @@ impl EventLoop {
             warn!(subject = %subject, "record store full: {e}");
             return;
         }
-        self.remember_record(subject, verified);
+        self.remember_record(verified);
     }
 
     pub(super) fn on_get_record(
@@ -192,7 +189,7 @@ impl EventLoop {
             {
                 Ok(record) => {
                     let view = RecordView::new(&record, found.record.value.len(), &from);
-                    self.remember_record(subject, record);
+                    self.remember_record(record);
                     if let Some(pending) = self.pending_records.remove(&id)
                         && let Some(reply) = pending.reply
                     {

@@ -2,7 +2,7 @@
 
 use std::time::Instant;
 
-use libp2p::gossipsub::{self, IdentTopic, MessageAcceptance};
+use libp2p::gossipsub::{self, MessageAcceptance};
 use libp2p::kad::{self};
 use libp2p::multiaddr::Protocol;
 use libp2p::request_response::{self};
@@ -12,8 +12,7 @@ use libp2p::{PeerId, identify, mdns, ping};
 use tokio::sync::mpsc;
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self};
-use warren_protocol::reputation::Rate;
-use warren_protocol::{REPUTATION_TOPIC, SignedNodeRecord, SignedObservation};
+use warren_protocol::gossip::{Acceptance, Payload, Verdict};
 
 use crate::addr::{is_loopback, is_unspecified};
 use crate::clock::{unix_now, unix_now_ms};
@@ -22,7 +21,7 @@ use crate::net::behaviour::BehaviourEvent;
 use crate::net::event_loop::{EventLoop, InboundBlocks, PendingRecord};
 use crate::net::peer_limit::Limits;
 use crate::net::protocols::{blocks, envelope, envelope_service as service};
-use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC};
+use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 
 impl EventLoop {
     pub(super) fn on_swarm_event(&mut self, event: SwarmEvent<BehaviourEvent>) {
@@ -174,7 +173,7 @@ impl EventLoop {
                     }
                 }
                 let is_warren = info.protocol_version == IDENTIFY_PROTOCOL_VERSION;
-                if is_warren && !self.known.contains_key(&peer_id) {
+                if is_warren && !self.known.contains(&peer_id) {
                     // Learn its offers (roles, storage) so it can be a placement candidate.
                     let key = kad::RecordKey::new(&warren_protocol::record_key(&peer_id));
                     let id = self.swarm.behaviour_mut().kad.get_record(key);
@@ -218,63 +217,36 @@ impl EventLoop {
                 message_id,
                 message,
             }) => {
-                let acceptance = match message.source {
-                    Some(source) if message.topic == IdentTopic::new(NODES_TOPIC).hash() => {
-                        match SignedNodeRecord::decode_verified(
-                            &message.data,
-                            Some(&source),
-                            unix_now(),
-                        ) {
-                            Ok(record) if record.network != self.records.network() => {
-                                debug!(origin = %source, network = %record.network, "ignored a record of another network");
-                                MessageAcceptance::Ignore
-                            }
-                            Ok(record) => {
-                                self.remember_record(source, record);
-                                MessageAcceptance::Accept
-                            }
-                            Err(e) => {
-                                warn!(peer = %propagation_source, origin = %source, "refused gossiped node record: {e}");
-                                MessageAcceptance::Reject
-                            }
+                let now_ms = unix_now().saturating_mul(1000);
+                let verdict = self.gossip.check(
+                    message.topic.as_str(),
+                    message.source.as_ref(),
+                    &propagation_source,
+                    &message.data,
+                    now_ms,
+                );
+                match &verdict {
+                    Verdict::Accept(Payload::Record(record)) => {
+                        self.remember_record((**record).clone());
+                    }
+                    Verdict::Accept(Payload::Observation(obs)) => {
+                        // Forwarded even when its observer has no standing here: other peers
+                        // may trust it.
+                        if let Ok(mut rep) = self.reputation.lock() {
+                            rep.observe_second_hand(obs, now_ms);
                         }
                     }
-                    Some(source) if message.topic == IdentTopic::new(REPUTATION_TOPIC).hash() => {
-                        let now_ms = unix_now().saturating_mul(1000);
-                        match SignedObservation::decode_verified(&message.data, now_ms) {
-                            Ok(obs)
-                                if obs.observer == source
-                                    && self.observation_rate.check(&source, now_ms)
-                                        == Rate::Limited =>
-                            {
-                                // Over its allowance: spam from the observer itself is penalised;
-                                // a forwarder may just count in a slightly different window.
-                                debug!(peer = %propagation_source, origin = %source, "observation over the rate limit");
-                                if propagation_source == source {
-                                    MessageAcceptance::Reject
-                                } else {
-                                    MessageAcceptance::Ignore
-                                }
-                            }
-                            Ok(obs) if obs.observer == source => {
-                                // Forwarded even when its observer has no standing here: other
-                                // peers may trust it.
-                                if let Ok(mut rep) = self.reputation.lock() {
-                                    rep.observe_second_hand(&obs, now_ms);
-                                }
-                                MessageAcceptance::Accept
-                            }
-                            Ok(_) => {
-                                warn!(origin = %source, "refused observation signed by someone else");
-                                MessageAcceptance::Reject
-                            }
-                            Err(e) => {
-                                warn!(peer = %propagation_source, origin = %source, "refused observation: {e}");
-                                MessageAcceptance::Reject
-                            }
-                        }
+                    Verdict::Ignore(_) => {
+                        debug!(peer = %propagation_source, origin = ?message.source, "gossip ignored: {verdict}");
                     }
-                    _ => MessageAcceptance::Reject,
+                    Verdict::Reject(_) => {
+                        warn!(peer = %propagation_source, origin = ?message.source, "gossip refused: {verdict}");
+                    }
+                }
+                let acceptance = match verdict.acceptance() {
+                    Acceptance::Accept => MessageAcceptance::Accept,
+                    Acceptance::Ignore => MessageAcceptance::Ignore,
+                    Acceptance::Reject => MessageAcceptance::Reject,
                 };
                 if acceptance == MessageAcceptance::Reject {
                     self.note_invalid(propagation_source);
