@@ -249,9 +249,6 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Benchmarks that print figures.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 /// `warren model …`.
@@ -279,94 +276,6 @@ pub enum ModelCommand {
     },
     /// The models this node serves.
     List(OutputArgs),
-}
-
-/// `warren bench …`.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Tokens/s and embeddings/s of the same models on this node's executor and through one
-    /// remote operator on loopback.
-    Infer {
-        /// Models directory (default: WARREN_MODELS_DIR or ./models).
-        #[arg(long)]
-        models: Option<PathBuf>,
-        /// New tokens per generation.
-        #[arg(long, default_value_t = 64)]
-        tokens: u32,
-        /// Texts per embedding batch.
-        #[arg(long, default_value_t = 128)]
-        texts: usize,
-        /// Rounds of each measurement (medians are printed).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// Time from exec to listening, and idle resident memory, of fresh nodes.
-    Startup {
-        /// Number of nodes started one after another.
-        #[arg(long, default_value_t = 5)]
-        runs: u32,
-        /// Seconds each node idles before its memory is read.
-        #[arg(long, default_value_t = 10)]
-        idle_secs: u64,
-    },
-    /// Ingest rate of the block store against a plain compress-and-hash loop on the same data.
-    Ingest {
-        /// MiB of mixed data (half text-like, half random).
-        #[arg(long, default_value_t = 256)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
-    /// `put --private` rate next to a public put of the same data (median of alternating rounds).
-    Private {
-        /// MiB of mixed data (half text-like, half random).
-        #[arg(long, default_value_t = 256)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Rounds of each.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// Loopback `get` throughput from 1 and from 3 holders, next to a plain TCP copy.
-    Fetch {
-        /// MiB per file.
-        #[arg(long, default_value_t = 256)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Timed gets per source (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// 3-hop onion circuit build time (sans-I/O and loopback nodes), `get --anon` throughput next
-    /// to a direct `get`, per-cell overhead.
-    Onion {
-        /// MiB of the file fetched.
-        #[arg(long, default_value_t = 64)]
-        size_mib: u64,
-        /// Circuits built (in memory; up to 50 on loopback).
-        #[arg(long, default_value_t = 200)]
-        builds: usize,
-        /// Throughput rounds (medians are printed).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
-    /// Peak resident memory of a node during a large `put`.
-    PutMemory {
-        /// MiB of mixed data to put.
-        #[arg(long, default_value_t = 1024)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
 }
 
 /// `--json`.
@@ -1007,7 +916,7 @@ async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()> {
                 )
             })
         }
-        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) | Command::Init { .. } => Ok(()),
+        Command::Start(_) | Command::Devnet(_) | Command::Init { .. } => Ok(()),
     }
 }
 
@@ -1066,48 +975,6 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .clone()
                 .unwrap_or_else(|| config::default_data_dir().join("devnet"));
             crate::devnet::run(&dir, args.nodes, &args.network).await
-        }
-        Command::Bench(BenchCommand::Infer {
-            models,
-            tokens,
-            texts,
-            rounds,
-        }) => {
-            let o = crate::bench_infer::InferBench {
-                models: models.unwrap_or_else(crate::bench_infer::default_models_dir),
-                tokens,
-                texts,
-                rounds,
-            };
-            crate::bench_infer::run(&o).await
-        }
-        Command::Bench(BenchCommand::Startup { runs, idle_secs }) => {
-            crate::bench::startup(runs, idle_secs).await.map(|_| ())
-        }
-        Command::Bench(BenchCommand::Ingest { size_mib, seed }) => {
-            tokio::task::spawn_blocking(move || crate::bench::ingest(size_mib, seed)).await?
-        }
-        Command::Bench(BenchCommand::Private {
-            size_mib,
-            seed,
-            rounds,
-        }) => {
-            tokio::task::spawn_blocking(move || crate::bench::private(size_mib, seed, rounds))
-                .await?
-        }
-        Command::Bench(BenchCommand::Onion {
-            size_mib,
-            builds,
-            rounds,
-            seed,
-        }) => crate::bench::onion(size_mib, builds, rounds, seed).await,
-        Command::Bench(BenchCommand::Fetch {
-            size_mib,
-            seed,
-            rounds,
-        }) => crate::bench::fetch(size_mib, seed, rounds).await,
-        Command::Bench(BenchCommand::PutMemory { size_mib, seed }) => {
-            crate::bench::put_memory(size_mib, seed).await
         }
         _ => run_client(cli, data_dir).await,
     }

@@ -11,8 +11,6 @@
 //! network, disk and user.
 
 pub mod api;
-pub mod bench;
-pub mod bench_infer;
 pub mod blocks;
 pub mod cli;
 pub mod client;

@@ -32,7 +32,6 @@
 //! (`tokio::task::spawn_blocking`). Reads run concurrently; writes (put, put_block, pin, unpin,
 //! gc) take turns.
 
-pub mod bench;
 pub mod chunk;
 mod error;
 mod gc;
@@ -47,6 +46,8 @@ pub mod seal;
 mod store;
 #[cfg(test)]
 mod test_util;
+#[cfg(any(test, feature = "test-data"))]
+pub mod testdata;
 mod tree;
 
 pub use error::Error;
