@@ -40,8 +40,6 @@ pub mod storage;
 pub mod node;
 // L4: the edges.
 pub mod api;
-pub mod bench;
-pub mod bench_infer;
 pub mod cli;
 
 pub use error::NodeError;

@@ -30,8 +30,6 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("node", 7, "L3 node"),
     ("api", 8, "L4 edges"),
     ("cli", 9, "L4 edges"),
-    ("bench", 10, "TEMP"),
-    ("bench_infer", 11, "TEMP"),
 ];
 
 /// Longest source file allowed in node/src, in lines.

@@ -8,7 +8,7 @@
 use std::time::Instant;
 
 use bao_tree::{BlockSize, io::outboard::PreOrderMemOutboard};
-use warren_storage_mesh::{CHUNK_SIZE, bench::random_chunk, chunk::encode_block};
+use warren_storage_mesh::{CHUNK_SIZE, chunk::encode_block, testdata::random_chunk};
 
 fn main() {
     let block = encode_block(&random_chunk(1, CHUNK_SIZE));

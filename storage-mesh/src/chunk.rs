@@ -182,7 +182,7 @@ mod tests {
     use warren_protocol::Codec;
 
     use super::*;
-    use crate::bench::{random_chunk, text_chunk};
+    use crate::testdata::{random_chunk, text_chunk};
 
     fn round_trip(chunk: &[u8]) -> Vec<u8> {
         let block = encode_block(chunk);

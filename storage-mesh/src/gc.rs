@@ -92,9 +92,9 @@ mod tests {
     use super::*;
     use crate::{
         PutOptions,
-        bench::random_chunk,
         store::index_len,
         test_util::{get, put, put_with, store},
+        testdata::random_chunk,
     };
 
     fn unpinned() -> PutOptions {

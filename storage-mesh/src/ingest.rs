@@ -441,9 +441,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        bench::{mixed_data, random_chunk, text_chunk},
         store::index_len,
         test_util::{get, put, put_with, store},
+        testdata::{mixed_data, random_chunk, text_chunk},
     };
 
     const MIB: usize = CHUNK_SIZE;

@@ -34,7 +34,6 @@
 //! gc) take turns.
 
 pub mod audit;
-pub mod bench;
 pub mod chunk;
 mod error;
 pub mod fetch;
@@ -51,6 +50,8 @@ pub mod serve;
 mod store;
 #[cfg(test)]
 mod test_util;
+#[cfg(any(test, feature = "test-data"))]
+pub mod testdata;
 mod tree;
 
 pub use error::Error;

@@ -293,9 +293,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        bench::random_chunk,
         chunk::encode_block,
         test_util::{get, put, store},
+        testdata::random_chunk,
     };
 
     const MIB: u64 = CHUNK_SIZE as u64;

@@ -591,8 +591,8 @@ mod tests {
 
     use super::*;
     use crate::{
-        bench::{mixed_data, random_chunk, text_chunk},
         test_util::store,
+        testdata::{mixed_data, random_chunk, text_chunk},
     };
 
     const MIB: usize = CHUNK_SIZE;

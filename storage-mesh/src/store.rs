@@ -830,9 +830,9 @@ mod tests {
 
     use super::*;
     use crate::{
-        bench::{random_chunk, text_chunk},
         chunk::encode_block,
         test_util::{get, put, reopen, store},
+        testdata::{random_chunk, text_chunk},
     };
 
     #[test]

@@ -12,7 +12,7 @@ use std::{
     process::{Command, Stdio},
 };
 
-use warren_storage_mesh::{ContentId, PutOptions, Store, bench::MixedReader};
+use warren_storage_mesh::{ContentId, PutOptions, Store, testdata::MixedReader};
 
 const CHILD_ENV: &str = "WARREN_STORAGE_CRASH_CHILD";
 const FIRST_FILE: u64 = 5 << 20;

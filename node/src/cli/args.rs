@@ -242,9 +242,6 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Benchmarks that print figures.
-    #[command(subcommand)]
-    Bench(BenchCommand),
 }
 
 /// `warren model …`.
@@ -272,94 +269,6 @@ pub enum ModelCommand {
     },
     /// The models this node serves.
     List(OutputArgs),
-}
-
-/// `warren bench …`.
-#[derive(Debug, Subcommand)]
-pub enum BenchCommand {
-    /// Tokens/s and embeddings/s of the same models on this node's executor and through one
-    /// remote operator on loopback.
-    Infer {
-        /// Models directory (default: WARREN_MODELS_DIR or ./models).
-        #[arg(long)]
-        models: Option<PathBuf>,
-        /// New tokens per generation.
-        #[arg(long, default_value_t = 64)]
-        tokens: u32,
-        /// Texts per embedding batch.
-        #[arg(long, default_value_t = 128)]
-        texts: usize,
-        /// Rounds of each measurement (medians are printed).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// Time from exec to listening, and idle resident memory, of fresh nodes.
-    Startup {
-        /// Number of nodes started one after another.
-        #[arg(long, default_value_t = 5)]
-        runs: u32,
-        /// Seconds each node idles before its memory is read.
-        #[arg(long, default_value_t = 10)]
-        idle_secs: u64,
-    },
-    /// Ingest rate of the block store against a plain compress-and-hash loop on the same data.
-    Ingest {
-        /// MiB of mixed data (half text-like, half random).
-        #[arg(long, default_value_t = 256)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
-    /// `put --private` rate next to a public put of the same data (median of alternating rounds).
-    Private {
-        /// MiB of mixed data (half text-like, half random).
-        #[arg(long, default_value_t = 256)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Rounds of each.
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// Loopback `get` throughput from 1 and from 3 holders, next to a plain TCP copy.
-    Fetch {
-        /// MiB per file.
-        #[arg(long, default_value_t = 256)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-        /// Timed gets per source (the median is reported).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-    },
-    /// 3-hop onion circuit build time (sans-I/O and loopback nodes), `get --anon` throughput next
-    /// to a direct `get`, per-cell overhead.
-    Onion {
-        /// MiB of the file fetched.
-        #[arg(long, default_value_t = 64)]
-        size_mib: u64,
-        /// Circuits built (in memory; up to 50 on loopback).
-        #[arg(long, default_value_t = 200)]
-        builds: usize,
-        /// Throughput rounds (medians are printed).
-        #[arg(long, default_value_t = 3)]
-        rounds: usize,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
-    /// Peak resident memory of a node during a large `put`.
-    PutMemory {
-        /// MiB of mixed data to put.
-        #[arg(long, default_value_t = 1024)]
-        size_mib: u64,
-        /// Seed of the generated data.
-        #[arg(long, default_value_t = 1)]
-        seed: u64,
-    },
 }
 
 /// `--json`.

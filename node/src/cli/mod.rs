@@ -100,48 +100,6 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .unwrap_or_else(|| config::default_data_dir().join("devnet"));
             crate::cli::devnet::run(&dir, args.nodes, &args.network).await
         }
-        Command::Bench(BenchCommand::Infer {
-            models,
-            tokens,
-            texts,
-            rounds,
-        }) => {
-            let o = crate::bench_infer::InferBench {
-                models: models.unwrap_or_else(crate::bench_infer::default_models_dir),
-                tokens,
-                texts,
-                rounds,
-            };
-            crate::bench_infer::run(&o).await
-        }
-        Command::Bench(BenchCommand::Startup { runs, idle_secs }) => {
-            crate::bench::startup(runs, idle_secs).await.map(|_| ())
-        }
-        Command::Bench(BenchCommand::Ingest { size_mib, seed }) => {
-            tokio::task::spawn_blocking(move || crate::bench::ingest(size_mib, seed)).await?
-        }
-        Command::Bench(BenchCommand::Private {
-            size_mib,
-            seed,
-            rounds,
-        }) => {
-            tokio::task::spawn_blocking(move || crate::bench::private(size_mib, seed, rounds))
-                .await?
-        }
-        Command::Bench(BenchCommand::Onion {
-            size_mib,
-            builds,
-            rounds,
-            seed,
-        }) => crate::bench::onion(size_mib, builds, rounds, seed).await,
-        Command::Bench(BenchCommand::Fetch {
-            size_mib,
-            seed,
-            rounds,
-        }) => crate::bench::fetch(size_mib, seed, rounds).await,
-        Command::Bench(BenchCommand::PutMemory { size_mib, seed }) => {
-            crate::bench::put_memory(size_mib, seed).await
-        }
         _ => run_client(cli, data_dir).await,
     }
 }

@@ -310,6 +310,6 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 )
             })
         }
-        Command::Start(_) | Command::Devnet(_) | Command::Bench(_) | Command::Init { .. } => Ok(()),
+        Command::Start(_) | Command::Devnet(_) | Command::Init { .. } => Ok(()),
     }
 }

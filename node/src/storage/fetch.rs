@@ -150,10 +150,7 @@ impl Mesh {
     pub(crate) fn fetch_order(&self, cid: &ContentId, holders: &[PeerId]) -> Vec<PeerId> {
         let now = now_ms();
         let scored: Vec<(PeerId, Option<f64>)> = match self.reputation.lock() {
-            Ok(rep) => holders
-                .iter()
-                .map(|p| (*p, rep.weight(p, now)))
-                .collect(),
+            Ok(rep) => holders.iter().map(|p| (*p, rep.weight(p, now))).collect(),
             Err(_) => holders.iter().map(|p| (*p, None)).collect(),
         };
         fetch_order(&cid.hash(), &scored, FLOOR, NEUTRAL_SCORE)

@@ -8,12 +8,10 @@ use libp2p::PeerId;
 use tokio::sync::watch;
 use tracing::{debug, warn};
 use warren_protocol::ContentId;
-use warren_protocol::block_transfer::{
-    Request, Response, 
-};
+use warren_protocol::block_transfer::{Request, Response};
+use warren_storage_mesh::Store;
 use warren_storage_mesh::hot::HotTracker;
 use warren_storage_mesh::serve as answer;
-use warren_storage_mesh::Store;
 
 use crate::clock::unix_now;
 use crate::config::FaultInject;

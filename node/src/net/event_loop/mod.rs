@@ -25,8 +25,8 @@ use crate::net::client::{Command, DialReply};
 use crate::net::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
 use crate::net::protocols::blocks;
 use crate::record::RecordBuilder;
-use warren_protocol::record_book::RecordBook;
 use crate::view::RecordView;
+use warren_protocol::record_book::RecordBook;
 
 mod commands;
 pub(crate) mod nat;

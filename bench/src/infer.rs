@@ -1,4 +1,4 @@
-//! `warren bench infer`: the same model, in one run, on this node's own executor and through one
+//! `warren-bench infer`: the same model, in one run, on this node's own executor and through one
 //! remote operator on loopback.
 //!
 //! Starts two nodes, A and B (B bootstrapped from A). A adds SmolLM2 and MiniLM to the mesh; both
@@ -13,20 +13,22 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, bail};
 use futures::StreamExt;
 
-use crate::cli::client::ApiClient;
-use crate::inference::{EmbedOutcome, ModelView};
+use warren_node::cli::client::ApiClient;
+use warren_node::inference::{EmbedOutcome, ModelView};
+
+use crate::nodes::spawn_node_with;
 
 /// Options of the benchmark.
 #[derive(Clone, Debug)]
-pub struct InferBench {
+pub(crate) struct InferBench {
     /// Directory holding the models (as `scripts/fetch-models.sh` lays them out).
-    pub models: PathBuf,
+    pub(crate) models: PathBuf,
     /// New tokens per generation (greedy).
-    pub tokens: u32,
+    pub(crate) tokens: u32,
     /// Texts per embedding batch.
-    pub texts: usize,
+    pub(crate) texts: usize,
     /// Rounds of each measurement.
-    pub rounds: usize,
+    pub(crate) rounds: usize,
 }
 
 async fn generate(
@@ -87,8 +89,8 @@ fn median(mut v: Vec<f64>) -> f64 {
     v.get(v.len() / 2).copied().unwrap_or(0.0)
 }
 
-/// Runs the benchmark and prints the figures.
-pub async fn run(o: &InferBench) -> anyhow::Result<()> {
+/// Runs the benchmark with the `warren` binary `exe` and prints the figures.
+pub(crate) async fn run(exe: &Path, o: &InferBench) -> anyhow::Result<()> {
     let gguf = o
         .models
         .join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
@@ -99,20 +101,19 @@ pub async fn run(o: &InferBench) -> anyhow::Result<()> {
             o.models.display()
         );
     }
-    let exe = std::env::current_exe()?;
     let tmp = std::env::temp_dir().join(format!("warren-bench-infer-{}", std::process::id()));
     let result = async {
         let a_dir = tmp.join("a");
-        let (a_child, _) = crate::bench::spawn_node_with(&exe, &a_dir, None).await?;
+        let (a_child, _) = spawn_node_with(exe, &a_dir, None).await?;
         let a = ApiClient::from_data_dir(&a_dir)?;
-        let s: crate::api::StatusInfo = a.get("/v1/status").await?;
+        let s: warren_node::api::StatusInfo = a.get("/v1/status").await?;
         let boot = s.listen_addrs.first().cloned().context("A has no address")?;
         let b_dir = tmp.join("b");
-        let (b_child, _) = crate::bench::spawn_node_with(&exe, &b_dir, Some(&boot)).await?;
+        let (b_child, _) = spawn_node_with(exe, &b_dir, Some(&boot)).await?;
         let b = ApiClient::from_data_dir(&b_dir)?;
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
-            let peers: Vec<crate::api::PeerInfo> = a.get("/v1/peers").await?;
+            let peers: Vec<warren_node::api::PeerInfo> = a.get("/v1/peers").await?;
             if !peers.is_empty() {
                 break;
             }
@@ -184,7 +185,7 @@ pub async fn run(o: &InferBench) -> anyhow::Result<()> {
 }
 
 /// The default models directory: `WARREN_MODELS_DIR`, else `./models`.
-pub fn default_models_dir() -> PathBuf {
+pub(crate) fn default_models_dir() -> PathBuf {
     std::env::var_os("WARREN_MODELS_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| Path::new("models").to_path_buf())

@@ -1,0 +1,148 @@
+//! `warren-bench`: benchmarks that start real `warren` nodes on loopback and print figures.
+//!
+//! Every subcommand spawns the `warren` binary (`--warren PATH`, by default the `warren` next to
+//! this binary, i.e. in the same target directory), so build both first:
+//!
+//! ```sh
+//! cargo build --release -p warren-node -p warren-bench
+//! target/release/warren-bench startup | put-memory | fetch | onion | infer
+//! ```
+//!
+//! The benchmarks of one library run as `cargo bench` targets there: the store's ingest and
+//! private puts in `warren-storage-mesh`, the in-memory onion circuit build in
+//! `warren-protocol`.
+
+mod fetch;
+mod infer;
+mod nodes;
+mod onion;
+mod startup;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+/// Benchmarks of real `warren` nodes on loopback, printing figures.
+#[derive(Debug, Parser)]
+#[command(name = "warren-bench", version)]
+struct Cli {
+    /// The `warren` binary to run (default: `warren` next to this binary).
+    #[arg(long, global = true, value_name = "PATH")]
+    warren: Option<PathBuf>,
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+enum Command {
+    /// Tokens/s and embeddings/s of the same models on this node's executor and through one
+    /// remote operator on loopback.
+    Infer {
+        /// Models directory (default: WARREN_MODELS_DIR or ./models).
+        #[arg(long)]
+        models: Option<PathBuf>,
+        /// New tokens per generation.
+        #[arg(long, default_value_t = 64)]
+        tokens: u32,
+        /// Texts per embedding batch.
+        #[arg(long, default_value_t = 128)]
+        texts: usize,
+        /// Rounds of each measurement (medians are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// Time from exec to listening, and idle resident memory, of fresh nodes.
+    Startup {
+        /// Number of nodes started one after another.
+        #[arg(long, default_value_t = 5)]
+        runs: u32,
+        /// Seconds each node idles before its memory is read.
+        #[arg(long, default_value_t = 10)]
+        idle_secs: u64,
+    },
+    /// Loopback `get` throughput from 1 and from 3 holders, next to a plain TCP copy.
+    Fetch {
+        /// MiB per file.
+        #[arg(long, default_value_t = 256)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Timed gets per source (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+    },
+    /// 3-hop onion circuit build time on loopback nodes, `get --anon` throughput next to a
+    /// direct `get` (the in-memory build: `cargo bench -p warren-protocol --bench onion`).
+    Onion {
+        /// MiB of the file fetched.
+        #[arg(long, default_value_t = 64)]
+        size_mib: u64,
+        /// Circuits built on loopback (at most 50).
+        #[arg(long, default_value_t = 50)]
+        builds: usize,
+        /// Throughput rounds (medians are printed).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Peak resident memory of a node during a large `put`.
+    PutMemory {
+        /// MiB of mixed data to put.
+        #[arg(long, default_value_t = 1024)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+}
+
+#[tokio::main]
+async fn main() -> ExitCode {
+    let cli = Cli::parse();
+    match run(cli).await {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> anyhow::Result<()> {
+    let exe = nodes::warren_exe(cli.warren)?;
+    match cli.command {
+        Command::Infer {
+            models,
+            tokens,
+            texts,
+            rounds,
+        } => {
+            let o = infer::InferBench {
+                models: models.unwrap_or_else(infer::default_models_dir),
+                tokens,
+                texts,
+                rounds,
+            };
+            infer::run(&exe, &o).await
+        }
+        Command::Startup { runs, idle_secs } => {
+            startup::startup(&exe, runs, idle_secs).await.map(|_| ())
+        }
+        Command::Onion {
+            size_mib,
+            builds,
+            rounds,
+            seed,
+        } => onion::onion(&exe, size_mib, builds, rounds, seed).await,
+        Command::Fetch {
+            size_mib,
+            seed,
+            rounds,
+        } => fetch::fetch(&exe, size_mib, seed, rounds).await,
+        Command::PutMemory { size_mib, seed } => startup::put_memory(&exe, size_mib, seed).await,
+    }
+}
