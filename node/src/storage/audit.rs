@@ -13,9 +13,10 @@ use warren_storage_mesh::proof::{self, Challenge, Proof};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
-use crate::storage::session::FetchSession;
-use crate::storage::{AUDIT_LOG, AUDIT_PROBES, Mesh};
+use crate::storage::FetchSession;
+use crate::storage::{AUDIT_PROBES, Mesh};
 use crate::view::AuditRecord;
+use warren_storage_mesh::audit::Audit;
 
 impl Mesh {
     /// Runs one proof-of-storage audit of `peer` now and records it like the scheduled ones.
@@ -92,39 +93,23 @@ impl Mesh {
             Ok(other) => Err(format!("answered {} instead of a proof", other.kind())),
             Err(e) => Err(e.to_string()),
         };
-        let record = AuditRecord {
-            subject: subject.to_string(),
-            block: cid.to_string(),
-            passed: verdict.is_ok(),
-            reason: verdict.err(),
+        let audit = Audit {
+            subject,
+            block: cid,
+            failure: verdict.err(),
             time_ms: now_ms(),
         };
-        let key = (subject, cid.hash());
-        if record.passed {
+        if audit.passed() {
             debug!(%subject, block = %cid, "audit passed");
-            if let Ok(mut v) = self.verified.lock() {
-                v.insert(key, record.time_ms);
-            }
-            if let Ok(mut f) = self.failed.lock() {
-                f.remove(&key);
-            }
         } else {
-            warn!(%subject, block = %cid, reason = ?record.reason, "audit failed");
-            if let Ok(mut f) = self.failed.lock() {
-                f.insert(key, record.time_ms);
-            }
-            if let Ok(mut v) = self.verified.lock() {
-                v.remove(&key);
-            }
+            warn!(%subject, block = %cid, reason = ?audit.failure, "audit failed");
         }
-        self.observe(subject, &cid, record.passed, record.time_ms)
-            .await;
-        if let Ok(mut a) = self.audits.lock() {
-            a.push_back(record.clone());
-            while a.len() > AUDIT_LOG {
-                a.pop_front();
-            }
+        let record = AuditRecord::from(&audit);
+        let (passed, time_ms) = (audit.passed(), audit.time_ms);
+        if let Ok(mut ledger) = self.ledger.lock() {
+            ledger.record(audit);
         }
+        self.observe(subject, &cid, passed, time_ms).await;
         record
     }
 
@@ -211,5 +196,17 @@ impl Mesh {
         let subject = others[seed[8] as usize % others.len()];
         let record = self.audit(cid, len, subject, seed).await;
         Ok(Some(record))
+    }
+}
+
+impl From<&Audit> for AuditRecord {
+    fn from(a: &Audit) -> Self {
+        AuditRecord {
+            subject: a.subject.to_string(),
+            block: a.block.to_string(),
+            passed: a.passed(),
+            reason: a.failure.clone(),
+            time_ms: a.time_ms,
+        }
     }
 }

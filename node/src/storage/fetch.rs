@@ -1,6 +1,6 @@
 //! Verified parallel fetch: sessions, holder order, retries and the hedged race.
 
-use std::collections::VecDeque;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -16,9 +16,10 @@ use warren_storage_mesh::placement::fetch_order;
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
+use crate::storage::FetchSession;
 use crate::storage::arrivals::Arrivals;
-use crate::storage::session::FetchSession;
 use crate::storage::{FETCH_RETRY, Mesh, PARALLEL};
+use warren_storage_mesh::fetch::{Event as RaceEvent, Race};
 
 impl Mesh {
     /// Makes every block of the file `root` local, fetching what is missing from its holders.
@@ -192,12 +193,11 @@ impl Mesh {
         session: &FetchSession,
     ) -> Result<Vec<u8>, String> {
         let known: Vec<PeerId> = session
-            .holders
             .lock()
-            .map(|s| s.clone())
+            .map(|s| s.holders().to_vec())
             .unwrap_or_default();
         let mut failures = Vec::new();
-        let order = session.slow_last(self.fetch_order(&cid, &known));
+        let order = self.slow_last(session, self.fetch_order(&cid, &known));
         if let Some((_, bytes)) = self.race(cid, order, session, &mut failures).await {
             return Ok(bytes);
         }
@@ -208,13 +208,10 @@ impl Mesh {
             .await
             .map_err(|e| e.to_string())?;
         providers.retain(|p| *p != me && !known.contains(p));
-        let order = session.slow_last(self.fetch_order(&cid, &providers));
+        let order = self.slow_last(session, self.fetch_order(&cid, &providers));
         if let Some((peer, bytes)) = self.race(cid, order, session, &mut failures).await {
-            if let Ok(mut s) = session.holders.lock()
-                && !s.contains(&peer)
-                && s.len() < 16
-            {
-                s.push(peer);
+            if let Ok(mut s) = session.lock() {
+                s.add_holder(peer);
             }
             return Ok(bytes);
         }
@@ -224,10 +221,18 @@ impl Mesh {
         Err(failures.join("; "))
     }
 
-    /// Asks `peers` for `cid` in order: the next one when a request fails, and also when the
-    /// requests under way have taken longer than the session's hedge delay (a slow holder is
-    /// outrun, not waited for). Returns the peer that delivered and the block; a peer still busy then is
-    /// asked last for the rest of the session. Failures are added to `failures`.
+    /// `order` with the session's slow holders last.
+    fn slow_last(&self, session: &FetchSession, order: Vec<PeerId>) -> Vec<PeerId> {
+        match session.lock() {
+            Ok(s) => s.slow_last(order),
+            Err(_) => order,
+        }
+    }
+
+    /// Asks `peers` for `cid` as the pure [`Race`] says: the next one when a request fails, and
+    /// also when the requests under way have taken longer than the session's hedge delay (a slow
+    /// holder is outrun, not waited for). Returns the peer that delivered and the block; holders
+    /// outrun are asked last for the rest of the session. Failures are added to `failures`.
     pub(crate) async fn race(
         &self,
         cid: ContentId,
@@ -236,48 +241,57 @@ impl Mesh {
         failures: &mut Vec<String>,
     ) -> Option<(PeerId, Vec<u8>)> {
         use futures::stream::FuturesUnordered;
-        let attempt = |peer: PeerId| async move {
-            let started = std::time::Instant::now();
-            (peer, started, self.try_fetch(cid, peer).await)
-        };
-        let mut queue: VecDeque<PeerId> = peers.into();
+        let hedge = session
+            .lock()
+            .map_or(warren_storage_mesh::fetch::HEDGE_FIRST, |s| s.hedge_after());
+        let started = std::time::Instant::now();
+        let t = || u64::try_from(started.elapsed().as_millis()).unwrap_or(u64::MAX);
+        let mut race = Race::new(cid, peers, hedge);
+        race.start(t());
         let mut running = FuturesUnordered::new();
-        let mut busy: Vec<PeerId> = Vec::new();
-        let first = queue.pop_front()?;
-        running.push(attempt(first));
-        busy.push(first);
+        let mut delivered: HashMap<PeerId, Vec<u8>> = HashMap::new();
         loop {
-            let hedge = session.hedge_after();
+            while let Some(event) = race.poll_event() {
+                match event {
+                    RaceEvent::Ask(peer) => {
+                        running.push(async move { (peer, self.try_fetch(cid, peer).await) });
+                    }
+                    RaceEvent::Done(won) => {
+                        for slow in &won.outrun {
+                            info!(%cid, %slow, peer = %won.peer, "a slow holder was outrun: asked last from now on");
+                        }
+                        if let Ok(mut s) = session.lock() {
+                            s.learn(&won);
+                        }
+                        return delivered.remove(&won.peer).map(|bytes| (won.peer, bytes));
+                    }
+                    RaceEvent::Failed(_) => {
+                        failures.extend(race.failures().iter().map(|f| f.reason.clone()));
+                        return None;
+                    }
+                }
+            }
+            let deadline = race.poll_timeout();
             tokio::select! {
-                done = running.next() => match done {
-                    None => return None,
-                    Some((peer, started, Ok(bytes))) => {
-                        session.record_time(started.elapsed());
-                        busy.retain(|p| *p != peer);
-                        for slow in busy {
-                            info!(%cid, %slow, %peer, "a slow holder was outrun: asked last from now on");
-                            session.mark_slow(slow);
+                answer = running.next(), if !running.is_empty() => {
+                    if let Some((peer, result)) = answer {
+                        let result = result.map(|bytes| {
+                            delivered.insert(peer, bytes);
+                        });
+                        if let Err(e) = &result {
+                            debug!(%cid, %peer, "holder failed: {e}");
                         }
-                        return Some((peer, bytes));
+                        race.on_answer(&peer, result, t());
                     }
-                    Some((peer, _, Err(e))) => {
-                        debug!(%cid, %peer, "holder failed: {e}");
-                        failures.push(e);
-                        busy.retain(|p| *p != peer);
-                        if let Some(next) = queue.pop_front() {
-                            running.push(attempt(next));
-                            busy.push(next);
-                        } else if running.is_empty() {
-                            return None;
-                        }
+                }
+                () = async {
+                    match deadline {
+                        Some(at) => tokio::time::sleep(Duration::from_millis(at.saturating_sub(t()))).await,
+                        None => std::future::pending().await,
                     }
-                },
-                () = tokio::time::sleep(hedge), if !queue.is_empty() => {
-                    if let Some(next) = queue.pop_front() {
-                        debug!(%cid, %next, "no answer after {hedge:?}: asking another holder too");
-                        running.push(attempt(next));
-                        busy.push(next);
-                    }
+                } => {
+                    debug!(%cid, "no answer after {hedge:?}: asking another holder too");
+                    race.handle_timeout(t());
                 }
             }
         }

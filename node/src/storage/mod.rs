@@ -14,11 +14,10 @@
 //! RF, proofs); this module only gathers what it needs (from the store and the event loop) and
 //! moves blocks.
 
-use std::collections::{HashMap, VecDeque};
+use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
@@ -34,6 +33,7 @@ use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::net::Client;
 use crate::view::AuditRecord;
+use warren_storage_mesh::audit::AuditLedger;
 
 mod arrivals;
 mod audit;
@@ -41,11 +41,13 @@ mod fetch;
 mod repair;
 mod replicate;
 pub mod serve;
-mod session;
 mod where_is;
 
 pub use arrivals::{Arrivals, ArrivalsCloser};
-pub use session::FetchSession;
+/// One fetch's memory of the holders that served it (asked first for the next blocks, like a
+/// Bitswap session), the slow ones and the block times: the pure
+/// [`warren_storage_mesh::fetch::Session`], shared by a fetch's parallel block requests.
+pub type FetchSession = Mutex<warren_storage_mesh::fetch::Session>;
 
 /// Blocks moved at once by one replicate or fetch.
 const PARALLEL: usize = 8;
@@ -57,12 +59,6 @@ const FETCH_RETRY: [Duration; 3] = [
 ];
 /// Blocks `warren audit` looks up (provider records) to find one the audited peer claims.
 const AUDIT_PROBES: usize = 64;
-/// Audit results kept for the API and reputation.
-const AUDIT_LOG: usize = 1024;
-/// How long a holder that failed an audit is not counted as a holder of that block.
-const FAILED_HOLDER_MS: u64 = 10 * 60 * 1000;
-/// How long a passed audit vouches for a holder before repair checks it again.
-const VERIFIED_HOLDER_MS: u64 = 30 * 1000;
 
 /// Mesh state shared by the API handlers and the background tasks.
 pub struct Mesh {
@@ -70,11 +66,8 @@ pub struct Mesh {
     store: Arc<Store>,
     repairer: Mutex<Repairer>,
     hot: Arc<Mutex<HotTracker>>,
-    audits: Mutex<VecDeque<AuditRecord>>,
-    /// (holder, block) → when it failed an audit.
-    failed: Mutex<HashMap<(PeerId, [u8; 32]), u64>>,
-    /// (holder, block) → when it last passed an audit.
-    verified: Mutex<HashMap<(PeerId, [u8; 32]), u64>>,
+    /// Recent audit results per (holder, block), bounded, and the audit log.
+    ledger: Mutex<AuditLedger>,
     /// Replication factor wanted per block this node placed or holds.
     rf: Mutex<HashMap<ContentId, usize>>,
     config: MeshConfig,
@@ -136,9 +129,7 @@ impl Mesh {
                 now_ms(),
             )),
             hot,
-            audits: Mutex::new(VecDeque::new()),
-            failed: Mutex::new(HashMap::new()),
-            verified: Mutex::new(HashMap::new()),
+            ledger: Mutex::new(AuditLedger::default()),
             rf: Mutex::new(HashMap::new()),
             config,
             key,
@@ -193,9 +184,9 @@ impl Mesh {
 
     /// The audits this node ran, newest last.
     pub fn audits(&self) -> Vec<AuditRecord> {
-        self.audits
+        self.ledger
             .lock()
-            .map(|a| a.iter().cloned().collect())
+            .map(|l| l.log().map(AuditRecord::from).collect())
             .unwrap_or_default()
     }
 

@@ -13,7 +13,8 @@ use warren_storage_mesh::repair::RepairInput;
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
 use crate::storage::replicate::PushError;
-use crate::storage::{FAILED_HOLDER_MS, Mesh, PARALLEL, VERIFIED_HOLDER_MS};
+use crate::storage::{Mesh, PARALLEL};
+use warren_storage_mesh::audit::Holding;
 
 impl Mesh {
     /// Blocks this node is responsible for: held replicas and the blocks of its pinned files.
@@ -145,14 +146,14 @@ impl Mesh {
 
     /// Whether `peer` holds a good copy of `cid`: a recent audit result, or a fresh audit.
     pub(crate) async fn holds(&self, cid: ContentId, len: u64, peer: PeerId, now: u64) -> bool {
-        let key = (peer, cid.hash());
-        let failed = self.failed.lock().ok().and_then(|f| f.get(&key).copied());
-        if failed.is_some_and(|t| now.saturating_sub(t) < FAILED_HOLDER_MS) {
-            return false;
-        }
-        let passed = self.verified.lock().ok().and_then(|v| v.get(&key).copied());
-        if passed.is_some_and(|t| now.saturating_sub(t) < VERIFIED_HOLDER_MS) {
-            return true;
+        let holding = self
+            .ledger
+            .lock()
+            .map_or(Holding::Unknown, |l| l.holding(&peer, &cid, now));
+        match holding {
+            Holding::Failed => return false,
+            Holding::Verified => return true,
+            Holding::Unknown => {}
         }
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);

@@ -173,12 +173,8 @@ impl Mesh {
         {
             Response::Stored(StoreResponse { accepted: true, .. }) => {
                 // It verified the bytes against the id before storing: a good copy now.
-                let key = (to, cid.hash());
-                if let Ok(mut v) = self.verified.lock() {
-                    v.insert(key, now_ms());
-                }
-                if let Ok(mut f) = self.failed.lock() {
-                    f.remove(&key);
+                if let Ok(mut ledger) = self.ledger.lock() {
+                    ledger.stored(to, &cid, now_ms());
                 }
                 Ok(())
             }

@@ -8,7 +8,7 @@ use warren_protocol::ContentId;
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
-use crate::storage::session::FetchSession;
+use crate::storage::FetchSession;
 use crate::storage::{Mesh, PARALLEL};
 use crate::view::{BlockHolders, HolderView, WhereReport};
 
