@@ -59,6 +59,45 @@ pub enum NodeError {
         #[source]
         source: tokio::task::JoinError,
     },
+    /// `warren audit` named this node itself.
+    #[error("a node does not audit itself: name another peer")]
+    SelfAudit,
+    /// A block named for an audit is not in this node's store, so its length is unknown.
+    #[error(
+        "block {block} is not in this node's store, so its length is unknown: name the file it belongs to instead"
+    )]
+    UnknownBlock {
+        /// The block.
+        block: warren_protocol::ContentId,
+    },
+    /// The audited peer's provider records claim none of the blocks looked up.
+    #[error("{peer} claims none of the {probed} blocks {what} looked up (provider records)")]
+    NotClaimed {
+        /// The peer to audit.
+        peer: PeerId,
+        /// Blocks looked up.
+        probed: usize,
+        /// Of which file, or "this node holds".
+        what: String,
+    },
+    /// No holder delivered a block (none found, none reachable, or every answer was bad).
+    #[error("cannot fetch block {block} after {attempts} attempts: {reasons}")]
+    BlockUnavailable {
+        /// The block.
+        block: warren_protocol::ContentId,
+        /// Rounds over its holders.
+        attempts: usize,
+        /// What each holder answered, last round.
+        reasons: String,
+    },
+    /// Dialling a peer failed.
+    #[error("dial {target}: {reason}")]
+    Dial {
+        /// The address or peer dialled.
+        target: String,
+        /// libp2p's reason.
+        reason: String,
+    },
     /// The node is shutting down and cannot answer.
     #[error("the node is shutting down")]
     ShuttingDown,

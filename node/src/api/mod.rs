@@ -91,6 +91,9 @@ impl From<NodeError> for ApiError {
             NodeError::Storage(ref inner) => storage_status(inner),
             NodeError::Protocol(_) | NodeError::Onion(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
+            NodeError::SelfAudit => StatusCode::BAD_REQUEST,
+            NodeError::UnknownBlock { .. } | NodeError::NotClaimed { .. } => StatusCode::NOT_FOUND,
+            NodeError::BlockUnavailable { .. } | NodeError::Dial { .. } => StatusCode::BAD_GATEWAY,
             _ => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(code, e.to_string())

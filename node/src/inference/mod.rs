@@ -323,7 +323,10 @@ impl Inference {
                 .cid)
         })
         .await
-        .map_err(|e| NodeError::Network(format!("store task: {e}")))??;
+        .map_err(|source| NodeError::Task {
+            what: "store",
+            source,
+        })??;
         self.mesh.announce(cid).await?;
         Ok(cid)
     }
@@ -357,7 +360,10 @@ impl Inference {
                 })
             })
             .await
-            .map_err(|e| NodeError::Network(format!("hash task: {e}")))??;
+            .map_err(|source| NodeError::Task {
+                what: "hash",
+                source,
+            })??;
             let content = self.put_file(path.clone(), Some(file_name.clone())).await?;
             files.push(ModelFileEntry {
                 role: role.to_string(),
@@ -426,7 +432,10 @@ impl Inference {
             std::fs::rename(&tmp, &path).map_err(|source| NodeError::Io { path, source })
         })
         .await
-        .map_err(|e| NodeError::Network(format!("fetch task: {e}")))?
+        .map_err(|source| NodeError::Task {
+            what: "fetch",
+            source,
+        })?
     }
 
     /// `warren model serve`: fetches the manifest and files from the mesh, checks each file
@@ -500,7 +509,10 @@ impl Inference {
             }
         })
         .await
-        .map_err(|e| NodeError::Network(format!("load task: {e}")))??;
+        .map_err(|source| NodeError::Task {
+            what: "load",
+            source,
+        })??;
         self.client.provide(vec![operator_key(&id)]).await?;
         lock(&self.served).insert(id, manifest.clone());
         info!(model = %id, name = %manifest.name, "serving model");

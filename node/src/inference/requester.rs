@@ -209,7 +209,10 @@ impl Inference {
             )
         })
         .await
-        .map_err(|e| NodeError::Network(format!("job task: {e}")))??;
+        .map_err(|source| NodeError::Task {
+            what: "job",
+            source,
+        })??;
         self.log(JobView {
             id: hex::encode(id),
             kind: "generate".into(),
@@ -245,7 +248,10 @@ impl Inference {
             executor.embed(&slot, &hex::encode(id), &model.to_string(), &texts)
         })
         .await
-        .map_err(|e| NodeError::Network(format!("job task: {e}")))??;
+        .map_err(|source| NodeError::Task {
+            what: "job",
+            source,
+        })??;
         self.log(JobView {
             id: hex::encode(id),
             kind: "embed".into(),

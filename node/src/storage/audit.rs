@@ -30,19 +30,12 @@ impl Mesh {
     ) -> Result<AuditRecord, NodeError> {
         let (me, _) = self.client.candidates().await?;
         if peer == me {
-            return Err(NodeError::Network(
-                "a node does not audit itself: name another peer".into(),
-            ));
+            return Err(NodeError::SelfAudit);
         }
         let mut pool: Vec<(ContentId, u64)> = match cid {
             Some(c) if c.codec() == warren_protocol::Codec::Raw => {
                 let len = self.store_call(move |s| s.block_len(&c)).await?;
-                let len = len.ok_or_else(|| {
-                    NodeError::Network(format!(
-                        "block {c} is not in this node's store, so its length is unknown: \
-                         name the file it belongs to instead"
-                    ))
-                })?;
+                let len = len.ok_or(NodeError::UnknownBlock { block: c })?;
                 let mut seed = [0u8; 32];
                 rand::rngs::OsRng.fill_bytes(&mut seed);
                 return Ok(self.audit(c, len, peer, seed).await);
@@ -64,15 +57,14 @@ impl Mesh {
                 return Ok(self.audit(block, len, peer, seed).await);
             }
         }
-        Err(NodeError::Network(match cid {
-            Some(root) => format!(
-                "{peer} claims none of the {probed} blocks of {root} looked up (provider records)"
-            ),
-            None => format!(
-                "{peer} claims none of the {probed} blocks this node holds that were looked up: \
-                 name a file or block"
-            ),
-        }))
+        Err(NodeError::NotClaimed {
+            peer,
+            probed,
+            what: match cid {
+                Some(root) => format!("of {root}"),
+                None => "this node holds that were".into(),
+            },
+        })
     }
 
     /// Challenges `subject` on a random slice of `cid` and records the result.

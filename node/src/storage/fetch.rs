@@ -47,7 +47,10 @@ impl Mesh {
                 .collect()
         })
         .await
-        .map_err(|e| NodeError::Network(e.to_string()))
+        .map_err(|source| NodeError::Task {
+            what: "store",
+            source,
+        })
     }
 
     /// Every block of the file `root` with its length ([`Store::dag`]), fetching the manifests
@@ -180,10 +183,11 @@ impl Mesh {
                 Err(e) => last = e,
             }
         }
-        Err(NodeError::Network(format!(
-            "cannot fetch block {cid} after {} attempts: {last}",
-            FETCH_RETRY.len() + 1
-        )))
+        Err(NodeError::BlockUnavailable {
+            block: cid,
+            attempts: FETCH_RETRY.len() + 1,
+            reasons: last,
+        })
     }
 
     /// One round of [`Self::fetch_block`]: every known holder once.

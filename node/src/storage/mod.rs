@@ -197,7 +197,10 @@ impl Mesh {
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || f(&store))
             .await
-            .map_err(|e| NodeError::Network(format!("store task: {e}")))?
+            .map_err(|source| NodeError::Task {
+                what: "store",
+                source,
+            })?
             .map_err(NodeError::from)
     }
 

@@ -134,7 +134,10 @@ impl EventLoop {
                         self.waiting_dials.entry(peer).or_default().push(reply);
                     }
                     Err(e) => {
-                        let _ = reply.send(Err(NodeError::Network(format!("dial {addr}: {e}"))));
+                        let _ = reply.send(Err(NodeError::Dial {
+                            target: addr.to_string(),
+                            reason: e.to_string(),
+                        }));
                     }
                 }
             }

@@ -109,7 +109,10 @@ impl EventLoop {
             } if self.pending_dials.contains_key(&connection_id) => {
                 if let Some(reply) = self.pending_dials.remove(&connection_id) {
                     let who = peer_id.map(|p| p.to_string()).unwrap_or_default();
-                    let _ = reply.send(Err(NodeError::Network(format!("dial {who}: {error}"))));
+                    let _ = reply.send(Err(NodeError::Dial {
+                        target: who,
+                        reason: error.to_string(),
+                    }));
                 }
             }
             SwarmEvent::OutgoingConnectionError { peer_id, error, .. } => {
@@ -118,8 +121,10 @@ impl EventLoop {
                     && !self.swarm.is_connected(&peer)
                 {
                     for reply in self.waiting_dials.remove(&peer).unwrap_or_default() {
-                        let _ =
-                            reply.send(Err(NodeError::Network(format!("dial {peer}: {error}"))));
+                        let _ = reply.send(Err(NodeError::Dial {
+                            target: peer.to_string(),
+                            reason: error.to_string(),
+                        }));
                     }
                 }
             }
