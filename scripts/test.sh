@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Runs warren's whole test suite on a fresh machine: installs what the tests need (the js-libp2p
 # peer used by the interoperability test, by npm package name; chromium, nftables and iproute2 for
-# the dashboard and NAT tests, by Debian package name), builds once, runs every test, and
+# the dashboard and NAT tests, by Debian package name), checks formatting and clippy (warnings are
+# errors), builds once, runs every test, and
 # ends with one "tests: N passed, N failed" line summing every test binary.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -10,6 +11,7 @@ scripts/setup-interop.sh
 scripts/setup-home.sh
 scripts/fetch-models.sh
 cargo fmt --all -- --check
+cargo clippy --workspace --all-targets --locked -- -D warnings
 cargo build --workspace --all-targets --locked
 
 log=$(mktemp)
