@@ -146,3 +146,56 @@ fn api_requires_the_token_and_is_loopback_only() {
     assert!(String::from_utf8_lossy(&out.stderr).contains("already running"));
     assert!(node.stop().unwrap().success());
 }
+
+fn http_post_json(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    write!(
+        s,
+        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
+    (code, body)
+}
+
+/// A user's mistake with `warren audit` is a 4xx with a sentence, never a 500: auditing this node
+/// itself, naming a block this node does not hold, a peer id that does not parse.
+#[test]
+fn audit_mistakes_are_4xx_with_a_sentence() {
+    let tmp = tempfile::tempdir().unwrap();
+    let dir = tmp.path().join("node");
+    let _node = NodeProcess::start(BIN, &dir, &[]).unwrap();
+    let addr = std::fs::read_to_string(dir.join("api.addr")).unwrap();
+    let token = std::fs::read_to_string(dir.join("api.token")).unwrap();
+    let (addr, token) = (addr.trim(), token.trim());
+    let (code, status) = http_get(addr, "/v1/status", Some(token));
+    assert_eq!(code, 200, "{status}");
+    let status: serde_json::Value = serde_json::from_str(&status).unwrap();
+    let me = status["peer_id"].as_str().unwrap();
+
+    let (code, body) = http_post_json(addr, "/v1/audit", token, &format!(r#"{{"peer":"{me}"}}"#));
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("does not audit itself"), "{body}");
+
+    let other = libp2p::identity::Keypair::generate_ed25519()
+        .public()
+        .to_peer_id();
+    let block = "bafkr4ihdelx6pq4eu2uqcq7hyq6dzdugruqbtqrswcqcrndc2ot3qjlhbm";
+    let (code, body) = http_post_json(
+        addr,
+        "/v1/audit",
+        token,
+        &format!(r#"{{"peer":"{other}","cid":"{block}"}}"#),
+    );
+    assert_eq!(code, 404, "{body}");
+    assert!(body.contains("is not in this node's store"), "{body}");
+
+    let (code, body) = http_post_json(addr, "/v1/audit", token, r#"{"peer":"not-a-peer"}"#);
+    assert_eq!(code, 400, "{body}");
+    assert!(body.contains("is not a peer id"), "{body}");
+}

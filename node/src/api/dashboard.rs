@@ -8,7 +8,7 @@
 //! only ever sent as the `Authorization` header, exactly as the CLI sends it.
 //!
 //! Jobs and circuits are read from the inference and onion services each time `/v1/dashboard`
-//! answers (`api::activity`); storage refusals come from [`Activity`], the feed the mesh and the
+//! answers (`api::activity`); storage refusals come from [`crate::view::Activity`], the feed the mesh and the
 //! API fill. The page shows "none yet" for an empty list.
 
 /// The page, served as is.

@@ -12,9 +12,9 @@
 //! | GET    | `/v1/record/{peer}`  | [`RecordView`] (404 if not found) |
 //! | POST   | `/v1/connect?addr=`  | dials a peer: `{"peer_id", "addr"}` |
 //! | GET    | `/v1/dashboard`      | [`crate::view::DashboardView`] |
-//! | …      | files                | see [`files`]                     |
-//! | …      | anonymous requests, circuits | see [`onion`]             |
-//! | …      | models, jobs         | see [`jobs`]                      |
+//! | …      | files                | see `files`                     |
+//! | …      | anonymous requests, circuits | see `onion`             |
+//! | …      | models, jobs         | see `jobs`                      |
 //!
 //! Two routes need no token, and carry no data a token protects:
 //!

@@ -7,10 +7,10 @@
 //! |------------|-------------------------------------------------------------------|
 //! | [`args`]   | clap definitions; start flags applied over the config             |
 //! | [`start`]  | `warren start`: a [`crate::node::Node`] with the control API      |
-//! | [`remote`] | subcommands answered by a running node's API                      |
-//! | [`text`]   | what they print without `--json`                                  |
+//! | `remote` | subcommands answered by a running node's API                      |
+//! | `text`   | what they print without `--json`                                  |
 //! | [`client`] | the API's HTTP client                                             |
-//! | [`transfer`], [`jobs`], [`devnet`], [`init`] | put/get, inference, devnets, config files |
+//! | [`transfer`], `jobs`, [`devnet`], [`init`] | put/get, inference, devnets, config files |
 
 use std::process::ExitCode;
 

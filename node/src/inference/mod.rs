@@ -10,8 +10,8 @@
 //!
 //! The wire format is `warren_protocol::inference` (spec/inference-jobs.md); ranking, splitting,
 //! sampling and arbitration are `warren_inference::plan`; this module only moves bytes between
-//! them, the executor, the store and the network: [`operator`] serves jobs to peers,
-//! [`requester`] sends them and aggregates the results.
+//! them, the executor, the store and the network: `operator` serves jobs to peers,
+//! `requester` sends them and aggregates the results.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;

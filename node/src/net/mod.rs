@@ -18,7 +18,8 @@
 //! another network is logged, removed from the routing table and disconnected.
 //!
 //! The loop only moves bytes: every decision about a record or an envelope is made by the pure code
-//! in `warren-protocol` (decode, verify) and by [`crate::service`]. Commands carry a oneshot that
+//! in `warren-protocol` (decode, verify) and by the envelope service ([`protocols::envelope_service`]); inbound block requests leave the loop
+//! for the storage service ([`InboundBlocks`]). Commands carry a oneshot that
 //! the loop answers; queries are keyed by their kad `QueryId`.
 
 pub(crate) mod behaviour;

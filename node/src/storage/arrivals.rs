@@ -15,7 +15,7 @@ const HELD_FOR_READER: usize = 16 << 20;
 
 /// Where a streaming read learns that the blocks it waits for have arrived: the fetch hands each
 /// block's verified bytes over as soon as it has them (kept in memory while the reader is less
-/// than [`HELD_FOR_READER`] behind), then marks it stored (or failed); a blocking reader waits
+/// than `HELD_FOR_READER` behind), then marks it stored (or failed); a blocking reader waits
 /// for the one it needs next. A block the store would not take (its offer is full: the copy is
 /// only a cache) stays in memory until the reader has read it as often as the file repeats it,
 /// and the fetch waits for room ([`Arrivals::room`]) before asking for another, so a file larger
@@ -160,7 +160,7 @@ impl Arrivals {
         }
     }
 
-    /// Returns once the fetch may ask for another block: fewer than [`HELD_FOR_READER`] bytes
+    /// Returns once the fetch may ask for another block: fewer than `HELD_FOR_READER` bytes
     /// are held for the reader, or the reader is waiting for a block (then only a fetch can let
     /// it go on: blocks held for repeated use must not stall it).
     pub async fn room(&self) {

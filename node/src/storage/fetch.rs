@@ -73,7 +73,7 @@ impl Mesh {
         }
     }
 
-    /// The second half: fetches `blocks`, [`PARALLEL`] at a time and started in the order given
+    /// The second half: fetches `blocks`, `PARALLEL` at a time and started in the order given
     /// (file order, so a reader streaming the file waits as little as possible), and stores each
     /// in the store. With a `board`, each block's bytes are handed to it as soon as they are
     /// verified (the reader need not wait for the store), it learns when each is stored or

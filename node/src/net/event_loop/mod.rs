@@ -39,7 +39,7 @@ use nat::{NatState, is_relayed};
 const TICK: Duration = Duration::from_secs(2);
 
 /// An inbound `/warren/blocks/2.0.0` request, handed to the service that answers it; the answer
-/// goes back through [`Client::respond_blocks`].
+/// goes back through [`Client::respond_blocks_blocking`](crate::net::Client::respond_blocks_blocking).
 #[derive(Debug)]
 pub struct InboundBlocks {
     /// Who asked.
@@ -146,7 +146,7 @@ impl EventLoop {
         rx
     }
 
-    /// Runs until `shutdown` turns true or every [`Client`] is gone.
+    /// Runs until `shutdown` turns true or every [`Client`](crate::net::Client) is gone.
     pub async fn run(mut self, mut shutdown: watch::Receiver<bool>) {
         let mut tick = tokio::time::interval(TICK);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
