@@ -10,8 +10,9 @@
 //!      │
 //! L3  node                       NodeBuilder: opens the store, builds the swarm, starts every service
 //!      │
-//! L2  onion/ ─► inference/ ─► storage/        services: they reach the swarm only through
-//!      │                                      net::Client and get inbound requests on channels
+//! L2  onion/ ─► inference/ ─► storage/ ─► reputation/   services: they reach the swarm only
+//!      │                                 through net::Client, get inbound requests and accepted
+//!      │                                 gossip on bounded channels, scores on a watch channel
 //! L1  net/                       the swarm and its event loop (moves bytes, owns nothing else),
 //!      │                         client, behaviours, gossip and peer-limit config, wire protocols
 //! L0  error clock addr config presets keystore record reputation_store metrics framed view/
@@ -35,6 +36,7 @@ pub mod net;
 // L2: services.
 pub mod inference;
 pub mod onion;
+pub mod reputation;
 pub mod storage;
 // L3: the node.
 pub mod node;

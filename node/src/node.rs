@@ -16,7 +16,7 @@
 
 use std::fs::File;
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
@@ -25,12 +25,9 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 use warren_inference::hardware::Hardware;
 use warren_inference::{Backend, Executor, Limits};
-use warren_protocol::Reputation;
-use warren_protocol::reputation::Config as ReputationConfig;
 use warren_storage_mesh::Store;
 
 use crate::addr::split_peer_addr;
-use crate::clock::unix_now_ms as now_ms;
 use crate::config::{Config, FaultInject};
 use crate::error::NodeError;
 use crate::inference::Inference;
@@ -39,6 +36,7 @@ use crate::metrics::Metrics;
 use crate::net;
 use crate::onion::Onion;
 use crate::record::RecordBuilder;
+use crate::reputation;
 use crate::reputation_store::ReputationStore;
 use crate::storage::Mesh;
 
@@ -63,77 +61,18 @@ fn lock_data_dir(dir: &Path) -> Result<File, NodeError> {
     Ok(file)
 }
 
-/// The reputation state saved by the last run, or a fresh one seeded from the bootstrap peers.
-fn load_reputation(db: &ReputationStore, me: libp2p::PeerId, config: &Config) -> Reputation {
-    let seeds: Vec<libp2p::PeerId> = config
+/// The bootstrap peers of `config` other than `me`: trusted first-hand from the start.
+fn seeds(config: &Config, me: PeerId) -> Vec<PeerId> {
+    config
         .bootstrap
         .iter()
         .filter_map(|a| split_peer_addr(a).map(|(p, _)| p))
         .filter(|p| *p != me)
-        .collect();
-    match db.load() {
-        Ok(Some(bytes)) => {
-            match Reputation::from_bytes(&bytes, me, &seeds, ReputationConfig::default(), now_ms())
-            {
-                Ok(r) => return r,
-                Err(e) => warn!(path = %db.path().display(), "starting reputation afresh: {e}"),
-            }
-        }
-        Ok(None) => {}
-        Err(e) => warn!("starting reputation afresh: {e}"),
-    }
-    match Reputation::new(me, &seeds, ReputationConfig::default()) {
-        Ok(r) => r,
-        Err(e) => {
-            warn!("reputation config refused ({e}); starting without seeds");
-            // The default config with no seeds is always valid.
-            Reputation::new(me, &[], ReputationConfig::default()).unwrap_or_else(|_| unreachable!())
-        }
-    }
+        .collect()
 }
 
-/// Refreshes trust every 10 s and saves the state every minute and at shutdown.
-async fn keep_reputation(
-    rep: Arc<Mutex<Reputation>>,
-    db: Arc<ReputationStore>,
-    mut shutdown: watch::Receiver<bool>,
-) {
-    let mut tick = tokio::time::interval(Duration::from_secs(10));
-    let mut n = 0u64;
-    loop {
-        tokio::select! {
-            _ = tick.tick() => {
-                if let Ok(mut r) = rep.lock() {
-                    r.refresh_trust(now_ms());
-                }
-                n += 1;
-                if n.is_multiple_of(6) {
-                    save_reputation(&rep, &db).await;
-                }
-            }
-            changed = shutdown.changed() => {
-                if changed.is_err() || *shutdown.borrow() {
-                    break;
-                }
-            }
-        }
-    }
-    save_reputation(&rep, &db).await;
-}
-
-async fn save_reputation(rep: &Mutex<Reputation>, db: &Arc<ReputationStore>) {
-    let bytes = match rep.lock().map(|r| r.to_bytes()) {
-        Ok(Ok(b)) => b,
-        Ok(Err(e)) => return warn!("cannot encode the reputation state: {e}"),
-        Err(_) => return,
-    };
-    let db = db.clone();
-    match tokio::task::spawn_blocking(move || db.save(&bytes)).await {
-        Ok(Ok(())) => {}
-        Ok(Err(e)) => warn!("cannot save the reputation state: {e}"),
-        Err(e) => warn!("reputation save task: {e}"),
-    }
-}
+/// Facts about peers (observations, prefixes) waiting for the reputation service.
+const PEER_EVENTS_QUEUED: usize = 1024;
 
 /// Inbound block requests waiting for the storage service; over this the loop answers "busy".
 const BLOCK_REQUESTS_QUEUED: usize = 256;
@@ -214,10 +153,13 @@ impl Node {
                 source,
             })??;
         let rep_db = Arc::new(rep_db);
-        let reputation = Arc::new(Mutex::new(load_reputation(&rep_db, peer_id, &config)));
+        let rep = reputation::load(&rep_db, peer_id, &seeds(&config, peer_id));
+        let (reputations, rep_service) = reputation::service(rep, Some(rep_db));
         let metrics = Arc::new(Metrics::new());
-        let (client, event_loop) = net::build(&config, key.clone(), records, reputation.clone())?;
+        let (client, event_loop) = net::build(&config, key.clone(), records)?;
         let mut event_loop = event_loop.with_metrics(metrics.clone());
+        let rep_service = rep_service.with_peer_events(event_loop.peer_events(PEER_EVENTS_QUEUED));
+        event_loop.use_scores(reputations.scores());
         let block_requests = event_loop.block_requests(BLOCK_REQUESTS_QUEUED);
         let mesh = Mesh::with_metrics(
             client.clone(),
@@ -225,7 +167,7 @@ impl Node {
             hot.clone(),
             config.mesh.clone(),
             key.clone(),
-            reputation.clone(),
+            reputations,
             metrics.clone(),
         );
         if config.mesh.fault_inject == FaultInject::PerturbInference {
@@ -265,7 +207,7 @@ impl Node {
         let m = mesh.clone();
         tasks.spawn(async move { ("mesh", m.run(rx).await) });
         let rx = shutdown_rx.clone();
-        tasks.spawn(async move { ("reputation", keep_reputation(reputation, rep_db, rx).await) });
+        tasks.spawn(async move { ("reputation", rep_service.run(rx).await) });
         let rx = shutdown_rx.clone();
         let inf = inference.clone();
         tasks.spawn(async move { ("inference", inf.run_inbound(incoming, rx).await) });

@@ -24,12 +24,13 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("record", 2, "L0 leaves"),
     ("metrics", 2, "L0 leaves"),
     ("net", 3, "L1 net"),
-    ("storage", 4, "L2 services"),
-    ("inference", 5, "L2 services"),
-    ("onion", 6, "L2 services"),
-    ("node", 7, "L3 node"),
-    ("api", 8, "L4 edges"),
-    ("cli", 9, "L4 edges"),
+    ("reputation", 4, "L2 services"),
+    ("storage", 5, "L2 services"),
+    ("inference", 6, "L2 services"),
+    ("onion", 7, "L2 services"),
+    ("node", 8, "L3 node"),
+    ("api", 9, "L4 edges"),
+    ("cli", 10, "L4 edges"),
 ];
 
 /// Longest source file allowed in node/src, in lines.

@@ -10,10 +10,6 @@ use warren_protocol::reputation::Score;
 
 use super::{ApiError, AppState};
 
-fn now_ms() -> u64 {
-    crate::clock::unix_now().saturating_mul(1000)
-}
-
 fn score_json(peer: &PeerId, s: &Score) -> Value {
     let c = &s.components;
     json!({
@@ -38,14 +34,11 @@ fn score_json(peer: &PeerId, s: &Score) -> Value {
 }
 
 pub(super) async fn table(State(s): State<AppState>) -> Result<Json<Value>, ApiError> {
-    let rep = s.mesh.reputation().lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "reputation lock poisoned".into(),
-        )
-    })?;
-    let rows: Vec<Value> = rep
-        .table(now_ms())
+    let rows: Vec<Value> = s
+        .mesh
+        .reputation()
+        .table()
+        .await?
         .iter()
         .map(|(p, sc)| score_json(p, sc))
         .collect();
@@ -62,16 +55,11 @@ pub(super) async fn peer(
             format!("{peer:?} is not a peer id: {e}"),
         )
     })?;
-    let rep = s.mesh.reputation().lock().map_err(|_| {
-        ApiError(
-            StatusCode::INTERNAL_SERVER_ERROR,
-            "reputation lock poisoned".into(),
-        )
-    })?;
-    let score = rep
-        .score(&id, now_ms())
-        .ok_or_else(|| ApiError(StatusCode::NOT_FOUND, format!("no evidence about {id} yet")))?;
-    let evidence = serde_json::to_value(rep.evidence(&id))
+    let (score, evidence) =
+        s.mesh.reputation().peer(id).await?.ok_or_else(|| {
+            ApiError(StatusCode::NOT_FOUND, format!("no evidence about {id} yet"))
+        })?;
+    let evidence = serde_json::to_value(evidence)
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))?;
     let mut out = score_json(&id, &score);
     out["observations"] = evidence;

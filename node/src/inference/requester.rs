@@ -272,8 +272,7 @@ impl Inference {
         peers.retain(|p| *p != self.me);
         peers.sort();
         peers.dedup();
-        let now = now_ms();
-        let rep = self.mesh.reputation().lock().ok();
+        let scores = self.mesh.reputation().snapshot();
         let measured = lock(&self.measured);
         Ok(peers
             .into_iter()
@@ -284,10 +283,7 @@ impl Inference {
                     price: 0,
                     latency_ms: m.latency_ms,
                     throughput: m.throughput,
-                    reputation: rep
-                        .as_ref()
-                        .and_then(|r| r.score(&peer, now))
-                        .map(|s| s.total),
+                    reputation: scores.total(&peer),
                     busy: false,
                 }
             })

@@ -10,8 +10,8 @@ use libp2p::kad::Mode;
 use libp2p::{Multiaddr, PeerId, noise, tcp, yamux};
 use tokio::sync::mpsc;
 use tracing::warn;
+use warren_protocol::REPUTATION_TOPIC;
 use warren_protocol::record_book::RecordBook;
-use warren_protocol::{REPUTATION_TOPIC, Reputation};
 
 use crate::addr::split_peer_addr;
 use crate::config::{Config, KadMode};
@@ -21,6 +21,7 @@ use crate::net::behaviour::{behaviour, provider_key_limit, swarm_config};
 use crate::net::client::{COMMAND_QUEUE, Client};
 use crate::net::event_loop::EventLoop;
 use crate::net::event_loop::nat::NatState;
+use crate::net::peers::PeerScores;
 use crate::record::RecordBuilder;
 
 /// Which transports a node's swarm runs on.
@@ -39,9 +40,8 @@ pub fn build(
     config: &Config,
     key: Keypair,
     records: RecordBuilder,
-    reputation: Arc<std::sync::Mutex<Reputation>>,
 ) -> Result<(Client, EventLoop), NodeError> {
-    build_on(Transport::Network, config, key, records, reputation)
+    build_on(Transport::Network, config, key, records)
 }
 
 /// Builds the swarm and its event loop on `transport`; nothing runs until [`EventLoop::run`].
@@ -50,7 +50,6 @@ pub fn build_on(
     config: &Config,
     key: Keypair,
     records: RecordBuilder,
-    reputation: Arc<std::sync::Mutex<Reputation>>,
 ) -> Result<(Client, EventLoop), NodeError> {
     let net = |e: &dyn std::fmt::Display| NodeError::Network(e.to_string());
     let local = key.public().to_peer_id();
@@ -159,7 +158,8 @@ pub fn build_on(
         swarm,
         commands: rx,
         block_requests: None,
-        reputation,
+        peer_events: None,
+        scores: tokio::sync::watch::channel(Arc::new(PeerScores::default())).1,
         gossip: warren_protocol::gossip::Filter::new(config.network.clone()),
         pending_blocks: HashMap::new(),
         pending_providers: HashMap::new(),

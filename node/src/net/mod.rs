@@ -29,6 +29,7 @@ pub mod dht;
 pub mod event_loop;
 pub mod gossip;
 pub mod peer_limit;
+pub mod peers;
 pub mod protocols;
 
 use libp2p::StreamProtocol;
@@ -37,6 +38,7 @@ pub use build::{Transport, build, build_on};
 pub use client::{BlockError, Client};
 pub use event_loop::nat::{agent_version, network_of_agent};
 pub use event_loop::{EventLoop, InboundBlocks};
+pub use peers::{PeerEvent, PeerScore, PeerScores};
 
 /// The Kademlia protocol name: warren's own DHT, so the public IPFS DHT is never joined by mistake.
 pub const KAD_PROTOCOL: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");

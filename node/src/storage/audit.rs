@@ -141,9 +141,7 @@ impl Mesh {
             time_ms,
             evidence: Some(evidence),
         };
-        if let Ok(mut rep) = self.reputation.lock() {
-            rep.observe_first_hand(&obs, time_ms);
-        }
+        self.reputation.observe_first_hand(obs.clone());
         let me = obs.observer;
         let allowed = self
             .publish_rate

@@ -152,11 +152,9 @@ impl Mesh {
     /// `holders` of `cid` in the order to ask them: best reputation first, below-floor holders
     /// last ([`fetch_order`]).
     pub(crate) fn fetch_order(&self, cid: &ContentId, holders: &[PeerId]) -> Vec<PeerId> {
-        let now = now_ms();
-        let scored: Vec<(PeerId, Option<f64>)> = match self.reputation.lock() {
-            Ok(rep) => holders.iter().map(|p| (*p, rep.weight(p, now))).collect(),
-            Err(_) => holders.iter().map(|p| (*p, None)).collect(),
-        };
+        let scores = self.reputation.snapshot();
+        let scored: Vec<(PeerId, Option<f64>)> =
+            holders.iter().map(|p| (*p, scores.weight(p))).collect();
         fetch_order(&cid.hash(), &scored, FLOOR, NEUTRAL_SCORE)
     }
 

@@ -21,8 +21,8 @@ use std::time::Duration;
 use libp2p::identity::Keypair;
 use tokio::sync::watch;
 use tracing::{debug, info, warn};
+use warren_protocol::ContentId;
 use warren_protocol::reputation::RateLimit;
-use warren_protocol::{ContentId, Reputation};
 use warren_storage_mesh::hot::{HotConfig, HotTracker};
 use warren_storage_mesh::repair::{RepairConfig, Repairer};
 use warren_storage_mesh::{Error as StoreError, Store};
@@ -32,6 +32,7 @@ use crate::config::MeshConfig;
 use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::net::Client;
+use crate::reputation::Reputations;
 use crate::view::AuditRecord;
 use warren_storage_mesh::audit::AuditLedger;
 
@@ -74,7 +75,7 @@ pub struct Mesh {
     /// Signs this node's observations.
     key: Keypair,
     /// Local scores; audits feed it first-hand.
-    reputation: Arc<Mutex<Reputation>>,
+    reputation: Reputations,
     /// This node's own observations published per window: kept under the limit the others
     /// enforce, so they never drop (or penalise) what it says.
     publish_rate: Mutex<RateLimit>,
@@ -93,7 +94,7 @@ impl Mesh {
         hot: Arc<Mutex<HotTracker>>,
         config: MeshConfig,
         key: Keypair,
-        reputation: Arc<Mutex<Reputation>>,
+        reputation: Reputations,
     ) -> Arc<Self> {
         Self::with_metrics(
             client,
@@ -113,7 +114,7 @@ impl Mesh {
         hot: Arc<Mutex<HotTracker>>,
         config: MeshConfig,
         key: Keypair,
-        reputation: Arc<Mutex<Reputation>>,
+        reputation: Reputations,
         metrics: Arc<Metrics>,
     ) -> Arc<Self> {
         Arc::new(Self {
@@ -173,7 +174,7 @@ impl Mesh {
     }
 
     /// This node's reputation table.
-    pub fn reputation(&self) -> &Arc<Mutex<Reputation>> {
+    pub fn reputation(&self) -> &Reputations {
         &self.reputation
     }
 

@@ -15,7 +15,7 @@
 //! counts are reproducible in practice, the times are measurements.
 
 use std::path::PathBuf;
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use tokio::sync::watch;
@@ -25,8 +25,7 @@ use warren_node::net::{self, Client, Transport};
 use warren_node::record::RecordBuilder;
 use warren_node::storage::Mesh;
 use warren_node::storage::serve::Server;
-use warren_protocol::reputation::Config as ReputationConfig;
-use warren_protocol::{ContentId, OnionSecret, PeerId, Reputation, keypair_from_secret};
+use warren_protocol::{ContentId, OnionSecret, PeerId, keypair_from_secret};
 use warren_storage_mesh::{PutOptions, Store};
 
 use warren_protocol::multiaddr;
@@ -181,28 +180,18 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
         let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
             .with_store(store.clone());
         let hot = Mesh::hot_tracker(&config.mesh);
-        let reputation = Reputation::new(peer, &[], ReputationConfig::default()).map_err(|e| {
-            SimError::Node {
-                node: i,
-                source: warren_node::NodeError::Config(e.to_string()),
-            }
-        })?;
-        let reputation = Arc::new(Mutex::new(reputation));
-        let (client, mut event_loop) = net::build_on(
-            Transport::Memory,
-            &config,
-            key.clone(),
-            records,
-            reputation.clone(),
-        )
-        .map_err(|source| SimError::Node { node: i, source })?;
+        let (reputations, rep_service) =
+            warren_node::reputation::service(warren_node::reputation::fresh(peer, &[]), None);
+        let (client, mut event_loop) =
+            net::build_on(Transport::Memory, &config, key.clone(), records)
+                .map_err(|source| SimError::Node { node: i, source })?;
         let mesh = Mesh::new(
             client.clone(),
             store.clone(),
             hot.clone(),
             config.mesh.clone(),
             key,
-            reputation,
+            reputations.clone(),
         );
         let server = Server {
             client: client.clone(),
@@ -212,6 +201,9 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
             metrics: mesh.metrics().clone(),
         };
         let requests = event_loop.block_requests(256);
+        let rep_service = rep_service.with_peer_events(event_loop.peer_events(1024));
+        event_loop.use_scores(reputations.scores());
+        tasks.push(tokio::spawn(rep_service.run(shutdown_rx.clone())));
         let ready = event_loop.on_ready();
         tasks.push(tokio::spawn(event_loop.run(shutdown_rx.clone())));
         tasks.push(tokio::spawn(server.run(requests, shutdown_rx.clone())));

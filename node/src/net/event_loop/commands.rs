@@ -142,7 +142,7 @@ impl EventLoop {
                 }
             }
             Command::OnionCandidates { reply } => {
-                let now = unix_now().saturating_mul(1000);
+                let scores = self.scores.borrow().clone();
                 let candidates = self
                     .known
                     .iter()
@@ -161,16 +161,13 @@ impl EventLoop {
                             .get(peer)
                             .and_then(|s| s.addrs.iter().find_map(ip_of))
                             .or_else(|| record.addrs.iter().find_map(ip_of)),
-                        score: self
-                            .reputation
-                            .lock()
-                            .ok()
-                            .and_then(|r| r.weight(peer, now)),
+                        score: scores.weight(peer),
                     })
                     .collect();
                 let _ = reply.send((*self.swarm.local_peer_id(), candidates));
             }
             Command::Candidates { reply } => {
+                let scores = self.scores.borrow().clone();
                 let candidates = self
                     .known
                     .iter()
@@ -181,11 +178,7 @@ impl EventLoop {
                             peer: *peer,
                             tier: offer.tier,
                             bytes_free: offer.bytes_free,
-                            score: self
-                                .reputation
-                                .lock()
-                                .ok()
-                                .and_then(|r| r.weight(peer, unix_now().saturating_mul(1000))),
+                            score: scores.weight(peer),
                         })
                     })
                     .collect();

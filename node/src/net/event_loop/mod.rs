@@ -14,15 +14,16 @@ use libp2p::{Multiaddr, PeerId, Swarm};
 use tokio::sync::{mpsc, oneshot, watch};
 use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::provider_key;
-use warren_protocol::{ContentId, NodeRecord, Reputation};
+use warren_protocol::{ContentId, NodeRecord};
 
 use crate::addr::is_unspecified;
-use crate::clock::{unix_now, unix_now_ms};
+use crate::clock::unix_now;
 use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::net::behaviour::Behaviour;
 use crate::net::client::{Command, DialReply};
 use crate::net::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
+use crate::net::peers::{PeerEvent, PeerScores};
 use crate::net::protocols::blocks;
 use crate::record::RecordBuilder;
 use crate::view::RecordView;
@@ -74,8 +75,11 @@ pub struct EventLoop {
     pub(super) commands: mpsc::Receiver<Command>,
     /// Where inbound block requests go (the storage service); none: refused as not served.
     pub(super) block_requests: Option<mpsc::Sender<InboundBlocks>>,
-    /// Local scores of other peers, fed by gossiped observations.
-    pub(super) reputation: Arc<std::sync::Mutex<Reputation>>,
+    /// Where accepted observations and connection prefixes go (the reputation service); none:
+    /// dropped.
+    pub(super) peer_events: Option<mpsc::Sender<PeerEvent>>,
+    /// The reputation service's latest scores (empty without one: every peer neutral).
+    pub(super) scores: watch::Receiver<Arc<PeerScores>>,
     /// Which gossip is accepted (signatures, network, the observers' rate limit).
     pub(super) gossip: warren_protocol::gossip::Filter,
     pub(super) pending_blocks: HashMap<
@@ -127,6 +131,28 @@ impl EventLoop {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.block_requests = Some(tx);
         rx
+    }
+
+    /// The facts about peers the reputation service needs (accepted observations, connection
+    /// prefixes); at most `capacity` wait, more are dropped (and logged).
+    pub fn peer_events(&mut self, capacity: usize) -> mpsc::Receiver<PeerEvent> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.peer_events = Some(tx);
+        rx
+    }
+
+    /// Reads peer scores from `scores` (the reputation service's snapshots).
+    pub fn use_scores(&mut self, scores: watch::Receiver<Arc<PeerScores>>) {
+        self.scores = scores;
+    }
+
+    /// Hands `event` to the reputation service, if one listens and has room.
+    pub(super) fn tell_reputation(&self, event: PeerEvent) {
+        if let Some(tx) = &self.peer_events
+            && let Err(e) = tx.try_send(event)
+        {
+            debug!("peer event dropped: {e}");
+        }
     }
 
     /// Keeps a verified `record` unless the one already kept was issued later
@@ -229,15 +255,12 @@ impl EventLoop {
 
     /// Feeds every connected peer's warren score to gossipsub as its application score.
     pub(super) fn update_application_scores(&mut self) {
-        let now_ms = unix_now_ms();
         let peers: Vec<PeerId> = self.swarm.connected_peers().copied().collect();
-        let scores: Vec<(PeerId, f64)> = match self.reputation.lock() {
-            Ok(rep) => peers
-                .into_iter()
-                .map(|p| (p, rep.application_score(&p, now_ms)))
-                .collect(),
-            Err(_) => return,
-        };
+        let snapshot = self.scores.borrow().clone();
+        let scores: Vec<(PeerId, f64)> = peers
+            .into_iter()
+            .map(|p| (p, snapshot.application(&p)))
+            .collect();
         let gossipsub = &mut self.swarm.behaviour_mut().gossipsub;
         for (peer, score) in scores {
             gossipsub.set_application_score(&peer, score);

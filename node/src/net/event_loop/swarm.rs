@@ -20,6 +20,7 @@ use crate::error::NodeError;
 use crate::net::behaviour::BehaviourEvent;
 use crate::net::event_loop::{EventLoop, InboundBlocks, PendingRecord};
 use crate::net::peer_limit::Limits;
+use crate::net::peers::PeerEvent;
 use crate::net::protocols::{blocks, envelope, envelope_service as service};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
 
@@ -60,9 +61,11 @@ impl EventLoop {
                 }
                 if let Some(prefix) =
                     warren_protocol::reputation::ipv4_prefix(endpoint.get_remote_address())
-                    && let Ok(mut rep) = self.reputation.lock()
                 {
-                    rep.set_network(peer_id, prefix);
+                    self.tell_reputation(PeerEvent::Network {
+                        peer: peer_id,
+                        prefix,
+                    });
                 }
                 let state = self.peers.entry(peer_id).or_default();
                 if state.connected_at.is_none() {
@@ -237,9 +240,7 @@ impl EventLoop {
                     Verdict::Accept(Payload::Observation(obs)) => {
                         // Forwarded even when its observer has no standing here: other peers
                         // may trust it.
-                        if let Ok(mut rep) = self.reputation.lock() {
-                            rep.observe_second_hand(obs, now_ms);
-                        }
+                        self.tell_reputation(PeerEvent::Observation((**obs).clone()));
                     }
                     Verdict::Ignore(_) => {
                         debug!(peer = %propagation_source, origin = ?message.source, "gossip ignored: {verdict}");
