@@ -10,15 +10,19 @@ use warren_tests::{NodeProcess, cli};
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 
 fn http_get(addr: &str, path: &str, token: Option<&str>) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
     let auth = token
         .map(|t| format!("Authorization: Bearer {t}\r\n"))
         .unwrap_or_default();
-    write!(
-        s,
-        "GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"
+    exchange(
+        addr,
+        &format!("GET {path} HTTP/1.1\r\nHost: {addr}\r\n{auth}Connection: close\r\n\r\n"),
     )
-    .unwrap();
+}
+
+/// Sends one raw HTTP/1.1 request and reads the status code and body of the answer.
+fn exchange(addr: &str, request: &str) -> (u16, String) {
+    let mut s = TcpStream::connect(addr).unwrap();
+    s.write_all(request.as_bytes()).unwrap();
     let mut resp = String::new();
     s.read_to_string(&mut resp).unwrap();
     let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
@@ -148,19 +152,14 @@ fn api_requires_the_token_and_is_loopback_only() {
 }
 
 fn http_post_json(addr: &str, path: &str, token: &str, body: &str) -> (u16, String) {
-    let mut s = TcpStream::connect(addr).unwrap();
-    write!(
-        s,
-        "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
-         Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
-        body.len()
+    exchange(
+        addr,
+        &format!(
+            "POST {path} HTTP/1.1\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n\
+             Content-Type: application/json\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+            body.len()
+        ),
     )
-    .unwrap();
-    let mut resp = String::new();
-    s.read_to_string(&mut resp).unwrap();
-    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
-    let body = resp.split("\r\n\r\n").nth(1).unwrap_or("").to_owned();
-    (code, body)
 }
 
 /// A user's mistake with `warren audit` is a 4xx with a sentence, never a 500: auditing this node
