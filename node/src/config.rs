@@ -87,6 +87,9 @@ pub enum FaultInject {
     /// An overloaded or badly connected holder: every block it serves is answered 5 s late, so
     /// fetchers should turn to faster holders.
     SlowBlocks,
+    /// A hostile holder: every block it serves has one byte altered, so it no longer hashes to its
+    /// id and fetchers should refuse it and report the holder.
+    CorruptBlocks,
 }
 
 /// How late a [`FaultInject::SlowBlocks`] node answers a block request.

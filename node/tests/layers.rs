@@ -6,6 +6,8 @@
 //! same or a higher rank (a back-edge, which is how import cycles start) fails with the file, the
 //! line and the two layers.
 
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 

@@ -344,7 +344,8 @@ pub struct StartArgs {
     /// Log format.
     #[arg(long, value_enum)]
     pub log_format: Option<LogFormat>,
-    /// FOR TESTS ONLY: simulate a fault (corrupt-audits: answer every storage audit wrongly).
+    /// FOR TESTS ONLY: simulate a fault (corrupt-audits: answer every storage audit wrongly;
+    /// corrupt-blocks: serve every block with one byte altered).
     #[arg(long, value_enum, value_name = "FAULT")]
     pub fault_inject: Option<FaultInject>,
 }

@@ -56,6 +56,27 @@ pub(super) fn log_bad_copy(bad: &answer::BadCopy) {
     }
 }
 
+/// [`FaultInject::CorruptBlocks`]: alters one byte of the block `data` inside `encoded`, the
+/// encoding of the [`Response::Block`] that carries it. Returns whether it did (not for an empty
+/// block, or an encoding that does not end with the data).
+///
+/// The byte is flipped in the encoded answer, not in the response before encoding, because
+/// [`Response::encode`] validates first and refuses a block that does not hash to its id. The
+/// answer encodes as `{"block": {"block": <id>, "data": <bytes>}}` (fields in declaration order),
+/// so the data is the tail of the encoding: the byte in its middle is altered, never the CBOR
+/// framing or the id, and the fetcher sees a well-formed answer whose block fails its hash.
+fn corrupt_encoded_block(encoded: &mut [u8], data: &[u8]) -> bool {
+    if data.is_empty() || !encoded.ends_with(data) {
+        return false;
+    }
+    let at = encoded.len() - data.len() + data.len() / 2;
+    if let Some(byte) = encoded.get_mut(at) {
+        *byte ^= 0x01;
+        return true;
+    }
+    false
+}
+
 /// Counts (and logs refusals of) one answer to a block request.
 fn count_served(
     metrics: Option<&Metrics>,
@@ -162,7 +183,7 @@ impl Server {
                     (response, None, true)
                 }
             };
-            let response = response.encode().unwrap_or_else(|e| {
+            let mut encoded = response.encode().unwrap_or_else(|e| {
                 warn!(%peer, "block answer not encoded: {e}");
                 Response::Failed {
                     reason: "the answer could not be encoded".into(),
@@ -170,8 +191,52 @@ impl Server {
                 .encode()
                 .unwrap_or_default()
             });
+            if this.fault == FaultInject::CorruptBlocks
+                && let Response::Block(b) = &response
+            {
+                if corrupt_encoded_block(&mut encoded, &b.data) {
+                    warn!(%peer, block = %b.block, "serving an altered block (fault injection)");
+                } else {
+                    warn!(%peer, block = %b.block, "block data not found in the answer: served unaltered");
+                }
+            }
+            let response = encoded;
             this.client
                 .respond_blocks_blocking(peer, channel, response, provide, invalid);
         });
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use warren_protocol::block_transfer::{BlockResponse, Response, TransferError};
+    use warren_protocol::{Codec, ContentId};
+
+    use super::corrupt_encoded_block;
+
+    #[test]
+    fn a_corrupted_answer_still_decodes_as_a_message_but_fails_the_hash() {
+        for len in [1usize, 2, 33, 1000, 1 << 20] {
+            let data: Vec<u8> = (0..len).map(|i| (i % 251) as u8).collect();
+            let block = ContentId::of_block(Codec::Raw, &data);
+            let mut encoded = Response::Block(BlockResponse {
+                block,
+                data: data.clone(),
+            })
+            .encode()
+            .unwrap();
+            assert!(corrupt_encoded_block(&mut encoded, &data), "len {len}");
+            let err = Response::decode(&encoded).unwrap_err();
+            assert!(
+                matches!(
+                    err,
+                    TransferError::Protocol(warren_protocol::Error::HashMismatch { .. })
+                ),
+                "len {len}: {err:?}"
+            );
+        }
+        assert!(!corrupt_encoded_block(&mut [1, 2, 3], &[]));
     }
 }
