@@ -15,7 +15,6 @@ use crate::view::{PeerInfo, RecordView, StatusInfo};
 
 /// Capacity of the command channel: callers wait when the loop is this far behind.
 pub(super) const COMMAND_QUEUE: usize = 64;
-/// Period of housekeeping (peer top-up, republish retries).
 
 /// A request from the API (or a test) to the event loop.
 #[derive(Debug)]

@@ -307,8 +307,6 @@ impl EventLoop {
         }
     }
 
-    /// Answers an inbound block request on the blocking pool; the answer comes back as a
-
     pub(super) fn note_invalid(&mut self, peer: PeerId) {
         self.peers.entry(peer).or_default().invalid_messages += 1;
     }
