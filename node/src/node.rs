@@ -571,3 +571,82 @@ impl Node {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use libp2p::multiaddr::{Multiaddr, Protocol};
+
+    fn memory_config() -> Config {
+        Config {
+            // Port 0: the memory transport picks a free one.
+            listen: vec![Multiaddr::empty().with(Protocol::Memory(0))],
+            mdns: false,
+            ..Config::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn a_node_without_a_data_dir_runs_on_given_keys_and_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Arc::new(Store::open(&dir.path().join("s"), 1 << 20).unwrap());
+        let key = Keypair::generate_ed25519();
+        let builder = || {
+            NodeBuilder::new(memory_config())
+                .identity(key.clone())
+                .onion_key(OnionSecret::from_bytes([7; 32]))
+                .transport(net::Transport::Memory)
+        };
+        let err = builder().without_inference().start().await.unwrap_err();
+        assert!(err.to_string().contains("NodeBuilder::store"), "{err}");
+        let err = builder().store(store.clone()).start().await.unwrap_err();
+        assert!(err.to_string().contains("without_inference"), "{err}");
+
+        let node = builder()
+            .store(store)
+            .without_inference()
+            .start()
+            .await
+            .unwrap();
+        assert_eq!(node.peer_id, key.public().to_peer_id());
+        assert!(node.inference.is_none() && node.onion.is_some());
+        assert!(
+            node.client
+                .status()
+                .await
+                .unwrap()
+                .listen_addrs
+                .iter()
+                .any(|a| a.contains("memory"))
+        );
+        node.stop().await;
+        // Only the store was written.
+        let files: Vec<_> = std::fs::read_dir(dir.path()).unwrap().collect();
+        assert_eq!(files.len(), 1);
+    }
+
+    #[tokio::test]
+    async fn a_data_dir_holds_one_node_and_its_keys() {
+        let dir = tempfile::tempdir().unwrap();
+        let builder = || {
+            NodeBuilder::new(memory_config())
+                .data_dir(dir.path())
+                .transport(net::Transport::Memory)
+                .services(Services::NONE)
+        };
+        let node = builder().start().await.unwrap();
+        assert!(node.inference.is_none() && node.onion.is_none());
+        let err = builder().start().await.unwrap_err();
+        assert!(err.to_string().contains("already running"), "{err}");
+        let peer = node.peer_id;
+        node.stop().await;
+        let again = builder().start().await.unwrap();
+        assert_eq!(
+            again.peer_id, peer,
+            "the identity comes back from the keystore"
+        );
+        again.stop().await;
+        assert!(dir.path().join(keystore::IDENTITY_FILE).exists());
+        assert!(dir.path().join("store").exists());
+    }
+}
