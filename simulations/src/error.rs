@@ -31,12 +31,6 @@ pub enum SimError {
         /// The error.
         source: std::io::Error,
     },
-    /// A node did not come up in time.
-    #[error("node {node} did not start listening in time")]
-    NotReady {
-        /// Index of the node in the scenario.
-        node: usize,
-    },
     /// The parameters make no sense.
     #[error("invalid parameters: {0}")]
     Params(&'static str),

@@ -31,13 +31,20 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         .map_err(|e| NodeError::Api(e.to_string()))?;
     let tier = config.storage.tier;
     let node = Node::start(config, data_dir).await?;
+    // `Node::start` runs every service, so inference is there; the API needs it.
+    let Some(inference) = node.inference.clone() else {
+        node.stop().await;
+        return Err(NodeError::Config(
+            "the control API needs the inference service".into(),
+        ));
+    };
     let token = keystore::create_api_token(data_dir)?;
     let app = crate::api::router(
         node.client.clone(),
         node.store.clone(),
         node.mesh.clone(),
-        Some(node.onion.clone()),
-        node.inference.clone(),
+        node.onion.clone(),
+        inference,
         &token,
         tier,
     );

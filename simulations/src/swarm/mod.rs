@@ -1,14 +1,18 @@
-//! The `swarm` scenario: a few hundred real warren nodes — the node's own libp2p swarm, event
-//! loop and storage mesh ([`warren_node::network`], [`warren_node::mesh::Mesh`]) with a redb
-//! store each — in one process on libp2p's memory transport.
+//! The `swarm` scenario: a few hundred real warren nodes — each started by the node's own
+//! [`NodeBuilder`] (libp2p swarm, event loop, block server and storage mesh, as `warren start`
+//! wires them) with a redb store each — in one process on libp2p's memory transport.
+//!
+//! Each node runs only the services the scenario measures ([`Services::NONE`]: the event loop
+//! and the block server): no repair or audit timers, no trust refresh, no inference, no onion.
+//! Its keys and store are given, so nothing but the store is written to disk.
 //!
 //! ```text
-//! run ─┬─ node i: EventLoop::run (task)   ×N, /memory/<base + i>, bootstrap from up to 3 earlier nodes
+//! run ─┬─ node i: NodeBuilder::start      ×N, /memory/<base + i>, bootstrap from up to 3 earlier nodes
 //!      ├─ converge: poll every node's status until each has `min_peers` peers and storage candidates
 //!      ├─ lookups:  find_record(random peer) from random nodes (Kademlia walks)
 //!      ├─ put:      Store::put + Mesh::replicate at RF from random nodes
 //!      ├─ get:      Mesh::fetch from random other nodes, verified block by block
-//!      └─ shutdown: flip the watch, join every task
+//!      └─ shutdown: Node::stop on every node at once
 //! ```
 //!
 //! Unlike the model-level scenarios this one runs on the wall clock and tokio's scheduler: the
@@ -18,14 +22,11 @@ use std::path::PathBuf;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use tokio::sync::watch;
 use warren_inference::hardware::Hardware;
 use warren_node::config::{Config, KadMode};
-use warren_node::net::{self, Client, Transport};
-use warren_node::record::RecordBuilder;
-use warren_node::storage::Mesh;
-use warren_node::storage::serve::Server;
-use warren_protocol::{ContentId, OnionSecret, PeerId, keypair_from_secret};
+use warren_node::net::Transport;
+use warren_node::node::{Node, NodeBuilder, Services};
+use warren_protocol::{ContentId, OnionSecret, keypair_from_secret};
 use warren_storage_mesh::{PutOptions, Store};
 
 use warren_protocol::multiaddr;
@@ -112,13 +113,6 @@ pub struct Report {
     pub get_ms_median: u64,
 }
 
-struct Node {
-    peer: PeerId,
-    client: Client,
-    mesh: Arc<Mesh>,
-    store: Arc<Store>,
-}
-
 fn median(mut xs: Vec<u64>) -> u64 {
     xs.sort_unstable();
     xs.get(xs.len() / 2).copied().unwrap_or(0)
@@ -143,8 +137,6 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
     // Memory-transport ports are process-wide: a seeded base keeps parallel runs apart.
     let base = 1 + (rng.next_u64() >> 24);
     let hardware = Hardware::detect();
-    let (shutdown_tx, shutdown_rx) = watch::channel(false);
-    let mut tasks = Vec::new();
     let mut nodes: Vec<Node> = Vec::new();
     let mut addrs: Vec<multiaddr::Multiaddr> = Vec::new();
 
@@ -177,50 +169,21 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
             }
         }
         let onion = OnionSecret::from_bytes(rng.bytes32());
-        let records = RecordBuilder::new(&config, key.clone(), onion.public(), &hardware)
-            .with_store(store.clone());
-        let hot = Mesh::hot_tracker(&config.mesh);
-        let (reputations, rep_service) =
-            warren_node::reputation::service(warren_node::reputation::fresh(peer, &[]), None);
-        let (client, mut event_loop) =
-            net::build_on(Transport::Memory, &config, key.clone(), records)
-                .map_err(|source| SimError::Node { node: i, source })?;
-        let mesh = Mesh::new(
-            client.clone(),
-            store.clone(),
-            hot.clone(),
-            config.mesh.clone(),
-            key,
-            reputations.clone(),
-        );
-        let server = Server {
-            client: client.clone(),
-            store: store.clone(),
-            hot,
-            fault: config.mesh.fault_inject,
-            metrics: mesh.metrics().clone(),
-        };
-        let requests = event_loop.block_requests(256);
-        let rep_service = rep_service.with_peer_events(event_loop.peer_events(1024));
-        event_loop.use_scores(reputations.scores());
-        tasks.push(tokio::spawn(rep_service.run(shutdown_rx.clone())));
-        let ready = event_loop.on_ready();
-        tasks.push(tokio::spawn(event_loop.run(shutdown_rx.clone())));
-        tasks.push(tokio::spawn(server.run(requests, shutdown_rx.clone())));
-        match tokio::time::timeout(Duration::from_secs(15), ready).await {
-            Ok(Ok(())) => {}
-            _ => return Err(SimError::NotReady { node: i }),
-        }
+        let node = NodeBuilder::new(config)
+            .identity(key)
+            .onion_key(onion)
+            .store(store)
+            .hardware(hardware.clone())
+            .transport(Transport::Memory)
+            .services(Services::NONE)
+            .start()
+            .await
+            .map_err(|source| SimError::Node { node: i, source })?;
         addrs.push(listen.with(multiaddr::Protocol::P2p(peer)));
         if (i + 1) % 25 == 0 {
             tracing::info!(nodes = i + 1, secs = started.elapsed().as_secs(), "started");
         }
-        nodes.push(Node {
-            peer,
-            client,
-            mesh,
-            store,
-        });
+        nodes.push(node);
     }
     let mut report = Report {
         nodes: nodes.len(),
@@ -300,7 +263,12 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
             to = (to + 1) % nodes.len();
         }
         let t = Instant::now();
-        if nodes[from].client.find_record(nodes[to].peer).await.is_ok() {
+        if nodes[from]
+            .client
+            .find_record(nodes[to].peer_id)
+            .await
+            .is_ok()
+        {
             report.lookups_ok.0 += 1;
             lookup_ms.push(ms(t.elapsed()));
         }
@@ -381,11 +349,11 @@ pub async fn run(params: &Params) -> Result<Report, SimError> {
     }
     report.get_ms_median = median(get_ms);
 
-    let _ = shutdown_tx.send(true);
-    for task in tasks {
-        let _ = task.await;
+    let mut stops = tokio::task::JoinSet::new();
+    for node in nodes {
+        stops.spawn(node.stop());
     }
-    drop(nodes);
+    while stops.join_next().await.is_some() {}
     let _ = std::fs::remove_dir_all(&params.dir);
     Ok(report)
 }
