@@ -330,8 +330,12 @@ impl EventLoop {
         }
     }
 
-    /// Counts an invalid message against `peer` (shown by `warren peers`).
+    /// Counts an invalid message against `peer` (shown by `warren peers`). Only connected peers
+    /// are counted: their state goes when the connection does, so the map stays bounded by the
+    /// peer limit whoever a DHT answer names.
     pub(super) fn note_invalid(&mut self, peer: PeerId) {
-        self.peers.entry(peer).or_default().invalid_messages += 1;
+        if self.swarm.is_connected(&peer) {
+            self.peers.entry(peer).or_default().invalid_messages += 1;
+        }
     }
 }
