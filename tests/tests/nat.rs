@@ -203,7 +203,7 @@ impl Node {
             .args(args)
             .env(
                 "WARREN_LOG",
-                "info,warren_node::network=debug,libp2p_dcutr=debug,libp2p_relay=debug",
+                "info,warren_node::net=debug,libp2p_dcutr=debug,libp2p_relay=debug",
             )
             .stdin(Stdio::null())
             .stdout(Stdio::null())
