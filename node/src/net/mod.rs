@@ -1,11 +1,11 @@
 //! The libp2p swarm and the event loop that owns it.
 //!
 //! ```text
-//!  start ──► EventLoop::run ──owns──► Swarm<Behaviour>
+//!  node ──► EventLoop::run ──owns──► Swarm<Behaviour>
 //!              ▲   │                    ├─ kad        /warren/kad/1.0.0 (records validated before storing)
 //!   Client ────┘   │ replies (oneshot)  ├─ identify   /ipfs/id/1.0.0 (feeds kad's routing table)
 //!   (bounded mpsc  ▼                    ├─ ping       /ipfs/ping/1.0.0
-//!    of Command)  API handlers          ├─ gossipsub  warren/nodes/1 (signed node records)
+//!    of Command)  services              ├─ gossipsub  warren/nodes/1 (signed node records)
 //!                                       ├─ envelope   /warren/envelope/1.0.0
 //!                                       ├─ mdns       (with --mdns)
 //!                                       ├─ autonat    /libp2p/autonat/1.0.0 (am I reachable?)
@@ -17,10 +17,22 @@
 //! Identify carries the network id in the agent version (`warren/VERSION network/ID`): a peer of
 //! another network is logged, removed from the routing table and disconnected.
 //!
-//! The loop only moves bytes: every decision about a record or an envelope is made by the pure code
-//! in `warren-protocol` (decode, verify) and by the envelope service ([`protocols::envelope_service`]); inbound block requests leave the loop
-//! for the storage service ([`InboundBlocks`]). Commands carry a oneshot that
-//! the loop answers; queries are keyed by their kad `QueryId`.
+//! The loop only moves bytes. Every decision is pure code: records and observations are
+//! verified and accepted by `warren-protocol` (`gossip::Filter`, `record_book`), envelopes are
+//! answered by [`protocols::envelope_service`]. What belongs to a service leaves the loop on a
+//! bounded channel: inbound block requests ([`InboundBlocks`]) to the storage service, accepted
+//! observations and connection prefixes ([`PeerEvent`]) to the reputation service, which sends
+//! [`PeerScores`] back on a watch channel. Commands from a [`Client`] carry a oneshot that the loop
+//! answers; queries are keyed by their kad `QueryId`.
+//!
+//! | module | holds |
+//! |---|---|
+//! | [`client`] | the cloneable [`Client`], its bounded commands, the typed [`BlockError`] |
+//! | `build` | [`build`] / [`build_on`]: the swarm on TCP+QUIC or the memory transport |
+//! | `behaviour` | every behaviour of the swarm, the DHT store and its provider-key bound |
+//! | [`event_loop`] | the loop: commands, swarm events, records, NAT |
+//! | [`peers`], [`peer_limit`], [`gossip`], [`dht`] | peer facts and scores, connection limits, gossipsub scoring, DHT size |
+//! | [`protocols`] | `/warren/blocks/2.0.0` and `/warren/envelope/1.0.0` codecs |
 
 pub(crate) mod behaviour;
 mod build;
