@@ -8,7 +8,7 @@
 //!
 //! Everything else holds a [`Reputations`] handle: first-hand observations and queries go in on a
 //! bounded channel, scores come back as [`PeerScores`] snapshots on a watch channel, refreshed
-//! after every batch of inputs and every [`TICK`] (scores decay with time). The scoring itself is
+//! after every batch of inputs and every 10 s (scores decay with time). The scoring itself is
 //! the pure [`warren_protocol::reputation`] state machine, driven with `now` from [`crate::clock`].
 
 use std::sync::Arc;
