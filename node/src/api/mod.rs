@@ -410,7 +410,6 @@ pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode 
         E::Incomplete { .. } => StatusCode::CONFLICT,
         E::OfferExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
         E::Read(_) => StatusCode::BAD_REQUEST,
-        E::FileTooLarge { .. } => StatusCode::UNPROCESSABLE_ENTITY,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
 }
