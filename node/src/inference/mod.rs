@@ -11,7 +11,7 @@
 //! The wire format is `warren_protocol::inference` (spec/inference-jobs.md); ranking, splitting,
 //! sampling and arbitration are `warren_inference::plan`; this module only moves bytes between
 //! them, the executor, the store and the network: `operator` serves jobs to peers,
-//! `requester` sends them and aggregates the results.
+//! `requester` sends them and aggregates the results, `local` runs them on this node's executor.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -33,6 +33,7 @@ use crate::error::NodeError;
 use crate::net::Client;
 use crate::storage::Mesh;
 
+mod local;
 mod operator;
 mod requester;
 
