@@ -16,7 +16,8 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use warren_protocol::{ContentId, PeerId};
 use warren_tests::{
-    NodeProcess, cli, cli_json, held, tcp_multiaddr, test_bytes, wait_for, wait_for_records,
+    NodeProcess, cli, cli_json, files_under, held, tcp_multiaddr, test_bytes, wait_for,
+    wait_for_records,
 };
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
@@ -57,22 +58,6 @@ fn cli_bounded(dir: &Path, args: &[&str], timeout: Duration, logs: &Path) -> Ran
         success: status.success(),
         stderr: std::fs::read_to_string(&err).unwrap_or_default(),
     }
-}
-
-/// Every file under `dir` (none if it does not exist).
-fn walk(dir: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(dir) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
 }
 
 /// A JSON array of byte values (how the API shows an observation's peer ids and evidence).
@@ -189,7 +174,7 @@ fn a_holder_serving_altered_blocks_fails_the_get_and_is_reported_as_invalid() {
 
     // C kept none of the altered bytes: nothing held, no block file, no root to stat.
     assert!(held(BIN, &c_dir).is_empty());
-    let stored = walk(&c_dir.join("store").join("blocks"));
+    let stored = files_under(&c_dir.join("store").join("blocks"));
     assert!(stored.is_empty(), "C stored blocks: {stored:?}");
     let stat = cli(BIN, &c_dir, &["stat", &cid], true).unwrap();
     assert!(

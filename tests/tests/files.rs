@@ -8,7 +8,7 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::Duration;
 
-use warren_tests::{NodeProcess, cli, cli_json, wait_for};
+use warren_tests::{NodeProcess, cli, cli_json, files_under, wait_for};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 const MIB: usize = 1 << 20;
@@ -170,7 +170,7 @@ fn sigkill_in_the_middle_of_a_put_loses_nothing_reported_and_pins_nothing_partia
         .unwrap();
     let store_dir = dir.join("store");
     let du = |p: &Path| -> u64 {
-        walk(p)
+        files_under(p)
             .iter()
             .map(|f| std::fs::metadata(f).map(|m| m.len()).unwrap_or(0))
             .sum()
@@ -217,21 +217,6 @@ fn sigkill_in_the_middle_of_a_put_loses_nothing_reported_and_pins_nothing_partia
     assert_eq!(done["size"].as_u64().unwrap(), 400 * MIB as u64);
 }
 
-fn walk(p: &Path) -> Vec<PathBuf> {
-    let mut out = Vec::new();
-    if let Ok(rd) = std::fs::read_dir(p) {
-        for e in rd.flatten() {
-            let path = e.path();
-            if path.is_dir() {
-                out.extend(walk(&path));
-            } else {
-                out.push(path);
-            }
-        }
-    }
-    out
-}
-
 #[test]
 fn a_flipped_byte_in_a_stored_block_fails_get_naming_the_block() {
     let tmp = tempfile::tempdir().unwrap();
@@ -242,7 +227,7 @@ fn a_flipped_byte_in_a_stored_block_fails_get_naming_the_block() {
     let cid = put(&dir, &f)["cid"].as_str().unwrap().to_owned();
 
     // Blocks larger than a few KiB are files named by their CID under store/blocks/.
-    let mut blocks = walk(&dir.join("store").join("blocks"));
+    let mut blocks = files_under(&dir.join("store").join("blocks"));
     blocks.sort();
     assert_eq!(blocks.len(), 3, "three 1 MiB chunks: {blocks:?}");
     // Corrupt the block that holds the file's second MiB (find it by content: random chunks are

@@ -87,26 +87,6 @@ pub struct Mesh {
 }
 
 impl Mesh {
-    /// Mesh services over `client` and `store`, counting into a registry of their own.
-    pub fn new(
-        client: Client,
-        store: Arc<Store>,
-        hot: Arc<Mutex<HotTracker>>,
-        config: MeshConfig,
-        key: Keypair,
-        reputation: Reputations,
-    ) -> Arc<Self> {
-        Self::with_metrics(
-            client,
-            store,
-            hot,
-            config,
-            key,
-            reputation,
-            Arc::new(Metrics::new()),
-        )
-    }
-
     /// Mesh services over `client` and `store`, counting into the node's `metrics`.
     pub fn with_metrics(
         client: Client,
