@@ -3,6 +3,8 @@
 //! Every process started here is killed when its handle drops, on every path out of a test, so a
 //! failing test leaves nothing running. Tests talk only to 127.0.0.1.
 
+pub mod hostile;
+
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
 use std::time::{Duration, Instant};
