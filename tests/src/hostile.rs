@@ -15,7 +15,7 @@ use libp2p::Multiaddr;
 use warren_node::config::{Config, KadMode};
 use warren_node::net::Client;
 use warren_node::node::{Node, NodeBuilder};
-use warren_protocol::PeerId;
+use warren_protocol::{Keypair, PeerId};
 
 /// The `warren` binary the e2e tests run as the nodes under attack: `WARREN_TEST_NODE_BIN` when
 /// set (e.g. a build of an older commit, to show that an attack succeeds there), else `default`
@@ -41,6 +41,27 @@ impl Hostile {
         offer_bytes: u64,
         tweak: impl FnOnce(&mut Config),
     ) -> anyhow::Result<Self> {
+        Self::start_with_key(
+            dir,
+            network,
+            bootstrap,
+            offer_bytes,
+            Keypair::generate_ed25519(),
+            tweak,
+        )
+        .await
+    }
+
+    /// [`Hostile::start`] with the identity `key` (which the caller keeps, e.g. to sign what the
+    /// node publishes).
+    pub async fn start_with_key(
+        dir: &Path,
+        network: &str,
+        bootstrap: Vec<Multiaddr>,
+        offer_bytes: u64,
+        key: Keypair,
+        tweak: impl FnOnce(&mut Config),
+    ) -> anyhow::Result<Self> {
         let mut config = Config {
             network: network.to_owned(),
             listen: vec!["/ip4/127.0.0.1/tcp/0".parse()?],
@@ -52,6 +73,7 @@ impl Hostile {
         tweak(&mut config);
         let node = NodeBuilder::new(config)
             .data_dir(dir)
+            .identity(key)
             .without_inference()
             .start()
             .await

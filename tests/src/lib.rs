@@ -3,6 +3,7 @@
 //! Every process started here is killed when its handle drops, on every path out of a test, so a
 //! failing test leaves nothing running. Tests talk only to 127.0.0.1.
 
+pub mod attacks;
 pub mod hostile;
 
 use std::path::{Path, PathBuf};

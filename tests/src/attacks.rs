@@ -1,0 +1,153 @@
+//! Attacks a hostile peer runs against real nodes, shared by the adversarial tests in `tests/` and
+//! the soak (`warren-soak`). Each is one round of the attack, returns what the victims answered
+//! (a [`Tally`]) and leaves judging to the caller: a test asserts on the victims' state, the
+//! soak repeats the round for its whole run.
+
+use std::path::Path;
+use std::time::Duration;
+
+use libp2p::Multiaddr;
+use warren_node::net::Client;
+use warren_protocol::block_transfer::{BlockRequest, Request, Response, StoreRequest};
+use warren_protocol::observation::{Kind, Observation, REPUTATION_TOPIC};
+use warren_protocol::{Codec, ContentId, Keypair, PeerId};
+
+use crate::hostile::Hostile;
+
+/// What the victims answered in one round.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct Tally {
+    /// Requests or messages sent.
+    pub sent: u64,
+    /// Answered as the attacker wanted (a Store accepted, a block served, a message published).
+    pub accepted: u64,
+    /// Refused with an answer (`Failed`, `accepted: false`, `NotFound`).
+    pub refused: u64,
+    /// No answer (unreachable, timed out, malformed).
+    pub errors: u64,
+}
+
+impl Tally {
+    /// Adds `other` to this tally.
+    pub fn add(&mut self, other: Tally) {
+        self.sent += other.sent;
+        self.accepted += other.accepted;
+        self.refused += other.refused;
+        self.errors += other.errors;
+    }
+}
+
+fn store_outcome(tally: &mut Tally, answer: Result<Response, warren_node::net::BlockError>) {
+    tally.sent += 1;
+    match answer {
+        Ok(Response::Stored(s)) if s.accepted => tally.accepted += 1,
+        Ok(_) => tally.refused += 1,
+        Err(_) => tally.errors += 1,
+    }
+}
+
+/// RF poisoning (issue 19, attack 2): fetches each of `blocks` from one of `holders` (anyone may
+/// fetch a block) and pushes it back to every holder with `Store{rf: 0}` (so the holder thinks no
+/// copies are wanted and stops repairing it) and `Store{rf: 16}` (so it is over-replicated).
+pub async fn rf_poison(client: &Client, holders: &[PeerId], blocks: &[ContentId]) -> Tally {
+    let mut tally = Tally::default();
+    for block in blocks {
+        let mut data = None;
+        for holder in holders {
+            if let Ok(Response::Block(b)) = client
+                .blocks(*holder, Request::Get(BlockRequest { block: *block }))
+                .await
+            {
+                data = Some(b.data);
+                break;
+            }
+        }
+        let Some(data) = data else {
+            tally.errors += 1;
+            continue;
+        };
+        for rf in [0u8, 16] {
+            for holder in holders {
+                let request = Request::Store(StoreRequest {
+                    block: *block,
+                    data: data.clone(),
+                    rf,
+                });
+                store_outcome(&mut tally, client.blocks(*holder, request).await);
+            }
+        }
+    }
+    tally
+}
+
+/// Unpaid permanent storage (issue 19, attack 3): pushes `count` fresh junk blocks of `len` bytes
+/// (distinct per `round`) to every victim with `Store{rf: 16}`, asking each to keep them and
+/// repair them onward for ever.
+pub async fn junk_store(
+    client: &Client,
+    victims: &[PeerId],
+    count: usize,
+    len: usize,
+    round: u64,
+) -> Tally {
+    let mut tally = Tally::default();
+    for i in 0..count {
+        let mut data = crate::test_bytes(len, round.wrapping_mul(1_000_003) ^ i as u64, false);
+        data[..8].copy_from_slice(&round.to_le_bytes());
+        let block = ContentId::of_block(Codec::Raw, &data);
+        for victim in victims {
+            let request = Request::Store(StoreRequest {
+                block,
+                data: data.clone(),
+                rf: 16,
+            });
+            store_outcome(&mut tally, client.blocks(*victim, request).await);
+        }
+    }
+    tally
+}
+
+/// A gossip flood from fresh keys (issue 19, attack 8): starts a node with a new identity (no
+/// standing anywhere) on `dir`, has it publish `count` signed `storage_proof_failed` observations
+/// about `subjects` (slander of honest holders) on the reputation topic, and stops it. Run it with
+/// a fresh `dir` each round: every round is another stranger.
+pub async fn observation_flood(
+    dir: &Path,
+    network: &str,
+    bootstrap: Vec<Multiaddr>,
+    subjects: &[PeerId],
+    count: usize,
+    now_ms: u64,
+) -> anyhow::Result<Tally> {
+    let key = Keypair::generate_ed25519();
+    let stranger = Hostile::start_with_key(dir, network, bootstrap, 0, key.clone(), |_| {}).await?;
+    // Let gossipsub learn its mesh before publishing.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let observer = stranger.peer_id();
+    let mut tally = Tally::default();
+    for i in 0..count {
+        let Some(subject) = subjects.get(i % subjects.len().max(1)) else {
+            break;
+        };
+        let observation = Observation {
+            observer,
+            subject: *subject,
+            kind: Kind::StorageProofFailed,
+            value: 1,
+            time_ms: now_ms + i as u64,
+            evidence: None,
+        };
+        tally.sent += 1;
+        // Signed by the stranger's node key (the gossip author), as the filter demands.
+        let Ok(encoded) = observation.sign(&key).and_then(|s| s.encode()) else {
+            tally.errors += 1;
+            continue;
+        };
+        match stranger.client().publish(REPUTATION_TOPIC, encoded).await {
+            Ok(()) => tally.accepted += 1,
+            Err(_) => tally.errors += 1,
+        }
+    }
+    stranger.stop().await;
+    Ok(tally)
+}
