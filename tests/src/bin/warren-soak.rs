@@ -247,7 +247,18 @@ async fn attack_loop(
         }
         for attack in &args.attacks {
             let tally = match attack {
-                2 => attacks::rf_poison(hostile.client(), &peers, &all_blocks).await,
+                2 => {
+                    // Four blocks a round, in turn: every block is poisoned again and again.
+                    let at = (round as usize * 4) % all_blocks.len().max(1);
+                    let some: Vec<ContentId> = all_blocks
+                        .iter()
+                        .cycle()
+                        .skip(at)
+                        .take(4)
+                        .copied()
+                        .collect();
+                    attacks::rf_poison(hostile.client(), &peers, &some).await
+                }
                 3 => attacks::junk_store(hostile.client(), &peers, 8, 64 << 10, round).await,
                 8 => {
                     let dir = tmp.join(format!("stranger-{round}"));
