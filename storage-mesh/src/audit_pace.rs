@@ -3,8 +3,8 @@
 //! - [`InFlight`]: the audits this node is running, each until its deadline. While the audit of
 //!   holder H on block B runs, this node does not serve B to H ([`InFlight::withholds`]): a
 //!   holder that stores nothing cannot answer the audit by fetching the block from its auditor.
-//! - [`Pacer`]: how many holders the background repair pass may audit per pass, and how long it
-//!   waits between passes. Audits that get no answer (timeouts, unreachable holders) are a sign of
+//! - [`Pacer`]: how many holders the background repair pass may audit per pass, how long it
+//!   waits between passes, and how often the periodic audit runs. Audits that get no answer (timeouts, unreachable holders) are a sign of
 //!   load, here or there: the budget halves and the interval doubles; passes whose audits are
 //!   answered win them back. Load thus slows the audits down instead of turning into failures.
 //!
@@ -25,12 +25,12 @@ pub const AUDIT_BATCH: usize = 4;
 /// Most audits in flight at once; more are refused by [`InFlight::begin`] (the caller skips them).
 pub const MAX_IN_FLIGHT: usize = 4096;
 
-/// The audits running now: (holder, block hash) → deadline (Unix ms). Bounded by
-/// [`MAX_IN_FLIGHT`]; entries past their deadline count for nothing and are dropped when room is
-/// needed.
+/// The audits running now: (holder, block hash) → (latest deadline (Unix ms), audits of that
+/// pair running). Bounded by [`MAX_IN_FLIGHT`]; entries past their deadline count for nothing and
+/// are dropped when room is needed.
 #[derive(Clone, Debug, Default)]
 pub struct InFlight {
-    running: HashMap<(PeerId, [u8; 32]), u64>,
+    running: HashMap<(PeerId, [u8; 32]), (u64, u32)>,
 }
 
 impl InFlight {
@@ -49,19 +49,27 @@ impl InFlight {
         deadline_ms: u64,
     ) -> bool {
         if self.running.len() >= MAX_IN_FLIGHT {
-            self.running.retain(|_, d| *d > now_ms);
+            self.running.retain(|_, (d, _)| *d > now_ms);
         }
         if self.running.len() >= MAX_IN_FLIGHT && !self.running.contains_key(&(holder, block)) {
             return false;
         }
-        let entry = self.running.entry((holder, block)).or_insert(deadline_ms);
-        *entry = (*entry).max(deadline_ms);
+        let (deadline, count) = self.running.entry((holder, block)).or_insert((0, 0));
+        *deadline = (*deadline).max(deadline_ms);
+        *count = count.saturating_add(1);
         true
     }
 
-    /// The audit of `holder` on `block` is over (answered, failed or timed out).
+    /// One audit of `holder` on `block` begun with [`InFlight::begin`] is over (answered, failed
+    /// or timed out); the block is served again once no other audit of the pair runs.
     pub fn end(&mut self, holder: &PeerId, block: &[u8; 32]) {
-        self.running.remove(&(*holder, *block));
+        let key = (*holder, *block);
+        if let Some((_, count)) = self.running.get_mut(&key) {
+            *count = count.saturating_sub(1);
+            if *count == 0 {
+                self.running.remove(&key);
+            }
+        }
     }
 
     /// Whether a request from `peer` for `block` must not be served at `now_ms`: this node is
@@ -69,7 +77,7 @@ impl InFlight {
     pub fn withholds(&self, peer: &PeerId, block: &[u8; 32], now_ms: u64) -> bool {
         self.running
             .get(&(*peer, *block))
-            .is_some_and(|deadline| *deadline > now_ms)
+            .is_some_and(|(deadline, _)| *deadline > now_ms)
     }
 
     /// Audits noted (some may be past their deadline).
@@ -118,6 +126,8 @@ pub struct Pacer {
     spent: u32,
     answered: u32,
     unanswered: u32,
+    /// Ticks of the periodic audit seen (one in `widening` runs).
+    ticks: u64,
 }
 
 impl Default for Pacer {
@@ -140,7 +150,15 @@ impl Pacer {
             spent: 0,
             answered: 0,
             unanswered: 0,
+            ticks: 0,
         }
+    }
+
+    /// Whether the periodic audit (one holder every `audit_every_ms`) runs at this tick: every
+    /// tick unloaded, one in `widening` under load.
+    pub fn audit_tick(&mut self) -> bool {
+        self.ticks = self.ticks.wrapping_add(1);
+        self.ticks % u64::from(self.widening) == 0
     }
 
     /// A pass starts: its budget is the current one.
@@ -177,7 +195,8 @@ impl Pacer {
         if total == 0 {
             return;
         }
-        let loaded = u64::from(self.unanswered) * 1000 > total * u64::from(self.config.loaded_permille);
+        let loaded =
+            u64::from(self.unanswered) * 1000 > total * u64::from(self.config.loaded_permille);
         if loaded {
             self.budget = (self.budget / 2).max(self.config.min_budget);
             self.widening = (self.widening * 2).min(self.config.max_widening);
@@ -219,8 +238,12 @@ mod tests {
         // Two audits of the same pair: the later deadline holds.
         assert!(f.begin(h, b, T0 + 5_000, T0 + 15_000));
         assert!(f.withholds(&h, &b, T0 + 14_999));
+        // Withheld until both are over.
+        f.end(&h, &b);
+        assert!(f.withholds(&h, &b, T0 + 14_999));
         f.end(&h, &b);
         assert!(!f.withholds(&h, &b, T0));
+        f.end(&h, &b);
         assert!(f.is_empty());
     }
 
@@ -232,7 +255,10 @@ mod tests {
             b[..8].copy_from_slice(&(i as u64).to_le_bytes());
             assert!(f.begin(peer(1), b, T0, T0 + 10_000));
         }
-        assert!(!f.begin(peer(2), [9; 32], T0, T0 + 10_000), "full of live audits");
+        assert!(
+            !f.begin(peer(2), [9; 32], T0, T0 + 10_000),
+            "full of live audits"
+        );
         assert_eq!(f.len(), MAX_IN_FLIGHT);
         // Once those are past their deadline they make room.
         assert!(f.begin(peer(2), [9; 32], T0 + 10_000, T0 + 20_000));
@@ -259,6 +285,7 @@ mod tests {
             p.end_pass();
         }
         assert_eq!((p.budget(), p.interval_ms(5_000)), (4, 40_000));
+        assert_eq!((0..80).filter(|_| p.audit_tick()).count(), 10);
         p.start_pass();
         assert_eq!((0..10).filter(|_| p.try_audit()).count(), 4);
         // A pass without audits changes nothing; answered passes recover step by step.
@@ -278,5 +305,6 @@ mod tests {
             p.end_pass();
         }
         assert_eq!((p.budget(), p.interval_ms(5_000)), (256, 5_000));
+        assert!((0..5).all(|_| p.audit_tick()));
     }
 }

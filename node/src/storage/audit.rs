@@ -15,10 +15,10 @@ use warren_storage_mesh::proof::{self, Challenge, Proof};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
+use crate::net::BlockError;
 use crate::storage::FetchSession;
 use crate::storage::{AUDIT_PROBES, Mesh};
 use crate::view::AuditRecord;
-use crate::net::BlockError;
 use warren_storage_mesh::audit::{Audit, Outcome};
 use warren_storage_mesh::audit_pace::AUDIT_BATCH;
 
@@ -163,7 +163,9 @@ impl Mesh {
             };
             match &audit.outcome {
                 Outcome::Passed => debug!(%subject, block = %cid, "audit passed"),
-                Outcome::Failed(why) => warn!(%subject, block = %cid, reason = %why, "audit failed"),
+                Outcome::Failed(why) => {
+                    warn!(%subject, block = %cid, reason = %why, "audit failed")
+                }
                 Outcome::NoAnswer(why) => {
                     info!(%subject, block = %cid, reason = %why, "audit not answered (not a failed proof)")
                 }

@@ -228,6 +228,9 @@ impl Mesh {
                     next_repair = tokio::time::Instant::now() + Duration::from_millis(wait);
                 }
                 _ = audit.tick() => {
+                    if !self.pacer.lock().is_ok_and(|mut p| p.audit_tick()) {
+                        continue;
+                    }
                     let started = std::time::Instant::now();
                     match self.audit_once().await {
                         Ok(Some(record)) => self
