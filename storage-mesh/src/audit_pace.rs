@@ -158,7 +158,7 @@ impl Pacer {
     /// tick unloaded, one in `widening` under load.
     pub fn audit_tick(&mut self) -> bool {
         self.ticks = self.ticks.wrapping_add(1);
-        self.ticks % u64::from(self.widening) == 0
+        self.ticks.is_multiple_of(u64::from(self.widening))
     }
 
     /// A pass starts: its budget is the current one.

@@ -40,7 +40,10 @@ impl Mesh {
     pub async fn repair_pass(&self) -> Result<usize, NodeError> {
         let (me, candidates) = self.client.candidates().await?;
         let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
-        let blocks = self.responsibilities().await?;
+        let mut blocks = self.responsibilities().await?;
+        // Random order: when the audit budget runs out, the blocks left for the next pass are
+        // different ones each time (none is starved).
+        rand::seq::SliceRandom::shuffle(blocks.as_mut_slice(), &mut rand::rngs::OsRng);
         // The dashboard's copy counts follow what this node still answers for.
         if let Ok(mut copies) = self.copies.lock() {
             let current: std::collections::HashSet<ContentId> =
