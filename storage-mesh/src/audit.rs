@@ -66,11 +66,11 @@ pub enum Outcome {
     /// The proof verified against the block id.
     Passed,
     /// The holder answered in time, but not with a valid proof: a wrong or malformed proof,
-    /// `not_found`, `failed`, another kind of answer. A failed proof: published, and the holder
+    /// `not_found`, another kind of answer. A failed proof: published, and the holder
     /// is excluded for [`LedgerConfig::failed_ms`].
     Failed(String),
-    /// No answer within the audit deadline: the holder was unreachable, the connection failed, or
-    /// the proof came too late. Not a failed proof (see the module documentation).
+    /// No answer within the audit deadline: the holder was unreachable, the connection failed,
+    /// the proof came too late, or the holder declined (`failed`, e.g. busy). Not a failed proof (see the module documentation).
     NoAnswer(String),
 }
 

@@ -1,12 +1,14 @@
 //! When audits run and what they change meanwhile (spec: `spec/proof-of-storage.md`, "Threats"):
 //!
 //! - [`InFlight`]: the audits this node is running, each until its deadline. While the audit of
-//!   holder H on block B runs, this node does not serve B to H ([`InFlight::withholds`]): a
-//!   holder that stores nothing cannot answer the audit by fetching the block from its auditor.
+//!   holder H on block B runs, this node neither serves B to H nor answers H's audit of B
+//!   ([`InFlight::withholds`]): a holder that stores nothing cannot answer the audit by fetching
+//!   the block from its auditor, or by reflecting the challenge to it.
 //! - [`Pacer`]: how many holders the background repair pass may audit per pass, how long it
-//!   waits between passes, and how often the periodic audit runs. Audits that get no answer (timeouts, unreachable holders) are a sign of
-//!   load, here or there: the budget halves and the interval doubles; passes whose audits are
-//!   answered win them back. Load thus slows the audits down instead of turning into failures.
+//!   waits between passes, and how often the periodic audit runs. Audits that get no answer
+//!   (timeouts, unreachable holders) are a sign of load, here or there: the budget halves and the
+//!   interval doubles; passes whose audits are answered win them back. Load thus slows the audits
+//!   down instead of turning into failures.
 //!
 //! Non-goals: sending the challenges (the node), judging the proofs ([`crate::proof`]),
 //! remembering the results ([`crate::audit`]).

@@ -5,6 +5,8 @@
 //!
 //! - The **outsourcer** stores nothing: when audited it fetches the block from its auditor, A
 //!   (which holds it and serves anyone), and proves the slice. Its audit must not pass.
+//! - The **reflector** stores nothing either: it sends the very challenge back to A as its own
+//!   audit request and returns A's proof. Its audit must not pass.
 //! - The **silent** holder never answers an audit (an overloaded or stalled holder). Its audit
 //!   does not pass, but it must not be reported as a failed proof (`storage_proof_failed`).
 //! - The **liar** holds the block and answers with an altered proof: still reported.
@@ -32,6 +34,8 @@ use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes};
 enum Holder {
     /// Fetches the block from the auditor, then proves.
     Outsourcer,
+    /// Passes the challenge on to the auditor itself and returns its proof.
+    Reflector,
     /// Never answers.
     Silent,
     /// Proves from its copy, with the proof's first byte flipped.
@@ -41,7 +45,8 @@ enum Holder {
 /// What a hostile holder saw.
 #[derive(Debug)]
 enum Seen {
-    /// The outsourcer asked the auditor for the block and got this answer kind.
+    /// The outsourcer (or reflector) asked the auditor for the block (or its proof) and got
+    /// this answer kind.
     Fetched(&'static str),
 }
 
@@ -138,6 +143,18 @@ async fn answer(
                     proof: p,
                 });
                 respond(&client, peer, channel, proof);
+            }
+            Holder::Reflector => {
+                let client = client.clone();
+                let seen = seen.clone();
+                tokio::spawn(async move {
+                    let response = match client.blocks(peer, Request::Audit(audit.clone())).await {
+                        Ok(r) => r,
+                        Err(_) => Response::NotFound { block: audit.block },
+                    };
+                    let _ = seen.try_send(Seen::Fetched(response.kind()));
+                    respond(&client, peer, channel, response);
+                });
             }
             Holder::Outsourcer => {
                 let client = client.clone();
@@ -305,7 +322,32 @@ async fn an_outsourcing_holder_cannot_pass_an_audit_with_the_auditors_copy() {
         served.is_some(),
         "the block is still withheld after the audit"
     );
+
     println!("test took {:.1} s", started.elapsed().as_secs_f64());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_holder_reflecting_the_challenge_to_its_auditor_cannot_pass() {
+    let bin = node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"));
+    let tmp = tempfile::tempdir().unwrap();
+    let a = auditor(&bin, tmp.path()).await;
+    // The reflector: A's own challenge, sent back to A, must not come back with A's proof.
+    let (seen_tx, mut seen) = mpsc::channel(64);
+    let r = Hostile::start(&a.addr, Holder::Reflector, None, seen_tx).await;
+    r.client.provide(vec![a.chunk]).await.unwrap();
+    let record = a.audit(&bin, r.peer).await;
+    let reflected = seen.try_recv();
+    println!(
+        "audit of the reflector: {record}; A's answer to its reflected challenge: {reflected:?}"
+    );
+    assert!(
+        matches!(reflected, Ok(Seen::Fetched(_))),
+        "the reflector was not audited: {record}"
+    );
+    assert_eq!(
+        record["passed"], false,
+        "a holder passed an audit by reflecting the challenge to its auditor: {record}"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -104,8 +104,9 @@ impl Mesh {
     /// ([`MeshConfig::audit_deadline_ms`](crate::config::MeshConfig) from now), and records each
     /// result. While the audits run, this node does not serve those blocks to `subject` (see
     /// [`InFlight`](warren_storage_mesh::audit_pace::InFlight)). A wrong proof (or `not_found`,
-    /// `failed`, another answer) is a failed audit, published as `storage_proof_failed`; no answer
-    /// within the deadline (unreachable, timed out) is recorded as such and not published.
+    /// another answer) is a failed audit, published as `storage_proof_failed`; no answer within
+    /// the deadline (unreachable, timed out, declined with `failed`) is recorded as such and not
+    /// published.
     /// Blocks that find the in-flight set full are skipped (no record).
     pub(crate) async fn audit_batch(
         &self,
@@ -137,6 +138,11 @@ impl Mesh {
                         Ok(_) => Outcome::Passed,
                         Err(e) => Outcome::Failed(e.to_string()),
                     },
+                    // Declining (`busy`, a queue full) proves nothing and accuses nothing: a
+                    // holder gains no more by it than by staying silent.
+                    Ok(Ok(Response::Failed { reason })) => {
+                        Outcome::NoAnswer(format!("declined the audit: {reason}"))
+                    }
                     Ok(Ok(other)) => {
                         Outcome::Failed(format!("answered {} instead of a proof", other.kind()))
                     }

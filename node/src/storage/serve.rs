@@ -152,8 +152,9 @@ impl Server {
         }
     }
 
-    /// Whether `block` is under audit at `peer` now: not served to it (else a holder that stores
-    /// nothing could fetch the block from its auditor to answer the audit).
+    /// Whether `block` is under audit at `peer` now: neither served nor proven to it (else a
+    /// holder that stores nothing could fetch the block from its auditor, or reflect the
+    /// challenge to it, to answer the audit).
     fn withheld(&self, peer: &PeerId, block: &ContentId) -> bool {
         let now_ms = crate::clock::unix_now_ms();
         self.in_flight
@@ -184,11 +185,17 @@ impl Server {
                     if this.fault == FaultInject::SlowBlocks && matches!(request, Request::Get(_)) {
                         std::thread::sleep(crate::config::SLOW_BLOCKS_DELAY);
                     }
-                    let (response, provide) = if let Request::Get(get) = &request
-                        && this.withheld(&peer, &get.block)
-                    {
-                        warn!(%peer, block = %get.block, "not serving a block to the peer this node is auditing on it");
-                        (Response::NotFound { block: get.block }, None)
+                    // A `get` of the block, or an `audit` of it (whose proof carries the slice,
+                    // and would answer the very challenge if reflected), is withheld.
+                    let under_audit = match &request {
+                        Request::Get(r) => Some(r.block),
+                        Request::Audit(r) => Some(r.block),
+                        Request::Store(_) => None,
+                    }
+                    .filter(|block| this.withheld(&peer, block));
+                    let (response, provide) = if let Some(block) = under_audit {
+                        warn!(%peer, %block, "not serving a block to the peer this node is auditing on it");
+                        (Response::NotFound { block }, None)
                     } else {
                         serve(&this.store, &peer, request, unix_now(), this.fault)
                     };
