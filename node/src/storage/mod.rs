@@ -233,6 +233,10 @@ impl Mesh {
                     }
                     let started = std::time::Instant::now();
                     match self.audit_once().await {
+                        Ok(Some(record)) if !record.answered => self
+                            .metrics
+                            .counters
+                            .audit_unanswered(started.elapsed().as_secs_f64()),
                         Ok(Some(record)) => self
                             .metrics
                             .counters
