@@ -105,6 +105,9 @@ pub struct MeshConfig {
     pub repair_every_ms: u64,
     /// Milliseconds between two proof-of-storage audits this node runs.
     pub audit_every_ms: u64,
+    /// Milliseconds a holder has to answer an audit, from the request (spec/block-transfer.md:
+    /// 10 s); a later proof, or none, counts as no answer (not as a failed proof).
+    pub audit_deadline_ms: u64,
     /// Hot content: the sliding window over which a holder counts the fetches of each block it
     /// serves, milliseconds.
     pub hot_window_ms: u64,
@@ -123,6 +126,7 @@ impl Default for MeshConfig {
             rf: 3,
             repair_every_ms: 5_000,
             audit_every_ms: 4_000,
+            audit_deadline_ms: 10_000,
             hot_window_ms: 600_000,
             hot_heat_up: [32, 128],
             hot_cool_down: [8, 64],
@@ -265,7 +269,10 @@ impl Config {
         if self.listen.is_empty() {
             return Err(NodeError::Config("no listen address configured".into()));
         }
-        if self.mesh.repair_every_ms < 100 || self.mesh.audit_every_ms < 100 {
+        if self.mesh.repair_every_ms < 100
+            || self.mesh.audit_every_ms < 100
+            || self.mesh.audit_deadline_ms < 100
+        {
             return Err(NodeError::Config(
                 "mesh timers must be at least 100 ms".into(),
             ));

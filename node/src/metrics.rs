@@ -32,7 +32,7 @@ use prometheus_client::registry::{Registry, Unit};
 /// The `result` label of `warren_audits_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct AuditLabels {
-    /// `passed` or `failed`.
+    /// `passed`, `failed` or `unanswered` (no answer within the deadline: not a failed proof).
     pub result: &'static str,
 }
 
@@ -199,9 +199,18 @@ impl Counters {
         );
     }
 
-    /// Counts one audit.
+    /// Counts one audit: `passed`, `failed`, or `unanswered` when it got no answer in time (not
+    /// a failed proof).
     pub fn audit(&self, passed: bool, seconds: f64) {
-        let result = if passed { "passed" } else { "failed" };
+        self.audit_result(if passed { "passed" } else { "failed" }, seconds);
+    }
+
+    /// Counts one audit that got no answer within the deadline.
+    pub fn audit_unanswered(&self, seconds: f64) {
+        self.audit_result("unanswered", seconds);
+    }
+
+    fn audit_result(&self, result: &'static str, seconds: f64) {
         self.audits.get_or_create(&AuditLabels { result }).inc();
         self.audit_seconds.observe(seconds);
     }

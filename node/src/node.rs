@@ -383,6 +383,7 @@ impl NodeBuilder {
             hot,
             fault: config.mesh.fault_inject,
             metrics: metrics.clone(),
+            in_flight: mesh.audits_in_flight(),
         };
         let rx = shutdown_rx.clone();
         tasks.spawn(async move { ("block server", server.run(block_requests, rx).await) });

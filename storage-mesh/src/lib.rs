@@ -34,6 +34,7 @@
 //! gc) take turns.
 
 pub mod audit;
+pub mod audit_pace;
 pub mod chunk;
 mod error;
 pub mod fetch;

@@ -137,7 +137,11 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                     s.push_str(&format!(
                         "{}  {}  {}  {}\n",
                         r.time_ms,
-                        if r.passed { "passed" } else { "FAILED" },
+                        match (r.passed, r.answered) {
+                            (true, _) => "passed",
+                            (false, true) => "FAILED",
+                            (false, false) => "NO ANSWER",
+                        },
                         r.subject,
                         r.block
                     ));
@@ -186,6 +190,13 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             print(out.json, &r, |r| {
                 if r.passed {
                     format!("passed: {} proved it holds {}\n", r.subject, r.block)
+                } else if !r.answered {
+                    format!(
+                        "NO ANSWER (not a failed proof): {} on {}: {}\n",
+                        r.subject,
+                        r.block,
+                        r.reason.as_deref().unwrap_or("no reason given")
+                    )
                 } else {
                     format!(
                         "FAILED: {} on {}: {}\n",

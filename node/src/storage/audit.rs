@@ -4,7 +4,9 @@ use std::collections::BTreeSet;
 
 use libp2p::PeerId;
 use rand::RngCore;
-use tracing::{debug, warn};
+use std::time::Duration;
+
+use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{Request, Response};
 use warren_protocol::observation::Kind;
 use warren_protocol::reputation::Rate;
@@ -13,16 +15,20 @@ use warren_storage_mesh::proof::{self, Challenge, Proof};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
+use crate::net::BlockError;
 use crate::storage::FetchSession;
 use crate::storage::{AUDIT_PROBES, Mesh};
 use crate::view::AuditRecord;
-use warren_storage_mesh::audit::Audit;
+use warren_storage_mesh::audit::{Audit, Outcome};
+use warren_storage_mesh::audit_pace::AUDIT_BATCH;
 
 impl Mesh {
     /// Runs one proof-of-storage audit of `peer` now and records it like the scheduled ones.
-    /// The block: `cid` itself if it is a chunk this node knows the length of; for a file, a
-    /// random block of it that `peer`'s provider records claim; without `cid`, a random block
-    /// this node is responsible for that `peer` claims.
+    /// The block: `cid` itself if it is a chunk this node knows the length of; for a file, up to
+    /// [`AUDIT_BATCH`] random blocks of it that `peer`'s provider records claim, challenged at
+    /// once under one deadline; without `cid`, likewise among the blocks this node is responsible
+    /// for. Returns the record that says the most: the first failed audit, else the first
+    /// without an answer, else a passed one.
     pub async fn audit_peer(
         &self,
         peer: PeerId,
@@ -46,16 +52,24 @@ impl Mesh {
             }
             None => self.responsibilities().await?,
         };
-        // Random order; look for a block the peer claims among the first AUDIT_PROBES.
+        // Random order; look for blocks the peer claims among the first AUDIT_PROBES, and
+        // challenge up to AUDIT_BATCH of them at once.
         let mut rng = rand::rngs::OsRng;
         rand::seq::SliceRandom::shuffle(pool.as_mut_slice(), &mut rng);
         let probed = pool.len().min(AUDIT_PROBES);
+        let mut batch = Vec::new();
         for (block, len) in pool.into_iter().take(AUDIT_PROBES) {
             if self.client.providers(block).await?.contains(&peer) {
                 let mut seed = [0u8; 32];
                 rng.fill_bytes(&mut seed);
-                return Ok(self.audit(block, len, peer, seed).await);
+                batch.push((block, len, seed));
+                if batch.len() == AUDIT_BATCH {
+                    break;
+                }
             }
+        }
+        if let Some(worst) = worst(self.audit_batch(peer, batch).await) {
+            return Ok(worst);
         }
         Err(NodeError::NotClaimed {
             peer,
@@ -75,34 +89,104 @@ impl Mesh {
         subject: PeerId,
         seed: [u8; 32],
     ) -> AuditRecord {
-        let challenge = Challenge::new(cid.hash(), len, seed);
-        let request = Request::Audit(challenge.to_request(cid.codec()));
-        let verdict = match self.client.blocks(subject, request).await {
-            Ok(Response::Proof(p)) => Proof::from_bytes(&cid.hash(), &p.proof)
-                .and_then(|proof| proof::verify(&challenge, &proof))
-                .map(|_| ())
-                .map_err(|e| e.to_string()),
-            Ok(other) => Err(format!("answered {} instead of a proof", other.kind())),
-            Err(e) => Err(e.to_string()),
-        };
-        let audit = Audit {
-            subject,
-            block: cid,
-            failure: verdict.err(),
+        let mut records = self.audit_batch(subject, vec![(cid, len, seed)]).await;
+        records.pop().unwrap_or_else(|| AuditRecord {
+            subject: subject.to_string(),
+            block: cid.to_string(),
+            passed: false,
+            answered: false,
+            reason: Some("not run: too many audits in flight".into()),
             time_ms: now_ms(),
+        })
+    }
+
+    /// Challenges `subject` on a random slice of each of `blocks` at once, under one deadline
+    /// ([`MeshConfig::audit_deadline_ms`](crate::config::MeshConfig) from now), and records each
+    /// result. While the audits run, this node does not serve those blocks to `subject` (see
+    /// [`InFlight`](warren_storage_mesh::audit_pace::InFlight)). A wrong proof (or `not_found`,
+    /// another answer) is a failed audit, published as `storage_proof_failed`; no answer within
+    /// the deadline (unreachable, timed out, declined with `failed`) is recorded as such and not
+    /// published.
+    /// Blocks that find the in-flight set full are skipped (no record).
+    pub(crate) async fn audit_batch(
+        &self,
+        subject: PeerId,
+        blocks: Vec<(ContentId, u64, [u8; 32])>,
+    ) -> Vec<AuditRecord> {
+        let deadline_ms = self.config.audit_deadline_ms;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(deadline_ms);
+        let started = now_ms();
+        let blocks: Vec<_> = match self.in_flight.lock() {
+            Ok(mut f) => blocks
+                .into_iter()
+                .filter(|(cid, _, _)| f.begin(subject, cid.hash(), started, started + deadline_ms))
+                .collect(),
+            Err(_) => Vec::new(),
         };
-        if audit.passed() {
-            debug!(%subject, block = %cid, "audit passed");
-        } else {
-            warn!(%subject, block = %cid, reason = ?audit.failure, "audit failed");
+        let challenges = blocks.iter().map(|&(cid, len, seed)| async move {
+            let challenge = Challenge::new(cid.hash(), len, seed);
+            let request = Request::Audit(challenge.to_request(cid.codec()));
+            let outcome =
+                match tokio::time::timeout_at(deadline, self.client.blocks(subject, request)).await
+                {
+                    Err(_) => Outcome::NoAnswer(format!(
+                        "no proof within the audit deadline ({deadline_ms} ms)"
+                    )),
+                    Ok(Ok(Response::Proof(p))) => match Proof::from_bytes(&cid.hash(), &p.proof)
+                        .and_then(|proof| proof::verify(&challenge, &proof))
+                    {
+                        Ok(_) => Outcome::Passed,
+                        Err(e) => Outcome::Failed(e.to_string()),
+                    },
+                    // Declining (`busy`, a queue full) proves nothing and accuses nothing: a
+                    // holder gains no more by it than by staying silent.
+                    Ok(Ok(Response::Failed { reason })) => {
+                        Outcome::NoAnswer(format!("declined the audit: {reason}"))
+                    }
+                    Ok(Ok(other)) => {
+                        Outcome::Failed(format!("answered {} instead of a proof", other.kind()))
+                    }
+                    Ok(Err(e @ (BlockError::Malformed { .. } | BlockError::Mismatched { .. }))) => {
+                        Outcome::Failed(e.to_string())
+                    }
+                    Ok(Err(e)) => Outcome::NoAnswer(e.to_string()),
+                };
+            (cid, outcome)
+        });
+        let outcomes = futures::future::join_all(challenges).await;
+        if let Ok(mut f) = self.in_flight.lock() {
+            for (cid, _, _) in &blocks {
+                f.end(&subject, &cid.hash());
+            }
         }
-        let record = AuditRecord::from(&audit);
-        let (passed, time_ms) = (audit.passed(), audit.time_ms);
-        if let Ok(mut ledger) = self.ledger.lock() {
-            ledger.record(audit);
+        let mut records = Vec::with_capacity(outcomes.len());
+        for (cid, outcome) in outcomes {
+            let audit = Audit {
+                subject,
+                block: cid,
+                outcome,
+                time_ms: now_ms(),
+            };
+            match &audit.outcome {
+                Outcome::Passed => debug!(%subject, block = %cid, "audit passed"),
+                Outcome::Failed(why) => {
+                    warn!(%subject, block = %cid, reason = %why, "audit failed")
+                }
+                Outcome::NoAnswer(why) => {
+                    info!(%subject, block = %cid, reason = %why, "audit not answered (not a failed proof)")
+                }
+            }
+            let record = AuditRecord::from(&audit);
+            let (passed, answered, time_ms) = (audit.passed(), audit.answered(), audit.time_ms);
+            if let Ok(mut ledger) = self.ledger.lock() {
+                ledger.record(audit);
+            }
+            if answered {
+                self.observe(subject, &cid, passed, time_ms).await;
+            }
+            records.push(record);
         }
-        self.observe(subject, &cid, passed, time_ms).await;
-        record
+        records
     }
 
     /// Turns an audit result into a signed observation: scored first-hand here, and published on
@@ -159,7 +243,9 @@ impl Mesh {
         }
     }
 
-    /// Audits one random other holder of one random block this node is responsible for.
+    /// Audits one random other holder of one random block this node is responsible for, together
+    /// with up to [`AUDIT_BATCH`] − 1 other of those blocks it claims (one deadline for all);
+    /// returns the record that says the most ([`worst`]).
     pub async fn audit_once(&self) -> Result<Option<AuditRecord>, NodeError> {
         let blocks = self.responsibilities().await?;
         if blocks.is_empty() {
@@ -184,9 +270,32 @@ impl Mesh {
             return Ok(None);
         }
         let subject = others[seed[8] as usize % others.len()];
-        let record = self.audit(cid, len, subject, seed).await;
-        Ok(Some(record))
+        // Up to AUDIT_BATCH - 1 more blocks the subject claims, challenged with this one.
+        let mut batch = vec![(cid, len, seed)];
+        let mut rng = rand::rngs::OsRng;
+        for _ in 1..AUDIT_BATCH {
+            let (block, len) = blocks[rng.next_u64() as usize % blocks.len()];
+            if batch.iter().all(|(b, _, _)| *b != block)
+                && self.client.providers(block).await?.contains(&subject)
+            {
+                let mut seed = [0u8; 32];
+                rng.fill_bytes(&mut seed);
+                batch.push((block, len, seed));
+            }
+        }
+        Ok(worst(self.audit_batch(subject, batch).await))
     }
+}
+
+/// The record that says the most about a batch: the first failed audit, else the first without
+/// an answer, else the first (all passed).
+fn worst(records: Vec<AuditRecord>) -> Option<AuditRecord> {
+    let rank = |r: &AuditRecord| match (r.passed, r.answered) {
+        (false, true) => 0,
+        (false, false) => 1,
+        (true, _) => 2,
+    };
+    records.into_iter().min_by_key(rank)
 }
 
 impl From<&Audit> for AuditRecord {
@@ -195,7 +304,8 @@ impl From<&Audit> for AuditRecord {
             subject: a.subject.to_string(),
             block: a.block.to_string(),
             passed: a.passed(),
-            reason: a.failure.clone(),
+            answered: a.answered(),
+            reason: a.failure().map(str::to_owned),
             time_ms: a.time_ms,
         }
     }

@@ -35,6 +35,7 @@ use crate::net::Client;
 use crate::reputation::Reputations;
 use crate::view::AuditRecord;
 use warren_storage_mesh::audit::AuditLedger;
+use warren_storage_mesh::audit_pace::{InFlight, Pacer};
 
 mod arrivals;
 mod audit;
@@ -69,6 +70,11 @@ pub struct Mesh {
     hot: Arc<Mutex<HotTracker>>,
     /// Recent audit results per (holder, block), bounded, and the audit log.
     ledger: Mutex<AuditLedger>,
+    /// The audits running now: their blocks are not served to their holders meanwhile (shared
+    /// with the block [`serve::Server`]).
+    in_flight: Arc<Mutex<InFlight>>,
+    /// The repair pass's audit budget and interval, adapted to load.
+    pacer: Mutex<Pacer>,
     /// Replication factor wanted per block this node placed or holds.
     rf: Mutex<HashMap<ContentId, usize>>,
     config: MeshConfig,
@@ -111,6 +117,8 @@ impl Mesh {
             )),
             hot,
             ledger: Mutex::new(AuditLedger::default()),
+            in_flight: Arc::new(Mutex::new(InFlight::new())),
+            pacer: Mutex::new(Pacer::default()),
             rf: Mutex::new(HashMap::new()),
             config,
             key,
@@ -119,6 +127,12 @@ impl Mesh {
             metrics,
             copies: Mutex::new(HashMap::new()),
         })
+    }
+
+    /// The audits this node runs now, for the block server (it withholds their blocks from
+    /// their holders).
+    pub fn audits_in_flight(&self) -> Arc<Mutex<InFlight>> {
+        self.in_flight.clone()
     }
 
     /// The node's metrics and dashboard feed.
@@ -192,23 +206,37 @@ impl Mesh {
             Ok(_) => {}
             Err(e) => warn!("cannot restore the files' replication factors: {e}"),
         }
-        let mut repair = tokio::time::interval(Duration::from_millis(self.config.repair_every_ms));
+        // The repair pass waits the configured interval, widened by the pacer under load.
+        let mut next_repair = tokio::time::Instant::now();
         let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
-        repair.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
-                _ = repair.tick() => {
+                () = tokio::time::sleep_until(next_repair) => {
                     match self.repair_pass().await {
                         Ok(n) => {
                             self.metrics.counters.repairs.inc_by(n as u64);
                         }
                         Err(e) => debug!("repair pass: {e}"),
                     }
+                    let wait = self
+                        .pacer
+                        .lock()
+                        .map_or(self.config.repair_every_ms, |p| {
+                            p.interval_ms(self.config.repair_every_ms)
+                        });
+                    next_repair = tokio::time::Instant::now() + Duration::from_millis(wait);
                 }
                 _ = audit.tick() => {
+                    if !self.pacer.lock().is_ok_and(|mut p| p.audit_tick()) {
+                        continue;
+                    }
                     let started = std::time::Instant::now();
                     match self.audit_once().await {
+                        Ok(Some(record)) if !record.answered => self
+                            .metrics
+                            .counters
+                            .audit_unanswered(started.elapsed().as_secs_f64()),
                         Ok(Some(record)) => self
                             .metrics
                             .counters

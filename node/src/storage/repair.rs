@@ -5,7 +5,7 @@ use std::collections::BTreeSet;
 use futures::StreamExt;
 use libp2p::PeerId;
 use rand::RngCore;
-use tracing::{info, warn};
+use tracing::{debug, info, warn};
 use warren_protocol::ContentId;
 use warren_storage_mesh::placement::{Candidate, PlacementPolicy};
 use warren_storage_mesh::repair::RepairInput;
@@ -40,18 +40,32 @@ impl Mesh {
     pub async fn repair_pass(&self) -> Result<usize, NodeError> {
         let (me, candidates) = self.client.candidates().await?;
         let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
-        let blocks = self.responsibilities().await?;
+        let mut blocks = self.responsibilities().await?;
+        // Random order: when the audit budget runs out, the blocks left for the next pass are
+        // different ones each time (none is starved).
+        rand::seq::SliceRandom::shuffle(blocks.as_mut_slice(), &mut rand::rngs::OsRng);
         // The dashboard's copy counts follow what this node still answers for.
         if let Ok(mut copies) = self.copies.lock() {
             let current: std::collections::HashSet<ContentId> =
                 blocks.iter().map(|(c, _)| *c).collect();
             copies.retain(|c, _| current.contains(c));
         }
+        if let Ok(mut p) = self.pacer.lock() {
+            p.start_pass();
+        }
         let pushed: Vec<usize> = futures::stream::iter(blocks)
             .map(|(cid, len)| self.repair_block(cid, len, me, &candidates, &live))
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
+        if let Ok(mut p) = self.pacer.lock() {
+            p.end_pass();
+            debug!(
+                budget = p.budget(),
+                every_ms = p.interval_ms(self.config.repair_every_ms),
+                "audit pace"
+            );
+        }
         Ok(pushed.into_iter().sum())
     }
 
@@ -80,14 +94,17 @@ impl Mesh {
         let Ok(providers) = self.client.providers(cid).await else {
             return 0;
         };
-        // A provider record is a claim; a holder counts once it proved it has the block.
+        // A provider record is a claim; a holder counts once it proved it has the block. A
+        // holder left unaudited for want of budget leaves the count unknown: no plan this pass.
         let mut holders = vec![me];
         for p in providers
             .into_iter()
             .filter(|p| *p != me && live.contains(p))
         {
-            if self.holds(cid, len, p, now).await {
-                holders.push(p);
+            match self.holds(cid, len, p, now).await {
+                Some(true) => holders.push(p),
+                Some(false) => {}
+                None => return 0,
             }
         }
         let base_rf = self.base_rf(cid).await;
@@ -144,19 +161,34 @@ impl Mesh {
         pushed
     }
 
-    /// Whether `peer` holds a good copy of `cid`: a recent audit result, or a fresh audit.
-    pub(crate) async fn holds(&self, cid: ContentId, len: u64, peer: PeerId, now: u64) -> bool {
+    /// Whether `peer` holds a good copy of `cid`: a recent audit result, or a fresh audit within
+    /// the pass's budget. A holder that failed, or whose audits go unanswered (its back-off
+    /// runs), is not counted; `None` when it would need an audit the budget has no room for.
+    pub(crate) async fn holds(
+        &self,
+        cid: ContentId,
+        len: u64,
+        peer: PeerId,
+        now: u64,
+    ) -> Option<bool> {
         let holding = self
             .ledger
             .lock()
             .map_or(Holding::Unknown, |l| l.holding(&peer, &cid, now));
         match holding {
-            Holding::Failed => return false,
-            Holding::Verified => return true,
+            Holding::Failed | Holding::NoAnswer => return Some(false),
+            Holding::Verified => return Some(true),
             Holding::Unknown => {}
+        }
+        if !self.pacer.lock().is_ok_and(|mut p| p.try_audit()) {
+            return None;
         }
         let mut seed = [0u8; 32];
         rand::rngs::OsRng.fill_bytes(&mut seed);
-        self.audit(cid, len, peer, seed).await.passed
+        let record = self.audit(cid, len, peer, seed).await;
+        if let Ok(mut p) = self.pacer.lock() {
+            p.audited(record.answered);
+        }
+        Some(record.passed)
     }
 }

@@ -10,6 +10,7 @@ use tracing::{debug, warn};
 use warren_protocol::ContentId;
 use warren_protocol::block_transfer::{Request, Response};
 use warren_storage_mesh::Store;
+use warren_storage_mesh::audit_pace::InFlight;
 use warren_storage_mesh::hot::HotTracker;
 use warren_storage_mesh::serve as answer;
 
@@ -124,6 +125,9 @@ pub struct Server {
     pub fault: FaultInject,
     /// Counters and the dashboard feed.
     pub metrics: Arc<Metrics>,
+    /// The audits this node runs now ([`crate::storage::Mesh::audits_in_flight`]): a block under
+    /// audit is not served to the holder being audited until the audit ends.
+    pub in_flight: Arc<Mutex<InFlight>>,
 }
 
 impl Server {
@@ -146,6 +150,16 @@ impl Server {
                 }
             }
         }
+    }
+
+    /// Whether `block` is under audit at `peer` now: neither served nor proven to it (else a
+    /// holder that stores nothing could fetch the block from its auditor, or reflect the
+    /// challenge to it, to answer the audit).
+    fn withheld(&self, peer: &PeerId, block: &ContentId) -> bool {
+        let now_ms = crate::clock::unix_now_ms();
+        self.in_flight
+            .lock()
+            .is_ok_and(|f| f.withholds(peer, &block.hash(), now_ms))
     }
 
     /// Answers one request on the blocking pool.
@@ -171,8 +185,20 @@ impl Server {
                     if this.fault == FaultInject::SlowBlocks && matches!(request, Request::Get(_)) {
                         std::thread::sleep(crate::config::SLOW_BLOCKS_DELAY);
                     }
-                    let (response, provide) =
-                        serve(&this.store, &peer, request, unix_now(), this.fault);
+                    // A `get` of the block, or an `audit` of it (whose proof carries the slice,
+                    // and would answer the very challenge if reflected), is withheld.
+                    let under_audit = match &request {
+                        Request::Get(r) => Some(r.block),
+                        Request::Audit(r) => Some(r.block),
+                        Request::Store(_) => None,
+                    }
+                    .filter(|block| this.withheld(&peer, block));
+                    let (response, provide) = if let Some(block) = under_audit {
+                        warn!(%peer, %block, "not serving a block to the peer this node is auditing on it");
+                        (Response::NotFound { block }, None)
+                    } else {
+                        serve(&this.store, &peer, request, unix_now(), this.fault)
+                    };
                     count_served(Some(&this.metrics), &peer, &response, stored_len);
                     (response, provide, false)
                 }

@@ -79,6 +79,10 @@ pub struct StatView {
     /// Media type.
     pub media_type: Option<String>,
 }
+fn answered_default() -> bool {
+    true
+}
+
 /// One audit this node ran.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct AuditRecord {
@@ -88,6 +92,10 @@ pub struct AuditRecord {
     pub block: String,
     /// Whether the proof verified against the block id.
     pub passed: bool,
+    /// Whether the holder answered within the audit deadline. `passed: false, answered: false`
+    /// is no answer (unreachable, timed out): not a failed proof, not published.
+    #[serde(default = "answered_default")]
+    pub answered: bool,
     /// Why it failed.
     pub reason: Option<String>,
     /// When (unix ms).
