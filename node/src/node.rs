@@ -383,6 +383,7 @@ impl NodeBuilder {
             hot,
             fault: config.mesh.fault_inject,
             metrics: metrics.clone(),
+            quota: config.mesh.origin_quota(config.storage.offer_bytes),
         };
         let rx = shutdown_rx.clone();
         tasks.spawn(async move { ("block server", server.run(block_requests, rx).await) });

@@ -39,6 +39,7 @@ use warren_storage_mesh::audit::AuditLedger;
 mod arrivals;
 mod audit;
 mod fetch;
+mod lease;
 mod repair;
 mod replicate;
 pub mod serve;
@@ -84,6 +85,8 @@ pub struct Mesh {
     /// Per block checked by the last repair pass: verified copies (this node's included) and the
     /// replication factor wanted, for the dashboard.
     copies: Mutex<HashMap<ContentId, (usize, usize)>>,
+    /// When this node last renewed the leases of each block of the files it put (ms).
+    renewed: Mutex<HashMap<ContentId, u64>>,
 }
 
 impl Mesh {
@@ -118,6 +121,7 @@ impl Mesh {
             publish_rate: Mutex::new(RateLimit::default()),
             metrics,
             copies: Mutex::new(HashMap::new()),
+            renewed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -199,6 +203,7 @@ impl Mesh {
         loop {
             tokio::select! {
                 _ = repair.tick() => {
+                    self.expire_leases().await;
                     match self.repair_pass().await {
                         Ok(n) => {
                             self.metrics.counters.repairs.inc_by(n as u64);

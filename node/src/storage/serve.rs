@@ -24,19 +24,20 @@ use warren_protocol::block_transfer;
 /// Answers one decoded request from `peer` against the local store with the pure
 /// [`warren_storage_mesh::serve::answer`], logging what it found. Returns the answer and, for a
 /// stored replica, the block to announce as provided. `fault` is [`FaultInject::None`] except in
-/// tests that simulate a faulty node.
+/// tests that simulate a faulty node; `quota` is what one origin may hold here under its leases.
 pub fn serve(
     store: &Store,
     peer: &PeerId,
     request: Request,
     now_secs: u64,
     fault: FaultInject,
+    quota: u64,
 ) -> (Response, Option<ContentId>) {
     let fault = match fault {
         FaultInject::CorruptAudits => answer::Fault::CorruptProofs,
         _ => answer::Fault::None,
     };
-    let answered = answer::answer(store, request, now_secs, fault);
+    let answered = answer::answer(store, request, now_secs, fault, quota);
     if let Some(bad) = &answered.bad_copy {
         log_bad_copy(bad);
     }
@@ -124,6 +125,8 @@ pub struct Server {
     pub fault: FaultInject,
     /// Counters and the dashboard feed.
     pub metrics: Arc<Metrics>,
+    /// Bytes one origin may hold here under its leases.
+    pub quota: u64,
 }
 
 impl Server {
@@ -172,7 +175,14 @@ impl Server {
                         std::thread::sleep(crate::config::SLOW_BLOCKS_DELAY);
                     }
                     let (response, provide) =
-                        serve(&this.store, &peer, request, unix_now(), this.fault);
+                        serve(
+                        &this.store,
+                        &peer,
+                        request,
+                        unix_now(),
+                        this.fault,
+                        this.quota,
+                    );
                     count_served(Some(&this.metrics), &peer, &response, stored_len);
                     (response, provide, false)
                 }
