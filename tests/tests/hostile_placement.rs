@@ -306,3 +306,82 @@ fn junk_pushed_by_a_stranger_is_not_kept_for_free_or_forever() {
     rt.block_on(hostile.stop());
     println!("done in {:?}", started.elapsed());
 }
+
+/// The honest side of leases: the origin renews its replicas before they end, so a file outlives
+/// many lease periods (here 12 s leases, renewed every 6 s); the holders keep the origin's RF.
+#[test]
+fn the_origin_renews_its_leases_before_they_end() {
+    let tmp = tempfile::tempdir().unwrap();
+    println!("work dir {}", tmp.path().display());
+    let bin = node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"));
+    if bin != env!("CARGO_BIN_EXE_warren-e2e-node") {
+        println!("skipped: leases are configured only on this build");
+        return;
+    }
+    let config = tmp.path().join("lease.toml");
+    std::fs::write(
+        &config,
+        "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 250\nlease_secs = 12\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let mut procs = Vec::new();
+    let mut dirs = Vec::new();
+    let mut boot = String::new();
+    for i in 0..3 {
+        let dir = tmp.path().join(format!("n{i}"));
+        let mut args = vec!["--config", cfg];
+        if i > 0 {
+            args.extend_from_slice(&["--bootstrap", &boot]);
+        }
+        procs.push(NodeProcess::start(&bin, &dir, &args).unwrap());
+        if i == 0 {
+            boot = tcp_multiaddr(&cli_json(&bin, &dir, &["status"]).unwrap()).unwrap();
+        }
+        dirs.push(dir);
+    }
+    for dir in &dirs {
+        warren_tests::wait_for_records(&bin, dir, 2).unwrap();
+    }
+    let file = tmp.path().join("file.bin");
+    std::fs::write(&file, test_bytes(MIB + 1000, 3, false)).unwrap();
+    let put = cli_json(&bin, &dirs[0], &["put", file.to_str().unwrap(), "--rf", "2"]).unwrap();
+    assert_eq!(put["replication"]["copies"], 6, "{put}");
+    let leases = |i: usize| -> Vec<(String, u64)> {
+        let l = cli_json(&bin, &dirs[i], &["leases"]).unwrap();
+        l.as_array()
+            .unwrap()
+            .iter()
+            .map(|x| {
+                assert_eq!(x["rf"], 2, "{x}");
+                (
+                    x["block"].as_str().unwrap().to_owned(),
+                    x["expires"].as_u64().unwrap(),
+                )
+            })
+            .collect()
+    };
+    let first = leases(1);
+    assert_eq!(first.len(), 3, "{first:?}");
+    let first_end = first.iter().map(|(_, e)| *e).max().unwrap();
+    // Past the first leases' end (and a repair pass): still held, under renewed leases.
+    let now = || {
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_secs()
+    };
+    while now() < first_end + 3 {
+        std::thread::sleep(Duration::from_millis(500));
+    }
+    for i in [1, 2] {
+        let later = leases(i);
+        assert_eq!(later.len(), 3, "n{i} lost replicas: {later:?}");
+        assert!(
+            later.iter().all(|(_, e)| *e > first_end),
+            "n{i}: leases not renewed past {first_end}: {later:?}"
+        );
+        assert_eq!(held(&bin, &dirs[i]).len(), 3);
+    }
+    drop(procs);
+}
