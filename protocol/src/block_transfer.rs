@@ -872,23 +872,41 @@ mod tests {
             block: chunk(b"other"),
             ticket: t.clone(),
         });
-        assert!(other.encode().unwrap_err().to_string().contains("another block"));
+        assert!(
+            other
+                .encode()
+                .unwrap_err()
+                .to_string()
+                .contains("another block")
+        );
         t.rf = 0;
-        let forged = Request::Renew(RenewRequest { block: id, ticket: t });
-        assert!(forged.encode().unwrap_err().to_string().contains("signature"));
+        let forged = Request::Renew(RenewRequest {
+            block: id,
+            ticket: t,
+        });
+        assert!(
+            forged
+                .encode()
+                .unwrap_err()
+                .to_string()
+                .contains("signature")
+        );
     }
 
     fn arb_request() -> impl Strategy<Value = Request> {
         prop_oneof![
             arb_id().prop_map(|block| Request::Get(BlockRequest { block })),
-            (arb_block(), 0..=MAX_RF, proptest::option::of(arb_ticket_parts())).prop_map(
-                |((block, data), rf, t)| Request::Store(StoreRequest {
+            (
+                arb_block(),
+                0..=MAX_RF,
+                proptest::option::of(arb_ticket_parts())
+            )
+                .prop_map(|((block, data), rf, t)| Request::Store(StoreRequest {
                     block,
                     data,
                     rf,
                     ticket: t.map(|(k, trf, exp)| ticket(k, block, trf, exp)),
-                })
-            ),
+                })),
             (arb_id(), arb_ticket_parts()).prop_map(|(block, (k, rf, exp))| Request::Renew(
                 RenewRequest {
                     block,

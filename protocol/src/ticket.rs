@@ -215,10 +215,20 @@ mod tests {
     #[test]
     fn time_is_checked_against_the_holders_clock() {
         let t = PlacementTicket::sign(&key(1), block(1), 3, 1_000).unwrap();
-        assert!(t.check_time(1_000).unwrap_err().to_string().contains("expired"));
+        assert!(
+            t.check_time(1_000)
+                .unwrap_err()
+                .to_string()
+                .contains("expired")
+        );
         t.check_time(999).unwrap();
         let far = PlacementTicket::sign(&key(1), block(1), 3, 10 * MAX_LEASE_SECS).unwrap();
-        assert!(far.check_time(0).unwrap_err().to_string().contains("7 days"));
+        assert!(
+            far.check_time(0)
+                .unwrap_err()
+                .to_string()
+                .contains("7 days")
+        );
         far.check_time(9 * MAX_LEASE_SECS).unwrap();
         assert!(PlacementTicket::sign(&key(1), block(1), 17, 1_000).is_err());
     }

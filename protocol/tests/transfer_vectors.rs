@@ -12,8 +12,8 @@
 use std::collections::BTreeMap;
 
 use warren_protocol::block_transfer::{
-    AuditRequest, AuditResponse, BlockRequest, BlockResponse, PROTOCOL_NAME, Request, Response,
-    RenewRequest, StoreRequest, StoreResponse, TransferError, provider_key,
+    AuditRequest, AuditResponse, BlockRequest, BlockResponse, PROTOCOL_NAME, RenewRequest, Request,
+    Response, StoreRequest, StoreResponse, TransferError, provider_key,
 };
 use warren_protocol::ticket::PlacementTicket;
 use warren_protocol::{Codec, ContentId};

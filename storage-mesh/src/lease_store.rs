@@ -19,8 +19,10 @@ use crate::lease::{Decision, Lease, decide};
 use crate::store::{HELD, HELD_RF, index_key};
 use crate::{Error, Store, read};
 
+/// A lease row: origin key, rf, expires, the ticket's encoding.
+type LeaseRow = (&'static [u8], u8, u64, &'static [u8]);
 /// Held block → (origin key, rf, expires, the ticket's encoding).
-pub(crate) const LEASES: TableDefinition<&[u8], (&[u8], u8, u64, &[u8])> =
+pub(crate) const LEASES: TableDefinition<&[u8], LeaseRow> =
     TableDefinition::new("leases");
 /// (expires, block) → (): the leases by end.
 pub(crate) const LEASE_ENDS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("lease_ends");
@@ -103,7 +105,8 @@ fn write_lease(tx: &WriteTransaction, key: &[u8], ticket: &PlacementTicket) -> R
             encoded.as_slice(),
         ),
     )?;
-    tx.open_table(LEASE_ENDS)?.insert((ticket.expires, key), ())?;
+    tx.open_table(LEASE_ENDS)?
+        .insert((ticket.expires, key), ())?;
     Ok(())
 }
 
@@ -206,7 +209,8 @@ impl Store {
             Decision::Keep(why) => Held::Unchanged(why),
             Decision::Renew => {
                 if let Some(c) = &current {
-                    tx.open_table(LEASE_ENDS)?.remove((c.expires, key.as_slice()))?;
+                    tx.open_table(LEASE_ENDS)?
+                        .remove((c.expires, key.as_slice()))?;
                 }
                 write_lease(&tx, &key, ticket)?;
                 Held::Leased
@@ -390,7 +394,11 @@ mod tests {
         assert!(s.held().unwrap().is_empty());
         assert!(!s.has_block(&a).unwrap());
         assert_eq!(s.origin_use(&t.origin).unwrap(), 0);
-        assert_eq!(s.renew_lease(&a, &ticket(1, a, 3, 300), 1 << 20, 250).unwrap(), None);
+        assert_eq!(
+            s.renew_lease(&a, &ticket(1, a, 3, 300), 1 << 20, 250)
+                .unwrap(),
+            None
+        );
     }
 
     #[test]
@@ -400,13 +408,15 @@ mod tests {
         let (b, bb) = block(2, 20_000);
         s.put_block(&a, &ab).unwrap();
         s.put_block(&b, &bb).unwrap();
-        s.hold_leased(&a, &ticket(1, a, 3, 100), 30_000, 10).unwrap();
+        s.hold_leased(&a, &ticket(1, a, 3, 100), 30_000, 10)
+            .unwrap();
         let tb = ticket(1, b, 3, 100);
         let err = s.check_ticket(&b, 20_000, &tb, 30_000, 10).unwrap_err();
         assert!(err.to_string().contains("over quota"), "{err}");
         assert!(s.hold_leased(&b, &tb, 30_000, 10).is_err());
         // Another origin has its own quota.
-        s.hold_leased(&b, &ticket(2, b, 3, 100), 30_000, 10).unwrap();
+        s.hold_leased(&b, &ticket(2, b, 3, 100), 30_000, 10)
+            .unwrap();
         // Released blocks free the quota.
         assert!(s.release(&a).unwrap());
         assert_eq!(s.origin_use(&tb.origin).unwrap(), 0);

@@ -58,8 +58,8 @@ mod tree;
 
 pub use error::Error;
 pub use gc::GcReport;
-pub use lease_store::{Held, LeaseInfo};
 pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
+pub use lease_store::{Held, LeaseInfo};
 pub use seal::{Opened, SealOptions, SealOutcome};
 pub use store::{INLINE_MAX, PinInfo, Ready, Store, Usage};
 pub use warren_protocol::{

@@ -83,7 +83,10 @@ pub fn answer(store: &Store, request: Request, now_secs: u64, fault: Fault, quot
             Err(e) => not_served(store, block, e),
         },
         Request::Store(StoreRequest {
-            block, data, ticket, ..
+            block,
+            data,
+            ticket,
+            ..
         }) => {
             let stored = match &ticket {
                 // The `rf` a push states is not taken on the pusher's word.
@@ -325,10 +328,19 @@ mod tests {
                 Fault::None,
                 u64::MAX,
             );
-            let Response::Stored(StoreResponse { accepted, reason, .. }) = &ans.response else {
+            let Response::Stored(StoreResponse {
+                accepted, reason, ..
+            }) = &ans.response
+            else {
                 panic!("{:?}", ans.response)
             };
-            assert!(!accepted && reason.as_deref().unwrap_or("").contains("no placement ticket"));
+            assert!(
+                !accepted
+                    && reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("no placement ticket")
+            );
             assert_eq!(s.held_rf(&a).unwrap(), Some(4));
         }
         // The origin renews; a block not held is not found.
@@ -369,11 +381,21 @@ mod tests {
             )
             .response
         };
-        let Response::Stored(StoreResponse { accepted: false, reason: Some(r), .. }) = push(None, u64::MAX) else {
+        let Response::Stored(StoreResponse {
+            accepted: false,
+            reason: Some(r),
+            ..
+        }) = push(None, u64::MAX)
+        else {
             panic!("accepted")
         };
         assert!(r.contains("no placement ticket"), "{r}");
-        let Response::Stored(StoreResponse { accepted: false, reason: Some(r), .. }) = push(Some(ticket(1, a, 16)), 10_000) else {
+        let Response::Stored(StoreResponse {
+            accepted: false,
+            reason: Some(r),
+            ..
+        }) = push(Some(ticket(1, a, 16)), 10_000)
+        else {
             panic!("accepted")
         };
         assert!(r.contains("over quota"), "{r}");
@@ -418,13 +440,15 @@ mod tests {
         let (a, bytes) = block(1, 100_000);
         s.put_block(&a, &bytes).unwrap();
         let (challenge, request) = audit(a, bytes.len());
-        let Response::Proof(p) = answer(&s, request.clone(), 0, Fault::None, u64::MAX).response else {
+        let Response::Proof(p) = answer(&s, request.clone(), 0, Fault::None, u64::MAX).response
+        else {
             panic!("no proof");
         };
         assert_eq!(p.block, a);
         let proof = Proof::from_bytes(&a.hash(), &p.proof).unwrap();
         assert!(proof::verify(&challenge, &proof).is_ok());
-        let Response::Proof(p) = answer(&s, request, 0, Fault::CorruptProofs, u64::MAX).response else {
+        let Response::Proof(p) = answer(&s, request, 0, Fault::CorruptProofs, u64::MAX).response
+        else {
             panic!("no proof");
         };
         let bad = Proof::from_bytes(&a.hash(), &p.proof)

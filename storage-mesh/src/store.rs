@@ -1003,11 +1003,15 @@ mod held_tests {
             Err(Error::Missing { .. })
         ));
         store.put_block(&cid, &block).unwrap();
-        store.hold_leased(&cid, &ticket(3, 100), u64::MAX, 1).unwrap();
+        store
+            .hold_leased(&cid, &ticket(3, 100), u64::MAX, 1)
+            .unwrap();
         assert_eq!(store.held().unwrap(), vec![cid]);
         assert_eq!(store.held_rf(&cid).unwrap(), Some(3));
         // The origin's later ticket with another RF (the file was put again) wins.
-        store.hold_leased(&cid, &ticket(5, 200), u64::MAX, 2).unwrap();
+        store
+            .hold_leased(&cid, &ticket(5, 200), u64::MAX, 2)
+            .unwrap();
         assert_eq!(store.held_rf(&cid).unwrap(), Some(5));
         assert_eq!(store.gc().unwrap().blocks_removed, 0);
         assert!(store.release(&cid).unwrap());

@@ -211,7 +211,15 @@ fn a_stranger_pushing_a_block_back_with_rf_0_or_16_changes_nothing() {
     for rf in [0, 16] {
         let ticket = PlacementTicket::sign(&key, block, rf, expires).unwrap();
         for &i in &b_holders {
-            let r = push(&rt, &hostile, net.peers[i], block, &data, rf, Some(ticket.clone()));
+            let r = push(
+                &rt,
+                &hostile,
+                net.peers[i],
+                block,
+                &data,
+                rf,
+                Some(ticket.clone()),
+            );
             println!("rf {rf} pushed to n{i} with the hostile's own ticket: {r}");
         }
     }
@@ -231,10 +239,14 @@ fn a_stranger_pushing_a_block_back_with_rf_0_or_16_changes_nothing() {
     let killed = b_holders[0];
     drop(net.procs[killed].take());
     let live: Vec<usize> = others.iter().copied().filter(|i| *i != killed).collect();
-    wait_for(Duration::from_secs(40), "3 live copies of the block", || {
-        let now = holders(&net, &live).remove(b).unwrap_or_default();
-        (now.len() == 3).then_some(())
-    })
+    wait_for(
+        Duration::from_secs(40),
+        "3 live copies of the block",
+        || {
+            let now = holders(&net, &live).remove(b).unwrap_or_default();
+            (now.len() == 3).then_some(())
+        },
+    )
     .unwrap_or_else(|e| panic!("{e}: {:?}", holders(&net, &live)));
     rt.block_on(hostile.stop());
     println!("done in {:?}", started.elapsed());
@@ -290,12 +302,16 @@ fn junk_pushed_by_a_stranger_is_not_kept_for_free_or_forever() {
             over += 1;
         }
     }
-    println!("{} accepted under tickets, {over} over quota", accepted.len());
+    println!(
+        "{} accepted under tickets, {over} over quota",
+        accepted.len()
+    );
     assert_eq!(accepted.len(), 20, "2 MiB of 100 KiB blocks");
-    let usage = |net: &Net| cli_json(&net.bin, &net.dirs[0], &["status"]).unwrap()["storage"]
-        ["blocks"]
-        .as_u64()
-        .unwrap();
+    let usage = |net: &Net| {
+        cli_json(&net.bin, &net.dirs[0], &["status"]).unwrap()["storage"]["blocks"]
+            .as_u64()
+            .unwrap()
+    };
     assert_eq!(usage(&net), 20);
     // When the lease ends they are released and removed.
     wait_for(Duration::from_secs(30), "the junk released", || {
@@ -345,7 +361,12 @@ fn the_origin_renews_its_leases_before_they_end() {
     }
     let file = tmp.path().join("file.bin");
     std::fs::write(&file, test_bytes(MIB + 1000, 3, false)).unwrap();
-    let put = cli_json(&bin, &dirs[0], &["put", file.to_str().unwrap(), "--rf", "2"]).unwrap();
+    let put = cli_json(
+        &bin,
+        &dirs[0],
+        &["put", file.to_str().unwrap(), "--rf", "2"],
+    )
+    .unwrap();
     assert_eq!(put["replication"]["copies"], 6, "{put}");
     let leases = |i: usize| -> Vec<(String, u64)> {
         let l = cli_json(&bin, &dirs[i], &["leases"]).unwrap();

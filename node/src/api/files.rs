@@ -454,7 +454,11 @@ pub(super) async fn leases(
                 block: l.block.to_string(),
                 rf: l.lease.rf,
                 origin: libp2p::identity::ed25519::PublicKey::try_from_bytes(&l.lease.origin)
-                    .map(|k| libp2p::identity::PublicKey::from(k).to_peer_id().to_string())
+                    .map(|k| {
+                        libp2p::identity::PublicKey::from(k)
+                            .to_peer_id()
+                            .to_string()
+                    })
                     .unwrap_or_default(),
                 expires: l.lease.expires,
             })

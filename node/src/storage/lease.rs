@@ -94,7 +94,10 @@ impl Mesh {
         let now = unix_now();
         match self.store_call(move |s| s.expire_leases(now)).await {
             Ok(released) if !released.is_empty() => {
-                info!(blocks = released.len(), "replicas released: their lease ended");
+                info!(
+                    blocks = released.len(),
+                    "replicas released: their lease ended"
+                );
             }
             Ok(_) => {}
             Err(e) => warn!("cannot release ended leases: {e}"),

@@ -174,8 +174,7 @@ impl Server {
                     if this.fault == FaultInject::SlowBlocks && matches!(request, Request::Get(_)) {
                         std::thread::sleep(crate::config::SLOW_BLOCKS_DELAY);
                     }
-                    let (response, provide) =
-                        serve(
+                    let (response, provide) = serve(
                         &this.store,
                         &peer,
                         request,
