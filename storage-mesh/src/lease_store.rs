@@ -22,8 +22,7 @@ use crate::{Error, Store, read};
 /// A lease row: origin key, rf, expires, the ticket's encoding.
 type LeaseRow = (&'static [u8], u8, u64, &'static [u8]);
 /// Held block → (origin key, rf, expires, the ticket's encoding).
-pub(crate) const LEASES: TableDefinition<&[u8], LeaseRow> =
-    TableDefinition::new("leases");
+pub(crate) const LEASES: TableDefinition<&[u8], LeaseRow> = TableDefinition::new("leases");
 /// (expires, block) → (): the leases by end.
 pub(crate) const LEASE_ENDS: TableDefinition<(u64, &[u8]), ()> = TableDefinition::new("lease_ends");
 /// Origin key → bytes held here under its leases.
