@@ -50,19 +50,23 @@ fn refused(cid: &ContentId, reason: String) -> Error {
     Error::Refused { cid: *cid, reason }
 }
 
+fn to_lease(origin: &[u8], rf: u8, expires: u64) -> Lease {
+    let mut o = [0u8; 32];
+    if origin.len() == 32 {
+        o.copy_from_slice(origin);
+    }
+    Lease {
+        origin: o,
+        rf,
+        expires,
+    }
+}
+
 fn read_lease(tx: &WriteTransaction, key: &[u8]) -> Result<Option<Lease>, Error> {
     let table = tx.open_table(LEASES)?;
     let found = table.get(key)?.map(|v| {
         let (origin, rf, expires, _) = v.value();
-        let mut o = [0u8; 32];
-        if origin.len() == 32 {
-            o.copy_from_slice(origin);
-        }
-        Lease {
-            origin: o,
-            rf,
-            expires,
-        }
+        to_lease(origin, rf, expires)
     });
     Ok(found)
 }
@@ -128,11 +132,8 @@ impl Store {
         quota: u64,
         now_secs: u64,
     ) -> Result<(), Error> {
-        let tx = self.db().begin_write()?;
-        let key = cid.to_bytes();
-        let current = read_lease(&tx, &key)?;
-        let used = self.origin_use_in(&tx, &ticket.origin)?;
-        drop(tx);
+        let current = self.lease(cid)?;
+        let used = self.origin_use(&ticket.origin)?;
         match decide(current.as_ref(), ticket, len, used, quota, now_secs) {
             Decision::Refuse(reason) => Err(refused(cid, reason)),
             _ => Ok(()),
@@ -233,10 +234,13 @@ impl Store {
 
     /// The lease a held block is kept under, if any.
     pub fn lease(&self, cid: &ContentId) -> Result<Option<Lease>, Error> {
-        let tx = self.db().begin_write()?;
-        let lease = read_lease(&tx, &cid.to_bytes())?;
-        drop(tx);
-        Ok(lease)
+        let tx = self.db().begin_read()?;
+        let table = tx.open_table(LEASES)?;
+        let found = table.get(cid.to_bytes().as_slice())?.map(|v| {
+            let (origin, rf, expires, _) = v.value();
+            to_lease(origin, rf, expires)
+        });
+        Ok(found)
     }
 
     /// The ticket a held block is kept under (to forward with a repair push).
@@ -258,17 +262,9 @@ impl Store {
         for row in table.iter()? {
             let (key, value) = row?;
             let (origin, rf, expires, _) = value.value();
-            let mut o = [0u8; 32];
-            if origin.len() == 32 {
-                o.copy_from_slice(origin);
-            }
             out.push(LeaseInfo {
                 block: index_key(key.value())?,
-                lease: Lease {
-                    origin: o,
-                    rf,
-                    expires,
-                },
+                lease: to_lease(origin, rf, expires),
             });
         }
         Ok(out)

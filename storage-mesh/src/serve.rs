@@ -96,10 +96,19 @@ pub fn answer(store: &Store, request: Request, now_secs: u64, fault: Fault, quot
                              origin's signed ticket"
                         .into(),
                 }),
-                Some(t) => store
-                    .check_ticket(&block, data.len() as u64, t, quota, now_secs)
-                    .and_then(|()| store.put_block(&block, &data))
-                    .and_then(|()| store.hold_leased(&block, t, quota, now_secs)),
+                Some(t) => {
+                    let had = store.has_block(&block).unwrap_or(true);
+                    let held = store
+                        .check_ticket(&block, data.len() as u64, t, quota, now_secs)
+                        .and_then(|()| store.put_block(&block, &data))
+                        .and_then(|()| store.hold_leased(&block, t, quota, now_secs));
+                    if matches!(held, Err(Error::Refused { .. })) && !had {
+                        // Refused after it was written (another push took the quota between
+                        // the check and the hold): not kept as unheld junk.
+                        let _ = store.discard_block(&block);
+                    }
+                    held
+                }
             };
             match stored {
                 Ok(held) => Answer {
