@@ -98,6 +98,22 @@ impl Mesh {
                     blocks = released.len(),
                     "replicas released: their lease ended"
                 );
+                // No longer announced, unless still here (a pinned file of this node needs it).
+                let gone = self
+                    .store_call(move |s| {
+                        let mut gone = Vec::new();
+                        for c in released {
+                            if !s.has_block(&c)? {
+                                gone.push(c);
+                            }
+                        }
+                        Ok(gone)
+                    })
+                    .await
+                    .unwrap_or_default();
+                if let Err(e) = self.client.unprovide(gone).await {
+                    debug!("cannot stop providing released replicas: {e}");
+                }
             }
             Ok(_) => {}
             Err(e) => warn!("cannot release ended leases: {e}"),
