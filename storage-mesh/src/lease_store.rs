@@ -397,6 +397,19 @@ mod tests {
     }
 
     #[test]
+    fn a_block_a_pin_needs_stays_when_its_lease_ends() {
+        let (_dir, s) = store(1 << 30);
+        let root = crate::test_util::put(&s, &vec![5u8; 40_000]).cid;
+        let dag = s.dag(&root).unwrap();
+        let (chunk, _) = *dag.last().unwrap();
+        s.hold_leased(&chunk, &ticket(1, chunk, 3, 100), u64::MAX, 10)
+            .unwrap();
+        assert_eq!(s.expire_leases(100).unwrap(), vec![chunk]);
+        assert!(s.held().unwrap().is_empty());
+        assert!(s.has_block(&chunk).unwrap(), "the pinned file needs it");
+    }
+
+    #[test]
     fn an_origin_is_held_to_its_quota() {
         let (_dir, s) = store(1 << 30);
         let (a, ab) = block(1, 20_000);
