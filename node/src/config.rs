@@ -118,6 +118,21 @@ pub struct MeshConfig {
     pub hot_cool_down: [u32; 2],
     /// Simulated fault, for tests only (`--fault-inject`); `none` on every real node.
     pub fault_inject: FaultInject,
+    /// Lease of the replicas this node places, seconds (the expiry of its placement tickets);
+    /// it renews them at half of it. 10 s to 7 days.
+    pub lease_secs: u64,
+    /// Bytes one origin may hold on this node under its leases; 0: a quarter of the offer.
+    pub origin_quota_bytes: u64,
+}
+
+impl MeshConfig {
+    /// What one origin may hold here: `origin_quota_bytes`, or a quarter of `offer_bytes`.
+    pub fn origin_quota(&self, offer_bytes: u64) -> u64 {
+        match self.origin_quota_bytes {
+            0 => offer_bytes / warren_storage_mesh::lease::DEFAULT_QUOTA_DIVISOR,
+            n => n,
+        }
+    }
 }
 
 impl Default for MeshConfig {
@@ -131,6 +146,8 @@ impl Default for MeshConfig {
             hot_heat_up: [32, 128],
             hot_cool_down: [8, 64],
             fault_inject: FaultInject::None,
+            lease_secs: 2 * 24 * 3600,
+            origin_quota_bytes: 0,
         }
     }
 }
@@ -288,6 +305,13 @@ impl Config {
                 "mesh hot settings: hot_window_ms {} must be at least 1000, hot_heat_up {:?} \
                  positive and rising, each hot_cool_down {:?} below its hot_heat_up",
                 hot.hot_window_ms, hot.hot_heat_up, hot.hot_cool_down
+            )));
+        }
+        if !(10..=warren_protocol::ticket::MAX_LEASE_SECS).contains(&self.mesh.lease_secs) {
+            return Err(NodeError::Config(format!(
+                "mesh.lease_secs {} is outside 10..={}",
+                self.mesh.lease_secs,
+                warren_protocol::ticket::MAX_LEASE_SECS
             )));
         }
         if self.mesh.rf > warren_storage_mesh::placement::MAX_RF {

@@ -384,6 +384,7 @@ impl NodeBuilder {
             fault: config.mesh.fault_inject,
             metrics: metrics.clone(),
             in_flight: mesh.audits_in_flight(),
+            quota: config.mesh.origin_quota(config.storage.offer_bytes),
         };
         let rx = shutdown_rx.clone();
         tasks.spawn(async move { ("block server", server.run(block_requests, rx).await) });

@@ -24,6 +24,7 @@ use std::fmt;
 use serde::{Deserialize, Serialize};
 
 use crate::content::BLAKE3_CODE;
+use crate::ticket::PlacementTicket;
 use crate::{CHUNK_SIZE, Codec, ContentId, Error, MAX_MANIFEST_SIZE, codec};
 
 /// The libp2p protocol name.
@@ -100,8 +101,23 @@ pub struct StoreRequest {
     #[serde(with = "serde_bytes")]
     pub data: Vec<u8>,
     /// The replication factor of the file the block belongs to (copies on peers other than the
-    /// origin), at most [`MAX_RF`]: the receiver keeps that many copies when it repairs.
+    /// origin), at most [`MAX_RF`]. Advisory: a holder keeps what the `ticket` says.
     pub rf: u8,
+    /// The origin's placement ticket for this block (absent in pushes from nodes before
+    /// tickets; a holder then refuses to keep the block). Its signature is checked on decode.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub ticket: Option<PlacementTicket>,
+}
+
+/// Renews the lease on a replica the receiver holds, with a fresh ticket from the origin (no
+/// data: the receiver must already hold the block).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RenewRequest {
+    /// The block.
+    pub block: ContentId,
+    /// The origin's new ticket for it (its signature is checked on decode).
+    pub ticket: PlacementTicket,
 }
 
 /// Answers a [`StoreRequest`].
@@ -158,6 +174,10 @@ pub enum Request {
     /// Prove you hold this block: answered by [`Response::Proof`], [`Response::NotFound`] or
     /// [`Response::Failed`].
     Audit(AuditRequest),
+    /// Renew the lease on a replica: answered by [`Response::Stored`] (accepted when the lease
+    /// now runs to the ticket's expiry), [`Response::NotFound`] (not held: push it again) or
+    /// [`Response::Failed`].
+    Renew(RenewRequest),
 }
 
 /// What a peer answers on a `/warren/blocks/2.0.0` stream.
@@ -274,6 +294,23 @@ fn check_block(what: &'static str, block: &ContentId, data: &[u8]) -> Result<(),
     Ok(())
 }
 
+/// A ticket carried for `block`: about that block, with a valid signature.
+fn check_ticket(
+    what: &'static str,
+    block: &ContentId,
+    ticket: &PlacementTicket,
+) -> Result<(), TransferError> {
+    if ticket.block != *block {
+        return Err(TransferError::InvalidField {
+            what,
+            block: Some(*block),
+            field: "ticket",
+            reason: "it is for another block",
+        });
+    }
+    ticket.check_signature()
+}
+
 fn check_reason(
     what: &'static str,
     block: Option<ContentId>,
@@ -343,15 +380,17 @@ impl Request {
             Request::Get(r) => &r.block,
             Request::Store(r) => &r.block,
             Request::Audit(r) => &r.block,
+            Request::Renew(r) => &r.block,
         }
     }
 
-    /// The request's kind as on the wire: `get`, `store` or `audit`.
+    /// The request's kind as on the wire: `get`, `store`, `audit` or `renew`.
     pub fn kind(&self) -> &'static str {
         match self {
             Request::Get(_) => "get",
             Request::Store(_) => "store",
             Request::Audit(_) => "audit",
+            Request::Renew(_) => "renew",
         }
     }
 
@@ -368,9 +407,13 @@ impl Request {
                         reason: "above MAX_RF (16)",
                     });
                 }
+                if let Some(t) = &r.ticket {
+                    check_ticket("store request", &r.block, t)?;
+                }
                 check_block("store request", &r.block, &r.data)
             }
             Request::Audit(r) => r.validate(),
+            Request::Renew(r) => check_ticket("renew request", &r.block, &r.ticket),
         }
     }
 
@@ -462,6 +505,10 @@ impl Response {
                 )
                 | (Request::Store(_), Response::Stored(_))
                 | (
+                    Request::Renew(_),
+                    Response::Stored(_) | Response::NotFound { .. }
+                )
+                | (
                     Request::Audit(_),
                     Response::Proof(_) | Response::NotFound { .. }
                 )
@@ -496,6 +543,7 @@ impl fmt::Debug for StoreRequest {
             .field("block", &self.block)
             .field("data", &format_args!("{} bytes", self.data.len()))
             .field("rf", &self.rf)
+            .field("ticket", &self.ticket)
             .finish()
     }
 }
@@ -557,6 +605,7 @@ mod tests {
             block: id,
             data: b"evil".to_vec(),
             rf: 3,
+            ticket: None,
         });
         // Encoding refuses it too; build the bytes by hand.
         let bytes = codec::encode(&store, REQUEST).unwrap();
@@ -601,6 +650,7 @@ mod tests {
             block: id,
             data,
             rf: 3,
+            ticket: None,
         });
         let bytes = req.encode().unwrap();
         assert!(bytes.len() <= MAX_MESSAGE_SIZE);
@@ -612,6 +662,7 @@ mod tests {
             block: id,
             data,
             rf: 3,
+            ticket: None,
         })
         .encode()
         .unwrap_err();
@@ -721,6 +772,7 @@ mod tests {
             block: a,
             data: b"a".to_vec(),
             rf: 3,
+            ticket: None,
         });
         let audit = Request::Audit(AuditRequest {
             block: a,
@@ -796,11 +848,71 @@ mod tests {
             })
     }
 
+    fn arb_ticket_parts() -> impl Strategy<Value = (u8, u8, u64)> {
+        (any::<u8>(), 0..=MAX_RF, any::<u64>())
+    }
+
+    fn ticket(key: u8, block: ContentId, rf: u8, expires: u64) -> PlacementTicket {
+        let key = crate::keypair_from_secret([key; 32]);
+        PlacementTicket::sign(&key, block, rf, expires).unwrap()
+    }
+
+    #[test]
+    fn a_ticket_must_name_the_block_and_verify() {
+        let id = chunk(b"good");
+        let mut t = ticket(1, id, 3, 100);
+        let ok = Request::Store(StoreRequest {
+            block: id,
+            data: b"good".to_vec(),
+            rf: 3,
+            ticket: Some(t.clone()),
+        });
+        assert_eq!(Request::decode(&ok.encode().unwrap()).unwrap(), ok);
+        let other = Request::Renew(RenewRequest {
+            block: chunk(b"other"),
+            ticket: t.clone(),
+        });
+        assert!(
+            other
+                .encode()
+                .unwrap_err()
+                .to_string()
+                .contains("another block")
+        );
+        t.rf = 0;
+        let forged = Request::Renew(RenewRequest {
+            block: id,
+            ticket: t,
+        });
+        assert!(
+            forged
+                .encode()
+                .unwrap_err()
+                .to_string()
+                .contains("signature")
+        );
+    }
+
     fn arb_request() -> impl Strategy<Value = Request> {
         prop_oneof![
             arb_id().prop_map(|block| Request::Get(BlockRequest { block })),
-            (arb_block(), 0..=MAX_RF)
-                .prop_map(|((block, data), rf)| Request::Store(StoreRequest { block, data, rf })),
+            (
+                arb_block(),
+                0..=MAX_RF,
+                proptest::option::of(arb_ticket_parts())
+            )
+                .prop_map(|((block, data), rf, t)| Request::Store(StoreRequest {
+                    block,
+                    data,
+                    rf,
+                    ticket: t.map(|(k, trf, exp)| ticket(k, block, trf, exp)),
+                })),
+            (arb_id(), arb_ticket_parts()).prop_map(|(block, (k, rf, exp))| Request::Renew(
+                RenewRequest {
+                    block,
+                    ticket: ticket(k, block, rf, exp),
+                }
+            )),
             (
                 arb_id(),
                 0..=MAX_BLOCK_SIZE as u64,

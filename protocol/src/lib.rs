@@ -32,6 +32,7 @@ pub mod record;
 pub mod record_book;
 pub mod signed_record;
 pub mod spec_text;
+pub mod ticket;
 mod wire;
 
 pub use libp2p_identity::{Keypair, PeerId, PublicKey};

@@ -12,9 +12,10 @@
 use std::collections::BTreeMap;
 
 use warren_protocol::block_transfer::{
-    AuditRequest, AuditResponse, BlockRequest, BlockResponse, PROTOCOL_NAME, Request, Response,
-    StoreRequest, StoreResponse, TransferError, provider_key,
+    AuditRequest, AuditResponse, BlockRequest, BlockResponse, PROTOCOL_NAME, RenewRequest, Request,
+    Response, StoreRequest, StoreResponse, TransferError, provider_key,
 };
+use warren_protocol::ticket::PlacementTicket;
 use warren_protocol::{Codec, ContentId};
 
 const PAGE: &str = include_str!("../../spec/block-transfer.md");
@@ -28,8 +29,31 @@ fn id() -> ContentId {
     ContentId::of_block(Codec::Raw, DATA)
 }
 
+/// The ticket of the vectors: origin key from the secret `07 07 … 07`, RF 3, expiring at
+/// 1 800 000 000 (2027-01-15T08:00:00Z).
+fn ticket() -> PlacementTicket {
+    let key = warren_protocol::keypair_from_secret([7; 32]);
+    PlacementTicket::sign(&key, id(), 3, 1_800_000_000).unwrap()
+}
+
 fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
     vec![
+        (
+            "store-request-with-ticket",
+            Ok(Request::Store(StoreRequest {
+                block: id(),
+                data: DATA.to_vec(),
+                rf: 3,
+                ticket: Some(ticket()),
+            })),
+        ),
+        (
+            "renew-request",
+            Ok(Request::Renew(RenewRequest {
+                block: id(),
+                ticket: ticket(),
+            })),
+        ),
         (
             "get-request",
             Ok(Request::Get(BlockRequest { block: id() })),
@@ -51,6 +75,7 @@ fn messages() -> Vec<(&'static str, Result<Request, Response>)> {
                 block: id(),
                 data: DATA.to_vec(),
                 rf: 3,
+                ticket: None,
             })),
         ),
         (
@@ -308,6 +333,7 @@ fn print_vectors() {
         block: id(),
         data: DATA.to_vec(),
         rf: 3,
+        ticket: None,
     })
     .encode()
     .unwrap();
@@ -319,6 +345,19 @@ fn print_vectors() {
         "invalid-store-request-corrupt-data",
         Some("HashMismatch"),
         &annotate(&corrupt),
+    );
+    let mut forged = ticket();
+    forged.rf = 16;
+    block(
+        "invalid-renew-request-forged-ticket",
+        Some("InvalidField"),
+        &annotate(
+            &serde_cbor::to_vec(&Request::Renew(RenewRequest {
+                block: id(),
+                ticket: forged,
+            }))
+            .unwrap(),
+        ),
     );
     let mut trailing = store.clone();
     trailing.push(0x00);

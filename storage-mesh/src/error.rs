@@ -15,6 +15,16 @@ pub enum Error {
         cid: ContentId,
     },
 
+    /// A pushed replica was not taken for the mesh: no or a bad placement ticket, or over the
+    /// origin's quota.
+    #[error("replica {cid} refused: {reason}")]
+    Refused {
+        /// The block.
+        cid: ContentId,
+        /// Why.
+        reason: String,
+    },
+
     /// A block the read waited for could not be fetched from any holder.
     #[error("block {cid} could not be fetched: {reason}")]
     Unavailable {

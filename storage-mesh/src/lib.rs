@@ -41,6 +41,8 @@ pub mod fetch;
 mod gc;
 pub mod hot;
 mod ingest;
+pub mod lease;
+mod lease_store;
 mod open;
 pub mod placement;
 pub mod proof;
@@ -58,6 +60,7 @@ mod tree;
 pub use error::Error;
 pub use gc::GcReport;
 pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
+pub use lease_store::{Held, LeaseInfo};
 pub use seal::{Opened, SealOptions, SealOutcome};
 pub use store::{INLINE_MAX, PinInfo, Ready, Store, Usage};
 pub use warren_protocol::{

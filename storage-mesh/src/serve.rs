@@ -4,7 +4,8 @@
 //! | request | answer |
 //! |---|---|
 //! | `get` | the block, verified against its id as it is read; `not_found` if it is missing or its copy is bad |
-//! | `store` | the block is stored (checked against its id, within the offer) and held for the mesh at the request's RF: `stored` accepted, and the block is to be announced as provided; else `stored` refused with the reason (at most 200 characters) |
+//! | `store` | with a valid placement ticket within its origin's quota: the block is stored (checked against its id, within the offer) and held for the mesh under the ticket's lease (a live lease of another origin stays as it is): `stored` accepted, and the block is to be announced as provided; without a ticket, a bad one, or over quota: `stored` refused with the reason (at most 200 characters) |
+//! | `renew` | the lease of a held block runs to the fresh ticket's expiry: `stored` accepted; `not_found` if the block is not held |
 //! | `audit` | a proof of storage of the challenged slice; `not_found` as for `get`; `failed` with the reason when the challenge does not fit the block |
 //!
 //! A local copy that is listed but unreadable or altered is never sent: it is discarded so a good
@@ -19,12 +20,12 @@
 
 use warren_protocol::ContentId;
 use warren_protocol::block_transfer::{
-    AuditResponse, BlockRequest, BlockResponse, MAX_REASON_LEN, Request, Response, StoreRequest,
-    StoreResponse,
+    AuditResponse, BlockRequest, BlockResponse, MAX_REASON_LEN, RenewRequest, Request, Response,
+    StoreRequest, StoreResponse,
 };
 
 use crate::proof::{self, Challenge};
-use crate::{Error, Store};
+use crate::{Error, Held, Store};
 
 /// Longest reason, in characters, a refused store or a failed audit carries.
 const REASON_CHARS: usize = 200;
@@ -72,28 +73,74 @@ impl Answer {
     }
 }
 
-/// Answers one decoded `request` against `store` at `now_secs` (Unix seconds, recorded when a
-/// replica starts being held). `fault` is [`Fault::None`] except in tests of faulty nodes.
-pub fn answer(store: &Store, request: Request, now_secs: u64, fault: Fault) -> Answer {
+/// Answers one decoded `request` against `store` at `now_secs` (Unix seconds: leases are
+/// checked against it). `quota` is what one origin may hold here under its leases, in bytes.
+/// `fault` is [`Fault::None`] except in tests of faulty nodes.
+pub fn answer(store: &Store, request: Request, now_secs: u64, fault: Fault, quota: u64) -> Answer {
     match request {
         Request::Get(BlockRequest { block }) => match store.get_block(&block) {
             Ok(data) => Answer::plain(Response::Block(BlockResponse { block, data })),
             Err(e) => not_served(store, block, e),
         },
-        Request::Store(StoreRequest { block, data, rf }) => {
-            let stored = store
-                .put_block(&block, &data)
-                .and_then(|()| store.hold(&block, now_secs, rf));
+        Request::Store(StoreRequest {
+            block,
+            data,
+            ticket,
+            ..
+        }) => {
+            let stored = match &ticket {
+                // The `rf` a push states is not taken on the pusher's word.
+                None => Err(Error::Refused {
+                    cid: block,
+                    reason: "no placement ticket: this node keeps replicas only under their \
+                             origin's signed ticket"
+                        .into(),
+                }),
+                Some(t) => {
+                    let had = store.has_block(&block).unwrap_or(true);
+                    let held = store
+                        .check_ticket(&block, data.len() as u64, t, quota, now_secs)
+                        .and_then(|()| store.put_block(&block, &data))
+                        .and_then(|()| store.hold_leased(&block, t, quota, now_secs));
+                    if matches!(held, Err(Error::Refused { .. })) && !had {
+                        // Refused after it was written (another push took the quota between
+                        // the check and the hold): not kept as unheld junk.
+                        let _ = store.discard_block(&block);
+                    }
+                    held
+                }
+            };
             match stored {
-                Ok(()) => Answer {
+                Ok(held) => Answer {
                     response: Response::Stored(StoreResponse {
                         block,
                         accepted: true,
-                        reason: None,
+                        reason: match held {
+                            Held::Leased => None,
+                            Held::Unchanged(why) => Some(why.into()),
+                        },
                     }),
                     provide: Some(block),
                     bad_copy: None,
                 },
+                Err(e) => Answer::plain(Response::Stored(StoreResponse {
+                    block,
+                    accepted: false,
+                    reason: Some(short(&e)),
+                })),
+            }
+        }
+        Request::Renew(RenewRequest { block, ticket }) => {
+            match store.renew_lease(&block, &ticket, quota, now_secs) {
+                Ok(None) => Answer::plain(Response::NotFound { block }),
+                Ok(Some(held)) => Answer::plain(Response::Stored(StoreResponse {
+                    block,
+                    accepted: true,
+                    reason: match held {
+                        Held::Leased => None,
+                        Held::Unchanged(why) => Some(why.into()),
+                    },
+                })),
                 Err(e) => Answer::plain(Response::Stored(StoreResponse {
                     block,
                     accepted: false,
@@ -170,6 +217,14 @@ mod tests {
     use crate::test_util::store;
     use warren_protocol::Codec;
 
+    use warren_protocol::ticket::PlacementTicket;
+
+    /// A ticket of origin `o` expiring at 1 700 100 000.
+    fn ticket(o: u8, block: ContentId, rf: u8) -> PlacementTicket {
+        let key = warren_protocol::keypair_from_secret([o; 32]);
+        PlacementTicket::sign(&key, block, rf, 1_700_100_000).unwrap()
+    }
+
     fn block(i: u8, len: usize) -> (ContentId, Vec<u8>) {
         let bytes: Vec<u8> = (0..len).map(|j| (j as u8) ^ i).collect();
         (ContentId::of_block(Codec::Raw, &bytes), bytes)
@@ -191,7 +246,7 @@ mod tests {
         let (a, bytes) = block(1, 50_000);
         let (missing, _) = block(2, 10);
         s.put_block(&a, &bytes).unwrap();
-        let ans = answer(&s, get(a), 0, Fault::None);
+        let ans = answer(&s, get(a), 0, Fault::None, u64::MAX);
         assert_eq!(
             ans.response,
             Response::Block(BlockResponse {
@@ -200,7 +255,7 @@ mod tests {
             })
         );
         assert!(ans.provide.is_none() && ans.bad_copy.is_none());
-        let ans = answer(&s, get(missing), 0, Fault::None);
+        let ans = answer(&s, get(missing), 0, Fault::None, u64::MAX);
         assert_eq!(ans.response, Response::NotFound { block: missing });
         assert!(ans.bad_copy.is_none(), "a block never held is no bad copy");
     }
@@ -212,9 +267,10 @@ mod tests {
             let (_dir, s) = store(1 << 30);
             let (a, bytes) = block(1, len);
             s.put_block(&a, &bytes).unwrap();
-            s.hold(&a, 5, 3).unwrap();
+            s.hold_leased(&a, &ticket(1, a, 3), u64::MAX, 1_700_000_005)
+                .unwrap();
             s.corrupt_block(&a, 10);
-            let ans = answer(&s, get(a), 0, Fault::None);
+            let ans = answer(&s, get(a), 0, Fault::None, u64::MAX);
             assert_eq!(ans.response, Response::NotFound { block: a });
             let bad = ans.bad_copy.expect("reported");
             assert_eq!(bad.block, a);
@@ -229,16 +285,18 @@ mod tests {
                     block: a,
                     data: bytes,
                     rf: 3,
+                    ticket: Some(ticket(1, a, 3)),
                 }),
-                6,
+                1_700_000_006,
                 Fault::None,
+                u64::MAX,
             );
             assert_eq!(ans.provide, Some(a));
         }
     }
 
     #[test]
-    fn a_pushed_replica_is_stored_held_at_its_rf_and_provided() {
+    fn a_pushed_replica_is_stored_held_at_its_tickets_rf_and_provided() {
         let (_dir, s) = store(1 << 30);
         let (a, bytes) = block(1, 20_000);
         let ans = answer(
@@ -246,10 +304,12 @@ mod tests {
             Request::Store(StoreRequest {
                 block: a,
                 data: bytes.clone(),
-                rf: 4,
+                rf: 16,
+                ticket: Some(ticket(1, a, 4)),
             }),
             1_700_000_000,
             Fault::None,
+            u64::MAX,
         );
         assert_eq!(
             ans.response,
@@ -263,6 +323,93 @@ mod tests {
         assert_eq!(s.get_block(&a).unwrap(), bytes);
         assert_eq!(s.held().unwrap(), vec![a]);
         assert_eq!(s.held_rf(&a).unwrap(), Some(4));
+        // Pushed back without a ticket (RF 0 or 16): refused, the lease unchanged.
+        for rf in [0, 16] {
+            let ans = answer(
+                &s,
+                Request::Store(StoreRequest {
+                    block: a,
+                    data: bytes.clone(),
+                    rf,
+                    ticket: None,
+                }),
+                1_700_000_001,
+                Fault::None,
+                u64::MAX,
+            );
+            let Response::Stored(StoreResponse {
+                accepted, reason, ..
+            }) = &ans.response
+            else {
+                panic!("{:?}", ans.response)
+            };
+            assert!(
+                !accepted
+                    && reason
+                        .as_deref()
+                        .unwrap_or("")
+                        .contains("no placement ticket")
+            );
+            assert_eq!(s.held_rf(&a).unwrap(), Some(4));
+        }
+        // The origin renews; a block not held is not found.
+        let renew = |block, t| {
+            answer(
+                &s,
+                Request::Renew(RenewRequest { block, ticket: t }),
+                1_700_000_002,
+                Fault::None,
+                u64::MAX,
+            )
+            .response
+        };
+        assert!(matches!(
+            renew(a, ticket(1, a, 4)),
+            Response::Stored(StoreResponse { accepted: true, .. })
+        ));
+        let (b, _) = block(2, 10);
+        assert_eq!(renew(b, ticket(1, b, 4)), Response::NotFound { block: b });
+    }
+
+    #[test]
+    fn a_junk_push_without_a_ticket_or_over_quota_is_not_stored() {
+        let (_dir, s) = store(1 << 30);
+        let (a, bytes) = block(1, 20_000);
+        let push = |t: Option<PlacementTicket>, quota| {
+            answer(
+                &s,
+                Request::Store(StoreRequest {
+                    block: a,
+                    data: bytes.clone(),
+                    rf: 16,
+                    ticket: t,
+                }),
+                1_700_000_000,
+                Fault::None,
+                quota,
+            )
+            .response
+        };
+        let Response::Stored(StoreResponse {
+            accepted: false,
+            reason: Some(r),
+            ..
+        }) = push(None, u64::MAX)
+        else {
+            panic!("accepted")
+        };
+        assert!(r.contains("no placement ticket"), "{r}");
+        let Response::Stored(StoreResponse {
+            accepted: false,
+            reason: Some(r),
+            ..
+        }) = push(Some(ticket(1, a, 16)), 10_000)
+        else {
+            panic!("accepted")
+        };
+        assert!(r.contains("over quota"), "{r}");
+        assert!(!s.has_block(&a).unwrap(), "refused before storing");
+        assert!(s.held().unwrap().is_empty());
     }
 
     #[test]
@@ -275,9 +422,11 @@ mod tests {
                 block: a,
                 data: bytes,
                 rf: 3,
+                ticket: Some(ticket(1, a, 3)),
             }),
-            0,
+            1_700_000_000,
             Fault::None,
+            u64::MAX,
         );
         let Response::Stored(StoreResponse {
             block,
@@ -300,13 +449,15 @@ mod tests {
         let (a, bytes) = block(1, 100_000);
         s.put_block(&a, &bytes).unwrap();
         let (challenge, request) = audit(a, bytes.len());
-        let Response::Proof(p) = answer(&s, request.clone(), 0, Fault::None).response else {
+        let Response::Proof(p) = answer(&s, request.clone(), 0, Fault::None, u64::MAX).response
+        else {
             panic!("no proof");
         };
         assert_eq!(p.block, a);
         let proof = Proof::from_bytes(&a.hash(), &p.proof).unwrap();
         assert!(proof::verify(&challenge, &proof).is_ok());
-        let Response::Proof(p) = answer(&s, request, 0, Fault::CorruptProofs).response else {
+        let Response::Proof(p) = answer(&s, request, 0, Fault::CorruptProofs, u64::MAX).response
+        else {
             panic!("no proof");
         };
         let bad = Proof::from_bytes(&a.hash(), &p.proof)
@@ -320,13 +471,13 @@ mod tests {
         let (a, bytes) = block(1, 100_000);
         let (_, request) = audit(a, bytes.len());
         assert_eq!(
-            answer(&s, request, 0, Fault::None).response,
+            answer(&s, request, 0, Fault::None, u64::MAX).response,
             Response::NotFound { block: a }
         );
         s.put_block(&a, &bytes).unwrap();
         // The auditor believes the block is far longer than it is.
         let (_, request) = audit(a, 1 << 20);
-        let ans = answer(&s, request, 0, Fault::None);
+        let ans = answer(&s, request, 0, Fault::None, u64::MAX);
         assert!(
             matches!(ans.response, Response::Failed { .. }),
             "{:?}",

@@ -67,7 +67,8 @@ const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 pub(crate) const HELD: TableDefinition<&[u8], u64> = TableDefinition::new("held");
 /// File this node put → the replication factor it was placed with.
 pub(crate) const FILE_RF: TableDefinition<&[u8], u8> = TableDefinition::new("file_rf");
-/// Held block → the replication factor its file was placed with (from the peer that pushed it).
+/// Held block → the replication factor pushed with it, before placement tickets: no longer
+/// written (the lease's RF counts, `lease_store.rs`); cleared on release.
 pub(crate) const HELD_RF: TableDefinition<&[u8], u8> = TableDefinition::new("held_rf");
 
 /// A pinned file, as [`Store::pins`] lists it.
@@ -152,6 +153,7 @@ impl Store {
             tx.open_table(HELD_RF)?;
             tx.open_table(FILE_RF)?;
             tx.open_table(CLASSES)?;
+            Store::open_lease_tables(&tx)?;
             let mut meta = tx.open_table(META)?;
             let found = meta.get("schema")?.map(|v| v.value());
             match found {
@@ -452,46 +454,18 @@ impl Store {
         Ok(len)
     }
 
-    /// Marks a stored block as held for the mesh, so `gc` keeps it, at the replication factor
-    /// `rf` its file was placed with (the latest one given wins). `now_secs` is recorded when it
-    /// starts being held.
-    pub fn hold(&self, cid: &ContentId, now_secs: u64, rf: u8) -> Result<(), Error> {
-        let _writer = self.lock_writer();
-        if !self.has_block(cid)? {
-            return Err(Error::Missing { cid: *cid });
-        }
-        let mut tx = self.db.begin_write()?;
-        tx.set_durability(Durability::Immediate)?;
-        {
-            let mut held = tx.open_table(HELD)?;
-            let key = cid.to_bytes();
-            if held.get(key.as_slice())?.is_none() {
-                held.insert(key.as_slice(), now_secs)?;
-            }
-            tx.open_table(HELD_RF)?.insert(key.as_slice(), rf)?;
-        }
-        tx.commit()?;
-        Ok(())
-    }
-
-    /// The replication factor a held block was placed with, if this node holds it for the mesh.
+    /// The replication factor a held block was placed with (its lease's), if this node holds it
+    /// for the mesh.
     pub fn held_rf(&self, cid: &ContentId) -> Result<Option<u8>, Error> {
-        let tx = self.db.begin_read()?;
-        let key = cid.to_bytes();
-        if tx.open_table(HELD)?.get(key.as_slice())?.is_none() {
-            return Ok(None);
-        }
-        let rf = tx
-            .open_table(HELD_RF)?
-            .get(key.as_slice())?
-            .map(|v| v.value());
-        Ok(rf)
+        Ok(self.lease(cid)?.map(|l| l.rf))
     }
 
     /// Stops holding a block for the mesh (it goes at the next `gc` unless a pin needs it).
     pub fn release(&self, cid: &ContentId) -> Result<bool, Error> {
         let _writer = self.lock_writer();
+        let len = self.block_len(cid)?.unwrap_or(0);
         let tx = self.db.begin_write()?;
+        Store::forget_lease(&tx, cid, len)?;
         let was = tx
             .open_table(HELD)?
             .remove(cid.to_bytes().as_slice())?
@@ -517,8 +491,10 @@ impl Store {
     /// take its place.
     pub fn discard_block(&self, cid: &ContentId) -> Result<(), Error> {
         let _writer = self.lock_writer();
+        let len = self.block_len(cid)?.unwrap_or(0);
         self.remove_blocks(std::slice::from_ref(cid))?;
         let tx = self.db.begin_write()?;
+        Store::forget_lease(&tx, cid, len)?;
         tx.open_table(HELD)?.remove(cid.to_bytes().as_slice())?;
         tx.open_table(HELD_RF)?.remove(cid.to_bytes().as_slice())?;
         tx.commit()?;
@@ -1018,13 +994,24 @@ mod held_tests {
         let store = Store::open(dir.path(), 1 << 30).unwrap();
         let block = vec![0u8; 100];
         let cid = ContentId::of_block(Codec::Raw, &block);
-        assert!(matches!(store.hold(&cid, 1, 3), Err(Error::Missing { .. })));
+        let ticket = |rf, expires| {
+            let key = warren_protocol::keypair_from_secret([1; 32]);
+            warren_protocol::ticket::PlacementTicket::sign(&key, cid, rf, expires).unwrap()
+        };
+        assert!(matches!(
+            store.hold_leased(&cid, &ticket(3, 100), u64::MAX, 1),
+            Err(Error::Missing { .. })
+        ));
         store.put_block(&cid, &block).unwrap();
-        store.hold(&cid, 1, 3).unwrap();
+        store
+            .hold_leased(&cid, &ticket(3, 100), u64::MAX, 1)
+            .unwrap();
         assert_eq!(store.held().unwrap(), vec![cid]);
         assert_eq!(store.held_rf(&cid).unwrap(), Some(3));
-        // A later push with another RF (the file was put again) wins.
-        store.hold(&cid, 2, 5).unwrap();
+        // The origin's later ticket with another RF (the file was put again) wins.
+        store
+            .hold_leased(&cid, &ticket(5, 200), u64::MAX, 2)
+            .unwrap();
         assert_eq!(store.held_rf(&cid).unwrap(), Some(5));
         assert_eq!(store.gc().unwrap().blocks_removed, 0);
         assert!(store.release(&cid).unwrap());
@@ -1055,8 +1042,11 @@ mod held_tests {
         let block = vec![7u8; 20_000];
         let cid = ContentId::of_block(Codec::Raw, &block);
         store.put_block(&cid, &block).unwrap();
-        store.hold(&cid, 1, 3).unwrap();
+        let key = warren_protocol::keypair_from_secret([1; 32]);
+        let ticket = warren_protocol::ticket::PlacementTicket::sign(&key, cid, 3, 100).unwrap();
+        store.hold_leased(&cid, &ticket, u64::MAX, 1).unwrap();
         store.discard_block(&cid).unwrap();
+        assert_eq!(store.origin_use(&ticket.origin).unwrap(), 0);
         assert!(!store.has_block(&cid).unwrap());
         assert!(store.held().unwrap().is_empty());
         assert_eq!(store.held_rf(&cid).unwrap(), None);

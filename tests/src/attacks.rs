@@ -10,6 +10,7 @@ use libp2p::Multiaddr;
 use warren_node::net::Client;
 use warren_protocol::block_transfer::{BlockRequest, Request, Response, StoreRequest};
 use warren_protocol::observation::{Kind, Observation, REPUTATION_TOPIC};
+use warren_protocol::ticket::PlacementTicket;
 use warren_protocol::{Codec, ContentId, Keypair, PeerId};
 
 use crate::hostile::Hostile;
@@ -46,10 +47,24 @@ fn store_outcome(tally: &mut Tally, answer: Result<Response, warren_node::net::B
     }
 }
 
+/// A ticket for `block` signed by the attacker's own `key` (any key signs for itself), ending
+/// `expires` (unix seconds); `None` if it cannot be signed.
+fn own_ticket(key: &Keypair, block: ContentId, rf: u8, expires: u64) -> Option<PlacementTicket> {
+    PlacementTicket::sign(key, block, rf, expires).ok()
+}
+
 /// RF poisoning (issue 19, attack 2): fetches each of `blocks` from one of `holders` (anyone may
 /// fetch a block) and pushes it back to every holder with `Store{rf: 0}` (so the holder thinks no
-/// copies are wanted and stops repairing it) and `Store{rf: 16}` (so it is over-replicated).
-pub async fn rf_poison(client: &Client, holders: &[PeerId], blocks: &[ContentId]) -> Tally {
+/// copies are wanted and stops repairing it) and `Store{rf: 16}` (so it is over-replicated),
+/// each once without a placement ticket and once under a ticket signed by `key`, ending
+/// `expires` (unix seconds).
+pub async fn rf_poison(
+    client: &Client,
+    holders: &[PeerId],
+    blocks: &[ContentId],
+    key: &Keypair,
+    expires: u64,
+) -> Tally {
     let mut tally = Tally::default();
     for block in blocks {
         let mut data = None;
@@ -67,13 +82,16 @@ pub async fn rf_poison(client: &Client, holders: &[PeerId], blocks: &[ContentId]
             continue;
         };
         for rf in [0u8, 16] {
-            for holder in holders {
-                let request = Request::Store(StoreRequest {
-                    block: *block,
-                    data: data.clone(),
-                    rf,
-                });
-                store_outcome(&mut tally, client.blocks(*holder, request).await);
+            for ticket in [None, own_ticket(key, *block, rf, expires)] {
+                for holder in holders {
+                    let request = Request::Store(StoreRequest {
+                        block: *block,
+                        data: data.clone(),
+                        rf,
+                        ticket: ticket.clone(),
+                    });
+                    store_outcome(&mut tally, client.blocks(*holder, request).await);
+                }
             }
         }
     }
@@ -82,24 +100,33 @@ pub async fn rf_poison(client: &Client, holders: &[PeerId], blocks: &[ContentId]
 
 /// Unpaid permanent storage (issue 19, attack 3): pushes `count` fresh junk blocks of `len` bytes
 /// (distinct per `round`) to every victim with `Store{rf: 16}`, asking each to keep them and
-/// repair them onward for ever.
+/// repair them onward for ever: half without a ticket, half under tickets signed by `key` ending
+/// `expires` (unix seconds).
 pub async fn junk_store(
     client: &Client,
     victims: &[PeerId],
     count: usize,
     len: usize,
     round: u64,
+    key: &Keypair,
+    expires: u64,
 ) -> Tally {
     let mut tally = Tally::default();
     for i in 0..count {
         let mut data = crate::test_bytes(len, round.wrapping_mul(1_000_003) ^ i as u64, false);
         data[..8].copy_from_slice(&round.to_le_bytes());
         let block = ContentId::of_block(Codec::Raw, &data);
+        let ticket = if i % 2 == 0 {
+            None
+        } else {
+            own_ticket(key, block, 16, expires)
+        };
         for victim in victims {
             let request = Request::Store(StoreRequest {
                 block,
                 data: data.clone(),
                 rf: 16,
+                ticket: ticket.clone(),
             });
             store_outcome(&mut tally, client.blocks(*victim, request).await);
         }

@@ -15,6 +15,7 @@
 //! | POST   | `/v1/pin/{cid}`      | pins a file whose whole DAG is stored                  |
 //! | DELETE | `/v1/pin/{cid}`      | unpins (blocks stay until `gc`)                        |
 //! | POST   | `/v1/gc`             | [`GcView`]                                             |
+//! | GET    | `/v1/leases`         | the replicas held for the mesh and their leases        |
 //!
 //! The store is synchronous (redb, threads); every call runs on tokio's blocking pool, and bodies
 //! cross between async and blocking code through bounded channels, so memory stays bounded however
@@ -440,6 +441,29 @@ pub(super) async fn gc(State(s): State<AppState>) -> Result<Json<GcView>, ApiErr
 pub(super) async fn held(State(s): State<AppState>) -> Result<Json<Vec<String>>, ApiError> {
     let held = blocking(&s.store, |st| st.held()).await?;
     Ok(Json(held.iter().map(ToString::to_string).collect()))
+}
+
+pub(super) async fn leases(
+    State(s): State<AppState>,
+) -> Result<Json<Vec<crate::view::LeaseView>>, ApiError> {
+    let leases = blocking(&s.store, |st| st.leases()).await?;
+    Ok(Json(
+        leases
+            .into_iter()
+            .map(|l| crate::view::LeaseView {
+                block: l.block.to_string(),
+                rf: l.lease.rf,
+                origin: libp2p::identity::ed25519::PublicKey::try_from_bytes(&l.lease.origin)
+                    .map(|k| {
+                        libp2p::identity::PublicKey::from(k)
+                            .to_peer_id()
+                            .to_string()
+                    })
+                    .unwrap_or_default(),
+                expires: l.lease.expires,
+            })
+            .collect(),
+    ))
 }
 
 pub(super) async fn audits(State(s): State<AppState>) -> Json<Vec<crate::view::AuditRecord>> {

@@ -364,6 +364,7 @@ pub fn router(
         .route("/v1/pin/{cid}", post(files::pin).delete(files::unpin))
         .route("/v1/gc", post(files::gc))
         .route("/v1/held", get(files::held))
+        .route("/v1/leases", get(files::leases))
         .route("/v1/audits", get(files::audits))
         .route("/v1/where/{cid}", get(files::where_is))
         .route("/v1/audit", post(files::audit))

@@ -119,6 +119,8 @@ pub enum Command {
     Gc(OutputArgs),
     /// List the blocks this node holds for the mesh (replicas placed here).
     Held(OutputArgs),
+    /// List the replicas held for the mesh with their leases (origin, RF kept, end).
+    Leases(OutputArgs),
     /// List the proof-of-storage audits this node ran and their results.
     Audits(OutputArgs),
     /// List the holders of every block of a file (provider records, and whether each holder is

@@ -129,6 +129,19 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             }
             s
         }),
+        Command::Leases(out) => {
+            let leases: Vec<crate::view::LeaseView> = api.get("/v1/leases").await?;
+            print(out.json, &leases, |l| {
+                let mut s = format!("{} replicas held under leases\n", l.len());
+                for x in l {
+                    s.push_str(&format!(
+                        "{}  rf {}  origin {}  until {}\n",
+                        x.block, x.rf, x.origin, x.expires
+                    ));
+                }
+                s
+            })
+        }
         Command::Audits(out) => {
             let audits: Vec<crate::view::AuditRecord> = api.get("/v1/audits").await?;
             print(out.json, &audits, |a| {

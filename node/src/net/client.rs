@@ -49,6 +49,9 @@ pub(crate) enum Command {
     Provide {
         blocks: Vec<ContentId>,
     },
+    Unprovide {
+        blocks: Vec<ContentId>,
+    },
     Candidates {
         reply: oneshot::Sender<(PeerId, Vec<Candidate>)>,
     },
@@ -167,6 +170,14 @@ impl Client {
     pub async fn provide(&self, blocks: Vec<ContentId>) -> Result<(), NodeError> {
         self.tx
             .send(Command::Provide { blocks })
+            .await
+            .map_err(|_| NodeError::ShuttingDown)
+    }
+
+    /// Stops announcing this node as a provider of `blocks` (replicas it released).
+    pub async fn unprovide(&self, blocks: Vec<ContentId>) -> Result<(), NodeError> {
+        self.tx
+            .send(Command::Unprovide { blocks })
             .await
             .map_err(|_| NodeError::ShuttingDown)
     }

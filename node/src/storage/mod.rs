@@ -40,6 +40,7 @@ use warren_storage_mesh::audit_pace::{InFlight, Pacer};
 mod arrivals;
 mod audit;
 mod fetch;
+mod lease;
 mod repair;
 mod replicate;
 pub mod serve;
@@ -90,6 +91,8 @@ pub struct Mesh {
     /// Per block checked by the last repair pass: verified copies (this node's included) and the
     /// replication factor wanted, for the dashboard.
     copies: Mutex<HashMap<ContentId, (usize, usize)>>,
+    /// When this node last renewed the leases of each block of the files it put (ms).
+    renewed: Mutex<HashMap<ContentId, u64>>,
 }
 
 impl Mesh {
@@ -126,6 +129,7 @@ impl Mesh {
             publish_rate: Mutex::new(RateLimit::default()),
             metrics,
             copies: Mutex::new(HashMap::new()),
+            renewed: Mutex::new(HashMap::new()),
         })
     }
 
@@ -213,6 +217,7 @@ impl Mesh {
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(next_repair) => {
+                    self.expire_leases().await;
                     match self.repair_pass().await {
                         Ok(n) => {
                             self.metrics.counters.repairs.inc_by(n as u64);

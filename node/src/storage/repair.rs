@@ -108,6 +108,7 @@ impl Mesh {
             }
         }
         let base_rf = self.base_rf(cid).await;
+        self.renew_holders(cid, &holders[1..], base_rf).await;
         let hot_extra = self
             .hot
             .lock()

@@ -159,11 +159,13 @@ impl Mesh {
         to: PeerId,
         rf: usize,
     ) -> Result<(), String> {
+        let ticket = self.ticket_for(cid, rf).await;
         let rf = u8::try_from(rf.min(MAX_RF)).unwrap_or(u8::MAX);
         let request = Request::Store(StoreRequest {
             block: cid,
             data,
             rf,
+            ticket,
         });
         match self
             .client

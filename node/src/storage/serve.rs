@@ -25,19 +25,20 @@ use warren_protocol::block_transfer;
 /// Answers one decoded request from `peer` against the local store with the pure
 /// [`warren_storage_mesh::serve::answer`], logging what it found. Returns the answer and, for a
 /// stored replica, the block to announce as provided. `fault` is [`FaultInject::None`] except in
-/// tests that simulate a faulty node.
+/// tests that simulate a faulty node; `quota` is what one origin may hold here under its leases.
 pub fn serve(
     store: &Store,
     peer: &PeerId,
     request: Request,
     now_secs: u64,
     fault: FaultInject,
+    quota: u64,
 ) -> (Response, Option<ContentId>) {
     let fault = match fault {
         FaultInject::CorruptAudits => answer::Fault::CorruptProofs,
         _ => answer::Fault::None,
     };
-    let answered = answer::answer(store, request, now_secs, fault);
+    let answered = answer::answer(store, request, now_secs, fault, quota);
     if let Some(bad) = &answered.bad_copy {
         log_bad_copy(bad);
     }
@@ -128,6 +129,8 @@ pub struct Server {
     /// The audits this node runs now ([`crate::storage::Mesh::audits_in_flight`]): a block under
     /// audit is not served to the holder being audited until the audit ends.
     pub in_flight: Arc<Mutex<InFlight>>,
+    /// Bytes one origin may hold here under its leases.
+    pub quota: u64,
 }
 
 impl Server {
@@ -190,14 +193,21 @@ impl Server {
                     let under_audit = match &request {
                         Request::Get(r) => Some(r.block),
                         Request::Audit(r) => Some(r.block),
-                        Request::Store(_) => None,
+                        Request::Store(_) | Request::Renew(_) => None,
                     }
                     .filter(|block| this.withheld(&peer, block));
                     let (response, provide) = if let Some(block) = under_audit {
                         warn!(%peer, %block, "not serving a block to the peer this node is auditing on it");
                         (Response::NotFound { block }, None)
                     } else {
-                        serve(&this.store, &peer, request, unix_now(), this.fault)
+                        serve(
+                            &this.store,
+                            &peer,
+                            request,
+                            unix_now(),
+                            this.fault,
+                            this.quota,
+                        )
                     };
                     count_served(Some(&this.metrics), &peer, &response, stored_len);
                     (response, provide, false)

@@ -63,6 +63,19 @@ pub struct GcView {
     pub bytes_freed: u64,
 }
 
+/// `GET /v1/leases`: one replica held for the mesh and the lease it is held under.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LeaseView {
+    /// The block.
+    pub block: String,
+    /// The RF its origin placed it with (what this node keeps when it repairs).
+    pub rf: u8,
+    /// The origin's peer id (who signed the ticket and pays for the copy).
+    pub origin: String,
+    /// When the lease ends, Unix seconds.
+    pub expires: u64,
+}
+
 /// `GET /v1/stat/{cid}`: a file's root manifest.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct StatView {

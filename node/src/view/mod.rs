@@ -13,7 +13,7 @@ pub use dashboard::{
     Activity, ActivityView, CircuitView, DashboardView, HeldBlock, JobView, StorageView,
 };
 pub use files::{
-    AuditRecord, BlockHolders, GcView, HolderView, PinView, PutView, ReplicationReport, StatView,
-    StorageUsage, WhereReport,
+    AuditRecord, BlockHolders, GcView, HolderView, LeaseView, PinView, PutView, ReplicationReport,
+    StatView, StorageUsage, WhereReport,
 };
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};

@@ -209,11 +209,13 @@ async fn attack_loop(
     honest: &[Honest],
     files: &[File],
 ) -> anyhow::Result<bool> {
-    let hostile = Hostile::start(
+    let key = warren_protocol::Keypair::generate_ed25519();
+    let hostile = Hostile::start_with_key(
         &tmp.join("hostile"),
         NETWORK,
         vec![boot.clone()],
         256 << 20,
+        key.clone(),
         |_| {},
     )
     .await?;
@@ -257,9 +259,15 @@ async fn attack_loop(
                         .take(4)
                         .copied()
                         .collect();
-                    attacks::rf_poison(hostile.client(), &peers, &some).await
+                    let expires = now_ms() / 1000 + 600;
+                    attacks::rf_poison(hostile.client(), &peers, &some, &key, expires).await
                 }
-                3 => attacks::junk_store(hostile.client(), &peers, 8, 64 << 10, round).await,
+                3 => {
+                    // Under its own tickets, the junk would live for 10 minutes, unrenewed.
+                    let expires = now_ms() / 1000 + 600;
+                    attacks::junk_store(hostile.client(), &peers, 8, 64 << 10, round, &key, expires)
+                        .await
+                }
                 8 => {
                     let dir = tmp.join(format!("stranger-{round}"));
                     let t = attacks::observation_flood(

@@ -92,6 +92,12 @@ impl EventLoop {
                 self.pending_providers.insert(id, (HashSet::new(), reply));
             }
             Command::Provide { blocks } => self.start_providing(&blocks),
+            Command::Unprovide { blocks } => {
+                for block in blocks {
+                    let key = kad::RecordKey::new(&provider_key(&block.hash()));
+                    self.swarm.behaviour_mut().kad.stop_providing(&key);
+                }
+            }
             Command::Publish { topic, data } => {
                 if let Err(e) = self
                     .swarm
