@@ -533,6 +533,8 @@ impl Store {
 
     /// How many times a read of the file `root` reads each of its chunk blocks (a chunk repeated
     /// in the file counts each time); the manifests must be stored, the chunks need not be.
+    /// Visits each distinct manifest once; fails with [`Error::FileTooLarge`] past
+    /// [`MAX_FILE_CHUNKS`](crate::MAX_FILE_CHUNKS) chunk reads.
     pub fn chunk_uses(
         &self,
         root: &ContentId,
