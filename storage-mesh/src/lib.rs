@@ -56,7 +56,7 @@ mod tree;
 
 pub use error::Error;
 pub use gc::GcReport;
-pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
+pub use ingest::{PutOptions, PutOutcome};
 pub use read::{MAX_FILE_CHUNKS, MAX_FILE_SIZE};
 pub use seal::{Opened, SealOptions, SealOutcome};
 pub use store::{INLINE_MAX, PinInfo, Ready, Store, Usage};
