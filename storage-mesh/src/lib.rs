@@ -59,7 +59,7 @@ pub use gc::GcReport;
 pub use ingest::{PutOptions, PutOutcome};
 pub use read::{MAX_FILE_CHUNKS, MAX_FILE_SIZE};
 pub use seal::{Opened, SealOptions, SealOutcome};
-pub use store::{INLINE_MAX, PinInfo, Ready, Store, Usage};
+pub use store::{INLINE_MAX, PinInfo, Ready, Responsibilities, Store, Usage};
 pub use warren_protocol::{
     CHUNK_SIZE, Capability, Class, Codec, ContentId, FileKey, MANIFEST_FANOUT, Manifest,
     ManifestEntry,

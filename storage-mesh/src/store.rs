@@ -93,6 +93,15 @@ pub struct PinInfo {
     pub class: Class,
 }
 
+/// What [`Store::responsibilities`] found.
+#[derive(Debug)]
+pub struct Responsibilities {
+    /// Every block answered for, with its stored length, sorted and without repeats.
+    pub blocks: Vec<(ContentId, u64)>,
+    /// Pinned files whose manifests could not be read, with the error.
+    pub unreadable: Vec<(ContentId, Error)>,
+}
+
 /// How much of its offer a store uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
@@ -543,6 +552,29 @@ impl Store {
     /// first; the manifests must be stored, the chunks need not be.
     pub fn dag(&self, root: &ContentId) -> Result<Vec<(ContentId, u64)>, Error> {
         read::dag_blocks(self, root)
+    }
+
+    /// The blocks this node answers for in the mesh, with their stored lengths, sorted: the
+    /// replicas it holds and every block of its pinned files. A pinned file whose manifests
+    /// cannot be read (a lost or damaged manifest) is listed in `unreadable` with the error,
+    /// and the rest are still listed: one bad file never stops repair of the others.
+    pub fn responsibilities(&self) -> Result<Responsibilities, Error> {
+        let mut blocks: Vec<(ContentId, u64)> = Vec::new();
+        for cid in self.held()? {
+            if let Some(len) = self.block_len(&cid)? {
+                blocks.push((cid, len));
+            }
+        }
+        let mut unreadable = Vec::new();
+        for pin in self.pins()? {
+            match self.dag(&pin.cid) {
+                Ok(dag) => blocks.extend(dag),
+                Err(e) => unreadable.push((pin.cid, e)),
+            }
+        }
+        blocks.sort();
+        blocks.dedup();
+        Ok(Responsibilities { blocks, unreadable })
     }
 
     /// How many times a read of the file `root` reads each of its chunk blocks (a chunk repeated
@@ -1138,6 +1170,33 @@ mod held_tests {
         assert_eq!(store.file_rfs().unwrap(), vec![(root, 5)]);
         assert!(store.unpin(&root).unwrap());
         assert!(store.file_rfs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lost_pinned_manifest_leaves_the_other_responsibilities_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let opts = PutOptions::default();
+        let kept = store
+            .put(&b"a file whose manifest stays"[..], &opts, &|_| {})
+            .unwrap();
+        let lost = store
+            .put(&b"a file whose manifest goes"[..], &opts, &|_| {})
+            .unwrap();
+        let replica = b"a replica held for the mesh".to_vec();
+        let replica_cid = ContentId::of_block(Codec::Raw, &replica);
+        store.put_block(&replica_cid, &replica).unwrap();
+        store.hold(&replica_cid, 1, 3).unwrap();
+        store.discard_block(&lost.cid).unwrap();
+        let r = store.responsibilities().unwrap();
+        let listed: Vec<ContentId> = r.blocks.iter().map(|(c, _)| *c).collect();
+        assert!(listed.contains(&replica_cid), "{listed:?}");
+        for (cid, _) in store.dag(&kept.cid).unwrap() {
+            assert!(listed.contains(&cid), "{listed:?}");
+        }
+        assert!(!listed.contains(&lost.cid));
+        assert_eq!(r.unreadable.len(), 1);
+        assert_eq!(r.unreadable[0].0, lost.cid);
     }
 
     #[test]
