@@ -213,17 +213,23 @@ mod tests {
         std::fs::write(store.block_path(&stray), vec![1; 50_000]).unwrap();
         let foreign = store.blocks_dir().join("00").join("README");
         std::fs::write(&foreign, b"not a block").unwrap();
+        // A temporary file of the older layout (next to the block), left by a crash.
+        let legacy = store.block_path(&stray).with_extension("4242-7.tmp");
+        std::fs::write(&legacy, vec![2; 1000]).unwrap();
+        let other_tmp = store.blocks_dir().join("00").join("notes.tmp");
+        std::fs::write(&other_tmp, b"not ours").unwrap();
 
         let report = store.gc().unwrap();
         assert_eq!(
             report,
             GcReport {
-                blocks_removed: 1,
-                bytes_freed: 50_000
+                blocks_removed: 2,
+                bytes_freed: 51_000
             }
         );
         assert!(!store.block_path(&stray).exists());
-        assert!(foreign.exists());
+        assert!(!legacy.exists());
+        assert!(foreign.exists() && other_tmp.exists());
         assert_eq!(get(&store, &kept.cid), random_chunk(6, CHUNK_SIZE));
     }
 
