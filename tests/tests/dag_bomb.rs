@@ -16,7 +16,11 @@ use warren_protocol::{CHUNK_SIZE, Codec, ContentId, MANIFEST_FANOUT, Manifest, M
 use warren_storage_mesh::{Store, chunk};
 use warren_tests::{NodeProcess, cli_json, held, tcp_multiaddr, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
+/// The nodes' binary: this build, or `WARREN_TEST_NODE_BIN` (an older build the attack should
+/// beat).
+fn bin() -> String {
+    warren_tests::hostile::node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"))
+}
 
 /// Writes the bomb into the store at `dir` (no node running on it) and pins it; returns its
 /// blocks, root last.
@@ -62,7 +66,7 @@ fn cli_bounded(
     logs: &Path,
 ) -> Option<(bool, String)> {
     let err = logs.join("cli.stderr");
-    let mut child = Command::new(BIN)
+    let mut child = Command::new(bin())
         .arg("--data-dir")
         .arg(dir)
         .args(args)
@@ -99,16 +103,16 @@ fn a_dag_bomb_pushed_by_a_hostile_peer_is_refused_fast_and_the_victim_stays_up()
     let blocks = plant_bomb(&h_dir.join("store"));
     let root = blocks.last().unwrap().to_string();
 
-    let h = NodeProcess::start(BIN, &h_dir, &[]).unwrap();
-    let boot = tcp_multiaddr(&cli_json(BIN, &h_dir, &["status"]).unwrap()).unwrap();
-    let v = NodeProcess::start(BIN, &v_dir, &["--bootstrap", &boot]).unwrap();
+    let h = NodeProcess::start(&bin(), &h_dir, &[]).unwrap();
+    let boot = tcp_multiaddr(&cli_json(&bin(), &h_dir, &["status"]).unwrap()).unwrap();
+    let v = NodeProcess::start(&bin(), &v_dir, &["--bootstrap", &boot]).unwrap();
 
     // H's repair pass finds its pinned file held nowhere else and pushes every block to V.
     wait_for(
         Duration::from_secs(60),
         "V holding the bomb's blocks",
         || {
-            let on_v = held(BIN, &v_dir);
+            let on_v = held(&bin(), &v_dir);
             blocks
                 .iter()
                 .all(|b| on_v.contains(&b.to_string()))

@@ -402,8 +402,10 @@ impl ChannelReader {
     fn next(&mut self) -> io::Result<Option<Option<Vec<u8>>>> {
         match &self.deadline {
             None => Ok(self.rx.blocking_recv()),
+            // The timer is made inside `block_on`: it needs the runtime's context, which a
+            // store thread (a plain thread the put spawns) does not have.
             Some((runtime, at)) => runtime
-                .block_on(tokio::time::timeout_at(*at, self.rx.recv()))
+                .block_on(async { tokio::time::timeout_at(*at, self.rx.recv()).await })
                 .map_err(|_| {
                     io::Error::new(
                         io::ErrorKind::TimedOut,
@@ -470,7 +472,28 @@ mod tests {
         let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
         let runtime = tokio::runtime::Handle::current();
         let started = std::time::Instant::now();
+        // On a plain thread, as the store's put reads its input (no runtime context there).
         let read = tokio::task::spawn_blocking(move || {
+            std::thread::spawn(move || read_all(rx, runtime, deadline))
+                .join()
+                .unwrap()
+        });
+        let (r, got) = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the blocking reader ended by itself")
+            .unwrap();
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(got, 1000);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        drop(tx);
+    }
+
+    fn read_all(
+        rx: mpsc::Receiver<Option<Vec<u8>>>,
+        runtime: tokio::runtime::Handle,
+        deadline: tokio::time::Instant,
+    ) -> (std::io::Result<usize>, usize) {
+        {
             let mut reader = ChannelReader {
                 rx,
                 current: Vec::new(),
@@ -483,15 +506,38 @@ mod tests {
             let mut out = Vec::new();
             let r = reader.read_to_end(&mut out);
             (r, out.len())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_put_reads_the_upload_on_its_own_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = warren_storage_mesh::Store::open(dir.path(), u64::MAX).unwrap();
+        let (tx, rx) = mpsc::channel(64);
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        for part in data.chunks(100_000) {
+            tx.send(Some(part.to_vec())).await.unwrap();
+        }
+        tx.send(None).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let runtime = tokio::runtime::Handle::current();
+        let out = tokio::task::spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+                total: 0,
+                max: 1 << 30,
+                done: false,
+                deadline: Some((runtime, deadline)),
+            };
+            store
+                .put(reader, &warren_storage_mesh::PutOptions::default(), &|_| {})
+                .map(|o| o.size)
         });
-        let (r, got) = tokio::time::timeout(Duration::from_secs(10), read)
-            .await
-            .expect("the blocking reader ended by itself")
-            .unwrap();
-        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
-        assert_eq!(got, 1000);
-        assert!(started.elapsed() >= Duration::from_millis(250));
-        drop(tx);
+        let sent = tokio::spawn(async move { drop(tx) });
+        assert_eq!(out.await.unwrap().unwrap(), 3_000_000);
+        sent.await.unwrap();
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
