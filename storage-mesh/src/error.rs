@@ -86,6 +86,24 @@ pub enum Error {
         missing: ContentId,
     },
 
+    /// A file whose read would produce more than [`MAX_FILE_SIZE`](crate::MAX_FILE_SIZE) bytes
+    /// (its root declares more, or its manifests name more chunk reads than that allows): refused
+    /// before anything is written or any thread is pinned. A hostile DAG whose manifests repeat
+    /// one subtree names up to 2^60 bytes while storing a few hundred KiB.
+    #[error(
+        "file {root} is refused: reading it would produce {size} bytes or more, over the limit of \
+         {limit} bytes a read may produce (its manifests may repeat a subtree to name far more \
+         data than they store)"
+    )]
+    FileTooLarge {
+        /// The file (its root manifest).
+        root: ContentId,
+        /// The bytes a read would produce (at least).
+        size: u64,
+        /// [`MAX_FILE_SIZE`](crate::MAX_FILE_SIZE).
+        limit: u64,
+    },
+
     /// Storing more would exceed the space this node offers.
     #[error(
         "the storage offer would be exceeded: {used} bytes stored + {adding} bytes to add > {offered} bytes offered"

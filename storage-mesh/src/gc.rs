@@ -1,6 +1,8 @@
 //! Garbage collection: mark every block reachable from a pin, sweep the rest.
 //!
-//! Runs under the store's writer lock, so no put is half-way through while it looks. The mark
+//! Runs under the store's writer lock, so no put commits while it looks, and keeps the blocks
+//! running puts have registered ([`Store::use_block`]: staged by them, or found already stored
+//! and named by their manifests), holding that registry for its whole run. The mark
 //! phase reads (and verifies) every manifest of every pinned file; if one cannot be read, gc
 //! stops before removing anything, since it could no longer tell that file's chunks from
 //! garbage. The sweep removes unmarked blocks from the index in one durable commit, then deletes
@@ -31,7 +33,8 @@ pub struct GcReport {
 
 /// See the module doc. The caller holds the writer lock.
 pub(crate) fn run(store: &Store) -> Result<GcReport, Error> {
-    let mut live: HashSet<ContentId> = HashSet::new();
+    let in_flight = store.lock_in_flight();
+    let mut live: HashSet<ContentId> = in_flight.keys().copied().collect();
     for pin in store.pins()? {
         let (_, summary) = read::summarize(store, &pin.cid, false)?;
         live.extend(summary.blocks);
@@ -62,16 +65,24 @@ pub(crate) fn run(store: &Store) -> Result<GcReport, Error> {
         }
         for file in fs::read_dir(&shard).map_err(Error::io(&shard))? {
             let path = file.map_err(Error::io(&shard))?.path();
-            // Only files named like blocks: anything else is not ours to delete.
-            let Some(cid) = path
-                .file_name()
-                .and_then(|n| n.to_str())
-                .and_then(|n| n.parse::<ContentId>().ok())
-            else {
+            let Some(name) = path.file_name().and_then(|n| n.to_str()) else {
                 continue;
             };
-            if store.block_path(&cid) != path || store.has_block(&cid)? {
-                continue;
+            // A temporary block file of an older layout (`<cid>.<pid>-<n>.tmp`, written next
+            // to the block; now they live in DIR/tmp/): a crash's leftover.
+            let legacy_tmp = name.ends_with(".tmp")
+                && name
+                    .split('.')
+                    .next()
+                    .is_some_and(|c| c.parse::<ContentId>().is_ok());
+            if !legacy_tmp {
+                // Only files named like blocks: anything else is not ours to delete.
+                let Ok(cid) = name.parse::<ContentId>() else {
+                    continue;
+                };
+                if store.block_path(&cid) != path || store.has_block(&cid)? {
+                    continue;
+                }
             }
             let len = fs::metadata(&path).map_err(Error::io(&path))?.len();
             fs::remove_file(&path).map_err(Error::io(&path))?;
@@ -202,17 +213,23 @@ mod tests {
         std::fs::write(store.block_path(&stray), vec![1; 50_000]).unwrap();
         let foreign = store.blocks_dir().join("00").join("README");
         std::fs::write(&foreign, b"not a block").unwrap();
+        // A temporary file of the older layout (next to the block), left by a crash.
+        let legacy = store.block_path(&stray).with_extension("4242-7.tmp");
+        std::fs::write(&legacy, vec![2; 1000]).unwrap();
+        let other_tmp = store.blocks_dir().join("00").join("notes.tmp");
+        std::fs::write(&other_tmp, b"not ours").unwrap();
 
         let report = store.gc().unwrap();
         assert_eq!(
             report,
             GcReport {
-                blocks_removed: 1,
-                bytes_freed: 50_000
+                blocks_removed: 2,
+                bytes_freed: 51_000
             }
         );
         assert!(!store.block_path(&stray).exists());
-        assert!(foreign.exists());
+        assert!(!legacy.exists());
+        assert!(foreign.exists() && other_tmp.exists());
         assert_eq!(get(&store, &kept.cid), random_chunk(6, CHUNK_SIZE));
     }
 

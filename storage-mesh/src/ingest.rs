@@ -6,13 +6,18 @@
 //!     ▼                                                              │
 //!  reader ──(i, chunk)──▶ N workers ──(i, block, id)──▶ writer (the caller's thread)
 //!  1 MiB chunks           brotli + BLAKE3               in order: dedup, offer, write the
-//!                                                       block file, grow the manifest tree
-//!                                                              │ each file written; every
-//!                                                              ▼ 32 MiB, the batch's index
-//!                                                      syncer: fsync each file as it comes;
-//!                                                      at a batch's end fsync the directories,
-//!                                                      then commit its index entries
+//!                                                       block file (DIR/tmp/), grow the tree
+//!                                                              │ each file written
+//!                                                              ▼
+//!                                                      syncer: fsync each file as it comes
+//!
+//!  at the end, under the store's writer lock: check the offer, rename the new files into
+//!  place, fsync their directories, commit every index entry and the pin in one durable commit
 //! ```
+//!
+//! No lock is held while the input is read: a put whose uploader stalls holds up no other put,
+//! pushed replica or gc. The blocks the put uses are registered with the store
+//! ([`Store::use_block`]) so that gc keeps them until the put ends.
 //!
 //! Plain threads and bounded `std::sync::mpsc::sync_channel`s, not rayon: the pipeline needs a
 //! strict bound on chunks in memory (the free-buffer tokens) and results in file order (the
@@ -21,19 +26,18 @@
 //! reader, writer and syncer mostly wait on I/O.
 //!
 //! Memory: at most `slots` = max(2N, 4) chunks are in flight, each a 1 MiB buffer and a block of
-//! at most 1 MiB + 1; the writer holds a batch's index entries (tiny) and the file's distinct
-//! block ids (to count and dedup them, 33 bytes and some overhead per MiB). Written blocks are in
+//! at most 1 MiB + 1; the writer holds the file's index entries (about 50 bytes
+//! per MiB, and the bytes of its few inline blocks) and its distinct block ids (to count and dedup them, 33 bytes and some overhead per MiB). Written blocks are in
 //! the page cache, not in this process, and at most [`SYNC_QUEUE`] files wait for their fsync
-//! (beyond that the writer waits: the disk sets the pace). fsync and commits happen on the syncer
-//! while the writer goes on, so the writer never stalls the workers on the disk, and each file is
-//! flushed as soon as it is written, so the end of a put waits for little more than the last
-//! files.
+//! (beyond that the writer waits: the disk sets the pace). fsync happens on the syncer while the
+//! writer goes on, so the writer never stalls the workers on the disk, and each file is flushed
+//! as soon as it is written, so the end of a put waits for little more than the last files.
 //!
-//! On error the pipeline shuts down (every thread sees its channel close), and the blocks this
-//! put added are removed again.
+//! On error the pipeline shuts down (every thread sees its channel close) and the put's
+//! temporary files are removed: nothing of it was indexed.
 
 use std::{
-    collections::{BTreeMap, BTreeSet, HashSet},
+    collections::{BTreeMap, HashSet},
     io::{self, Read},
     num::NonZero,
     path::PathBuf,
@@ -52,8 +56,6 @@ use crate::{
     tree::{Block, TreeBuilder},
 };
 
-/// Bytes of blocks per commit of a put.
-pub const BATCH_BYTES: u64 = 32 << 20;
 /// Most block files written but not yet fsynced during a put.
 const SYNC_QUEUE: usize = 64;
 
@@ -110,14 +112,6 @@ enum Msg {
     Failed(Error),
 }
 
-/// Messages to the syncer.
-enum ToSyncer {
-    /// A block file just written: fsync it.
-    File(PathBuf),
-    /// The end of a batch: fsync the directories of its files, then commit its index entries.
-    Commit(Batch),
-}
-
 /// See the module doc.
 pub(crate) fn put<R: Read + Send>(
     store: &Store,
@@ -132,7 +126,6 @@ pub(crate) fn put<R: Read + Send>(
     Manifest::empty(opts.name.clone(), opts.media_type.clone())
         .validate()
         .map_err(|e| Error::Options(Box::new(e)))?;
-    let _writer = store.lock_writer();
     let workers = thread::available_parallelism().map_or(1, NonZero::get);
     let slots = (2 * workers).max(4);
     let mut writer = Writer {
@@ -142,7 +135,6 @@ pub(crate) fn put<R: Read + Send>(
         size: 0,
         seen: HashSet::new(),
         dag_bytes: 0,
-        created: Vec::new(),
         batch: Batch::default(),
         tree: TreeBuilder::new(),
         sealed: Vec::new(),
@@ -158,10 +150,10 @@ pub(crate) fn put<R: Read + Send>(
     // full queue wakes up when the workers are gone.
     let work_rx = Arc::new(Mutex::new(work_rx));
     let (done_tx, done_rx) = sync_channel::<Msg>(slots);
-    let (sync_tx, sync_rx) = sync_channel::<ToSyncer>(SYNC_QUEUE);
+    let (sync_tx, sync_rx) = sync_channel::<PathBuf>(SYNC_QUEUE);
 
     let result = thread::scope(|scope| {
-        let syncer = scope.spawn(move || sync_files(store, sync_rx));
+        let syncer = scope.spawn(move || sync_files(sync_rx));
         let reader_done = done_tx.clone();
         scope.spawn(move || read_chunks(reader, free_rx, work_tx, reader_done));
         for _ in 0..workers {
@@ -183,9 +175,13 @@ pub(crate) fn put<R: Read + Send>(
         writer.finish(opts, class)
     });
     if result.is_err() {
-        // Best effort: what is left is unpinned and goes with the next gc.
-        let _ = store.remove_blocks(&writer.created);
+        // Nothing of this put is indexed: its temporary files are all it leaves (best effort;
+        // the next open removes any left).
+        for (_, tmp) in &writer.batch.renames {
+            let _ = std::fs::remove_file(tmp);
+        }
     }
+    store.unuse_blocks(&writer.seen);
     result
 }
 
@@ -261,25 +257,10 @@ fn encode_chunks(work: &Mutex<Receiver<(u64, Vec<u8>)>>, done: SyncSender<Msg>, 
     }
 }
 
-/// Makes files durable and commits batches, in order, until the writer hangs up or something
-/// fails.
-fn sync_files(store: &Store, queue: Receiver<ToSyncer>) -> Result<(), Error> {
-    let mut dirs = BTreeSet::new();
-    for msg in queue {
-        match msg {
-            ToSyncer::File(path) => {
-                store::sync_file(&path)?;
-                if let Some(dir) = path.parent() {
-                    dirs.insert(dir.to_owned());
-                }
-            }
-            ToSyncer::Commit(batch) => {
-                for dir in std::mem::take(&mut dirs) {
-                    store::sync_dir(&dir)?;
-                }
-                store.commit(batch)?;
-            }
-        }
+/// Makes files durable as they come, until the writer hangs up or something fails.
+fn sync_files(queue: Receiver<PathBuf>) -> Result<(), Error> {
+    for path in queue {
+        store::sync_file(&path)?;
     }
     Ok(())
 }
@@ -293,13 +274,11 @@ struct Writer<'a> {
     new_bytes: u64,
     /// Input bytes stored so far.
     size: u64,
-    /// The file's distinct blocks so far.
+    /// The file's distinct blocks so far, each registered with [`Store::use_block`].
     seen: HashSet<ContentId>,
     /// Their bytes.
     dag_bytes: u64,
-    /// Blocks this put added to the store (to remove on failure).
-    created: Vec<ContentId>,
-    /// Blocks written since the last batch was handed to the syncer.
+    /// The file's new blocks: index entries, and the files to rename into place at the end.
     batch: Batch,
     tree: TreeBuilder,
     /// Manifest blocks sealed by the tree, waiting to be stored.
@@ -312,7 +291,7 @@ impl Writer<'_> {
         &mut self,
         done: Receiver<Msg>,
         free: SyncSender<Vec<u8>>,
-        syncer: &SyncSender<ToSyncer>,
+        syncer: &SyncSender<PathBuf>,
         progress: &(dyn Fn(u64) + Sync),
     ) -> Result<(), Error> {
         let mut early: BTreeMap<u64, (Vec<u8>, Vec<u8>, ContentId)> = BTreeMap::new();
@@ -333,7 +312,7 @@ impl Writer<'_> {
             while let Some((raw, block, cid)) = early.remove(&next) {
                 self.add_chunk(cid, &block, raw.len() as u64)?;
                 for path in self.batch.files.drain(..) {
-                    if syncer.send(ToSyncer::File(path)).is_err() {
+                    if syncer.send(path).is_err() {
                         return Err(Error::Pipeline("the syncer stopped"));
                     }
                 }
@@ -341,12 +320,6 @@ impl Writer<'_> {
                 let _ = free.send(raw);
                 next += 1;
                 progress(self.size);
-                if self.batch.bytes >= BATCH_BYTES {
-                    let batch = std::mem::take(&mut self.batch);
-                    if syncer.send(ToSyncer::Commit(batch)).is_err() {
-                        return Err(Error::Pipeline("the syncer stopped"));
-                    }
-                }
             }
             if end == Some(next) {
                 break;
@@ -355,10 +328,6 @@ impl Writer<'_> {
         if end != Some(next) {
             // Only a worker that panicked can lose a chunk; the scope re-raises its panic.
             return Err(Error::Pipeline("a chunk was lost"));
-        }
-        let batch = std::mem::take(&mut self.batch);
-        if syncer.send(ToSyncer::Commit(batch)).is_err() {
-            return Err(Error::Pipeline("the syncer stopped"));
         }
         Ok(())
     }
@@ -389,17 +358,18 @@ impl Writer<'_> {
         }
         let len = bytes.len() as u64;
         self.dag_bytes += len;
-        if self.store.has_block(&cid)? {
+        if self.store.use_block(&cid)? {
             return Ok(());
         }
         self.store.check_offer(self.used, self.new_bytes + len)?;
-        self.created.push(cid);
         self.store.stage_block(&mut self.batch, cid, bytes)?;
         self.new_bytes += len;
         Ok(())
     }
 
-    /// Stores the manifests left and the root, and commits them (with the pin) durably.
+    /// Stores the manifests left and the root, then, under the writer lock, checks the offer
+    /// again (other writers may have stored since the put began) and commits every block of
+    /// the put (with the pin) durably.
     fn finish(&mut self, opts: &PutOptions, class: Class) -> Result<PutOutcome, Error> {
         let tree = std::mem::replace(&mut self.tree, TreeBuilder::new());
         let root = tree.finish(opts.name.clone(), opts.media_type.clone(), &mut self.sealed)?;
@@ -415,8 +385,7 @@ impl Writer<'_> {
             stored_bytes: self.dag_bytes,
             new_bytes: self.new_bytes,
         };
-        let mut batch = std::mem::take(&mut self.batch);
-        batch.durable = true;
+        self.batch.durable = true;
         if opts.pin {
             let info = PinInfo {
                 cid: root_cid,
@@ -426,9 +395,19 @@ impl Writer<'_> {
                 stored_bytes: outcome.stored_bytes,
                 class,
             };
-            batch.pin = Some((root_cid, info));
+            self.batch.pin = Some((root_cid, info));
         }
-        self.store.commit(batch)?;
+        let _writer = self.store.lock_writer();
+        self.store
+            .check_offer(self.store.usage()?.stored_bytes, self.batch.bytes)?;
+        let batch = std::mem::take(&mut self.batch);
+        // On failure `put` removes the temporary files the commit did not move.
+        let renames = batch.renames.clone();
+        let committed = self.store.commit(batch);
+        if committed.is_err() {
+            self.batch.renames = renames;
+        }
+        committed?;
         Ok(outcome)
     }
 }
@@ -626,6 +605,11 @@ mod tests {
         assert_eq!(store.usage().unwrap().blocks, 0);
         assert_eq!(block_files(dir.path()), 0);
         assert!(store.pins().unwrap().is_empty());
+        assert_eq!(
+            std::fs::read_dir(dir.path().join("tmp")).unwrap().count(),
+            0
+        );
+        assert!(store.lock_in_flight().is_empty());
     }
 
     #[test]
@@ -685,6 +669,85 @@ mod tests {
         let mut sink = Zeros(0);
         assert_eq!(store.get(&out.cid, &mut sink, &|_| {}).unwrap(), size);
         assert_eq!(sink.0, size);
+    }
+
+    /// A reader that hands out `parts` as they are sent on its channel and ends when it closes:
+    /// an uploader that may stall for as long as the test likes.
+    struct Stalling(std::sync::mpsc::Receiver<Vec<u8>>, Vec<u8>);
+    impl Read for Stalling {
+        fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+            while self.1.is_empty() {
+                match self.0.recv() {
+                    Ok(part) => self.1 = part,
+                    Err(_) => return Ok(0),
+                }
+            }
+            let n = buf.len().min(self.1.len());
+            buf[..n].copy_from_slice(&self.1[..n]);
+            self.1.drain(..n);
+            Ok(n)
+        }
+    }
+
+    #[test]
+    fn a_stalled_upload_holds_up_no_other_writer_and_gc_keeps_what_it_uses() {
+        let (_dir, store) = store(u64::MAX);
+        // An unpinned file: garbage for gc, except while a put uses its chunk.
+        let shared = random_chunk(1, MIB);
+        let garbage = put_with(
+            &store,
+            &shared,
+            &PutOptions {
+                pin: false,
+                ..PutOptions::default()
+            },
+        );
+        let shared_cid = store.stat(&garbage.cid).unwrap().entries[0].cid;
+        let (tx, rx) = std::sync::mpsc::channel::<Vec<u8>>();
+        let mut expected = shared.clone();
+        expected.extend(random_chunk(2, MIB + 10));
+        std::thread::scope(|scope| {
+            let stalled = scope
+                .spawn(|| store.put(Stalling(rx, Vec::new()), &PutOptions::default(), &|_| {}));
+            // The first chunk (the shared one) and one byte more, then nothing.
+            tx.send(expected[..MIB + 1].to_vec()).unwrap();
+            let deadline = std::time::Instant::now() + std::time::Duration::from_secs(30);
+            while !store.lock_in_flight().contains_key(&shared_cid) {
+                assert!(
+                    std::time::Instant::now() < deadline,
+                    "the put never used the shared chunk"
+                );
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+            // Meanwhile every other writer goes on: a put, a pushed replica, gc.
+            let other = put(&store, b"an honest put");
+            assert_eq!(get(&store, &other.cid), b"an honest put");
+            let replica = chunk::encode_block(&random_chunk(3, MIB));
+            let replica_cid = ContentId::of_block(Codec::Raw, &replica);
+            store.put_block(&replica_cid, &replica).unwrap();
+            store.gc().unwrap();
+            assert!(
+                store.has_block(&shared_cid).unwrap(),
+                "gc kept the chunk the put uses"
+            );
+            assert!(
+                !store.has_block(&garbage.cid).unwrap(),
+                "gc removed the rest"
+            );
+            // The upload resumes and ends.
+            tx.send(expected[MIB + 1..].to_vec()).unwrap();
+            drop(tx);
+            let out = stalled.join().unwrap().unwrap();
+            assert_eq!(get(&store, &out.cid), expected);
+        });
+        assert!(
+            store.lock_in_flight().is_empty(),
+            "the put's registrations ended"
+        );
+        assert_eq!(
+            std::fs::read_dir(_dir.path().join("tmp")).unwrap().count(),
+            0
+        );
     }
 
     const MANIFEST_FANOUT_U64: u64 = warren_protocol::MANIFEST_FANOUT as u64;

@@ -59,10 +59,11 @@ mod tree;
 
 pub use error::Error;
 pub use gc::GcReport;
-pub use ingest::{BATCH_BYTES, PutOptions, PutOutcome};
+pub use ingest::{PutOptions, PutOutcome};
 pub use lease_store::{Held, LeaseInfo};
+pub use read::{MAX_FILE_CHUNKS, MAX_FILE_SIZE};
 pub use seal::{Opened, SealOptions, SealOutcome};
-pub use store::{INLINE_MAX, PinInfo, Ready, Store, Usage};
+pub use store::{INLINE_MAX, PinInfo, Ready, Responsibilities, Store, Usage};
 pub use warren_protocol::{
     CHUNK_SIZE, Capability, Class, Codec, ContentId, FileKey, MANIFEST_FANOUT, Manifest,
     ManifestEntry,

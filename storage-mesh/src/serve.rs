@@ -8,8 +8,12 @@
 //! | `renew` | the lease of a held block runs to the fresh ticket's expiry: `stored` accepted; `not_found` if the block is not held |
 //! | `audit` | a proof of storage of the challenged slice; `not_found` as for `get`; `failed` with the reason when the challenge does not fit the block |
 //!
-//! A local copy that is listed but unreadable or altered is never sent: it is discarded so a good
-//! copy can take its place, and the answer is `not_found` ([`check_bad_copy`]).
+//! A local copy that is listed but altered (its bytes do not hash to its id) or gone (its file
+//! is missing) is never sent: it is discarded so a good copy can take its place, and the answer
+//! is `not_found` ([`check_bad_copy`]). A copy that cannot be read *now* (EMFILE, EIO, a
+//! permission, anything but a wrong hash or a missing file) is kept: the answer is `failed`
+//! ([`UNREADABLE_NOW`]) and the caller reports it ([`Answer::unreadable`]). A transient error
+//! never deletes a good block.
 //!
 //! Non-goals: decoding the request (done by [`Request::decode`], which also verifies a pushed
 //! replica), counting fetches for hot content, metrics and logging (the caller logs from the
@@ -29,6 +33,11 @@ use crate::{Error, Held, Store};
 
 /// Longest reason, in characters, a refused store or a failed audit carries.
 const REASON_CHARS: usize = 200;
+
+/// The reason of the `failed` answer for a block this node lists but cannot read now. It names
+/// no local path: the I/O error itself goes to the node's log only.
+pub const UNREADABLE_NOW: &str =
+    "the block cannot be read here now (I/O error): ask another holder";
 
 /// A fault to simulate when answering (tests of faulty nodes only).
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
@@ -61,6 +70,9 @@ pub struct Answer {
     pub provide: Option<ContentId>,
     /// A bad local copy was found (and discarded): for the caller's log.
     pub bad_copy: Option<BadCopy>,
+    /// A listed block could not be read now, and was kept: the block and the error, for the
+    /// caller's log.
+    pub unreadable: Option<(ContentId, Error)>,
 }
 
 impl Answer {
@@ -69,6 +81,7 @@ impl Answer {
             response,
             provide: None,
             bad_copy: None,
+            unreadable: None,
         }
     }
 }
@@ -122,6 +135,7 @@ pub fn answer(store: &Store, request: Request, now_secs: u64, fault: Fault, quot
                     }),
                     provide: Some(block),
                     bad_copy: None,
+                    unreadable: None,
                 },
                 Err(e) => Answer::plain(Response::Stored(StoreResponse {
                     block,
@@ -183,15 +197,37 @@ pub fn undecodable(reason: &str) -> Response {
     }
 }
 
-/// After reading `block` from `store` failed with `error`: if the copy is listed but unreadable
-/// or altered (a [`Error::Corrupt`] or [`Error::Io`] read, or [`Error::Missing`] bytes of a
-/// listed block), discards it so a good copy can replace it, and says so. `None` when the block
-/// is simply not there.
+/// What a failed read of a block says about the local copy.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ReadFailure {
+    /// The block is not here (never was, or already dropped).
+    Absent,
+    /// The copy is bad for good: its bytes do not hash to its id, or the index lists it and its
+    /// bytes are gone. Discard it; a good copy can take its place.
+    Bad,
+    /// The copy could not be read now (an I/O error other than a missing file, the index
+    /// failing, …): keep it, report it, try again later.
+    Transient,
+}
+
+/// Classifies `error`, from reading a block the index does (`listed`) or does not list. Only a
+/// wrong hash or bytes that are gone are [`ReadFailure::Bad`]; an I/O error is never a reason to
+/// delete (EMFILE under a connection flood, EIO, a permission fixed later).
+pub fn classify(error: &Error, listed: bool) -> ReadFailure {
+    match error {
+        Error::Corrupt { .. } => ReadFailure::Bad,
+        Error::Missing { .. } if listed => ReadFailure::Bad,
+        Error::Missing { .. } => ReadFailure::Absent,
+        _ => ReadFailure::Transient,
+    }
+}
+
+/// After reading `block` from `store` failed with `error`: if the copy is bad for good
+/// ([`classify`]), discards it so a good copy can replace it, and says so. `None` when the block
+/// is simply not there, or could not be read now (then it is kept).
 pub fn check_bad_copy(store: &Store, block: &ContentId, error: Error) -> Option<BadCopy> {
     let listed = store.has_block(block).unwrap_or(false);
-    let bad = matches!(error, Error::Corrupt { .. } | Error::Io { .. })
-        || (matches!(error, Error::Missing { .. }) && listed);
-    bad.then(|| BadCopy {
+    (classify(&error, listed) == ReadFailure::Bad).then(|| BadCopy {
         block: *block,
         error,
         discarded: store.discard_block(block),
@@ -199,10 +235,22 @@ pub fn check_bad_copy(store: &Store, block: &ContentId, error: Error) -> Option<
 }
 
 fn not_served(store: &Store, block: ContentId, error: Error) -> Answer {
-    Answer {
-        response: Response::NotFound { block },
-        provide: None,
-        bad_copy: check_bad_copy(store, &block, error),
+    let listed = store.has_block(&block).unwrap_or(false);
+    match classify(&error, listed) {
+        ReadFailure::Transient => Answer {
+            response: Response::Failed {
+                reason: UNREADABLE_NOW.to_owned(),
+            },
+            provide: None,
+            bad_copy: None,
+            unreadable: Some((block, error)),
+        },
+        _ => Answer {
+            response: Response::NotFound { block },
+            provide: None,
+            bad_copy: check_bad_copy(store, &block, error),
+            unreadable: None,
+        },
     }
 }
 
@@ -293,6 +341,86 @@ mod tests {
             );
             assert_eq!(ans.provide, Some(a));
         }
+    }
+
+    #[test]
+    fn only_a_wrong_hash_or_gone_bytes_make_a_bad_copy() {
+        let cid = block(1, 10).0;
+        let io = |kind| Error::Io {
+            path: "/x".into(),
+            source: std::io::Error::from(kind),
+        };
+        let corrupt = Error::Corrupt {
+            cid,
+            reason: "its 10 bytes do not hash to its id".into(),
+        };
+        let emfile = Error::Io {
+            path: "/x".into(),
+            source: std::io::Error::from_raw_os_error(24),
+        };
+        assert_eq!(classify(&corrupt, true), ReadFailure::Bad);
+        assert_eq!(classify(&Error::Missing { cid }, true), ReadFailure::Bad);
+        assert_eq!(
+            classify(&Error::Missing { cid }, false),
+            ReadFailure::Absent
+        );
+        for e in [
+            emfile,
+            io(std::io::ErrorKind::PermissionDenied),
+            io(std::io::ErrorKind::Other),
+            io(std::io::ErrorKind::Interrupted),
+        ] {
+            assert_eq!(classify(&e, true), ReadFailure::Transient, "{e}");
+        }
+    }
+
+    #[test]
+    fn a_copy_unreadable_for_now_is_kept_and_answered_failed() {
+        let (_dir, s) = store(1 << 30);
+        let (a, bytes) = block(1, 50_000);
+        s.put_block(&a, &bytes).unwrap();
+        s.hold_leased(&a, &ticket(1, a, 3), u64::MAX, 1_700_000_005)
+            .unwrap();
+        // Its file turns into a directory: open works, every read fails with EISDIR (root
+        // ignores file modes, so this is how a test makes a read fail for a while).
+        let path = s.block_path(&a);
+        let aside = path.with_extension("aside");
+        std::fs::rename(&path, &aside).unwrap();
+        std::fs::create_dir(&path).unwrap();
+        let (_, audit_req) = audit(a, bytes.len());
+        for request in [get(a), audit_req] {
+            let ans = answer(&s, request, 0, Fault::None, u64::MAX);
+            assert_eq!(
+                ans.response,
+                Response::Failed {
+                    reason: UNREADABLE_NOW.into()
+                }
+            );
+            assert!(ans.bad_copy.is_none());
+            let (block, error) = ans.unreadable.expect("reported");
+            assert_eq!(block, a);
+            assert!(matches!(error, Error::Io { .. }), "{error}");
+            assert!(s.has_block(&a).unwrap(), "kept");
+            assert_eq!(s.held().unwrap(), [a], "still held");
+        }
+        assert!(check_bad_copy(&s, &a, s.get_block(&a).unwrap_err()).is_none());
+        // The condition ends: the same copy is served again.
+        std::fs::remove_dir(&path).unwrap();
+        std::fs::rename(&aside, &path).unwrap();
+        let ans = answer(&s, get(a), 0, Fault::None, u64::MAX);
+        assert_eq!(
+            ans.response,
+            Response::Block(BlockResponse {
+                block: a,
+                data: bytes
+            })
+        );
+        // A file that is gone for good is a bad copy: dropped, so a good one can replace it.
+        std::fs::remove_file(&path).unwrap();
+        let ans = answer(&s, get(a), 0, Fault::None, u64::MAX);
+        assert_eq!(ans.response, Response::NotFound { block: a });
+        assert!(ans.bad_copy.is_some_and(|b| b.discarded.is_ok()));
+        assert!(!s.has_block(&a).unwrap());
     }
 
     #[test]

@@ -7,6 +7,8 @@
 //! DIR/blocks/00/bafkr4i…     one file per block larger than INLINE_MAX, named by its id,
 //! …                          in 256 shard directories by the first byte of its hash
 //! DIR/blocks/ff/
+//! DIR/tmp/                   block files being written (`*.tmp`), renamed into blocks/ once
+//!                            complete; whatever a crash leaves here is removed at open
 //! ```
 //!
 //! Blocks of up to [`INLINE_MAX`] bytes (manifests of small files, tiny chunks) live in redb;
@@ -18,19 +20,22 @@
 //!
 //! A block is listed in the index only after its file is on disk: a batch of blocks is written,
 //! each file and its directory fsynced, and only then the batch's index entries committed.
-//! Batches of a put commit without fsync (`Durability::None`); the last commit of a put, which
-//! holds its root manifest and its pin, is `Durability::Immediate`, which makes every earlier
-//! commit durable too. After a crash the store opens with every reported block present; blocks
-//! of an interrupted put are unpinned, and [`Store::gc`] removes them (and any file the index does
-//! not list).
+//! A put writes its block files under temporary names in `DIR/tmp/` and fsyncs them as they
+//! come; at its end it renames the new ones into place, fsyncs their directories and commits
+//! every index entry and its pin in one durable commit. After a crash the store opens with every
+//! reported block present and no partial file listed; the temporary files of an interrupted put
+//! are removed at open (and [`Store::gc`] removes any block file the index does not list).
 //!
 //! # Concurrency
 //!
-//! Readers never wait. Writers (put, put_block, pin, unpin, gc) take one mutex for their whole
-//! run, so a long put holds up other writers but never readers.
+//! Readers never wait. Writers (put_block, pin, unpin, gc, and the end of a put) take one mutex,
+//! each for a short local step: a put reads its input, chunks, hashes and writes its files
+//! without it and takes it only to commit, so a slow or stalled uploader holds up nobody. The
+//! blocks a running put uses (stored by it, or found already stored) are registered so that gc
+//! keeps them until the put ends.
 
 use std::{
-    collections::BTreeSet,
+    collections::{BTreeSet, HashMap},
     fs::{self, File},
     io::{Read as _, Write as _},
     path::{Path, PathBuf},
@@ -89,6 +94,15 @@ pub struct PinInfo {
     pub class: Class,
 }
 
+/// What [`Store::responsibilities`] found.
+#[derive(Debug)]
+pub struct Responsibilities {
+    /// Every block answered for, with its stored length, sorted and without repeats.
+    pub blocks: Vec<(ContentId, u64)>,
+    /// Pinned files whose manifests could not be read, with the error.
+    pub unreadable: Vec<(ContentId, Error)>,
+}
+
 /// How much of its offer a store uses.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct Usage {
@@ -107,9 +121,12 @@ pub type Ready<'a> = dyn Fn(&ContentId) -> Result<Option<Arc<Vec<u8>>>, Error> +
 /// A content-addressed block store in one directory. `Send + Sync`; share it with an `Arc`.
 pub struct Store {
     blocks_dir: PathBuf,
+    tmp_dir: PathBuf,
     db: Database,
     offered: u64,
     writer: Mutex<()>,
+    /// Blocks that running puts use, by how many puts: gc keeps them.
+    in_flight: Mutex<HashMap<ContentId, u32>>,
 }
 
 /// Blocks written to disk (not yet fsynced) whose index entries wait for one commit.
@@ -118,6 +135,9 @@ pub(crate) struct Batch {
     /// Block files to fsync before the commit (the put pipeline's syncer takes them out and
     /// fsyncs them as they are written).
     pub(crate) files: Vec<PathBuf>,
+    /// Block files written under a temporary name, renamed into place by the commit (or
+    /// removed, when the block is indexed by then).
+    pub(crate) renames: Vec<(ContentId, PathBuf)>,
     /// Index entries: id, length, and the bytes for inline blocks.
     pub(crate) entries: Vec<(ContentId, u64, Option<Vec<u8>>)>,
     /// A pin to record in the same commit.
@@ -138,6 +158,9 @@ impl Store {
             let path = blocks_dir.join(format!("{shard:02x}"));
             fs::create_dir_all(&path).map_err(Error::io(&path))?;
         }
+        let tmp_dir = dir.join("tmp");
+        fs::create_dir_all(&tmp_dir).map_err(Error::io(&tmp_dir))?;
+        remove_temporaries(&tmp_dir)?;
         sync_dir(&blocks_dir)?;
         sync_dir(dir)?;
         let index = dir.join("index.redb");
@@ -173,9 +196,11 @@ impl Store {
         tx.commit()?;
         Ok(Store {
             blocks_dir,
+            tmp_dir,
             db,
             offered: offer_bytes,
             writer: Mutex::new(()),
+            in_flight: Mutex::new(HashMap::new()),
         })
     }
 
@@ -318,13 +343,11 @@ impl Store {
         self.commit(batch)
     }
 
-    /// Writes `bytes` to `path` through a temporary file in the same folder (a name `gc` never
-    /// touches), fsynced, renamed into place and the folder fsynced: a reader of `path` sees
-    /// either nothing, the old bytes or all of the new ones.
+    /// Writes `bytes` to `path` through a temporary file in `DIR/tmp/`, fsynced, renamed into
+    /// place and the folder fsynced: a reader of `path` sees either nothing, the old bytes or all
+    /// of the new ones.
     fn write_block_file(&self, path: &Path, bytes: &[u8]) -> Result<(), Error> {
-        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-        let tmp = path.with_extension(format!("{}-{n}.tmp", std::process::id()));
+        let tmp = self.tmp_path();
         let written = File::create(&tmp)
             .and_then(|mut f| {
                 f.write_all(bytes)?;
@@ -507,8 +530,33 @@ impl Store {
         read::dag_blocks(self, root)
     }
 
+    /// The blocks this node answers for in the mesh, with their stored lengths, sorted: the
+    /// replicas it holds and every block of its pinned files. A pinned file whose manifests
+    /// cannot be read (a lost or damaged manifest) is listed in `unreadable` with the error,
+    /// and the rest are still listed: one bad file never stops repair of the others.
+    pub fn responsibilities(&self) -> Result<Responsibilities, Error> {
+        let mut blocks: Vec<(ContentId, u64)> = Vec::new();
+        for cid in self.held()? {
+            if let Some(len) = self.block_len(&cid)? {
+                blocks.push((cid, len));
+            }
+        }
+        let mut unreadable = Vec::new();
+        for pin in self.pins()? {
+            match self.dag(&pin.cid) {
+                Ok(dag) => blocks.extend(dag),
+                Err(e) => unreadable.push((pin.cid, e)),
+            }
+        }
+        blocks.sort();
+        blocks.dedup();
+        Ok(Responsibilities { blocks, unreadable })
+    }
+
     /// How many times a read of the file `root` reads each of its chunk blocks (a chunk repeated
     /// in the file counts each time); the manifests must be stored, the chunks need not be.
+    /// Visits each distinct manifest once; fails with [`Error::FileTooLarge`] past
+    /// [`MAX_FILE_CHUNKS`](crate::MAX_FILE_CHUNKS) chunk reads.
     pub fn chunk_uses(
         &self,
         root: &ContentId,
@@ -542,6 +590,42 @@ impl Store {
     pub(crate) fn lock_writer(&self) -> MutexGuard<'_, ()> {
         // The guarded state lives in redb, which a panicking writer cannot leave half-updated.
         self.writer.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The blocks running puts use, by how many puts. gc holds this for its whole run; take it
+    /// after the writer lock, never before.
+    pub(crate) fn lock_in_flight(&self) -> MutexGuard<'_, HashMap<ContentId, u32>> {
+        // A plain counter map: a panic cannot leave it half-updated.
+        self.in_flight.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers `cid` as used by a running put (gc keeps it until [`Store::unuse_blocks`]) and
+    /// says whether it is stored. Atomic with respect to gc: a block found stored here stays.
+    pub(crate) fn use_block(&self, cid: &ContentId) -> Result<bool, Error> {
+        let mut used = self.lock_in_flight();
+        let n = used.entry(*cid).or_default();
+        *n = n.saturating_add(1);
+        self.has_block(cid)
+    }
+
+    /// Ends the registrations of [`Store::use_block`] for `cids`.
+    pub(crate) fn unuse_blocks<'a>(&self, cids: impl IntoIterator<Item = &'a ContentId>) {
+        let mut used = self.lock_in_flight();
+        for cid in cids {
+            if let Some(n) = used.get_mut(cid) {
+                *n -= 1;
+                if *n == 0 {
+                    used.remove(cid);
+                }
+            }
+        }
+    }
+
+    /// A fresh temporary file name in `DIR/tmp/` (removed at open if a crash leaves it).
+    pub(crate) fn tmp_path(&self) -> PathBuf {
+        static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+        let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+        self.tmp_dir.join(format!("{}-{n}.tmp", std::process::id()))
     }
 
     pub(crate) fn db(&self) -> &Database {
@@ -622,27 +706,40 @@ impl Store {
         if bytes.len() <= INLINE_MAX {
             batch.entries.push((cid, len, Some(bytes.to_vec())));
         } else {
-            let path = self.block_path(&cid);
-            let mut file = File::create(&path).map_err(Error::io(&path))?;
-            file.write_all(bytes).map_err(Error::io(&path))?;
-            batch.files.push(path);
+            let tmp = self.tmp_path();
+            let written = File::create(&tmp).and_then(|mut file| file.write_all(bytes));
+            if let Err(e) = written {
+                let _ = fs::remove_file(&tmp);
+                return Err(Error::io(&tmp)(e));
+            }
+            batch.files.push(tmp.clone());
+            batch.renames.push((cid, tmp));
             batch.entries.push((cid, len, None));
         }
         batch.bytes += len;
         Ok(())
     }
 
-    /// Makes a batch's files durable, then indexes its blocks (and records its pin) in one
-    /// commit.
+    /// Makes a batch's files durable and moves them into place, then indexes its blocks (and
+    /// records its pin) in one commit. The caller holds the writer lock.
     pub(crate) fn commit(&self, batch: Batch) -> Result<(), Error> {
-        let mut dirs = BTreeSet::new();
         for path in &batch.files {
             sync_file(path)?;
+        }
+        let mut dirs = BTreeSet::new();
+        for (cid, tmp) in &batch.renames {
+            if self.has_block(cid)? {
+                // Stored meanwhile (by another put or a pushed replica): this copy is not needed.
+                let _ = fs::remove_file(tmp);
+                continue;
+            }
+            let path = self.block_path(cid);
+            fs::rename(tmp, &path).map_err(Error::io(&path))?;
             if let Some(dir) = path.parent() {
-                dirs.insert(dir);
+                dirs.insert(dir.to_owned());
             }
         }
-        for dir in dirs {
+        for dir in &dirs {
             sync_dir(dir)?;
         }
         let mut tx = self.db.begin_write()?;
@@ -778,6 +875,18 @@ pub(crate) fn index_len(store: &Store) -> u64 {
     use redb::ReadableTableMetadata as _;
     let tx = store.db.begin_read().unwrap();
     tx.open_table(INDEX).unwrap().len().unwrap()
+}
+
+/// Removes the `*.tmp` files in `dir` (what a crash left of puts and pushed replicas being
+/// written). Other names are not ours to delete.
+fn remove_temporaries(dir: &Path) -> Result<(), Error> {
+    for entry in fs::read_dir(dir).map_err(Error::io(dir))? {
+        let path = entry.map_err(Error::io(dir))?.path();
+        if path.extension().is_some_and(|e| e == "tmp") && path.is_file() {
+            fs::remove_file(&path).map_err(Error::io(&path))?;
+        }
+    }
+    Ok(())
 }
 
 /// fsyncs a file by path (any descriptor of a file flushes all of its dirty pages).
@@ -925,7 +1034,7 @@ mod tests {
     }
 
     #[test]
-    fn an_uncommitted_batch_leaves_only_unlisted_files() {
+    fn an_uncommitted_batch_leaves_only_temporaries_which_open_removes() {
         // What a put killed between writing block files and committing them leaves behind.
         let dir = tempfile::tempdir().unwrap();
         let block = encode_block(&random_chunk(3, CHUNK_SIZE));
@@ -934,10 +1043,25 @@ mod tests {
             let store = reopen(dir.path(), u64::MAX);
             let mut batch = Batch::default();
             store.stage_block(&mut batch, cid, &block).unwrap();
-            assert!(store.block_path(&cid).exists());
+            assert!(
+                batch.renames[0].1.exists(),
+                "written under a temporary name"
+            );
+            assert!(
+                !store.block_path(&cid).exists(),
+                "not in place before the commit"
+            );
             // Dropped without commit.
         }
+        // A crash can also leave a pushed replica's temporary file; both go at open.
+        std::fs::write(dir.path().join("tmp").join("1-7.tmp"), b"half a block").unwrap();
+        std::fs::write(dir.path().join("tmp").join("keep.me"), b"not ours").unwrap();
         let store = reopen(dir.path(), u64::MAX);
+        let left: Vec<_> = std::fs::read_dir(dir.path().join("tmp"))
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
+        assert_eq!(left, ["keep.me"], "temporaries removed at open");
         assert!(!store.has_block(&cid).unwrap());
         assert_eq!(store.usage().unwrap().blocks, 0);
         // A later put of the same block rewrites the file and indexes it.
@@ -1033,6 +1157,38 @@ mod held_tests {
         assert_eq!(store.file_rfs().unwrap(), vec![(root, 5)]);
         assert!(store.unpin(&root).unwrap());
         assert!(store.file_rfs().unwrap().is_empty());
+    }
+
+    #[test]
+    fn a_lost_pinned_manifest_leaves_the_other_responsibilities_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path(), 1 << 30).unwrap();
+        let opts = PutOptions::default();
+        let kept = store
+            .put(&b"a file whose manifest stays"[..], &opts, &|_| {})
+            .unwrap();
+        let lost = store
+            .put(&b"a file whose manifest goes"[..], &opts, &|_| {})
+            .unwrap();
+        let replica = b"a replica held for the mesh".to_vec();
+        let replica_cid = ContentId::of_block(Codec::Raw, &replica);
+        store.put_block(&replica_cid, &replica).unwrap();
+        let key = warren_protocol::keypair_from_secret([1; 32]);
+        let ticket =
+            warren_protocol::ticket::PlacementTicket::sign(&key, replica_cid, 3, 100).unwrap();
+        store
+            .hold_leased(&replica_cid, &ticket, u64::MAX, 1)
+            .unwrap();
+        store.discard_block(&lost.cid).unwrap();
+        let r = store.responsibilities().unwrap();
+        let listed: Vec<ContentId> = r.blocks.iter().map(|(c, _)| *c).collect();
+        assert!(listed.contains(&replica_cid), "{listed:?}");
+        for (cid, _) in store.dag(&kept.cid).unwrap() {
+            assert!(listed.contains(&cid), "{listed:?}");
+        }
+        assert!(!listed.contains(&lost.cid));
+        assert_eq!(r.unreadable.len(), 1);
+        assert_eq!(r.unreadable[0].0, lost.cid);
     }
 
     #[test]

@@ -1,6 +1,6 @@
 //! Crash safety: a process killed with SIGKILL in the middle of a large put leaves a store that
-//! opens, still has every file it reported as stored, lists no partial file as pinned, and whose
-//! leftovers a gc removes.
+//! opens, still has every file it reported as stored, lists no partial file as pinned, and has
+//! removed the interrupted put's leftovers (its temporary files: nothing of it was indexed).
 //!
 //! The test runs itself as the child process (selected by an environment variable), so the put
 //! really is cut off at a random point by the kernel, not by a flag.
@@ -43,7 +43,7 @@ fn a_put_killed_midway_leaves_a_consistent_store() {
         if let Some((_, cid)) = line.split_once("stored ") {
             first = Some(cid.parse().unwrap());
         } else if let Some((_, n)) = line.split_once("progress ") {
-            // Well into the second put: several batches committed, one being written.
+            // Well into the second put: many block files written, none committed.
             if n.parse::<u64>().unwrap() >= 100 << 20 {
                 break;
             }
@@ -57,6 +57,8 @@ fn a_put_killed_midway_leaves_a_consistent_store() {
     child.wait().unwrap();
     drop(lines);
     let first = first.expect("the child reported its first file");
+    let temporaries = || std::fs::read_dir(dir.path().join("tmp")).unwrap().count();
+    assert!(temporaries() > 0, "the killed put left its temporary files");
 
     let store = Store::open(dir.path(), u64::MAX).expect("the store opens after a SIGKILL");
     let pins = store.pins().unwrap();
@@ -68,11 +70,13 @@ fn a_put_killed_midway_leaves_a_consistent_store() {
     std::io::copy(&mut MixedReader::new(FIRST_FILE, 1), &mut expected).unwrap();
     assert_eq!(out, expected);
 
-    // The interrupted put's blocks are garbage: gc removes them and keeps the first file.
+    // The interrupted put's files went at open; nothing of it is listed, so gc finds nothing.
+    assert_eq!(temporaries(), 0, "temporaries removed at open");
     let before = store.usage().unwrap();
+    assert_eq!(before.blocks, pins[0].blocks, "{before:?}");
     let report = store.gc().unwrap();
     let after = store.usage().unwrap();
-    assert!(report.blocks_removed > 0, "{report:?}");
+    assert_eq!(report.blocks_removed, 0, "{report:?}");
     assert_eq!(
         after.stored_bytes, pins[0].stored_bytes,
         "{before:?} {after:?}"

@@ -153,14 +153,18 @@ impl MeshAccess {
     }
 
     /// Stores the bytes from `input` (`None` marks the end; a closed channel before it is a cut-off
-    /// upload, and nothing is stored) as an unpinned file and replicates it.
+    /// upload, and nothing is stored) as an unpinned file and replicates it. An upload not
+    /// complete by `deadline` fails there: the blocking store task stops with it (dropping this
+    /// future alone would leave that task waiting on the circuit).
     async fn put(
         &self,
         input: mpsc::Receiver<Option<Vec<u8>>>,
         name: Option<String>,
         max: u64,
+        deadline: tokio::time::Instant,
     ) -> Result<ContentId, String> {
         let store = self.store.clone();
+        let runtime = tokio::runtime::Handle::current();
         let out = tokio::task::spawn_blocking(move || {
             let reader = ChannelReader {
                 rx: input,
@@ -169,6 +173,7 @@ impl MeshAccess {
                 total: 0,
                 max,
                 done: false,
+                deadline: Some((runtime, deadline)),
             };
             let opts = PutOptions {
                 name,
@@ -256,9 +261,12 @@ impl Runner {
                     let _ = done.send(r.map(|n| n.to_string()));
                 }
                 MeshCall::Put { name, input, done } => {
+                    // The upload's reader fails at the deadline too, so the store task ends
+                    // with the run instead of outliving it.
+                    let deadline = tokio::time::Instant::now() + limits.time;
                     let r = tokio::time::timeout(
                         limits.time,
-                        access.put(input, name, limits.max_put_bytes),
+                        access.put(input, name, limits.max_put_bytes, deadline),
                     )
                     .await
                     .unwrap_or_else(|_| Err(over()));
@@ -385,6 +393,27 @@ struct ChannelReader {
     total: u64,
     max: u64,
     done: bool,
+    /// When reading fails with `TimedOut`, on the runtime that keeps the time (`None`: never).
+    deadline: Option<(tokio::runtime::Handle, tokio::time::Instant)>,
+}
+
+impl ChannelReader {
+    /// The next message, or `TimedOut` at the deadline. Runs on a blocking thread.
+    fn next(&mut self) -> io::Result<Option<Option<Vec<u8>>>> {
+        match &self.deadline {
+            None => Ok(self.rx.blocking_recv()),
+            // The timer is made inside `block_on`: it needs the runtime's context, which a
+            // store thread (a plain thread the put spawns) does not have.
+            Some((runtime, at)) => runtime
+                .block_on(async { tokio::time::timeout_at(*at, self.rx.recv()).await })
+                .map_err(|_| {
+                    io::Error::new(
+                        io::ErrorKind::TimedOut,
+                        "upload not complete by the runner's time limit",
+                    )
+                }),
+        }
+    }
 }
 
 impl Read for ChannelReader {
@@ -393,7 +422,7 @@ impl Read for ChannelReader {
             if self.done {
                 return Ok(0);
             }
-            match self.rx.blocking_recv() {
+            match self.next()? {
                 Some(None) => {
                     self.done = true;
                     return Ok(0);
@@ -421,5 +450,120 @@ impl Read for ChannelReader {
         out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
         self.pos += n;
         Ok(n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use std::io::Read;
+    use std::time::Duration;
+
+    use tokio::sync::mpsc;
+
+    use super::ChannelReader;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_upload_fails_at_the_deadline_and_the_blocking_reader_ends() {
+        let (tx, rx) = mpsc::channel(4);
+        // One chunk, then nothing: the sender stays open, as a stalled circuit's does.
+        tx.send(Some(vec![7u8; 1000])).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(300);
+        let runtime = tokio::runtime::Handle::current();
+        let started = std::time::Instant::now();
+        // On a plain thread, as the store's put reads its input (no runtime context there).
+        let read = tokio::task::spawn_blocking(move || {
+            std::thread::spawn(move || read_all(rx, runtime, deadline))
+                .join()
+                .unwrap()
+        });
+        let (r, got) = tokio::time::timeout(Duration::from_secs(10), read)
+            .await
+            .expect("the blocking reader ended by itself")
+            .unwrap();
+        assert_eq!(r.unwrap_err().kind(), std::io::ErrorKind::TimedOut);
+        assert_eq!(got, 1000);
+        assert!(started.elapsed() >= Duration::from_millis(250));
+        drop(tx);
+    }
+
+    fn read_all(
+        rx: mpsc::Receiver<Option<Vec<u8>>>,
+        runtime: tokio::runtime::Handle,
+        deadline: tokio::time::Instant,
+    ) -> (std::io::Result<usize>, usize) {
+        {
+            let mut reader = ChannelReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+                total: 0,
+                max: u64::MAX,
+                done: false,
+                deadline: Some((runtime, deadline)),
+            };
+            let mut out = Vec::new();
+            let r = reader.read_to_end(&mut out);
+            (r, out.len())
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_store_put_reads_the_upload_on_its_own_thread() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = warren_storage_mesh::Store::open(dir.path(), u64::MAX).unwrap();
+        let (tx, rx) = mpsc::channel(64);
+        let data: Vec<u8> = (0..3_000_000u32).map(|i| (i % 251) as u8).collect();
+        for part in data.chunks(100_000) {
+            tx.send(Some(part.to_vec())).await.unwrap();
+        }
+        tx.send(None).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let runtime = tokio::runtime::Handle::current();
+        let out = tokio::task::spawn_blocking(move || {
+            let reader = ChannelReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+                total: 0,
+                max: 1 << 30,
+                done: false,
+                deadline: Some((runtime, deadline)),
+            };
+            store
+                .put(reader, &warren_storage_mesh::PutOptions::default(), &|_| {})
+                .map(|o| o.size)
+        });
+        let sent = tokio::spawn(async move { drop(tx) });
+        assert_eq!(out.await.unwrap().unwrap(), 3_000_000);
+        sent.await.unwrap();
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_upload_within_the_deadline_reads_to_its_end() {
+        let (tx, rx) = mpsc::channel(4);
+        tx.send(Some(b"hello ".to_vec())).await.unwrap();
+        tx.send(Some(b"world".to_vec())).await.unwrap();
+        tx.send(None).await.unwrap();
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(30);
+        let runtime = tokio::runtime::Handle::current();
+        let out = tokio::task::spawn_blocking(move || {
+            let mut reader = ChannelReader {
+                rx,
+                current: Vec::new(),
+                pos: 0,
+                total: 0,
+                max: 1 << 20,
+                done: false,
+                deadline: Some((runtime, deadline)),
+            };
+            let mut out = Vec::new();
+            reader.read_to_end(&mut out).unwrap();
+            out
+        })
+        .await
+        .unwrap();
+        assert_eq!(out, b"hello world");
     }
 }

@@ -18,22 +18,14 @@ use warren_storage_mesh::audit::Holding;
 
 impl Mesh {
     /// Blocks this node is responsible for: held replicas and the blocks of its pinned files.
+    /// A pinned file whose manifests cannot be read is logged and left out; the others are
+    /// still listed (one lost manifest never stops repair node-wide).
     pub(crate) async fn responsibilities(&self) -> Result<Vec<(ContentId, u64)>, NodeError> {
-        self.store_call(|s| {
-            let mut out: Vec<(ContentId, u64)> = Vec::new();
-            for cid in s.held()? {
-                if let Some(len) = s.block_len(&cid)? {
-                    out.push((cid, len));
-                }
-            }
-            for pin in s.pins()? {
-                out.extend(s.dag(&pin.cid)?);
-            }
-            out.sort();
-            out.dedup();
-            Ok(out)
-        })
-        .await
+        let r = self.store_call(|s| s.responsibilities()).await?;
+        for (root, e) in &r.unreadable {
+            warn!(file = %root, "pinned file not repaired: its manifests cannot be read: {e}");
+        }
+        Ok(r.blocks)
     }
 
     /// One pass of self-healing over every block this node is responsible for.

@@ -127,8 +127,9 @@ impl Mesh {
         Ok(dag)
     }
 
-    /// Sends this node's copy of `cid` to `to`. A local copy that cannot be read is discarded
-    /// (it is this node's fault, not the target's).
+    /// Sends this node's copy of `cid` to `to`. A bad local copy (wrong hash, bytes gone) is
+    /// discarded; one that cannot be read now is kept (a transient I/O error deletes nothing).
+    /// Either way it is this node's fault, not the target's.
     pub(crate) async fn push(
         &self,
         cid: ContentId,
@@ -139,10 +140,14 @@ impl Mesh {
         let data = tokio::task::spawn_blocking(move || match store.get_block(&cid) {
             Ok(data) => Ok(data),
             Err(e) => {
-                if let Some(bad) = warren_storage_mesh::serve::check_bad_copy(&store, &cid, e) {
-                    log_bad_copy(&bad);
+                let shown = e.to_string();
+                match warren_storage_mesh::serve::check_bad_copy(&store, &cid, e) {
+                    Some(bad) => log_bad_copy(&bad),
+                    None => tracing::debug!(block = %cid, "local copy not read (kept): {shown}"),
                 }
-                Err(PushError::Local(format!("no good local copy of {cid}")))
+                Err(PushError::Local(format!(
+                    "no readable local copy of {cid}: {shown}"
+                )))
             }
         })
         .await

@@ -42,6 +42,9 @@ pub fn serve(
     if let Some(bad) = &answered.bad_copy {
         log_bad_copy(bad);
     }
+    if let Some((block, e)) = &answered.unreadable {
+        warn!(%peer, %block, "cannot read a stored block now (kept, answered failed): {e}");
+    }
     match &answered.response {
         Response::Block(b) => tracing::info!(%peer, block = %b.block, "serving a block"),
         Response::Stored(s) if s.accepted => debug!(%peer, block = %s.block, "holding a replica"),
