@@ -29,6 +29,7 @@ pub mod inference;
 pub mod manifest;
 pub mod onion;
 pub mod record;
+pub mod provider_table;
 pub mod record_book;
 pub mod signed_record;
 pub mod spec_text;

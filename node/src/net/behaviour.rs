@@ -4,7 +4,6 @@ use std::time::Duration;
 
 use libp2p::gossipsub::{self, MessageAuthenticity};
 use libp2p::identity::Keypair;
-use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::kad::{self};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
@@ -12,6 +11,7 @@ use libp2p::swarm::behaviour::toggle::Toggle;
 use libp2p::{PeerId, autonat, dcutr, identify, mdns, ping, relay};
 use warren_protocol::REPUTATION_TOPIC;
 
+use crate::net::dht_store::DhtStore;
 use crate::net::event_loop::nat::agent_version;
 use crate::net::protocols::{blocks, envelope};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
@@ -20,7 +20,7 @@ use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    pub(crate) kad: kad::Behaviour<DhtStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
@@ -51,17 +51,9 @@ pub(crate) fn provider_key_limit(offer_bytes: u64) -> usize {
         .clamp(MIN_PROVIDER_KEYS, MAX_PROVIDER_KEYS)
 }
 
-/// The DHT's record and provider store.
-pub(super) fn dht_store(local: PeerId, provider_keys: usize) -> MemoryStore {
-    MemoryStore::with_config(
-        local,
-        MemoryStoreConfig {
-            max_records: 65_536,
-            max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
-            max_provided_keys: provider_keys,
-            ..MemoryStoreConfig::default()
-        },
-    )
+/// The DHT's record and provider store (bounded provider table: `dht_store`).
+pub(super) fn dht_store(local: PeerId, provider_keys: usize) -> DhtStore {
+    DhtStore::new(local, provider_keys)
 }
 
 /// All behaviours of a node with identity `key`.
@@ -169,6 +161,42 @@ mod tests {
         }
         let over = ProviderRecord::new(RecordKey::new(&99u32.to_be_bytes()), me, vec![]);
         assert!(small.add_provider(over).is_err());
+    }
+
+    #[test]
+    fn a_remote_junk_flood_never_crowds_out_own_provider_records() {
+        use libp2p::kad::{ProviderRecord, RecordKey};
+        use warren_protocol::provider_table::Standing;
+        let me = PeerId::random();
+        let junk = PeerId::random();
+        let limit = super::provider_key_limit(0);
+        let mut store = super::dht_store(me, limit);
+        let addrs: Vec<libp2p::Multiaddr> = (0..64u16)
+            .map(|i| format!("/ip4/10.0.0.1/tcp/{i}").parse().unwrap())
+            .collect();
+        let mut kept = 0;
+        for i in 0..(limit as u32 + 1000) {
+            let key = RecordKey::new(&i.to_be_bytes());
+            let mut r = ProviderRecord::new(key, junk, addrs.clone());
+            r.expires = Some(std::time::Instant::now() + std::time::Duration::from_secs(3600));
+            if store
+                .add_remote_provider(r, Some([10, 0]), Standing::Unknown)
+                .is_ok()
+            {
+                kept += 1;
+            }
+        }
+        assert_eq!(store.provider_counts(&junk), (kept, kept));
+        assert!(kept <= limit / 16, "{kept}");
+        let kept_addrs = store.providers(&RecordKey::new(&0u32.to_be_bytes()));
+        assert_eq!(kept_addrs[0].addresses.len(), 8);
+        for i in 0..limit as u32 {
+            let key = RecordKey::new(&(u32::MAX - i).to_be_bytes());
+            store
+                .add_provider(ProviderRecord::new(key, me, vec![]))
+                .unwrap_or_else(|e| panic!("own key {i} refused: {e}"));
+        }
+        assert_eq!(store.provided().count(), limit);
     }
 
     use super::*;

@@ -275,6 +275,7 @@ impl EventLoop {
         self.listen_via_relays();
         if self.started.elapsed().as_secs() % 60 < TICK.as_secs() {
             self.known.prune(unix_now());
+            self.swarm.behaviour_mut().kad.store_mut().prune();
         }
         self.update_application_scores();
         self.trim_connections();
