@@ -18,7 +18,7 @@ use warren_protocol::provider_table::{Entry, ProviderLimits, ProviderTable, Refu
 const MAX_RECORDS: usize = 65_536;
 
 /// kad's record and provider store for a warren node.
-pub struct DhtStore {
+pub(crate) struct DhtStore {
     local: PeerId,
     records: MemoryStore,
     providers: ProviderTable<Multiaddr>,

@@ -1,0 +1,144 @@
+//! Adversarial: one hostile peer against the DHT, the connections and gossip of real node
+//! processes (issue 19, items 6, 7, 8, 9 and 12; spec/threat-model.md).
+//!
+//! The hostile peer is a warren node in the test's process ([`Hostile`]); where it needs a
+//! capability no honest node has (a raw Kademlia `ADD_PROVIDER` with any key, many connections
+//! from one peer), the test drives libp2p itself. Run with `WARREN_TEST_NODE_BIN` pointing at an
+//! older build to see each attack succeed there.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::str::FromStr;
+use std::time::{Duration, Instant};
+
+use futures::{AsyncReadExt, AsyncWriteExt};
+use libp2p::{Multiaddr, StreamProtocol};
+use warren_protocol::{ContentId, PeerId};
+use warren_tests::hostile::{Hostile, node_bin};
+use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes};
+
+const KAD: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");
+
+fn bin() -> String {
+    node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"))
+}
+
+fn varint(mut n: usize, out: &mut Vec<u8>) {
+    while n >= 0x80 {
+        out.push((n as u8 & 0x7f) | 0x80);
+        n >>= 7;
+    }
+    out.push(n as u8);
+}
+
+/// A protobuf length-delimited field.
+fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
+    out.push(tag << 3 | 2);
+    varint(bytes.len(), out);
+    out.extend_from_slice(bytes);
+}
+
+/// One length-prefixed Kademlia message (`dht.pb.Message`) of `kind` on `key`, naming `provider`
+/// with `addrs` as its provider peer (for `ADD_PROVIDER`).
+fn kad_message(kind: u8, key: &[u8], provider: Option<(&PeerId, &[Multiaddr])>) -> Vec<u8> {
+    let mut m = vec![0x08, kind];
+    field(2, key, &mut m);
+    if let Some((peer, addrs)) = provider {
+        let mut p = Vec::new();
+        field(1, &peer.to_bytes(), &mut p);
+        for a in addrs {
+            field(2, &a.to_vec(), &mut p);
+        }
+        field(9, &p, &mut m);
+    }
+    let mut framed = Vec::new();
+    varint(m.len(), &mut framed);
+    framed.extend(m);
+    framed
+}
+
+const ADD_PROVIDER: u8 = 2;
+const FIND_NODE: u8 = 4;
+
+/// Sends `count` `ADD_PROVIDER`s of junk keys (each with 16 addresses) from `hostile` to
+/// `victim` on one raw Kademlia stream, then a `FIND_NODE` whose answer shows the victim read them
+/// all.
+async fn flood_provider_table(hostile: &Hostile, victim: PeerId, count: u32) {
+    let mut control = hostile.client().stream_control();
+    let mut stream = control.open_stream(victim, KAD).await.unwrap();
+    let addrs: Vec<Multiaddr> = (0..16)
+        .map(|i| format!("/ip4/10.9.0.1/tcp/{}", 4000 + i).parse().unwrap())
+        .collect();
+    let me = hostile.peer_id();
+    let mut batch = Vec::new();
+    for i in 0..count {
+        let mut key = b"junk-provider-key-".to_vec();
+        key.extend(i.to_be_bytes());
+        batch.extend(kad_message(ADD_PROVIDER, &key, Some((&me, &addrs))));
+        if batch.len() > 1 << 20 {
+            stream.write_all(&batch).await.unwrap();
+            batch.clear();
+        }
+    }
+    batch.extend(kad_message(FIND_NODE, &me.to_bytes(), None));
+    stream.write_all(&batch).await.unwrap();
+    stream.flush().await.unwrap();
+    // The answer's length prefix: the victim has handled every message before it.
+    let mut first = [0u8; 1];
+    tokio::time::timeout(Duration::from_secs(60), stream.read_exact(&mut first))
+        .await
+        .expect("no FIND_NODE answer in 60 s")
+        .unwrap();
+}
+
+/// Item 6: a peer fills the provider table with junk keys; the node's own announcements must
+/// still be stored and found. On 38fbb4c the table (65,536 keys) is full and `start_providing`
+/// fails: no lookup finds the node as a provider of its own file.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_junk_provider_flood_does_not_stop_the_nodes_own_announcements() {
+    let started = Instant::now();
+    let bin = bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let v_dir = tmp.path().join("victim");
+    // A small offer: the smallest provider table (65,536 keys).
+    let v = NodeProcess::start(&bin, &v_dir, &["--storage-offer", "10MiB"]).unwrap();
+    let status = cli_json(&bin, &v_dir, &["status"]).unwrap();
+    let boot: Multiaddr = tcp_multiaddr(&status).unwrap().parse().unwrap();
+    let v_id = PeerId::from_str(status["peer_id"].as_str().unwrap()).unwrap();
+    let x = Hostile::start(&tmp.path().join("hostile"), "local", vec![], 0, |_| {})
+        .await
+        .unwrap();
+    x.connect(boot, Duration::from_secs(10)).await.unwrap();
+
+    flood_provider_table(&x, v_id, 66_000).await;
+    println!("flooded in {:?}", started.elapsed());
+
+    let file = tmp.path().join("f.bin");
+    std::fs::write(&file, test_bytes(300_000, 6, false)).unwrap();
+    let put = cli_json(&bin, &v_dir, &["put", file.to_str().unwrap(), "--rf", "1"]).unwrap();
+    let cid = ContentId::from_str(put["cid"].as_str().unwrap()).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let found = loop {
+        let providers = x.client().providers(cid).await.unwrap_or_default();
+        if providers.contains(&v_id) {
+            break true;
+        }
+        if Instant::now() > deadline {
+            break false;
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    };
+    assert!(
+        found,
+        "after the junk flood, no providers lookup finds the victim for its own file {cid}: {}",
+        v.log()
+            .lines()
+            .filter(|l| l.contains("provider"))
+            .take(3)
+            .collect::<Vec<_>>()
+            .join("\n")
+    );
+    assert!(v.log().contains("listening"));
+    println!("passed in {:?}", started.elapsed());
+    x.stop().await;
+}
