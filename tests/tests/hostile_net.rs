@@ -142,3 +142,115 @@ async fn a_junk_provider_flood_does_not_stop_the_nodes_own_announcements() {
     println!("passed in {:?}", started.elapsed());
     x.stop().await;
 }
+
+/// Item 9: one peer (one identity, one IP) opens 24 connections to a node, and floods it with
+/// block requests: beyond the per-peer limit the connections are refused, and an honest get from
+/// another node still works. On 38fbb4c all 24 connections are kept (no per-peer limit).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_peer_cannot_hold_many_connections_and_the_node_stays_responsive() {
+    use libp2p::futures::StreamExt;
+    use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
+    use libp2p::{noise, tcp, yamux};
+    use warren_protocol::block_transfer::{BlockRequest, Request, Response};
+
+    let started = Instant::now();
+    let bin = bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let v_dir = tmp.path().join("victim");
+    let h_dir = tmp.path().join("honest");
+    let v = NodeProcess::start(&bin, &v_dir, &["--storage-offer", "100MiB"]).unwrap();
+    let status = cli_json(&bin, &v_dir, &["status"]).unwrap();
+    let boot_s = tcp_multiaddr(&status).unwrap();
+    let boot: Multiaddr = boot_s.parse().unwrap();
+    let v_id = PeerId::from_str(status["peer_id"].as_str().unwrap()).unwrap();
+    let _h = NodeProcess::start(&bin, &h_dir, &["--bootstrap", &boot_s]).unwrap();
+    let file = tmp.path().join("f.bin");
+    let data = test_bytes(1_500_000, 9, false);
+    std::fs::write(&file, &data).unwrap();
+    let put = cli_json(&bin, &v_dir, &["put", file.to_str().unwrap(), "--rf", "1"]).unwrap();
+    let cid_s = put["cid"].as_str().unwrap().to_owned();
+    let cid = ContentId::from_str(&cid_s).unwrap();
+
+    // Many connections from one peer.
+    let mut swarm = libp2p::SwarmBuilder::with_new_identity()
+        .with_tokio()
+        .with_tcp(
+            tcp::Config::default(),
+            noise::Config::new,
+            yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|_| libp2p::swarm::dummy::Behaviour)
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(120)))
+        .build();
+    for _ in 0..24 {
+        swarm
+            .dial(
+                DialOpts::peer_id(v_id)
+                    .addresses(vec![boot.clone()])
+                    .condition(PeerCondition::Always)
+                    .build(),
+            )
+            .unwrap();
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::timeout_at(until, swarm.select_next_some())
+        .await
+        .is_ok()
+    {}
+    let held = swarm.network_info().connection_counters().num_established();
+    let driver = tokio::spawn(async move {
+        loop {
+            swarm.select_next_some().await;
+        }
+    });
+
+    // And many block requests from one peer, while an honest node fetches the file.
+    let x = Hostile::start(&tmp.path().join("hostile"), "local", vec![], 0, |_| {})
+        .await
+        .unwrap();
+    x.connect(boot, Duration::from_secs(10)).await.unwrap();
+    let mut flood = tokio::task::JoinSet::new();
+    for _ in 0..200 {
+        let client = x.client().clone();
+        flood.spawn(async move {
+            client
+                .blocks(v_id, Request::Get(BlockRequest { block: cid }))
+                .await
+        });
+    }
+    let out = tmp.path().join("back.bin");
+    let (bin2, h2, out2, cid2) = (bin.clone(), h_dir.clone(), out.clone(), cid_s.clone());
+    let got = tokio::task::spawn_blocking(move || {
+        warren_tests::cli(&bin2, &h2, &["get", &cid2, "-o", out2.to_str().unwrap()], false)
+    })
+    .await
+    .unwrap()
+    .unwrap();
+    let (mut served, mut refused, mut failed) = (0, 0, 0);
+    while let Some(r) = flood.join_next().await {
+        match r.unwrap() {
+            Ok(Response::Block(_)) => served += 1,
+            Ok(Response::Failed { .. }) => refused += 1,
+            _ => failed += 1,
+        }
+    }
+    driver.abort();
+    println!(
+        "connections held from one peer: {held}/24; block flood: {served} served, {refused} refused, {failed} failed; {:?}",
+        started.elapsed()
+    );
+    assert!(
+        got.status.success(),
+        "honest get failed under the flood: {}",
+        String::from_utf8_lossy(&got.stderr)
+    );
+    assert_eq!(std::fs::read(&out).unwrap(), data);
+    assert!(
+        held <= 3,
+        "the victim kept {held} of 24 connections from one peer (limit 3): {}",
+        v.log().len()
+    );
+    x.stop().await;
+}

@@ -8,10 +8,11 @@ use libp2p::kad::{self};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{PeerId, autonat, dcutr, identify, mdns, ping, relay};
+use libp2p::{PeerId, autonat, connection_limits, dcutr, identify, mdns, ping, relay};
 use warren_protocol::REPUTATION_TOPIC;
 
 use crate::net::dht_store::DhtStore;
+use crate::net::peer_limit::{Limits, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INBOUND};
 use crate::net::event_loop::nat::agent_version;
 use crate::net::protocols::{blocks, envelope};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
@@ -20,6 +21,8 @@ use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
+    /// Connections per peer, pending inbound, established inbound (`peer_limit`).
+    pub(crate) limits: connection_limits::Behaviour,
     pub(crate) kad: kad::Behaviour<DhtStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -64,6 +67,7 @@ pub(super) fn behaviour(
     relay_server: bool,
     relay_client: Option<relay::client::Behaviour>,
     provider_keys: usize,
+    max_peers: usize,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let local = key.public().to_peer_id();
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
@@ -83,7 +87,13 @@ pub(super) fn behaviour(
     } else {
         None
     };
+    let hard_cap = u32::try_from(Limits::new(max_peers).hard_cap).unwrap_or(u32::MAX);
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(MAX_PENDING_INBOUND))
+        .with_max_established_incoming(Some(hard_cap));
     Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
         kad: kad::Behaviour::with_config(local, store, kad_cfg),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())

@@ -12,6 +12,7 @@
 //! every node up to its limit by dialing would make full nodes trim and trimmed nodes redial, a
 //! churn of handshakes that swamps a large network (seen in the `swarm` simulation).
 
+use std::net::IpAddr;
 use std::time::Duration;
 
 use libp2p::PeerId;
@@ -21,6 +22,23 @@ pub const GRACE: Duration = Duration::from_secs(20);
 
 /// How long a node does not dial a peer again after its connection to it closed.
 pub const REDIAL_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Most connections one peer may hold to this node at once (both directions; a direct and a
+/// relayed one, and one dial crossing another), enforced by libp2p's `connection_limits`.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 3;
+
+/// Most inbound connections still in their handshake at once.
+pub const MAX_PENDING_INBOUND: u32 = 64;
+
+/// Most peers connected from one IP address. Loopback is exempt: every node of a devnet is
+/// 127.0.0.1.
+pub const MAX_PEERS_PER_IP: usize = 8;
+
+/// Whether a new inbound connection from `ip` is closed at once, when `peers_from_ip` peers
+/// (itself included) are connected from that address.
+pub fn refuse_ip(ip: IpAddr, peers_from_ip: usize) -> bool {
+    !ip.is_loopback() && peers_from_ip > MAX_PEERS_PER_IP
+}
 
 /// The limits derived from a node's `max_peers`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +192,16 @@ mod tests {
         assert_eq!(closed[..3], [outside.peer, low.peer, young_ok.peer]);
         assert_eq!(closed.len(), 4);
         assert!(!closed.contains(&relay.peer));
+    }
+
+    #[test]
+    fn one_address_holds_a_bounded_number_of_peers_except_loopback() {
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        assert!(!refuse_ip(ip, MAX_PEERS_PER_IP));
+        assert!(refuse_ip(ip, MAX_PEERS_PER_IP + 1));
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(refuse_ip(v6, 100));
+        assert!(!refuse_ip(IpAddr::from([127, 0, 0, 1]), 1000));
     }
 
     #[test]

@@ -14,12 +14,12 @@ use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self};
 use warren_protocol::gossip::{Acceptance, Payload, Verdict};
 
-use crate::addr::{is_loopback, is_unspecified};
+use crate::addr::{ip_of, is_loopback, is_unspecified};
 use crate::clock::{unix_now, unix_now_ms};
 use crate::error::NodeError;
 use crate::net::behaviour::BehaviourEvent;
 use crate::net::event_loop::{EventLoop, InboundBlocks, PendingRecord};
-use crate::net::peer_limit::Limits;
+use crate::net::peer_limit::{Limits, refuse_ip};
 use crate::net::peers::PeerEvent;
 use crate::net::protocols::{blocks, envelope, envelope_service as service};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
@@ -84,6 +84,18 @@ impl EventLoop {
                 if endpoint.is_listener() && Limits::new(self.max_peers).refuse_inbound(connected) {
                     debug!(peer = %peer_id, connected, "over the hard peer cap, closing");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
+                } else if endpoint.is_listener()
+                    && let Some(ip) = ip_of(endpoint.get_remote_address())
+                {
+                    let from_ip = self
+                        .peers
+                        .values()
+                        .filter(|s| s.addrs.iter().any(|a| ip_of(a) == Some(ip)))
+                        .count();
+                    if refuse_ip(ip, from_ip) {
+                        debug!(peer = %peer_id, %ip, from_ip, "too many peers from one address, closing");
+                        self.swarm.close_connection(connection_id);
+                    }
                 }
                 if !self.bootstrapped {
                     self.bootstrapped = true;
