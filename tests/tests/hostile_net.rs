@@ -254,3 +254,138 @@ async fn one_peer_cannot_hold_many_connections_and_the_node_stays_responsive() {
     );
     x.stop().await;
 }
+
+/// gossipsub messages a node has received (`libp2p_gossipsub_messages_total` on `/metrics`).
+fn gossip_received(dir: &std::path::Path) -> f64 {
+    let (addr, _) = warren_tests::api_of(dir).unwrap();
+    let (_, metrics) = warren_tests::http_get(&addr, "/metrics", None).unwrap();
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("libp2p_gossipsub_messages_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or(0.0)
+}
+
+/// Item 8: a fresh identity (no standing anywhere) publishes a flood of valid signed
+/// observations to the one node it is connected to, A. A must not forward them: C (connected to
+/// A and the bootstrap node B, whom the trust walk of A and C starts from) receives none. On
+/// 38fbb4c A forwards every observation within the rate limit.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn observations_from_a_fresh_key_are_not_forwarded() {
+    use warren_protocol::observation::{Kind, Observation};
+
+    let started = Instant::now();
+    let bin = bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let a_dir = tmp.path().join("a");
+    let b_dir = tmp.path().join("b");
+    let c_dir = tmp.path().join("c");
+    let _b = NodeProcess::start(&bin, &b_dir, &[]).unwrap();
+    let b_boot = tcp_multiaddr(&cli_json(&bin, &b_dir, &["status"]).unwrap()).unwrap();
+    let _a = NodeProcess::start(&bin, &a_dir, &["--bootstrap", &b_boot]).unwrap();
+    let boot_s = tcp_multiaddr(&cli_json(&bin, &a_dir, &["status"]).unwrap()).unwrap();
+    let _c = NodeProcess::start(&bin, &c_dir, &["--bootstrap", &b_boot, "--bootstrap", &boot_s])
+        .unwrap();
+    warren_tests::wait_for(Duration::from_secs(20), "C connected to A and B", || {
+        let peers = cli_json(&bin, &c_dir, &["peers"]).ok()?;
+        (peers.as_array()?.len() >= 2).then_some(())
+    })
+    .unwrap();
+    // The hostile peer: a fresh key with nothing but gossipsub, dialing A only (a warren node
+    // would also reach C through its DHT queries: whatever C gets here, A forwarded).
+    use libp2p::futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+    let key = libp2p::identity::Keypair::generate_ed25519();
+    let me = key.public().to_peer_id();
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|k| {
+            gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(
+                gossipsub::MessageAuthenticity::Signed(k.clone()),
+                gossipsub::Config::default(),
+            )
+            .unwrap()
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    let topic = gossipsub::IdentTopic::new(warren_protocol::REPUTATION_TOPIC);
+    swarm.behaviour_mut().subscribe(&topic).unwrap();
+    swarm.dial(boot_s.parse::<Multiaddr>().unwrap()).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { topic: t, .. }) =
+                swarm.select_next_some().await
+                && t == topic.hash()
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("A never subscribed");
+    let (a0, c0) = (gossip_received(&a_dir), gossip_received(&c_dir));
+    let now_ms = u64::try_from(
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_millis(),
+    )
+    .unwrap();
+    const FLOOD: usize = 100;
+    for i in 0..FLOOD {
+        let obs = Observation {
+            observer: me,
+            subject: libp2p::identity::Keypair::generate_ed25519()
+                .public()
+                .to_peer_id(),
+            kind: Kind::StorageProofPassed,
+            value: 1,
+            time_ms: now_ms + i as u64,
+            evidence: None,
+        };
+        let bytes = obs.sign(&key).unwrap().encode().unwrap();
+        swarm.behaviour_mut().publish(topic.clone(), bytes).unwrap();
+    }
+    let until = tokio::time::Instant::now() + Duration::from_secs(4);
+    while tokio::time::timeout_at(until, swarm.select_next_some())
+        .await
+        .is_ok()
+    {}
+    let (a1, c1) = (gossip_received(&a_dir), gossip_received(&c_dir));
+    let c_peers: Vec<String> = cli_json(&bin, &c_dir, &["peers"])
+        .unwrap()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|p| p["peer_id"].to_string())
+        .collect();
+    println!("C's peers: {c_peers:?}; the hostile peer: {me}");
+    if std::env::var("HOSTILE_NET_KEEP").is_ok() {
+        let kept = tmp.keep();
+        println!("kept {}", kept.display());
+    }
+    println!(
+        "A received {} gossip messages, C {} ({FLOOD} observations published); {:?}",
+        a1 - a0,
+        c1 - c0,
+        started.elapsed()
+    );
+    assert!(
+        a1 - a0 >= FLOOD as f64,
+        "the flood did not reach A: {}",
+        a1 - a0
+    );
+    assert!(
+        c1 - c0 < 10.0,
+        "A forwarded the observations of a peer without standing: C received {} messages",
+        c1 - c0
+    );
+}

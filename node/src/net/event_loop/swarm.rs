@@ -14,7 +14,7 @@ use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self};
 use warren_protocol::gossip::{Acceptance, Payload, Verdict};
 
-use crate::addr::{ip_of, is_loopback, is_unspecified};
+use crate::addr::{ip_of, is_loopback, is_unspecified, split_peer_addr};
 use crate::clock::{unix_now, unix_now_ms};
 use crate::error::NodeError;
 use crate::net::behaviour::BehaviourEvent;
@@ -238,20 +238,28 @@ impl EventLoop {
                 message,
             }) => {
                 let now_ms = unix_now().saturating_mul(1000);
-                let verdict = self.gossip.check(
+                let scores = self.scores.borrow().clone();
+                let seeds = &self.nat.bootstrap;
+                let verdict = self.gossip.check_with_standing(
                     message.topic.as_str(),
                     message.source.as_ref(),
                     &propagation_source,
                     &message.data,
                     now_ms,
+                    |p| {
+                        scores.has_standing(p)
+                            || seeds
+                                .iter()
+                                .any(|a| split_peer_addr(a).is_some_and(|(s, _)| s == *p))
+                    },
                 );
                 match &verdict {
                     Verdict::Accept(Payload::Record(record)) => {
                         self.remember_record((**record).clone());
                     }
                     Verdict::Accept(Payload::Observation(obs)) => {
-                        // Forwarded even when its observer has no standing here: other peers
-                        // may trust it.
+                        // Its observer has standing here (or is a bootstrap peer, a seed of the
+                        // trust walk); others are ignored, never forwarded.
                         self.tell_reputation(PeerEvent::Observation((**obs).clone()));
                     }
                     Verdict::Ignore(_) => {
