@@ -255,6 +255,61 @@ async fn one_peer_cannot_hold_many_connections_and_the_node_stays_responsive() {
     x.stop().await;
 }
 
+/// A bare gossipsub peer with identity `key` (nothing else: no DHT, so it dials no one but
+/// `addr`), subscribed to `topic`, connected to `addr` and past the remote's subscription.
+async fn gossip_peer(
+    key: libp2p::identity::Keypair,
+    addr: Multiaddr,
+    topic: &libp2p::gossipsub::IdentTopic,
+) -> libp2p::Swarm<libp2p::gossipsub::Behaviour> {
+    use libp2p::futures::StreamExt;
+    use libp2p::gossipsub;
+    use libp2p::swarm::SwarmEvent;
+    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key)
+        .with_tokio()
+        .with_tcp(
+            libp2p::tcp::Config::default(),
+            libp2p::noise::Config::new,
+            libp2p::yamux::Config::default,
+        )
+        .unwrap()
+        .with_behaviour(|k| {
+            gossipsub::Behaviour::new(
+                gossipsub::MessageAuthenticity::Signed(k.clone()),
+                gossipsub::Config::default(),
+            )
+            .unwrap()
+        })
+        .unwrap()
+        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
+        .build();
+    swarm.behaviour_mut().subscribe(topic).unwrap();
+    swarm.dial(addr).unwrap();
+    tokio::time::timeout(Duration::from_secs(15), async {
+        loop {
+            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { topic: t, .. }) =
+                swarm.select_next_some().await
+                && t == topic.hash()
+            {
+                break;
+            }
+        }
+    })
+    .await
+    .expect("the node never subscribed");
+    swarm
+}
+
+/// Polls `swarm` for `time`.
+async fn drive<B: libp2p::swarm::NetworkBehaviour>(swarm: &mut libp2p::Swarm<B>, time: Duration) {
+    use libp2p::futures::StreamExt;
+    let until = tokio::time::Instant::now() + time;
+    while tokio::time::timeout_at(until, swarm.select_next_some())
+        .await
+        .is_ok()
+    {}
+}
+
 /// gossipsub messages a node has received (`libp2p_gossipsub_messages_total` on `/metrics`).
 fn gossip_received(dir: &std::path::Path) -> f64 {
     let (addr, _) = warren_tests::api_of(dir).unwrap();
@@ -293,44 +348,10 @@ async fn observations_from_a_fresh_key_are_not_forwarded() {
     .unwrap();
     // The hostile peer: a fresh key with nothing but gossipsub, dialing A only (a warren node
     // would also reach C through its DHT queries: whatever C gets here, A forwarded).
-    use libp2p::futures::StreamExt;
-    use libp2p::gossipsub;
-    use libp2p::swarm::SwarmEvent;
     let key = libp2p::identity::Keypair::generate_ed25519();
     let me = key.public().to_peer_id();
-    let mut swarm = libp2p::SwarmBuilder::with_existing_identity(key.clone())
-        .with_tokio()
-        .with_tcp(
-            libp2p::tcp::Config::default(),
-            libp2p::noise::Config::new,
-            libp2p::yamux::Config::default,
-        )
-        .unwrap()
-        .with_behaviour(|k| {
-            gossipsub::Behaviour::<gossipsub::IdentityTransform, gossipsub::AllowAllSubscriptionFilter>::new(
-                gossipsub::MessageAuthenticity::Signed(k.clone()),
-                gossipsub::Config::default(),
-            )
-            .unwrap()
-        })
-        .unwrap()
-        .with_swarm_config(|c| c.with_idle_connection_timeout(Duration::from_secs(60)))
-        .build();
-    let topic = gossipsub::IdentTopic::new(warren_protocol::REPUTATION_TOPIC);
-    swarm.behaviour_mut().subscribe(&topic).unwrap();
-    swarm.dial(boot_s.parse::<Multiaddr>().unwrap()).unwrap();
-    tokio::time::timeout(Duration::from_secs(15), async {
-        loop {
-            if let SwarmEvent::Behaviour(gossipsub::Event::Subscribed { topic: t, .. }) =
-                swarm.select_next_some().await
-                && t == topic.hash()
-            {
-                break;
-            }
-        }
-    })
-    .await
-    .expect("A never subscribed");
+    let topic = libp2p::gossipsub::IdentTopic::new(warren_protocol::REPUTATION_TOPIC);
+    let mut swarm = gossip_peer(key.clone(), boot_s.parse().unwrap(), &topic).await;
     let (a0, c0) = (gossip_received(&a_dir), gossip_received(&c_dir));
     let now_ms = u64::try_from(
         std::time::SystemTime::now()
@@ -354,11 +375,7 @@ async fn observations_from_a_fresh_key_are_not_forwarded() {
         let bytes = obs.sign(&key).unwrap().encode().unwrap();
         swarm.behaviour_mut().publish(topic.clone(), bytes).unwrap();
     }
-    let until = tokio::time::Instant::now() + Duration::from_secs(4);
-    while tokio::time::timeout_at(until, swarm.select_next_some())
-        .await
-        .is_ok()
-    {}
+    drive(&mut swarm, Duration::from_secs(4)).await;
     let (a1, c1) = (gossip_received(&a_dir), gossip_received(&c_dir));
     let c_peers: Vec<String> = cli_json(&bin, &c_dir, &["peers"])
         .unwrap()
@@ -387,5 +404,89 @@ async fn observations_from_a_fresh_key_are_not_forwarded() {
         c1 - c0 < 10.0,
         "A forwarded the observations of a peer without standing: C received {} messages",
         c1 - c0
+    );
+}
+
+/// The roles the node on `dir` shows for `peer` (`warren peers`), as JSON text.
+fn roles_seen(bin: &str, dir: &std::path::Path, peer: &PeerId) -> Option<String> {
+    let peers = cli_json(bin, dir, &["peers"]).ok()?;
+    peers
+        .as_array()?
+        .iter()
+        .find(|p| p["peer_id"] == peer.to_string().as_str())
+        .map(|p| p["roles"].to_string())
+}
+
+/// Item 12: an older record of N, genuinely signed by N (say, captured when N published it), is
+/// replayed through gossip to V (by a peer holding N's key, once N has gone: a replay of N's old
+/// gossip message would carry N's signature the same way): V keeps N's newest record (its roles are not rolled back). On
+/// 38fbb4c the gossip path stores whatever record verifies, so N's roles become the old ones.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replayed_older_record_does_not_roll_back_the_newest() {
+    use warren_protocol::{NodeRecord, Price, RECORD_VERSION, Role};
+
+    let started = Instant::now();
+    let bin = bin();
+    let tmp = tempfile::tempdir().unwrap();
+    let v_dir = tmp.path().join("victim");
+    let n_dir = tmp.path().join("n");
+    let _v = NodeProcess::start(&bin, &v_dir, &[]).unwrap();
+    let boot_s = tcp_multiaddr(&cli_json(&bin, &v_dir, &["status"]).unwrap()).unwrap();
+    let n = NodeProcess::start(
+        &bin,
+        &n_dir,
+        &["--bootstrap", &boot_s, "--storage-offer", "10MiB"],
+    )
+    .unwrap();
+    let n_id = PeerId::from_str(
+        cli_json(&bin, &n_dir, &["status"]).unwrap()["peer_id"]
+            .as_str()
+            .unwrap(),
+    )
+    .unwrap();
+    warren_tests::wait_for(Duration::from_secs(30), "V knows N's record", || {
+        roles_seen(&bin, &v_dir, &n_id).filter(|r| r.contains("station"))
+    })
+    .unwrap();
+
+    // N goes away; the replayer speaks as N (gossipsub exchanges subscriptions on a peer's
+    // first connection only).
+    n.stop().unwrap();
+    warren_tests::wait_for(Duration::from_secs(20), "V disconnected from N", || {
+        roles_seen(&bin, &v_dir, &n_id).is_none().then_some(())
+    })
+    .unwrap();
+    let key = warren_node::keystore::load_or_create_identity(&n_dir).unwrap();
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs();
+    let old = NodeRecord {
+        version: RECORD_VERSION,
+        network: "local".into(),
+        peer_id: n_id,
+        roles: vec![Role::Middle],
+        onion_key: [7; 32],
+        storage: None,
+        compute: None,
+        price: Price {
+            storage_per_gib_month: 0,
+            compute_per_1k_tokens: 0,
+        },
+        load_permille: 0,
+        addrs: vec![],
+        issued_at: now - 600,
+        expires_at: now + 3600,
+    };
+    let bytes = old.sign(&key).unwrap().encode().unwrap();
+    let topic = libp2p::gossipsub::IdentTopic::new(warren_protocol::gossip::NODES_TOPIC);
+    let mut swarm = gossip_peer(key, boot_s.parse().unwrap(), &topic).await;
+    swarm.behaviour_mut().publish(topic, bytes).unwrap();
+    drive(&mut swarm, Duration::from_secs(3)).await;
+    let roles = roles_seen(&bin, &v_dir, &n_id).unwrap_or_default();
+    println!("V shows N's roles {roles} after the replay; {:?}", started.elapsed());
+    assert!(
+        roles.contains("station") && !roles.contains("middle"),
+        "the replayed older record rolled back N's record on V: roles {roles}"
     );
 }
