@@ -435,9 +435,12 @@ mod tests {
         let (me, junk) = (peer(0), peer(1));
         let mut kept = 0;
         for i in 0..10_000u32 {
-            if t
-                .add_remote(&i.to_be_bytes(), remote(&junk, [10, 0], 1000, Standing::Unknown), 0)
-                .is_ok()
+            if t.add_remote(
+                &i.to_be_bytes(),
+                remote(&junk, [10, 0], 1000, Standing::Unknown),
+                0,
+            )
+            .is_ok()
             {
                 kept += 1;
             }
@@ -466,9 +469,12 @@ mod tests {
         for i in 0..200u32 {
             let p = peer((i % 250) as u8);
             let prefix = [(i % 200) as u8, 1];
-            if t
-                .add_remote(&i.to_be_bytes(), remote(&p, prefix, 1000, Standing::Unknown), 0)
-                .is_ok()
+            if t.add_remote(
+                &i.to_be_bytes(),
+                remote(&p, prefix, 1000, Standing::Unknown),
+                0,
+            )
+            .is_ok()
             {
                 kept += 1;
             }
@@ -490,16 +496,23 @@ mod tests {
         let mut kept = 0;
         for i in 0..(4 * per_prefix) as u32 {
             let p = peer((i % 64) as u8);
-            if t
-                .add_remote(&i.to_be_bytes(), remote(&p, [127, 0], 1000, Standing::Unknown), 0)
-                .is_ok()
+            if t.add_remote(
+                &i.to_be_bytes(),
+                remote(&p, [127, 0], 1000, Standing::Unknown),
+                0,
+            )
+            .is_ok()
             {
                 kept += 1;
             }
         }
         assert_eq!(kept, per_prefix);
         assert_eq!(t.keys_of_prefix([127, 0]), per_prefix);
-        let over = t.add_remote(b"k", remote(&peer(99), [127, 0], 1000, Standing::Unknown), 0);
+        let over = t.add_remote(
+            b"k",
+            remote(&peer(99), [127, 0], 1000, Standing::Unknown),
+            0,
+        );
         assert_eq!(over, Err(Refused::PrefixLimit));
         // Another /16 is not affected.
         t.add_remote(b"k", remote(&peer(99), [10, 1], 1000, Standing::Unknown), 0)
@@ -525,17 +538,29 @@ mod tests {
         }
         // An unknown newcomer: no room (first come among equals).
         assert_eq!(
-            t.add_remote(key, remote(&peer(50), [50, 0], 10_000, Standing::Unknown), 0),
+            t.add_remote(
+                key,
+                remote(&peer(50), [50, 0], 10_000, Standing::Unknown),
+                0
+            ),
             Err(Refused::KeyFull)
         );
         // Expired entries go first, even for an unknown newcomer.
-        t.add_remote(key, remote(&peer(51), [51, 0], 10_000, Standing::Unknown), 200)
-            .unwrap();
+        t.add_remote(
+            key,
+            remote(&peer(51), [51, 0], 10_000, Standing::Unknown),
+            200,
+        )
+        .unwrap();
         let providers: Vec<PeerId> = t.providers(key).iter().map(|e| e.provider).collect();
         assert!(!providers.contains(&peer(7)));
         // A verified newcomer replaces an unknown one (the last come of them).
-        t.add_remote(key, remote(&peer(52), [52, 0], 10_000, Standing::Verified), 200)
-            .unwrap();
+        t.add_remote(
+            key,
+            remote(&peer(52), [52, 0], 10_000, Standing::Verified),
+            200,
+        )
+        .unwrap();
         let providers: Vec<PeerId> = t.providers(key).iter().map(|e| e.provider).collect();
         assert!(!providers.contains(&peer(51)));
         assert!(providers.contains(&peer(5)));
@@ -551,14 +576,25 @@ mod tests {
         let mut t = ProviderTable::new(limits(64));
         let p = peer(1);
         for i in 0..4u32 {
-            t.add_remote(&i.to_be_bytes(), remote(&p, [10, 0], 100, Standing::Unknown), 0)
-                .unwrap();
+            t.add_remote(
+                &i.to_be_bytes(),
+                remote(&p, [10, 0], 100, Standing::Unknown),
+                0,
+            )
+            .unwrap();
         }
         assert_eq!(t.keys_of(&p), 4);
-        assert_eq!(t.add_remote(b"late", remote(&p, [10, 0], 50, Standing::Unknown), 60), Err(Refused::Expired));
+        assert_eq!(
+            t.add_remote(b"late", remote(&p, [10, 0], 50, Standing::Unknown), 60),
+            Err(Refused::Expired)
+        );
         // A refresh does not count twice.
-        t.add_remote(&0u32.to_be_bytes(), remote(&p, [10, 0], 1000, Standing::Unknown), 10)
-            .unwrap();
+        t.add_remote(
+            &0u32.to_be_bytes(),
+            remote(&p, [10, 0], 1000, Standing::Unknown),
+            10,
+        )
+        .unwrap();
         assert_eq!(t.keys_of(&p), 4);
         assert_eq!(t.prune(200), 3);
         assert_eq!(t.keys_of(&p), 1);
@@ -567,8 +603,12 @@ mod tests {
         // A peer at its share gets room again once its records expire.
         let mut t = ProviderTable::new(limits(16));
         for i in 0..t.limits().keys_per_peer as u32 {
-            t.add_remote(&i.to_be_bytes(), remote(&p, [10, 0], 100, Standing::Unknown), 0)
-                .unwrap();
+            t.add_remote(
+                &i.to_be_bytes(),
+                remote(&p, [10, 0], 100, Standing::Unknown),
+                0,
+            )
+            .unwrap();
         }
         assert_eq!(
             t.add_remote(b"n", remote(&p, [10, 0], 1000, Standing::Unknown), 0),

@@ -223,7 +223,12 @@ async fn one_peer_cannot_hold_many_connections_and_the_node_stays_responsive() {
     let out = tmp.path().join("back.bin");
     let (bin2, h2, out2, cid2) = (bin.clone(), h_dir.clone(), out.clone(), cid_s.clone());
     let got = tokio::task::spawn_blocking(move || {
-        warren_tests::cli(&bin2, &h2, &["get", &cid2, "-o", out2.to_str().unwrap()], false)
+        warren_tests::cli(
+            &bin2,
+            &h2,
+            &["get", &cid2, "-o", out2.to_str().unwrap()],
+            false,
+        )
     })
     .await
     .unwrap()
@@ -339,8 +344,12 @@ async fn observations_from_a_fresh_key_are_not_forwarded() {
     let b_boot = tcp_multiaddr(&cli_json(&bin, &b_dir, &["status"]).unwrap()).unwrap();
     let _a = NodeProcess::start(&bin, &a_dir, &["--bootstrap", &b_boot]).unwrap();
     let boot_s = tcp_multiaddr(&cli_json(&bin, &a_dir, &["status"]).unwrap()).unwrap();
-    let _c = NodeProcess::start(&bin, &c_dir, &["--bootstrap", &b_boot, "--bootstrap", &boot_s])
-        .unwrap();
+    let _c = NodeProcess::start(
+        &bin,
+        &c_dir,
+        &["--bootstrap", &b_boot, "--bootstrap", &boot_s],
+    )
+    .unwrap();
     warren_tests::wait_for(Duration::from_secs(20), "C connected to A and B", || {
         let peers = cli_json(&bin, &c_dir, &["peers"]).ok()?;
         (peers.as_array()?.len() >= 2).then_some(())
@@ -484,7 +493,10 @@ async fn a_replayed_older_record_does_not_roll_back_the_newest() {
     swarm.behaviour_mut().publish(topic, bytes).unwrap();
     drive(&mut swarm, Duration::from_secs(3)).await;
     let roles = roles_seen(&bin, &v_dir, &n_id).unwrap_or_default();
-    println!("V shows N's roles {roles} after the replay; {:?}", started.elapsed());
+    println!(
+        "V shows N's roles {roles} after the replay; {:?}",
+        started.elapsed()
+    );
     assert!(
         roles.contains("station") && !roles.contains("middle"),
         "the replayed older record rolled back N's record on V: roles {roles}"

@@ -12,8 +12,8 @@ use libp2p::{PeerId, autonat, connection_limits, dcutr, identify, mdns, ping, re
 use warren_protocol::REPUTATION_TOPIC;
 
 use crate::net::dht_store::DhtStore;
-use crate::net::peer_limit::{Limits, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INBOUND};
 use crate::net::event_loop::nat::agent_version;
+use crate::net::peer_limit::{Limits, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INBOUND};
 use crate::net::protocols::{blocks, envelope};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
 

@@ -182,6 +182,7 @@ pub fn build_on(
         closed_at: HashMap::new(),
         known: RecordBook::default(),
         pending_records: HashMap::new(),
+        record_lookups: Default::default(),
         own: None,
         publish_query: None,
         next_publish: Instant::now(),

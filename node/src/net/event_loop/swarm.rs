@@ -193,7 +193,10 @@ impl EventLoop {
                     }
                 }
                 let is_warren = info.protocol_version == IDENTIFY_PROTOCOL_VERSION;
-                if is_warren && !self.known.contains(&peer_id) {
+                if is_warren
+                    && !self.known.contains(&peer_id)
+                    && self.record_lookups.allow(peer_id, Instant::now())
+                {
                     // Learn its offers (roles, storage) so it can be a placement candidate.
                     let key = kad::RecordKey::new(&warren_protocol::record_key(&peer_id));
                     let id = self.swarm.behaviour_mut().kad.get_record(key);
