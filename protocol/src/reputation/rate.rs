@@ -200,10 +200,10 @@ mod tests {
             assert_eq!(r.check(&peer(i), 1990), Rate::Limited);
         }
         assert_eq!(r.len(), 2);
-        // The next window has room again.
-        assert_eq!(r.check(&a, 2000), Rate::Allowed);
         // Tracked observers are still limited.
         assert_eq!(r.check(&b, 1950), Rate::Limited);
+        // The next window has room again.
+        assert_eq!(r.check(&a, 2000), Rate::Allowed);
     }
 
     #[test]
