@@ -8,7 +8,10 @@ use libp2p::kad::{self};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{PeerId, autonat, connection_limits, dcutr, identify, mdns, ping, relay};
+use libp2p::{
+    PeerId, autonat, connection_limits, dcutr, identify, mdns, memory_connection_limits, ping,
+    relay,
+};
 use warren_protocol::REPUTATION_TOPIC;
 
 use crate::net::dht_store::DhtStore;
@@ -23,6 +26,9 @@ use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
 pub(crate) struct Behaviour {
     /// Connections per peer, pending inbound, established inbound (`peer_limit`).
     pub(crate) limits: connection_limits::Behaviour,
+    /// No new connections while the process uses more than `MAX_MEMORY_SHARE` of the machine's
+    /// memory.
+    pub(crate) memory: memory_connection_limits::Behaviour,
     pub(crate) kad: kad::Behaviour<DhtStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
@@ -38,6 +44,10 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: Toggle<relay::client::Behaviour>,
     pub(crate) dcutr: dcutr::Behaviour,
 }
+
+/// Share of the machine's physical memory the node's process may use before it refuses new
+/// connections (libp2p's `memory_connection_limits`).
+const MAX_MEMORY_SHARE: f64 = 0.75;
 
 /// Fewest provider keys the DHT store keeps (libp2p's default, 1024, is one GiB of blocks).
 const MIN_PROVIDER_KEYS: usize = 65_536;
@@ -94,6 +104,7 @@ pub(super) fn behaviour(
         .with_max_established_incoming(Some(hard_cap));
     Ok(Behaviour {
         limits: connection_limits::Behaviour::new(limits),
+        memory: memory_connection_limits::Behaviour::with_max_percentage(MAX_MEMORY_SHARE),
         kad: kad::Behaviour::with_config(local, store, kad_cfg),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
