@@ -28,10 +28,14 @@ pub(crate) struct DhtStore {
 impl DhtStore {
     /// A store for the node `local` keeping provider records for at most `provider_keys` keys.
     pub(crate) fn new(local: PeerId, provider_keys: usize) -> Self {
+        Self::with_max_records(local, provider_keys, MAX_RECORDS)
+    }
+
+    fn with_max_records(local: PeerId, provider_keys: usize, max_records: usize) -> Self {
         let records = MemoryStore::with_config(
             local,
             MemoryStoreConfig {
-                max_records: MAX_RECORDS,
+                max_records,
                 max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
                 ..MemoryStoreConfig::default()
             },
@@ -166,5 +170,41 @@ impl RecordStore for DhtStore {
 
     fn remove_provider(&mut self, k: &RecordKey, p: &PeerId) {
         self.providers.remove(k.as_ref(), p);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+
+    fn record(i: u8, expires: Instant) -> Record {
+        Record {
+            key: RecordKey::new(&[i]),
+            value: vec![i],
+            publisher: None,
+            expires: Some(expires),
+        }
+    }
+
+    #[test]
+    fn a_full_record_store_drops_expired_records_before_refusing() {
+        let mut store = DhtStore::with_max_records(PeerId::random(), 16, 3);
+        let now = Instant::now();
+        store.put(record(1, now)).unwrap(); // expired at once
+        store.put(record(2, now + Duration::from_secs(60))).unwrap();
+        store.put(record(3, now + Duration::from_secs(60))).unwrap();
+        store.put(record(4, now + Duration::from_secs(60))).unwrap();
+        assert!(store.get(&RecordKey::new(&[1u8])).is_none());
+        assert!(store.get(&RecordKey::new(&[4u8])).is_some());
+        // Full of live records: refused.
+        assert!(matches!(
+            store.put(record(5, now + Duration::from_secs(60))),
+            Err(store::Error::MaxRecords)
+        ));
+        // A live record is still replaced in place.
+        store.put(record(2, now + Duration::from_secs(90))).unwrap();
+        assert_eq!(store.records().count(), 3);
     }
 }
