@@ -7,8 +7,8 @@
 //! bounds both:
 //!
 //! - **Own keys are never crowded out**: [`ProviderLimits::local_reserve`] keys are left to this
-//!   node's own records, which may also take the rest of the table (a remote-only key is dropped
-//!   for them when it is full, an expired one first).
+//!   node's own records, which may also take the rest of the table (when it is full, expired
+//!   entries are dropped for them, then a batch of keys only others announced).
 //! - **Per peer and per /16**: the keys one remote peer, and all the peers of one IPv4 /16, hold
 //!   entries in are bounded ([`ProviderLimits::keys_per_peer`], [`ProviderLimits::keys_per_prefix`]).
 //! - **Bounded address lists**: at most [`ProviderLimits::max_addrs`] addresses per record.
@@ -129,7 +129,12 @@ pub struct ProviderTable<A> {
     per_prefix: HashMap<[u8; 2], usize>,
     /// Keys with an own entry.
     local_keys: usize,
+    /// When expired entries were last dropped.
+    pruned_at_ms: Option<u64>,
 }
+
+/// How often at most a remote record's arrival at a full table scans it for expired entries.
+const PRUNE_EVERY_MS: u64 = 1000;
 
 impl<A: Clone> ProviderTable<A> {
     /// An empty table with `limits`.
@@ -140,6 +145,7 @@ impl<A: Clone> ProviderTable<A> {
             per_peer: HashMap::new(),
             per_prefix: HashMap::new(),
             local_keys: 0,
+            pruned_at_ms: None,
         }
     }
 
@@ -213,8 +219,8 @@ impl<A: Clone> ProviderTable<A> {
         }
     }
 
-    /// Adds or refreshes this node's own record of `key`: always kept (a remote-only key is
-    /// dropped for it when the table is full, an expired one first). `Err(Refused::Full)` only
+    /// Adds or refreshes this node's own record of `key`: always kept (when the table is full,
+    /// expired entries are dropped for it, then a batch of keys only others announced). `Err(Refused::Full)` only
     /// when every key already carries an own record.
     pub fn add_local(&mut self, key: &[u8], entry: Entry<A>, now_ms: u64) -> Result<(), Refused> {
         let entry = Entry {
@@ -240,10 +246,11 @@ impl<A: Clone> ProviderTable<A> {
             }
             return Ok(());
         }
+        // Full: expired entries go first, then a batch of keys only others announced.
         if self.keys.len() >= self.limits.max_keys {
             self.prune(now_ms);
         }
-        if self.keys.len() >= self.limits.max_keys && !self.drop_a_remote_key(now_ms) {
+        if self.keys.len() >= self.limits.max_keys && !self.drop_remote_keys() {
             return Err(Refused::Full);
         }
         self.keys.insert(key.to_vec(), vec![entry]);
@@ -251,28 +258,25 @@ impl<A: Clone> ProviderTable<A> {
         Ok(())
     }
 
-    /// Drops one key that has no own record, an expired one if any; false if none.
-    fn drop_a_remote_key(&mut self, now_ms: u64) -> bool {
-        let mut victim = None;
-        for (k, es) in &self.keys {
-            if es.iter().any(|e| e.local) {
-                continue;
-            }
-            let expired = es.iter().all(|e| e.expired(now_ms));
-            if expired || victim.is_none() {
-                victim = Some(k.clone());
-            }
-            if expired {
-                break;
-            }
-        }
-        let Some(k) = victim else { return false };
-        if let Some(es) = self.keys.remove(&k) {
-            for e in &es {
-                self.count_out(&e.provider, e.prefix, e.local);
+    /// Drops a batch of keys that have no own record (1/64 of the table, at least one), so that
+    /// the scan is paid once per batch of own keys added; false if there is none.
+    fn drop_remote_keys(&mut self) -> bool {
+        let want = (self.limits.max_keys / 64).max(1);
+        let victims: Vec<Vec<u8>> = self
+            .keys
+            .iter()
+            .filter(|(_, es)| !es.iter().any(|e| e.local))
+            .map(|(k, _)| k.clone())
+            .take(want)
+            .collect();
+        for k in &victims {
+            if let Some(es) = self.keys.remove(k) {
+                for e in &es {
+                    self.count_out(&e.provider, e.prefix, e.local);
+                }
             }
         }
-        true
+        !victims.is_empty()
     }
 
     /// Offers a record of `key` that the remote peer `entry.provider` announced, at `now_ms`:
@@ -329,7 +333,13 @@ impl<A: Clone> ProviderTable<A> {
             return Ok(());
         }
         let remote_room = self.limits.max_keys - self.limits.local_reserve;
-        if self.keys.len() >= self.limits.max_keys || self.remote_only_keys() >= remote_room {
+        // Full: expired entries may make room, looked for at most once a second (a flood of
+        // refused records must not cost a scan of the table each).
+        if (self.keys.len() >= self.limits.max_keys || self.remote_only_keys() >= remote_room)
+            && self
+                .pruned_at_ms
+                .is_none_or(|t| now_ms.saturating_sub(t) >= PRUNE_EVERY_MS)
+        {
             self.prune(now_ms);
         }
         if self.keys.len() >= self.limits.max_keys || self.remote_only_keys() >= remote_room {
@@ -361,6 +371,7 @@ impl<A: Clone> ProviderTable<A> {
 
     /// Drops every expired entry; returns how many.
     pub fn prune(&mut self, now_ms: u64) -> usize {
+        self.pruned_at_ms = Some(now_ms);
         let mut gone = Vec::new();
         let mut locals = 0;
         self.keys.retain(|_, es| {
