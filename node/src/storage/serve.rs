@@ -1,6 +1,8 @@
 //! Answering `/warren/blocks/2.0.0` requests from the store: the [`Server`] takes inbound
-//! requests from the event loop's queue, decodes and answers each on the blocking pool (a stored
-//! replica is hashed against its id) and sends the answer back through the [`Client`].
+//! requests from the event loop's bounded queue, [`BLOCK_WORKERS`] at a time, decodes and answers
+//! each on the blocking pool (a stored replica is hashed against its id) and sends the answer back
+//! through the [`Client`]. While every worker is busy the queue fills, and over it the loop
+//! answers "busy" at once.
 
 use std::sync::{Arc, Mutex};
 
