@@ -9,13 +9,15 @@
 //! | topic | accepted | ignored | rejected |
 //! |---|---|---|---|
 //! | [`NODES_TOPIC`] | a signed node record that verifies and is signed by the message's author | a valid record of another network | anything else |
-//! | [`REPUTATION_TOPIC`] | a signed observation that verifies and whose observer is the author, within the observer's [rate limit](crate::reputation::rate) | over the limit, forwarded by a third peer | over the limit straight from its observer; anything else |
+//! | [`REPUTATION_TOPIC`] | a signed observation that verifies and whose observer is the author, within the observer's [rate limit](crate::reputation::rate) | its observer has no standing here; over the limit, forwarded by a third peer | over the limit straight from its observer; anything else |
 //!
 //! and rejects anonymous messages (no author) and other topics. What an accepted message carries
 //! comes back in the verdict ([`Payload`]): the caller offers a record to its
 //! [`RecordBook`](crate::record_book::RecordBook) and an observation to its
-//! [`Reputation`](crate::Reputation) (`observe_second_hand`), whether or not the observer has
-//! standing here (other peers may trust it).
+//! [`Reputation`](crate::Reputation) (`observe_second_hand`). With
+//! [`Filter::check_with_standing`], an observation whose observer has no standing here is
+//! ignored (not used, not forwarded, not counted), so a flood from fresh keys stops at the first
+//! honest node.
 //!
 //! Non-goals: gossipsub's own checks (message signatures, duplicates, peer scoring) and
 //! deciding what an accepted observation counts for (the reputation machine).
@@ -66,6 +68,12 @@ pub enum Ignored {
     /// An observation over its observer's rate limit, forwarded by a third peer (which may just
     /// count in a slightly different window).
     OverRateLimit {
+        /// The observer.
+        observer: Box<PeerId>,
+    },
+    /// An observation whose observer has no standing here: not used, not forwarded (nor counted
+    /// against the rate limit, whose table it would fill).
+    NoStanding {
         /// The observer.
         observer: Box<PeerId>,
     },
@@ -144,6 +152,9 @@ impl fmt::Display for Ignored {
                 f,
                 "observation by {observer} over its rate limit, forwarded by another peer"
             ),
+            Ignored::NoStanding { observer } => {
+                write!(f, "observation by {observer}, who has no standing here")
+            }
         }
     }
 }
@@ -198,6 +209,8 @@ impl Filter {
     /// and received from `forwarder`, at `now_ms` (Unix ms; node records are checked at
     /// `now_ms / 1000` s). An observation from its author within the rate limit is counted
     /// against that limit.
+    ///
+    /// Every observer is taken to have standing here: see [`Filter::check_with_standing`].
     pub fn check(
         &mut self,
         topic: &str,
@@ -206,12 +219,29 @@ impl Filter {
         data: &[u8],
         now_ms: u64,
     ) -> Verdict {
+        self.check_with_standing(topic, author, forwarder, data, now_ms, |_| true)
+    }
+
+    /// [`Filter::check`], where an observation whose observer has no standing here
+    /// (`has_standing` says no) is ignored: neither used nor forwarded, so a flood from fresh
+    /// identities stops at the first honest node, and not counted against the rate limit.
+    pub fn check_with_standing(
+        &mut self,
+        topic: &str,
+        author: Option<&PeerId>,
+        forwarder: &PeerId,
+        data: &[u8],
+        now_ms: u64,
+        has_standing: impl Fn(&PeerId) -> bool,
+    ) -> Verdict {
         let Some(author) = author else {
             return Verdict::Reject(Rejected::Anonymous);
         };
         match topic {
             NODES_TOPIC => self.check_record(author, data, now_ms / 1000),
-            REPUTATION_TOPIC => self.check_observation(author, forwarder, data, now_ms),
+            REPUTATION_TOPIC => {
+                self.check_observation(author, forwarder, data, now_ms, has_standing)
+            }
             other => Verdict::Reject(Rejected::UnknownTopic(other.to_owned())),
         }
     }
@@ -235,6 +265,7 @@ impl Filter {
         forwarder: &PeerId,
         data: &[u8],
         now_ms: u64,
+        has_standing: impl Fn(&PeerId) -> bool,
     ) -> Verdict {
         let obs = match SignedObservation::decode_verified(data, now_ms) {
             Ok(obs) => obs,
@@ -244,6 +275,11 @@ impl Filter {
             return Verdict::Reject(Rejected::NotTheAuthors {
                 observer: Box::new(obs.observer),
                 author: Box::new(*author),
+            });
+        }
+        if !has_standing(author) {
+            return Verdict::Ignore(Ignored::NoStanding {
+                observer: Box::new(obs.observer),
             });
         }
         if self.observations.check(author, now_ms) == Rate::Limited {
@@ -425,6 +461,31 @@ mod tests {
             v,
             Verdict::Accept(Payload::Observation(Box::new(observation(1, 2, T0_MS))))
         );
+    }
+
+    #[test]
+    fn observations_by_observers_without_standing_are_ignored_and_not_counted() {
+        let mut f = filter(1);
+        for i in 0..50u8 {
+            let v = f.check_with_standing(
+                REPUTATION_TOPIC,
+                Some(&id(i)),
+                &id(i),
+                &signed_observation(i, 200, T0_MS),
+                T0_MS,
+                |p| *p == id(0),
+            );
+            if i == 0 {
+                assert_eq!(v.acceptance(), Acceptance::Accept, "{v}");
+            } else {
+                assert!(
+                    matches!(v, Verdict::Ignore(Ignored::NoStanding { .. })),
+                    "{v:?}"
+                );
+            }
+        }
+        // Only the observer with standing is in the rate limit's table.
+        assert_eq!(f.observations.len(), 1);
     }
 
     #[test]

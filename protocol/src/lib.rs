@@ -28,6 +28,7 @@ pub mod identity;
 pub mod inference;
 pub mod manifest;
 pub mod onion;
+pub mod provider_table;
 pub mod record;
 pub mod record_book;
 pub mod signed_record;

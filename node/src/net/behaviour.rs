@@ -4,15 +4,19 @@ use std::time::Duration;
 
 use libp2p::gossipsub::{self, MessageAuthenticity};
 use libp2p::identity::Keypair;
-use libp2p::kad::store::{MemoryStore, MemoryStoreConfig};
 use libp2p::kad::{self};
 use libp2p::request_response::{self, ProtocolSupport};
 use libp2p::swarm::NetworkBehaviour;
 use libp2p::swarm::behaviour::toggle::Toggle;
-use libp2p::{PeerId, autonat, dcutr, identify, mdns, ping, relay};
+use libp2p::{
+    PeerId, autonat, connection_limits, dcutr, identify, mdns, memory_connection_limits, ping,
+    relay,
+};
 use warren_protocol::REPUTATION_TOPIC;
 
+use crate::net::dht_store::DhtStore;
 use crate::net::event_loop::nat::agent_version;
+use crate::net::peer_limit::{Limits, MAX_CONNECTIONS_PER_PEER, MAX_PENDING_INBOUND};
 use crate::net::protocols::{blocks, envelope};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
 
@@ -20,7 +24,12 @@ use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL, NODES_TOPIC, gossip};
 
 #[derive(NetworkBehaviour)]
 pub(crate) struct Behaviour {
-    pub(crate) kad: kad::Behaviour<MemoryStore>,
+    /// Connections per peer, pending inbound, established inbound (`peer_limit`).
+    pub(crate) limits: connection_limits::Behaviour,
+    /// No new connections while the process uses more than `MAX_MEMORY_SHARE` of the machine's
+    /// memory.
+    pub(crate) memory: memory_connection_limits::Behaviour,
+    pub(crate) kad: kad::Behaviour<DhtStore>,
     pub(crate) identify: identify::Behaviour,
     pub(crate) ping: ping::Behaviour,
     pub(crate) gossipsub: gossipsub::Behaviour,
@@ -35,6 +44,10 @@ pub(crate) struct Behaviour {
     pub(crate) relay_client: Toggle<relay::client::Behaviour>,
     pub(crate) dcutr: dcutr::Behaviour,
 }
+
+/// Share of the machine's physical memory the node's process may use before it refuses new
+/// connections (libp2p's `memory_connection_limits`).
+const MAX_MEMORY_SHARE: f64 = 0.75;
 
 /// Fewest provider keys the DHT store keeps (libp2p's default, 1024, is one GiB of blocks).
 const MIN_PROVIDER_KEYS: usize = 65_536;
@@ -51,17 +64,9 @@ pub(crate) fn provider_key_limit(offer_bytes: u64) -> usize {
         .clamp(MIN_PROVIDER_KEYS, MAX_PROVIDER_KEYS)
 }
 
-/// The DHT's record and provider store.
-pub(super) fn dht_store(local: PeerId, provider_keys: usize) -> MemoryStore {
-    MemoryStore::with_config(
-        local,
-        MemoryStoreConfig {
-            max_records: 65_536,
-            max_value_bytes: warren_protocol::MAX_RECORD_SIZE,
-            max_provided_keys: provider_keys,
-            ..MemoryStoreConfig::default()
-        },
-    )
+/// The DHT's record and provider store (bounded provider table: `dht_store`).
+pub(super) fn dht_store(local: PeerId, provider_keys: usize) -> DhtStore {
+    DhtStore::new(local, provider_keys)
 }
 
 /// All behaviours of a node with identity `key`.
@@ -72,6 +77,7 @@ pub(super) fn behaviour(
     relay_server: bool,
     relay_client: Option<relay::client::Behaviour>,
     provider_keys: usize,
+    max_peers: usize,
 ) -> Result<Behaviour, Box<dyn std::error::Error + Send + Sync>> {
     let local = key.public().to_peer_id();
     let mut kad_cfg = kad::Config::new(KAD_PROTOCOL);
@@ -91,7 +97,14 @@ pub(super) fn behaviour(
     } else {
         None
     };
+    let hard_cap = u32::try_from(Limits::new(max_peers).hard_cap).unwrap_or(u32::MAX);
+    let limits = connection_limits::ConnectionLimits::default()
+        .with_max_established_per_peer(Some(MAX_CONNECTIONS_PER_PEER))
+        .with_max_pending_incoming(Some(MAX_PENDING_INBOUND))
+        .with_max_established_incoming(Some(hard_cap));
     Ok(Behaviour {
+        limits: connection_limits::Behaviour::new(limits),
+        memory: memory_connection_limits::Behaviour::with_max_percentage(MAX_MEMORY_SHARE),
         kad: kad::Behaviour::with_config(local, store, kad_cfg),
         identify: identify::Behaviour::new(
             identify::Config::new(IDENTIFY_PROTOCOL_VERSION.to_owned(), key.public())
@@ -169,6 +182,42 @@ mod tests {
         }
         let over = ProviderRecord::new(RecordKey::new(&99u32.to_be_bytes()), me, vec![]);
         assert!(small.add_provider(over).is_err());
+    }
+
+    #[test]
+    fn a_remote_junk_flood_never_crowds_out_own_provider_records() {
+        use libp2p::kad::{ProviderRecord, RecordKey};
+        use warren_protocol::provider_table::Standing;
+        let me = PeerId::random();
+        let junk = PeerId::random();
+        let limit = super::provider_key_limit(0);
+        let mut store = super::dht_store(me, limit);
+        let addrs: Vec<libp2p::Multiaddr> = (0..64u16)
+            .map(|i| format!("/ip4/10.0.0.1/tcp/{i}").parse().unwrap())
+            .collect();
+        let mut kept = 0;
+        for i in 0..(limit as u32 + 1000) {
+            let key = RecordKey::new(&i.to_be_bytes());
+            let mut r = ProviderRecord::new(key, junk, addrs.clone());
+            r.expires = Some(std::time::Instant::now() + std::time::Duration::from_secs(3600));
+            if store
+                .add_remote_provider(r, Some([10, 0]), Standing::Unknown)
+                .is_ok()
+            {
+                kept += 1;
+            }
+        }
+        assert_eq!(store.provider_counts(&junk), (kept, kept));
+        assert!(kept <= limit / 16, "{kept}");
+        let kept_addrs = store.providers(&RecordKey::new(&0u32.to_be_bytes()));
+        assert_eq!(kept_addrs[0].addresses.len(), 8);
+        for i in 0..limit as u32 {
+            let key = RecordKey::new(&(u32::MAX - i).to_be_bytes());
+            store
+                .add_provider(ProviderRecord::new(key, me, vec![]))
+                .unwrap_or_else(|e| panic!("own key {i} refused: {e}"));
+        }
+        assert_eq!(store.provided().count(), limit);
     }
 
     use super::*;

@@ -57,6 +57,7 @@ pub fn build_on(
     let network = config.network.clone();
     let relay_server = config.nat.relay_server;
     let provider_keys = provider_key_limit(config.storage.offer_bytes);
+    let max_peers = config.max_peers;
     let mut swarm = match transport {
         Transport::Network => libp2p::SwarmBuilder::with_existing_identity(key)
             .with_tokio()
@@ -79,6 +80,7 @@ pub fn build_on(
                     relay_server,
                     Some(relay_client),
                     provider_keys,
+                    max_peers,
                 )
             })
             .map_err(|e| net(&e))?
@@ -98,7 +100,15 @@ pub fn build_on(
             })
             .map_err(|e| net(&e))?
             .with_behaviour(|key| {
-                behaviour(key, mdns_on, &network, relay_server, None, provider_keys)
+                behaviour(
+                    key,
+                    mdns_on,
+                    &network,
+                    relay_server,
+                    None,
+                    provider_keys,
+                    max_peers,
+                )
             })
             .map_err(|e| net(&e))?
             .with_swarm_config(swarm_config)
@@ -172,6 +182,7 @@ pub fn build_on(
         closed_at: HashMap::new(),
         known: RecordBook::default(),
         pending_records: HashMap::new(),
+        record_lookups: Default::default(),
         own: None,
         publish_query: None,
         next_publish: Instant::now(),

@@ -30,6 +30,7 @@
 //! | [`client`] | the cloneable [`Client`], its bounded commands, the typed [`BlockError`] |
 //! | `build` | [`build`] / [`build_on`]: the swarm on TCP+QUIC or the memory transport |
 //! | `behaviour` | every behaviour of the swarm, the DHT store and its provider-key bound |
+//! | `dht_store` | kad's store: records, and the bounded provider table (per peer, per /16, own keys reserved) |
 //! | [`event_loop`] | the loop: commands, swarm events, records, NAT |
 //! | [`peers`], [`peer_limit`], [`gossip`], [`dht`] | peer facts and scores, connection limits, gossipsub scoring, DHT size |
 //! | [`protocols`] | `/warren/blocks/2.0.0` and `/warren/envelope/1.0.0` codecs |
@@ -38,6 +39,7 @@ pub(crate) mod behaviour;
 mod build;
 pub mod client;
 pub mod dht;
+pub(crate) mod dht_store;
 pub mod event_loop;
 pub mod gossip;
 pub mod peer_limit;

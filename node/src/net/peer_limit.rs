@@ -12,7 +12,9 @@
 //! every node up to its limit by dialing would make full nodes trim and trimmed nodes redial, a
 //! churn of handshakes that swamps a large network (seen in the `swarm` simulation).
 
-use std::time::Duration;
+use std::collections::HashMap;
+use std::net::IpAddr;
+use std::time::{Duration, Instant};
 
 use libp2p::PeerId;
 
@@ -21,6 +23,65 @@ pub const GRACE: Duration = Duration::from_secs(20);
 
 /// How long a node does not dial a peer again after its connection to it closed.
 pub const REDIAL_BACKOFF: Duration = Duration::from_secs(60);
+
+/// Most connections one peer may hold to this node at once (both directions; a direct and a
+/// relayed one, and one dial crossing another), enforced by libp2p's `connection_limits`.
+pub const MAX_CONNECTIONS_PER_PEER: u32 = 3;
+
+/// Most inbound connections still in their handshake at once.
+pub const MAX_PENDING_INBOUND: u32 = 64;
+
+/// Most peers connected from one IP address. Loopback is exempt: every node of a devnet is
+/// 127.0.0.1.
+pub const MAX_PEERS_PER_IP: usize = 8;
+
+/// Whether a new inbound connection from `ip` is closed at once, when `peers_from_ip` peers
+/// (itself included) are connected from that address.
+pub fn refuse_ip(ip: IpAddr, peers_from_ip: usize) -> bool {
+    !ip.is_loopback() && peers_from_ip > MAX_PEERS_PER_IP
+}
+
+/// How often at most the node looks up the record of one peer that identifies itself while its
+/// record is unknown (identify repeats on every push of a listen address).
+pub const RECORD_LOOKUP_INTERVAL: Duration = Duration::from_secs(60);
+
+/// Most peers whose last record lookup is remembered.
+pub const MAX_LOOKUPS_TRACKED: usize = 4096;
+
+/// At most one record lookup per peer per [`RECORD_LOOKUP_INTERVAL`], in a bounded table.
+#[derive(Debug, Default)]
+pub struct LookupLimiter {
+    last: HashMap<PeerId, Instant>,
+}
+
+impl LookupLimiter {
+    /// Whether a lookup of `peer`'s record may start at `now` (noted if so). When the table is
+    /// full of lookups within the interval, none may (fail closed) until they age out.
+    pub fn allow(&mut self, peer: PeerId, now: Instant) -> bool {
+        let recent = |t: &Instant| now.saturating_duration_since(*t) < RECORD_LOOKUP_INTERVAL;
+        if self.last.get(&peer).is_some_and(recent) {
+            return false;
+        }
+        if !self.last.contains_key(&peer) && self.last.len() >= MAX_LOOKUPS_TRACKED {
+            self.last.retain(|_, t| recent(t));
+            if self.last.len() >= MAX_LOOKUPS_TRACKED {
+                return false;
+            }
+        }
+        self.last.insert(peer, now);
+        true
+    }
+
+    /// Peers remembered.
+    pub fn len(&self) -> usize {
+        self.last.len()
+    }
+
+    /// True if none is remembered.
+    pub fn is_empty(&self) -> bool {
+        self.last.is_empty()
+    }
+}
 
 /// The limits derived from a node's `max_peers`.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -174,6 +235,38 @@ mod tests {
         assert_eq!(closed[..3], [outside.peer, low.peer, young_ok.peer]);
         assert_eq!(closed.len(), 4);
         assert!(!closed.contains(&relay.peer));
+    }
+
+    #[test]
+    fn one_address_holds_a_bounded_number_of_peers_except_loopback() {
+        let ip: IpAddr = "203.0.113.7".parse().unwrap();
+        assert!(!refuse_ip(ip, MAX_PEERS_PER_IP));
+        assert!(refuse_ip(ip, MAX_PEERS_PER_IP + 1));
+        let v6: IpAddr = "2001:db8::1".parse().unwrap();
+        assert!(refuse_ip(v6, 100));
+        assert!(!refuse_ip(IpAddr::from([127, 0, 0, 1]), 1000));
+    }
+
+    #[test]
+    fn one_record_lookup_per_peer_per_interval_in_a_bounded_table() {
+        let mut l = LookupLimiter::default();
+        let t0 = Instant::now();
+        let p = PeerId::random();
+        assert!(l.allow(p, t0));
+        for s in [1, 10, 59] {
+            assert!(!l.allow(p, t0 + Duration::from_secs(s)), "{s}");
+        }
+        assert!(l.allow(p, t0 + RECORD_LOOKUP_INTERVAL));
+        for _ in 1..MAX_LOOKUPS_TRACKED {
+            assert!(l.allow(PeerId::random(), t0 + RECORD_LOOKUP_INTERVAL));
+        }
+        assert_eq!(l.len(), MAX_LOOKUPS_TRACKED);
+        // Full of recent lookups: a new peer waits (never an unbounded table).
+        assert!(!l.allow(PeerId::random(), t0 + RECORD_LOOKUP_INTERVAL));
+        assert_eq!(l.len(), MAX_LOOKUPS_TRACKED);
+        // Once they age out there is room again.
+        assert!(l.allow(PeerId::random(), t0 + 2 * RECORD_LOOKUP_INTERVAL));
+        assert_eq!(l.len(), 1);
     }
 
     #[test]

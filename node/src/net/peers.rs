@@ -33,6 +33,9 @@ pub struct PeerScore {
     pub weight: f64,
     /// The application score for gossipsub.
     pub application: f64,
+    /// Its standing in the trust walk (0–1): gossiped observations by a peer without standing
+    /// are neither used nor forwarded.
+    pub standing: f64,
 }
 
 /// Every scored peer's [`PeerScore`] at one moment; a peer not in it has no evidence yet.
@@ -51,6 +54,12 @@ impl PeerScores {
     /// `peer`'s total, if it is scored.
     pub fn total(&self, peer: &PeerId) -> Option<f64> {
         self.peers.get(peer).map(|s| s.total)
+    }
+
+    /// Whether `peer`'s gossiped observations are used and forwarded: it has standing in the
+    /// trust walk.
+    pub fn has_standing(&self, peer: &PeerId) -> bool {
+        self.peers.get(peer).is_some_and(|s| s.standing > 0.0)
     }
 
     /// `peer`'s gossipsub application score (0 while it is not scored).

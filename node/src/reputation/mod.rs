@@ -141,6 +141,7 @@ fn snapshot(rep: &Reputation, now_ms: u64) -> PeerScores {
                     total: s.total,
                     weight: s.weight(),
                     application: s.application_score(),
+                    standing: rep.standing(&peer),
                 };
                 (peer, score)
             })

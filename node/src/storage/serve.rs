@@ -1,11 +1,13 @@
 //! Answering `/warren/blocks/2.0.0` requests from the store: the [`Server`] takes inbound
-//! requests from the event loop's queue, decodes and answers each on the blocking pool (a stored
-//! replica is hashed against its id) and sends the answer back through the [`Client`].
+//! requests from the event loop's bounded queue, [`BLOCK_WORKERS`] at a time, decodes and answers
+//! each on the blocking pool (a stored replica is hashed against its id) and sends the answer back
+//! through the [`Client`]. While every worker is busy the queue fills, and over it the loop
+//! answers "busy" at once.
 
 use std::sync::{Arc, Mutex};
 
 use libp2p::PeerId;
-use tokio::sync::watch;
+use tokio::sync::{OwnedSemaphorePermit, Semaphore, watch};
 use tracing::{debug, warn};
 use warren_protocol::ContentId;
 use warren_protocol::block_transfer::{Request, Response};
@@ -136,17 +138,35 @@ pub struct Server {
     pub quota: u64,
 }
 
+/// Inbound block requests answered at once, each on a thread of the blocking pool; the rest wait
+/// in the event loop's bounded queue, and over that are answered "busy" at once.
+pub const BLOCK_WORKERS: usize = 8;
+
 impl Server {
-    /// Answers requests from `requests` until `shutdown` turns true or the loop is gone.
+    /// Answers requests from `requests` until `shutdown` turns true or the loop is gone, at most
+    /// [`BLOCK_WORKERS`] at a time: the next request is taken only when a worker is free.
     pub async fn run(
         self,
         mut requests: mpsc::Receiver<InboundBlocks>,
         mut shutdown: watch::Receiver<bool>,
     ) {
+        let workers = Arc::new(Semaphore::new(BLOCK_WORKERS));
         loop {
+            let permit = tokio::select! {
+                permit = workers.clone().acquire_owned() => match permit {
+                    Ok(p) => p,
+                    Err(_) => break,
+                },
+                changed = shutdown.changed() => {
+                    if changed.is_err() || *shutdown.borrow() {
+                        break;
+                    }
+                    continue;
+                }
+            };
             tokio::select! {
                 request = requests.recv() => match request {
-                    Some(r) => self.answer(r),
+                    Some(r) => self.answer(r, permit),
                     None => break,
                 },
                 changed = shutdown.changed() => {
@@ -169,9 +189,10 @@ impl Server {
     }
 
     /// Answers one request on the blocking pool.
-    fn answer(&self, inbound: InboundBlocks) {
+    fn answer(&self, inbound: InboundBlocks, worker: OwnedSemaphorePermit) {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
+            let _worker = worker;
             let InboundBlocks {
                 peer,
                 request,

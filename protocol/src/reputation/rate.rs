@@ -10,9 +10,10 @@
 //! by the others.
 //!
 //! Memory is bounded by [`RateConfig::max_observers`] entries. When it is full, entries of past
-//! windows are dropped; if every entry is of the current window, a new observer is let through
-//! untracked (fail open): this limits one noisy observer, it is not a defence against a crowd of
-//! identities (the trust walk and gossipsub's own scoring are).
+//! windows are dropped; if every entry is of the current window, a new observer is
+//! [`Rate::Limited`] until the window ends (fail closed: a crowd of identities cannot buy itself
+//! an untracked pass by filling the table). Callers count only observers with standing
+//! ([`crate::gossip::Filter`]), so filling the table takes that many trusted identities.
 //!
 //! Sans-I/O: the caller passes its clock.
 
@@ -115,7 +116,7 @@ impl RateLimit {
         if !self.counts.contains_key(observer) && self.counts.len() >= self.config.max_observers {
             self.counts.retain(|_, (w, _)| *w == window);
             if self.counts.len() >= self.config.max_observers {
-                return Rate::Allowed;
+                return Rate::Limited;
             }
         }
         let entry = self.counts.entry(*observer).or_insert((window, 0));
@@ -181,7 +182,7 @@ mod tests {
     }
 
     #[test]
-    fn a_full_table_drops_past_windows_then_fails_open() {
+    fn a_full_table_drops_past_windows_then_fails_closed() {
         let mut r = limit(1, 1000, 2);
         let (a, b, c) = (peer(0), peer(1), peer(2));
         assert_eq!(r.check(&a, 0), Rate::Allowed);
@@ -190,12 +191,19 @@ mod tests {
         assert_eq!(r.check(&c, 1600), Rate::Allowed);
         assert_eq!(r.len(), 2);
         assert_eq!(r.check(&c, 1700), Rate::Limited);
-        // Full with current entries: a newcomer is let through untracked, every time.
-        assert_eq!(r.check(&a, 1800), Rate::Allowed);
-        assert_eq!(r.check(&a, 1900), Rate::Allowed);
+        // Full with current entries: a newcomer is limited, every time, until the window ends
+        // (a crowd of fresh identities buys no untracked pass).
+        assert_eq!(r.check(&a, 1800), Rate::Limited);
+        assert_eq!(r.check(&a, 1900), Rate::Limited);
+        assert_eq!(r.len(), 2);
+        for i in 10..200u8 {
+            assert_eq!(r.check(&peer(i), 1990), Rate::Limited);
+        }
         assert_eq!(r.len(), 2);
         // Tracked observers are still limited.
         assert_eq!(r.check(&b, 1950), Rate::Limited);
+        // The next window has room again.
+        assert_eq!(r.check(&a, 2000), Rate::Allowed);
     }
 
     #[test]

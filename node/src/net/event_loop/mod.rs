@@ -22,7 +22,7 @@ use crate::error::NodeError;
 use crate::metrics::Metrics;
 use crate::net::behaviour::Behaviour;
 use crate::net::client::{Command, DialReply};
-use crate::net::peer_limit::{Connected, Limits, REDIAL_BACKOFF, to_trim};
+use crate::net::peer_limit::{Connected, Limits, LookupLimiter, REDIAL_BACKOFF, to_trim};
 use crate::net::peers::{PeerEvent, PeerScores};
 use crate::net::protocols::blocks;
 use crate::record::RecordBuilder;
@@ -98,6 +98,8 @@ pub struct EventLoop {
     /// Verified records learned from gossip and lookups.
     pub(super) known: RecordBook,
     pub(super) pending_records: HashMap<QueryId, PendingRecord>,
+    /// When the record of a peer that identified itself was last looked up (one per minute).
+    pub(super) record_lookups: LookupLimiter,
     pub(super) own: Option<(Vec<u8>, NodeRecord)>,
     pub(super) publish_query: Option<QueryId>,
     pub(super) next_publish: Instant,
@@ -275,6 +277,7 @@ impl EventLoop {
         self.listen_via_relays();
         if self.started.elapsed().as_secs() % 60 < TICK.as_secs() {
             self.known.prune(unix_now());
+            self.swarm.behaviour_mut().kad.store_mut().prune();
         }
         self.update_application_scores();
         self.trim_connections();

@@ -9,6 +9,7 @@ use libp2p::kad::{self, GetRecordOk, QueryId, QueryResult, Quorum};
 use libp2p::swarm::dial_opts::{DialOpts, PeerCondition};
 use tracing::{debug, info, warn};
 use warren_protocol::SignedNodeRecord;
+use warren_protocol::provider_table::Standing;
 
 use crate::clock::unix_now;
 use crate::error::NodeError;
@@ -75,16 +76,26 @@ impl EventLoop {
                         record: Some(record),
                     },
             } => {
-                // Provider records are kept as they come; their keys are content ids, bounded here.
-                if record.key.as_ref().len() <= 128
-                    && let Err(e) = self
-                        .swarm
-                        .behaviour_mut()
-                        .kad
-                        .store_mut()
-                        .add_provider(record)
+                // Keys are content ids, bounded here; the table bounds the rest (per peer, per
+                // /16, own keys reserved: `dht_store`).
+                if record.key.as_ref().len() > 128 {
+                    return;
+                }
+                let prefix = self
+                    .peers
+                    .get(&record.provider)
+                    .and_then(|s| s.addrs.first())
+                    .and_then(warren_protocol::reputation::ipv4_prefix);
+                let standing = self.standing_of(&record.provider);
+                let provider = record.provider;
+                if let Err(e) = self
+                    .swarm
+                    .behaviour_mut()
+                    .kad
+                    .store_mut()
+                    .add_remote_provider(record, prefix, standing)
                 {
-                    debug!("provider record not stored: {e}");
+                    debug!(%provider, "provider record not stored: {e}");
                 }
             }
             kad::Event::RoutingUpdated {
@@ -136,6 +147,18 @@ impl EventLoop {
                 _ => {}
             },
             _ => {}
+        }
+    }
+
+    /// What this node knows of `peer` for its provider records: verified if its signed record
+    /// is known, trusted if its reputation here is positive too.
+    fn standing_of(&self, peer: &PeerId) -> Standing {
+        if !self.known.contains(peer) {
+            Standing::Unknown
+        } else if self.scores.borrow().application(peer) > 0.0 {
+            Standing::Trusted
+        } else {
+            Standing::Verified
         }
     }
 

@@ -14,12 +14,12 @@ use tracing::{debug, info, warn};
 use warren_protocol::block_transfer::{self};
 use warren_protocol::gossip::{Acceptance, Payload, Verdict};
 
-use crate::addr::{is_loopback, is_unspecified};
+use crate::addr::{ip_of, is_loopback, is_unspecified, split_peer_addr};
 use crate::clock::{unix_now, unix_now_ms};
 use crate::error::NodeError;
 use crate::net::behaviour::BehaviourEvent;
 use crate::net::event_loop::{EventLoop, InboundBlocks, PendingRecord};
-use crate::net::peer_limit::Limits;
+use crate::net::peer_limit::{Limits, refuse_ip};
 use crate::net::peers::PeerEvent;
 use crate::net::protocols::{blocks, envelope, envelope_service as service};
 use crate::net::{IDENTIFY_PROTOCOL_VERSION, KAD_PROTOCOL};
@@ -84,6 +84,18 @@ impl EventLoop {
                 if endpoint.is_listener() && Limits::new(self.max_peers).refuse_inbound(connected) {
                     debug!(peer = %peer_id, connected, "over the hard peer cap, closing");
                     let _ = self.swarm.disconnect_peer_id(peer_id);
+                } else if endpoint.is_listener()
+                    && let Some(ip) = ip_of(endpoint.get_remote_address())
+                {
+                    let from_ip = self
+                        .peers
+                        .values()
+                        .filter(|s| s.addrs.iter().any(|a| ip_of(a) == Some(ip)))
+                        .count();
+                    if refuse_ip(ip, from_ip) {
+                        debug!(peer = %peer_id, %ip, from_ip, "too many peers from one address, closing");
+                        self.swarm.close_connection(connection_id);
+                    }
                 }
                 if !self.bootstrapped {
                     self.bootstrapped = true;
@@ -181,7 +193,10 @@ impl EventLoop {
                     }
                 }
                 let is_warren = info.protocol_version == IDENTIFY_PROTOCOL_VERSION;
-                if is_warren && !self.known.contains(&peer_id) {
+                if is_warren
+                    && !self.known.contains(&peer_id)
+                    && self.record_lookups.allow(peer_id, Instant::now())
+                {
                     // Learn its offers (roles, storage) so it can be a placement candidate.
                     let key = kad::RecordKey::new(&warren_protocol::record_key(&peer_id));
                     let id = self.swarm.behaviour_mut().kad.get_record(key);
@@ -226,20 +241,28 @@ impl EventLoop {
                 message,
             }) => {
                 let now_ms = unix_now().saturating_mul(1000);
-                let verdict = self.gossip.check(
+                let scores = self.scores.borrow().clone();
+                let seeds = &self.nat.bootstrap;
+                let verdict = self.gossip.check_with_standing(
                     message.topic.as_str(),
                     message.source.as_ref(),
                     &propagation_source,
                     &message.data,
                     now_ms,
+                    |p| {
+                        scores.has_standing(p)
+                            || seeds
+                                .iter()
+                                .any(|a| split_peer_addr(a).is_some_and(|(s, _)| s == *p))
+                    },
                 );
                 match &verdict {
                     Verdict::Accept(Payload::Record(record)) => {
                         self.remember_record((**record).clone());
                     }
                     Verdict::Accept(Payload::Observation(obs)) => {
-                        // Forwarded even when its observer has no standing here: other peers
-                        // may trust it.
+                        // Its observer has standing here (or is a bootstrap peer, a seed of the
+                        // trust walk); others are ignored, never forwarded.
                         self.tell_reputation(PeerEvent::Observation((**obs).clone()));
                     }
                     Verdict::Ignore(_) => {
