@@ -113,6 +113,8 @@ impl MeshAccess {
             "backend": r.backend,
             "digest": hex::encode(&r.digest),
             "compute_ms": r.compute_ms,
+            "prompt_tokens": r.prompt_tokens,
+            "finish": r.finish,
         }})))
         .await
         .map_err(|_| "the circuit closed".to_owned())?;
