@@ -87,10 +87,7 @@ pub fn render_template(
     env.add_function("raise_exception", |msg: String| -> Result<String, _> {
         Err(minijinja::Error::new(ErrorKind::InvalidOperation, msg))
     });
-    env.render_str(
-        template,
-        context(messages, bos_token, eos_token),
-    )
+    env.render_str(template, context(messages, bos_token, eos_token))
 }
 
 /// The text for a chat: the model's template when it has one that renders, else ChatML. The
