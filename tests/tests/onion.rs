@@ -269,6 +269,54 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
     let operator = answer["operator"].as_str().unwrap().to_owned();
     assert!(operator == nodes[3].1 || operator == nodes[4].1, "{answer}");
     let op = if operator == nodes[3].1 { 3 } else { 4 };
+
+    // The same through the OpenAI-compatible API with `X-Warren-Anon: 1`, whole and streamed.
+    let (addr, token) = warren_tests::api_of(&nodes[0].0).unwrap();
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 12,
+        "temperature": 0,
+    });
+    let (code, whole) = http_post(&addr, &token, "/openai/v1/chat/completions", &body, true);
+    assert_eq!(code, 200, "{whole}");
+    let whole: Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(whole["warren"]["anonymous"], true, "{whole}");
+    let content = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("Paris"), "{whole}");
+    assert!(
+        whole["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{whole}"
+    );
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    let (code, sse) = http_post(
+        &addr,
+        &token,
+        "/openai/v1/chat/completions",
+        &streamed,
+        true,
+    );
+    assert_eq!(code, 200, "{sse}");
+    let data: Vec<&str> = sse
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{sse}");
+    let text: String = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, content, "{sse}");
+    println!(
+        "anonymous OpenAI chat: {content:?}, streamed in {} events",
+        data.len()
+    );
     let served: Vec<Value> = cli_json(BIN, &nodes[op].0, &["jobs"])
         .unwrap()
         .as_array()
@@ -291,6 +339,27 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
         );
     }
     drop(procs);
+}
+
+/// POSTs JSON to the API (HTTP/1.0, so the answer is not chunked); the status and the body.
+fn http_post(addr: &str, token: &str, path: &str, body: &Value, anon: bool) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let body = body.to_string();
+    let anon = if anon { "X-Warren-Anon: 1\r\n" } else { "" };
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{anon}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, body.to_owned())
 }
 
 fn models_dir() -> PathBuf {
