@@ -379,6 +379,7 @@ pub fn router(
         .route("/v1/audit", post(files::audit))
         .route("/v1/anon/get/{cid}", get(onion::get))
         .route("/v1/anon/infer", post(onion::infer))
+        .route("/v1/anon/embed", post(onion::embed))
         .route(
             "/v1/anon/put",
             post(onion::put).layer(DefaultBodyLimit::disable()),

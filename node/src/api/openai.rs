@@ -12,8 +12,9 @@
 //! Generation goes through the same requester as `/v1/infer`: the operator picked by
 //! `warren_strategy` (default `speed`), a `warren_sample` share re-run on a second operator
 //! (default 0.1), or this node's own executor with `warren_local: true`. The header
-//! `X-Warren-Anon: 1` sends a generation through an onion circuit like `/v1/anon/infer` (the
-//! relay picks the operator; the extension fields are not used). `temperature` defaults to 1 and
+//! `X-Warren-Anon: 1` sends a generation through an onion circuit like `/v1/anon/infer`, and
+//! embeddings like `/v1/anon/embed` (the relay picks the operator; the extension fields are not
+//! used; an anonymous job must fit one onion cell, about 1000 bytes, or it is a 400). `temperature` defaults to 1 and
 //! `seed` to a random one, as OpenAI's; `max_tokens` to 512. `stream: true` answers with
 //! server-sent events: a first chunk with `delta.role`, `delta.content` pieces as the operator
 //! sends them, a last chunk with `finish_reason` (then one with `usage` when
@@ -70,6 +71,18 @@ fn job_error(model: &str, e: &NodeError) -> OpenAiError {
         | NodeError::Onion(_)
         | NodeError::Dial { .. } => OpenAiError::server(502, e.to_string()),
         _ => OpenAiError::server(500, e.to_string()),
+    }
+}
+
+/// A control-API error in OpenAI's shape.
+fn api_error(status: StatusCode, message: String) -> OpenAiError {
+    if status.is_client_error() {
+        OpenAiError {
+            status: status.as_u16(),
+            ..OpenAiError::invalid(message, None)
+        }
+    } else {
+        OpenAiError::server(status.as_u16(), message)
     }
 }
 
@@ -268,8 +281,15 @@ async fn run_anon(
     let job = request
         .encode()
         .map_err(|e| OpenAiError::invalid(e.to_string(), None))?;
+    let request = warren_protocol::onion::request::Request::Infer(job);
+    if let Err(e) = request.encode() {
+        return Err(OpenAiError::invalid(
+            format!("too long for an anonymous request (one onion cell): {e}"),
+            Some("messages"),
+        ));
+    }
     let mut answers = onion
-        .request(warren_protocol::onion::request::Request::Infer(job), None)
+        .request(request, None)
         .await
         .map_err(|e| OpenAiError::server(502, e.to_string()))?;
     match answers.recv().await {
@@ -541,13 +561,13 @@ pub(super) async fn embeddings(
         ));
     }
     if anon(&headers) {
-        return Err(OpenAiError {
-            status: 501,
-            message: "anonymous embeddings (X-Warren-Anon) are not available yet".into(),
-            kind: "invalid_request_error",
-            param: None,
-            code: Some("not_implemented"),
-        });
+        let (vectors, backend) = super::onion::anon_embed(&s, model, texts)
+            .await
+            .map_err(|e| api_error(e.0, e.1))?;
+        let warren = json!({ "backend": backend, "anonymous": true });
+        return Ok(
+            axum::Json(wire::embeddings(&r.model, &vectors, base64, warren)).into_response(),
+        );
     }
     let strategy = strategy(&r.routing)?;
     let sample = sample(&r.routing)?;
