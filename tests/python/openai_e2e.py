@@ -188,5 +188,10 @@ try:
     raise AssertionError("temperature 7 accepted")
 except openai.BadRequestError as e:
     errors["bad_temperature"] = [e.status_code, e.param]
+try:
+    client.embeddings.create(model="smollm2", input="x")
+    raise AssertionError("embeddings from a generation model accepted")
+except openai.BadRequestError as e:
+    errors["wrong_kind"] = [e.status_code, e.param]
 found["errors"] = errors
 print(json.dumps(found))

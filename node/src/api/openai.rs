@@ -101,10 +101,23 @@ pub(super) async fn models(State(s): State<AppState>) -> Response {
     axum::Json(json!({ "object": "list", "data": data })).into_response()
 }
 
-fn resolve(s: &AppState, model: &str) -> Result<ContentId, OpenAiError> {
-    s.inference
+/// The model's id; a model known here of the other kind (`embed` for a generation, `generate`
+/// for embeddings) is a 400.
+fn resolve(s: &AppState, model: &str, kind: &str) -> Result<ContentId, OpenAiError> {
+    let id = s
+        .inference
         .resolve(model)
-        .map_err(|e| OpenAiError::unknown_model(model, e))
+        .map_err(|e| OpenAiError::unknown_model(model, e))?;
+    let known = s.inference.catalog();
+    if let Some(m) = known.iter().find(|m| m.model == id.to_string())
+        && m.kind != kind
+    {
+        return Err(OpenAiError::invalid(
+            format!("{model} is a model of kind {}, not {kind}", m.kind),
+            Some("model"),
+        ));
+    }
+    Ok(id)
 }
 
 fn strategy(r: &Routing) -> Result<Strategy, OpenAiError> {
@@ -483,7 +496,7 @@ pub(super) async fn chat(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let r: wire::ChatRequest = wire::parse(&body)?;
-    let model = resolve(&s, &r.model)?;
+    let model = resolve(&s, &r.model, "generate")?;
     let mut request = job(model, &r.sampling)?;
     request.messages = Some(wire::chat_messages(r.messages)?);
     generate(
@@ -504,7 +517,7 @@ pub(super) async fn completions(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let r: wire::CompletionRequest = wire::parse(&body)?;
-    let model = resolve(&s, &r.model)?;
+    let model = resolve(&s, &r.model, "generate")?;
     let prompt = match r.prompt {
         wire::TextPrompt::One(p) => p,
         wire::TextPrompt::Many(mut v) if v.len() == 1 => v.remove(0),
@@ -539,7 +552,7 @@ pub(super) async fn embeddings(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let r: wire::EmbeddingsRequest = wire::parse(&body)?;
-    let model = resolve(&s, &r.model)?;
+    let model = resolve(&s, &r.model, "embed")?;
     let base64 = match r.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,
