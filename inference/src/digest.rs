@@ -8,6 +8,7 @@
 //! looser [`CROSS_BACKEND_TOLERANCE`].
 
 use crate::backend::Backend;
+use crate::chat::Prompt;
 use crate::generate::GenerateParams;
 
 /// Largest per-component difference between two embeddings from the same backend that still
@@ -19,7 +20,8 @@ pub const CROSS_BACKEND_TOLERANCE: f32 = 1e-2;
 /// BLAKE3 over a generation job and its output tokens, domain-separated and length-prefixed:
 /// `"warren/inference/generate/v1\0" || backend || model id || prompt || max_tokens ||
 /// temperature bits || seed || tokens`, each variable-length field preceded by its length as u32
-/// little-endian, numbers little-endian.
+/// little-endian, numbers little-endian. For a user prompt without `top_p` or stop strings
+/// (see [`prompt_digest`] for the rest).
 pub fn generation_digest(
     model: &[u8],
     backend: Backend,
@@ -27,15 +29,68 @@ pub fn generation_digest(
     params: &GenerateParams,
     tokens: &[u32],
 ) -> [u8; 32] {
+    prompt_digest(
+        model,
+        backend,
+        &Prompt::User(prompt.to_string()),
+        params,
+        tokens,
+    )
+}
+
+fn put(h: &mut blake3::Hasher, field: &[u8]) {
+    h.update(&(field.len() as u32).to_le_bytes());
+    h.update(field);
+}
+
+/// [`generation_digest`] for any [`Prompt`]: the prompt field is the user or raw text (empty for
+/// a chat), and between the seed and the token count come, each only when it applies:
+/// `"raw\0"`; `"chat\0" || count u32 || (len‖role || len‖content)…`; `"top_p\0" || f32 bits`;
+/// `"stop\0" || count u32 || len‖stop…`. A plain job's digest is the same as before these existed.
+pub fn prompt_digest(
+    model: &[u8],
+    backend: Backend,
+    prompt: &Prompt,
+    params: &GenerateParams,
+    tokens: &[u32],
+) -> [u8; 32] {
     let mut h = blake3::Hasher::new();
     h.update(b"warren/inference/generate/v1\0");
-    for field in [backend.as_str().as_bytes(), model, prompt.as_bytes()] {
-        h.update(&(field.len() as u32).to_le_bytes());
-        h.update(field);
+    let text = match prompt {
+        Prompt::User(p) | Prompt::Raw(p) => p.as_str(),
+        Prompt::Chat(_) => "",
+    };
+    for field in [backend.as_str().as_bytes(), model, text.as_bytes()] {
+        put(&mut h, field);
     }
     h.update(&params.max_tokens.to_le_bytes());
     h.update(&params.temperature.to_bits().to_le_bytes());
     h.update(&params.seed.to_le_bytes());
+    match prompt {
+        Prompt::User(_) => {}
+        Prompt::Raw(_) => {
+            h.update(b"raw\0");
+        }
+        Prompt::Chat(messages) => {
+            h.update(b"chat\0");
+            h.update(&(messages.len() as u32).to_le_bytes());
+            for m in messages {
+                put(&mut h, m.role.as_bytes());
+                put(&mut h, m.content.as_bytes());
+            }
+        }
+    }
+    if let Some(p) = params.top_p {
+        h.update(b"top_p\0");
+        h.update(&p.to_bits().to_le_bytes());
+    }
+    if !params.stop.is_empty() {
+        h.update(b"stop\0");
+        h.update(&(params.stop.len() as u32).to_le_bytes());
+        for s in &params.stop {
+            put(&mut h, s.as_bytes());
+        }
+    }
     h.update(&(tokens.len() as u32).to_le_bytes());
     for t in tokens {
         h.update(&t.to_le_bytes());
@@ -167,11 +222,36 @@ mod tests {
             base,
             generation_digest(b"m", Backend::Cpu, "hi", &p, &[1, 2, 4])
         );
-        let q = GenerateParams { seed: 1, ..p };
+        let q = GenerateParams {
+            seed: 1,
+            ..p.clone()
+        };
         assert_ne!(
             base,
             generation_digest(b"m", Backend::Cpu, "hi", &q, &[1, 2, 3])
         );
+        let raw = Prompt::Raw("hi".into());
+        let chat = Prompt::Chat(vec![warren_protocol::inference::ChatMessage {
+            role: "user".into(),
+            content: "hi".into(),
+        }]);
+        let d = |prompt: &Prompt, p: &GenerateParams| {
+            prompt_digest(b"m", Backend::Cpu, prompt, p, &[1, 2, 3])
+        };
+        assert_eq!(base, d(&Prompt::User("hi".into()), &p));
+        assert_ne!(base, d(&raw, &p));
+        assert_ne!(base, d(&chat, &p));
+        assert_ne!(d(&raw, &p), d(&chat, &p));
+        let top = GenerateParams {
+            top_p: Some(0.5),
+            ..p.clone()
+        };
+        assert_ne!(base, d(&Prompt::User("hi".into()), &top));
+        let stop = GenerateParams {
+            stop: vec!["x".into()],
+            ..p
+        };
+        assert_ne!(base, d(&Prompt::User("hi".into()), &stop));
     }
 
     #[test]

@@ -10,7 +10,8 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use crate::backend::Backend;
-use crate::digest::{embeddings_digest, generation_digest};
+use crate::chat::Prompt;
+use crate::digest::{embeddings_digest, prompt_digest};
 use crate::embed::{EmbedFiles, Embedder};
 use crate::error::{Error, Result};
 use crate::files::ModelFile;
@@ -257,13 +258,23 @@ impl Executor {
     }
 
     /// Checks a generation job against the limits.
-    pub fn check_generate(&self, job: &str, prompt: &str, params: &GenerateParams) -> Result<()> {
-        if prompt.len() > self.limits.max_text_bytes {
+    /// A chat may hold four times a prompt's bytes, all messages together.
+    pub fn check_generate(
+        &self,
+        job: &str,
+        prompt: &Prompt,
+        params: &GenerateParams,
+    ) -> Result<()> {
+        let limit = match prompt {
+            Prompt::Chat(_) => self.limits.max_text_bytes * 4,
+            _ => self.limits.max_text_bytes,
+        };
+        if prompt.len() > limit {
             return Err(Error::OverLimit {
                 job: job.to_string(),
                 what: "prompt bytes",
                 got: prompt.len() as u64,
-                limit: self.limits.max_text_bytes as u64,
+                limit: limit as u64,
             });
         }
         if params.max_tokens > self.limits.max_new_tokens {
@@ -307,7 +318,7 @@ impl Executor {
         job: &str,
         id: &str,
         model_id_bytes: &[u8],
-        prompt: &str,
+        prompt: &Prompt,
         params: &GenerateParams,
         on_text: impl FnMut(&str) -> bool,
     ) -> Result<GenerateOutput> {
@@ -316,9 +327,9 @@ impl Executor {
             Some(Loaded::Generate(m)) => (**m).clone(),
             _ => return Err(Self::not_loaded(id, ModelKind::Generate)),
         };
-        let generation = model.generate(prompt, params, on_text)?;
+        let generation = model.generate_prompt(prompt, params, on_text)?;
         Ok(GenerateOutput {
-            digest: generation_digest(
+            digest: prompt_digest(
                 model_id_bytes,
                 self.backend,
                 prompt,
@@ -383,9 +394,10 @@ mod tests {
             .unwrap();
         assert_eq!(ex.models(), vec![("t".to_string(), ModelKind::Generate)]);
         let slot = ex.try_slot().unwrap();
+        let hi = Prompt::User("hi".into());
         let too_many = GenerateParams::greedy(ex.limits().max_new_tokens + 1);
         assert!(matches!(
-            ex.generate(&slot, "j", "t", b"t", "hi", &too_many, |_| true),
+            ex.generate(&slot, "j", "t", b"t", &hi, &too_many, |_| true),
             Err(Error::OverLimit {
                 what: "max tokens",
                 ..
@@ -397,7 +409,7 @@ mod tests {
                 "j",
                 "t",
                 b"t",
-                "hi",
+                &hi,
                 &GenerateParams::greedy(4),
                 |_| true,
             )

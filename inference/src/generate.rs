@@ -14,11 +14,12 @@ use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
 use tokenizers::Tokenizer;
 
 use crate::backend::Backend;
+use crate::chat::{Prompt, StopScan, render_chat, scan_stop};
 use crate::error::{self, Error, Result};
 use crate::files::ModelFile;
 
 /// How to decode.
-#[derive(Clone, Copy, Debug, PartialEq)]
+#[derive(Clone, Debug, PartialEq)]
 pub struct GenerateParams {
     /// Most new tokens to produce.
     pub max_tokens: u32,
@@ -26,6 +27,10 @@ pub struct GenerateParams {
     pub temperature: f32,
     /// Seed of the sampler's RNG (unused when greedy).
     pub seed: u64,
+    /// Nucleus sampling threshold in (0, 1] (unused when greedy); `None` samples from all tokens.
+    pub top_p: Option<f32>,
+    /// Stop once the text contains one of these; the text ends before it.
+    pub stop: Vec<String>,
 }
 
 impl GenerateParams {
@@ -35,6 +40,27 @@ impl GenerateParams {
             max_tokens,
             temperature: 0.0,
             seed: 0,
+            top_p: None,
+            stop: Vec::new(),
+        }
+    }
+}
+
+/// Why a generation ended.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Finish {
+    /// An end-of-sequence token or a stop string (or the caller cancelled).
+    Stop,
+    /// `max_tokens` ran out.
+    Length,
+}
+
+impl Finish {
+    /// `stop` or `length`, as OpenAI's `finish_reason` and the job result say it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Finish::Stop => "stop",
+            Finish::Length => "length",
         }
     }
 }
@@ -48,6 +74,8 @@ pub struct Generation {
     pub text: String,
     /// Tokens of the prompt after templating.
     pub prompt_tokens: u32,
+    /// Why it ended.
+    pub finish: Finish,
 }
 
 /// A loaded generation model. Cheap to clone: weights are shared, each clone has its own KV cache.
@@ -60,6 +88,9 @@ pub struct Generator {
     backend: Backend,
     stop_tokens: Vec<u32>,
     chat_template: bool,
+    template: Option<String>,
+    bos_token: String,
+    eos_token: String,
 }
 
 impl std::fmt::Debug for Generator {
@@ -94,11 +125,24 @@ impl Generator {
             });
         }
         let tokenizer = Tokenizer::from_gguf(&content).map_err(&c)?;
-        let chat_template = content
+        let template = content
             .metadata
             .get("tokenizer.chat_template")
             .and_then(|v| v.to_string().ok())
+            .cloned();
+        let chat_template = template
+            .as_deref()
             .is_some_and(|t| t.contains("<|im_start|>"));
+        let token_text = |key: &str| {
+            content
+                .metadata
+                .get(key)
+                .and_then(|v| v.to_u32().ok())
+                .and_then(|id| tokenizer.id_to_token(id))
+                .unwrap_or_default()
+        };
+        let bos_token = token_text("tokenizer.ggml.bos_token_id");
+        let eos_token = token_text("tokenizer.ggml.eos_token_id");
         let mut stop_tokens = Vec::new();
         if let Some(eos) = content
             .metadata
@@ -123,6 +167,9 @@ impl Generator {
             backend,
             stop_tokens,
             chat_template,
+            template,
+            bos_token,
+            eos_token,
         })
     }
 
@@ -141,20 +188,49 @@ impl Generator {
         }
     }
 
-    /// Generates from `prompt`, calling `on_text` with each new piece of text as soon as it
-    /// decodes; `on_text` returning `false` cancels (the tokens so far are returned).
+    /// The text fed to the model for `prompt` (see [`Prompt`]).
+    pub fn input_text(&self, prompt: &Prompt) -> String {
+        match prompt {
+            Prompt::User(p) => self.templated(p),
+            Prompt::Raw(p) => p.clone(),
+            Prompt::Chat(messages) => {
+                render_chat(
+                    self.template.as_deref(),
+                    messages,
+                    &self.bos_token,
+                    &self.eos_token,
+                )
+                .0
+            }
+        }
+    }
+
+    /// Generates from a user prompt (see [`Generator::generate_prompt`]).
     pub fn generate(
         &mut self,
         prompt: &str,
+        params: &GenerateParams,
+        on_text: impl FnMut(&str) -> bool,
+    ) -> Result<Generation> {
+        self.generate_prompt(&Prompt::User(prompt.to_string()), params, on_text)
+    }
+
+    /// Generates from `prompt`, calling `on_text` with each new piece of text as soon as it
+    /// decodes (never a piece of a stop string); `on_text` returning `false` cancels (the tokens
+    /// so far are returned).
+    pub fn generate_prompt(
+        &mut self,
+        prompt: &Prompt,
         params: &GenerateParams,
         mut on_text: impl FnMut(&str) -> bool,
     ) -> Result<Generation> {
         let name = self.name.clone();
         let c = error::candle(&name);
         let t = error::tokenizer(&name);
+        // Raw text brings its own special tokens; templated text gets the tokenizer's.
         let encoding = self
             .tokenizer
-            .encode(self.templated(prompt), true)
+            .encode(self.input_text(prompt), true)
             .map_err(&t)?;
         let prompt_ids = encoding.get_ids().to_vec();
         if prompt_ids.is_empty() {
@@ -172,12 +248,15 @@ impl Generator {
                 limit: MAX_SEQ_LEN as u64,
             });
         }
-        let sampling = if params.temperature <= 0.0 {
-            Sampling::ArgMax
-        } else {
-            Sampling::All {
+        let sampling = match params.top_p {
+            _ if params.temperature <= 0.0 => Sampling::ArgMax,
+            Some(p) if p < 1.0 => Sampling::TopP {
+                p: f64::from(p),
                 temperature: f64::from(params.temperature),
-            }
+            },
+            _ => Sampling::All {
+                temperature: f64::from(params.temperature),
+            },
         };
         let mut sampler = LogitsProcessor::from_sampling(params.seed, sampling);
         let mut tokens = Vec::new();
@@ -185,6 +264,7 @@ impl Generator {
         let mut text = String::new();
         let mut input = prompt_ids.clone();
         let mut pos = 0usize;
+        let mut finish = Finish::Length;
         self.weights.clear_kv_cache();
         for _ in 0..params.max_tokens {
             let x = Tensor::new(input.as_slice(), &self.device)
@@ -198,24 +278,39 @@ impl Generator {
             pos += input.len();
             let next = sampler.sample(&logits).map_err(&c)?;
             if self.stop_tokens.contains(&next) {
+                finish = Finish::Stop;
                 break;
             }
             tokens.push(next);
             input = vec![next];
-            // Decode everything so far and emit what is new once it ends on a whole character.
+            // Decode everything so far and emit what is new once it ends on a whole character
+            // and cannot be the start of a stop string.
             let so_far = self.tokenizer.decode(&tokens, true).map_err(&t)?;
-            if let Some(piece) = so_far.get(emitted..)
+            if so_far.ends_with('\u{fffd}') {
+                text = so_far;
+                continue;
+            }
+            let (shown, stopped) = match scan_stop(&so_far, &params.stop) {
+                StopScan::Hit(at) => (at, true),
+                StopScan::Safe(n) => (n, false),
+            };
+            if let Some(piece) = so_far.get(emitted..shown)
                 && !piece.is_empty()
-                && !so_far.ends_with('\u{fffd}')
             {
                 if !on_text(piece) {
                     text = so_far;
                     emitted = text.len();
+                    finish = Finish::Stop;
                     break;
                 }
-                emitted = so_far.len();
+                emitted = shown;
             }
             text = so_far;
+            if stopped {
+                text.truncate(shown);
+                finish = Finish::Stop;
+                break;
+            }
         }
         if let Some(rest) = text.get(emitted..)
             && !rest.is_empty()
@@ -226,6 +321,7 @@ impl Generator {
             tokens,
             text,
             prompt_tokens: prompt_ids.len() as u32,
+            finish,
         })
     }
 }

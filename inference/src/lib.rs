@@ -11,6 +11,7 @@
 //! same way. [`plan`] is sans-I/O: time and randomness are passed in.
 
 pub mod backend;
+pub mod chat;
 pub mod digest;
 pub mod embed;
 mod error;
@@ -22,8 +23,9 @@ pub mod plan;
 pub mod tiny;
 
 pub use backend::Backend;
+pub use chat::Prompt;
 pub use error::{Error, Result};
 pub use executor::{EmbedOutput, Executor, GenerateOutput, JobSlot, Limits, ModelKind};
 pub use files::ModelFile;
-pub use generate::{GenerateParams, Generation};
+pub use generate::{Finish, GenerateParams, Generation};
 pub use hardware::{GpuInfo, Hardware};

@@ -193,9 +193,38 @@ mod tests {
             max_tokens: 12,
             temperature: 1.0,
             seed: 42,
+            top_p: None,
+            stop: Vec::new(),
         };
         let s1 = g.generate("hello the", &sampled, |_| true).unwrap();
         let s2 = g.generate("hello the", &sampled, |_| true).unwrap();
+        let nucleus = GenerateParams {
+            top_p: Some(0.5),
+            ..sampled.clone()
+        };
+        let n1 = g.generate("hello the", &nucleus, |_| true).unwrap();
+        assert_eq!(n1, g.generate("hello the", &nucleus, |_| true).unwrap());
+
+        // A stop string: the text ends before it, the pieces never show it.
+        let skip = a.text.char_indices().nth(2).map(|(i, _)| i).unwrap_or(0);
+        let stop: String = a.text[skip..].chars().take(2).collect();
+        if !stop.is_empty() {
+            let cut = a.text.find(&stop).unwrap();
+            let stopping = GenerateParams {
+                stop: vec![stop.clone()],
+                ..params.clone()
+            };
+            let mut pieces = String::new();
+            let st = g
+                .generate("hello the", &stopping, |p| {
+                    pieces.push_str(p);
+                    true
+                })
+                .unwrap();
+            assert_eq!(st.text, a.text[..cut], "stop {stop:?} in {:?}", a.text);
+            assert_eq!(pieces, st.text);
+            assert_eq!(st.finish, crate::generate::Finish::Stop);
+        }
         assert_eq!(s1, s2, "seeded sampling repeats itself");
 
         let mut n = 0;

@@ -5,7 +5,8 @@ use std::path::PathBuf;
 
 use warren_inference::embed::{EmbedFiles, Embedder, cosine};
 use warren_inference::generate::Generator;
-use warren_inference::{Backend, GenerateParams, ModelFile};
+use warren_inference::{Backend, GenerateParams, ModelFile, Prompt};
+use warren_protocol::inference::ChatMessage;
 
 fn models_dir() -> PathBuf {
     let dir = std::env::var_os("WARREN_MODELS_DIR")
@@ -95,4 +96,29 @@ fn smollm2_answers_coherently_and_greedy_repeats() {
     assert_eq!(streamed, a.text);
     let b = g.generate(prompt, &params, |_| true).unwrap();
     assert_eq!(a.tokens, b.tokens, "greedy decoding is deterministic");
+
+    // A chat rendered with the GGUF's own template (which adds SmolLM's system prompt).
+    let chat = Prompt::Chat(vec![
+        ChatMessage {
+            role: "user".into(),
+            content: "Hi!".into(),
+        },
+        ChatMessage {
+            role: "assistant".into(),
+            content: "Hello! How can I help?".into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: prompt.into(),
+        },
+    ]);
+    let text = g.input_text(&chat);
+    assert!(
+        text.starts_with("<|im_start|>system\nYou are a helpful AI assistant named SmolLM"),
+        "{text}"
+    );
+    let c = g.generate_prompt(&chat, &params, |_| true).unwrap();
+    eprintln!("chat answer: {:?} ({:?})", c.text, c.finish);
+    assert!(c.text.contains("Paris"), "chat answer {:?}", c.text);
+    assert!(c.prompt_tokens > a.prompt_tokens);
 }

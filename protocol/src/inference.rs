@@ -37,6 +37,16 @@ pub const MAX_DIM: u32 = 4096;
 pub const MAX_MODEL_FILES: usize = 16;
 /// Largest encoded model manifest, bytes.
 pub const MAX_MODEL_MANIFEST_SIZE: usize = 16 * 1024;
+/// Most messages in a chat generation request.
+pub const MAX_MESSAGES: usize = 256;
+/// Most bytes of message content in a chat generation request, all messages together.
+pub const MAX_CHAT_BYTES: usize = 64 * 1024;
+/// Most stop strings in a generation request.
+pub const MAX_STOP: usize = 4;
+/// Longest stop string, bytes.
+pub const MAX_STOP_BYTES: usize = 256;
+/// The message roles a chat request may use.
+pub const CHAT_ROLES: [&str; 4] = ["system", "user", "assistant", "tool"];
 /// Longest name (model name, file name, role, backend, architecture, reason), bytes.
 pub const MAX_NAME_BYTES: usize = 256;
 /// Longest failure reason, bytes.
@@ -58,6 +68,62 @@ pub struct GenerateRequest {
     pub temperature: f32,
     /// Sampler seed.
     pub seed: u64,
+    /// A chat to render with the model's own chat template (then `prompt` is empty). Absent in
+    /// plain requests; operators before this field refuse requests that carry it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub messages: Option<Vec<ChatMessage>>,
+    /// `true`: feed `prompt` to the model as it is, no chat template. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub raw: bool,
+    /// Nucleus sampling: sample only from the smallest set of tokens whose probability reaches
+    /// this, in (0, 1]. Absent: all tokens. Unused when greedy.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub top_p: Option<f32>,
+    /// Stop generating once the text contains one of these (at most [`MAX_STOP`]); the text
+    /// ends before it. Absent when empty.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub stop: Vec<String>,
+    /// `true`: the result carries `prompt_tokens` and `finish`. Absent when false.
+    #[serde(default, skip_serializing_if = "is_false")]
+    pub usage: bool,
+}
+
+fn is_false(b: &bool) -> bool {
+    !*b
+}
+
+impl GenerateRequest {
+    /// A plain request: `prompt` as the user's message, none of the optional fields.
+    pub fn plain(
+        model: ContentId,
+        prompt: String,
+        max_tokens: u32,
+        temperature: f32,
+        seed: u64,
+    ) -> Self {
+        Self {
+            model,
+            prompt,
+            max_tokens,
+            temperature,
+            seed,
+            messages: None,
+            raw: false,
+            top_p: None,
+            stop: Vec::new(),
+            usage: false,
+        }
+    }
+}
+
+/// One message of a chat.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ChatMessage {
+    /// One of [`CHAT_ROLES`].
+    pub role: String,
+    /// The text.
+    pub content: String,
 }
 
 /// `processing` payload of `inference:generate:v1`: the next piece of text.
@@ -85,6 +151,13 @@ pub struct GenerateResult {
     pub digest: Vec<u8>,
     /// Milliseconds the operator spent on the job.
     pub compute_ms: u32,
+    /// Tokens of the prompt after templating; present when the request asked for `usage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub prompt_tokens: Option<u32>,
+    /// Why generation ended, `stop` (a stop token or string) or `length` (`max_tokens`);
+    /// present when the request asked for `usage`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub finish: Option<String>,
 }
 
 /// `requested` payload of `inference:embed:v1`.
@@ -244,6 +317,57 @@ impl GenerateRequest {
                 "must be finite and not negative",
             ));
         }
+        if let Some(p) = self.top_p
+            && !(p > 0.0 && p <= 1.0)
+        {
+            return Err(invalid(Self::WHAT, "top_p", "must be in (0, 1]"));
+        }
+        if self.stop.len() > MAX_STOP {
+            return Err(Error::TooMany {
+                subject: Subject::Inference(Self::WHAT),
+                field: "stop",
+                count: self.stop.len(),
+                max: MAX_STOP,
+            });
+        }
+        for (i, s) in self.stop.iter().enumerate() {
+            check_len(Self::WHAT, format!("stop[{i}]"), s.len(), MAX_STOP_BYTES)?;
+            if s.is_empty() {
+                return Err(invalid(
+                    Self::WHAT,
+                    "stop",
+                    "stop strings must not be empty",
+                ));
+            }
+        }
+        if let Some(messages) = &self.messages {
+            if self.raw || !self.prompt.is_empty() {
+                return Err(invalid(
+                    Self::WHAT,
+                    "messages",
+                    "a chat request has an empty prompt and no raw flag",
+                ));
+            }
+            if messages.is_empty() || messages.len() > MAX_MESSAGES {
+                return Err(invalid(
+                    Self::WHAT,
+                    "messages",
+                    "must hold 1 to 256 messages",
+                ));
+            }
+            let mut total = 0usize;
+            for (i, m) in messages.iter().enumerate() {
+                if !CHAT_ROLES.contains(&m.role.as_str()) {
+                    return Err(invalid(
+                        Self::WHAT,
+                        &format!("messages[{i}].role"),
+                        "must be system, user, assistant or tool",
+                    ));
+                }
+                total += m.content.len();
+            }
+            check_len(Self::WHAT, "messages".into(), total, MAX_CHAT_BYTES)?;
+        }
         Ok(())
     }
 }
@@ -265,6 +389,11 @@ fn check_backend(what: &'static str, backend: &str) -> Result<(), Error> {
 impl GenerateResult {
     fn validate(&self) -> Result<(), Error> {
         check_backend(Self::WHAT, &self.backend)?;
+        if let Some(f) = &self.finish
+            && !matches!(f.as_str(), "stop" | "length")
+        {
+            return Err(invalid(Self::WHAT, "finish", "must be stop or length"));
+        }
         if self.digest.len() != 32 {
             return Err(invalid(Self::WHAT, "digest", "must be 32 bytes"));
         }
@@ -446,13 +575,7 @@ mod tests {
 
     #[test]
     fn limits_are_enforced_both_ways() {
-        let mut r = GenerateRequest {
-            model: model(),
-            prompt: "hi".into(),
-            max_tokens: 0,
-            temperature: 0.0,
-            seed: 0,
-        };
+        let mut r = GenerateRequest::plain(model(), "hi".into(), 0, 0.0, 0);
         assert!(r.encode().is_err());
         r.max_tokens = 8;
         let bytes = r.encode().unwrap();
@@ -472,6 +595,59 @@ mod tests {
     }
 
     #[test]
+    fn chat_fields_are_optional_and_checked() {
+        let plain = GenerateRequest::plain(model(), "hi".into(), 8, 0.0, 0);
+        let mut chat = plain.clone();
+        chat.prompt.clear();
+        chat.messages = Some(vec![
+            ChatMessage {
+                role: "system".into(),
+                content: "Be brief.".into(),
+            },
+            ChatMessage {
+                role: "user".into(),
+                content: "hi".into(),
+            },
+        ]);
+        chat.top_p = Some(0.9);
+        chat.stop = vec!["\n\n".into()];
+        chat.usage = true;
+        let bytes = chat.encode().unwrap();
+        assert_eq!(GenerateRequest::decode(&bytes).unwrap(), chat);
+        // The optional fields are absent from a plain request's encoding.
+        let plain_bytes = plain.encode().unwrap();
+        assert!(!plain_bytes.windows(8).any(|w| w == b"messages"));
+        let mut bad = chat.clone();
+        bad.prompt = "also".into();
+        assert!(bad.encode().is_err(), "messages and prompt together");
+        let mut bad = chat.clone();
+        bad.messages = Some(vec![ChatMessage {
+            role: "root".into(),
+            content: String::new(),
+        }]);
+        assert!(bad.encode().is_err(), "unknown role");
+        let mut bad = chat.clone();
+        bad.top_p = Some(0.0);
+        assert!(bad.encode().is_err(), "top_p 0");
+        let mut bad = chat.clone();
+        bad.stop = vec!["a".into(); MAX_STOP + 1];
+        assert!(bad.encode().is_err(), "too many stops");
+        let mut bad = chat;
+        bad.stop = vec![String::new()];
+        assert!(bad.encode().is_err(), "empty stop");
+        let r = GenerateResult {
+            tokens: vec![1],
+            text: "a".into(),
+            backend: "cpu".into(),
+            digest: vec![0; 32],
+            compute_ms: 1,
+            prompt_tokens: Some(3),
+            finish: Some("maybe".into()),
+        };
+        assert!(r.encode().is_err(), "unknown finish reason");
+    }
+
+    #[test]
     fn embed_vectors_pack_and_unpack() {
         let v = vec![vec![1.0f32, -2.5], vec![0.125, 3.0]];
         let r = EmbedResult {
@@ -487,7 +663,7 @@ mod tests {
     proptest! {
         #[test]
         fn generate_request_round_trips(prompt in ".{0,64}", max in 1u32..4096, t in 0.0f32..4.0, seed: u64) {
-            let r = GenerateRequest { model: model(), prompt, max_tokens: max, temperature: t, seed };
+            let r = GenerateRequest::plain(model(), prompt, max, t, seed);
             let bytes = r.encode().unwrap();
             prop_assert_eq!(GenerateRequest::decode(&bytes).unwrap(), r);
         }

@@ -10,8 +10,8 @@
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is a failed check
 
 use warren_protocol::inference::{
-    EmbedRequest, EmbedResult, GenerateRequest, GenerateResult, JobFailure, MODEL_MANIFEST_VERSION,
-    ModelFileEntry, ModelManifest, TokenChunk, frame, role,
+    ChatMessage, EmbedRequest, EmbedResult, GenerateRequest, GenerateResult, JobFailure,
+    MODEL_MANIFEST_VERSION, ModelFileEntry, ModelManifest, TokenChunk, frame, role,
 };
 use warren_protocol::spec_text::{SpecVector, extract_vectors};
 use warren_protocol::{Codec, ContentId, Envelope, State};
@@ -27,13 +27,22 @@ fn file() -> ContentId {
 }
 
 fn messages() -> Vec<(&'static str, Vec<u8>)> {
-    let generate = GenerateRequest {
-        model: model(),
-        prompt: "What is the capital of France?".into(),
-        max_tokens: 12,
-        temperature: 0.0,
-        seed: 0,
-    };
+    let generate =
+        GenerateRequest::plain(model(), "What is the capital of France?".into(), 12, 0.0, 0);
+    let mut chat = GenerateRequest::plain(model(), String::new(), 12, 0.5, 7);
+    chat.messages = Some(vec![
+        ChatMessage {
+            role: "system".into(),
+            content: "Be brief.".into(),
+        },
+        ChatMessage {
+            role: "user".into(),
+            content: "Capital of France?".into(),
+        },
+    ]);
+    chat.top_p = Some(0.5);
+    chat.stop = vec![".".into()];
+    chat.usage = true;
     let envelope = Envelope::new(
         [7; 16],
         warren_protocol::inference::event("generate", State::Requested).unwrap(),
@@ -59,6 +68,23 @@ fn messages() -> Vec<(&'static str, Vec<u8>)> {
                 backend: "cpu".into(),
                 digest: vec![0xab; 32],
                 compute_ms: 250,
+                prompt_tokens: None,
+                finish: None,
+            }
+            .encode()
+            .unwrap(),
+        ),
+        ("generate-request-chat", chat.encode().unwrap()),
+        (
+            "generate-result-usage",
+            GenerateResult {
+                tokens: vec![504, 3575],
+                text: "The capital".into(),
+                backend: "cpu".into(),
+                digest: vec![0xab; 32],
+                compute_ms: 250,
+                prompt_tokens: Some(31),
+                finish: Some("length".into()),
             }
             .encode()
             .unwrap(),
@@ -196,15 +222,9 @@ fn print_vectors() {
         "<!-- vector: generate-request-trailing error: trailing -->\n```hex\n{}```\n",
         plain(&trailing)
     );
-    let zero = GenerateRequest {
-        model: model(),
-        prompt: "hi".into(),
-        max_tokens: 1,
-        temperature: 0.0,
-        seed: 0,
-    }
-    .encode()
-    .unwrap();
+    let zero = GenerateRequest::plain(model(), "hi".into(), 1, 0.0, 0)
+        .encode()
+        .unwrap();
     println!(
         "<!-- vector: generate-request-one-token -->\n```hex\n{}```\n",
         plain(&zero)

@@ -269,6 +269,54 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
     let operator = answer["operator"].as_str().unwrap().to_owned();
     assert!(operator == nodes[3].1 || operator == nodes[4].1, "{answer}");
     let op = if operator == nodes[3].1 { 3 } else { 4 };
+
+    // The same through the OpenAI-compatible API with `X-Warren-Anon: 1`, whole and streamed.
+    let (addr, token) = warren_tests::api_of(&nodes[0].0).unwrap();
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": "What is the capital of France?"}],
+        "max_tokens": 12,
+        "temperature": 0,
+    });
+    let (code, whole) = http_post(&addr, &token, "/openai/v1/chat/completions", &body, true);
+    assert_eq!(code, 200, "{whole}");
+    let whole: Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(whole["warren"]["anonymous"], true, "{whole}");
+    let content = whole["choices"][0]["message"]["content"].as_str().unwrap();
+    assert!(content.contains("Paris"), "{whole}");
+    assert!(
+        whole["usage"]["prompt_tokens"].as_u64().unwrap() > 0,
+        "{whole}"
+    );
+    let mut streamed = body.clone();
+    streamed["stream"] = true.into();
+    let (code, sse) = http_post(
+        &addr,
+        &token,
+        "/openai/v1/chat/completions",
+        &streamed,
+        true,
+    );
+    assert_eq!(code, 200, "{sse}");
+    let data: Vec<&str> = sse
+        .split("\n\n")
+        .filter_map(|e| e.strip_prefix("data: "))
+        .collect();
+    assert_eq!(data.last(), Some(&"[DONE]"), "{sse}");
+    let text: String = data
+        .iter()
+        .filter_map(|d| serde_json::from_str::<Value>(d).ok())
+        .filter_map(|c| {
+            c["choices"][0]["delta"]["content"]
+                .as_str()
+                .map(str::to_owned)
+        })
+        .collect();
+    assert_eq!(text, content, "{sse}");
+    println!(
+        "anonymous OpenAI chat: {content:?}, streamed in {} events",
+        data.len()
+    );
     let served: Vec<Value> = cli_json(BIN, &nodes[op].0, &["jobs"])
         .unwrap()
         .as_array()
@@ -290,7 +338,178 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
             "{job} {relays:?}"
         );
     }
+
+    // Anonymous embeddings: nodes 3 and 4 serve MiniLM; node 0's `warren embed --anon` (texts
+    // in cell-sized shares, each through its own circuit) equals node 3's local run, and the
+    // operators' embed jobs name relays only. The OpenAI endpoint with `X-Warren-Anon: 1` too.
+    let m = models_dir().join("all-minilm-l6-v2");
+    let added = cli_json(
+        BIN,
+        &nodes[3].0,
+        &[
+            "model",
+            "add",
+            m.join("model.safetensors").to_str().unwrap(),
+            m.join("tokenizer.json").to_str().unwrap(),
+            m.join("config.json").to_str().unwrap(),
+            "--name",
+            "minilm",
+        ],
+    )
+    .unwrap();
+    let minilm = added["model"].as_str().unwrap().to_owned();
+    for i in [3, 4] {
+        cli_json(BIN, &nodes[i].0, &["model", "serve", &minilm]).unwrap();
+    }
+    let texts: Vec<String> = (0..24)
+        .map(|i| format!("Sentence number {i} is about a cat sitting on a warm mat."))
+        .collect();
+    let input = tmp.path().join("texts.jsonl");
+    std::fs::write(
+        &input,
+        texts
+            .iter()
+            .map(|t| serde_json::json!({ "text": t }).to_string() + "\n")
+            .collect::<String>(),
+    )
+    .unwrap();
+    let (anon_out, local_out) = (
+        tmp.path().join("anon.jsonl"),
+        tmp.path().join("local.jsonl"),
+    );
+    let mut ok = false;
+    for attempt in 0..5 {
+        let o = cli(
+            BIN,
+            &nodes[0].0,
+            &[
+                "embed",
+                "--model",
+                &minilm,
+                "--input",
+                input.to_str().unwrap(),
+                "--output",
+                anon_out.to_str().unwrap(),
+                "--anon",
+            ],
+            true,
+        )
+        .unwrap();
+        if o.status.success() {
+            ok = true;
+            break;
+        }
+        println!(
+            "anonymous embed attempt {attempt}: {}",
+            String::from_utf8_lossy(&o.stderr)
+        );
+        std::thread::sleep(Duration::from_secs(1));
+    }
+    assert!(ok, "warren embed --anon failed five times");
+    cli_json(
+        BIN,
+        &nodes[3].0,
+        &[
+            "embed",
+            "--model",
+            &minilm,
+            "--input",
+            input.to_str().unwrap(),
+            "--output",
+            local_out.to_str().unwrap(),
+            "--local",
+        ],
+    )
+    .unwrap();
+    let read = |p: &std::path::Path| -> Vec<Vec<f64>> {
+        std::fs::read_to_string(p)
+            .unwrap()
+            .lines()
+            .map(|l| {
+                let v: Value = serde_json::from_str(l).unwrap();
+                v["embedding"]
+                    .as_array()
+                    .unwrap()
+                    .iter()
+                    .map(|x| x.as_f64().unwrap())
+                    .collect()
+            })
+            .collect()
+    };
+    let (anon_v, local_v) = (read(&anon_out), read(&local_out));
+    assert_eq!(anon_v.len(), 24);
+    let diff = anon_v
+        .iter()
+        .zip(&local_v)
+        .flat_map(|(a, b)| a.iter().zip(b).map(|(x, y)| (x - y).abs()))
+        .fold(0.0f64, f64::max);
+    assert!(
+        diff < 1e-4,
+        "anonymous embeddings differ from a local run by {diff}"
+    );
+    let body = serde_json::json!({ "model": minilm, "input": &texts[..2] });
+    let (code, whole) = http_post(&addr, &token, "/openai/v1/embeddings", &body, true);
+    assert_eq!(code, 200, "{whole}");
+    let whole: Value = serde_json::from_str(&whole).unwrap();
+    assert_eq!(whole["warren"]["anonymous"], true, "{whole}");
+    let first: Vec<f64> = whole["data"][0]["embedding"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|x| x.as_f64().unwrap())
+        .collect();
+    let d0 = first
+        .iter()
+        .zip(&local_v[0])
+        .map(|(x, y)| (x - y).abs())
+        .fold(0.0, f64::max);
+    assert!(d0 < 1e-4, "OpenAI anonymous embedding differs by {d0}");
+    let relays: Vec<&String> = (0..5)
+        .filter(|i| circuits(&nodes[*i].0).iter().any(|c| c["role"] == "relay"))
+        .map(|i| &nodes[i].1)
+        .collect();
+    let mut embed_jobs = 0;
+    for i in [3, 4] {
+        for job in cli_json(BIN, &nodes[i].0, &["jobs"])
+            .unwrap()
+            .as_array()
+            .unwrap()
+        {
+            if job["kind"] == "embed" && job["role"] == "served" {
+                embed_jobs += 1;
+                let peer = job["peer"].as_str().unwrap();
+                assert_ne!(peer, nodes[0].1, "the operator saw the client: {job}");
+                assert!(
+                    relays.iter().any(|r| r.as_str() == peer),
+                    "{job} {relays:?}"
+                );
+            }
+        }
+    }
+    assert!(embed_jobs >= 2, "served embed jobs: {embed_jobs}");
+    println!("anonymous embeddings: 24 texts in {embed_jobs} jobs, max diff {diff:e} vs local");
     drop(procs);
+}
+
+/// POSTs JSON to the API (HTTP/1.0, so the answer is not chunked); the status and the body.
+fn http_post(addr: &str, token: &str, path: &str, body: &Value, anon: bool) -> (u16, String) {
+    use std::io::{Read, Write};
+    let mut s = std::net::TcpStream::connect(addr).unwrap();
+    s.set_read_timeout(Some(Duration::from_secs(120))).unwrap();
+    let body = body.to_string();
+    let anon = if anon { "X-Warren-Anon: 1\r\n" } else { "" };
+    write!(
+        s,
+        "POST {path} HTTP/1.0\r\nHost: {addr}\r\nAuthorization: Bearer {token}\r\n{anon}\
+         Content-Type: application/json\r\nContent-Length: {}\r\n\r\n{body}",
+        body.len()
+    )
+    .unwrap();
+    let mut resp = String::new();
+    s.read_to_string(&mut resp).unwrap();
+    let code = resp.split_whitespace().nth(1).unwrap().parse().unwrap();
+    let body = resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("");
+    (code, body.to_owned())
 }
 
 fn models_dir() -> PathBuf {

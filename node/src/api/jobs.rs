@@ -86,13 +86,13 @@ pub(super) struct InferBody {
 impl InferBody {
     /// The job this body asks for (the model resolved on this node), checked by encoding it.
     pub(super) fn generate_request(&self, s: &AppState) -> Result<GenerateRequest, ApiError> {
-        let request = GenerateRequest {
-            model: s.inference.resolve(&self.model)?,
-            prompt: self.prompt.clone(),
-            max_tokens: self.max_tokens.unwrap_or(128).clamp(1, MAX_NEW_TOKENS),
-            temperature: self.temperature.unwrap_or(0.0),
-            seed: self.seed.unwrap_or(0),
-        };
+        let request = GenerateRequest::plain(
+            s.inference.resolve(&self.model)?,
+            self.prompt.clone(),
+            self.max_tokens.unwrap_or(128).clamp(1, MAX_NEW_TOKENS),
+            self.temperature.unwrap_or(0.0),
+            self.seed.unwrap_or(0),
+        );
         request
             .encode()
             .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;

@@ -15,6 +15,7 @@
 //! | …      | files                | see `files`                     |
 //! | …      | anonymous requests, circuits | see `onion`             |
 //! | …      | models, jobs         | see `jobs`                      |
+//! | …      | `/openai/v1/…`       | the OpenAI-compatible API, see `openai` |
 //!
 //! Two routes need no token, and carry no data a token protects:
 //!
@@ -26,7 +27,7 @@
 //! `/metrics` is open so a Prometheus on the same host scrapes it without a secret in its config;
 //! the API is loopback-only, so nothing off the host reaches either.
 //!
-//! Errors are `{"error": "..."}` with a 4xx/5xx status.
+//! Errors are `{"error": "..."}` with a 4xx/5xx status (under `/openai/`, OpenAI's error shape).
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -52,6 +53,7 @@ pub mod dashboard;
 mod files;
 mod jobs;
 mod onion;
+mod openai;
 mod reputation;
 
 pub use crate::view::{
@@ -115,6 +117,7 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
     if req.method() == axum::http::Method::GET && OPEN_PATHS.contains(&req.uri().path()) {
         return next.run(req).await;
     }
+    let openai = req.uri().path().starts_with("/openai/");
     let given = req
         .headers()
         .get(header::AUTHORIZATION)
@@ -122,6 +125,13 @@ async fn auth(State(state): State<AppState>, req: Request, next: Next) -> Respon
         .and_then(|v| v.strip_prefix("Bearer "));
     match given {
         Some(t) if constant_time_eq(t.as_bytes(), state.token.as_bytes()) => next.run(req).await,
+        Some(_) if openai => {
+            openai::wire::OpenAiError::unauthorized("wrong API key").into_response()
+        }
+        None if openai => openai::wire::OpenAiError::unauthorized(
+            "missing API key: send `Authorization: Bearer <DATA_DIR/api.token>`",
+        )
+        .into_response(),
         Some(_) => ApiError(StatusCode::UNAUTHORIZED, "wrong API token".into()).into_response(),
         None => ApiError(
             StatusCode::UNAUTHORIZED,
@@ -370,6 +380,7 @@ pub fn router(
         .route("/v1/audit", post(files::audit))
         .route("/v1/anon/get/{cid}", get(onion::get))
         .route("/v1/anon/infer", post(onion::infer))
+        .route("/v1/anon/embed", post(onion::embed))
         .route(
             "/v1/anon/put",
             post(onion::put).layer(DefaultBodyLimit::disable()),
@@ -385,6 +396,10 @@ pub fn router(
         .route("/v1/infer", post(jobs::infer))
         .route("/v1/embed", post(jobs::embed))
         .route("/v1/jobs", get(jobs::list))
+        .route("/openai/v1/models", get(openai::models))
+        .route("/openai/v1/chat/completions", post(openai::chat))
+        .route("/openai/v1/completions", post(openai::completions))
+        .route("/openai/v1/embeddings", post(openai::embeddings))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
         .with_state(state)
 }

@@ -5,6 +5,7 @@
 //! | GET    | `/v1/anon/get/{cid}`    | framed body (like `/v1/get`); with `x-warren-key` the node opens the sealed file itself |
 //! | POST   | `/v1/anon/put`          | [`PutView`]; `class` = `private` (default) or `public`; a private file is sealed here, so the relay only stores ciphertext |
 //! | POST   | `/v1/anon/infer`        | NDJSON like `/v1/infer`; the relay runs the job on the mesh's operators as itself |
+//! | POST   | `/v1/anon/embed`        | `{model, texts}` → `{vectors, backend}`: each cell-sized share of the texts through its own circuit |
 //! | GET    | `/v1/circuits`          | `[`[`CircuitView`]`]` |
 
 use std::io::{self, Write};
@@ -197,6 +198,101 @@ pub(super) async fn infer(
         .header("x-warren-build-ms", build_ms)
         .body(Body::from_stream(stream))
         .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e.to_string()))
+}
+
+/// Embeds `texts` through circuits: the texts go in shares whose job fits one `BEGIN` cell, each
+/// through a fresh circuit whose relay runs it on one operator as itself; the vectors come back in
+/// order, with the backend of the last share.
+pub(super) async fn anon_embed(
+    s: &AppState,
+    model: ContentId,
+    texts: Vec<String>,
+) -> Result<(Vec<Vec<f32>>, String), ApiError> {
+    use warren_protocol::inference::EmbedRequest;
+    let onion = onion(s)?;
+    let encode = |texts: Vec<String>| -> Result<Vec<u8>, ApiError> {
+        let job = EmbedRequest { model, texts }
+            .encode()
+            .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e.to_string()))?;
+        Request::Infer(job).encode().map_err(|e| {
+            ApiError(
+                StatusCode::BAD_REQUEST,
+                format!("a text too long for an anonymous request: {e}"),
+            )
+        })
+    };
+    // Greedy shares: as many texts as fit one cell.
+    let mut shares: Vec<Vec<String>> = Vec::new();
+    for t in texts {
+        if let Some(last) = shares.last_mut() {
+            let mut more = last.clone();
+            more.push(t.clone());
+            if encode(more).is_ok() {
+                last.push(t);
+                continue;
+            }
+        }
+        encode(vec![t.clone()])?;
+        shares.push(vec![t]);
+    }
+    let mut vectors = Vec::new();
+    let mut backend = String::new();
+    for share in shares {
+        let n = share.len();
+        let job = match Request::decode(&encode(share)?) {
+            Ok(Request::Infer(job)) => job,
+            _ => return Err(bad_gateway("cannot re-read the request")),
+        };
+        let mut answers = onion.request(Request::Infer(job), None).await?;
+        built(&mut answers).await?;
+        let mut body = Vec::new();
+        loop {
+            match answers.recv().await {
+                Some(Answer::Data(d)) => body.extend_from_slice(&d),
+                Some(Answer::Built { .. }) => {}
+                Some(Answer::End(Ok(_))) | None => break,
+                Some(Answer::End(Err(e))) => return Err(bad_gateway(e)),
+            }
+        }
+        let line: serde_json::Value = serde_json::from_slice(&body)
+            .map_err(|e| bad_gateway(format!("the relay's answer: {e}")))?;
+        let done = &line["done"];
+        let share_vectors: Vec<Vec<f32>> = serde_json::from_value(done["vectors"].clone())
+            .map_err(|e| bad_gateway(format!("the relay's vectors: {e}")))?;
+        if share_vectors.len() != n {
+            return Err(bad_gateway(format!(
+                "the relay sent {} vectors for {n} texts",
+                share_vectors.len()
+            )));
+        }
+        vectors.extend(share_vectors);
+        backend = done["backend"].as_str().unwrap_or_default().to_string();
+    }
+    Ok((vectors, backend))
+}
+
+#[derive(Debug, Deserialize)]
+pub(super) struct AnonEmbedBody {
+    model: String,
+    texts: Vec<String>,
+}
+
+/// `POST /v1/anon/embed`: `{model, texts}` → `{vectors, backend}` (see [`anon_embed`]).
+pub(super) async fn embed(
+    State(s): State<AppState>,
+    Json(b): Json<AnonEmbedBody>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let model = s.inference.resolve(&b.model)?;
+    if b.texts.is_empty() || b.texts.len() > warren_protocol::inference::MAX_TEXTS {
+        return Err(ApiError(
+            StatusCode::BAD_REQUEST,
+            "send 1 to 256 texts per call".into(),
+        ));
+    }
+    let (vectors, backend) = anon_embed(&s, model, b.texts).await?;
+    Ok(Json(
+        serde_json::json!({ "vectors": vectors, "backend": backend }),
+    ))
 }
 
 #[derive(Debug, Deserialize)]

@@ -217,6 +217,11 @@ pub enum Command {
         /// Run on this node's own executor (it must serve the model).
         #[arg(long)]
         local: bool,
+        /// Through onion circuits, each share of texts that fits one cell through its own: the
+        /// relay runs it on one operator as itself, so the operator never learns this node
+        /// (strategy, operators, sample and local unused).
+        #[arg(long, conflicts_with = "local")]
+        anon: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,

@@ -110,6 +110,7 @@ pub(crate) struct EmbedOpts {
     pub(crate) sample: f64,
     pub(crate) batch: usize,
     pub(crate) local: bool,
+    pub(crate) anon: bool,
 }
 
 fn read_texts(input: &Path) -> anyhow::Result<Vec<String>> {
@@ -157,15 +158,30 @@ pub(crate) async fn embed(
     let mut summary =
         serde_json::json!({ "texts": texts.len(), "parts": [], "checks": [], "faulty": [] });
     for batch in texts.chunks(o.batch.max(1)) {
-        let r: EmbedOutcome = api
-            .post_json(
+        let r: EmbedOutcome = if o.anon {
+            let v: serde_json::Value = api
+                .post_json(
+                    "/v1/anon/embed",
+                    &serde_json::json!({ "model": o.model, "texts": batch }),
+                )
+                .await?;
+            EmbedOutcome {
+                vectors: serde_json::from_value(v["vectors"].clone())?,
+                parts: Vec::new(),
+                checks: Vec::new(),
+                faulty: Vec::new(),
+                backend: v["backend"].as_str().unwrap_or_default().to_string(),
+            }
+        } else {
+            api.post_json(
                 "/v1/embed",
                 &serde_json::json!({
                     "model": o.model, "texts": batch, "strategy": o.strategy,
                     "operators": o.operators, "sample": o.sample, "local": o.local,
                 }),
             )
-            .await?;
+            .await?
+        };
         for (text, v) in batch.iter().zip(&r.vectors) {
             serde_json::to_writer(
                 &mut out,

@@ -250,6 +250,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             sample,
             batch,
             local,
+            anon,
             out,
         } => {
             let opts = crate::cli::jobs::EmbedOpts {
@@ -259,6 +260,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 sample,
                 batch,
                 local,
+                anon,
             };
             crate::cli::jobs::embed(&api, &opts, &input, &output, out.json).await
         }

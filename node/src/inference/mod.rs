@@ -274,6 +274,24 @@ impl Inference {
             .collect()
     }
 
+    /// The models served here, then those added here and not served (their manifests kept in
+    /// the models directory), each once.
+    pub fn catalog(&self) -> Vec<ModelView> {
+        let mut out = self.models();
+        for (name, id) in self.added_names() {
+            if out.iter().any(|m| m.model == id.to_string()) {
+                continue;
+            }
+            let manifest = std::fs::read(self.models_dir.join(format!("{name}.manifest")))
+                .ok()
+                .and_then(|b| ModelManifest::decode(&b).ok());
+            if let Some(m) = manifest {
+                out.push(view(&id, &m));
+            }
+        }
+        out
+    }
+
     /// Resolves `NAME|CID` to a model id: a CID as is, a name among the models served or added
     /// here.
     pub fn resolve(&self, model: &str) -> Result<ContentId, NodeError> {

@@ -8,12 +8,12 @@ use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
 use tokio::sync::{Semaphore, mpsc, watch};
 use tracing::debug;
-use warren_inference::GenerateParams;
 use warren_protocol::inference::{
-    self as wire, EmbedRequest, EmbedResult, GenerateRequest, GenerateResult, TokenChunk,
+    self as wire, EmbedRequest, EmbedResult, GenerateRequest, TokenChunk,
 };
 use warren_protocol::{Envelope, State};
 
+use super::local::{job_input, job_result};
 use super::{
     Inference, JobView, MAX_INBOUND_STREAMS, REQUEST_TIMEOUT, failure, failure_code, now_ms,
     read_frame, write_frame,
@@ -187,26 +187,14 @@ impl Inference {
         let job = hex::encode(request.id);
         let key = model.clone();
         let model_bytes = req.model.to_bytes();
-        let params = GenerateParams {
-            max_tokens: req.max_tokens,
-            temperature: req.temperature,
-            seed: req.seed,
-        };
+        let (prompt, params) = job_input(&req);
         let flag = cancelled.clone();
         let started = Instant::now();
         let task = tokio::task::spawn_blocking(move || {
             let slot = executor.try_slot()?;
-            executor.generate(
-                &slot,
-                &job,
-                &key,
-                &model_bytes,
-                &req.prompt,
-                &params,
-                |piece| {
-                    !flag.load(Ordering::Acquire) && tx.blocking_send(piece.to_string()).is_ok()
-                },
-            )
+            executor.generate(&slot, &job, &key, &model_bytes, &prompt, &params, |piece| {
+                !flag.load(Ordering::Acquire) && tx.blocking_send(piece.to_string()).is_ok()
+            })
         });
         let processing = match wire::event("generate", State::Processing) {
             Ok(e) => e,
@@ -242,22 +230,14 @@ impl Inference {
                 "cancelled".into(),
             );
         }
-        let mut tokens = out.generation.tokens;
-        let mut digest = out.digest;
+        let mut result = job_result(&req, out, started.elapsed().as_millis() as u32);
         if self.fault == FaultInject::PerturbInference
-            && let Some(last) = tokens.last_mut()
+            && let Some(last) = result.tokens.last_mut()
         {
             *last = last.wrapping_add(1);
-            digest[0] ^= 1;
+            result.digest[0] ^= 1;
         }
-        let n = tokens.len();
-        let result = GenerateResult {
-            tokens,
-            text: out.generation.text,
-            backend: out.backend.as_str().to_string(),
-            digest: digest.to_vec(),
-            compute_ms: started.elapsed().as_millis() as u32,
-        };
+        let n = result.tokens.len();
         let reply = match result.encode() {
             Ok(bytes) => request.reply(State::Completed, now_ms(), bytes),
             Err(e) => fail("limit", e.to_string()),

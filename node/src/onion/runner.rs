@@ -72,15 +72,21 @@ impl MeshAccess {
         self
     }
 
-    /// Runs the generation job `job` (an encoded `GenerateRequest`) on the mesh's operators as
+    /// Runs the generation job `job` (an encoded `GenerateRequest`; an `EmbedRequest` goes to
+    /// [`Self::embed`]) on the mesh's operators as
     /// this node, picked for speed, and streams the answer to `out` as the NDJSON lines of
     /// `POST /v1/infer`: `{"text":…}` per chunk, then `{"done":…}`. Returns a summary.
     async fn infer(&self, job: Vec<u8>, out: mpsc::Sender<Vec<u8>>) -> Result<String, String> {
         use warren_inference::plan::Strategy;
         use warren_protocol::inference::GenerateRequest;
         let inference = self.inference.clone().ok_or(NO_INFERENCE)?;
-        let request =
-            GenerateRequest::decode(&job).map_err(|e| format!("bad inference job: {e}"))?;
+        let request = match GenerateRequest::decode(&job) {
+            Ok(r) => r,
+            Err(e) => match warren_protocol::inference::EmbedRequest::decode(&job) {
+                Ok(r) => return Self::embed(&inference, r, out).await,
+                Err(_) => return Err(format!("bad inference job: {e}")),
+            },
+        };
         let line = |v: serde_json::Value| {
             let mut l = serde_json::to_vec(&v).unwrap_or_default();
             l.push(b'\n');
@@ -113,10 +119,37 @@ impl MeshAccess {
             "backend": r.backend,
             "digest": hex::encode(&r.digest),
             "compute_ms": r.compute_ms,
+            "prompt_tokens": r.prompt_tokens,
+            "finish": r.finish,
         }})))
         .await
         .map_err(|_| "the circuit closed".to_owned())?;
         Ok(format!("{tokens} tokens"))
+    }
+
+    /// Runs the embedding job `request` on the mesh's operators as this node (one operator,
+    /// picked for speed) and sends one NDJSON line `{"done": {"vectors", "backend"}}`.
+    async fn embed(
+        inference: &crate::inference::Inference,
+        request: warren_protocol::inference::EmbedRequest,
+        out: mpsc::Sender<Vec<u8>>,
+    ) -> Result<String, String> {
+        use warren_inference::plan::Strategy;
+        let n = request.texts.len();
+        let r = inference
+            .embed(request.model, request.texts, Strategy::Speed, 1, 0.0)
+            .await
+            .map_err(|e| e.to_string())?;
+        let mut line = serde_json::to_vec(&serde_json::json!({ "done": {
+            "vectors": r.vectors,
+            "backend": r.backend,
+        }}))
+        .map_err(|e| e.to_string())?;
+        line.push(b'\n');
+        out.send(line)
+            .await
+            .map_err(|_| "the circuit closed".to_owned())?;
+        Ok(format!("{n} vectors"))
     }
 
     /// Fetches `cid` from its holders (as this node) and streams its stored bytes to `out`.
