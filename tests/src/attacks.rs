@@ -178,3 +178,84 @@ pub async fn observation_flood(
     stranger.stop().await;
     Ok(tally)
 }
+
+/// Audits passed without the data (issue 19, attack 1): a holder that keeps nothing. On the
+/// bare swarm `bare` (whose record offers storage), it announces itself as a provider of
+/// `claimed`, answers every `store` "accepted" and drops the bytes, and answers every audit by
+/// fetching the block from its auditor and proving the slice. The tally, updated as audits come
+/// in: `accepted` = audits answered with a proof made from the auditor's own copy, `refused` =
+/// audits where the auditor would not serve the block.
+pub async fn outsource_audits(
+    bare: &mut crate::bare::Bare,
+    claimed: Vec<ContentId>,
+) -> anyhow::Result<std::sync::Arc<std::sync::Mutex<Tally>>> {
+    use warren_protocol::block_transfer::{AuditResponse, StoreResponse};
+    use warren_storage_mesh::proof::{self, Challenge};
+
+    let tally = std::sync::Arc::new(std::sync::Mutex::new(Tally::default()));
+    let mut requests = bare
+        .requests
+        .take()
+        .ok_or_else(|| anyhow::anyhow!("the swarm's block requests are taken already"))?;
+    let client = bare.client.clone();
+    client.provide(claimed).await?;
+    let counts = tally.clone();
+    tokio::spawn(async move {
+        while let Some(inbound) = requests.recv().await {
+            let (peer, channel) = (inbound.peer, inbound.channel);
+            let Ok(request) = Request::decode(&inbound.request) else {
+                continue;
+            };
+            let answer = match request {
+                Request::Audit(audit) => {
+                    add(&counts, |t| t.sent += 1);
+                    let client = client.clone();
+                    let counts = counts.clone();
+                    tokio::spawn(async move {
+                        let challenge = Challenge::from_request(&audit);
+                        let got = client
+                            .blocks(peer, Request::Get(BlockRequest { block: audit.block }))
+                            .await;
+                        let proof = match got {
+                            Ok(Response::Block(b)) => {
+                                proof::prove(&b.data, &challenge).ok().map(|p| p.to_bytes())
+                            }
+                            _ => None,
+                        };
+                        let response = match proof {
+                            Some(proof) => {
+                                add(&counts, |t| t.accepted += 1);
+                                Response::Proof(AuditResponse {
+                                    block: audit.block,
+                                    proof,
+                                })
+                            }
+                            None => {
+                                add(&counts, |t| t.refused += 1);
+                                Response::NotFound { block: audit.block }
+                            }
+                        };
+                        crate::bare::respond(&client, peer, channel, &response);
+                    });
+                    continue;
+                }
+                Request::Store(store) => Response::Stored(StoreResponse {
+                    block: store.block,
+                    accepted: true,
+                    reason: None,
+                }),
+                other => Response::NotFound {
+                    block: *other.block(),
+                },
+            };
+            crate::bare::respond(&client, peer, channel, &answer);
+        }
+    });
+    Ok(tally)
+}
+
+fn add(tally: &std::sync::Mutex<Tally>, f: impl FnOnce(&mut Tally)) {
+    if let Ok(mut t) = tally.lock() {
+        f(&mut t);
+    }
+}

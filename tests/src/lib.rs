@@ -4,7 +4,9 @@
 //! failing test leaves nothing running. Tests talk only to 127.0.0.1.
 
 pub mod attacks;
+pub mod bare;
 pub mod hostile;
+pub mod kad_raw;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};

@@ -16,16 +16,13 @@
 use std::path::Path;
 use std::time::{Duration, Instant};
 
-use libp2p::identity::Keypair;
 use serde_json::Value;
-use tokio::sync::{mpsc, watch};
-use warren_inference::hardware::Hardware;
-use warren_node::config::{Config, KadMode};
-use warren_node::net::{self, Client, InboundBlocks};
-use warren_node::record::RecordBuilder;
+use tokio::sync::mpsc;
+use warren_node::net::{Client, InboundBlocks};
 use warren_protocol::block_transfer::{AuditResponse, BlockRequest, Request, Response};
 use warren_protocol::{ContentId, PeerId};
 use warren_storage_mesh::proof::{self, Challenge};
+use warren_tests::bare::Bare;
 use warren_tests::hostile::node_bin;
 use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes};
 
@@ -54,7 +51,7 @@ enum Seen {
 struct Hostile {
     client: Client,
     peer: PeerId,
-    _stop: watch::Sender<bool>,
+    _bare: Bare,
 }
 
 impl Hostile {
@@ -65,26 +62,9 @@ impl Hostile {
         copy: Option<Vec<u8>>,
         seen: mpsc::Sender<Seen>,
     ) -> Self {
-        let config = Config {
-            network: "local".into(),
-            listen: vec!["/ip4/127.0.0.1/tcp/0".parse().unwrap()],
-            kad_mode: KadMode::Server,
-            ..Config::default()
-        };
-        let key = Keypair::generate_ed25519();
-        let peer = key.public().to_peer_id();
-        let hardware = Hardware {
-            cpu_cores: 1,
-            ram_bytes: 1 << 30,
-            gpus: Vec::new(),
-        };
-        let records = RecordBuilder::new(&config, key.clone(), [7; 32], &hardware);
-        let (client, mut event_loop) = net::build(&config, key, records).unwrap();
-        let requests = event_loop.block_requests(64);
-        let ready = event_loop.on_ready();
-        let (stop, stop_rx) = watch::channel(false);
-        tokio::spawn(event_loop.run(stop_rx));
-        ready.await.unwrap();
+        let mut bare = Bare::start("local", 0, Vec::new()).await.unwrap();
+        let requests = bare.requests.take().unwrap();
+        let (client, peer) = (bare.client.clone(), bare.peer);
         tokio::spawn(answer(client.clone(), requests, mode, copy, seen));
         let (dialed, _) = tokio::time::timeout(
             Duration::from_secs(10),
@@ -97,7 +77,7 @@ impl Hostile {
         Self {
             client,
             peer,
-            _stop: stop,
+            _bare: bare,
         }
     }
 }
@@ -195,11 +175,7 @@ fn respond(
     channel: libp2p::request_response::ResponseChannel<Vec<u8>>,
     response: Response,
 ) {
-    let client = client.clone();
-    let encoded = response.encode().unwrap();
-    tokio::task::spawn_blocking(move || {
-        client.respond_blocks_blocking(peer, channel, encoded, None, false);
-    });
+    warren_tests::bare::respond(client, peer, channel, &response);
 }
 
 /// Runs the CLI off the runtime's workers.

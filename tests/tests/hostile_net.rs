@@ -11,163 +11,29 @@
 use std::str::FromStr;
 use std::time::{Duration, Instant};
 
-use futures::{AsyncReadExt, AsyncWriteExt};
-use libp2p::{Multiaddr, StreamProtocol};
+use libp2p::Multiaddr;
 use warren_protocol::{ContentId, PeerId};
 use warren_tests::hostile::{Hostile, node_bin};
+use warren_tests::kad_raw::{self, KAD};
 use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes};
-
-const KAD: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");
 
 fn bin() -> String {
     node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"))
 }
 
-fn varint(mut n: usize, out: &mut Vec<u8>) {
-    while n >= 0x80 {
-        out.push((n as u8 & 0x7f) | 0x80);
-        n >>= 7;
-    }
-    out.push(n as u8);
-}
-
-/// A protobuf length-delimited field.
-fn field(tag: u8, bytes: &[u8], out: &mut Vec<u8>) {
-    out.push(tag << 3 | 2);
-    varint(bytes.len(), out);
-    out.extend_from_slice(bytes);
-}
-
-/// One length-prefixed Kademlia message (`dht.pb.Message`) of `kind` on `key`, naming `provider`
-/// with `addrs` as its provider peer (for `ADD_PROVIDER`).
-fn kad_message(kind: u8, key: &[u8], provider: Option<(&PeerId, &[Multiaddr])>) -> Vec<u8> {
-    let mut m = vec![0x08, kind];
-    field(2, key, &mut m);
-    if let Some((peer, addrs)) = provider {
-        let mut p = Vec::new();
-        field(1, &peer.to_bytes(), &mut p);
-        for a in addrs {
-            field(2, &a.to_vec(), &mut p);
-        }
-        field(9, &p, &mut m);
-    }
-    let mut framed = Vec::new();
-    varint(m.len(), &mut framed);
-    framed.extend(m);
-    framed
-}
-
-const ADD_PROVIDER: u8 = 2;
-const GET_PROVIDERS: u8 = 3;
-const FIND_NODE: u8 = 4;
-
-/// Sends `count` `ADD_PROVIDER`s of junk keys (each with 16 addresses) from `hostile` to
-/// `victim` on one raw Kademlia stream, then a `FIND_NODE` whose answer shows the victim read them
-/// all.
+/// [`kad_raw::flood_provider_table`] of the first junk series, waiting up to 60 s.
 async fn flood_provider_table(hostile: &Hostile, victim: PeerId, count: u32) -> libp2p::Stream {
-    let mut control = hostile.client().stream_control();
-    let mut stream = control.open_stream(victim, KAD).await.unwrap();
-    let addrs: Vec<Multiaddr> = (0..16)
-        .map(|i| format!("/ip4/10.9.0.1/tcp/{}", 4000 + i).parse().unwrap())
-        .collect();
-    let me = hostile.peer_id();
-    let mut batch = Vec::new();
-    for i in 0..count {
-        let key = junk_key(i);
-        batch.extend(kad_message(ADD_PROVIDER, &key, Some((&me, &addrs))));
-        if batch.len() > 1 << 20 {
-            stream.write_all(&batch).await.unwrap();
-            batch.clear();
-        }
-    }
-    batch.extend(kad_message(FIND_NODE, &me.to_bytes(), None));
-    stream.write_all(&batch).await.unwrap();
-    stream.flush().await.unwrap();
-    // The answer: the victim has handled every message before it.
-    tokio::time::timeout(Duration::from_secs(60), read_message(&mut stream))
+    kad_raw::flood_provider_table(hostile, victim, 0, count, Duration::from_secs(60))
         .await
-        .expect("no FIND_NODE answer in 60 s");
-    stream
+        .unwrap()
 }
 
 fn junk_key(i: u32) -> Vec<u8> {
-    let mut key = b"junk-provider-key-".to_vec();
-    key.extend(i.to_be_bytes());
-    key
+    kad_raw::junk_key(0, i)
 }
 
-/// Reads one length-prefixed message.
-async fn read_message(stream: &mut libp2p::Stream) -> Vec<u8> {
-    let mut len = 0usize;
-    for shift in (0..35).step_by(7) {
-        let mut b = [0u8; 1];
-        stream.read_exact(&mut b).await.unwrap();
-        len |= usize::from(b[0] & 0x7f) << shift;
-        if b[0] & 0x80 == 0 {
-            break;
-        }
-    }
-    let mut body = vec![0u8; len];
-    stream.read_exact(&mut body).await.unwrap();
-    body
-}
-
-/// The protobuf fields of `m` as (field number, bytes) for length-delimited ones.
-fn fields(m: &[u8]) -> Vec<(u64, Vec<u8>)> {
-    let mut out = Vec::new();
-    let mut i = 0;
-    let varint = |i: &mut usize| {
-        let mut v = 0u64;
-        let mut shift = 0;
-        while *i < m.len() {
-            let b = m[*i];
-            *i += 1;
-            v |= u64::from(b & 0x7f) << shift;
-            shift += 7;
-            if b & 0x80 == 0 {
-                break;
-            }
-        }
-        v
-    };
-    while i < m.len() {
-        let tag = varint(&mut i);
-        match tag & 7 {
-            0 => {
-                varint(&mut i);
-            }
-            2 => {
-                let len = usize::try_from(varint(&mut i)).unwrap();
-                out.push((tag >> 3, m[i..i + len].to_vec()));
-                i += len;
-            }
-            other => panic!("unexpected wire type {other}"),
-        }
-    }
-    out
-}
-
-/// The providers the victim names for `key` (`GET_PROVIDERS` on `stream`), with the number of
-/// addresses of each.
 async fn providers_of(stream: &mut libp2p::Stream, key: &[u8]) -> Vec<(PeerId, usize)> {
-    stream
-        .write_all(&kad_message(GET_PROVIDERS, key, None))
-        .await
-        .unwrap();
-    stream.flush().await.unwrap();
-    let answer = tokio::time::timeout(Duration::from_secs(20), read_message(stream))
-        .await
-        .expect("no GET_PROVIDERS answer");
-    fields(&answer)
-        .into_iter()
-        .filter(|(n, _)| *n == 9)
-        .map(|(_, peer)| {
-            let f = fields(&peer);
-            let id = f.iter().find(|(n, _)| *n == 1).unwrap();
-            let addrs = f.iter().filter(|(n, _)| *n == 2).count();
-            (PeerId::from_bytes(&id.1).unwrap(), addrs)
-        })
-        .collect()
+    kad_raw::providers_of(stream, key).await.unwrap()
 }
 
 /// Item 6: a peer fills the provider table with junk keys; the node's own announcements must

@@ -7,8 +7,19 @@
 //! make new copies while the attacks run (RF poisoning shows only when repair is needed). Not part of CI: run it with
 //! `bash scripts/soak.sh` (or `cargo run -p warren-tests --bin warren-soak -- --minutes 20`).
 //!
+//! Attacks (issue 19's numbers): 1 an outsourcing holder (a second hostile identity, a bare
+//! swarm offering storage, that claims every block of the honest files as a provider, accepts
+//! every push and keeps nothing, and answers each audit by fetching the block from its auditor),
+//! 2 RF poisoning (blocks of the honest files pushed back to their
+//! holders with RF 0 and 16, with and without the attacker's own tickets), 3 junk pushed with RF
+//! 16 (half without tickets, half under the attacker's tickets), 6 the provider table flooded
+//! with 5,000 junk keys per victim per round on raw Kademlia streams, 8 observations slandering
+//! honest holders from a fresh identity every round. The copies counted at the end are found
+//! through the DHT's provider records (`warren where`), so the holders' own announcements must
+//! survive attack 6.
+//!
 //! Flags: `--minutes M` (20), `--nodes N` honest nodes (9; with the hostile one, 10),
-//! `--attacks 2,3,8` (every attack this program knows by default), `--dir DIR` (a temp dir),
+//! `--attacks 2,3,6,8` (every attack this program knows by default), `--dir DIR` (a temp dir),
 //! `--bin PATH` (the `warren` binary; default: `warren-e2e-node` next to this program).
 
 use std::collections::BTreeMap;
@@ -26,7 +37,7 @@ use warren_tests::hostile::Hostile;
 use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes, wait_for_records};
 
 const NETWORK: &str = "soak";
-const KNOWN_ATTACKS: &[u8] = &[2, 3, 8];
+const KNOWN_ATTACKS: &[u8] = &[1, 2, 3, 6, 8];
 
 struct Args {
     minutes: f64,
@@ -220,6 +231,15 @@ async fn attack_loop(
     )
     .await?;
     println!("soak: hostile node {} up", hostile.peer_id());
+    let mut outsourcer = None;
+    if args.attacks.contains(&1) {
+        let mut bare =
+            warren_tests::bare::Bare::start(NETWORK, 1 << 30, vec![boot.clone()]).await?;
+        let blocks: Vec<ContentId> = files.iter().flat_map(|f| f.blocks.clone()).collect();
+        let tally = attacks::outsource_audits(&mut bare, blocks).await?;
+        println!("soak: outsourcing holder {} up", bare.peer);
+        outsourcer = Some((bare, tally));
+    }
     let peers: Vec<PeerId> = honest.iter().map(|h| h.peer).collect();
     let all_blocks: Vec<ContentId> = files.iter().flat_map(|f| f.blocks.clone()).collect();
 
@@ -268,6 +288,25 @@ async fn attack_loop(
                     attacks::junk_store(hostile.client(), &peers, 8, 64 << 10, round, &key, expires)
                         .await
                 }
+                6 => {
+                    let mut t = Tally::default();
+                    for victim in &peers {
+                        t.sent += 5_000;
+                        match warren_tests::kad_raw::flood_provider_table(
+                            &hostile,
+                            *victim,
+                            round,
+                            5_000,
+                            Duration::from_secs(60),
+                        )
+                        .await
+                        {
+                            Ok(_) => t.accepted += 5_000,
+                            Err(_) => t.errors += 5_000,
+                        }
+                    }
+                    t
+                }
                 8 => {
                     let dir = tmp.join(format!("stranger-{round}"));
                     let t = attacks::observation_flood(
@@ -285,6 +324,14 @@ async fn attack_loop(
                 _ => Tally::default(),
             };
             tallies.entry(*attack).or_default().add(tally);
+        }
+        if let Some((bare, tally)) = &outsourcer {
+            // Claimed again every round: provider records of the honest files stay fresh.
+            let blocks: Vec<ContentId> = files.iter().flat_map(|f| f.blocks.clone()).collect();
+            let _ = bare.client.provide(blocks).await;
+            if let Ok(t) = tally.lock() {
+                tallies.insert(1, *t);
+            }
         }
         for (i, h) in honest.iter().enumerate() {
             if stopped[i] {
@@ -311,7 +358,9 @@ async fn attack_loop(
         tokio::time::sleep(Duration::from_secs(2)).await;
     }
     let hostile_peer = hostile.peer_id();
+    let outsourcer_peer = outsourcer.as_ref().map(|(b, _)| b.peer.to_string());
     hostile.stop().await;
+    drop(outsourcer);
 
     // Judge: every block of every file, at least 3 honest copies besides the origin's that pass
     // an audit by the origin. Give repair a minute first.
@@ -329,7 +378,10 @@ async fn attack_loop(
             let mut real = 0;
             for holder in block["holders"].as_array().context("holders")? {
                 let peer = holder["peer"].as_str().unwrap_or_default();
-                if holder["this_node"] == true || peer == hostile_peer.to_string() {
+                if holder["this_node"] == true
+                    || peer == hostile_peer.to_string()
+                    || outsourcer_peer.as_deref() == Some(peer)
+                {
                     continue;
                 }
                 let audit = cli_json(bin, &origin.dir, &["audit", peer, id]);
