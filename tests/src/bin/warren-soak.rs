@@ -76,8 +76,11 @@ fn parse_args() -> anyhow::Result<Args> {
             other => bail!("unknown flag {other} (see the doc comment of warren-soak.rs)"),
         }
     }
-    if args.nodes < 4 {
-        bail!("--nodes: at least 4 honest nodes (RF 3 needs 3 holders besides the origin)");
+    if args.nodes < 6 {
+        bail!(
+            "--nodes: at least 6 honest nodes (RF 3 needs 3 holders besides the origin, after 2 \
+             stop for good)"
+        );
     }
     Ok(args)
 }
