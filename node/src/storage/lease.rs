@@ -21,7 +21,15 @@ impl Mesh {
     /// put (at `rf`, for `lease_secs`), else the ticket it holds the block under (a repair
     /// forwards the origin's ticket). `None` when it has neither (the target will refuse).
     pub(crate) async fn ticket_for(&self, cid: ContentId, rf: usize) -> Option<PlacementTicket> {
-        if self.is_origin(&cid) {
+        // A block this node answers for without holding it under a lease belongs to a file it
+        // pinned itself (one put before RFs were recorded, or placed in its store by hand): it
+        // is that file's origin too.
+        let own_pin = || async {
+            self.store_call(move |s| s.held_rf(&cid))
+                .await
+                .is_ok_and(|held| held.is_none())
+        };
+        if self.is_origin(&cid) || own_pin().await {
             let rf = u8::try_from(rf).unwrap_or(MAX_RF).min(MAX_RF);
             let expires = unix_now() + self.config.lease_secs;
             return match PlacementTicket::sign(&self.key, cid, rf, expires) {
