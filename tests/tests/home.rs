@@ -38,10 +38,21 @@ fn a_node_never_stores_past_its_offer() {
     let db = tmp.path().join("b");
     let _a = NodeProcess::start(BIN, &da, &[]).unwrap();
     let boot = tcp_multiaddr(&cli_json(BIN, &da, &["status"]).unwrap()).unwrap();
+    // One origin (A) fills B here: its per-origin quota (a quarter of the offer by default) is
+    // raised to the whole offer, so that the offer is the limit under test.
+    std::fs::create_dir_all(&db).unwrap();
+    let config = db.join("quota.toml");
+    std::fs::write(
+        &config,
+        format!("[mesh]\norigin_quota_bytes = {}\n", 10 * MIB),
+    )
+    .unwrap();
     let b = NodeProcess::start(
         BIN,
         &db,
         &[
+            "--config",
+            config.to_str().unwrap(),
             "--bootstrap",
             &boot,
             "--storage-offer",
