@@ -102,6 +102,13 @@ fn holders(net: &Net, live: &[usize]) -> BTreeMap<String, BTreeSet<usize>> {
     map
 }
 
+/// The RF and origin of node `i`'s lease of block `b`, if its `warren leases` lists one.
+fn lease_of(net: &Net, i: usize, b: &str) -> Option<(u64, String)> {
+    let leases = cli_json(&net.bin, &net.dirs[i], &["leases"]).ok()?;
+    let lease = leases.as_array()?.iter().find(|l| l["block"] == *b)?;
+    Some((lease["rf"].as_u64()?, lease["origin"].as_str()?.to_owned()))
+}
+
 fn push(
     rt: &tokio::runtime::Runtime,
     hostile: &Hostile,
@@ -190,8 +197,15 @@ fn a_stranger_pushing_a_block_back_with_rf_0_or_16_changes_nothing() {
     let until = Instant::now() + Duration::from_secs(8);
     while Instant::now() < until {
         let now = holders(&net, &others).remove(b).unwrap_or_default();
+        // A copy past 3 is allowed only as the origin's own: a holder whose audit went
+        // unanswered under load is left uncounted and repair adds a copy, under n0's ticket at
+        // RF 3. A copy held at the pusher's RF 16 (or under no lease at all) is the attack.
+        let honest_extra = |i: usize| {
+            lease_of(&net, i, b)
+                .is_some_and(|(rf, origin)| rf == 3 && origin == net.peers[0].to_string())
+        };
         assert!(
-            now.len() <= 3,
+            now.len() <= 3 || now.iter().all(|i| honest_extra(*i)),
             "block {b} over-replicated after a stranger pushed it with rf 16: held by {now:?}"
         );
         std::thread::sleep(Duration::from_millis(500));
@@ -244,7 +258,7 @@ fn a_stranger_pushing_a_block_back_with_rf_0_or_16_changes_nothing() {
         "3 live copies of the block",
         || {
             let now = holders(&net, &live).remove(b).unwrap_or_default();
-            (now.len() == 3).then_some(())
+            (now.len() >= 3).then_some(())
         },
     )
     .unwrap_or_else(|e| panic!("{e}: {:?}", holders(&net, &live)));
