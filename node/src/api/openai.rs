@@ -519,9 +519,9 @@ pub(super) async fn completions(
     let r: wire::CompletionRequest = wire::parse(&body)?;
     let model = resolve(&s, &r.model, "generate")?;
     let prompt = match r.prompt {
-        wire::TextPrompt::One(p) => p,
-        wire::TextPrompt::Many(mut v) if v.len() == 1 => v.remove(0),
-        wire::TextPrompt::Many(_) => {
+        wire::Texts::One(p) => p,
+        wire::Texts::Many(mut v) if v.len() == 1 => v.remove(0),
+        wire::Texts::Many(_) => {
             return Err(OpenAiError::invalid(
                 "send one prompt per call",
                 Some("prompt"),
@@ -564,8 +564,8 @@ pub(super) async fn embeddings(
         }
     };
     let texts = match r.input {
-        wire::EmbedInput::One(t) => vec![t],
-        wire::EmbedInput::Many(v) => v,
+        wire::Texts::One(t) => vec![t],
+        wire::Texts::Many(v) => v,
     };
     if texts.is_empty() || texts.len() > MAX_TEXTS {
         return Err(OpenAiError::invalid(

@@ -165,13 +165,14 @@ pub(crate) struct ChatRequest {
     pub(crate) routing: Routing,
 }
 
-/// `prompt` of a text completion: a string, or an array holding one.
+/// A string or an array of strings: a completion's `prompt` (only one prompt is served per
+/// call) and an embeddings request's `input`.
 #[derive(Debug, Deserialize)]
 #[serde(untagged)]
-pub(crate) enum TextPrompt {
-    /// One prompt.
+pub(crate) enum Texts {
+    /// One text.
     One(String),
-    /// A batch (only one prompt is served per call).
+    /// Several.
     Many(Vec<String>),
 }
 
@@ -179,28 +180,18 @@ pub(crate) enum TextPrompt {
 #[derive(Debug, Deserialize)]
 pub(crate) struct CompletionRequest {
     pub(crate) model: String,
-    pub(crate) prompt: TextPrompt,
+    pub(crate) prompt: Texts,
     #[serde(flatten)]
     pub(crate) sampling: Sampling,
     #[serde(flatten)]
     pub(crate) routing: Routing,
 }
 
-/// `input` of an embeddings request.
-#[derive(Debug, Deserialize)]
-#[serde(untagged)]
-pub(crate) enum EmbedInput {
-    /// One text.
-    One(String),
-    /// Several.
-    Many(Vec<String>),
-}
-
 /// `POST /embeddings`.
 #[derive(Debug, Deserialize)]
 pub(crate) struct EmbeddingsRequest {
     pub(crate) model: String,
-    pub(crate) input: EmbedInput,
+    pub(crate) input: Texts,
     pub(crate) encoding_format: Option<String>,
     #[serde(flatten)]
     pub(crate) routing: Routing,
