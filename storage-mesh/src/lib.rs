@@ -35,6 +35,7 @@
 
 pub mod audit;
 pub mod audit_pace;
+pub mod background;
 pub mod chunk;
 mod error;
 pub mod fetch;
@@ -51,6 +52,7 @@ pub mod repair;
 pub mod seal;
 pub mod serve;
 mod store;
+pub mod sweep;
 #[cfg(test)]
 mod test_util;
 #[cfg(any(test, feature = "test-data"))]

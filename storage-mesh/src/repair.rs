@@ -155,7 +155,7 @@ impl RepairPlan {
 /// A token bucket in integer arithmetic: the level is kept in units of `1 / window_ms` tokens,
 /// so refilling `capacity` tokens per window is exact.
 #[derive(Clone, Debug)]
-struct Bucket {
+pub(crate) struct Bucket {
     capacity: u64,
     window_ms: u64,
     level: u128,
@@ -163,7 +163,7 @@ struct Bucket {
 }
 
 impl Bucket {
-    fn full(capacity: u64, window_ms: u64, now_ms: u64) -> Self {
+    pub(crate) fn full(capacity: u64, window_ms: u64, now_ms: u64) -> Self {
         let window_ms = window_ms.max(1);
         Bucket {
             capacity,
@@ -173,7 +173,7 @@ impl Bucket {
         }
     }
 
-    fn refill(&mut self, now_ms: u64) {
+    pub(crate) fn refill(&mut self, now_ms: u64) {
         // A clock that steps back refills nothing and does not move `last_ms` back.
         if now_ms > self.last_ms {
             let add = u128::from(now_ms - self.last_ms) * u128::from(self.capacity);
@@ -188,11 +188,16 @@ impl Bucket {
         u128::from(cost.min(self.capacity)) * u128::from(self.window_ms)
     }
 
-    fn can_take(&self, cost: u64) -> bool {
+    pub(crate) fn can_take(&self, cost: u64) -> bool {
         self.level >= self.need(cost)
     }
 
-    fn take(&mut self, cost: u64) {
+    /// Whole tokens in the bucket.
+    pub(crate) fn available(&self) -> u64 {
+        u64::try_from(self.level / u128::from(self.window_ms)).unwrap_or(u64::MAX)
+    }
+
+    pub(crate) fn take(&mut self, cost: u64) {
         self.level = self.level.saturating_sub(self.need(cost));
     }
 }
