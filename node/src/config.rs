@@ -123,6 +123,17 @@ pub struct MeshConfig {
     pub lease_secs: u64,
     /// Bytes one origin may hold on this node under its leases; 0: a quarter of the offer.
     pub origin_quota_bytes: u64,
+    /// Every block this node answers for is re-checked (its holders looked up and audited, its
+    /// provider record renewed) at least once per this many milliseconds; evidence that copies
+    /// are gone (a holder lost, an audit failed) checks a block at once. At least 1 s. The
+    /// budget below may stretch it (see `warren status`); spec/proof-of-storage.md.
+    pub recheck_every_ms: u64,
+    /// Background DHT queries per minute, at most (repair lookups and provider renewals).
+    pub background_dht_per_min: u32,
+    /// Background proof-of-storage audits per minute, at most.
+    pub background_audits_per_min: u32,
+    /// Share of one core (per mille) above which background work slows to a trickle.
+    pub background_cpu_permille: u32,
 }
 
 impl MeshConfig {
@@ -148,6 +159,10 @@ impl Default for MeshConfig {
             fault_inject: FaultInject::None,
             lease_secs: 2 * 24 * 3600,
             origin_quota_bytes: 0,
+            recheck_every_ms: 24 * 3600 * 1000,
+            background_dht_per_min: 240,
+            background_audits_per_min: 360,
+            background_cpu_permille: 10,
         }
     }
 }
@@ -289,9 +304,10 @@ impl Config {
         if self.mesh.repair_every_ms < 100
             || self.mesh.audit_every_ms < 100
             || self.mesh.audit_deadline_ms < 100
+            || self.mesh.recheck_every_ms < 1_000
         {
             return Err(NodeError::Config(
-                "mesh timers must be at least 100 ms".into(),
+                "mesh timers must be at least 100 ms (recheck_every_ms at least 1000)".into(),
             ));
         }
         let hot = &self.mesh;

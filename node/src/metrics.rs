@@ -18,6 +18,12 @@
 //! | `warren_circuits_total`, `warren_jobs_total` | counter | onion circuits built, inference jobs run |
 //! | `warren_put_seconds`, `warren_get_seconds`, `warren_audit_seconds` | histogram | latency |
 //! | `warren_storage_used_bytes`, `warren_storage_offered_bytes` | gauge | set at each scrape |
+//! | `warren_background_checks_total`        | counter   | blocks the background sweep checked    |
+//! | `warren_background_dht_queries_total`, `warren_background_audits_total` | counter | background work done |
+//! | `warren_background_deferred_total`      | counter   | background work left for later (budget) |
+//! | `warren_background_cpu_permille`        | gauge     | the process's CPU share, last 10 s     |
+//! | `warren_background_blocks`, `warren_background_urgent` | gauge | blocks in the sweep, urgent ones |
+//! | `warren_background_period_seconds`      | gauge     | the period each block is checked in    |
 
 use std::sync::atomic::AtomicU64;
 
@@ -75,6 +81,57 @@ pub struct Counters {
     pub storage_used: Gauge<u64, AtomicU64>,
     /// Bytes offered.
     pub storage_offered: Gauge<u64, AtomicU64>,
+    /// The background work (`warren_background_*`).
+    pub background: Background,
+}
+
+/// The storage mesh's background work, against its budget (`warren_background_*`).
+#[derive(Clone, Debug, Default)]
+pub struct Background {
+    /// Blocks checked by the sweep.
+    pub checks: Counter,
+    /// DHT queries spent.
+    pub dht_queries: Counter,
+    /// Audits spent.
+    pub audits: Counter,
+    /// Work refused by the budget and left for later.
+    pub deferred: Counter,
+    /// CPU share of the process over the last window, per mille of one core.
+    pub cpu_permille: Gauge<u64, AtomicU64>,
+    /// Blocks the sweep checks.
+    pub blocks: Gauge<u64, AtomicU64>,
+    /// Blocks waiting for an urgent check.
+    pub urgent: Gauge<u64, AtomicU64>,
+    /// The period in which every block is checked, seconds (the configured one, or longer where
+    /// the budget cannot keep it).
+    pub period_seconds: Gauge<u64, AtomicU64>,
+}
+
+impl Background {
+    fn register(&self, w: &mut Registry) {
+        let b = w.sub_registry_with_prefix("background");
+        b.register("checks", "Blocks checked by the background sweep", self.checks.clone());
+        b.register("dht_queries", "Background DHT queries", self.dht_queries.clone());
+        b.register("audits", "Background audits", self.audits.clone());
+        b.register(
+            "deferred",
+            "Background work refused by the budget and left for later",
+            self.deferred.clone(),
+        );
+        b.register(
+            "cpu_permille",
+            "CPU share of the process over the last 10 s, per mille of one core",
+            self.cpu_permille.clone(),
+        );
+        b.register("blocks", "Blocks the background sweep checks", self.blocks.clone());
+        b.register("urgent", "Blocks waiting for an urgent check", self.urgent.clone());
+        b.register_with_unit(
+            "period",
+            "The period in which every block is checked",
+            Unit::Seconds,
+            self.period_seconds.clone(),
+        );
+    }
 }
 
 fn latency() -> Histogram {
@@ -103,6 +160,7 @@ impl Default for Counters {
             audit_seconds: latency(),
             storage_used: Gauge::default(),
             storage_offered: Gauge::default(),
+            background: Background::default(),
         }
     }
 }
@@ -197,6 +255,7 @@ impl Counters {
             Unit::Bytes,
             self.storage_offered.clone(),
         );
+        self.background.register(w);
     }
 
     /// Counts one audit: `passed`, `failed`, or `unanswered` when it got no answer in time (not

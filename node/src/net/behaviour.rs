@@ -84,7 +84,11 @@ pub(super) fn behaviour(
     kad_cfg
         .set_record_filtering(kad::StoreInserts::FilterBoth)
         .disjoint_query_paths(true)
-        .set_query_timeout(Duration::from_secs(20));
+        .set_query_timeout(Duration::from_secs(20))
+        // The storage mesh's sweep renews this node's provider records, spread over its recheck
+        // period within the background DHT budget; kad's own job would republish every record at
+        // once every 12 h (a burst growing with the blocks held).
+        .set_provider_publication_interval(None);
     let store = dht_store(local, provider_keys);
     let mut gossipsub = gossipsub::Behaviour::new(
         MessageAuthenticity::Signed(key.clone()),

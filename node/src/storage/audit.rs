@@ -181,6 +181,15 @@ impl Mesh {
             if let Ok(mut ledger) = self.ledger.lock() {
                 ledger.record(audit);
             }
+            // A proof counts for the recheck period; a failure or silence is evidence that a
+            // copy is gone: the block is checked (and repaired) now, not in a period.
+            if let Ok(mut sweep) = self.sweep.lock() {
+                if passed {
+                    sweep.verified(&cid.hash(), &subject, time_ms);
+                } else {
+                    sweep.urgent(&cid.hash());
+                }
+            }
             if answered {
                 self.observe(subject, &cid, passed, time_ms).await;
             }
@@ -243,45 +252,77 @@ impl Mesh {
         }
     }
 
-    /// Audits one random other holder of one random block this node is responsible for, together
-    /// with up to [`AUDIT_BATCH`] − 1 other of those blocks it claims (one deadline for all);
-    /// returns the record that says the most ([`worst`]).
+    /// Audits one random other holder of one random block of the sweep (the blocks this node is
+    /// responsible for), together with up to [`AUDIT_BATCH`] − 1 other of those blocks the sweep
+    /// knows it holds (one deadline for all), within the background budget; returns the record
+    /// that says the most ([`worst`]).
     pub async fn audit_once(&self) -> Result<Option<AuditRecord>, NodeError> {
-        let blocks = self.responsibilities().await?;
-        if blocks.is_empty() {
+        let mut rng = rand::rngs::OsRng;
+        let Some((cid, len)) = self
+            .sweep
+            .lock()
+            .ok()
+            .and_then(|mut s| s.sample(|| rng.next_u64()))
+        else {
             return Ok(None);
-        }
-        let mut seed = [0u8; 32];
-        rand::rngs::OsRng.fill_bytes(&mut seed);
-        let (cid, len) = blocks[(u64::from_le_bytes([
-            seed[0], seed[1], seed[2], seed[3], seed[4], seed[5], seed[6], seed[7],
-        ]) as usize)
-            % blocks.len()];
+        };
         let (me, candidates) = self.client.candidates().await?;
         let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
-        let others: Vec<PeerId> = self
-            .client
-            .providers(cid)
-            .await?
-            .into_iter()
-            .filter(|p| *p != me && live.contains(p))
-            .collect();
+        let usable = |peers: Vec<PeerId>| -> Vec<PeerId> {
+            peers
+                .into_iter()
+                .filter(|p| *p != me && live.contains(p))
+                .collect()
+        };
+        // The holders the sweep's last check of the block found; before its first check, the
+        // provider records (one DHT query from the budget).
+        let mut others = usable(self.sweep.lock().map(|s| s.holders(&cid.hash())).unwrap_or_default());
+        if others.is_empty() {
+            if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now_ms())) {
+                return Ok(None);
+            }
+            others = usable(self.client.providers(cid).await?);
+        }
         if others.is_empty() {
             return Ok(None);
         }
-        let subject = others[seed[8] as usize % others.len()];
-        // Up to AUDIT_BATCH - 1 more blocks the subject claims, challenged with this one.
+        let subject = others[rng.next_u64() as usize % others.len()];
+        // Up to AUDIT_BATCH - 1 more blocks the sweep knows the subject holds, challenged with
+        // this one (no DHT query: a few random draws from the sweep).
+        let mut seed = [0u8; 32];
+        rng.fill_bytes(&mut seed);
         let mut batch = vec![(cid, len, seed)];
-        let mut rng = rand::rngs::OsRng;
-        for _ in 1..AUDIT_BATCH {
-            let (block, len) = blocks[rng.next_u64() as usize % blocks.len()];
-            if batch.iter().all(|(b, _, _)| *b != block)
-                && self.client.providers(block).await?.contains(&subject)
-            {
+        for _ in 0..4 * AUDIT_BATCH {
+            if batch.len() == AUDIT_BATCH {
+                break;
+            }
+            let Some((block, len)) = self
+                .sweep
+                .lock()
+                .ok()
+                .and_then(|mut s| s.sample(|| rng.next_u64()))
+            else {
+                break;
+            };
+            let held = self
+                .sweep
+                .lock()
+                .is_ok_and(|s| s.holders(&block.hash()).contains(&subject));
+            if held && batch.iter().all(|(b, _, _)| *b != block) {
                 let mut seed = [0u8; 32];
                 rng.fill_bytes(&mut seed);
                 batch.push((block, len, seed));
             }
+        }
+        // Each challenge is an audit of the background budget.
+        let now = now_ms();
+        let allowed = self
+            .budget
+            .lock()
+            .map_or(0, |mut b| (0..batch.len()).take_while(|_| b.try_audit(now)).count());
+        batch.truncate(allowed);
+        if batch.is_empty() {
+            return Ok(None);
         }
         Ok(worst(self.audit_batch(subject, batch).await))
     }

@@ -5,9 +5,11 @@
 //! API put ──► replicate ──► place() per block ──► StoreRequest to each target ──► target stores,
 //!                                                                                 holds, provides
 //! API get ──► fetch ──► providers (DHT) ──► BlockRequest, several holders in parallel, verified
-//! repair task (every REPAIR_EVERY) ──► per held block: live holders ──► Repairer::plan ──► push
-//! audit task  (every AUDIT_EVERY)  ──► random held block, random other holder ──► challenge ──►
-//!                                       verify against the block id ──► AuditRecord
+//! sweep task (every repair_every_ms) ──► evidence (holders gone, hot blocks) ──► Sweep: blocks
+//!   due (urgent first, else each once per recheck period), within the Budget ──► per block: live
+//!   holders (audited once per period) ──► Repairer::plan ──► push; own provider record renewed
+//! audit task (every audit_every_ms) ──► random block of the sweep, a holder it knows ──►
+//!   challenge ──► verify against the block id ──► AuditRecord (a failure makes the block urgent)
 //! ```
 //!
 //! Every decision is made by the pure code in `warren-storage-mesh` (placement, repair plan, hot
@@ -36,6 +38,8 @@ use crate::reputation::Reputations;
 use crate::view::AuditRecord;
 use warren_storage_mesh::audit::AuditLedger;
 use warren_storage_mesh::audit_pace::{InFlight, Pacer};
+use warren_storage_mesh::background::{Budget, BudgetConfig};
+use warren_storage_mesh::sweep::{Sweep, SweepConfig};
 
 mod arrivals;
 mod audit;
@@ -44,6 +48,7 @@ mod lease;
 mod repair;
 mod replicate;
 pub mod serve;
+mod sweep;
 mod where_is;
 
 pub use arrivals::{Arrivals, ArrivalsCloser};
@@ -76,6 +81,12 @@ pub struct Mesh {
     in_flight: Arc<Mutex<InFlight>>,
     /// The repair pass's audit budget and interval, adapted to load.
     pacer: Mutex<Pacer>,
+    /// Which blocks to check when: each once per recheck period, at once on evidence.
+    sweep: Mutex<Sweep>,
+    /// The background work's budget: DHT queries, audits, CPU share.
+    budget: Mutex<Budget>,
+    /// The sweep's evidence and pacing state.
+    sweep_state: Mutex<sweep::SweepState>,
     /// Replication factor wanted per block this node placed or holds.
     rf: Mutex<HashMap<ContentId, usize>>,
     config: MeshConfig,
@@ -122,6 +133,19 @@ impl Mesh {
             ledger: Mutex::new(AuditLedger::default()),
             in_flight: Arc::new(Mutex::new(InFlight::new())),
             pacer: Mutex::new(Pacer::default()),
+            sweep: Mutex::new(Sweep::new(SweepConfig {
+                period_ms: config.recheck_every_ms,
+                retry_ms: (5 * config.repair_every_ms).clamp(1_000, 60_000),
+            })),
+            budget: Mutex::new(Budget::new(
+                BudgetConfig {
+                    dht_per_min: config.background_dht_per_min,
+                    audits_per_min: config.background_audits_per_min,
+                    cpu_permille: config.background_cpu_permille,
+                },
+                now_ms(),
+            )),
+            sweep_state: Mutex::new(sweep::SweepState::default()),
             rf: Mutex::new(HashMap::new()),
             config,
             key,
@@ -210,7 +234,7 @@ impl Mesh {
             Ok(_) => {}
             Err(e) => warn!("cannot restore the files' replication factors: {e}"),
         }
-        // The repair pass waits the configured interval, widened by the pacer under load.
+        // The sweep waits the configured interval, widened by the pacer under load.
         let mut next_repair = tokio::time::Instant::now();
         let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
         audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -218,11 +242,11 @@ impl Mesh {
             tokio::select! {
                 () = tokio::time::sleep_until(next_repair) => {
                     self.expire_leases().await;
-                    match self.repair_pass().await {
+                    match self.sweep_tick().await {
                         Ok(n) => {
                             self.metrics.counters.repairs.inc_by(n as u64);
                         }
-                        Err(e) => debug!("repair pass: {e}"),
+                        Err(e) => debug!("background sweep: {e}"),
                     }
                     let wait = self
                         .pacer

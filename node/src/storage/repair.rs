@@ -2,18 +2,17 @@
 
 use std::collections::BTreeSet;
 
-use futures::StreamExt;
 use libp2p::PeerId;
 use rand::RngCore;
 use tracing::{debug, info, warn};
 use warren_protocol::ContentId;
 use warren_storage_mesh::placement::{Candidate, PlacementPolicy};
-use warren_storage_mesh::repair::RepairInput;
+use warren_storage_mesh::repair::{PlanStatus, RepairInput};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
 use crate::storage::replicate::PushError;
-use crate::storage::{Mesh, PARALLEL};
+use crate::storage::Mesh;
 use warren_storage_mesh::audit::Holding;
 
 impl Mesh {
@@ -28,39 +27,6 @@ impl Mesh {
         Ok(r.blocks)
     }
 
-    /// One pass of self-healing over every block this node is responsible for.
-    pub async fn repair_pass(&self) -> Result<usize, NodeError> {
-        let (me, candidates) = self.client.candidates().await?;
-        let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
-        let mut blocks = self.responsibilities().await?;
-        // Random order: when the audit budget runs out, the blocks left for the next pass are
-        // different ones each time (none is starved).
-        rand::seq::SliceRandom::shuffle(blocks.as_mut_slice(), &mut rand::rngs::OsRng);
-        // The dashboard's copy counts follow what this node still answers for.
-        if let Ok(mut copies) = self.copies.lock() {
-            let current: std::collections::HashSet<ContentId> =
-                blocks.iter().map(|(c, _)| *c).collect();
-            copies.retain(|c, _| current.contains(c));
-        }
-        if let Ok(mut p) = self.pacer.lock() {
-            p.start_pass();
-        }
-        let pushed: Vec<usize> = futures::stream::iter(blocks)
-            .map(|(cid, len)| self.repair_block(cid, len, me, &candidates, &live))
-            .buffer_unordered(PARALLEL)
-            .collect()
-            .await;
-        if let Ok(mut p) = self.pacer.lock() {
-            p.end_pass();
-            debug!(
-                budget = p.budget(),
-                every_ms = p.interval_ms(self.config.repair_every_ms),
-                "audit pace"
-            );
-        }
-        Ok(pushed.into_iter().sum())
-    }
-
     /// The RF `cid`'s file was placed with: as this node put it, else as the peer that pushed
     /// it here said, else the default.
     pub(crate) async fn base_rf(&self, cid: ContentId) -> usize {
@@ -73,7 +39,10 @@ impl Mesh {
         }
     }
 
-    /// Checks one block's holders and, if this node is the closest good holder, restores RF.
+    /// Checks one block's holders and, if this node is the closest good holder, restores RF. A
+    /// check that cannot finish (no DHT or audit budget left, copies missing but not restored)
+    /// is retried soon; the holders found are remembered by the sweep (a holder that goes away
+    /// makes the block urgent). This node's provider record for the block is renewed.
     pub(crate) async fn repair_block(
         &self,
         cid: ContentId,
@@ -83,7 +52,19 @@ impl Mesh {
         live: &BTreeSet<PeerId>,
     ) -> usize {
         let now = now_ms();
+        let hash = cid.hash();
+        let retry = || {
+            if let Ok(mut s) = self.sweep.lock() {
+                let at = s.retry_at(now_ms());
+                s.retry(&hash, at);
+            }
+        };
+        if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now)) {
+            retry();
+            return 0;
+        }
         let Ok(providers) = self.client.providers(cid).await else {
+            retry();
             return 0;
         };
         // A provider record is a claim; a holder counts once it proved it has the block. A
@@ -96,9 +77,16 @@ impl Mesh {
             match self.holds(cid, len, p, now).await {
                 Some(true) => holders.push(p),
                 Some(false) => {}
-                None => return 0,
+                None => {
+                    retry();
+                    return 0;
+                }
             }
         }
+        if let Ok(mut s) = self.sweep.lock() {
+            s.holders_found(&hash, &holders[1..]);
+        }
+        self.renew_provider_record(cid, now).await;
         let base_rf = self.base_rf(cid).await;
         self.renew_holders(cid, &holders[1..], base_rf).await;
         let hot_extra = self
@@ -117,7 +105,6 @@ impl Mesh {
             hot_extra,
             ..PlacementPolicy::default()
         };
-        let hash = cid.hash();
         let plan = match self.repairer.lock() {
             Ok(mut r) => r.plan(
                 &RepairInput {
@@ -132,6 +119,10 @@ impl Mesh {
             ),
             Err(_) => return 0,
         };
+        let settled = matches!(
+            plan.status,
+            PlanStatus::Healthy { .. } | PlanStatus::NotClosest { .. }
+        );
         let mut pushed = 0;
         for action in plan.actions {
             match self.push(cid, action.to, base_rf).await {
@@ -151,11 +142,28 @@ impl Mesh {
                 }
             }
         }
+        // Copies missing and not (all) restored: look again soon rather than in a period.
+        if !settled && holders.len() + pushed < rf + 1 {
+            retry();
+        }
         pushed
     }
 
-    /// Whether `peer` holds a good copy of `cid`: a recent audit result, or a fresh audit within
-    /// the pass's budget. A holder that failed, or whose audits go unanswered (its back-off
+    /// Renews this node's provider record for `cid` (kad's own republishing is off: the sweep
+    /// spreads the renewals over the recheck period, within the DHT budget). Skipped, not
+    /// retried, when the budget has no room: the record lives 48 h, two default periods.
+    async fn renew_provider_record(&self, cid: ContentId, now: u64) {
+        if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now)) {
+            return;
+        }
+        if let Err(e) = self.client.provide(vec![cid]).await {
+            debug!(block = %cid, "cannot renew the provider record: {e}");
+        }
+    }
+
+    /// Whether `peer` holds a good copy of `cid`: a recent audit result (the ledger's, or the
+    /// sweep's proof within the recheck period), or a fresh audit within the pass's and the
+    /// background budget. A holder that failed, or whose audits go unanswered (its back-off
     /// runs), is not counted; `None` when it would need an audit the budget has no room for.
     pub(crate) async fn holds(
         &self,
@@ -173,7 +181,17 @@ impl Mesh {
             Holding::Verified => return Some(true),
             Holding::Unknown => {}
         }
+        if self
+            .sweep
+            .lock()
+            .is_ok_and(|s| s.verified_recently(&cid.hash(), &peer, now))
+        {
+            return Some(true);
+        }
         if !self.pacer.lock().is_ok_and(|mut p| p.try_audit()) {
+            return None;
+        }
+        if !self.budget.lock().is_ok_and(|mut b| b.try_audit(now)) {
             return None;
         }
         let mut seed = [0u8; 32];

@@ -166,6 +166,7 @@ impl Mesh {
     ) -> Result<(), String> {
         let ticket = self.ticket_for(cid, rf).await;
         let rf = u8::try_from(rf.min(MAX_RF)).unwrap_or(u8::MAX);
+        let data_len = data.len() as u64;
         let request = Request::Store(StoreRequest {
             block: cid,
             data,
@@ -180,8 +181,16 @@ impl Mesh {
         {
             Response::Stored(StoreResponse { accepted: true, .. }) => {
                 // It verified the bytes against the id before storing: a good copy now.
+                let now = now_ms();
                 if let Ok(mut ledger) = self.ledger.lock() {
-                    ledger.stored(to, &cid, now_ms());
+                    ledger.stored(to, &cid, now);
+                }
+                // The sweep tracks the block from now on with `to` as a verified holder (a
+                // holder that goes away makes it urgent); its first check is a period away.
+                if let Ok(mut sweep) = self.sweep.lock() {
+                    let due = now.saturating_add(self.config.recheck_every_ms);
+                    sweep.add(cid, data_len, due);
+                    sweep.verified(&cid.hash(), &to, now);
                 }
                 Ok(())
             }

@@ -52,6 +52,33 @@ pub struct ActivityView {
     pub storage_refusals: u64,
     /// The latest refusals, newest last, as logged.
     pub recent_refusals: Vec<String>,
+    /// The storage mesh's background work against its budget.
+    pub background: BackgroundView,
+}
+
+/// The storage mesh's background work, as the dashboard shows it.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+pub struct BackgroundView {
+    /// Blocks the sweep checks.
+    pub blocks: u64,
+    /// Blocks waiting for an urgent check.
+    pub urgent: u64,
+    /// The period in which every block is checked, seconds.
+    pub period_secs: u64,
+    /// CPU share of the process over the last 10 s, per mille of one core.
+    pub cpu_permille: Option<u32>,
+    /// The CPU cap, per mille.
+    pub cpu_cap_permille: u32,
+    /// DHT queries and audits spent since the start, and their limits per minute.
+    pub dht_queries: u64,
+    /// See `dht_queries`.
+    pub dht_per_min: u32,
+    /// Audits spent since the start.
+    pub audits: u64,
+    /// See `audits`.
+    pub audits_per_min: u32,
+    /// Work the budget left for later, since the start.
+    pub deferred: u64,
 }
 
 /// The dashboard feed; services update it, the API reads a snapshot.

@@ -10,7 +10,8 @@ pub mod files;
 pub mod net;
 
 pub use dashboard::{
-    Activity, ActivityView, CircuitView, DashboardView, HeldBlock, JobView, StorageView,
+    Activity, ActivityView, BackgroundView, CircuitView, DashboardView, HeldBlock, JobView,
+    StorageView,
 };
 pub use files::{
     AuditRecord, BlockHolders, GcView, HolderView, LeaseView, PinView, PutView, ReplicationReport,

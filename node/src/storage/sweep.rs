@@ -1,0 +1,233 @@
+//! The background sweep on the network: gathers the evidence (peers gone, hot blocks, the store's
+//! blocks), asks the pure [`Sweep`](warren_storage_mesh::sweep::Sweep) which blocks to check
+//! within the [`Budget`](warren_storage_mesh::background::Budget), checks them, and reports the
+//! figures (`warren_background_*`, the dashboard).
+
+use std::collections::{BTreeSet, HashMap};
+
+use futures::StreamExt;
+use libp2p::PeerId;
+use rand::RngCore;
+use tracing::{debug, info};
+use warren_storage_mesh::background::Spent;
+
+use crate::clock::{process_cpu_ms, unix_now_ms as now_ms};
+use crate::error::NodeError;
+use crate::storage::{Mesh, PARALLEL};
+use crate::view::BackgroundView;
+
+/// A resync of the sweep with the store (one pass over its blocks) runs at most once per this
+/// many times its own duration, so that it stays under 1 % of a core however large the store.
+const SYNC_COST_FACTOR: u32 = 100;
+/// Blocks arriving after the first sync are first checked within this long (their holders are
+/// not known to this node yet), milliseconds.
+const ARRIVAL_SPREAD_MS: u64 = 600_000;
+
+/// Evidence and pacing state of the sweep (the node side).
+#[derive(Debug, Default)]
+pub(crate) struct SweepState {
+    /// The live peers at the last tick.
+    live: BTreeSet<PeerId>,
+    /// The store's block count at the last sync, and when the next sync may run.
+    synced_blocks: Option<u64>,
+    next_sync: Option<std::time::Instant>,
+    /// Hot blocks and their extra copies at the last tick.
+    hot: HashMap<[u8; 32], usize>,
+    /// The budget's figures at the last report.
+    reported: Spent,
+    checks: u64,
+}
+
+impl Mesh {
+    /// One tick of background work: evidence in, due blocks checked within the budget. Returns
+    /// the copies the checks restored.
+    pub(crate) async fn sweep_tick(&self) -> Result<usize, NodeError> {
+        let now = now_ms();
+        if let (Some(cpu), Ok(mut b)) = (process_cpu_ms(), self.budget.lock()) {
+            b.observe_cpu(now, cpu);
+        }
+        self.sync_sweep(now).await;
+        let (me, candidates) = self.client.candidates().await?;
+        let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
+        self.gather_evidence(&live, now);
+        // One DHT query per check at least (the provider lookup).
+        let room = self
+            .budget
+            .lock()
+            .map_or(0, |mut b| b.dht_available(now) as usize);
+        let due = self
+            .sweep
+            .lock()
+            .map_or_else(|_| Vec::new(), |mut s| s.next_due(now, room));
+        let checked = due.len() as u64;
+        if let Ok(mut p) = self.pacer.lock() {
+            p.start_pass();
+        }
+        let pushed: Vec<usize> = futures::stream::iter(due)
+            .map(|(cid, len)| self.repair_block(cid, len, me, &candidates, &live))
+            .buffer_unordered(PARALLEL)
+            .collect()
+            .await;
+        if let Ok(mut p) = self.pacer.lock() {
+            p.end_pass();
+        }
+        if let Ok(mut st) = self.sweep_state.lock() {
+            st.checks += checked;
+        }
+        self.report_background();
+        Ok(pushed.into_iter().sum())
+    }
+
+    /// Makes the sweep's blocks the store's when the store's block count changed, at most once
+    /// per [`SYNC_COST_FACTOR`] times the last sync's duration.
+    async fn sync_sweep(&self, now: u64) {
+        let count = match self.store_call(|s| s.usage()).await {
+            Ok(u) => u.blocks,
+            Err(e) => {
+                debug!("sweep: cannot read the store's usage: {e}");
+                return;
+            }
+        };
+        let (first, wait) = match self.sweep_state.lock() {
+            Ok(st) => (
+                st.synced_blocks.is_none(),
+                st.synced_blocks == Some(count)
+                    || st.next_sync.is_some_and(|t| std::time::Instant::now() < t),
+            ),
+            Err(_) => return,
+        };
+        // The pins change the blocks answered for without changing the count (a pin of blocks
+        // already held): the file RFs restored at start and replicate's own additions cover
+        // those.
+        if wait {
+            return;
+        }
+        let started = std::time::Instant::now();
+        let blocks = match self.responsibilities().await {
+            Ok(b) => b,
+            Err(e) => {
+                debug!("sweep: cannot list the blocks answered for: {e}");
+                return;
+            }
+        };
+        let period = self.config.recheck_every_ms;
+        let spread = if first {
+            period
+        } else {
+            period.min(ARRIVAL_SPREAD_MS)
+        };
+        let report = self.sweep.lock().map(|mut s| {
+            let mut rng = rand::rngs::OsRng;
+            // New blocks are due within `spread`: the whole period at start (the store's blocks
+            // spread over it), soon for arrivals.
+            let r = s.sync(&blocks, now, || rng.next_u64() % spread.max(1));
+            (r, s.len())
+        });
+        let took = started.elapsed();
+        if let Ok(mut st) = self.sweep_state.lock() {
+            st.synced_blocks = Some(count);
+            st.next_sync = Some(std::time::Instant::now() + took * SYNC_COST_FACTOR);
+        }
+        if let Ok((r, len)) = report
+            && (r.added > 0 || r.removed > 0)
+        {
+            info!(
+                added = r.added,
+                removed = r.removed,
+                blocks = len,
+                took_ms = took.as_millis() as u64,
+                "background sweep: blocks answered for updated"
+            );
+        }
+    }
+
+    /// Peers gone since the last tick make the blocks they held urgent; so do blocks whose hot
+    /// level changed (their wanted RF did).
+    fn gather_evidence(&self, live: &BTreeSet<PeerId>, now: u64) {
+        let Ok(mut st) = self.sweep_state.lock() else {
+            return;
+        };
+        let lost: Vec<PeerId> = st.live.difference(live).copied().collect();
+        st.live = live.clone();
+        let hot: HashMap<[u8; 32], usize> = self
+            .hot
+            .lock()
+            .map(|mut h| h.hot_blocks(now).into_iter().collect())
+            .unwrap_or_default();
+        let changed: Vec<[u8; 32]> = hot
+            .iter()
+            .filter(|(b, level)| st.hot.get(*b) != Some(level))
+            .map(|(b, _)| *b)
+            .chain(st.hot.keys().filter(|b| !hot.contains_key(*b)).copied())
+            .collect();
+        st.hot = hot;
+        drop(st);
+        let Ok(mut sweep) = self.sweep.lock() else {
+            return;
+        };
+        if !lost.is_empty() {
+            let n = sweep.peers_lost(&lost);
+            if n > 0 {
+                info!(
+                    peers = lost.len(),
+                    blocks = n,
+                    "holders gone: their blocks are checked now"
+                );
+            }
+        }
+        for b in changed {
+            sweep.urgent(&b);
+        }
+    }
+
+    /// Sets the `warren_background_*` metrics and the dashboard's view.
+    fn report_background(&self) {
+        let (Ok(budget), Ok(sweep), Ok(mut st)) = (
+            self.budget.lock(),
+            self.sweep.lock(),
+            self.sweep_state.lock(),
+        ) else {
+            return;
+        };
+        let spent = budget.spent();
+        let m = &self.metrics.counters.background;
+        m.dht_queries
+            .inc_by(spent.dht.saturating_sub(st.reported.dht));
+        m.audits
+            .inc_by(spent.audits.saturating_sub(st.reported.audits));
+        let deferred = |s: &Spent| s.dht_deferred + s.audits_deferred;
+        m.deferred
+            .inc_by(deferred(&spent).saturating_sub(deferred(&st.reported)));
+        let new_checks = st.checks;
+        m.checks.inc_by(new_checks);
+        st.checks = 0;
+        st.reported = spent;
+        if let Some(c) = spent.cpu_permille {
+            m.cpu_permille.set(u64::from(c));
+        }
+        let blocks = sweep.len() as u64;
+        // Each block's holders besides this node: the default RF.
+        let holders = self.config.rf as u64;
+        let period_ms = self
+            .config
+            .recheck_every_ms
+            .max(budget.shortest_period_ms(blocks, holders));
+        m.blocks.set(blocks);
+        m.urgent.set(sweep.urgent_len() as u64);
+        m.period_seconds.set(period_ms / 1000);
+        let cfg = *budget.config();
+        let view = BackgroundView {
+            blocks,
+            urgent: sweep.urgent_len() as u64,
+            period_secs: period_ms / 1000,
+            cpu_permille: spent.cpu_permille,
+            cpu_cap_permille: cfg.cpu_permille,
+            dht_queries: spent.dht,
+            dht_per_min: cfg.dht_per_min,
+            audits: spent.audits,
+            audits_per_min: cfg.audits_per_min,
+            deferred: deferred(&spent),
+        };
+        self.metrics.activity.update(|a| a.background = view);
+    }
+}
