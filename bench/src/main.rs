@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo build --release -p warren-node -p warren-bench
-//! target/release/warren-bench startup | put-memory | fetch | onion | infer
+//! target/release/warren-bench startup | put-memory | fetch | onion | infer | idle
 //! ```
 //!
 //! The benchmarks of one library run as `cargo bench` targets there: the store's ingest and
@@ -13,6 +13,7 @@
 //! `warren-protocol`.
 
 mod fetch;
+mod idle;
 mod infer;
 mod nodes;
 mod onion;
@@ -89,6 +90,19 @@ enum Command {
         #[arg(long, default_value_t = 1)]
         seed: u64,
     },
+    /// Background CPU and DHT/audit work of idle nodes holding N replica blocks each, next to
+    /// empty nodes, in one run.
+    Idle {
+        /// Replica blocks per node, one measurement each (0: empty nodes).
+        #[arg(long, value_delimiter = ',', default_values_t = [0u64, 1_000, 10_000, 100_000])]
+        blocks: Vec<u64>,
+        /// Seconds the nodes idle before the measurement.
+        #[arg(long, default_value_t = 30)]
+        warmup_secs: u64,
+        /// Seconds measured.
+        #[arg(long, default_value_t = 120)]
+        measure_secs: u64,
+    },
     /// Peak resident memory of a node during a large `put`.
     PutMemory {
         /// MiB of mixed data to put.
@@ -129,6 +143,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             };
             infer::run(&exe, &o).await
         }
+        Command::Idle {
+            blocks,
+            warmup_secs,
+            measure_secs,
+        } => idle::idle(&exe, &blocks, warmup_secs, measure_secs).await,
         Command::Startup { runs, idle_secs } => {
             startup::startup(&exe, runs, idle_secs).await.map(|_| ())
         }

@@ -137,6 +137,14 @@ pub struct MeshConfig {
 }
 
 impl MeshConfig {
+    /// The period each block is re-checked in: `recheck_every_ms`, or a third of the lease when
+    /// that is shorter (a check renews the leases of the origin's replicas, due at half of it).
+    pub fn recheck_period_ms(&self) -> u64 {
+        self.recheck_every_ms
+            .min(self.lease_secs.saturating_mul(1000) / 3)
+            .max(1_000)
+    }
+
     /// What one origin may hold here: `origin_quota_bytes`, or a quarter of `offer_bytes`.
     pub fn origin_quota(&self, offer_bytes: u64) -> u64 {
         match self.origin_quota_bytes {

@@ -55,6 +55,10 @@ pub struct RepairConfig {
     pub target_backoff_ms: u64,
     /// Most cooldowns (and, separately, most back-offs) remembered.
     pub max_tracked: usize,
+    /// A holder that is not the closest steps in when it has seen copies missing for this long,
+    /// milliseconds: the closer holders did not restore them (they may not know the block's
+    /// holders yet, or be gone without this peer knowing).
+    pub stand_in_ms: u64,
 }
 
 impl Default for RepairConfig {
@@ -66,6 +70,7 @@ impl Default for RepairConfig {
             cooldown_ms: 30_000,
             target_backoff_ms: 300_000,
             max_tracked: 65_536,
+            stand_in_ms: 120_000,
         }
     }
 }
@@ -273,6 +278,8 @@ pub struct Repairer {
     bytes: Bucket,
     cooldown: Expiring<[u8; 32]>,
     backoff: Expiring<PeerId>,
+    /// Blocks this peer saw copies missing of while another holder was closer: since when.
+    missing_since: HashMap<[u8; 32], u64>,
 }
 
 impl Repairer {
@@ -284,7 +291,32 @@ impl Repairer {
             bytes: Bucket::full(config.max_bytes, config.window_ms, now_ms),
             cooldown: Expiring::new(config.max_tracked),
             backoff: Expiring::new(config.max_tracked),
+            missing_since: HashMap::new(),
         }
+    }
+
+    /// Whether this peer, not the closest holder of `block`, stands in for it at `now_ms`: it
+    /// has seen copies missing for [`RepairConfig::stand_in_ms`]. Bounded: when
+    /// [`RepairConfig::max_tracked`] blocks are remembered, the stale ones go, and a block that
+    /// still finds no room waits (no stand-in).
+    fn stands_in(&mut self, block: &[u8; 32], now_ms: u64) -> bool {
+        let stale = 2 * self.config.stand_in_ms.max(1);
+        if !self.missing_since.contains_key(block) {
+            if self.missing_since.len() >= self.config.max_tracked {
+                self.missing_since
+                    .retain(|_, t| now_ms.saturating_sub(*t) < stale);
+            }
+            if self.missing_since.len() >= self.config.max_tracked {
+                return false;
+            }
+        }
+        let since = *self.missing_since.entry(*block).or_insert(now_ms);
+        if now_ms.saturating_sub(since) >= stale {
+            // Seen long ago, then not for a while: a new episode.
+            self.missing_since.insert(*block, now_ms);
+            return false;
+        }
+        now_ms.saturating_sub(since) >= self.config.stand_in_ms
     }
 
     /// Its limits.
@@ -313,13 +345,14 @@ impl Repairer {
         holders.dedup();
         let target = input.policy.target();
         if holders.len() >= target {
+            self.missing_since.remove(input.block);
             return RepairPlan::nothing(PlanStatus::Healthy {
                 holders: holders.len(),
                 target,
             });
         }
         match closest(input.block, &holders) {
-            Some(c) if c != *input.me => {
+            Some(c) if c != *input.me && !self.stands_in(input.block, now_ms) => {
                 return RepairPlan::nothing(PlanStatus::NotClosest { closest: c });
             }
             _ => {}
@@ -363,6 +396,7 @@ impl Repairer {
         if actions.is_empty() {
             return RepairPlan::nothing(PlanStatus::RateLimited { missing });
         }
+        self.missing_since.remove(input.block);
         self.cooldown
             .insert(*input.block, now_ms.saturating_add(self.config.cooldown_ms));
         RepairPlan {
@@ -739,5 +773,27 @@ mod tests {
             }
             assert_eq!(actors, usize::from(holders.len() < 3), "{mask:b}");
         }
+    }
+    #[test]
+    fn a_holder_that_is_not_the_closest_stands_in_when_copies_stay_missing() {
+        let (r, cands) = world();
+        // Holders r1 (closest) and r2; one copy missing; r1 does nothing (it does not know).
+        let live = [r[1], r[2]];
+        let mut far = Repairer::new(RepairConfig::default(), T0);
+        let stand_in = RepairConfig::default().stand_in_ms;
+        let inp = input(&r[2], &live, &cands);
+        let not_closest = PlanStatus::NotClosest { closest: r[1] };
+        assert_eq!(far.plan(&inp, T0).status, not_closest);
+        assert_eq!(far.plan(&inp, T0 + stand_in - 1).status, not_closest);
+        let plan = far.plan(&inp, T0 + stand_in);
+        assert_eq!(plan.status, PlanStatus::Planned { missing: 1 });
+        // After its plan, a new episode waits again.
+        let later = T0 + stand_in + RepairConfig::default().cooldown_ms + 1;
+        assert_eq!(far.plan(&inp, later).status, not_closest);
+        // Copies back: forgotten.
+        let full = [r[1], r[3], r[4]];
+        let healthy = far.plan(&input(&r[2], &full, &cands), later + 1);
+        assert!(matches!(healthy.status, PlanStatus::Healthy { .. }));
+        assert!(far.missing_since.is_empty());
     }
 }

@@ -125,6 +125,9 @@ impl Mesh {
                     // Long enough that a push lands and is announced before the block is
                     // planned again; the closest-holder rule and target back-off prevent loops.
                     cooldown_ms: (3 * config.repair_every_ms).max(3_000),
+                    // A holder that is not the closest restores missing copies itself when the
+                    // closest has not within ten passes (it may not know the holders yet).
+                    stand_in_ms: (10 * config.repair_every_ms).clamp(3_000, 120_000),
                     ..RepairConfig::default()
                 },
                 now_ms(),
@@ -134,7 +137,7 @@ impl Mesh {
             in_flight: Arc::new(Mutex::new(InFlight::new())),
             pacer: Mutex::new(Pacer::default()),
             sweep: Mutex::new(Sweep::new(SweepConfig {
-                period_ms: config.recheck_every_ms,
+                period_ms: config.recheck_period_ms(),
                 retry_ms: (5 * config.repair_every_ms).clamp(1_000, 60_000),
             })),
             budget: Mutex::new(Budget::new(

@@ -119,10 +119,9 @@ impl Mesh {
             ),
             Err(_) => return 0,
         };
-        let settled = matches!(
-            plan.status,
-            PlanStatus::Healthy { .. } | PlanStatus::NotClosest { .. }
-        );
+        // Anything but healthy is looked at again soon: a closer holder that does not restore
+        // the copies is stood in for (the repairer's stand-in delay).
+        let settled = matches!(plan.status, PlanStatus::Healthy { .. });
         let mut pushed = 0;
         for action in plan.actions {
             match self.push(cid, action.to, base_rf).await {

@@ -188,7 +188,7 @@ impl Mesh {
                 // The sweep tracks the block from now on with `to` as a verified holder (a
                 // holder that goes away makes it urgent); its first check is a period away.
                 if let Ok(mut sweep) = self.sweep.lock() {
-                    let due = now.saturating_add(self.config.recheck_every_ms);
+                    let due = now.saturating_add(self.config.recheck_period_ms());
                     sweep.add(cid, data_len, due);
                     sweep.verified(&cid.hash(), &to, now);
                 }

@@ -35,7 +35,9 @@ pub(crate) struct SweepState {
     hot: HashMap<[u8; 32], usize>,
     /// The budget's figures at the last report.
     reported: Spent,
+    /// Blocks checked since the last report, and since the start.
     checks: u64,
+    checks_total: u64,
 }
 
 impl Mesh {
@@ -110,7 +112,7 @@ impl Mesh {
                 return;
             }
         };
-        let period = self.config.recheck_every_ms;
+        let period = self.config.recheck_period_ms();
         let spread = if first {
             period
         } else {
@@ -200,6 +202,7 @@ impl Mesh {
             .inc_by(deferred(&spent).saturating_sub(deferred(&st.reported)));
         let new_checks = st.checks;
         m.checks.inc_by(new_checks);
+        st.checks_total += new_checks;
         st.checks = 0;
         st.reported = spent;
         if let Some(c) = spent.cpu_permille {
@@ -210,7 +213,7 @@ impl Mesh {
         let holders = self.config.rf as u64;
         let period_ms = self
             .config
-            .recheck_every_ms
+            .recheck_period_ms()
             .max(budget.shortest_period_ms(blocks, holders));
         m.blocks.set(blocks);
         m.urgent.set(sweep.urgent_len() as u64);
@@ -227,6 +230,7 @@ impl Mesh {
             audits: spent.audits,
             audits_per_min: cfg.audits_per_min,
             deferred: deferred(&spent),
+            checks: st.checks_total,
         };
         self.metrics.activity.update(|a| a.background = view);
     }

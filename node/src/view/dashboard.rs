@@ -79,6 +79,8 @@ pub struct BackgroundView {
     pub audits_per_min: u32,
     /// Work the budget left for later, since the start.
     pub deferred: u64,
+    /// Blocks checked since the start.
+    pub checks: u64,
 }
 
 /// The dashboard feed; services update it, the API reads a snapshot.
