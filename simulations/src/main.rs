@@ -35,10 +35,53 @@ enum Command {
     Sybil(SybilArgs),
     /// Placement and repair keeping files alive under heavy-tailed churn.
     Churn(ChurnArgs),
+    /// The churn model with silent copy losses: repair at the old pace (every block every 5 s)
+    /// next to the background sweep's (once per recheck period), in one run.
+    Pace(PaceArgs),
     /// Kademlia lookups over disjoint paths with churn and adversarial nodes.
     Dht(DhtArgs),
     /// Real warren nodes by the hundred in one process on the memory transport.
     Swarm(SwarmArgs),
+}
+
+#[derive(Args)]
+struct PaceArgs {
+    /// Peers (departed ones are replaced by fresh identities).
+    #[arg(long, default_value_t = 10_000)]
+    peers: usize,
+    /// Files (one 1 MiB block each).
+    #[arg(long, default_value_t = 100_000)]
+    files: usize,
+    /// Replication factor.
+    #[arg(long, default_value_t = 3)]
+    rf: usize,
+    /// Permanent departures per peer per day.
+    #[arg(long, default_value_t = 0.05)]
+    churn: f64,
+    /// Copies lost silently per copy per day (a disk that rots, a holder that deletes).
+    #[arg(long, default_value_t = 0.01)]
+    silent_loss: f64,
+    /// Recheck periods of the sweep to compare with the old pace, hours.
+    #[arg(long, value_delimiter = ',', default_value = "16,72")]
+    period_h: Vec<f64>,
+    /// Simulated days after the files are stored.
+    #[arg(long, default_value_t = 30)]
+    days: u32,
+    /// Seed of every random choice.
+    #[arg(long, default_value_t = 1)]
+    seed: u64,
+    /// Rows every this many hours.
+    #[arg(long, default_value_t = 6)]
+    sample_hours: u32,
+    /// Worker threads (results do not depend on it). Default: all cores.
+    #[arg(long)]
+    threads: Option<usize>,
+    /// Output folder.
+    #[arg(long, default_value = "results/pace")]
+    out: PathBuf,
+    /// TrueType font for the plots' text.
+    #[arg(long)]
+    font: Option<PathBuf>,
 }
 
 #[derive(Args)]
@@ -234,6 +277,7 @@ fn main() -> Result<()> {
     match Cli::parse().command {
         Command::Sybil(args) => run_sybil(args),
         Command::Churn(args) => run_churn(args),
+        Command::Pace(args) => run_pace(args),
         Command::Dht(args) => run_dht(args),
         Command::Swarm(args) => run_swarm(args),
     }
@@ -643,6 +687,7 @@ fn run_churn(args: ChurnArgs) -> Result<()> {
                 rf,
                 churn: args.default_churn,
                 repair,
+                pace: churn::Pace::EveryPass,
             });
         }
     }
@@ -657,6 +702,7 @@ fn run_churn(args: ChurnArgs) -> Result<()> {
                 rf: focus_rf,
                 churn: c,
                 repair,
+                pace: churn::Pace::EveryPass,
             });
         }
     }
@@ -745,6 +791,134 @@ fn run_churn(args: ChurnArgs) -> Result<()> {
     print!("{}", churn::report::summary(&rows));
     println!();
     println!("wrote {}", written.join(", "));
+    font_note(font.as_ref(), args.font.as_ref());
+    println!("simulated in {:.1} s", elapsed.as_secs_f64());
+    Ok(())
+}
+
+fn run_pace(args: PaceArgs) -> Result<()> {
+    if args.rf == 0
+        || !(0.0..=1.0).contains(&args.churn)
+        || !(0.0..=1.0).contains(&args.silent_loss)
+        || args.period_h.iter().any(|p| *p <= 0.0)
+    {
+        bail!("--rf must be at least 1, --churn and --silent-loss in [0, 1], --period-h positive");
+    }
+    let threads = threads(args.threads);
+    let defaults = churn::Params::default();
+    let params = churn::Params {
+        peers: args.peers,
+        files: args.files,
+        sessions: churn::Sessions {
+            departures_per_day: args.churn,
+            ..defaults.sessions
+        },
+        days: args.days,
+        sample_hours: args.sample_hours,
+        silent_loss_per_day: args.silent_loss,
+        seed: args.seed,
+        ..defaults
+    };
+    std::fs::create_dir_all(&args.out)
+        .with_context(|| format!("creating {}", args.out.display()))?;
+    println!(
+        "pace: {} peers, {} files of 1 MiB at RF {}, {} days, {:.0}%/day of peers leave, {:.2}%/day of copies lost silently, seed {}",
+        params.peers,
+        params.files,
+        args.rf,
+        params.days,
+        100.0 * args.churn,
+        100.0 * args.silent_loss,
+        params.seed
+    );
+    let mut paces = vec![churn::Pace::EveryPass];
+    paces.extend(args.period_h.iter().map(|&period_h| churn::Pace::Sweep { period_h }));
+    let specs: Vec<churn::Spec> = paces
+        .iter()
+        .map(|&pace| churn::Spec {
+            rf: args.rf,
+            churn: args.churn,
+            repair: true,
+            pace,
+        })
+        .collect();
+    let started = Instant::now();
+    let runs = parallel(&specs, threads, |spec| churn::run(&params, *spec));
+    let elapsed = started.elapsed();
+
+    let mut csv = String::from("pace,hours,days,files,lost,lost_fraction,silent_losses,copied,attempted,copies_per_file,under_rf,audits_per_file\n");
+    let mut lost_series = Vec::new();
+    let colors = [(200, 60, 40), (40, 90, 200), (40, 160, 80), (150, 80, 170)];
+    println!();
+    println!(
+        "{:<14} {:>10} {:>12} {:>14} {:>14} {:>16} {:>12}",
+        "pace", "files lost", "silent losses", "repair copies", "copies/file", "audits/file/day", "under RF"
+    );
+    for (i, rows) in runs.iter().enumerate() {
+        let pace = specs[i].pace;
+        for r in rows {
+            csv.push_str(&format!(
+                "{},{},{:.2},{},{},{:.6},{},{},{},{:.4},{:.6},{:.2}\n",
+                pace.label(),
+                r.hours,
+                f64::from(r.hours) / 24.0,
+                r.files,
+                r.lost,
+                r.lost as f64 / r.files.max(1) as f64,
+                r.silent,
+                r.copied,
+                r.attempted,
+                r.copies_mean,
+                r.under_rf,
+                r.audits_per_file,
+            ));
+        }
+        if let Some(last) = rows.last() {
+            println!(
+                "{:<14} {:>10} {:>12} {:>14} {:>14.2} {:>16.1} {:>11.3}%",
+                pace.label(),
+                last.lost,
+                last.silent,
+                last.attempted,
+                last.copies_mean,
+                pace.audits_per_file_day(args.rf),
+                100.0 * last.under_rf,
+            );
+        }
+        lost_series.push(plot::Series {
+            label: pace.label(),
+            points: rows
+                .iter()
+                .map(|r| (f64::from(r.hours) / 24.0, r.lost as f64))
+                .collect(),
+            color: colors[i % colors.len()],
+            dashed: i == 0,
+        });
+    }
+    let csv_path = args.out.join("pace.csv");
+    std::fs::write(&csv_path, csv).with_context(|| format!("writing {}", csv_path.display()))?;
+    let font = plot::load_font(args.font.as_deref());
+    let y_max = lost_series
+        .iter()
+        .flat_map(|s| s.points.iter().map(|p| p.1))
+        .fold(1.0, f64::max)
+        * 1.1;
+    let png = args.out.join("pace_lost.png");
+    plot::line_chart(
+        &png,
+        &Chart {
+            title: "Files lost: old pace (dashed) vs the background sweep",
+            x_label: "days",
+            y_label: "files lost",
+            y_range: (0.0, y_max),
+            goal: None,
+        },
+        &lost_series,
+        font.is_some(),
+    )
+    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", png.display()))?;
+    println!();
+    println!("wrote {}, {}", csv_path.display(), png.display());
     font_note(font.as_ref(), args.font.as_ref());
     println!("simulated in {:.1} s", elapsed.as_secs_f64());
     Ok(())

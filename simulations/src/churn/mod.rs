@@ -21,6 +21,14 @@
 //!   copies per file, and the share of files with fewer than `rf` copies online (time under RF)
 //!   or none (unavailable).
 //!
+//! - Silent loss (`silent_loss_per_day`, 0 by default): copies vanish from holders that stay
+//!   online and keep claiming them (a disk that rots, a holder that deletes), found only when a
+//!   holder of the block checks it: within seconds at the old pace ([`Pace::EveryPass`], every
+//!   holder re-checks every block every 5 s), at the next check of any of its holders at the
+//!   sweep's pace ([`Pace::Sweep`], each holder once per period, at its own random phase). Audits
+//!   per file and day follow from the pace (each holder audits each other holder once per 30 s
+//!   verification window, resp. once per period) and are reported, not simulated one by one.
+//!
 //! Deterministic: the same parameters and seed give the same rows; each peer draws its sessions
 //! from its own stream, so runs with and without repair see the same churn.
 
@@ -63,6 +71,8 @@ pub struct Params {
     pub k: usize,
     /// Share of copies lost in transfer.
     pub copy_loss: f64,
+    /// Copies lost silently per copy per day (found only by a check of the block).
+    pub silent_loss_per_day: f64,
     /// Seed of every random choice.
     pub seed: u64,
 }
@@ -85,6 +95,7 @@ impl Default for Params {
             detect_minutes: 30,
             k: 20,
             copy_loss: 0.01,
+            silent_loss_per_day: 0.0,
             seed: 1,
         }
     }
@@ -99,6 +110,54 @@ pub struct Spec {
     pub churn: f64,
     /// Whether repair runs.
     pub repair: bool,
+    /// How often holders re-check their blocks (finds silent losses).
+    pub pace: Pace,
+}
+
+/// How often the holders of a block re-check it.
+#[derive(Clone, Copy, Debug, PartialEq)]
+pub enum Pace {
+    /// warren before the idle-at-scale work: every holder re-checks every block every 5 s and
+    /// re-audits each other holder every 30 s.
+    EveryPass,
+    /// The sweep: each holder re-checks each block once per `period_h` hours.
+    Sweep {
+        /// The recheck period, hours.
+        period_h: f64,
+    },
+}
+
+impl Pace {
+    /// When a silent loss is found, µs after it happens, by holders `others` (besides the
+    /// holder that lost it).
+    fn detection(self, others: usize, rng: &mut Rng) -> Micros {
+        match self {
+            Pace::EveryPass => 5_000_000,
+            Pace::Sweep { period_h } => {
+                let period = period_h * 3600.0 * 1e6;
+                (0..others.max(1))
+                    .map(|_| rng.range(0.0, period))
+                    .fold(period, f64::min) as Micros
+            }
+        }
+    }
+
+    /// Audits per file per day at replication `rf` (each holder audits each other holder).
+    pub fn audits_per_file_day(self, rf: usize) -> f64 {
+        let pairs = (rf * rf.saturating_sub(1)) as f64;
+        match self {
+            Pace::EveryPass => pairs * 86_400.0 / 30.0,
+            Pace::Sweep { period_h } => pairs * 24.0 / period_h,
+        }
+    }
+
+    /// A short name for tables and CSV.
+    pub fn label(self) -> String {
+        match self {
+            Pace::EveryPass => "every 5 s".into(),
+            Pace::Sweep { period_h } => format!("sweep {period_h} h"),
+        }
+    }
 }
 
 /// One line of the results: the state at a sampling time.
@@ -124,6 +183,10 @@ pub struct Row {
     pub unavailable: f64,
     /// Share of peers online now.
     pub online: f64,
+    /// Copies lost silently so far.
+    pub silent: u64,
+    /// Audits so far per file (from the pace: see [`Pace::audits_per_file_day`]).
+    pub audits_per_file: f64,
 }
 
 #[derive(Debug)]
@@ -136,6 +199,8 @@ enum Event {
     Check(u32),
     CopyDone { block: u32, from: u32, to: u32 },
     Sample,
+    SilentLoss,
+    Found { block: u32, holder: u32 },
 }
 
 #[derive(Debug)]
@@ -162,6 +227,8 @@ struct Sim<'a> {
     lost: usize,
     copied: u64,
     attempted: u64,
+    silent: u64,
+    decay: Rng,
     rows: Vec<Row>,
 }
 
@@ -187,6 +254,8 @@ pub fn run(params: &Params, spec: Spec) -> Vec<Row> {
         lost: 0,
         copied: 0,
         attempted: 0,
+        silent: 0,
+        decay: root.fork(0x5113),
         rows: Vec::new(),
     };
     let mut start = churn_root.fork(2);
@@ -291,6 +360,14 @@ impl Sim<'_> {
             Event::PlaceFiles => self.place_files(now),
             Event::Check(b) => self.check(b, now),
             Event::CopyDone { block, from, to } => self.copy_done(block, from, to, now),
+            Event::SilentLoss => self.silent_loss(),
+            Event::Found { block, holder } => {
+                // A holder's audit of it failed: it no longer counts as a holder.
+                self.blocks[block as usize].holders.retain(|&h| h != holder);
+                if self.spec.repair {
+                    self.check(block, now);
+                }
+            }
             Event::Sample => {
                 self.sample(now);
                 self.q.schedule(
@@ -349,7 +426,46 @@ impl Sim<'_> {
             }
         }
         self.q.schedule(0, Event::Sample);
+        self.schedule_silent_loss();
         let _ = now;
+    }
+
+    /// The next silent loss among all copies (a Poisson process at the total rate).
+    fn schedule_silent_loss(&mut self) {
+        let copies: u64 = self.blocks.iter().map(|b| u64::from(b.data)).sum();
+        let per_day = self.params.silent_loss_per_day * copies as f64;
+        if per_day > 0.0 {
+            let mean = 24.0 * HOUR as f64 / per_day;
+            let wait = self.decay.exponential(mean).max(1.0) as Micros;
+            self.q.schedule(wait, Event::SilentLoss);
+        }
+    }
+
+    /// One copy vanishes from a holder that stays and keeps claiming it.
+    fn silent_loss(&mut self) {
+        let b = self.decay.below(self.blocks.len().max(1)) as u32;
+        let block = &self.blocks[b as usize];
+        let with_data: Vec<u32> = block
+            .holders
+            .iter()
+            .copied()
+            .filter(|&h| self.pop.peers[h as usize].stored.contains(&b))
+            .collect();
+        if !block.lost && !with_data.is_empty() {
+            let h = with_data[self.decay.below(with_data.len())];
+            self.pop.peers[h as usize].stored.retain(|&x| x != b);
+            let block = &mut self.blocks[b as usize];
+            block.data = block.data.saturating_sub(1);
+            self.silent += 1;
+            if block.data == 0 {
+                block.lost = true;
+                self.lost += 1;
+            }
+            let others = block.holders.len().saturating_sub(1);
+            let found = self.spec.pace.detection(others, &mut self.decay);
+            self.q.schedule(found, Event::Found { block: b, holder: h });
+        }
+        self.schedule_silent_loss();
     }
 
     fn is_live(&self, slot: u32, now: Micros) -> bool {
@@ -507,6 +623,9 @@ impl Sim<'_> {
             under_rf: under as f64 / files,
             unavailable: none as f64 / files,
             online: online as f64 / self.pop.len().max(1) as f64,
+            silent: self.silent,
+            audits_per_file: self.spec.pace.audits_per_file_day(rf) * (now - self.t0) as f64
+                / (24.0 * HOUR as f64),
         });
     }
 }
@@ -530,6 +649,7 @@ mod tests {
             rf: 3,
             churn: 0.05,
             repair: true,
+            pace: Pace::EveryPass,
         };
         let a = run(&small(), spec);
         let b = run(&small(), spec);
@@ -547,6 +667,7 @@ mod tests {
                 rf: 3,
                 churn: 0.1,
                 repair: true,
+                pace: Pace::EveryPass,
             },
         );
         let without = run(
@@ -555,6 +676,7 @@ mod tests {
                 rf: 3,
                 churn: 0.1,
                 repair: false,
+                pace: Pace::EveryPass,
             },
         );
         let (w, wo) = (&with[with.len() - 1], &without[without.len() - 1]);
@@ -562,5 +684,32 @@ mod tests {
         assert!(wo.lost > 100, "{wo:?}");
         assert!(w.copied > 0 && wo.copied == 0);
         assert!(w.copies_mean >= 3.0, "{w:?}");
+    }
+
+    #[test]
+    fn silent_losses_are_found_and_repaired_at_the_sweeps_pace() {
+        let params = Params {
+            silent_loss_per_day: 0.05,
+            days: 3,
+            ..small()
+        };
+        let spec = |pace, repair| Spec {
+            rf: 3,
+            churn: 0.05,
+            repair,
+            pace,
+        };
+        let sweep = run(&params, spec(Pace::Sweep { period_h: 16.0 }, true));
+        let old = run(&params, spec(Pace::EveryPass, true));
+        let none = run(&params, spec(Pace::Sweep { period_h: 16.0 }, false));
+        let (s, o, n) = (
+            &sweep[sweep.len() - 1],
+            &old[old.len() - 1],
+            &none[none.len() - 1],
+        );
+        assert!(s.silent > 100 && o.silent > 100, "{s:?} {o:?}");
+        assert!(s.lost <= n.lost && n.lost > 0, "{s:?} {n:?}");
+        assert!(s.copies_mean >= 3.0, "{s:?}");
+        assert!(s.audits_per_file < o.audits_per_file / 1000.0);
     }
 }
