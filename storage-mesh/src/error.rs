@@ -117,6 +117,19 @@ pub enum Error {
         offered: u64,
     },
 
+    /// The disk has no room for a user's own put (the offer to others does not limit it).
+    #[error(
+        "the disk is full: {adding} bytes to add, {available} bytes free (a put leaves {reserve} bytes free)"
+    )]
+    DiskFull {
+        /// Bytes this operation would add (so far, for a put still reading its input).
+        adding: u64,
+        /// Bytes free on the store's file system now.
+        available: u64,
+        /// Bytes a put leaves free.
+        reserve: u64,
+    },
+
     /// A block handed to the store is larger than any block may be.
     #[error("block {cid} is {len} bytes, more than the {max} a {kind} block may have")]
     BlockTooLarge {

@@ -130,7 +130,6 @@ pub(crate) fn put<R: Read + Send>(
     let slots = (2 * workers).max(4);
     let mut writer = Writer {
         store,
-        used: store.usage()?.stored_bytes,
         new_bytes: 0,
         size: 0,
         seen: HashSet::new(),
@@ -268,8 +267,6 @@ fn sync_files(queue: Receiver<PathBuf>) -> Result<(), Error> {
 /// The writer's state: see the module doc.
 struct Writer<'a> {
     store: &'a Store,
-    /// Bytes stored before this put.
-    used: u64,
     /// Bytes of the blocks this put added.
     new_bytes: u64,
     /// Input bytes stored so far.
@@ -361,7 +358,8 @@ impl Writer<'_> {
         if self.store.use_block(&cid)? {
             return Ok(());
         }
-        self.store.check_offer(self.used, self.new_bytes + len)?;
+        // The user's own files are limited by the disk, not by the offer to others.
+        self.store.check_disk(self.new_bytes + len)?;
         self.store.stage_block(&mut self.batch, cid, bytes)?;
         self.new_bytes += len;
         Ok(())
@@ -398,8 +396,7 @@ impl Writer<'_> {
             self.batch.pin = Some((root_cid, info));
         }
         let _writer = self.store.lock_writer();
-        self.store
-            .check_offer(self.store.usage()?.stored_bytes, self.batch.bytes)?;
+        self.store.check_disk(self.batch.bytes)?;
         let batch = std::mem::take(&mut self.batch);
         // On failure `put` removes the temporary files the commit did not move.
         let renames = batch.renames.clone();
@@ -548,38 +545,40 @@ mod tests {
     }
 
     #[test]
-    fn offer_exceeded_is_refused_and_rolled_back() {
+    fn the_users_own_put_is_not_limited_by_the_offer_to_others() {
         let offer = 2 * MIB as u64;
-        let (dir, store) = store(offer);
-        let small = put(&store, b"fits");
-        let before = store.usage().unwrap();
-        let err = store
-            .put(
-                random_chunk(6, 3 * MIB).as_slice(),
-                &PutOptions::default(),
-                &|_| {},
-            )
-            .unwrap_err();
-        match &err {
-            Error::OfferExceeded {
-                used,
-                adding,
-                offered,
-            } => {
-                assert_eq!(*used, before.stored_bytes);
-                assert!(used + adding > *offered);
-                assert_eq!(*offered, offer);
+        let (_dir, store) = store(offer);
+        // 3 MiB of the user's own data in a 2 MiB offer: the disk, not the offer, limits it.
+        let data = random_chunk(6, 3 * MIB);
+        let own = store.put(data.as_slice(), &PutOptions::default(), &|_| {}).unwrap();
+        assert_eq!(get(&store, &own.cid), data);
+        assert!(store.usage().unwrap().stored_bytes > offer);
+        assert_eq!(store.own_bytes().unwrap(), own.stored_bytes);
+        // Replicas for others still fit the offer, counted without the user's own bytes.
+        let mut held = 0;
+        for seed in [7, 8] {
+            let block = random_chunk(seed, MIB);
+            store
+                .put_block(&ContentId::of_block(Codec::Raw, &block), &block)
+                .unwrap();
+            held += block.len() as u64;
+        }
+        let third = random_chunk(9, 1000);
+        let cid3 = ContentId::of_block(Codec::Raw, &third);
+        match store.put_block(&cid3, &third).unwrap_err() {
+            Error::OfferExceeded { used, offered, .. } => {
+                assert_eq!(used, held);
+                assert_eq!(offered, offer);
             }
             other => panic!("{other}"),
         }
-        assert!(err.to_string().contains(&offer.to_string()), "{err}");
-        assert_eq!(
-            store.usage().unwrap(),
-            before,
-            "the blocks added are removed again"
-        );
-        assert_eq!(block_files(dir.path()), 0);
-        assert_eq!(get(&store, &small.cid), b"fits");
+        // A full disk is a clear error naming the room left.
+        let full = Error::DiskFull {
+            adding: 5,
+            available: 3,
+            reserve: crate::DISK_RESERVE,
+        };
+        assert!(full.to_string().contains("the disk is full"), "{full}");
     }
 
     #[test]

@@ -65,7 +65,7 @@ pub use ingest::{PutOptions, PutOutcome};
 pub use lease_store::{Held, LeaseInfo};
 pub use read::{MAX_FILE_CHUNKS, MAX_FILE_SIZE};
 pub use seal::{Opened, SealOptions, SealOutcome};
-pub use store::{INLINE_MAX, PinInfo, Ready, Responsibilities, Store, Usage};
+pub use store::{DISK_RESERVE, INLINE_MAX, PinInfo, Ready, Responsibilities, Store, Usage};
 pub use warren_protocol::{
     CHUNK_SIZE, Capability, Class, Codec, ContentId, FileKey, MANIFEST_FANOUT, Manifest,
     ManifestEntry,

@@ -65,6 +65,9 @@ pub(crate) const PINS: TableDefinition<&[u8], (u64, u64, u64, Option<&str>)> =
     TableDefinition::new("pins");
 /// File id → class byte ([`Class::to_byte`]) of the files this node sealed; absent = public.
 pub(crate) const CLASSES: TableDefinition<&[u8], u8> = TableDefinition::new("classes");
+/// Free space a user's own put leaves on the disk.
+pub const DISK_RESERVE: u64 = 64 << 20;
+
 /// Counters: `schema`, `blocks`, `stored_bytes`.
 const META: TableDefinition<&str, u64> = TableDefinition::new("meta");
 /// Blocks held for the mesh (replicas placed here by other peers, or copies this node repairs):
@@ -322,7 +325,12 @@ impl Store {
         if self.has_block(cid)? {
             return Ok(());
         }
-        let used = self.usage()?.stored_bytes;
+        // The offer limits what others place here (replicas) and what reads cache, not the
+        // user's own files: their bytes are not counted.
+        let used = self
+            .usage()?
+            .stored_bytes
+            .saturating_sub(self.own_bytes()?);
         if let Err(e) = self.check_offer(used, bytes.len() as u64) {
             if !inline {
                 let _ = fs::remove_file(&path);
@@ -634,6 +642,29 @@ impl Store {
 
     pub(crate) fn blocks_dir(&self) -> &Path {
         &self.blocks_dir
+    }
+
+    /// Bytes of the user's own files (every pinned file's blocks; a block two files share, or
+    /// that is also held for the mesh, counts for each).
+    pub fn own_bytes(&self) -> Result<u64, Error> {
+        Ok(self.pins()?.iter().map(|p| p.stored_bytes).sum())
+    }
+
+    /// Refuses ([`Error::DiskFull`]) a user's own put of `adding` more bytes when the disk would
+    /// keep less than [`DISK_RESERVE`] free. Where the free space cannot be read, allows it.
+    pub(crate) fn check_disk(&self, adding: u64) -> Result<(), Error> {
+        let Ok(st) = rustix::fs::statvfs(&self.blocks_dir) else {
+            return Ok(());
+        };
+        let available = st.f_bavail.saturating_mul(st.f_frsize);
+        if available < adding.saturating_add(DISK_RESERVE) {
+            return Err(Error::DiskFull {
+                adding,
+                available,
+                reserve: DISK_RESERVE,
+            });
+        }
+        Ok(())
     }
 
     pub(crate) fn check_offer(&self, used: u64, adding: u64) -> Result<(), Error> {

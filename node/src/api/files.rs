@@ -257,7 +257,11 @@ pub(super) async fn put(
             )
         })?
         .map_err(|e| {
-            if matches!(e, warren_storage_mesh::Error::OfferExceeded { .. }) {
+            if matches!(
+                e,
+                warren_storage_mesh::Error::OfferExceeded { .. }
+                    | warren_storage_mesh::Error::DiskFull { .. }
+            ) {
                 tracing::warn!("refused a put: {e}");
                 s.mesh
                     .metrics()

@@ -424,7 +424,7 @@ pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode 
         E::Missing { .. } => StatusCode::NOT_FOUND,
         E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
         E::Incomplete { .. } => StatusCode::CONFLICT,
-        E::OfferExceeded { .. } => StatusCode::INSUFFICIENT_STORAGE,
+        E::OfferExceeded { .. } | E::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         E::Read(_) => StatusCode::BAD_REQUEST,
         _ => StatusCode::INTERNAL_SERVER_ERROR,
     }
