@@ -763,8 +763,7 @@ fn the_handshake_carries_the_clock_rounded_to_a_minute() {
 fn vector_handshake() -> (Vec<u8>, Vec<u8>, HopKeys, HopKeys) {
     let secret = OnionSecret::from_bytes([0x11; 32]);
     let (hs, msg1) = ClientHandshake::start(0, &secret.public(), [0x22; 32], NOW).unwrap();
-    let (hop_keys, msg2) =
-        crypto::respond(
+    let (hop_keys, msg2) = crypto::respond(
         &secret,
         &msg1,
         [0x33; 32],

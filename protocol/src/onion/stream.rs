@@ -125,7 +125,9 @@ impl Streams {
                     }
                     Ok(())
                 }
-                None => Err(protocol(format!("SENDME on stream {id}, which is not open"))),
+                None => Err(protocol(format!(
+                    "SENDME on stream {id}, which is not open"
+                ))),
             };
         };
         s.send_window += SENDME_INCREMENT;
