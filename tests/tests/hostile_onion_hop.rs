@@ -354,12 +354,9 @@ async fn hostile_clients_cannot_shut_loop_or_fingerprint_onion_hops() {
     for h in [mallory, mallet] {
         let mut n = 0;
         for _ in 0..300 {
-            match Raw::open(h.client(), ta.peer, &ta.key, now_secs()).await {
-                Ok(r) => {
-                    n += 1;
-                    held.push(r);
-                }
-                Err(_) => {}
+            if let Ok(r) = Raw::open(h.client(), ta.peer, &ta.key, now_secs()).await {
+                n += 1;
+                held.push(r);
             }
         }
         per_peer.push(n);
