@@ -7,7 +7,7 @@
 //!   3 RELAY    body = layered ciphertext (opaque to every hop but its end)
 //!   4 DESTROY  body = reason u8 | zeros
 //!   5 RELAY_EARLY  as RELAY; the only cell that may carry an EXTEND, at most
-//!                  [`super::MAX_RELAY_EARLY`] per circuit (Tor's RELAY_EARLY)
+//!                  MAX_RELAY_EARLY per circuit (Tor's RELAY_EARLY)
 //! relay plaintext (BODY_LEN bytes)
 //!   = tag [16] | command u8 | stream u16 BE | len u16 BE | data [len] | zeros
 //! ```
