@@ -107,6 +107,7 @@ fn build_in_memory(secrets: &[OnionSecret], round: u64) -> Result<Duration, Box<
                 seed(8 + i as u64),
                 &mut replay[i],
                 true,
+                &[to as u8 - 1],
             )?);
         } else if from_prev {
             hops[i].handle_prev(cell)?;

@@ -167,6 +167,7 @@ impl Net {
                             [self.seed; 32],
                             &mut self.replay[i],
                             true,
+                            &self.peers[from].to_bytes(),
                         )
                         .unwrap();
                         self.hops[i] = Some(h);
@@ -539,6 +540,7 @@ fn a_replayed_handshake_is_refused() {
         [9; 32],
         &mut replay,
         true,
+        b"someone else",
     )
     .unwrap_err();
     assert!(matches!(err, OnionError::Replay { .. }), "{err}");
@@ -556,6 +558,7 @@ fn a_handshake_for_another_key_fails() {
         [4; 32],
         NOW,
         &mut ReplayCache::new(),
+        b"client",
     )
     .unwrap_err();
     assert!(matches!(err, OnionError::Handshake { .. }), "{err}");
@@ -576,6 +579,183 @@ fn send_stops_at_the_stream_window() {
 }
 
 // ---------------------------------------------------------------------------------------------
+// Loops and extension limits: a path of node ids (a node may appear twice), each hop told which
+// peer its CREATE came from.
+
+/// What happened to a chain: the client's events and every hop's first error.
+struct Chain {
+    client: Client,
+    hops: Vec<Hop>,
+    events: Vec<ClientEvent>,
+    errors: Vec<(usize, OnionError)>,
+}
+
+fn node_secret(id: u8) -> OnionSecret {
+    OnionSecret::from_bytes([0x60 + id; 32])
+}
+
+/// Builds a circuit along `ids` (node 0 is the client); `rewrite` may change each cell the
+/// client sends to the gate.
+fn chain(ids: &[u8], mut rewrite: impl FnMut(Cell) -> Cell) -> Chain {
+    let path = ids
+        .iter()
+        .map(|&i| HopTarget {
+            peer: peer(i).to_bytes(),
+            onion_key: node_secret(i).public(),
+        })
+        .collect();
+    let seeds = (0..ids.len()).map(|i| [0x90 + i as u8; 32]).collect();
+    let mut ch = Chain {
+        client: Client::new(path, seeds, NOW).unwrap(),
+        hops: Vec::new(),
+        events: Vec::new(),
+        errors: Vec::new(),
+    };
+    let mut replay: HashMap<u8, ReplayCache> = HashMap::new();
+    // (to: 0 = client, k = hop k-1; from the previous side?; cell)
+    let mut queue: VecDeque<(usize, bool, Cell)> = VecDeque::new();
+    for _ in 0..10_000 {
+        while let Some(c) = ch.client.poll_transmit() {
+            queue.push_back((1, true, rewrite(c)));
+        }
+        while let Some(e) = ch.client.poll_event() {
+            ch.events.push(e);
+        }
+        for i in 0..ch.hops.len() {
+            while let Some(e) = ch.hops[i].poll_event() {
+                if let HopEvent::Extend { peer: p, create } = e {
+                    assert_eq!(p, peer(ids[i + 1]).to_bytes());
+                    queue.push_back((i + 2, true, create));
+                }
+            }
+            while let Some((dir, c)) = ch.hops[i].poll_transmit() {
+                match dir {
+                    Direction::Prev => queue.push_back((i, false, c)),
+                    Direction::Next => queue.push_back((i + 2, true, c)),
+                }
+            }
+        }
+        let Some((to, from_prev, cell)) = queue.pop_front() else {
+            return ch;
+        };
+        if to == 0 {
+            let _ = ch.client.handle_cell(NOW, cell);
+            continue;
+        }
+        let i = to - 1;
+        let r = if i == ch.hops.len() {
+            let prev = if i == 0 { peer(0) } else { peer(ids[i - 1]) };
+            Hop::accept(
+                NOW,
+                &node_secret(ids[i]),
+                &cell,
+                [0xa0 + i as u8; 32],
+                replay.entry(ids[i]).or_default(),
+                true,
+                &prev.to_bytes(),
+            )
+            .map(|h| ch.hops.push(h))
+        } else if from_prev {
+            ch.hops[i].handle_prev(cell)
+        } else {
+            ch.hops[i].handle_next(cell)
+        };
+        if let Err(e) = r {
+            ch.errors.push((i, e));
+        }
+    }
+    panic!("livelock")
+}
+
+#[test]
+fn extends_travel_in_relay_early_cells_and_distinct_hops_make_a_circuit() {
+    let mut earlies = 0;
+    let ch = chain(&[1, 2, 3, 1, 2, 3, 1, 2], |c| {
+        earlies += usize::from(matches!(c, Cell::RelayEarly { .. }));
+        c
+    });
+    assert!(ch.client.is_built(), "{:?} {:?}", ch.events, ch.errors);
+    assert_eq!(earlies, 7, "one RELAY_EARLY per extension");
+}
+
+#[test]
+fn an_extend_back_to_the_previous_hop_is_refused() {
+    let ch = chain(&[1, 2, 1], |c| c);
+    assert!(!ch.client.is_built());
+    let (hop, e) = &ch.errors[0];
+    assert_eq!(*hop, 1, "the middle refuses");
+    assert!(e.to_string().contains("previous hop"), "{e}");
+    assert!(ch.events.iter().any(|e| matches!(
+        e,
+        ClientEvent::Closed {
+            error: OnionError::Destroyed {
+                reason: DestroyReason::Protocol
+            }
+        }
+    )));
+    assert!(ch.hops.iter().all(Hop::is_closed));
+}
+
+#[test]
+fn an_extend_outside_relay_early_is_refused() {
+    let ch = chain(&[1, 2], |c| match c {
+        Cell::RelayEarly { body } => Cell::Relay { body },
+        c => c,
+    });
+    assert!(!ch.client.is_built());
+    assert!(
+        ch.errors[0].1.to_string().contains("RELAY_EARLY"),
+        "{:?}",
+        ch.errors
+    );
+}
+
+#[test]
+fn a_hop_passes_at_most_max_relay_early_cells() {
+    // A client that cheats with more extensions than MAX_HOPS allows: after a 2-hop build
+    // (1 RELAY_EARLY), send RELAY_EARLY cells with junk the gate passes on, until it refuses.
+    let mut sent = 1;
+    let junk = Cell::RelayEarly {
+        body: Box::new([7u8; CELL_LEN - 1]),
+    };
+    let mut ch = chain(&[1, 2], |c| c);
+    assert!(ch.client.is_built());
+    let gate = &mut ch.hops[0];
+    let mut refused = None;
+    for _ in 0..20 {
+        sent += 1;
+        if let Err(e) = gate.handle_prev(junk.clone()) {
+            refused = Some(e);
+            break;
+        }
+    }
+    let e = refused.expect("the gate refused at some point");
+    assert_eq!(sent, warren_protocol::onion::MAX_RELAY_EARLY as usize + 1);
+    assert!(matches!(e, OnionError::Limit { .. }), "{e}");
+    // Passed on as RELAY_EARLY, so the next hop counts them too.
+    let forwarded: Vec<_> = std::iter::from_fn(|| gate.poll_transmit()).collect();
+    assert!(
+        forwarded
+            .iter()
+            .any(|(d, c)| *d == Direction::Next && matches!(c, Cell::RelayEarly { .. }))
+    );
+    // And a RELAY_EARLY from the next hop is a violation.
+    let mut ch = chain(&[1, 2], |c| c);
+    let e = ch.hops[0].handle_next(junk).unwrap_err();
+    assert!(matches!(e, OnionError::Protocol { .. }), "{e}");
+}
+
+#[test]
+fn the_handshake_carries_the_clock_rounded_to_a_minute() {
+    assert_eq!(warren_protocol::onion::handshake_clock(NOW), 1_699_999_980);
+    // Two clients 50 s apart within one minute send the same message 1 for the same seed.
+    let key = node_secret(1).public();
+    let (_, a) = ClientHandshake::start(0, &key, [5; 32], 1_699_999_981).unwrap();
+    let (_, b) = ClientHandshake::start(0, &key, [5; 32], 1_700_000_031).unwrap();
+    assert_eq!(a, b);
+}
+
+// ---------------------------------------------------------------------------------------------
 // spec/onion.md vectors.
 
 /// The fixed inputs the page states: hop secret 0x11…, client ephemeral seed 0x22…, hop
@@ -583,8 +763,15 @@ fn send_stops_at_the_stream_window() {
 fn vector_handshake() -> (Vec<u8>, Vec<u8>, HopKeys, HopKeys) {
     let secret = OnionSecret::from_bytes([0x11; 32]);
     let (hs, msg1) = ClientHandshake::start(0, &secret.public(), [0x22; 32], NOW).unwrap();
-    let (hop_keys, msg2) =
-        crypto::respond(&secret, &msg1, [0x33; 32], NOW, &mut ReplayCache::new()).unwrap();
+    let (hop_keys, msg2) = crypto::respond(
+        &secret,
+        &msg1,
+        [0x33; 32],
+        NOW,
+        &mut ReplayCache::new(),
+        b"client",
+    )
+    .unwrap();
     let client_keys = hs.finish(&msg2).unwrap();
     (msg1, msg2, client_keys, hop_keys)
 }
@@ -613,6 +800,7 @@ fn vector_cells() -> (Vec<u8>, Vec<u8>, Vec<u8>) {
         [0x33; 32],
         &mut ReplayCache::new(),
         true,
+        b"client",
     )
     .unwrap();
     let (_, created) = hop.poll_transmit().unwrap();
@@ -675,6 +863,7 @@ fn spec_vectors_match_the_code() {
         [0x33; 32],
         &mut ReplayCache::new(),
         true,
+        b"client",
     )
     .unwrap();
     let (_, created) = hop.poll_transmit().unwrap();

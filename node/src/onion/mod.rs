@@ -28,8 +28,9 @@ use std::time::{Duration, Instant};
 use futures::io::AsyncReadExt;
 use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
+use warren_protocol::onion::limits::{CircuitSlots, CircuitTimer};
 use warren_protocol::onion::request::Request;
 use warren_protocol::onion::{
     self, Cell, Client as CircuitClient, ClientEvent, DestroyReason, Direction, Hop, HopEvent,
@@ -47,10 +48,9 @@ pub const PROTOCOL: StreamProtocol = StreamProtocol::new(onion::PROTOCOL_NAME);
 
 /// Longest wait for a hop to answer a `CREATE` (or for the first cell of an inbound link).
 const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Longest a circuit may sit with no cell either way.
-const IDLE_TIMEOUT: Duration = Duration::from_secs(120);
-/// Circuits this node carries as a hop at once.
-const MAX_HOP_CIRCUITS: usize = 512;
+/// Longest the client side waits with no cell from its circuit.
+const IDLE_TIMEOUT: Duration =
+    Duration::from_millis(warren_protocol::onion::limits::CIRCUIT_IDLE_MS);
 /// Cells queued from a link's reader to its circuit task.
 const CELL_QUEUE: usize = 256;
 /// Cells taken from a link queue at once before the answers go out.
@@ -122,7 +122,24 @@ pub struct Onion {
     circuits: Mutex<BTreeMap<u64, Entry>>,
     next_id: AtomicU64,
     guard: Mutex<Option<PeerId>>,
-    hop_slots: Arc<Semaphore>,
+    /// Circuits carried as a hop, per neighbour (`warren_protocol::onion::limits`).
+    hop_slots: Mutex<CircuitSlots>,
+    /// The monotonic origin of the circuits' timers.
+    epoch: Instant,
+}
+
+/// A hop circuit's slot, given back when the circuit's task ends.
+struct Slot {
+    onion: Arc<Onion>,
+    peer: Vec<u8>,
+}
+
+impl Drop for Slot {
+    fn drop(&mut self) {
+        if let Ok(mut s) = self.onion.hop_slots.lock() {
+            s.release(&self.peer);
+        }
+    }
 }
 
 fn now_secs() -> u64 {
@@ -152,8 +169,14 @@ impl Onion {
             circuits: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
             guard: Mutex::new(None),
-            hop_slots: Arc::new(Semaphore::new(MAX_HOP_CIRCUITS)),
+            hop_slots: Mutex::new(CircuitSlots::new()),
+            epoch: Instant::now(),
         })
+    }
+
+    /// Milliseconds on the monotonic clock of the circuits' timers.
+    fn clock_ms(&self) -> u64 {
+        self.epoch.elapsed().as_millis() as u64
     }
 
     fn offers_hop(&self) -> bool {
@@ -216,13 +239,20 @@ impl Onion {
             tokio::select! {
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
-                    let Ok(permit) = self.hop_slots.clone().try_acquire_owned() else {
-                        debug!(%peer, "refusing a circuit: {MAX_HOP_CIRCUITS} already carried");
-                        continue;
+                    // A slot per neighbour, taken before the CREATE is read.
+                    let key = peer.to_bytes();
+                    let taken = match self.hop_slots.lock() {
+                        Ok(mut s) => s.acquire(&key),
+                        Err(_) => Err(OnionError::Closed),
                     };
+                    if let Err(e) = taken {
+                        debug!(%peer, "refusing a circuit: {e}");
+                        continue;
+                    }
+                    let slot = Slot { onion: self.clone(), peer: key };
                     let me = self.clone();
                     tokio::spawn(async move {
-                        let _permit = permit;
+                        let _slot = slot;
                         me.run_hop(peer, stream).await;
                     });
                 }
@@ -251,14 +281,17 @@ impl Onion {
                 random_seed(),
                 &mut replay,
                 self.config.roles.contains(&Role::Relay),
+                &prev.to_bytes(),
             ),
             Err(_) => Err(OnionError::Closed),
         };
         let hop = match accepted {
             Ok(h) => h,
             Err(e) => {
-                info!(%prev, "refusing a circuit: {e}");
+                // No peer id nor the client's clock at info: the hop's log must not link circuits.
                 let reason = DestroyReason::for_error(&e);
+                info!("refusing a circuit: {reason}");
+                debug!(%prev, "refusing a circuit: {e}");
                 let _ = link::write_cells(&mut prev_w, &[Cell::Destroy { reason }]).await;
                 return;
             }
@@ -290,12 +323,13 @@ impl Onion {
             inputs: HashMap::new(),
             pending: BTreeMap::new(),
             pending_bytes: 0,
+            timer: CircuitTimer::new(self.clock_ms()),
         };
         let end = task.run().await;
         for r in &task.readers {
             r.abort();
         }
-        info!(%prev, role = %task.hop.position(), "circuit closed: {end}");
+        info!(role = %task.hop.position(), "circuit closed: {end}");
         self.update(id, |v| {
             v.role = task.hop.position().to_string();
             v.state = format!("closed: {end}");
@@ -405,6 +439,8 @@ struct HopTask {
     /// Runner answers waiting for window: stream → (bytes, end once the bytes are out).
     pending: BTreeMap<u16, Pending>,
     pending_bytes: usize,
+    /// Idle time and lifetime of the circuit.
+    timer: CircuitTimer,
 }
 
 impl HopTask {
@@ -420,9 +456,17 @@ impl HopTask {
                 return "torn down".into();
             }
             let paused = self.pending_bytes > PENDING_LIMIT;
+            let now = self.onion.clock_ms();
+            if let Some(e) = self.timer.expired(now) {
+                debug!(circuit = self.id, "tearing down: {e}");
+                self.hop.close(DestroyReason::Limit);
+                continue;
+            }
+            let wait = Duration::from_millis(self.timer.deadline().saturating_sub(now));
             tokio::select! {
                 cell = self.cells.recv() => {
                     let Some(item) = cell else { return "links gone".into() };
+                    self.timer.touch(self.onion.clock_ms());
                     self.on_cell(item);
                     // Take what else is queued, so the cells go out in one write per link.
                     for _ in 0..BATCH {
@@ -434,6 +478,7 @@ impl HopTask {
                 }
                 out = self.out_rx.recv(), if !paused => {
                     if let Some(out) = out {
+                        self.timer.touch(self.onion.clock_ms());
                         self.on_out(out);
                         while self.pending_bytes <= PENDING_LIMIT {
                             match self.out_rx.try_recv() {
@@ -443,9 +488,7 @@ impl HopTask {
                         }
                     }
                 }
-                _ = tokio::time::sleep(IDLE_TIMEOUT) => {
-                    self.hop.close(DestroyReason::Limit);
-                }
+                _ = tokio::time::sleep(wait) => {}
             }
             self.push_answers();
         }

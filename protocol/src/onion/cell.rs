@@ -6,6 +6,8 @@
 //!   2 CREATED  body = len u16 BE | Noise NK message 2 | zeros
 //!   3 RELAY    body = layered ciphertext (opaque to every hop but its end)
 //!   4 DESTROY  body = reason u8 | zeros
+//!   5 RELAY_EARLY  as RELAY; the only cell that may carry an EXTEND, at most
+//!                  MAX_RELAY_EARLY per circuit (Tor's RELAY_EARLY)
 //! relay plaintext (BODY_LEN bytes)
 //!   = tag [16] | command u8 | stream u16 BE | len u16 BE | data [len] | zeros
 //! ```
@@ -34,6 +36,7 @@ const CREATE: u8 = 1;
 const CREATED: u8 = 2;
 const RELAY: u8 = 3;
 const DESTROY: u8 = 4;
+const RELAY_EARLY: u8 = 5;
 
 /// Who sent a `CREATE`: the client itself (the hop is the gate) or an extending hop.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -125,6 +128,13 @@ pub enum Cell {
         /// The (encrypted) body.
         body: Box<[u8; BODY_LEN]>,
     },
+    /// A relay cell every hop counts on its way to the relay: the only cell that may carry an
+    /// `EXTEND`, at most [`super::MAX_RELAY_EARLY`] per circuit (Tor's `RELAY_EARLY`), so a
+    /// circuit cannot grow past [`super::MAX_HOPS`] whatever its client wants.
+    RelayEarly {
+        /// The (encrypted) body.
+        body: Box<[u8; BODY_LEN]>,
+    },
     /// Tears the circuit down.
     Destroy {
         /// Why.
@@ -164,6 +174,10 @@ impl Cell {
                 out[0] = RELAY;
                 out[1..].copy_from_slice(&body[..]);
             }
+            Cell::RelayEarly { body } => {
+                out[0] = RELAY_EARLY;
+                out[1..].copy_from_slice(&body[..]);
+            }
             Cell::Destroy { reason } => {
                 out[0] = DESTROY;
                 out[1] = *reason as u8;
@@ -194,10 +208,14 @@ impl Cell {
             CREATED => Ok(Cell::Created {
                 handshake: get_handshake("CREATED", body)?,
             }),
-            RELAY => {
+            RELAY | RELAY_EARLY => {
                 let mut b = Box::new([0u8; BODY_LEN]);
                 b.copy_from_slice(body);
-                Ok(Cell::Relay { body: b })
+                Ok(if bytes[0] == RELAY {
+                    Cell::Relay { body: b }
+                } else {
+                    Cell::RelayEarly { body: b }
+                })
             }
             DESTROY => {
                 let reason = DestroyReason::from_u8(body[0])
@@ -405,6 +423,11 @@ mod tests {
                 let mut body = Box::new([0u8; BODY_LEN]);
                 body.copy_from_slice(&v);
                 Cell::Relay { body }
+            }),
+            proptest::collection::vec(any::<u8>(), BODY_LEN).prop_map(|v| {
+                let mut body = Box::new([0u8; BODY_LEN]);
+                body.copy_from_slice(&v);
+                Cell::RelayEarly { body }
             }),
             (1u8..=7).prop_map(|r| Cell::Destroy {
                 reason: DestroyReason::from_u8(r).unwrap()

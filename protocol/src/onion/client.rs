@@ -193,6 +193,7 @@ impl Client {
             }
             Cell::Destroy { reason } => Err(OnionError::Destroyed { reason }),
             Cell::Create { .. } => Err(protocol("CREATE sent to a client")),
+            Cell::RelayEarly { .. } => Err(protocol("RELAY_EARLY sent to a client")),
         }
     }
 
@@ -216,14 +217,17 @@ impl Client {
             ClientHandshake::start(n, &self.path[n].onion_key, self.seeds[n], now_secs)?;
         self.pending = Some(hs);
         let data = cell::encode_extend(&self.path[n].peer, &msg)?;
-        self.send_relay(
+        let body = self.wrap(
             n - 1,
             RelayPayload {
                 command: RelayCommand::Extend,
                 stream: 0,
                 data,
             },
-        )
+        )?;
+        // Every hop counts RELAY_EARLY cells and refuses an EXTEND in any other.
+        self.transmit.push_back(Cell::RelayEarly { body });
+        Ok(())
     }
 
     fn on_hop_payload(
@@ -267,16 +271,22 @@ impl Client {
         }
     }
 
-    /// Wraps `p` for hop `hop` (tag with its key, then one layer per hop from it back to the gate).
+    /// Wraps `p` for hop `hop` and queues it as a `RELAY` cell.
     fn send_relay(&mut self, hop: usize, p: RelayPayload) -> Result<(), OnionError> {
+        let body = self.wrap(hop, p)?;
+        self.transmit.push_back(Cell::Relay { body });
+        Ok(())
+    }
+
+    /// Wraps `p` for hop `hop` (tag with its key, then one layer per hop from it back to the gate).
+    fn wrap(&mut self, hop: usize, p: RelayPayload) -> Result<Box<[u8; BODY_LEN]>, OnionError> {
         let mut body: Box<[u8; BODY_LEN]> = p.encode()?;
         let target = &self.hops[hop].forward;
         seal(&target.mac, target.counter, &mut body);
         for i in (0..=hop).rev() {
             self.hops[i].forward.pass(&mut body)?;
         }
-        self.transmit.push_back(Cell::Relay { body });
-        Ok(())
+        Ok(body)
     }
 
     fn check_open(&self) -> Result<(), OnionError> {

@@ -2,7 +2,8 @@
 //!
 //! Handshake: `Noise_NK_25519_ChaChaPoly_BLAKE2s`, prologue [`PROLOGUE`], responder static key =
 //! the hop's `onion_key`. Message 1 (client → hop, 56 bytes) is `e, es` with an 8-byte payload:
-//! the client's clock in seconds (big-endian), which bounds the hop's replay cache. Message 2
+//! the client's clock in seconds rounded down to a minute ([`handshake_clock`], big-endian),
+//! which bounds the hop's replay cache. Message 2
 //! (hop → client, 48 bytes) is `e, ee` with an empty payload. Both ephemeral keys come from the
 //! caller's 32-byte seeds (this crate has no RNG).
 //!
@@ -166,6 +167,12 @@ fn split(hs: &mut snow::HandshakeState) -> HopKeys {
     HopKeys::derive(&k1, &k2, &h)
 }
 
+/// The timestamp a client puts in message 1 at `now_secs`: rounded down to
+/// [`ReplayCache::CLOCK_GRANULE_SECS`], so that hops learn little about the client's clock.
+pub fn handshake_clock(now_secs: u64) -> u64 {
+    now_secs - now_secs % ReplayCache::CLOCK_GRANULE_SECS
+}
+
 /// The client's half of one hop's handshake, between message 1 and message 2.
 pub struct ClientHandshake {
     state: snow::HandshakeState,
@@ -182,7 +189,7 @@ impl std::fmt::Debug for ClientHandshake {
 
 impl ClientHandshake {
     /// Starts a handshake with hop number `hop` (0 = gate) whose onion key is `hop_key`; returns
-    /// the state and message 1.
+    /// the state and message 1, which carries [`handshake_clock`] of `now_secs`.
     pub fn start(
         hop: usize,
         hop_key: &[u8; 32],
@@ -196,7 +203,7 @@ impl ClientHandshake {
             .map_err(&err)?;
         let mut msg = vec![0u8; CREATE_LEN];
         let n = state
-            .write_message(&now_secs.to_be_bytes(), &mut msg)
+            .write_message(&handshake_clock(now_secs).to_be_bytes(), &mut msg)
             .map_err(&err)?;
         msg.truncate(n);
         Ok((Self { state, hop }, msg))
@@ -217,7 +224,8 @@ impl ClientHandshake {
     }
 }
 
-/// The hop's side: reads message 1 (checked against the replay cache), returns the keys and
+/// The hop's side: reads message 1 from the neighbour `source` (checked against the replay
+/// cache, whose per-source share is checked before any Diffie-Hellman), returns the keys and
 /// message 2.
 pub fn respond(
     secret: &OnionSecret,
@@ -225,8 +233,10 @@ pub fn respond(
     ephemeral_seed: [u8; 32],
     now_secs: u64,
     replay: &mut ReplayCache,
+    source: &[u8],
 ) -> Result<(HopKeys, Vec<u8>), OnionError> {
     let err = hs_err(0);
+    replay.admits(source, now_secs)?;
     if msg1.len() != CREATE_LEN {
         return Err(OnionError::Handshake {
             hop: 0,
@@ -250,7 +260,7 @@ pub fn respond(
     ts.copy_from_slice(&payload[..8]);
     let mut eph = [0u8; 32];
     eph.copy_from_slice(&msg1[..32]);
-    replay.check_and_insert(eph, u64::from_be_bytes(ts), now_secs)?;
+    replay.check_and_insert(source, eph, u64::from_be_bytes(ts), now_secs)?;
     let mut msg2 = vec![0u8; CREATED_LEN];
     let n = state.write_message(&[], &mut msg2).map_err(&err)?;
     msg2.truncate(n);

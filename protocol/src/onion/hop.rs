@@ -8,7 +8,7 @@ use super::cell::{
 };
 use super::crypto::{self, Layer, recognized, seal};
 use super::stream::Streams;
-use super::{OnionError, ReplayCache, protocol};
+use super::{MAX_RELAY_EARLY, OnionError, ReplayCache, protocol};
 use crate::OnionSecret;
 
 /// A neighbour of a hop.
@@ -108,6 +108,10 @@ pub struct Hop {
     events: VecDeque<HopEvent>,
     view: HopView,
     closed: bool,
+    /// The previous hop's (or the client's) peer id bytes: never extended to.
+    prev: Vec<u8>,
+    /// `RELAY_EARLY` cells seen from the previous hop.
+    early: u32,
 }
 
 impl std::fmt::Debug for Hop {
@@ -121,10 +125,10 @@ impl std::fmt::Debug for Hop {
 }
 
 impl Hop {
-    /// Answers a `CREATE` cell with this node's onion secret; the `CREATED` answer is queued for
-    /// [`Direction::Prev`]. `relay_allowed`: whether this node offers the relay role (else a
-    /// `BEGIN` is refused). On error the caller answers with a `DESTROY` of
-    /// [`DestroyReason::for_error`].
+    /// Answers a `CREATE` cell from the neighbour `prev` (its peer id bytes) with this node's
+    /// onion secret; the `CREATED` answer is queued for [`Direction::Prev`]. `relay_allowed`:
+    /// whether this node offers the relay role (else a `BEGIN` is refused). On error the caller
+    /// answers with a `DESTROY` of [`DestroyReason::for_error`].
     pub fn accept(
         now_secs: u64,
         secret: &OnionSecret,
@@ -132,11 +136,13 @@ impl Hop {
         ephemeral_seed: [u8; 32],
         replay: &mut ReplayCache,
         relay_allowed: bool,
+        prev: &[u8],
     ) -> Result<Self, OnionError> {
         let Cell::Create { origin, handshake } = create else {
             return Err(protocol("a circuit must start with CREATE"));
         };
-        let (keys, msg2) = crypto::respond(secret, handshake, ephemeral_seed, now_secs, replay)?;
+        let (keys, msg2) =
+            crypto::respond(secret, handshake, ephemeral_seed, now_secs, replay, prev)?;
         let mut transmit = VecDeque::new();
         transmit.push_back((Direction::Prev, Cell::Created { handshake: msg2 }));
         Ok(Self {
@@ -153,6 +159,8 @@ impl Hop {
             events: VecDeque::new(),
             view: HopView::default(),
             closed: false,
+            prev: prev.to_vec(),
+            early: 0,
         })
     }
 
@@ -226,29 +234,43 @@ impl Hop {
     }
 
     fn prev_inner(&mut self, cell: Cell) -> Result<(), OnionError> {
-        match cell {
-            Cell::Relay { mut body } => {
-                let c = self.forward.pass(&mut body)?;
-                if recognized(&self.forward.mac, c, &body) {
-                    self.view.own += 1;
-                    let p = RelayPayload::decode(&body)?;
-                    return self.own(p);
+        let (mut body, early) = match cell {
+            Cell::Relay { body } => (body, false),
+            Cell::RelayEarly { body } => {
+                self.early += 1;
+                if self.early > MAX_RELAY_EARLY {
+                    return Err(OnionError::Limit {
+                        detail: format!(
+                            "more than {MAX_RELAY_EARLY} RELAY_EARLY cells (extensions) on one circuit"
+                        ),
+                    });
                 }
-                if self.next == Next::Open {
-                    self.view.forwarded_next += 1;
-                    self.transmit
-                        .push_back((Direction::Next, Cell::Relay { body }));
-                    return Ok(());
-                }
-                Err(OnionError::Integrity {
-                    counter: c,
-                    direction: "forward",
-                })
+                (body, true)
             }
-            Cell::Destroy { reason } => Err(OnionError::Destroyed { reason }),
-            Cell::Create { .. } => Err(protocol("CREATE on an open circuit")),
-            Cell::Created { .. } => Err(protocol("CREATED from the previous hop")),
+            Cell::Destroy { reason } => return Err(OnionError::Destroyed { reason }),
+            Cell::Create { .. } => return Err(protocol("CREATE on an open circuit")),
+            Cell::Created { .. } => return Err(protocol("CREATED from the previous hop")),
+        };
+        let c = self.forward.pass(&mut body)?;
+        if recognized(&self.forward.mac, c, &body) {
+            self.view.own += 1;
+            let p = RelayPayload::decode(&body)?;
+            return self.own(p, early);
         }
+        if self.next == Next::Open {
+            self.view.forwarded_next += 1;
+            let cell = if early {
+                Cell::RelayEarly { body }
+            } else {
+                Cell::Relay { body }
+            };
+            self.transmit.push_back((Direction::Next, cell));
+            return Ok(());
+        }
+        Err(OnionError::Integrity {
+            counter: c,
+            direction: "forward",
+        })
     }
 
     fn next_inner(&mut self, cell: Cell) -> Result<(), OnionError> {
@@ -275,6 +297,7 @@ impl Hop {
                     Cell::Create { .. } => "CREATE",
                     Cell::Created { .. } => "CREATED",
                     Cell::Relay { .. } => "RELAY",
+                    Cell::RelayEarly { .. } => "RELAY_EARLY",
                     Cell::Destroy { .. } => "DESTROY",
                 },
                 self.next
@@ -282,7 +305,7 @@ impl Hop {
         }
     }
 
-    fn own(&mut self, p: RelayPayload) -> Result<(), OnionError> {
+    fn own(&mut self, p: RelayPayload, early: bool) -> Result<(), OnionError> {
         match p.command {
             RelayCommand::Extend => {
                 if self.next != Next::None || self.streams.len() > 0 {
@@ -290,7 +313,13 @@ impl Hop {
                         "EXTEND on a hop that already has a next hop or streams",
                     ));
                 }
+                if !early {
+                    return Err(protocol("EXTEND outside a RELAY_EARLY cell"));
+                }
                 let (peer, handshake) = cell::decode_extend(&p.data)?;
+                if peer == self.prev {
+                    return Err(protocol("EXTEND back to the previous hop (a loop)"));
+                }
                 self.next = Next::Extending;
                 self.events.push_back(HopEvent::Extend {
                     peer,

@@ -32,6 +32,7 @@ pub mod cell;
 mod client;
 pub mod crypto;
 mod hop;
+pub mod limits;
 pub mod path;
 mod replay;
 pub mod request;
@@ -39,7 +40,7 @@ mod stream;
 
 pub use cell::{CELL_LEN, Cell, CreateOrigin, DestroyReason, MAX_DATA, RelayCommand, RelayPayload};
 pub use client::{Client, ClientEvent, HopTarget};
-pub use crypto::HopKeys;
+pub use crypto::{HopKeys, handshake_clock};
 pub use hop::{Direction, Hop, HopEvent, HopPosition, HopView};
 pub use replay::ReplayCache;
 pub use stream::{SENDME_INCREMENT, STREAM_WINDOW};
@@ -49,6 +50,10 @@ pub const PROTOCOL_NAME: &str = "/warren/onion/1.0.0";
 
 /// Most hops in a circuit.
 pub const MAX_HOPS: usize = 8;
+
+/// Most `RELAY_EARLY` cells a hop passes or takes on one circuit: one per extension, so no
+/// circuit grows past [`MAX_HOPS`] whatever its client does (Tor's `RELAY_EARLY`).
+pub const MAX_RELAY_EARLY: u32 = MAX_HOPS as u32 - 1;
 
 /// Most streams open at once in one circuit.
 pub const MAX_STREAMS: usize = 64;

@@ -4,7 +4,9 @@
 //! per `DATA` cell and stops at zero; the receiver sends a `SENDME` after every
 //! [`SENDME_INCREMENT`] cells it delivered to its application, which gives the sender that many
 //! back. A `DATA` cell beyond the window, or a `SENDME` that would raise a window above
-//! [`STREAM_WINDOW`], is a protocol violation.
+//! [`STREAM_WINDOW`], is a protocol violation. So is a `SENDME` on a stream that is not open,
+//! except the few a closed stream may still be owed (they cross its `END` in flight): without
+//! that rule a `SENDME` on any stream id would keep a circuit busy, and alive, for ever.
 
 use std::collections::BTreeMap;
 
@@ -28,6 +30,9 @@ struct State {
 #[derive(Debug, Default)]
 pub(crate) struct Streams {
     map: BTreeMap<u16, State>,
+    /// Closed streams → `SENDME`s the other end may still send on them (at most
+    /// [`MAX_STREAMS`] entries, the oldest id dropped first).
+    owed: BTreeMap<u16, u32>,
 }
 
 impl Streams {
@@ -111,8 +116,19 @@ impl Streams {
 
     pub(crate) fn received_sendme(&mut self, id: u16) -> Result<(), OnionError> {
         let Some(s) = self.map.get_mut(&id) else {
-            // A SENDME may cross an END in flight.
-            return Ok(());
+            // A SENDME may cross an END in flight, as many as the closed stream was owed.
+            return match self.owed.get_mut(&id) {
+                Some(n) => {
+                    *n -= 1;
+                    if *n == 0 {
+                        self.owed.remove(&id);
+                    }
+                    Ok(())
+                }
+                None => Err(protocol(format!(
+                    "SENDME on stream {id}, which is not open"
+                ))),
+            };
         };
         s.send_window += SENDME_INCREMENT;
         if s.send_window > STREAM_WINDOW {
@@ -146,12 +162,57 @@ impl Streams {
             .map
             .get(&id)
             .is_some_and(|s| s.local_ended && s.remote_ended)
+            && let Some(s) = self.map.remove(&id)
         {
-            self.map.remove(&id);
+            // The other end acknowledges every SENDME_INCREMENT cells it delivered.
+            let owed = (STREAM_WINDOW - s.send_window.min(STREAM_WINDOW)) / SENDME_INCREMENT;
+            if owed > 0 {
+                self.owed.insert(id, owed);
+                while self.owed.len() > MAX_STREAMS {
+                    self.owed.pop_first();
+                }
+            }
         }
     }
 
     pub(crate) fn is_open(&self, id: u16) -> bool {
         self.map.contains_key(&id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_sendme_on_a_stream_never_opened_is_a_violation() {
+        let mut s = Streams::default();
+        assert!(matches!(
+            s.received_sendme(77),
+            Err(OnionError::Protocol { .. })
+        ));
+        s.open(1).unwrap();
+        assert!(s.received_sendme(2).is_err());
+    }
+
+    #[test]
+    fn a_closed_stream_takes_only_the_sendmes_it_was_owed() {
+        let mut s = Streams::default();
+        s.open(1).unwrap();
+        for _ in 0..(2 * SENDME_INCREMENT + 5) {
+            s.spend(1).unwrap();
+        }
+        s.end_local(1).unwrap();
+        s.end_remote(1).unwrap();
+        assert!(!s.is_open(1));
+        s.received_sendme(1).unwrap();
+        s.received_sendme(1).unwrap();
+        assert!(s.received_sendme(1).is_err());
+        // A stream that sent too little to be owed any.
+        s.open(2).unwrap();
+        s.spend(2).unwrap();
+        s.end_remote(2).unwrap();
+        s.end_local(2).unwrap();
+        assert!(s.received_sendme(2).is_err());
     }
 }
