@@ -157,13 +157,12 @@ fn sybils_in_one_group_get_one_copy_and_cannot_replace_the_guard_at_restart() {
     // Placement: an RF 3 file of six chunks and its manifest, put by n0.
     let file = tmp.path().join("file.bin");
     std::fs::write(&file, test_bytes(6 * MIB, 11, false)).unwrap();
-    let put = cli_json(
+    cli_json(
         &net.bin,
         &net.dirs[0],
         &["put", file.to_str().unwrap(), "--rf", "3"],
     )
     .unwrap();
-    let cid = put["cid"].as_str().unwrap().to_owned();
     let holders = || {
         let mut map: BTreeMap<String, BTreeSet<usize>> = BTreeMap::new();
         for i in 1..6 {
@@ -194,18 +193,36 @@ fn sybils_in_one_group_get_one_copy_and_cannot_replace_the_guard_at_restart() {
     }
     println!("{} s: placement checked", started.elapsed().as_secs());
 
-    // Guards: circuits from n0, across two restarts.
+    // Guards: circuits from n0 (anonymous gets of a small file), across two restarts.
+    let small = tmp.path().join("small.bin");
+    std::fs::write(&small, test_bytes(4096, 12, false)).unwrap();
+    let put = cli_json(
+        &net.bin,
+        &net.dirs[0],
+        &["put", small.to_str().unwrap(), "--rf", "3"],
+    )
+    .unwrap();
+    let cid = put["cid"].as_str().unwrap().to_owned();
     let out = tmp.path().join("anon.bin");
     let first = net.circuit(&cid, &out);
     let again = net.circuit(&cid, &out);
-    println!("gate before restarts: {} then {}", net.name(&first), net.name(&again));
+    println!(
+        "{} s: gate before restarts: {} then {}",
+        started.elapsed().as_secs(),
+        net.name(&first),
+        net.name(&again)
+    );
     let all_boots: Vec<String> = (1..6).map(|i| net.addrs[i].clone()).collect();
     for round in 1..=2 {
         net.procs[0].take().unwrap().stop().unwrap();
         net.start(0, &all_boots);
         net.wait_records(0);
         let gate = net.circuit(&cid, &out);
-        println!("gate after restart {round}: {}", net.name(&gate));
+        println!(
+            "{} s: gate after restart {round}: {}",
+            started.elapsed().as_secs(),
+            net.name(&gate)
+        );
         if gate != first {
             failures.push(format!(
                 "after restart {round} the client's circuit started at {}, not at its guard {}",
