@@ -46,7 +46,13 @@ pub fn ensure_data_dir(dir: &Path) -> Result<(), NodeError> {
 }
 
 /// The data directory rule: a directory, owned by `me`, not writable by group or others.
-fn check_data_dir(dir: &Path, is_dir: bool, owner: u32, mode: u32, me: u32) -> Result<(), NodeError> {
+fn check_data_dir(
+    dir: &Path,
+    is_dir: bool,
+    owner: u32,
+    mode: u32,
+    me: u32,
+) -> Result<(), NodeError> {
     let bad = |reason: String| {
         Err(NodeError::InsecureDataDir {
             path: dir.to_owned(),
@@ -231,7 +237,9 @@ mod tests {
         let real = elsewhere.path().join("someone-elses.key");
         write_private(&real, &[7; 32]).unwrap();
         std::os::unix::fs::symlink(&real, dir.path().join(ONION_FILE)).unwrap();
-        let e = load_or_create_onion_key(dir.path()).map(|_| ()).unwrap_err();
+        let e = load_or_create_onion_key(dir.path())
+            .map(|_| ())
+            .unwrap_err();
         assert!(matches!(e, NodeError::Io { .. }), "{e}");
         // A directory in a key file's place is not a key either.
         fs::create_dir(dir.path().join(IDENTITY_FILE)).unwrap();

@@ -203,10 +203,16 @@ mod tests {
             ma("/ip4/0.0.0.0/tcp/1"),
             ma("/ip4/10.9.0.1/tcp/1"),
         ];
-        assert_eq!(peer_ip(Some(ip("127.0.0.1")), &record), Some(ip("10.9.0.1")));
+        assert_eq!(
+            peer_ip(Some(ip("127.0.0.1")), &record),
+            Some(ip("10.9.0.1"))
+        );
         // Nothing better announced: the connection, then the record's loopback address.
         let record = [ma("/ip4/127.0.0.1/tcp/1")];
-        assert_eq!(peer_ip(Some(ip("192.168.0.2")), &record), Some(ip("192.168.0.2")));
+        assert_eq!(
+            peer_ip(Some(ip("192.168.0.2")), &record),
+            Some(ip("192.168.0.2"))
+        );
         assert_eq!(peer_ip(None, &record), Some(ip("127.0.0.1")));
         assert_eq!(peer_ip(None, &[ma("/dns4/example.com/tcp/1")]), None);
         assert_eq!(

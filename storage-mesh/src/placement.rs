@@ -290,11 +290,8 @@ fn pick_diverse(
     }
     // Within the diverse first pass and the second pass the order is the preference order; keep
     // the overall order the preference order too (closest first within a tier).
-    let rank: std::collections::HashMap<&PeerId, usize> = order
-        .iter()
-        .enumerate()
-        .map(|(i, (p, _))| (p, i))
-        .collect();
+    let rank: std::collections::HashMap<&PeerId, usize> =
+        order.iter().enumerate().map(|(i, (p, _))| (p, i)).collect();
     picked.sort_by_key(|p| rank.get(p).copied().unwrap_or(usize::MAX));
     picked
 }
@@ -569,7 +566,9 @@ pub(crate) mod tests {
         for b in 0..32u8 {
             let p = place(&[b; 32], &cands, &PlacementPolicy::with_rf(3), 1, &[]);
             assert_eq!(p.len(), 3);
-            let sybils = p.peers().filter(|x| cands[..8].iter().any(|c| c.peer == **x));
+            let sybils = p
+                .peers()
+                .filter(|x| cands[..8].iter().any(|c| c.peer == **x));
             assert_eq!(sybils.count(), 1, "block {b}: {p:?}");
             // Within the diverse choice the closest of each group wins.
             let closest_sybil = rank(&[b; 32], cands[..8].iter().map(|c| &c.peer))[0];
@@ -598,7 +597,10 @@ pub(crate) mod tests {
         let group_of = |x: &PeerId| cands.iter().find(|c| c.peer == *x).unwrap().group;
         let groups: HashSet<_> = p.base.iter().map(group_of).collect();
         assert_eq!(groups.len(), 2, "{p:?}");
-        assert_eq!(p.base[0], rank(&BLOCK, cands[..4].iter().map(|c| &c.peer))[0]);
+        assert_eq!(
+            p.base[0],
+            rank(&BLOCK, cands[..4].iter().map(|c| &c.peer))[0]
+        );
         let policy = PlacementPolicy {
             rf: 2,
             hot_extra: 1,

@@ -924,7 +924,10 @@ mod tests {
         let (sa, _) = seal_bytes(&k, &shared("x"), &a);
         let (sb, _) = seal_bytes(&k, &shared("x"), &b);
         assert_eq!(sa.len(), sb.len());
-        assert_eq!(sa.len(), Format::Siv.sealed_len(padme(sa.len() as u64 - 40 * 3)) as usize);
+        assert_eq!(
+            sa.len(),
+            Format::Siv.sealed_len(padme(sa.len() as u64 - 40 * 3)) as usize
+        );
         // Segment i starts with its nonce: equal where the plaintext is equal, else different.
         let nonce = |s: &[u8], i: usize| s[i * MIB..i * MIB + SIV_NONCE_LEN].to_vec();
         assert_eq!(nonce(&sa, 0), nonce(&sb, 0));

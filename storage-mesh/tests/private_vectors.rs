@@ -129,7 +129,10 @@ fn the_shared_format_2_vectors_match_the_code() {
             },
         )
         .unwrap();
-    assert_eq!(plain, inner, "the sealed vector does not decrypt to the inner vector");
+    assert_eq!(
+        plain, inner,
+        "the sealed vector does not decrypt to the inner vector"
+    );
     let mut h = blake3::Hasher::new_keyed(&blake3::derive_key(
         seal::SIV_NONCE_CONTEXT,
         key().as_bytes(),

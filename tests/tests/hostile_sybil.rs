@@ -179,7 +179,12 @@ fn sybils_in_one_group_get_one_copy_and_cannot_replace_the_guard_at_restart() {
     .unwrap_or_else(|e| panic!("{e}: {:?}", holders()));
     let on_sybils: Vec<(&String, Vec<usize>)> = map
         .iter()
-        .map(|(b, h)| (b, h.iter().copied().filter(|i| SYBILS.contains(i)).collect()))
+        .map(|(b, h)| {
+            (
+                b,
+                h.iter().copied().filter(|i| SYBILS.contains(i)).collect(),
+            )
+        })
         .collect();
     for (b, s) in &on_sybils {
         println!("block {b}: held by {:?}, Sybils {s:?}", map[*b]);

@@ -46,7 +46,15 @@ fn the_local_node_refuses_rebinding_and_takes_keys_off_the_command_line() {
     // DNS rebinding.
     let port = addr.rsplit_once(':').unwrap().1;
     assert_eq!(get_with_host(&addr, &addr, "/metrics", None), 200);
-    assert_eq!(get_with_host(&addr, &format!("localhost:{port}"), "/v1/status", Some(&token)), 200);
+    assert_eq!(
+        get_with_host(
+            &addr,
+            &format!("localhost:{port}"),
+            "/v1/status",
+            Some(&token)
+        ),
+        200
+    );
     for path in ["/metrics", "/dashboard", "/v1/status"] {
         let code = get_with_host(&addr, &format!("evil.example:{port}"), path, Some(&token));
         println!("GET {path} with Host: evil.example:{port} -> {code}");
@@ -62,7 +70,14 @@ fn the_local_node_refuses_rebinding_and_takes_keys_off_the_command_line() {
     let put = cli_json(
         &bin,
         &dir,
-        &["put", file.to_str().unwrap(), "--class", "shared", "--rf", "0"],
+        &[
+            "put",
+            file.to_str().unwrap(),
+            "--class",
+            "shared",
+            "--rf",
+            "0",
+        ],
     )
     .unwrap();
     let cap = put["capability"].as_str().unwrap().to_owned();
@@ -109,7 +124,12 @@ fn the_local_node_refuses_rebinding_and_takes_keys_off_the_command_line() {
     };
     get("WARREN_CAPABILITY", &[&cid], Some(&cap), None);
     get("WARREN_CAPABILITY alone", &[], Some(&cap), None);
-    get("stdin", &[&cid, "--capability-file", "-"], None, Some(&format!("{cap}\n")));
+    get(
+        "stdin",
+        &[&cid, "--capability-file", "-"],
+        None,
+        Some(&format!("{cap}\n")),
+    );
     // The argument form still works.
     get("argv", &[&cap], None, None);
     drop(node);
@@ -126,8 +146,14 @@ fn the_local_node_refuses_rebinding_and_takes_keys_off_the_command_line() {
         Ok(_) => failures.push("a node started on a world-writable data directory".into()),
         Err(e) => {
             let e = e.to_string();
-            println!("world-writable data directory: {}", e.lines().last().unwrap_or(""));
-            assert!(e.contains("unsafe data directory") || e.contains("exited"), "{e}");
+            println!(
+                "world-writable data directory: {}",
+                e.lines().last().unwrap_or("")
+            );
+            assert!(
+                e.contains("unsafe data directory") || e.contains("exited"),
+                "{e}"
+            );
         }
     }
     assert!(failures.is_empty(), "{failures:#?}");

@@ -52,8 +52,8 @@ use crate::storage::Mesh;
 use crate::view::{DashboardView, HeldBlock, StorageView};
 
 pub mod dashboard;
-mod host;
 mod files;
+mod host;
 mod jobs;
 mod onion;
 mod openai;

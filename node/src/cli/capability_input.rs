@@ -52,7 +52,10 @@ pub(crate) fn resolve(
             if let Some(a) = a
                 && a != cap.cid.to_string()
             {
-                bail!("{a} is not the CID of the capability given (it names {})", cap.cid);
+                bail!(
+                    "{a} is not the CID of the capability given (it names {})",
+                    cap.cid
+                );
             }
             Ok(cap.to_string())
         }
@@ -70,7 +73,10 @@ mod tests {
     #[test]
     fn a_capability_comes_from_the_argument_a_file_or_the_environment() {
         let cid = warren_protocol::ContentId::of_block(warren_protocol::Codec::Raw, b"x");
-        let cap = format!("warren:{cid}#{}", warren_protocol::FileKey::from_bytes([7; 32]).to_text());
+        let cap = format!(
+            "warren:{cid}#{}",
+            warren_protocol::FileKey::from_bytes([7; 32]).to_text()
+        );
         let bare = cid.to_string();
         assert_eq!(resolve(Some(&cap), None, None).unwrap(), cap);
         assert_eq!(resolve(Some(&bare), None, None).unwrap(), bare);
@@ -80,9 +86,15 @@ mod tests {
             resolve(None, Some(format!("{cap}\n")), Some("junk".into())).unwrap(),
             cap
         );
-        let other = warren_protocol::ContentId::of_block(warren_protocol::Codec::Raw, b"y").to_string();
-        let e = resolve(Some(&other), None, Some(cap.clone())).unwrap_err().to_string();
-        assert!(e.contains("not the CID") && !e.contains(&cap[cap.len() - 20..]), "{e}");
+        let other =
+            warren_protocol::ContentId::of_block(warren_protocol::Codec::Raw, b"y").to_string();
+        let e = resolve(Some(&other), None, Some(cap.clone()))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            e.contains("not the CID") && !e.contains(&cap[cap.len() - 20..]),
+            "{e}"
+        );
         assert!(resolve(None, None, None).is_err());
         assert!(resolve(None, None, Some(String::new())).is_err());
         let e = resolve(None, Some("warren:nope#secretkeytext".into()), None)

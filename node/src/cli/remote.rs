@@ -86,7 +86,11 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 crate::cli::transfer::get(&api, &cid, output.as_deref(), out.json, anon).await?;
             if let Some(path) = output {
                 // The bare CID: the key is not echoed.
-                let shown = cid.split('#').next().unwrap_or_default().trim_start_matches("warren:");
+                let shown = cid
+                    .split('#')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("warren:");
                 let view = serde_json::json!({ "cid": shown, "size": n, "path": path });
                 print(out.json, &view, |_| {
                     format!("{n} bytes written to {}\n", path.display())

@@ -258,8 +258,8 @@ pub async fn get(
                     std::process::id(),
                     rand::random::<u64>()
                 ));
-                let f = create_partial(&tmp)
-                    .with_context(|| format!("creating {}", tmp.display()))?;
+                let f =
+                    create_partial(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
                 (
                     Box::new(f),
                     Partial { path: Some(tmp) },

@@ -28,9 +28,8 @@ impl Guards {
         let set = match &file {
             Some(path) if path.exists() => match std::fs::read(path)
                 .map_err(|e| e.to_string())
-                .and_then(|b| {
-                    serde_json::from_slice::<GuardFile>(&b).map_err(|e| e.to_string())
-                }) {
+                .and_then(|b| serde_json::from_slice::<GuardFile>(&b).map_err(|e| e.to_string()))
+            {
                 Ok(f) => {
                     let set = GuardSet::from_file(f);
                     info!(guards = set.guards().len(), "onion guard set loaded");

@@ -120,7 +120,11 @@ impl GuardSet {
     pub fn from_file(file: GuardFile) -> Self {
         let mut seen: BTreeMap<PeerId, Sighting> = file.seen.into_iter().collect();
         while seen.len() > MAX_SIGHTINGS {
-            if let Some(p) = seen.iter().min_by_key(|(p, s)| (s.last, **p)).map(|(p, _)| *p) {
+            if let Some(p) = seen
+                .iter()
+                .min_by_key(|(p, s)| (s.last, **p))
+                .map(|(p, _)| *p)
+            {
                 seen.remove(&p);
             }
         }
@@ -173,7 +177,13 @@ impl GuardSet {
                             None => continue,
                         }
                     }
-                    self.seen.insert(c.peer, Sighting { first: now, last: now });
+                    self.seen.insert(
+                        c.peer,
+                        Sighting {
+                            first: now,
+                            last: now,
+                        },
+                    );
                     changed = true;
                 }
             }
@@ -182,7 +192,10 @@ impl GuardSet {
         let before = self.guards.len();
         let seen = &self.seen;
         self.guards.retain(|g| {
-            let score = candidates.iter().find(|c| c.peer == g.peer).and_then(|c| c.score);
+            let score = candidates
+                .iter()
+                .find(|c| c.peer == g.peer)
+                .and_then(|c| c.score);
             let last = seen.get(&g.peer).map_or(g.added, |s| s.last);
             now.saturating_sub(g.added) < GUARD_LIFETIME_SECS
                 && now.saturating_sub(last) < UNSEEN_DROP_SECS
@@ -302,10 +315,15 @@ mod tests {
         let mut set = GuardSet::new();
         // Peers 0..3 seen since T0; a fresh well-scored peer 9 on day 2.
         let old: Vec<_> = (0..3).map(|i| cand(i, i + 1, Some(0.5))).collect();
-        set.seen.extend(
-            old.iter()
-                .map(|c| (c.peer, Sighting { first: T0, last: T0 })),
-        );
+        set.seen.extend(old.iter().map(|c| {
+            (
+                c.peer,
+                Sighting {
+                    first: T0,
+                    last: T0,
+                },
+            )
+        }));
         let mut now_cands = old.clone();
         now_cands.push(cand(9, 9, Some(1.0)));
         now_cands.push(cand(8, 8, Some(0.1))); // below the floor
@@ -316,7 +334,10 @@ mod tests {
         now_cands[0].score = Some(0.0);
         assert!(set.update(T0 + 2 * DAY + 10, &now_cands, 1));
         assert!(!set.guards().contains(&peer(0)));
-        assert!(set.guards().contains(&peer(9)), "only the young one is left");
+        assert!(
+            set.guards().contains(&peer(9)),
+            "only the young one is left"
+        );
     }
 
     #[test]
@@ -334,7 +355,11 @@ mod tests {
         assert!(!set.guards().contains(&peer(0)));
         // Past the lifetime every guard is replaced (by the same peers if nothing better).
         set.update(T0 + GUARD_LIFETIME_SECS + 1, &cands[1..], 1);
-        assert!(set.guards.iter().all(|g| g.added == T0 + GUARD_LIFETIME_SECS + 1));
+        assert!(
+            set.guards
+                .iter()
+                .all(|g| g.added == T0 + GUARD_LIFETIME_SECS + 1)
+        );
     }
 
     #[test]

@@ -194,7 +194,11 @@ impl EventLoop {
 
     /// The address that defines `peer`'s network group: a public address it is connected from,
     /// else what its record announces (`warren_protocol::netgroup::peer_ip`).
-    fn group_ip(&self, peer: &libp2p::PeerId, announced: &[libp2p::Multiaddr]) -> Option<std::net::IpAddr> {
+    fn group_ip(
+        &self,
+        peer: &libp2p::PeerId,
+        announced: &[libp2p::Multiaddr],
+    ) -> Option<std::net::IpAddr> {
         let observed = self
             .peers
             .get(peer)
