@@ -247,8 +247,8 @@ pub fn place_around(
             Tier::Hot => hot.push(ranked),
         }
     }
-    cold.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
-    hot.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+    cold.sort_unstable();
+    hot.sort_unstable();
     let cold: Vec<(PeerId, Option<NetGroup>)> = cold.into_iter().map(|(_, p, g)| (p, g)).collect();
     let hot: Vec<(PeerId, Option<NetGroup>)> = hot.into_iter().map(|(_, p, g)| (p, g)).collect();
 
