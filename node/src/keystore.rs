@@ -121,7 +121,7 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
 }
 
 /// Reads a secret file: opened without following a symbolic link, then checked on the open file
-/// itself (a regular file, owned by this user, mode 0600 or tighter), so nothing can be swapped
+/// itself (a regular file, owned by this user or read by root, mode 0600 or tighter), so nothing can be swapped
 /// in between the check and the read.
 fn read_private(path: &Path) -> Result<Vec<u8>, NodeError> {
     let mut f = OpenOptions::new()
@@ -136,7 +136,9 @@ fn read_private(path: &Path) -> Result<Vec<u8>, NodeError> {
             reason: "not a regular file".into(),
         });
     }
-    if meta.uid() != euid() {
+    // Root may read another user's node files (`sudo warren status`); nobody else may.
+    let me = euid();
+    if meta.uid() != me && me != 0 {
         return Err(NodeError::BadKeyFile {
             path: path.to_owned(),
             reason: format!("owned by uid {}, not by this user", meta.uid()),
