@@ -27,6 +27,14 @@ pub enum NodeError {
         /// Its permission bits.
         mode: u32,
     },
+    /// The data directory is not this user's own, or others may write into it.
+    #[error("{path}: unsafe data directory: {reason}")]
+    InsecureDataDir {
+        /// The directory.
+        path: PathBuf,
+        /// What is wrong and how to fix it.
+        reason: String,
+    },
     /// A key file could not be decoded.
     #[error("{path}: not a valid key file: {reason}")]
     BadKeyFile {

@@ -7,8 +7,8 @@
 //! and silently tightening it would hide that.
 
 use std::fs::{self, OpenOptions};
-use std::io::Write;
-use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::io::{Read, Write};
+use std::os::unix::fs::{MetadataExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use libp2p::identity::Keypair;
@@ -33,13 +33,55 @@ fn io_err(path: &Path) -> impl FnOnce(std::io::Error) -> NodeError + '_ {
     }
 }
 
-/// Creates the data directory (mode 0700) if it does not exist.
+/// Creates the data directory (mode 0700) if it does not exist, and refuses one that is not a
+/// directory owned by this user, or that others may write into (they could replace its key
+/// files, or plant links where the node writes).
 pub fn ensure_data_dir(dir: &Path) -> Result<(), NodeError> {
     if !dir.exists() {
         fs::create_dir_all(dir).map_err(io_err(dir))?;
         fs::set_permissions(dir, fs::Permissions::from_mode(0o700)).map_err(io_err(dir))?;
     }
+    let meta = fs::metadata(dir).map_err(io_err(dir))?;
+    check_data_dir(dir, meta.is_dir(), meta.uid(), meta.mode(), euid())
+}
+
+/// The data directory rule: a directory, owned by `me`, not writable by group or others.
+fn check_data_dir(
+    dir: &Path,
+    is_dir: bool,
+    owner: u32,
+    mode: u32,
+    me: u32,
+) -> Result<(), NodeError> {
+    let bad = |reason: String| {
+        Err(NodeError::InsecureDataDir {
+            path: dir.to_owned(),
+            reason,
+        })
+    };
+    if !is_dir {
+        return bad("not a directory".into());
+    }
+    if owner != me {
+        return bad(format!(
+            "owned by uid {owner}, not by this user (uid {me}); use a directory of your own"
+        ));
+    }
+    let mode = mode & 0o7777;
+    if mode & 0o022 != 0 {
+        return bad(format!(
+            "mode {mode:o} lets other users write into it; run `chmod 700 {}`",
+            dir.display()
+        ));
+    }
     Ok(())
+}
+
+/// This process's effective user id.
+#[allow(unsafe_code)]
+fn euid() -> u32 {
+    // SAFETY: geteuid(2) takes no arguments, touches no memory and cannot fail.
+    unsafe { libc::geteuid() }
 }
 
 /// Refuses a secret file that anyone but its owner can read or write.
@@ -49,6 +91,10 @@ pub fn check_private(path: &Path) -> Result<(), NodeError> {
         .permissions()
         .mode()
         & 0o777;
+    check_mode(path, mode)
+}
+
+fn check_mode(path: &Path, mode: u32) -> Result<(), NodeError> {
     if mode & 0o077 != 0 {
         return Err(NodeError::InsecurePermissions {
             path: path.to_owned(),
@@ -74,10 +120,34 @@ pub fn write_private(path: &Path, bytes: &[u8]) -> Result<(), NodeError> {
     Ok(())
 }
 
-/// Reads a secret file after checking its permissions.
+/// Reads a secret file: opened without following a symbolic link, then checked on the open file
+/// itself (a regular file, owned by this user or read by root, mode 0600 or tighter), so nothing can be swapped
+/// in between the check and the read.
 fn read_private(path: &Path) -> Result<Vec<u8>, NodeError> {
-    check_private(path)?;
-    fs::read(path).map_err(io_err(path))
+    let mut f = OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+        .map_err(io_err(path))?;
+    let meta = f.metadata().map_err(io_err(path))?;
+    if !meta.is_file() {
+        return Err(NodeError::BadKeyFile {
+            path: path.to_owned(),
+            reason: "not a regular file".into(),
+        });
+    }
+    // Root may read another user's node files (`sudo warren status`); nobody else may.
+    let me = euid();
+    if meta.uid() != me && me != 0 {
+        return Err(NodeError::BadKeyFile {
+            path: path.to_owned(),
+            reason: format!("owned by uid {}, not by this user", meta.uid()),
+        });
+    }
+    check_mode(path, meta.mode() & 0o777)?;
+    let mut bytes = Vec::new();
+    f.read_to_end(&mut bytes).map_err(io_err(path))?;
+    Ok(bytes)
 }
 
 /// Loads the identity from `dir`, creating a fresh Ed25519 key on first start.
@@ -141,6 +211,42 @@ pub fn read_api_token(dir: &Path) -> Result<String, NodeError> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_data_dir_must_be_ours_and_not_writable_by_others() {
+        let d = Path::new("/x");
+        assert!(check_data_dir(d, true, 1000, 0o40700, 1000).is_ok());
+        assert!(check_data_dir(d, true, 1000, 0o40755, 1000).is_ok());
+        for (is_dir, owner, mode) in [
+            (false, 1000, 0o700),
+            (true, 0, 0o700),
+            (true, 1000, 0o770),
+            (true, 1000, 0o1777),
+        ] {
+            let e = check_data_dir(d, is_dir, owner, mode, 1000).unwrap_err();
+            assert!(matches!(e, NodeError::InsecureDataDir { .. }), "{e}");
+        }
+        let dir = tempfile::tempdir().unwrap();
+        ensure_data_dir(dir.path()).unwrap();
+        fs::set_permissions(dir.path(), fs::Permissions::from_mode(0o777)).unwrap();
+        assert!(ensure_data_dir(dir.path()).is_err());
+    }
+
+    #[test]
+    fn a_key_file_is_never_read_through_a_link() {
+        let dir = tempfile::tempdir().unwrap();
+        let elsewhere = tempfile::tempdir().unwrap();
+        let real = elsewhere.path().join("someone-elses.key");
+        write_private(&real, &[7; 32]).unwrap();
+        std::os::unix::fs::symlink(&real, dir.path().join(ONION_FILE)).unwrap();
+        let e = load_or_create_onion_key(dir.path())
+            .map(|_| ())
+            .unwrap_err();
+        assert!(matches!(e, NodeError::Io { .. }), "{e}");
+        // A directory in a key file's place is not a key either.
+        fs::create_dir(dir.path().join(IDENTITY_FILE)).unwrap();
+        assert!(load_or_create_identity(dir.path()).is_err());
+    }
 
     #[test]
     fn identity_is_created_once_with_mode_0600_and_reloaded() {

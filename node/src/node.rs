@@ -412,6 +412,7 @@ impl NodeBuilder {
                 crate::onion::OnionConfig {
                     hops: config.onion_hops,
                     roles: config.roles.clone(),
+                    data_dir: data_dir.clone(),
                 },
                 crate::onion::runner::Runner::new(access, crate::onion::runner::Limits::default()),
                 metrics.clone(),

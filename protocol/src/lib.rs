@@ -27,6 +27,7 @@ pub mod gossip;
 pub mod identity;
 pub mod inference;
 pub mod manifest;
+pub mod netgroup;
 pub mod onion;
 pub mod provider_table;
 pub mod record;

@@ -12,7 +12,7 @@ use warren_protocol::{CHUNK_SIZE, Class, ContentId, FileKey, Manifest};
 
 use crate::{
     Error, chunk,
-    seal::{FRAME_HEADER, Keys, SEAL_VERSION, SEGMENT_AD, TAG_LEN, padme, sealed_len},
+    seal::{FRAME_HEADER, Format, Keys, SIV_NONCE_LEN, TAG_LEN, padme},
 };
 
 /// What an opened file said about itself.
@@ -42,6 +42,8 @@ enum Part {
 pub struct Opener<W: Write> {
     cid: ContentId,
     keys: Keys,
+    /// The stream's format, known once its first segment authenticated.
+    format: Option<Format>,
     out: W,
     /// Sealed bytes the stored file has in all (its manifest's size).
     sealed_len: u64,
@@ -76,6 +78,7 @@ impl<W: Write> Opener<W> {
         Ok(Self {
             cid,
             keys: Keys::derive(key),
+            format: None,
             out,
             sealed_len,
             segments,
@@ -123,18 +126,21 @@ impl<W: Write> Opener<W> {
 
     fn open_segment(&mut self) -> Result<(), Error> {
         let last = self.index + 1 == self.segments;
-        let mut segment = std::mem::take(&mut self.sealed);
-        let body_len = segment.len() - TAG_LEN;
-        let tag = Tag::clone_from_slice(&segment[body_len..]);
-        segment.truncate(body_len);
+        let segment = std::mem::take(&mut self.sealed);
         // The index fits: `new` refuses more than 2^32 segments.
-        let nonce = self.keys.nonce(self.index as u32, last);
-        if self
-            .keys
-            .cipher
-            .decrypt_in_place_detached(&nonce, SEGMENT_AD, &mut segment, &tag)
-            .is_err()
-        {
+        let index = self.index as u32;
+        let opened = match self.format {
+            Some(format) => self.open_as(format, index, last, &segment),
+            // The first segment: whichever format authenticates it is the stream's.
+            None => [Format::KeyNonce, Format::Siv]
+                .into_iter()
+                .find_map(|f| self.open_as(f, index, last, &segment).map(|p| (f, p)))
+                .map(|(f, p)| {
+                    self.format = Some(f);
+                    p
+                }),
+        };
+        let Some(plain) = opened else {
             let why = if self.index == 0 {
                 "wrong key, or the data was altered"
             } else {
@@ -144,12 +150,38 @@ impl<W: Write> Opener<W> {
                 "segment {} of {} failed authentication ({why})",
                 self.index, self.segments
             )));
-        }
-        self.inner.extend_from_slice(&segment);
+        };
+        self.inner.extend_from_slice(&plain);
         self.sealed = segment;
         self.sealed.clear();
         self.index += 1;
         self.parse()
+    }
+
+    /// The plaintext of sealed segment `index` in `format`, if it authenticates (in format 2,
+    /// also if its stored nonce is the one its plaintext and position give).
+    fn open_as(&self, format: Format, index: u32, last: bool, segment: &[u8]) -> Option<Vec<u8>> {
+        if segment.len() < format.overhead() {
+            return None;
+        }
+        let (nonce, body) = match format {
+            Format::KeyNonce => (self.keys.nonce(index, last), segment),
+            Format::Siv => {
+                let (n, body) = segment.split_at(SIV_NONCE_LEN);
+                (*chacha20poly1305::XNonce::from_slice(n), body)
+            }
+        };
+        let body_len = body.len() - TAG_LEN;
+        let tag = Tag::clone_from_slice(&body[body_len..]);
+        let mut plain = body[..body_len].to_vec();
+        self.keys
+            .cipher
+            .decrypt_in_place_detached(&nonce, format.ad(), &mut plain, &tag)
+            .ok()?;
+        if format == Format::Siv && self.keys.siv_nonce(index, last, &plain)[..] != nonce[..] {
+            return None;
+        }
+        Some(plain)
     }
 
     /// Parses what it can of `inner`, writing decoded chunks out.
@@ -162,10 +194,13 @@ impl<W: Write> Opener<W> {
                     if avail.len() < 4 {
                         break;
                     }
-                    if avail[0] != SEAL_VERSION {
+                    let format = self.format.unwrap_or(Format::KeyNonce);
+                    if avail[0] != format.version() {
                         return Err(self.fail(format!(
-                            "sealed format version {} is not supported (this build reads {SEAL_VERSION})",
-                            avail[0]
+                            "sealed format version {} does not match its segments (format {}), or \
+                             is not supported",
+                            avail[0],
+                            format.version()
                         )));
                     }
                     let class = match Class::from_byte(avail[1]) {
@@ -255,7 +290,10 @@ impl<W: Write> Opener<W> {
                     at += 8;
                     self.part = Part::Padding;
                     let unpadded = self.consumed + at as u64;
-                    let expected = sealed_len(padme(unpadded));
+                    let expected = self
+                        .format
+                        .unwrap_or(Format::KeyNonce)
+                        .sealed_len(padme(unpadded));
                     if expected != self.sealed_len {
                         return Err(self.fail(format!(
                             "{} sealed bytes, but the content pads to {expected}",

@@ -22,14 +22,24 @@
 //! reputation respected; bounded work (`O(n log n)` in the number of candidates, which is normally
 //! the `k = 20` peers a DHT lookup returned).
 //!
+//! **Diversity**: every candidate carries its network [`NetGroup`] (an IPv4 /16 or IPv6 /48, from
+//! the address it connects from or its signed record's addresses, see
+//! [`warren_protocol::netgroup`]). [`place`] puts no two copies of a block in one group while an
+//! eligible peer of another group is left: each choice above first takes the closest peer whose
+//! group holds no copy yet, and only when there is none the closest peer whatever its group. So
+//! many identities on one network (Sybils) get at most one copy of a block as long as honest
+//! peers elsewhere have room. Peers without a known group count as one shared group.
+//! [`place_around`] also counts the groups of the block's present holders (repair).
+//!
 //! Non-goals: finding candidates (a DHT walk and node records, in the node), balancing load
-//! beyond the capacity check, or spreading copies across /16s or operators (a later refinement;
-//! the reputation floor and the XOR spread are the only diversity here).
+//! beyond the capacity check, or spreading copies across operators (one operator may hold
+//! addresses in many groups; reputation is the defence there).
 
 use std::collections::HashSet;
 
 use sha2::{Digest, Sha256};
 use warren_protocol::block_transfer::provider_key;
+pub use warren_protocol::netgroup::NetGroup;
 use warren_protocol::{PeerId, Tier};
 
 /// The default replication factor.
@@ -102,6 +112,9 @@ pub struct Candidate {
     pub bytes_free: u64,
     /// Its reputation on the 0–1 scale, `None` while unknown.
     pub score: Option<f64>,
+    /// Its network group (IPv4 /16, IPv6 /48), `None` while unknown: all unknown peers count
+    /// as one group.
+    pub group: Option<NetGroup>,
 }
 
 /// How many copies [`place`] picks and whom it accepts.
@@ -182,7 +195,10 @@ impl Placement {
 /// 1. the `policy.rf` base copies go to the closest cold peers, then the closest hot peers if
 ///    there are fewer than `rf` cold ones;
 /// 2. the `policy.hot_extra` hot copies go to the closest remaining hot peers, then the closest
-///    remaining cold peers.
+///    remaining cold peers;
+///
+/// except that each copy goes to a peer of a network group without a copy yet while there is
+/// one (see the module documentation): diversity comes before tier and distance.
 ///
 /// `rf + hot_extra` is clamped to [`MAX_RF`]. Fewer peers come back when there are not enough
 /// eligible candidates.
@@ -193,8 +209,27 @@ pub fn place(
     need_bytes: u64,
     exclude: &[PeerId],
 ) -> Placement {
+    place_around(block, candidates, policy, need_bytes, exclude, &[])
+}
+
+/// [`place`] for a block already held by `holders`: the groups of those holders found among
+/// `candidates` count as holding a copy. (Holders are not excluded by this; pass them in
+/// `exclude` too.)
+pub fn place_around(
+    block: &[u8; 32],
+    candidates: &[Candidate],
+    policy: &PlacementPolicy,
+    need_bytes: u64,
+    exclude: &[PeerId],
+    holders: &[PeerId],
+) -> Placement {
     let target = block_key(block);
     let excluded: HashSet<&PeerId> = exclude.iter().collect();
+    let mut used: HashSet<Option<NetGroup>> = candidates
+        .iter()
+        .filter(|c| holders.contains(&c.peer))
+        .map(|c| c.group)
+        .collect();
     let mut seen = HashSet::new();
     let mut cold = Vec::new();
     let mut hot = Vec::new();
@@ -206,7 +241,7 @@ pub fn place(
         if excluded.contains(&c.peer) || c.bytes_free < need_bytes || !reputable {
             continue;
         }
-        let ranked = (distance(&target, &peer_key(&c.peer)), c.peer);
+        let ranked = (distance(&target, &peer_key(&c.peer)), c.peer, c.group);
         match c.tier {
             Tier::Cold => cold.push(ranked),
             Tier::Hot => hot.push(ranked),
@@ -214,19 +249,51 @@ pub fn place(
     }
     cold.sort_unstable();
     hot.sort_unstable();
+    let cold: Vec<(PeerId, Option<NetGroup>)> = cold.into_iter().map(|(_, p, g)| (p, g)).collect();
+    let hot: Vec<(PeerId, Option<NetGroup>)> = hot.into_iter().map(|(_, p, g)| (p, g)).collect();
 
     let rf = policy.rf.min(MAX_RF);
     let hot_extra = policy.target() - rf;
-    let mut cold = cold.into_iter().map(|(_, p)| p);
-    let mut hot = hot.into_iter().map(|(_, p)| p);
-
-    let mut base: Vec<PeerId> = cold.by_ref().take(rf).collect();
-    let short = rf - base.len();
-    base.extend(hot.by_ref().take(short));
-    let mut extra: Vec<PeerId> = hot.take(hot_extra).collect();
-    let short = hot_extra - extra.len();
-    extra.extend(cold.take(short));
+    let mut chosen: HashSet<PeerId> = HashSet::new();
+    let base_order: Vec<_> = cold.iter().chain(&hot).collect();
+    let base = pick_diverse(&base_order, rf, &mut used, &mut chosen);
+    let extra_order: Vec<_> = hot.iter().chain(&cold).collect();
+    let extra = pick_diverse(&extra_order, hot_extra, &mut used, &mut chosen);
     Placement { base, hot: extra }
+}
+
+/// Takes `n` peers of `order` not yet `chosen`: first, in order, those of a group not `used`
+/// (one per group), then, in order, any. Marks their groups used.
+fn pick_diverse(
+    order: &[&(PeerId, Option<NetGroup>)],
+    n: usize,
+    used: &mut HashSet<Option<NetGroup>>,
+    chosen: &mut HashSet<PeerId>,
+) -> Vec<PeerId> {
+    let mut picked: Vec<PeerId> = Vec::with_capacity(n);
+    for (peer, group) in order.iter().copied() {
+        if picked.len() == n {
+            break;
+        }
+        if !chosen.contains(peer) && used.insert(*group) {
+            chosen.insert(*peer);
+            picked.push(*peer);
+        }
+    }
+    for (peer, _) in order.iter().copied() {
+        if picked.len() == n {
+            break;
+        }
+        if chosen.insert(*peer) {
+            picked.push(*peer);
+        }
+    }
+    // Within the diverse first pass and the second pass the order is the preference order; keep
+    // the overall order the preference order too (closest first within a tier).
+    let rank: std::collections::HashMap<&PeerId, usize> =
+        order.iter().enumerate().map(|(i, (p, _))| (p, i)).collect();
+    picked.sort_by_key(|p| rank.get(p).copied().unwrap_or(usize::MAX));
+    picked
 }
 
 /// How many score bands [`fetch_order`] divides the 0–1 scale into (bands of 0.1): scores within
@@ -292,6 +359,7 @@ pub(crate) mod tests {
             tier,
             bytes_free: 1 << 30,
             score: None,
+            group: None,
         }
     }
 
@@ -480,5 +548,136 @@ pub(crate) mod tests {
             firsts.insert(p.base[0]);
         }
         assert!(firsts.len() >= 10, "{}", firsts.len());
+    }
+
+    fn grouped(i: u8, tier: Tier, group: u8) -> Candidate {
+        Candidate {
+            group: Some(NetGroup::V4([10, group])),
+            ..cand(i, tier)
+        }
+    }
+
+    #[test]
+    fn no_two_copies_in_one_group_while_another_group_has_room() {
+        // Eight Sybils in one /16 and two honest peers elsewhere.
+        let mut cands: Vec<_> = (0..8).map(|i| grouped(i, Tier::Cold, 66)).collect();
+        cands.push(grouped(8, Tier::Cold, 1));
+        cands.push(grouped(9, Tier::Cold, 2));
+        for b in 0..32u8 {
+            let p = place(&[b; 32], &cands, &PlacementPolicy::with_rf(3), 1, &[]);
+            assert_eq!(p.len(), 3);
+            let sybils = p
+                .peers()
+                .filter(|x| cands[..8].iter().any(|c| c.peer == **x));
+            assert_eq!(sybils.count(), 1, "block {b}: {p:?}");
+            // Within the diverse choice the closest of each group wins.
+            let closest_sybil = rank(&[b; 32], cands[..8].iter().map(|c| &c.peer))[0];
+            assert!(p.base.contains(&closest_sybil));
+        }
+        // More copies than groups: the rest go to the closest remaining peers, in any group.
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(5), 1, &[]);
+        assert_eq!(p.len(), 5);
+        assert!(p.base.contains(&peer(8)) && p.base.contains(&peer(9)));
+        // A full or disreputable honest peer has no room: its group does not count.
+        cands[8].bytes_free = 0;
+        cands[9].score = Some(0.0);
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 1, &[]);
+        assert_eq!(p.len(), 3);
+        assert!(p.peers().all(|x| cands[..8].iter().any(|c| c.peer == *x)));
+    }
+
+    #[test]
+    fn diversity_comes_before_tier_and_hot_copies_respect_it_too() {
+        // Cold peers all in one group, hot peers in two others.
+        let mut cands: Vec<_> = (0..4).map(|i| grouped(i, Tier::Cold, 1)).collect();
+        cands.push(grouped(4, Tier::Hot, 2));
+        cands.push(grouped(5, Tier::Hot, 3));
+        cands.push(grouped(6, Tier::Hot, 3));
+        let p = place(&BLOCK, &cands, &PlacementPolicy::with_rf(2), 1, &[]);
+        let group_of = |x: &PeerId| cands.iter().find(|c| c.peer == *x).unwrap().group;
+        let groups: HashSet<_> = p.base.iter().map(group_of).collect();
+        assert_eq!(groups.len(), 2, "{p:?}");
+        assert_eq!(
+            p.base[0],
+            rank(&BLOCK, cands[..4].iter().map(|c| &c.peer))[0]
+        );
+        let policy = PlacementPolicy {
+            rf: 2,
+            hot_extra: 1,
+            ..Default::default()
+        };
+        let p = place(&BLOCK, &cands, &policy, 1, &[]);
+        let groups: HashSet<_> = p.peers().map(group_of).collect();
+        assert_eq!(groups.len(), 3, "{p:?}");
+    }
+
+    #[test]
+    fn repair_counts_the_groups_of_present_holders() {
+        let mut cands: Vec<_> = (0..4).map(|i| grouped(i, Tier::Cold, 66)).collect();
+        cands.push(grouped(4, Tier::Cold, 1));
+        cands.push(grouped(5, Tier::Cold, 2));
+        // One Sybil already holds the block: the missing copy goes to another group.
+        let holder = peer(0);
+        let p = place_around(
+            &BLOCK,
+            &cands,
+            &PlacementPolicy::with_rf(1),
+            1,
+            &[holder],
+            &[holder],
+        );
+        assert_eq!(p.len(), 1);
+        assert!(p.base[0] == peer(4) || p.base[0] == peer(5), "{p:?}");
+        // `place` is `place_around` without holders.
+        assert_eq!(
+            place(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 1, &[]),
+            place_around(&BLOCK, &cands, &PlacementPolicy::with_rf(3), 1, &[], &[])
+        );
+    }
+
+    mod prop {
+        use proptest::prelude::*;
+
+        use super::*;
+
+        proptest! {
+            /// Whatever the groups, tiers, room and policy: the picks are distinct eligible
+            /// peers, as many as there can be, and a group gets a second copy only when every
+            /// group with an eligible peer has a copy.
+            #[test]
+            fn placement_is_diverse(
+                block in any::<[u8; 32]>(),
+                peers in proptest::collection::vec((0u8..4, any::<bool>(), any::<bool>()), 0..24),
+                rf in 0usize..6,
+                hot_extra in 0usize..3,
+            ) {
+                let cands: Vec<Candidate> = peers
+                    .iter()
+                    .enumerate()
+                    .map(|(i, (g, hot, room))| {
+                        let tier = if *hot { Tier::Hot } else { Tier::Cold };
+                        Candidate {
+                            bytes_free: if *room { 10 } else { 0 },
+                            ..grouped(i as u8, tier, *g)
+                        }
+                    })
+                    .collect();
+                let policy = PlacementPolicy { rf, hot_extra, ..Default::default() };
+                let p = place(&block, &cands, &policy, 1, &[]);
+                let picked: Vec<PeerId> = p.peers().copied().collect();
+                let distinct: HashSet<_> = picked.iter().collect();
+                prop_assert_eq!(distinct.len(), picked.len());
+                let eligible: Vec<&Candidate> = cands.iter().filter(|c| c.bytes_free >= 1).collect();
+                prop_assert_eq!(picked.len(), policy.target().min(eligible.len()));
+                let group_of = |x: &PeerId| cands.iter().find(|c| c.peer == *x).unwrap().group;
+                prop_assert!(picked.iter().all(|x| eligible.iter().any(|c| c.peer == *x)));
+                let eligible_groups: HashSet<_> = eligible.iter().map(|c| c.group).collect();
+                let picked_groups: HashSet<_> = picked.iter().map(group_of).collect();
+                if picked_groups.len() < picked.len() {
+                    // A repeated group: every group with room has a copy.
+                    prop_assert_eq!(picked_groups.len(), eligible_groups.len());
+                }
+            }
+        }
     }
 }

@@ -37,7 +37,7 @@ use std::hash::Hash;
 
 use warren_protocol::PeerId;
 
-use crate::placement::{Candidate, PlacementPolicy, closest, place};
+use crate::placement::{Candidate, PlacementPolicy, closest, place_around};
 
 /// Limits of a [`Repairer`].
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -368,14 +368,15 @@ impl Repairer {
             hot_extra: missing - base_missing,
             floor: input.policy.floor,
         };
-        let mut exclude = holders;
+        let mut exclude = holders.clone();
         exclude.extend(self.backoff.keys().copied());
-        let targets = place(
+        let targets = place_around(
             input.block,
             input.candidates,
             &policy,
             input.block_len,
             &exclude,
+            &holders,
         );
         if targets.is_empty() {
             return RepairPlan::nothing(PlanStatus::NoCandidates { missing });

@@ -25,10 +25,20 @@
 //! keep the output aside until then.
 //!
 //! Keys: a private file's key is random (the caller draws it: this crate has no hidden
-//! randomness); a shared file's key is [`convergent_key`] of its contents. The cipher key and the
-//! nonce prefix are derived from the file key with BLAKE3's key derivation, so one key never
-//! encrypts two different streams: a random key is used once, and a convergent key belongs to
-//! exactly one inner stream.
+//! randomness); a shared file's key is [`convergent_key`] of its contents. The cipher key is
+//! derived from the file key with BLAKE3's key derivation.
+//!
+//! Nonces: a private file (format 1) derives its nonce prefix from its key too, which is safe
+//! because a random key seals one stream. A convergent key could seal two different inner
+//! streams (the same contents compressed by another build, or a bug), and a nonce repeated under
+//! one key with different plaintext breaks XChaCha20-Poly1305. So a shared file is sealed in
+//! format 2 (SIV-style): each segment's 24-byte nonce is a keyed BLAKE3 hash of the segment's
+//! index, last flag and plaintext, and is stored in front of the segment (segment i = nonce ‖
+//! ciphertext ‖ tag, still exactly one chunk). Two streams then share a nonce only where they
+//! share the segment's plaintext and position, which yields the same ciphertext. The opener
+//! recomputes the nonce from what it decrypted, so reordered, dropped or truncated segments
+//! still fail. The opener tells the formats apart by which one authenticates the first segment,
+//! and the inner header's version byte must agree; files sealed before format 2 still open.
 
 use std::{
     collections::BTreeMap,
@@ -47,8 +57,17 @@ use warren_protocol::{CHUNK_SIZE, Capability, Class, FileKey, Manifest};
 pub use crate::open::{Opened, Opener};
 use crate::{Error, PutOptions, PutOutcome, Store, chunk, ingest};
 
-/// Version byte of the inner stream's header.
+/// Version byte of the inner stream's header in format 1 (nonce prefix from the key; private
+/// files).
 pub const SEAL_VERSION: u8 = 1;
+/// Version byte of the inner stream's header in format 2 (SIV nonces; shared files).
+pub const SEAL_VERSION_SIV: u8 = 2;
+/// Bytes of a format-2 segment's stored nonce.
+pub const SIV_NONCE_LEN: usize = 24;
+/// Associated data of every format-2 segment.
+pub const SEGMENT_AD_SIV: &[u8] = b"warren/private-data/v2";
+/// BLAKE3 `derive_key` context of the key of format 2's nonce hash.
+pub const SIV_NONCE_CONTEXT: &str = "warren shared-data v2 segment nonce";
 /// Bytes of a Poly1305 tag.
 pub const TAG_LEN: usize = 16;
 /// Bytes of the inner stream per segment: a sealed segment is then exactly one chunk.
@@ -144,10 +163,66 @@ pub fn convergent_key(
     Ok(FileKey::from_bytes(*hasher.finalize().as_bytes()))
 }
 
-/// The per-file cipher and nonce prefix.
+/// How segments are sealed: format 1 (nonce prefix from the key) or format 2 (SIV nonces).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(crate) enum Format {
+    /// Format 1: private files, and shared files sealed before format 2.
+    KeyNonce,
+    /// Format 2: shared files.
+    Siv,
+}
+
+impl Format {
+    /// The format a new file of `class` is sealed in.
+    pub(crate) fn for_class(class: Class) -> Self {
+        if class == Class::Shared {
+            Format::Siv
+        } else {
+            Format::KeyNonce
+        }
+    }
+
+    /// The inner header's version byte.
+    pub(crate) fn version(self) -> u8 {
+        match self {
+            Format::KeyNonce => SEAL_VERSION,
+            Format::Siv => SEAL_VERSION_SIV,
+        }
+    }
+
+    /// Sealed bytes per segment besides its plaintext.
+    pub(crate) fn overhead(self) -> usize {
+        match self {
+            Format::KeyNonce => TAG_LEN,
+            Format::Siv => SIV_NONCE_LEN + TAG_LEN,
+        }
+    }
+
+    /// Inner-stream bytes per full segment.
+    pub(crate) fn segment_plain(self) -> usize {
+        CHUNK_SIZE - self.overhead()
+    }
+
+    /// The associated data of every segment.
+    pub(crate) fn ad(self) -> &'static [u8] {
+        match self {
+            Format::KeyNonce => SEGMENT_AD,
+            Format::Siv => SEGMENT_AD_SIV,
+        }
+    }
+
+    /// Length of the sealed stream of an inner stream of `inner_len` bytes (padding included).
+    pub(crate) fn sealed_len(self, inner_len: u64) -> u64 {
+        let segments = inner_len.div_ceil(self.segment_plain() as u64).max(1);
+        inner_len + segments * self.overhead() as u64
+    }
+}
+
+/// The per-file cipher, nonce prefix (format 1) and nonce key (format 2).
 pub(crate) struct Keys {
     pub(crate) cipher: XChaCha20Poly1305,
     prefix: [u8; NONCE_PREFIX_LEN],
+    siv: [u8; 32],
 }
 
 impl Keys {
@@ -159,7 +234,20 @@ impl Keys {
         Self {
             cipher: XChaCha20Poly1305::new(&cipher_key.into()),
             prefix,
+            siv: blake3::derive_key(SIV_NONCE_CONTEXT, key.as_bytes()),
         }
+    }
+
+    /// Format 2's nonce of segment `index` with plaintext `plain`: the first 24 bytes of BLAKE3
+    /// keyed with the nonce key over `index (u32 BE) ‖ last (u8) ‖ plain`.
+    pub(crate) fn siv_nonce(&self, index: u32, last: bool, plain: &[u8]) -> [u8; SIV_NONCE_LEN] {
+        let mut h = blake3::Hasher::new_keyed(&self.siv);
+        h.update(&index.to_be_bytes());
+        h.update(&[u8::from(last)]);
+        h.update(plain);
+        let mut n = [0u8; SIV_NONCE_LEN];
+        n.copy_from_slice(&h.finalize().as_bytes()[..SIV_NONCE_LEN]);
+        n
     }
 
     pub(crate) fn nonce(&self, index: u32, last: bool) -> XNonce {
@@ -185,7 +273,7 @@ fn header(opts: &SealOptions) -> Result<Vec<u8>, Error> {
     let name = opts.name.as_deref().unwrap_or("").as_bytes();
     let media = opts.media_type.as_deref().unwrap_or("").as_bytes();
     let mut h = Vec::with_capacity(5 + name.len() + media.len());
-    h.push(SEAL_VERSION);
+    h.push(Format::for_class(opts.class).version());
     h.push(opts.class.to_byte());
     // Lengths fit: validate() caps the name at 255 bytes and the media type at 127.
     h.extend_from_slice(&(name.len() as u16).to_be_bytes());
@@ -198,6 +286,7 @@ fn header(opts: &SealOptions) -> Result<Vec<u8>, Error> {
 /// Cuts the inner stream into segments, seals them and writes them out.
 struct Sealer<W: Write> {
     keys: Keys,
+    format: Format,
     out: W,
     /// Inner-stream bytes not sealed yet (at most a segment and a frame).
     pending: Vec<u8>,
@@ -214,8 +303,9 @@ impl<W: Write> Sealer<W> {
         self.pending.extend_from_slice(bytes);
         self.inner_len += bytes.len() as u64;
         // Keep at least one byte back: only `finish` knows which segment is the last.
-        while self.pending.len() > SEGMENT_PLAIN {
-            let rest = self.pending.split_off(SEGMENT_PLAIN);
+        let plain = self.format.segment_plain();
+        while self.pending.len() > plain {
+            let rest = self.pending.split_off(plain);
             let segment = std::mem::replace(&mut self.pending, rest);
             self.seal(segment, false)?;
         }
@@ -223,13 +313,23 @@ impl<W: Write> Sealer<W> {
     }
 
     fn seal(&mut self, mut segment: Vec<u8>, last: bool) -> Result<(), Error> {
-        let nonce = self.keys.nonce(self.index, last);
+        let (nonce, stored) = match self.format {
+            Format::KeyNonce => (self.keys.nonce(self.index, last), None),
+            Format::Siv => {
+                let n = self.keys.siv_nonce(self.index, last, &segment);
+                (XNonce::from(n), Some(n))
+            }
+        };
         let tag = self
             .keys
             .cipher
-            .encrypt_in_place_detached(&nonce, SEGMENT_AD, &mut segment)
+            .encrypt_in_place_detached(&nonce, self.format.ad(), &mut segment)
             .map_err(|_| Error::Seal(format!("segment {} could not be sealed", self.index)))?;
         segment.extend_from_slice(&tag);
+        if let Some(n) = stored {
+            self.out.write_all(&n).map_err(Error::Write)?;
+            self.written += n.len() as u64;
+        }
         self.out.write_all(&segment).map_err(Error::Write)?;
         self.written += segment.len() as u64;
         self.index = self
@@ -243,7 +343,7 @@ impl<W: Write> Sealer<W> {
     fn finish(mut self) -> Result<u64, Error> {
         let padded = padme(self.inner_len);
         let mut left = padded - self.inner_len;
-        let zeros = vec![0u8; SEGMENT_PLAIN.min(left as usize)];
+        let zeros = vec![0u8; self.format.segment_plain().min(left as usize)];
         while left > 0 {
             let n = (left as usize).min(zeros.len());
             self.push(&zeros[..n])?;
@@ -264,9 +364,22 @@ pub fn seal<R: Read + Send, W: Write>(
     reader: R,
     out: W,
 ) -> Result<SealOutcome, Error> {
-    let header = header(opts)?;
+    seal_in(Format::for_class(opts.class), key, opts, reader, out)
+}
+
+/// [`seal`] in `format` (tests seal shared files in format 1, as before format 2).
+pub(crate) fn seal_in<R: Read + Send, W: Write>(
+    format: Format,
+    key: &FileKey,
+    opts: &SealOptions,
+    reader: R,
+    out: W,
+) -> Result<SealOutcome, Error> {
+    let mut header = header(opts)?;
+    header[0] = format.version();
     let mut sealer = Sealer {
         keys: Keys::derive(key),
+        format,
         out,
         pending: Vec::with_capacity(SEGMENT_PLAIN + CHUNK_SIZE + 64),
         index: 0,
@@ -310,6 +423,7 @@ pub fn seal_inner(key: &FileKey, inner: &[u8]) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
     let mut sealer = Sealer {
         keys: Keys::derive(key),
+        format: Format::KeyNonce,
         out: &mut out,
         pending: Vec::new(),
         index: 0,
@@ -791,6 +905,101 @@ mod tests {
         let (plain, opened) = open_bytes(&k1, &s1).unwrap();
         assert!(plain == data);
         assert_eq!(opened.class, Class::Shared);
+    }
+
+    fn shared(name: &str) -> SealOptions {
+        SealOptions {
+            class: Class::Shared,
+            name: Some(name.into()),
+            media_type: None,
+        }
+    }
+
+    #[test]
+    fn shared_files_use_siv_nonces_that_differ_for_different_streams_under_one_key() {
+        let k = key(21);
+        let a = random_chunk(21, 2 * MIB + 5);
+        let mut b = a.clone();
+        b[MIB + 7] ^= 1; // same key, a different second segment (a "second inner stream")
+        let (sa, _) = seal_bytes(&k, &shared("x"), &a);
+        let (sb, _) = seal_bytes(&k, &shared("x"), &b);
+        assert_eq!(sa.len(), sb.len());
+        assert_eq!(
+            sa.len(),
+            Format::Siv.sealed_len(padme(sa.len() as u64 - 40 * 3)) as usize
+        );
+        // Segment i starts with its nonce: equal where the plaintext is equal, else different.
+        let nonce = |s: &[u8], i: usize| s[i * MIB..i * MIB + SIV_NONCE_LEN].to_vec();
+        assert_eq!(nonce(&sa, 0), nonce(&sb, 0));
+        assert_ne!(nonce(&sa, 1), nonce(&sb, 1));
+        assert_eq!(&sa[..MIB], &sb[..MIB], "same segment, same ciphertext");
+        // A private file keeps format 1: no nonce stored, the key's nonce prefix.
+        let (p, _) = seal_bytes(&k, &private("x"), &a);
+        assert_eq!(p.len() as u64, sealed_len(padme(p.len() as u64 - 16 * 3)));
+        // Both open; the header's version matches the format.
+        let (plain, opened) = open_bytes(&k, &sa).unwrap();
+        assert!(plain == a);
+        assert_eq!(opened.class, Class::Shared);
+        assert!(open_bytes(&k, &p).unwrap().0 == a);
+    }
+
+    #[test]
+    fn siv_streams_still_refuse_tampering_reordering_and_truncation() {
+        let k = key(22);
+        let data = random_chunk(22, 3 * MIB + 100);
+        let (sealed, _) = seal_bytes(&k, &shared("t"), &data);
+        assert_eq!(sealed.len().div_ceil(MIB), 4);
+        let mut flipped = sealed.clone();
+        flipped[MIB + 12345] ^= 0x01;
+        let e = open_bytes(&k, &flipped).unwrap_err().to_string();
+        assert!(e.contains("segment 1 of 4 failed authentication"), "{e}");
+        // A flipped stored nonce.
+        let mut flipped = sealed.clone();
+        flipped[2 * MIB + 3] ^= 0x01;
+        let e = open_bytes(&k, &flipped).unwrap_err().to_string();
+        assert!(e.contains("segment 2 of 4 failed authentication"), "{e}");
+        // Swapped segments decrypt, but their nonces name other positions.
+        let mut swapped = sealed.clone();
+        let (a, b) = swapped.split_at_mut(2 * MIB);
+        a[MIB..2 * MIB].swap_with_slice(&mut b[..MIB]);
+        let e = open_bytes(&k, &swapped).unwrap_err().to_string();
+        assert!(e.contains("segment 1 of 4 failed authentication"), "{e}");
+        // Dropped or cut: the new last segment is not marked last.
+        let e = open_bytes(&k, &sealed[..3 * MIB]).unwrap_err().to_string();
+        assert!(e.contains("segment 2 of 3 failed authentication"), "{e}");
+        assert!(open_bytes(&k, &sealed[..sealed.len() - 1]).is_err());
+        assert!(open_bytes(&key(23), &sealed).is_err());
+    }
+
+    #[test]
+    fn shared_files_sealed_before_format_2_still_open_and_versions_must_match() {
+        let k = key(24);
+        let data = mixed_data((2 * MIB + 11) as u64, 24);
+        let mut old = Vec::new();
+        seal_in(Format::KeyNonce, &k, &shared("old"), &data[..], &mut old).unwrap();
+        let (plain, opened) = open_bytes(&k, &old).unwrap();
+        assert!(plain == data);
+        assert_eq!(opened.class, Class::Shared);
+        // Format-2 segments around a version-1 header (or the reverse) are refused.
+        let mut inner = header(&shared("v")).unwrap();
+        assert_eq!(inner[0], SEAL_VERSION_SIV);
+        inner[0] = SEAL_VERSION;
+        let mut out = Vec::new();
+        let mut sealer = Sealer {
+            keys: Keys::derive(&k),
+            format: Format::Siv,
+            out: &mut out,
+            pending: Vec::new(),
+            index: 0,
+            inner_len: 0,
+            written: 0,
+        };
+        sealer.push(&inner).unwrap();
+        sealer.push(&[0u8; FRAME_HEADER]).unwrap();
+        sealer.push(&0u64.to_be_bytes()).unwrap();
+        sealer.finish().unwrap();
+        let e = open_bytes(&k, &out).unwrap_err().to_string();
+        assert!(e.contains("does not match its segments"), "{e}");
     }
 
     #[test]

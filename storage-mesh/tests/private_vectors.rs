@@ -97,6 +97,53 @@ fn the_inner_stream_and_sealed_vectors_match_the_code() {
     assert_eq!(open(&sealed, &key()).unwrap(), HELLO);
 }
 
+fn sealed_hello_shared() -> Vec<u8> {
+    let opts = SealOptions {
+        class: Class::Shared,
+        ..opts()
+    };
+    let mut out = Vec::new();
+    seal::seal(&key(), &opts, HELLO, &mut out).unwrap();
+    out
+}
+
+#[test]
+fn the_shared_format_2_vectors_match_the_code() {
+    let inner = vector("inner-hello-shared").bytes;
+    let sealed = vector("sealed-hello-shared").bytes;
+    assert_eq!(
+        sealed_hello_shared(),
+        sealed,
+        "the code seals differently from the page"
+    );
+    // The page's derivation: the nonce is stored first and is the keyed hash of the position
+    // and the plaintext.
+    let (nonce, body) = sealed.split_at(seal::SIV_NONCE_LEN);
+    let k = blake3::derive_key(seal::CIPHER_KEY_CONTEXT, key().as_bytes());
+    let plain = XChaCha20Poly1305::new(&k.into())
+        .decrypt(
+            XNonce::from_slice(nonce),
+            Payload {
+                msg: body,
+                aad: seal::SEGMENT_AD_SIV,
+            },
+        )
+        .unwrap();
+    assert_eq!(
+        plain, inner,
+        "the sealed vector does not decrypt to the inner vector"
+    );
+    let mut h = blake3::Hasher::new_keyed(&blake3::derive_key(
+        seal::SIV_NONCE_CONTEXT,
+        key().as_bytes(),
+    ));
+    h.update(&0u32.to_be_bytes());
+    h.update(&[1]); // the last segment
+    h.update(&inner);
+    assert_eq!(&h.finalize().as_bytes()[..24], nonce);
+    assert_eq!(open(&sealed, &key()).unwrap(), HELLO);
+}
+
 #[test]
 fn refused_vectors_are_refused() {
     for v in extract_vectors(PAGE).unwrap() {
@@ -150,6 +197,11 @@ fn print() {
     let mut flipped = sealed.clone();
     flipped[10] ^= 1;
     println!("flipped: {}", hex::encode(&flipped));
+    let shared = sealed_hello_shared();
+    println!("sealed-hello-shared ({} bytes):", shared.len());
+    for line in shared.chunks(32) {
+        println!("{}", hex::encode(line));
+    }
     let conv =
         seal::convergent_key(&[0; 32], Some("hello.txt"), Some("text/plain"), HELLO).unwrap();
     println!("convergent-key-hello: {}", conv.to_text());

@@ -25,7 +25,9 @@
 //! | GET    | `/metrics`   | Prometheus text format: counters only, no ids, no content            |
 //!
 //! `/metrics` is open so a Prometheus on the same host scrapes it without a secret in its config;
-//! the API is loopback-only, so nothing off the host reaches either.
+//! the API is loopback-only, so nothing off the host reaches either. A request whose `Host`
+//! header is not a loopback address or `localhost` (DNS rebinding) is answered 421 before any of
+//! this (`host`).
 //!
 //! Errors are `{"error": "..."}` with a 4xx/5xx status (under `/openai/`, OpenAI's error shape).
 
@@ -51,6 +53,7 @@ use crate::view::{DashboardView, HeldBlock, StorageView};
 
 pub mod dashboard;
 mod files;
+mod host;
 mod jobs;
 mod onion;
 mod openai;
@@ -401,6 +404,7 @@ pub fn router(
         .route("/openai/v1/completions", post(openai::completions))
         .route("/openai/v1/embeddings", post(openai::embeddings))
         .layer(middleware::from_fn_with_state(state.clone(), auth))
+        .layer(middleware::from_fn(host::check))
         .with_state(state)
 }
 

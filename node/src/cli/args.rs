@@ -76,8 +76,12 @@ pub enum Command {
     /// (`warren:CID#KEY`) the file is decrypted and authenticated; with a sealed file's bare CID
     /// you get the ciphertext.
     Get {
-        /// The file's CID, or a capability `warren:CID#KEY`.
-        cid: String,
+        /// The file's CID, or a capability `warren:CID#KEY` (visible to every user in `ps`:
+        /// prefer `--capability-file` or `WARREN_CAPABILITY`, with the bare CID or nothing here).
+        cid: Option<String>,
+        /// Read the capability `warren:CID#KEY` from FILE (`-`: standard input).
+        #[arg(long, value_name = "FILE")]
+        capability_file: Option<PathBuf>,
         /// Output file (written whole or not at all); default standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,

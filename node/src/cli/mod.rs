@@ -22,6 +22,7 @@ use crate::cli::remote::run_client;
 use crate::config::{self, Config, LogFormat};
 
 pub mod args;
+mod capability_input;
 pub mod client;
 pub mod devnet;
 pub mod init;

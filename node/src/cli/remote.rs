@@ -65,10 +65,17 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
         }
         Command::Get {
             cid,
+            capability_file,
             output,
             anon,
             out,
         } => {
+            let from_file = capability_file
+                .as_deref()
+                .map(crate::cli::capability_input::read_capability_file)
+                .transpose()?;
+            let from_env = std::env::var(crate::cli::capability_input::CAPABILITY_ENV).ok();
+            let cid = crate::cli::capability_input::resolve(cid.as_deref(), from_file, from_env)?;
             let cid = if Capability::looks_like(&cid) {
                 cid.parse::<Capability>()?;
                 cid
@@ -78,7 +85,13 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             let n =
                 crate::cli::transfer::get(&api, &cid, output.as_deref(), out.json, anon).await?;
             if let Some(path) = output {
-                let view = serde_json::json!({ "cid": cid, "size": n, "path": path });
+                // The bare CID: the key is not echoed.
+                let shown = cid
+                    .split('#')
+                    .next()
+                    .unwrap_or_default()
+                    .trim_start_matches("warren:");
+                let view = serde_json::json!({ "cid": shown, "size": n, "path": path });
                 print(out.json, &view, |_| {
                     format!("{n} bytes written to {}\n", path.display())
                 })?;

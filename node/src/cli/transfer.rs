@@ -195,6 +195,18 @@ impl Writer {
     }
 }
 
+/// Creates a partial download file: a new file (never an existing one, nor through a symbolic
+/// link planted at its name), readable only by this user until it is renamed into place.
+fn create_partial(path: &Path) -> std::io::Result<std::fs::File> {
+    use std::os::unix::fs::OpenOptionsExt;
+    std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .custom_flags(libc::O_NOFOLLOW | libc::O_CLOEXEC)
+        .open(path)
+}
+
 /// Removes a partial download unless it was completed.
 struct Partial {
     path: Option<PathBuf>,
@@ -241,9 +253,13 @@ pub async fn get(
                     .file_name()
                     .map(|n| n.to_string_lossy().into_owned())
                     .unwrap_or_default();
-                let tmp = dir.join(format!(".{base}.warren-partial-{}", std::process::id()));
-                let f = std::fs::File::create(&tmp)
-                    .with_context(|| format!("creating {}", tmp.display()))?;
+                let tmp = dir.join(format!(
+                    ".{base}.warren-partial-{}-{:016x}",
+                    std::process::id(),
+                    rand::random::<u64>()
+                ));
+                let f =
+                    create_partial(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
                 (
                     Box::new(f),
                     Partial { path: Some(tmp) },
@@ -295,4 +311,26 @@ pub async fn get(
         partial.path = None;
     }
     Ok(written)
+}
+
+#[cfg(test)]
+mod partial_tests {
+    use super::*;
+
+    #[test]
+    fn a_partial_file_is_new_private_and_never_a_link() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join(".x.warren-partial");
+        let f = create_partial(&p).unwrap();
+        assert_eq!(f.metadata().unwrap().permissions().mode() & 0o777, 0o600);
+        // An existing file, or a link planted at the name, is refused.
+        assert!(create_partial(&p).is_err());
+        let victim = dir.path().join("victim");
+        std::fs::write(&victim, b"keep").unwrap();
+        let link = dir.path().join(".y.warren-partial");
+        std::os::unix::fs::symlink(&victim, &link).unwrap();
+        assert!(create_partial(&link).is_err());
+        assert_eq!(std::fs::read(&victim).unwrap(), b"keep");
+    }
 }

@@ -16,6 +16,7 @@
 //! stream carries one circuit hop, for the life of the circuit.
 
 mod client_task;
+mod guards;
 mod link;
 pub mod runner;
 pub mod sandbox;
@@ -108,6 +109,8 @@ pub struct OnionConfig {
     /// Roles this node offers (a hop refuses `BEGIN` without `relay`, and links without any
     /// onion role).
     pub roles: Vec<Role>,
+    /// The data directory, where the guard set is kept (`None`: kept in memory only).
+    pub data_dir: Option<std::path::PathBuf>,
 }
 
 /// The onion service of one node.
@@ -121,7 +124,7 @@ pub struct Onion {
     runner: Runner,
     circuits: Mutex<BTreeMap<u64, Entry>>,
     next_id: AtomicU64,
-    guard: Mutex<Option<PeerId>>,
+    guards: Mutex<guards::Guards>,
     /// Circuits carried as a hop, per neighbour (`warren_protocol::onion::limits`).
     hop_slots: Mutex<CircuitSlots>,
     /// The monotonic origin of the circuits' timers.
@@ -159,6 +162,7 @@ impl Onion {
         runner: Runner,
         metrics: Arc<crate::metrics::Metrics>,
     ) -> Arc<Self> {
+        let guards = Mutex::new(guards::Guards::load(config.data_dir.as_deref()));
         Arc::new(Self {
             network,
             secret,
@@ -168,7 +172,7 @@ impl Onion {
             runner,
             circuits: Mutex::new(BTreeMap::new()),
             next_id: AtomicU64::new(1),
-            guard: Mutex::new(None),
+            guards,
             hop_slots: Mutex::new(CircuitSlots::new()),
             epoch: Instant::now(),
         })
@@ -345,7 +349,11 @@ impl Onion {
     ) -> Result<mpsc::Receiver<Answer>, NodeError> {
         let started = Instant::now();
         let (own, candidates) = self.network.onion_candidates().await?;
-        let guard = self.guard.lock().ok().and_then(|g| *g);
+        let guard = self
+            .guards
+            .lock()
+            .ok()
+            .and_then(|mut g| g.choose(&own, &candidates, now_secs(), rand::random()));
         let chosen = path::select(
             &candidates,
             self.config.hops,
@@ -354,9 +362,6 @@ impl Onion {
             random_seed(),
         )
         .map_err(|e| NodeError::Network(format!("no onion path: {e}")))?;
-        if let Ok(mut g) = self.guard.lock() {
-            *g = Some(chosen[0].peer);
-        }
         let peers: Vec<PeerId> = chosen.iter().map(|c| c.peer).collect();
         let targets: Vec<HopTarget> = chosen
             .iter()

@@ -31,6 +31,7 @@
 pub mod cell;
 mod client;
 pub mod crypto;
+pub mod guard;
 mod hop;
 pub mod limits;
 pub mod path;

@@ -162,11 +162,7 @@ impl EventLoop {
                         peer: *peer,
                         onion_key: record.onion_key,
                         roles: record.roles.clone(),
-                        ip: self
-                            .peers
-                            .get(peer)
-                            .and_then(|s| s.addrs.iter().find_map(ip_of))
-                            .or_else(|| record.addrs.iter().find_map(ip_of)),
+                        ip: self.group_ip(peer, &record.addrs),
                         score: scores.weight(peer),
                     })
                     .collect();
@@ -185,12 +181,29 @@ impl EventLoop {
                             tier: offer.tier,
                             bytes_free: offer.bytes_free,
                             score: scores.weight(peer),
+                            group: self
+                                .group_ip(peer, &record.addrs)
+                                .map(warren_protocol::netgroup::NetGroup::of),
                         })
                     })
                     .collect();
                 let _ = reply.send((self.local_peer_id(), candidates));
             }
         }
+    }
+
+    /// The address that defines `peer`'s network group: a public address it is connected from,
+    /// else what its record announces (`warren_protocol::netgroup::peer_ip`).
+    fn group_ip(
+        &self,
+        peer: &libp2p::PeerId,
+        announced: &[libp2p::Multiaddr],
+    ) -> Option<std::net::IpAddr> {
+        let observed = self
+            .peers
+            .get(peer)
+            .and_then(|s| s.addrs.iter().find_map(ip_of));
+        warren_protocol::netgroup::peer_ip(observed, announced)
     }
 
     pub(super) fn status(&mut self) -> StatusInfo {
