@@ -35,8 +35,8 @@ use libp2p::identity::Keypair;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
+use warren_inference::Limits;
 use warren_inference::hardware::Hardware;
-use warren_inference::{Backend, Executor, Limits};
 use warren_protocol::OnionSecret;
 use warren_storage_mesh::Store;
 
@@ -52,6 +52,7 @@ use crate::record::RecordBuilder;
 use crate::reputation;
 use crate::reputation_store::ReputationStore;
 use crate::storage::Mesh;
+use crate::worker::{Models, Settings as WorkerSettings};
 
 /// File locked while a node runs on a data directory.
 pub const LOCK_FILE: &str = "node.lock";
@@ -310,6 +311,7 @@ impl NodeBuilder {
             }
             (None, None) => return Err(missing("store")),
         };
+        let (workers, sandbox) = worker_sandbox(&config, models_dir.is_some()).await?;
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
         let hot = Mesh::hot_tracker(&config.mesh);
@@ -352,7 +354,7 @@ impl NodeBuilder {
                         "FAULT INJECTION ON: this operator perturbs its inference results (tests only)"
                     );
                 }
-                let executor = Arc::new(Executor::new(Backend::best(), Limits::default()));
+                let executor = Arc::new(Models::new(workers, Limits::default(), sandbox.clone()));
                 let mut control = client.stream_control();
                 let incoming = control
                     .accept(crate::inference::PROTOCOL)
@@ -499,6 +501,40 @@ impl Node {
             }
         }
     }
+}
+
+/// The worker process's settings and, when this node needs it (it serves models), whether it can
+/// be sandboxed here: the Landlock ABI, or why not (then the node runs no model, and says so).
+async fn worker_sandbox(
+    config: &Config,
+    inference: bool,
+) -> Result<(WorkerSettings, Result<u32, String>), NodeError> {
+    let deadline = match config.compute.worker_deadline_secs {
+        0 => Duration::from_secs(300),
+        s => Duration::from_secs(s),
+    };
+    let settings = WorkerSettings::this_binary(config.compute.worker_memory_mb, deadline)
+        .map_err(NodeError::Worker)?;
+    if !inference {
+        return Ok((settings, Err("not checked: no service needs it".into())));
+    }
+    let s = settings.clone();
+    let sandbox = tokio::task::spawn_blocking(move || crate::worker::preflight(&s))
+        .await
+        .map_err(|source| NodeError::Task {
+            what: "worker",
+            source,
+        })?;
+    match &sandbox {
+        Ok(abi) => info!(
+            landlock = abi,
+            "worker sandbox: ok (landlock, seccomp, rlimits)"
+        ),
+        Err(why) => {
+            warn!("the worker process cannot be sandboxed here, so this node runs no model: {why}")
+        }
+    }
+    Ok((settings, sandbox))
 }
 
 #[cfg(test)]
