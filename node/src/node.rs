@@ -37,7 +37,7 @@ use tokio::task::JoinSet;
 use tracing::{info, warn};
 use warren_inference::Limits;
 use warren_inference::hardware::Hardware;
-use warren_protocol::OnionSecret;
+use warren_protocol::{OnionSecret, Role};
 use warren_storage_mesh::Store;
 
 use crate::addr::split_peer_addr;
@@ -311,7 +311,14 @@ impl NodeBuilder {
             }
             (None, None) => return Err(missing("store")),
         };
-        let (workers, sandbox) = worker_sandbox(&config, models_dir.is_some()).await?;
+        let relay = services.onion && config.roles.contains(&Role::Relay);
+        let (workers, sandbox) = worker_sandbox(&config, models_dir.is_some() || relay).await?;
+        let mut config = config;
+        if relay && let Err(why) = &sandbox {
+            // The runner reads strangers' requests and uploads: without a sandbox, no relay.
+            warn!("the onion relay role is not offered: no sandbox here ({why})");
+            config.roles.retain(|r| *r != Role::Relay);
+        }
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
         let hot = Mesh::hot_tracker(&config.mesh);
@@ -503,11 +510,12 @@ impl Node {
     }
 }
 
-/// The worker process's settings and, when this node needs it (it serves models), whether it can
-/// be sandboxed here: the Landlock ABI, or why not (then the node runs no model, and says so).
+/// The worker process's settings and, when this node needs it (it serves models or offers the
+/// onion relay role), whether it can be sandboxed here: the Landlock ABI, or why not (then the
+/// node runs no model and offers no relay, and says so).
 async fn worker_sandbox(
     config: &Config,
-    inference: bool,
+    needed: bool,
 ) -> Result<(WorkerSettings, Result<u32, String>), NodeError> {
     let deadline = match config.compute.worker_deadline_secs {
         0 => Duration::from_secs(300),
@@ -515,7 +523,7 @@ async fn worker_sandbox(
     };
     let settings = WorkerSettings::this_binary(config.compute.worker_memory_mb, deadline)
         .map_err(NodeError::Worker)?;
-    if !inference {
+    if !needed {
         return Ok((settings, Err("not checked: no service needs it".into())));
     }
     let s = settings.clone();

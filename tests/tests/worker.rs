@@ -11,7 +11,9 @@
 //! And end to end, with node processes (adversarial: fails on 38fbb4c): a stranger adds the
 //! malformed GGUF to the mesh as a model; an operator that serves it must stay up (on 38fbb4c the
 //! load runs in the node and the failed allocation aborts it) and go on serving an honest model;
-//! a node whose worker cannot be sandboxed refuses to serve any model and says why.
+//! a node whose worker cannot be sandboxed refuses to serve any model and says why, and does not
+//! offer the onion relay role (issue 20 item 5; on 38fbb4c such a node offers `relay` and then
+//! fails every request).
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -346,4 +348,58 @@ fn a_hostile_model_from_the_mesh_fails_its_serve_and_not_the_operator() {
     );
     assert!(!refused.status.success(), "{said}");
     assert!(said.contains("cannot sandbox"), "{said}");
+}
+
+#[test]
+fn a_node_that_cannot_sandbox_does_not_offer_the_relay_role() {
+    let bin = warren_tests::hostile::node_bin(BIN);
+    let bin = bin.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let a = tmp.path().join("a");
+    let _pa = NodeProcess::start(bin, &a, &[]).unwrap();
+    let boot = tcp_multiaddr(&cli_json(bin, &a, &["status"]).unwrap()).unwrap();
+    let roles = [
+        "--role",
+        "gate",
+        "--role",
+        "middle",
+        "--role",
+        "relay",
+        "--bootstrap",
+        &boot,
+    ];
+    let mut ids = Vec::new();
+    let mut procs = Vec::new();
+    for (name, env) in [("sandboxed", vec![]), ("bare", vec![(NO_SANDBOX_ENV, "1")])] {
+        let dir = tmp.path().join(name);
+        procs.push(NodeProcess::start_env(bin, &dir, "local", &roles, &env).unwrap());
+        ids.push(
+            cli_json(bin, &dir, &["status"]).unwrap()["peer_id"]
+                .as_str()
+                .unwrap()
+                .to_owned(),
+        );
+    }
+    // What A sees in each one's node record.
+    let offered = wait_for(Duration::from_secs(30), "both records at A", || {
+        let peers = cli_json(bin, &a, &["peers"]).ok()?;
+        let roles_of = |id: &str| -> Option<Vec<String>> {
+            let p = peers.as_array()?.iter().find(|p| p["peer_id"] == id)?;
+            let r: Vec<String> = p["roles"]
+                .as_array()?
+                .iter()
+                .filter_map(|r| r.as_str().map(str::to_owned))
+                .collect();
+            (!r.is_empty()).then_some(r)
+        };
+        Some((roles_of(&ids[0])?, roles_of(&ids[1])?))
+    })
+    .unwrap();
+    println!("offered: sandboxed {:?}, bare {:?}", offered.0, offered.1);
+    assert!(offered.0.iter().any(|r| r == "relay"), "{offered:?}");
+    assert!(offered.1.iter().any(|r| r == "gate"), "{offered:?}");
+    assert!(
+        !offered.1.iter().any(|r| r == "relay"),
+        "a node that cannot sandbox its runner offers relay: {offered:?}"
+    );
 }
