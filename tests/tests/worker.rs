@@ -246,19 +246,28 @@ fn a_model_bigger_than_the_memory_limit_fails_to_load_and_the_caller_goes_on() {
     models
         .load_generator("smol", &ModelFile::checked(&gguf, hash))
         .unwrap();
+    let prompt = Prompt::User("What is the capital of France?".into());
+    let params = GenerateParams::greedy(8);
     let slot = models.try_slot().unwrap();
+    let started = Instant::now();
     let out = models
-        .generate(
-            &slot,
-            "j",
-            "smol",
-            b"smol",
-            &Prompt::User("What is the capital of France?".into()),
-            &GenerateParams::greedy(8),
-            |_| true,
-        )
+        .generate(&slot, "j", "smol", b"smol", &prompt, &params, |_| true)
         .unwrap();
+    let in_worker = started.elapsed();
     assert!(!out.generation.tokens.is_empty());
+    // The same tokens and digest as in this process, in about the same time.
+    let local = Executor::new(Backend::Cpu, Limits::default());
+    local
+        .load_generator("smol", &ModelFile::checked(&gguf, hash))
+        .unwrap();
+    let slot = local.try_slot().unwrap();
+    let started = Instant::now();
+    let want = local
+        .generate(&slot, "j", "smol", b"smol", &prompt, &params, |_| true)
+        .unwrap();
+    let in_process = started.elapsed();
+    assert_eq!(out, want);
+    println!("SmolLM2, 8 greedy tokens: in its worker {in_worker:?}, in process {in_process:?}");
 }
 
 #[test]
