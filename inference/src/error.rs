@@ -86,6 +86,12 @@ pub enum Error {
         /// Why.
         detail: String,
     },
+    /// The sandboxed model worker failed, died or was stopped (the job fails; the node goes on).
+    #[error("model worker: {detail}")]
+    Worker {
+        /// What happened.
+        detail: String,
+    },
     /// The job was cancelled by its requester.
     #[error("job {job} cancelled")]
     Cancelled {

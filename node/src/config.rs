@@ -67,6 +67,13 @@ pub struct ComputeConfig {
     pub cpu_cores: u32,
     /// Model names served.
     pub models: Vec<String>,
+    /// Address space each model worker may use beyond its own at start, in MiB; 0: twice the
+    /// model's files plus 1 GiB. A model that needs more fails to load (the worker ends, the
+    /// node goes on).
+    pub worker_memory_mb: u64,
+    /// Longest a model worker may take over one load or job, in seconds (0: 300); past it the
+    /// worker is killed and the job fails.
+    pub worker_deadline_secs: u64,
 }
 
 /// A fault a node can be told to simulate, **for tests only**: how the mesh and the reputation

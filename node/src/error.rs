@@ -138,6 +138,10 @@ pub enum NodeError {
         /// What went wrong (the operator's failure code and reason, or the stream error).
         detail: String,
     },
+    /// The sandboxed worker process: its pipe carried a malformed or oversized frame, it could not
+    /// be started or confined, or it died.
+    #[error("worker: {0}")]
+    Worker(String),
     /// A model could not be served or used.
     #[error("model {model}: {detail}")]
     Model {

@@ -16,7 +16,8 @@
 //! L1  net/                       the swarm and its event loop (moves bytes, owns nothing else),
 //!      │                         client, behaviours, gossip and peer-limit config, wire protocols
 //! L0  error clock addr config presets keystore record reputation_store metrics framed view/
-//!                                leaves: plain data, helpers and files on disk
+//!     worker/                    leaves: plain data, helpers and files on disk; the sandboxed
+//!                                worker process
 //! ```
 
 // L0: leaves.
@@ -31,6 +32,7 @@ pub mod presets;
 pub mod record;
 pub mod reputation_store;
 pub mod view;
+pub mod worker;
 // L1: the swarm.
 pub mod net;
 // L2: services.

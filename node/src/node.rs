@@ -35,9 +35,9 @@ use libp2p::identity::Keypair;
 use tokio::sync::watch;
 use tokio::task::JoinSet;
 use tracing::{info, warn};
+use warren_inference::Limits;
 use warren_inference::hardware::Hardware;
-use warren_inference::{Backend, Executor, Limits};
-use warren_protocol::OnionSecret;
+use warren_protocol::{OnionSecret, Role};
 use warren_storage_mesh::Store;
 
 use crate::addr::split_peer_addr;
@@ -52,6 +52,7 @@ use crate::record::RecordBuilder;
 use crate::reputation;
 use crate::reputation_store::ReputationStore;
 use crate::storage::Mesh;
+use crate::worker::{Models, Settings as WorkerSettings};
 
 /// File locked while a node runs on a data directory.
 pub const LOCK_FILE: &str = "node.lock";
@@ -310,6 +311,14 @@ impl NodeBuilder {
             }
             (None, None) => return Err(missing("store")),
         };
+        let relay = services.onion && config.roles.contains(&Role::Relay);
+        let (workers, sandbox) = worker_sandbox(&config, models_dir.is_some() || relay).await?;
+        let mut config = config;
+        if relay && let Err(why) = &sandbox {
+            // The runner reads strangers' requests and uploads: without a sandbox, no relay.
+            warn!("the onion relay role is not offered: no sandbox here ({why})");
+            config.roles.retain(|r| *r != Role::Relay);
+        }
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
         let hot = Mesh::hot_tracker(&config.mesh);
@@ -352,7 +361,7 @@ impl NodeBuilder {
                         "FAULT INJECTION ON: this operator perturbs its inference results (tests only)"
                     );
                 }
-                let executor = Arc::new(Executor::new(Backend::best(), Limits::default()));
+                let executor = Arc::new(Models::new(workers, Limits::default(), sandbox.clone()));
                 let mut control = client.stream_control();
                 let incoming = control
                     .accept(crate::inference::PROTOCOL)
@@ -500,6 +509,41 @@ impl Node {
             }
         }
     }
+}
+
+/// The worker process's settings and, when this node needs it (it serves models or offers the
+/// onion relay role), whether it can be sandboxed here: the Landlock ABI, or why not (then the
+/// node runs no model and offers no relay, and says so).
+async fn worker_sandbox(
+    config: &Config,
+    needed: bool,
+) -> Result<(WorkerSettings, Result<u32, String>), NodeError> {
+    let deadline = match config.compute.worker_deadline_secs {
+        0 => Duration::from_secs(300),
+        s => Duration::from_secs(s),
+    };
+    let settings = WorkerSettings::this_binary(config.compute.worker_memory_mb, deadline)
+        .map_err(NodeError::Worker)?;
+    if !needed {
+        return Ok((settings, Err("not checked: no service needs it".into())));
+    }
+    let s = settings.clone();
+    let sandbox = tokio::task::spawn_blocking(move || crate::worker::preflight(&s))
+        .await
+        .map_err(|source| NodeError::Task {
+            what: "worker",
+            source,
+        })?;
+    match &sandbox {
+        Ok(abi) => info!(
+            landlock = abi,
+            "worker sandbox: ok (landlock, seccomp, rlimits)"
+        ),
+        Err(why) => {
+            warn!("the worker process cannot be sandboxed here, so this node runs no model: {why}")
+        }
+    }
+    Ok((settings, sandbox))
 }
 
 #[cfg(test)]

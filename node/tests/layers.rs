@@ -25,6 +25,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("presets", 2, "L0 leaves"),
     ("record", 2, "L0 leaves"),
     ("metrics", 2, "L0 leaves"),
+    ("worker", 2, "L0 leaves"),
     ("net", 3, "L1 net"),
     ("reputation", 4, "L2 services"),
     ("storage", 5, "L2 services"),

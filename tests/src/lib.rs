@@ -31,6 +31,17 @@ impl NodeProcess {
 
     /// [`NodeProcess::start`] on the network id `network`.
     pub fn start_on(bin: &str, dir: &Path, network: &str, extra: &[&str]) -> anyhow::Result<Self> {
+        Self::start_env(bin, dir, network, extra, &[])
+    }
+
+    /// [`NodeProcess::start_on`] with `env` added to the node's environment.
+    pub fn start_env(
+        bin: &str,
+        dir: &Path,
+        network: &str,
+        extra: &[&str],
+        env: &[(&str, &str)],
+    ) -> anyhow::Result<Self> {
         std::fs::create_dir_all(dir)?;
         let log = std::fs::File::create(dir.join("node.log"))?;
         let child = Command::new(bin)
@@ -46,6 +57,7 @@ impl NodeProcess {
                 network,
             ])
             .args(extra)
+            .envs(env.iter().copied())
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)

@@ -107,6 +107,14 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
 
 /// Entry point of the `warren` binary.
 pub fn main() -> ExitCode {
+    // The sandboxed worker (hidden): before clap and the runtime, while one thread runs.
+    if std::env::args_os().nth(1).as_deref() == Some(crate::worker::child::SUBCOMMAND.as_ref()) {
+        let args: Vec<String> = std::env::args_os()
+            .skip(2)
+            .map(|a| a.to_string_lossy().into_owned())
+            .collect();
+        return crate::worker::child::main(&args);
+    }
     let cli = Cli::parse();
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()

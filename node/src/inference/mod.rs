@@ -23,7 +23,7 @@ use libp2p::{PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tracing::info;
 use warren_inference::embed::EmbedFiles;
-use warren_inference::{Backend, Executor, ModelFile};
+use warren_inference::{Backend, ModelFile};
 use warren_protocol::inference::{self as wire, JobFailure, ModelFileEntry, ModelManifest};
 use warren_protocol::{ContentId, Envelope, Keypair};
 use warren_storage_mesh::{PutOptions, Store};
@@ -153,7 +153,7 @@ pub struct EmbedOutcome {
 /// Inference state of a node.
 pub struct Inference {
     me: PeerId,
-    executor: Arc<Executor>,
+    executor: Arc<crate::worker::Models>,
     served: Mutex<BTreeMap<ContentId, ModelManifest>>,
     models_dir: PathBuf,
     fault: FaultInject,
@@ -229,7 +229,7 @@ impl Inference {
     #[allow(clippy::too_many_arguments)]
     pub fn new(
         key: Keypair,
-        executor: Arc<Executor>,
+        executor: Arc<crate::worker::Models>,
         models_dir: PathBuf,
         fault: FaultInject,
         control: libp2p_stream::Control,

@@ -11,92 +11,21 @@
 //! their rights, and the runner reaches the mesh only through [`super::runner::MeshAccess`], whose
 //! work runs on them. The runner shares the node's address space, so this contains logic bugs and
 //! hostile input driving the runner's own I/O, not a memory-corruption exploit; a separate process
-//! is the next step for work that parses hostile input at length (inference).
+//! is the next step for work that parses hostile input at length: models and their jobs already
+//! run in one (`crate::worker`, spec/worker.md), and a node whose worker cannot be sandboxed does
+//! not offer the relay role at all.
 
 use std::io;
 
-/// `landlock_create_ruleset`, `landlock_restrict_self` (the generic syscall numbers).
-const SYS_CREATE_RULESET: libc::c_long = 444;
-const SYS_RESTRICT_SELF: libc::c_long = 446;
-const CREATE_RULESET_VERSION: u32 = 1;
-
-#[repr(C)]
-struct RulesetAttr {
-    handled_access_fs: u64,
-    handled_access_net: u64,
-    scoped: u64,
-}
-
 /// The Landlock ABI version the kernel offers (0 when it has none).
-#[allow(unsafe_code)]
 pub fn abi() -> u32 {
-    // SAFETY: querying the version takes no pointer (NULL, size 0) and only returns an integer.
-    let v = unsafe {
-        libc::syscall(
-            SYS_CREATE_RULESET,
-            std::ptr::null::<RulesetAttr>(),
-            0usize,
-            CREATE_RULESET_VERSION,
-        )
-    };
-    u32::try_from(v).unwrap_or(0)
+    crate::worker::confine::landlock_abi()
 }
 
 /// Restricts the calling thread as described in the module doc; returns the ABI used. Fails (and
 /// leaves the thread as it was) when the kernel has no Landlock.
-#[allow(unsafe_code)]
 pub fn enter() -> Result<u32, io::Error> {
-    let abi = abi();
-    if abi == 0 {
-        return Err(io::Error::new(
-            io::ErrorKind::Unsupported,
-            "the kernel offers no Landlock: the runner cannot be sandboxed",
-        ));
-    }
-    // File-system rights by ABI: 13 in v1, REFER in v2, TRUNCATE in v3, IOCTL_DEV in v5.
-    let fs_bits = match abi {
-        1 => 13,
-        2 => 14,
-        3 | 4 => 15,
-        _ => 16,
-    };
-    let attr = RulesetAttr {
-        handled_access_fs: (1u64 << fs_bits) - 1,
-        // BIND_TCP | CONNECT_TCP
-        handled_access_net: if abi >= 4 { 0b11 } else { 0 },
-        // ABSTRACT_UNIX_SOCKET | SIGNAL
-        scoped: if abi >= 6 { 0b11 } else { 0 },
-    };
-    let size = if abi >= 6 {
-        std::mem::size_of::<RulesetAttr>()
-    } else if abi >= 4 {
-        16
-    } else {
-        8
-    };
-    // SAFETY: `attr` is a live, properly laid out landlock_ruleset_attr of at least `size` bytes.
-    let fd = unsafe { libc::syscall(SYS_CREATE_RULESET, &attr as *const RulesetAttr, size, 0u32) };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    let fd = fd as libc::c_int;
-    // SAFETY: plain integer arguments.
-    let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
-    if r != 0 {
-        let e = io::Error::last_os_error();
-        // SAFETY: closing the descriptor this function opened.
-        unsafe { libc::close(fd) };
-        return Err(e);
-    }
-    // SAFETY: `fd` is the ruleset descriptor just created; flags must be 0.
-    let r = unsafe { libc::syscall(SYS_RESTRICT_SELF, fd, 0u32) };
-    let e = io::Error::last_os_error();
-    // SAFETY: closing the descriptor this function opened.
-    unsafe { libc::close(fd) };
-    if r != 0 {
-        return Err(e);
-    }
-    Ok(abi)
+    crate::worker::confine::landlock()
 }
 
 /// Runs `f` on a new thread named `name` that first enters the sandbox; `f` gets the ABI used,
