@@ -22,8 +22,9 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tracing::info;
+use warren_inference::admission::{Admission, AdmissionLimits};
 use warren_inference::embed::EmbedFiles;
-use warren_inference::{Backend, Executor, ModelFile};
+use warren_inference::{Backend, Detokenizer, Executor, ModelFile};
 use warren_protocol::inference::{self as wire, JobFailure, ModelFileEntry, ModelManifest};
 use warren_protocol::{ContentId, Envelope, Keypair};
 use warren_storage_mesh::{PutOptions, Store};
@@ -33,6 +34,7 @@ use crate::error::NodeError;
 use crate::net::Client;
 use crate::storage::Mesh;
 
+mod generation;
 mod local;
 mod operator;
 mod requester;
@@ -41,10 +43,10 @@ pub use requester::route_through_circuit;
 
 /// The job stream protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(wire::PROTOCOL_NAME);
-/// Inbound job streams handled at once (each waits for an executor slot or is refused).
-const MAX_INBOUND_STREAMS: usize = 16;
 /// Time a peer has to send its request after opening a stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a requester has to take each answer frame off the stream (its flow-control window full).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a remote job may take before the requester gives up on it.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// Jobs remembered for `warren jobs`.
@@ -133,6 +135,10 @@ pub struct CheckView {
     pub verdict: String,
     /// The peer found at fault, if any.
     pub fault: Option<String>,
+    /// Whether the result returned was confirmed by an independent run on the same backend
+    /// (`false`: unverified, whatever the reason the verdict gives).
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// The answer to a distributed embedding job.
@@ -163,6 +169,10 @@ pub struct Inference {
     mesh: Arc<Mesh>,
     measured: Mutex<HashMap<PeerId, Measured>>,
     jobs: Mutex<VecDeque<JobView>>,
+    /// Inbound streams and running jobs per requesting peer.
+    admission: Mutex<Admission<PeerId>>,
+    /// Tokenizers of generation models, to decode operators' tokens here (a few models).
+    detokenizers: Mutex<HashMap<ContentId, Arc<Detokenizer>>>,
 }
 
 impl std::fmt::Debug for Inference {
@@ -239,7 +249,6 @@ impl Inference {
     ) -> Arc<Self> {
         Arc::new(Self {
             me: key.public().to_peer_id(),
-            executor,
             served: Mutex::new(BTreeMap::new()),
             models_dir,
             fault,
@@ -249,6 +258,11 @@ impl Inference {
             mesh,
             measured: Mutex::new(HashMap::new()),
             jobs: Mutex::new(VecDeque::new()),
+            admission: Mutex::new(Admission::new(AdmissionLimits::for_slots(
+                executor.limits().max_concurrent_jobs,
+            ))),
+            detokenizers: Mutex::new(HashMap::new()),
+            executor,
         })
     }
 
