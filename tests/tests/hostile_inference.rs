@@ -157,6 +157,7 @@ fn infer_api(dir: &Path, body: &Value) -> Vec<Value> {
 struct Mesh {
     _procs: Vec<NodeProcess>,
     a: PathBuf,
+    o: PathBuf,
     o_id: PeerId,
     a_addr: Multiaddr,
     o_addr: Multiaddr,
@@ -183,6 +184,7 @@ fn mesh(bin: &str, tmp: &Path, gguf: &Path) -> Mesh {
     Mesh {
         _procs: procs,
         a,
+        o,
         o_id,
         a_addr: a_addr.parse().unwrap(),
         o_addr,
@@ -385,14 +387,13 @@ async fn a_peer_flooding_job_streams_does_not_lock_out_other_requesters() {
     h.connect(m.o_addr.clone(), Duration::from_secs(10))
         .await
         .unwrap();
-    let mut long = GenerateRequest::plain(
+    let long = GenerateRequest::plain(
         m.model,
-        "1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15, 16,".into(),
+        "Count from 1 to 1000, separated by commas.".into(),
         1000,
         0.0,
         0,
     );
-    long.raw = true;
     let o_id = m.o_id;
     let control = h.client().stream_control();
     let flood = tokio::spawn(async move {
@@ -428,6 +429,14 @@ async fn a_peer_flooding_job_streams_does_not_lock_out_other_requesters() {
     .await
     .unwrap();
     println!("A's job during the flood: {r:?}");
+    if let Ok(jobs) = cli_json(&bin, &m.o, &["jobs"]) {
+        for j in jobs.as_array().into_iter().flatten().take(12) {
+            println!(
+                "O's job: {} {} {} {}",
+                j["peer"], j["items"], j["outcome"], j["ms"]
+            );
+        }
+    }
     flood.abort();
     let done = r.iter().find_map(|l| l.get("done"));
     assert!(
