@@ -66,13 +66,16 @@ impl Inference {
             .clone();
         let path = dir.join(&f.name);
         let blake3: [u8; 32] = f.blake3.as_slice().try_into().unwrap_or([0; 32]);
+        // A model served here was checked against the manifest when it was loaded.
+        let served = lock(&self.served).contains_key(&model);
         let fresh = path.exists()
-            && tokio::task::spawn_blocking({
-                let p = path.clone();
-                move || warren_inference::files::hash_file(&p).ok() == Some(blake3)
-            })
-            .await
-            .unwrap_or(false);
+            && (served
+                || tokio::task::spawn_blocking({
+                    let p = path.clone();
+                    move || warren_inference::files::hash_file(&p).ok() == Some(blake3)
+                })
+                .await
+                .unwrap_or(false));
         if !fresh {
             self.fetch_to(f.content, path.clone()).await?;
         }
