@@ -26,6 +26,9 @@ use crate::error::NodeError;
 
 /// Tokenizers kept in memory (models asked for on this node).
 const MAX_DETOKENIZERS: usize = 8;
+/// Largest GGUF file a requester that does not serve the model fetches for its tokenizer (the
+/// tokenizer sits in the file's metadata; the mesh has no range reads yet).
+const MAX_TOKENIZER_SOURCE: u64 = 4 << 30;
 
 fn backend(r: &GenerateResult) -> Backend {
     Backend::parse(&r.backend).unwrap_or(Backend::Cpu)
@@ -77,6 +80,13 @@ impl Inference {
                 .await
                 .unwrap_or(false));
         if !fresh {
+            if f.size > MAX_TOKENIZER_SOURCE {
+                return Err(bad(format!(
+                    "its gguf file ({} bytes) is too large to fetch for its tokenizer alone: serve \
+                     the model on this node to run it",
+                    f.size
+                )));
+            }
             self.fetch_to(f.content, path.clone()).await?;
         }
         let name = model.to_string();
