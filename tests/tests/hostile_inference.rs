@@ -421,7 +421,7 @@ async fn stream_flood(h: &Hostile, m: &Mesh, bin: &str) {
     .await
     .unwrap();
     println!("A's job during the flood: {r:?}");
-    if let Ok(jobs) = cli_json(&bin, &m.o, &["jobs"]) {
+    if let Ok(jobs) = cli_json(bin, &m.o, &["jobs"]) {
         for j in jobs.as_array().into_iter().flatten().take(12) {
             println!(
                 "O's job: {} {} {} {}",
