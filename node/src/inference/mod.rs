@@ -10,8 +10,10 @@
 //!
 //! The wire format is `warren_protocol::inference` (spec/inference-jobs.md); ranking, splitting,
 //! sampling and arbitration are `warren_inference::plan`; this module only moves bytes between
-//! them, the executor, the store and the network: `operator` serves jobs to peers,
-//! `requester` sends them and aggregates the results, `local` runs them on this node's executor.
+//! them, the executor, the store and the network: `operator` serves jobs to peers (admitted per
+//! peer by `warren_inference::admission`), `requester` sends them and aggregates the results,
+//! `generation` checks a generation and decodes its text here from its tokens, `local` runs them
+//! on this node's executor.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
