@@ -26,6 +26,8 @@ use crate::error::NodeError;
 
 /// Tokenizers kept in memory (models asked for on this node).
 const MAX_DETOKENIZERS: usize = 8;
+/// Operators asked to re-run a sampled job before it is left unverified.
+const MAX_VERIFIERS: usize = 4;
 /// Largest GGUF file a requester that does not serve the model fetches for its tokenizer (the
 /// tokenizer sits in the file's metadata; the mesh has no range reads yet).
 const MAX_TOKENIZER_SOURCE: u64 = 4 << 30;
@@ -217,7 +219,11 @@ impl Inference {
         };
         let mut tried = vec![original];
         let mut checked = None;
-        for c in ranked.iter().filter(|c| c.peer != original) {
+        for c in ranked
+            .iter()
+            .filter(|c| c.peer != original)
+            .take(MAX_VERIFIERS)
+        {
             tried.push(c.peer);
             match self.run_checked(c.peer, request).await {
                 Ok(r) if backend(&r) == backend(&first) => {
