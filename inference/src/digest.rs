@@ -6,6 +6,10 @@
 //! ([`compare_embeddings`]). A result computed on another backend is never compared bit for bit:
 //! generation digests from different backends are [`Verdict::Incomparable`], embeddings get the
 //! looser [`CROSS_BACKEND_TOLERANCE`].
+//!
+//! The backend is the operator's own claim, so it proves nothing: an incomparable re-run leaves a
+//! result *unverified* (the requester looks for a verifier on the same backend), and a claim the
+//! operator's signed record cannot back ([`backend_claim_backed`]) counts as a mismatch.
 
 use crate::backend::Backend;
 use crate::chat::Prompt;
@@ -128,6 +132,17 @@ pub enum Verdict {
     },
     /// They came from different backends and cannot be compared exactly.
     Incomparable,
+}
+
+/// Whether an operator whose signed record offers `record_gpus` GPUs can have computed a result on
+/// `claimed`: CPU always, CUDA only with a GPU in the record. A result claiming a backend its
+/// operator's record does not show is treated as a mismatch (it cannot be honest), so that
+/// naming another backend is no way to make a wrong result incomparable.
+pub fn backend_claim_backed(claimed: Backend, record_gpus: usize) -> bool {
+    match claimed {
+        Backend::Cpu => true,
+        Backend::Cuda => record_gpus > 0,
+    }
 }
 
 /// Compares two token sequences of the same generation job.
@@ -270,6 +285,13 @@ mod tests {
             compare_generations(c, &[1], Backend::Cuda, &[2]),
             Verdict::Incomparable
         );
+    }
+
+    #[test]
+    fn a_gpu_backend_needs_a_gpu_in_the_record() {
+        assert!(backend_claim_backed(Backend::Cpu, 0));
+        assert!(!backend_claim_backed(Backend::Cuda, 0));
+        assert!(backend_claim_backed(Backend::Cuda, 1));
     }
 
     #[test]

@@ -325,3 +325,76 @@ impl Generator {
         })
     }
 }
+
+/// A generation model's tokenizer alone, read from its GGUF file's metadata (the weights are not
+/// read): what a requester needs to turn an operator's tokens into text itself rather than trust
+/// the text the operator sent along.
+#[derive(Clone)]
+pub struct Detokenizer {
+    name: String,
+    tokenizer: Tokenizer,
+}
+
+impl std::fmt::Debug for Detokenizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Detokenizer")
+            .field("name", &self.name)
+            .finish()
+    }
+}
+
+impl Detokenizer {
+    /// Reads the tokenizer of the GGUF file at `path` (header and metadata only).
+    pub fn load(name: &str, path: &std::path::Path) -> Result<Self> {
+        let file = std::fs::File::open(path).map_err(|source| Error::Io {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        let mut reader = std::io::BufReader::new(file);
+        let c = error::candle(name);
+        let content = gguf_file::Content::read(&mut reader).map_err(&c)?;
+        let tokenizer = Tokenizer::from_gguf(&content).map_err(&c)?;
+        Ok(Self {
+            name: name.to_string(),
+            tokenizer,
+        })
+    }
+
+    /// The text of `tokens` as [`Generator::generate_prompt`] produces it, in the pieces it
+    /// streams them (each ends on a whole character and is never part of a stop string): the
+    /// generated text is their concatenation, cut before the first of `stop`.
+    pub fn pieces(&self, tokens: &[u32], stop: &[String]) -> Result<Vec<String>> {
+        let t = error::tokenizer(&self.name);
+        let mut pieces = Vec::new();
+        let mut emitted = 0usize;
+        let mut text = String::new();
+        for i in 1..=tokens.len() {
+            let so_far = self.tokenizer.decode(&tokens[..i], true).map_err(&t)?;
+            if so_far.ends_with('\u{fffd}') {
+                text = so_far;
+                continue;
+            }
+            let (shown, stopped) = match scan_stop(&so_far, stop) {
+                StopScan::Hit(at) => (at, true),
+                StopScan::Safe(n) => (n, false),
+            };
+            if let Some(piece) = so_far.get(emitted..shown)
+                && !piece.is_empty()
+            {
+                pieces.push(piece.to_string());
+                emitted = shown;
+            }
+            text = so_far;
+            if stopped {
+                text.truncate(shown);
+                break;
+            }
+        }
+        if let Some(rest) = text.get(emitted..)
+            && !rest.is_empty()
+        {
+            pieces.push(rest.to_string());
+        }
+        Ok(pieces)
+    }
+}

@@ -10,6 +10,7 @@
 //! It must not touch the network: jobs arrive from `warren-node` as values and results leave the
 //! same way. [`plan`] is sans-I/O: time and randomness are passed in.
 
+pub mod admission;
 pub mod backend;
 pub mod chat;
 pub mod digest;
@@ -27,5 +28,5 @@ pub use chat::Prompt;
 pub use error::{Error, Result};
 pub use executor::{EmbedOutput, Executor, GenerateOutput, JobSlot, Limits, ModelKind};
 pub use files::ModelFile;
-pub use generate::{Finish, GenerateParams, Generation};
+pub use generate::{Detokenizer, Finish, GenerateParams, Generation};
 pub use hardware::{GpuInfo, Hardware};

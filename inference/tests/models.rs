@@ -5,7 +5,7 @@ use std::path::PathBuf;
 
 use warren_inference::embed::{EmbedFiles, Embedder, cosine};
 use warren_inference::generate::Generator;
-use warren_inference::{Backend, GenerateParams, ModelFile, Prompt};
+use warren_inference::{Backend, Detokenizer, GenerateParams, ModelFile, Prompt};
 use warren_protocol::inference::ChatMessage;
 
 fn models_dir() -> PathBuf {
@@ -81,7 +81,8 @@ fn minilm_embeddings_separate_paraphrases_from_unrelated_text() {
 #[test]
 fn smollm2_answers_coherently_and_greedy_repeats() {
     let path = models_dir().join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
-    let mut g = Generator::load("smollm2", &ModelFile::unchecked(path), Backend::Cpu).unwrap();
+    let mut g =
+        Generator::load("smollm2", &ModelFile::unchecked(path.clone()), Backend::Cpu).unwrap();
     let params = GenerateParams::greedy(12);
     let prompt = "What is the capital of France?";
     let mut streamed = String::new();
@@ -96,6 +97,23 @@ fn smollm2_answers_coherently_and_greedy_repeats() {
     assert_eq!(streamed, a.text);
     let b = g.generate(prompt, &params, |_| true).unwrap();
     assert_eq!(a.tokens, b.tokens, "greedy decoding is deterministic");
+
+    // A requester decodes the tokens itself: the same pieces, the same text, stop strings too.
+    let d = Detokenizer::load("smollm2", &path).unwrap();
+    let mut pieces = Vec::new();
+    g.generate(prompt, &params, |p| {
+        pieces.push(p.to_string());
+        true
+    })
+    .unwrap();
+    assert_eq!(d.pieces(&a.tokens, &[]).unwrap(), pieces);
+    let stopped = GenerateParams {
+        stop: vec![" of".into()],
+        ..params.clone()
+    };
+    let s = g.generate(prompt, &stopped, |_| true).unwrap();
+    assert_eq!(d.pieces(&s.tokens, &stopped.stop).unwrap().concat(), s.text);
+    assert!(!s.text.contains(" of"), "{:?}", s.text);
 
     // A chat rendered with the GGUF's own template (which adds SmolLM's system prompt).
     let chat = Prompt::Chat(vec![

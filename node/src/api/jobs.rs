@@ -137,6 +137,7 @@ pub(super) async fn infer(
         let last = match result {
             Ok((peer, r, check)) => serde_json::json!({ "done": {
                 "operator": peer.map(|p| p.to_string()),
+                "verified": check.as_ref().is_some_and(|c| c.verified),
                 "check": check,
                 "text": r.text,
                 "tokens": r.tokens,

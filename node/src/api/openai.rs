@@ -266,6 +266,7 @@ fn run_mesh(
                 }),
                 warren: json!({
                     "operator": peer.map(|p| p.to_string()),
+                    "verified": check.as_ref().is_some_and(|c| c.verified),
                     "check": check,
                     "backend": r.backend,
                     "digest": hex::encode(&r.digest),
@@ -347,7 +348,7 @@ async fn run_anon(
                         finish: d["finish"].as_str().map(str::to_string).unwrap_or_else(|| {
                             if tokens >= max { "length" } else { "stop" }.to_string()
                         }),
-                        warren: json!({ "anonymous": true, "backend": d["backend"], "digest": d["digest"] }),
+                        warren: json!({ "anonymous": true, "verified": d["verified"], "backend": d["backend"], "digest": d["digest"] }),
                     })
                 } else {
                     let e = v
@@ -416,7 +417,12 @@ async fn respond(
             let out = match event {
                 Some(Event::Text(t)) => wire::sse_data(&answer.chunk(false, Some(&t), None)),
                 Some(Event::Done(d)) => {
-                    let _ = send(wire::sse_data(&answer.chunk(false, None, Some(&d.finish)))).await;
+                    // The last chunk says whether the text was verified (`warren.verified`).
+                    let mut last = answer.chunk(false, None, Some(&d.finish));
+                    if let Some(o) = last.as_object_mut() {
+                        o.insert("warren".into(), d.warren);
+                    }
+                    let _ = send(wire::sse_data(&last)).await;
                     if include_usage {
                         let usage = wire::usage(d.prompt_tokens, d.completion_tokens);
                         let _ = send(wire::sse_data(&answer.usage_chunk(usage))).await;

@@ -10,8 +10,10 @@
 //!
 //! The wire format is `warren_protocol::inference` (spec/inference-jobs.md); ranking, splitting,
 //! sampling and arbitration are `warren_inference::plan`; this module only moves bytes between
-//! them, the executor, the store and the network: `operator` serves jobs to peers,
-//! `requester` sends them and aggregates the results, `local` runs them on this node's executor.
+//! them, the executor, the store and the network: `operator` serves jobs to peers (admitted per
+//! peer by `warren_inference::admission`), `requester` sends them and aggregates the results,
+//! `generation` checks a generation and decodes its text here from its tokens, `local` runs them
+//! on this node's executor.
 
 use std::collections::{BTreeMap, HashMap, VecDeque};
 use std::path::PathBuf;
@@ -22,8 +24,9 @@ use futures::{AsyncReadExt, AsyncWriteExt};
 use libp2p::{PeerId, Stream, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tracing::info;
+use warren_inference::admission::{Admission, AdmissionLimits};
 use warren_inference::embed::EmbedFiles;
-use warren_inference::{Backend, ModelFile};
+use warren_inference::{Backend, Detokenizer, ModelFile};
 use warren_protocol::inference::{self as wire, JobFailure, ModelFileEntry, ModelManifest};
 use warren_protocol::{ContentId, Envelope, Keypair};
 use warren_storage_mesh::{PutOptions, Store};
@@ -33,6 +36,7 @@ use crate::error::NodeError;
 use crate::net::Client;
 use crate::storage::Mesh;
 
+mod generation;
 mod local;
 mod operator;
 mod requester;
@@ -41,10 +45,10 @@ pub use requester::route_through_circuit;
 
 /// The job stream protocol.
 pub const PROTOCOL: StreamProtocol = StreamProtocol::new(wire::PROTOCOL_NAME);
-/// Inbound job streams handled at once (each waits for an executor slot or is refused).
-const MAX_INBOUND_STREAMS: usize = 16;
 /// Time a peer has to send its request after opening a stream.
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(10);
+/// Time a requester has to take each answer frame off the stream (its flow-control window full).
+const WRITE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Longest a remote job may take before the requester gives up on it.
 pub const JOB_TIMEOUT: Duration = Duration::from_secs(300);
 /// Jobs remembered for `warren jobs`.
@@ -133,6 +137,10 @@ pub struct CheckView {
     pub verdict: String,
     /// The peer found at fault, if any.
     pub fault: Option<String>,
+    /// Whether the result returned was confirmed by an independent run on the same backend
+    /// (`false`: unverified, whatever the reason the verdict gives).
+    #[serde(default)]
+    pub verified: bool,
 }
 
 /// The answer to a distributed embedding job.
@@ -163,6 +171,10 @@ pub struct Inference {
     mesh: Arc<Mesh>,
     measured: Mutex<HashMap<PeerId, Measured>>,
     jobs: Mutex<VecDeque<JobView>>,
+    /// Inbound streams and running jobs per requesting peer.
+    admission: Mutex<Admission<PeerId>>,
+    /// Tokenizers of generation models, to decode operators' tokens here (a few models).
+    detokenizers: Mutex<HashMap<ContentId, Arc<Detokenizer>>>,
 }
 
 impl std::fmt::Debug for Inference {
@@ -239,7 +251,6 @@ impl Inference {
     ) -> Arc<Self> {
         Arc::new(Self {
             me: key.public().to_peer_id(),
-            executor,
             served: Mutex::new(BTreeMap::new()),
             models_dir,
             fault,
@@ -249,6 +260,11 @@ impl Inference {
             mesh,
             measured: Mutex::new(HashMap::new()),
             jobs: Mutex::new(VecDeque::new()),
+            admission: Mutex::new(Admission::new(AdmissionLimits::for_slots(
+                executor.limits().max_concurrent_jobs,
+            ))),
+            detokenizers: Mutex::new(HashMap::new()),
+            executor,
         })
     }
 

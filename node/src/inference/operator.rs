@@ -6,8 +6,9 @@ use std::time::Instant;
 
 use futures::{AsyncWriteExt, StreamExt};
 use libp2p::{PeerId, Stream};
-use tokio::sync::{Semaphore, mpsc, watch};
+use tokio::sync::{mpsc, watch};
 use tracing::debug;
+use warren_inference::admission::Refusal;
 use warren_protocol::inference::{
     self as wire, EmbedRequest, EmbedResult, GenerateRequest, TokenChunk,
 };
@@ -15,10 +16,30 @@ use warren_protocol::{Envelope, State};
 
 use super::local::{job_input, job_result};
 use super::{
-    Inference, JobView, MAX_INBOUND_STREAMS, REQUEST_TIMEOUT, failure, failure_code, now_ms,
+    Inference, JobView, REQUEST_TIMEOUT, WRITE_TIMEOUT, failure, failure_code, lock, now_ms,
     read_frame, write_frame,
 };
 use crate::config::FaultInject;
+
+/// Writes one frame, or gives up after [`WRITE_TIMEOUT`]: a requester that stops reading cannot
+/// hold a stream (and the job's slot) forever.
+async fn write_within(io: &mut Stream, envelope: &Envelope) -> Result<(), String> {
+    tokio::time::timeout(WRITE_TIMEOUT, write_frame(io, envelope))
+        .await
+        .unwrap_or_else(|_| Err("the requester did not read its answer in time".into()))
+}
+
+/// A job of `peer` admitted to ask for an executor slot; dropping it gives the share back.
+struct Running<'a> {
+    inference: &'a Inference,
+    peer: PeerId,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        lock(&self.inference.admission).finish(&self.peer);
+    }
+}
 
 impl Inference {
     /// Accepts job streams until shutdown.
@@ -27,20 +48,20 @@ impl Inference {
         mut incoming: libp2p_stream::IncomingStreams,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let limit = Arc::new(Semaphore::new(MAX_INBOUND_STREAMS));
         loop {
             tokio::select! {
                 _ = shutdown.wait_for(|s| *s) => return,
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { return };
-                    let Ok(permit) = limit.clone().try_acquire_owned() else {
-                        debug!(%peer, "job stream dropped: too many open");
+                    // Per peer: one peer cannot hold every stream (see warren_inference::admission).
+                    if let Err(why) = lock(&self.admission).open(&peer) {
+                        debug!(%peer, "job stream dropped: {}", why.as_str());
                         continue;
-                    };
+                    }
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.handle_stream(peer, stream).await;
-                        drop(permit);
+                        lock(&this.admission).close(&peer);
                     });
                 }
             }
@@ -64,7 +85,7 @@ impl Inference {
         let e = &request.event;
         let reply = |state: State, payload: Vec<u8>| request.reply(state, now_ms(), payload);
         if e.service != "inference" || e.version != 1 || e.state != State::Requested {
-            let _ = write_frame(
+            let _ = write_within(
                 &mut stream,
                 &reply(
                     State::Failed,
@@ -75,10 +96,10 @@ impl Inference {
             return;
         }
         let (kind, model, items, outcome) = match e.action.as_str() {
-            "embed" => self.serve_embed(&request, &mut stream).await,
-            "generate" => self.serve_generate(&request, &mut stream).await,
+            "embed" => self.serve_embed(peer, &request, &mut stream).await,
+            "generate" => self.serve_generate(peer, &request, &mut stream).await,
             other => {
-                let _ = write_frame(
+                let _ = write_within(
                     &mut stream,
                     &reply(
                         State::Failed,
@@ -103,8 +124,19 @@ impl Inference {
         });
     }
 
+    /// Lets a job of `peer` ask for an executor slot, or refuses it as `busy` when the peer's
+    /// jobs already hold their share of the slots.
+    fn admit(&self, peer: PeerId) -> Result<Running<'_>, Refusal> {
+        lock(&self.admission).start(&peer)?;
+        Ok(Running {
+            inference: self,
+            peer,
+        })
+    }
+
     async fn serve_embed(
         &self,
+        peer: PeerId,
         request: &Envelope,
         stream: &mut Stream,
     ) -> (&'static str, String, usize, String) {
@@ -114,12 +146,19 @@ impl Inference {
         let req = match EmbedRequest::decode(&request.payload) {
             Ok(r) => r,
             Err(e) => {
-                let _ = write_frame(stream, &fail("bad-request", e.to_string())).await;
+                let _ = write_within(stream, &fail("bad-request", e.to_string())).await;
                 return ("embed", String::new(), 0, format!("bad request: {e}"));
             }
         };
         let model = req.model.to_string();
         let n = req.texts.len();
+        let _running = match self.admit(peer) {
+            Ok(r) => r,
+            Err(why) => {
+                let _ = write_within(stream, &fail("busy", why.as_str().into())).await;
+                return ("embed", model, n, format!("refused: {}", why.as_str()));
+            }
+        };
         let executor = self.executor.clone();
         let job = hex::encode(request.id);
         let key = model.clone();
@@ -132,11 +171,11 @@ impl Inference {
         let out = match result {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
-                let _ = write_frame(stream, &fail(failure_code(&e), e.to_string())).await;
+                let _ = write_within(stream, &fail(failure_code(&e), e.to_string())).await;
                 return ("embed", model, n, format!("failed: {e}"));
             }
             Err(e) => {
-                let _ = write_frame(stream, &fail("error", e.to_string())).await;
+                let _ = write_within(stream, &fail("error", e.to_string())).await;
                 return ("embed", model, n, format!("failed: {e}"));
             }
         };
@@ -159,7 +198,7 @@ impl Inference {
             Ok(bytes) => request.reply(State::Completed, now_ms(), bytes),
             Err(e) => fail("limit", e.to_string()),
         };
-        match write_frame(stream, &reply).await {
+        match write_within(stream, &reply).await {
             Ok(()) => ("embed", model, n, "completed".into()),
             Err(e) => ("embed", model, n, format!("failed: {e}")),
         }
@@ -167,6 +206,7 @@ impl Inference {
 
     async fn serve_generate(
         &self,
+        peer: PeerId,
         request: &Envelope,
         stream: &mut Stream,
     ) -> (&'static str, String, usize, String) {
@@ -176,11 +216,18 @@ impl Inference {
         let req = match GenerateRequest::decode(&request.payload) {
             Ok(r) => r,
             Err(e) => {
-                let _ = write_frame(stream, &fail("bad-request", e.to_string())).await;
+                let _ = write_within(stream, &fail("bad-request", e.to_string())).await;
                 return ("generate", String::new(), 0, format!("bad request: {e}"));
             }
         };
         let model = req.model.to_string();
+        let _running = match self.admit(peer) {
+            Ok(r) => r,
+            Err(why) => {
+                let _ = write_within(stream, &fail("busy", why.as_str().into())).await;
+                return ("generate", model, 0, format!("refused: {}", why.as_str()));
+            }
+        };
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let cancelled = Arc::new(AtomicBool::new(false));
         let executor = self.executor.clone();
@@ -209,15 +256,17 @@ impl Inference {
             };
             let mut env = request.reply(State::Processing, now_ms(), payload);
             env.event = processing.clone();
-            if write_frame(stream, &env).await.is_err() {
+            if write_within(stream, &env).await.is_err() {
                 cancelled.store(true, Ordering::Release);
                 break;
             }
         }
+        // Dropped so that a generation blocked on a full channel after a cancel ends.
+        drop(rx);
         let out = match task.await {
             Ok(Ok(out)) => out,
             Ok(Err(e)) => {
-                let _ = write_frame(stream, &fail(failure_code(&e), e.to_string())).await;
+                let _ = write_within(stream, &fail(failure_code(&e), e.to_string())).await;
                 return ("generate", model, 0, format!("failed: {e}"));
             }
             Err(e) => return ("generate", model, 0, format!("failed: {e}")),
@@ -242,7 +291,7 @@ impl Inference {
             Ok(bytes) => request.reply(State::Completed, now_ms(), bytes),
             Err(e) => fail("limit", e.to_string()),
         };
-        match write_frame(stream, &reply).await {
+        match write_within(stream, &reply).await {
             Ok(()) => ("generate", model, n, "completed".into()),
             Err(e) => ("generate", model, n, format!("failed: {e}")),
         }

@@ -3,12 +3,10 @@
 
 use std::time::Instant;
 
-use futures::AsyncWriteExt;
 use libp2p::{PeerId, Stream};
-use tokio::sync::mpsc;
 use tracing::warn;
 use warren_inference::Backend;
-use warren_inference::digest::{Verdict, compare_embeddings, compare_generations};
+use warren_inference::digest::{Verdict, compare_embeddings};
 use warren_inference::plan::{self, Candidate, Fault, Strategy};
 use warren_protocol::inference::{
     self as wire, EmbedRequest, EmbedResult, GenerateRequest, GenerateResult, JobFailure,
@@ -67,6 +65,13 @@ impl Inference {
                     State::Completed => {
                         let r = EmbedResult::decode(&env.payload)?;
                         let backend = Backend::parse(&r.backend).unwrap_or(Backend::Cpu);
+                        if !self.backend_backed(peer, backend).await {
+                            self.observe(peer, Kind::InferenceMismatched, &model).await;
+                            return Err(job(format!(
+                                "result claims backend {}, which the operator's record does not show",
+                                r.backend
+                            )));
+                        }
                         let vectors = r.unpack();
                         if vectors.len() != n {
                             return Err(job(format!("{} vectors for {n} texts", vectors.len())));
@@ -111,12 +116,12 @@ impl Inference {
         out
     }
 
-    /// Runs one generation job on `peer`, sending each text chunk to `chunks` as it arrives.
+    /// Runs one generation job on `peer`. The text the operator streams and sends with its result
+    /// is not passed on: the requester decodes the tokens itself (`generation.rs`).
     pub async fn generate_remote(
         &self,
         peer: PeerId,
         request: GenerateRequest,
-        chunks: mpsc::Sender<String>,
     ) -> Result<GenerateResult, NodeError> {
         let job = |detail: String| NodeError::Job { peer, detail };
         let id = job_id();
@@ -140,12 +145,8 @@ impl Inference {
                 }
                 match env.event.state {
                     State::Processing => {
-                        let c = TokenChunk::decode(&env.payload)?;
-                        if chunks.send(c.text).await.is_err() {
-                            // The user went away: closing the stream cancels the job.
-                            let _ = stream.close().await;
-                            return Err(job("cancelled".into()));
-                        }
+                        // Checked for form only: the user gets text decoded here from tokens.
+                        TokenChunk::decode(&env.payload)?;
                     }
                     State::Completed => return Ok(GenerateResult::decode(&env.payload)?),
                     State::Failed => {
@@ -204,153 +205,6 @@ impl Inference {
                 }
             })
             .collect())
-    }
-
-    /// Routes a generation job: the best operator by `strategy`, or this node when it serves the
-    /// model and `local` is asked for.
-    pub async fn generate(
-        &self,
-        request: GenerateRequest,
-        strategy: Strategy,
-        local: bool,
-        sample: f64,
-        chunks: mpsc::Sender<String>,
-    ) -> Result<(Option<PeerId>, GenerateResult, Option<CheckView>), NodeError> {
-        if local {
-            return Ok((None, self.generate_local(request, chunks).await?, None));
-        }
-        if strategy == Strategy::Private {
-            route_through_circuit()?;
-        }
-        let ranked = plan::rank(&self.candidates(request.model).await?, strategy);
-        let mut last = None;
-        for c in &ranked {
-            match self
-                .generate_remote(c.peer, request.clone(), chunks.clone())
-                .await
-            {
-                Ok(r) => {
-                    // Decoding is deterministic (greedy or seeded): a sampled share of jobs is
-                    // re-run on another operator and must give the same tokens.
-                    let draw = (plan::SplitMix64(rand::random()).next_u64() >> 11) as f64
-                        / (1u64 << 53) as f64;
-                    if draw < sample {
-                        let (peer, r, check) =
-                            self.verify_generation(&request, &ranked, c.peer, r).await;
-                        return Ok((peer, r, Some(check)));
-                    }
-                    return Ok((Some(c.peer), r, None));
-                }
-                Err(e) => {
-                    warn!(peer = %c.peer, "generation job failed, trying the next operator: {e}");
-                    last = Some(e);
-                }
-            }
-        }
-        Err(last.unwrap_or_else(|| NodeError::Model {
-            model: request.model.to_string(),
-            detail: "no operator serves it".into(),
-        }))
-    }
-
-    /// Re-runs a generation on a second operator and, if the tokens differ, on a third (or this
-    /// node) to decide; returns the result of an operator found honest, and publishes
-    /// observations of the checked ones.
-    async fn verify_generation(
-        &self,
-        request: &GenerateRequest,
-        ranked: &[Candidate<PeerId>],
-        original: PeerId,
-        first: GenerateResult,
-    ) -> (Option<PeerId>, GenerateResult, CheckView) {
-        let backend = |r: &GenerateResult| Backend::parse(&r.backend).unwrap_or(Backend::Cpu);
-        let rerun = |peer: PeerId| {
-            let (tx, mut rx) = mpsc::channel::<String>(64);
-            let request = request.clone();
-            async move {
-                let drain = async { while rx.recv().await.is_some() {} };
-                let (r, ()) = tokio::join!(self.generate_remote(peer, request, tx), drain);
-                r
-            }
-        };
-        let mut checked = None;
-        for c in ranked.iter().filter(|c| c.peer != original) {
-            match rerun(c.peer).await {
-                Ok(r) => {
-                    checked = Some((c.peer, r));
-                    break;
-                }
-                Err(e) => warn!(peer = %c.peer, "verification re-run failed: {e}"),
-            }
-        }
-        let mut view = CheckView {
-            original: original.to_string(),
-            verifier: String::new(),
-            items: Vec::new(),
-            verdict: "no other operator could re-run it".into(),
-            fault: None,
-        };
-        let Some((verifier, second)) = checked else {
-            return (Some(original), first, view);
-        };
-        view.verifier = verifier.to_string();
-        match compare_generations(
-            backend(&first),
-            &first.tokens,
-            backend(&second),
-            &second.tokens,
-        ) {
-            Verdict::Match => {
-                self.observe(original, Kind::InferenceMatched, &request.model)
-                    .await;
-                view.verdict = "match".into();
-                return (Some(original), first, view);
-            }
-            Verdict::Incomparable => {
-                view.verdict = "incomparable".into();
-                return (Some(original), first, view);
-            }
-            Verdict::Mismatch { .. } => view.verdict = "mismatch".into(),
-        }
-        let mut third = None;
-        for c in ranked
-            .iter()
-            .filter(|c| c.peer != original && c.peer != verifier)
-        {
-            if let Ok(r) = rerun(c.peer).await {
-                third = Some(r);
-                break;
-            }
-        }
-        if third.is_none() && lock(&self.served).contains_key(&request.model) {
-            let (tx, mut rx) = mpsc::channel::<String>(64);
-            let drain = async { while rx.recv().await.is_some() {} };
-            let (r, ()) = tokio::join!(self.generate_local(request.clone(), tx), drain);
-            third = r.ok();
-        }
-        let Some(third) = third else {
-            warn!(%original, %verifier, "generation results disagree and no third party could decide");
-            return (Some(original), first, view);
-        };
-        let agrees = |r: &GenerateResult| {
-            compare_generations(backend(&third), &third.tokens, backend(r), &r.tokens)
-                == Verdict::Match
-        };
-        match plan::arbitrate(agrees(&first), agrees(&second)) {
-            Fault::Original => {
-                self.observe(original, Kind::InferenceMismatched, &request.model)
-                    .await;
-                view.fault = Some(original.to_string());
-                (Some(verifier), second, view)
-            }
-            Fault::Verifier => {
-                self.observe(verifier, Kind::InferenceMismatched, &request.model)
-                    .await;
-                view.fault = Some(verifier.to_string());
-                (Some(original), first, view)
-            }
-            Fault::Undecided => (Some(original), first, view),
-        }
     }
 
     /// A distributed embedding job: splits `texts` across up to `max_operators` operators ranked
@@ -453,6 +307,7 @@ impl Inference {
                 items: check.items.clone(),
                 verdict: String::new(),
                 fault: None,
+                verified: false,
             };
             let (again, vbackend) = match self
                 .embed_remote(verifier, model, sample_texts.clone())
@@ -468,6 +323,7 @@ impl Inference {
             match compare_embeddings(obackend, &theirs, vbackend, &again) {
                 Verdict::Match => {
                     view.verdict = "match".into();
+                    view.verified = true;
                     self.observe(original, Kind::InferenceMatched, &model).await;
                 }
                 Verdict::Incomparable => view.verdict = "incomparable".into(),
@@ -586,7 +442,7 @@ impl Inference {
         )
     }
 
-    async fn observe(&self, subject: PeerId, kind: Kind, model: &ContentId) {
+    pub(super) async fn observe(&self, subject: PeerId, kind: Kind, model: &ContentId) {
         if subject == self.me {
             return;
         }

@@ -93,7 +93,9 @@ impl MeshAccess {
             l
         };
         let (chunk_tx, mut chunk_rx) = mpsc::channel::<String>(64);
-        let job = inference.generate(request, Strategy::Speed, false, 0.0, chunk_tx);
+        // Sampled like any job: an operator cannot tell an anonymous job from another.
+        let sample = warren_inference::plan::DEFAULT_SAMPLE_FRACTION;
+        let job = inference.generate(request, Strategy::Speed, false, sample, chunk_tx);
         tokio::pin!(job);
         let result = loop {
             tokio::select! {
@@ -110,7 +112,7 @@ impl MeshAccess {
                 .await
                 .map_err(|_| "the circuit closed".to_owned())?;
         }
-        let (operator, r, _) = result.map_err(|e| e.to_string())?;
+        let (operator, r, check) = result.map_err(|e| e.to_string())?;
         let tokens = r.tokens.len();
         out.send(line(serde_json::json!({ "done": {
             "operator": operator.map(|p| p.to_string()),
@@ -121,6 +123,7 @@ impl MeshAccess {
             "compute_ms": r.compute_ms,
             "prompt_tokens": r.prompt_tokens,
             "finish": r.finish,
+            "verified": check.is_some_and(|c| c.verified),
         }})))
         .await
         .map_err(|_| "the circuit closed".to_owned())?;
