@@ -51,6 +51,7 @@ pub mod repair;
 pub mod seal;
 pub mod serve;
 mod store;
+pub mod stream;
 #[cfg(test)]
 mod test_util;
 #[cfg(any(test, feature = "test-data"))]

@@ -33,6 +33,7 @@ mod client;
 pub mod crypto;
 mod hop;
 pub mod path;
+pub mod quota;
 mod replay;
 pub mod request;
 mod stream;
