@@ -17,6 +17,8 @@
 
 mod client_task;
 mod link;
+mod limits;
+mod relay_get;
 pub mod runner;
 pub mod sandbox;
 
@@ -277,6 +279,7 @@ impl Onion {
         let reader = tokio::spawn(link::read_cells(prev_r, Direction::Prev, tx.clone()));
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut task = HopTask {
+            limits: self.runner.circuit(&prev),
             onion: self.clone(),
             id,
             hop,
@@ -391,6 +394,8 @@ impl Onion {
 type Pending = (Vec<u8>, Option<Result<String, String>>);
 
 struct HopTask {
+    /// This circuit's share of the relay's request and byte limits.
+    limits: runner::CircuitLimits,
     onion: Arc<Onion>,
     id: u64,
     hop: Hop,
@@ -535,7 +540,7 @@ impl HopTask {
                         .and_then(|r| {
                             self.onion
                                 .runner
-                                .start(stream, r, in_rx, self.out_tx.clone())
+                                .start(stream, r, in_rx, self.out_tx.clone(), &self.limits)
                         });
                     match started {
                         Ok(()) => {
