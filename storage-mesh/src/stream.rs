@@ -307,7 +307,14 @@ mod tests {
         let mut out = Vec::new();
         let err = send(&store, &file.cid, 999, &mut out).unwrap_err();
         assert!(
-            matches!(err, Error::FileTooLarge { size: 1000, limit: 999, .. }),
+            matches!(
+                err,
+                Error::FileTooLarge {
+                    size: 1000,
+                    limit: 999,
+                    ..
+                }
+            ),
             "{err}"
         );
         assert!(out.is_empty());

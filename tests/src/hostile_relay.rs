@@ -9,8 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
-use futures::io::{AsyncReadExt, AsyncWriteExt};
 use futures::StreamExt;
+use futures::io::{AsyncReadExt, AsyncWriteExt};
 use libp2p::Multiaddr;
 use libp2p::identity::Keypair;
 use tokio::sync::watch;

@@ -135,7 +135,10 @@ async fn a_relay_substituting_a_public_file_is_refused_and_nothing_reaches_the_o
         std::fs::read(&out).map(|b| String::from_utf8_lossy(&b).into_owned())
     );
     assert!(!out.exists(), "nothing may reach -o");
-    assert!(stderr.contains(&cid_text), "the error must name the root: {stderr}");
+    assert!(
+        stderr.contains(&cid_text),
+        "the error must name the root: {stderr}"
+    );
 
     // 2. The real root manifest, one chunk substituted.
     mode.store(1, Ordering::SeqCst);
@@ -145,7 +148,10 @@ async fn a_relay_substituting_a_public_file_is_refused_and_nothing_reaches_the_o
     assert!(!ok, "the client accepted a substituted chunk");
     assert!(!out.exists(), "nothing may reach -o");
     let second = root.entries[1].cid.to_string();
-    assert!(stderr.contains(&second), "the error must name the chunk {second}: {stderr}");
+    assert!(
+        stderr.contains(&second),
+        "the error must name the chunk {second}: {stderr}"
+    );
 
     // 3. The real blocks: the file arrives whole.
     mode.store(2, Ordering::SeqCst);
@@ -243,7 +249,11 @@ async fn a_relay_checks_the_size_before_fetching_and_limits_a_flood_from_one_hop
     let small = h
         .node
         .store
-        .put(&b"a small public file\n"[..], &PutOptions::default(), &|_| {})
+        .put(
+            &b"a small public file\n"[..],
+            &PutOptions::default(),
+            &|_| {},
+        )
         .unwrap()
         .cid;
     h.node.mesh.announce(big[0]).await.unwrap();

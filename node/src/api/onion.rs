@@ -22,8 +22,8 @@ use tokio::sync::mpsc;
 use warren_protocol::onion::request::Request;
 use warren_protocol::{Capability, Class, ContentId, FileKey};
 use warren_storage_mesh::SealOptions;
-use warren_storage_mesh::stream;
 use warren_storage_mesh::seal::{Opener, seal};
+use warren_storage_mesh::stream;
 
 use super::files::{
     ChannelReader, DOWNLOAD_QUEUE, FRAME_BYTES, FrameWriter, UPLOAD_QUEUE, key_header, parse_cid,

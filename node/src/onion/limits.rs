@@ -27,10 +27,20 @@ impl CircuitLimits {
 
     fn with<T>(
         &self,
-        f: impl FnOnce(&mut Quota, &[u8], &mut CircuitUse) -> Result<T, warren_protocol::onion::OnionError>,
+        f: impl FnOnce(
+            &mut Quota,
+            &[u8],
+            &mut CircuitUse,
+        ) -> Result<T, warren_protocol::onion::OnionError>,
     ) -> Result<T, String> {
-        let mut table = self.table.lock().map_err(|_| "relay quota poisoned".to_owned())?;
-        let mut used = self.used.lock().map_err(|_| "relay quota poisoned".to_owned())?;
+        let mut table = self
+            .table
+            .lock()
+            .map_err(|_| "relay quota poisoned".to_owned())?;
+        let mut used = self
+            .used
+            .lock()
+            .map_err(|_| "relay quota poisoned".to_owned())?;
         f(&mut table, &self.prev, &mut used).map_err(|e| e.to_string())
     }
 

@@ -16,8 +16,8 @@
 //! stream carries one circuit hop, for the life of the circuit.
 
 mod client_task;
-mod link;
 mod limits;
+mod link;
 mod relay_get;
 pub mod runner;
 pub mod sandbox;
@@ -538,9 +538,13 @@ impl HopTask {
                     let started = Request::decode(&request)
                         .map_err(|e| e.to_string())
                         .and_then(|r| {
-                            self.onion
-                                .runner
-                                .start(stream, r, in_rx, self.out_tx.clone(), &self.limits)
+                            self.onion.runner.start(
+                                stream,
+                                r,
+                                in_rx,
+                                self.out_tx.clone(),
+                                &self.limits,
+                            )
                         });
                     match started {
                         Ok(()) => {
