@@ -6,8 +6,8 @@
 //!    must refuse both, naming the block, and write nothing to `-o`; the real blocks pass.
 //! 2. An honest relay (a node process) asked through a real circuit for a file whose root
 //!    declares 2 GiB (above its 1 GiB limit; a few KiB stored, held by an in-process node)
-//!    must refuse it having fetched the root alone; then a flood of anonymous requests from one
-//!    previous hop must hit the relay's per-hop request limit.
+//!    must refuse it having fetched the root alone; before that, a flood of anonymous requests
+//!    from one previous hop must hit the relay's per-hop request limit.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -226,7 +226,7 @@ fn raw_get(addr: &str, token: &str, path: &str) -> String {
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_relay_checks_the_size_before_fetching_and_limits_a_flood_from_one_hop() {
+async fn a_relay_limits_a_flood_from_one_hop_and_checks_the_size_before_fetching() {
     let started = Instant::now();
     let tmp = tempfile::tempdir().unwrap();
     println!("work dir {}", tmp.path().display());
@@ -264,20 +264,6 @@ async fn a_relay_checks_the_size_before_fetching_and_limits_a_flood_from_one_hop
     })
     .await
     .unwrap();
-
-    // The 2 GiB file: refused, and the relay fetched its root alone.
-    let before = stored_blocks(&r_dir);
-    let out = tmp.path().join("big.bin");
-    let (ok, stderr) = anon_get(&c_dir, &big[0].to_string(), &out).await;
-    println!("2 GiB file: ok={ok} {}", stderr.trim());
-    assert!(!ok && stderr.contains("limit"), "{stderr}");
-    assert!(!out.exists());
-    let fetched = stored_blocks(&r_dir) - before;
-    assert!(
-        fetched <= 1,
-        "the relay fetched {fetched} blocks of a file above its limit before refusing it \
-         (its root alone is needed to see the size)"
-    );
 
     // A flood from one previous hop (the client: one-hop circuits): 8 threads of 24 requests.
     let (addr, token) = api_of(&c_dir).unwrap();
@@ -320,6 +306,25 @@ async fn a_relay_checks_the_size_before_fetching_and_limits_a_flood_from_one_hop
         "no request of the flood was refused by a per-hop limit: {:?}",
         bodies.iter().find(|b| !b.contains("a small public file"))
     );
+    // The 2 GiB file: refused for its size (the hop's bucket has refilled by then), and the
+    // relay fetched its root alone.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = stored_blocks(&r_dir);
+    let out = tmp.path().join("big.bin");
+    let (ok, stderr) = anon_get(&c_dir, &big[0].to_string(), &out).await;
+    println!("2 GiB file: ok={ok} {}", stderr.trim());
+    assert!(
+        !ok && stderr.contains("above the runner's limit"),
+        "{stderr}"
+    );
+    assert!(!out.exists());
+    let fetched = stored_blocks(&r_dir) - before;
+    assert!(
+        fetched <= 1,
+        "the relay fetched {fetched} blocks of a file above its limit before refusing it \
+         (its root alone is needed to see the size)"
+    );
+
     println!("test took {:.1} s", started.elapsed().as_secs_f64());
     h.stop().await;
     drop((c, r));
