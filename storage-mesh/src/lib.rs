@@ -35,6 +35,7 @@
 
 pub mod audit;
 pub mod audit_pace;
+pub mod cache;
 pub mod chunk;
 mod error;
 pub mod fetch;

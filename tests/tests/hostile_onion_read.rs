@@ -199,7 +199,6 @@ fn plant_two_gib(store: &Store) -> Vec<ContentId> {
     };
     let (root_id, root_bytes) = root.to_block().unwrap();
     store.put_block(&root_id, &root_bytes).unwrap();
-    store.pin(&root_id).unwrap();
     vec![root_id, leaf_id, zero]
 }
 
@@ -231,7 +230,20 @@ async fn a_relay_limits_a_flood_from_one_hop_and_checks_the_size_before_fetching
     let tmp = tempfile::tempdir().unwrap();
     println!("work dir {}", tmp.path().display());
     let r_dir = tmp.path().join("relay");
-    let r = NodeProcess::start(&bin(), &r_dir, &["--role", "gate", "--role", "relay"]).unwrap();
+    // The relay offers 16 MiB: blocks it caches for others may use a quarter of it.
+    let r = NodeProcess::start(
+        &bin(),
+        &r_dir,
+        &[
+            "--role",
+            "gate",
+            "--role",
+            "relay",
+            "--storage-offer",
+            "16MiB",
+        ],
+    )
+    .unwrap();
     let boot = tcp_multiaddr(&cli_json(&bin(), &r_dir, &["status"]).unwrap()).unwrap();
     let c_dir = tmp.path().join("client");
     let c = one_hop_client(&c_dir, &["--bootstrap", &boot]);
@@ -256,6 +268,18 @@ async fn a_relay_limits_a_flood_from_one_hop_and_checks_the_size_before_fetching
         )
         .unwrap()
         .cid;
+    let mut files = Vec::new();
+    for seed in 0..3 {
+        let data = test_bytes(3 << 20, 100 + seed, false);
+        let cid = h
+            .node
+            .store
+            .put(&data[..], &PutOptions::default(), &|_| {})
+            .unwrap()
+            .cid;
+        h.node.mesh.announce(cid).await.unwrap();
+        files.push((cid, data));
+    }
     h.node.mesh.announce(big[0]).await.unwrap();
     h.node.mesh.announce(small).await.unwrap();
     let dir = c_dir.clone();
@@ -325,6 +349,23 @@ async fn a_relay_limits_a_flood_from_one_hop_and_checks_the_size_before_fetching
          (its root alone is needed to see the size)"
     );
 
+    // Three 3 MiB files read through the relay: it keeps what it cached for them within a
+    // quarter of its offer (4 MiB), not all 9 MiB.
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    for (i, (cid, data)) in files.iter().enumerate() {
+        let out = tmp.path().join(format!("file-{i}.bin"));
+        let (ok, stderr) = anon_get(&c_dir, &cid.to_string(), &out).await;
+        assert!(ok, "{stderr}");
+        assert!(std::fs::read(&out).unwrap() == *data);
+    }
+    let status = cli_json(&bin(), &r_dir, &["status"]).unwrap();
+    let cached = status["storage"]["stored_bytes"].as_u64().unwrap();
+    println!("the relay stores {cached} bytes after serving 9 MiB of files");
+    assert!(
+        cached <= 4 << 20,
+        "the relay keeps {cached} bytes of files it fetched for others, above a quarter of \
+         its 16 MiB offer"
+    );
     println!("test took {:.1} s", started.elapsed().as_secs_f64());
     h.stop().await;
     drop((c, r));

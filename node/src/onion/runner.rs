@@ -177,7 +177,10 @@ impl MeshAccess {
                 tx: out,
                 buf: Vec::with_capacity(WRITE_CHUNK),
             };
-            warren_storage_mesh::stream::send(&store, &cid, max, &mut w).map_err(|e| e.to_string())
+            let n = warren_storage_mesh::stream::send(&store, &cid, max, &mut w)
+                .map_err(|e| e.to_string())?;
+            super::relay_get::trim(&store);
+            Ok(n)
         })
         .await
         .map_err(|e| format!("runner task: {e}"))?
