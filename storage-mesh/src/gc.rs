@@ -10,7 +10,10 @@
 //! or failed): a crash between the commit and the deletions leaves only such unlisted files,
 //! which the next gc removes.
 
-use std::{collections::HashSet, fs};
+use std::{
+    collections::{HashMap, HashSet},
+    fs,
+};
 
 use redb::{ReadableDatabase, ReadableTable};
 use warren_protocol::ContentId;
@@ -18,7 +21,9 @@ use warren_protocol::ContentId;
 #[cfg(test)]
 use crate::PinInfo;
 use crate::{
-    Error, Store, read,
+    Error, Store,
+    cache::{self, Cached},
+    read,
     store::{INDEX, index_key},
 };
 
@@ -31,15 +36,64 @@ pub struct GcReport {
     pub bytes_freed: u64,
 }
 
-/// See the module doc. The caller holds the writer lock.
-pub(crate) fn run(store: &Store) -> Result<GcReport, Error> {
-    let in_flight = store.lock_in_flight();
+/// The blocks gc keeps: those running puts use (`in_flight`), every block of a pinned file, and
+/// the blocks held for the mesh.
+fn live(store: &Store, in_flight: &HashMap<ContentId, u32>) -> Result<HashSet<ContentId>, Error> {
     let mut live: HashSet<ContentId> = in_flight.keys().copied().collect();
     for pin in store.pins()? {
         let (_, summary) = read::summarize(store, &pin.cid, false)?;
         live.extend(summary.blocks);
     }
     live.extend(store.held()?);
+    Ok(live)
+}
+
+/// [`Store::trim_cache`]: removes the least recently used of the blocks gc would remove until
+/// the rest fit `budget` bytes; returns what went and the indexed blocks that stay. The caller
+/// holds the writer lock.
+pub(crate) fn trim(
+    store: &Store,
+    budget: u64,
+    uses: &HashMap<ContentId, u64>,
+) -> Result<(GcReport, HashSet<ContentId>), Error> {
+    let in_flight = store.lock_in_flight();
+    let live = live(store, &in_flight)?;
+    let mut cached = Vec::new();
+    let mut indexed = HashSet::new();
+    {
+        let tx = store.db().begin_read()?;
+        let index = tx.open_table(INDEX)?;
+        for row in index.iter()? {
+            let (key, len) = row?;
+            let cid = index_key(key.value())?;
+            indexed.insert(cid);
+            if !live.contains(&cid) {
+                cached.push(Cached {
+                    cid,
+                    len: len.value(),
+                    last_use: uses.get(&cid).copied(),
+                });
+            }
+        }
+    }
+    let gone = cache::evictions(&cached, budget);
+    let (blocks_removed, bytes_freed) = store.remove_blocks(&gone)?;
+    for cid in &gone {
+        indexed.remove(cid);
+    }
+    Ok((
+        GcReport {
+            blocks_removed,
+            bytes_freed,
+        },
+        indexed,
+    ))
+}
+
+/// See the module doc. The caller holds the writer lock.
+pub(crate) fn run(store: &Store) -> Result<GcReport, Error> {
+    let in_flight = store.lock_in_flight();
+    let live = live(store, &in_flight)?;
 
     let dead: Vec<ContentId> = {
         let tx = store.db().begin_read()?;
@@ -113,6 +167,39 @@ mod tests {
             pin: false,
             ..PutOptions::default()
         }
+    }
+
+    #[test]
+    fn trim_cache_keeps_cached_blocks_within_a_quarter_of_the_offer_least_recently_used_first() {
+        let mib = CHUNK_SIZE as u64;
+        let (_dir, store) = store(16 * mib);
+        let data = |seed| random_chunk(seed, 2 * CHUNK_SIZE);
+        let pinned = put(&store, &data(1));
+        let (a, b, c) = (
+            put_with(&store, &data(2), &unpinned()),
+            put_with(&store, &data(3), &unpinned()),
+            put_with(&store, &data(4), &unpinned()),
+        );
+        // Within the budget (4 MiB): nothing to do.
+        let small = crate::test_util::store(16 * mib);
+        put_with(&small.1, &data(5), &unpinned());
+        assert_eq!(small.1.trim_cache().unwrap(), GcReport::default());
+        // a is read: the most recent. b and c were never read here: the oldest.
+        assert_eq!(get(&store, &a.cid), data(2));
+        let report = store.trim_cache().unwrap();
+        assert!(report.blocks_removed >= 3, "{report:?}");
+        assert_eq!(get(&store, &a.cid), data(2));
+        assert_eq!(get(&store, &pinned.cid), data(1));
+        let gone = [b.cid, c.cid]
+            .iter()
+            .filter(|cid| store.get(cid, std::io::sink(), &|_| {}).is_err())
+            .count();
+        assert!(gone >= 1);
+        let pinned_bytes = store.pins().unwrap()[0].stored_bytes;
+        let cached = store.usage().unwrap().stored_bytes - pinned_bytes;
+        assert!(cached <= 4 * mib, "{cached}");
+        // Trimming again changes nothing.
+        assert_eq!(store.trim_cache().unwrap().blocks_removed, 0);
     }
 
     #[test]

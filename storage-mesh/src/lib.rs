@@ -36,6 +36,7 @@
 pub mod audit;
 pub mod audit_pace;
 pub mod background;
+pub mod cache;
 pub mod chunk;
 mod error;
 pub mod fetch;
@@ -52,6 +53,7 @@ pub mod repair;
 pub mod seal;
 pub mod serve;
 mod store;
+pub mod stream;
 pub mod sweep;
 #[cfg(test)]
 mod test_util;

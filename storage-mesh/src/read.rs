@@ -39,12 +39,28 @@ fn check_declared_size(root: &ContentId, manifest: &Manifest) -> Result<(), Erro
     Ok(())
 }
 
+/// Where a verified read takes its blocks from: the store, or a stream of blocks sent by a peer
+/// (`crate::stream`). Every block it returns has been checked against `cid`.
+pub(crate) trait Blocks {
+    /// The block `cid`, verified against its id.
+    fn block(&self, cid: &ContentId) -> Result<Vec<u8>, Error>;
+}
+
+impl Blocks for Store {
+    fn block(&self, cid: &ContentId) -> Result<Vec<u8>, Error> {
+        self.get_block(cid)
+    }
+}
+
 /// Reads, verifies and decodes the manifest `cid`; returns it with its block's length.
-pub(crate) fn load_manifest(store: &Store, cid: &ContentId) -> Result<(Manifest, usize), Error> {
+pub(crate) fn load_manifest(
+    store: &dyn Blocks,
+    cid: &ContentId,
+) -> Result<(Manifest, usize), Error> {
     if cid.codec() != Codec::Cbor {
         return Err(Error::NotAFile { cid: *cid });
     }
-    let bytes = store.get_block(cid)?;
+    let bytes = store.block(cid)?;
     let manifest = Manifest::decode(&bytes).map_err(|source| Error::Manifest {
         cid: *cid,
         source: Box::new(source),
@@ -53,7 +69,7 @@ pub(crate) fn load_manifest(store: &Store, cid: &ContentId) -> Result<(Manifest,
 }
 
 /// [`load_manifest`] for a file's root: also checks the rules only a root must satisfy.
-pub(crate) fn load_root(store: &Store, cid: &ContentId) -> Result<(Manifest, usize), Error> {
+pub(crate) fn load_root(store: &dyn Blocks, cid: &ContentId) -> Result<(Manifest, usize), Error> {
     let (manifest, len) = load_manifest(store, cid)?;
     manifest.validate_root().map_err(|source| Error::Manifest {
         cid: *cid,
@@ -81,7 +97,7 @@ pub(crate) trait Visitor {
 
 /// Walks the tree of the file `root` depth-first in file order; returns the root manifest.
 pub(crate) fn walk(
-    store: &Store,
+    store: &dyn Blocks,
     root: &ContentId,
     visitor: &mut dyn Visitor,
 ) -> Result<Manifest, Error> {
@@ -93,7 +109,7 @@ pub(crate) fn walk(
 }
 
 fn walk_entries(
-    store: &Store,
+    store: &dyn Blocks,
     cid: &ContentId,
     manifest: &Manifest,
     visitor: &mut dyn Visitor,
@@ -156,14 +172,14 @@ fn check_child(
 
 /// Writes the file `cid` to `out`; see [`Store::get`].
 pub(crate) fn get<W: Write>(
-    store: &Store,
+    store: &dyn Blocks,
     cid: &ContentId,
     out: W,
     progress: &dyn Fn(u64),
     ready: &Ready<'_>,
 ) -> Result<u64, Error> {
     struct Copy<'a, W> {
-        store: &'a Store,
+        store: &'a dyn Blocks,
         root: ContentId,
         /// The root's size, once its manifest is read: no more than this is ever written.
         declared: Option<u64>,
@@ -186,7 +202,7 @@ pub(crate) fn get<W: Write>(
             // Handed over by a fetch (verified there), or read and verified here.
             let block = match (self.ready)(&entry.cid)? {
                 Some(bytes) => bytes,
-                None => Arc::new(self.store.get_block(&entry.cid)?),
+                None => Arc::new(self.store.block(&entry.cid)?),
             };
             if block.len() as u64 != entry.stored_len {
                 return Err(Error::Corrupt {

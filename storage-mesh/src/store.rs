@@ -51,6 +51,9 @@ use crate::{Error, GcReport, PutOptions, PutOutcome, chunk::MAX_BLOCK_SIZE, gc, 
 
 /// Blocks up to this size are kept in redb; larger ones in files.
 pub const INLINE_MAX: usize = 16 * 1024;
+
+/// Most blocks whose last use the store remembers (see [`Store::trim_cache`]).
+const MAX_TRACKED_USES: usize = 1 << 22;
 /// Memory redb may use for its page cache.
 const CACHE_BYTES: usize = 16 << 20;
 /// Version of the store's on-disk layout.
@@ -130,6 +133,8 @@ pub struct Store {
     writer: Mutex<()>,
     /// Blocks that running puts use, by how many puts: gc keeps them.
     in_flight: Mutex<HashMap<ContentId, u32>>,
+    /// The use counter and each block's last use, for [`Store::trim_cache`].
+    uses: Mutex<(u64, HashMap<ContentId, u64>)>,
 }
 
 /// Blocks written to disk (not yet fsynced) whose index entries wait for one commit.
@@ -204,6 +209,7 @@ impl Store {
             offered: offer_bytes,
             writer: Mutex::new(()),
             in_flight: Mutex::new(HashMap::new()),
+            uses: Mutex::new((0, HashMap::new())),
         })
     }
 
@@ -274,7 +280,42 @@ impl Store {
             cid: *cid,
             reason: format!("its {} bytes do not hash to its id", bytes.len()),
         })?;
+        self.used(cid);
         Ok(bytes)
+    }
+
+    /// Counts a use of `cid`, for the cache's recency.
+    fn used(&self, cid: &ContentId) {
+        let mut uses = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        uses.0 += 1;
+        let tick = uses.0;
+        // Keyed by stored blocks; pruned by each trim. A fail-safe bound all the same: forgotten
+        // uses count as the oldest.
+        if uses.1.len() >= MAX_TRACKED_USES && !uses.1.contains_key(cid) {
+            uses.1.clear();
+        }
+        uses.1.insert(*cid, tick);
+    }
+
+    /// Keeps the cached blocks (those [`Store::gc`] would remove) within
+    /// [`cache::budget`](crate::cache::budget) of the offer, removing the least recently used
+    /// first ([`crate::cache`]). Cheap while the store's bytes are within that budget.
+    pub fn trim_cache(&self) -> Result<GcReport, Error> {
+        let budget = crate::cache::budget(self.offered);
+        if self.usage()?.stored_bytes <= budget {
+            return Ok(GcReport::default());
+        }
+        let _writer = self.lock_writer();
+        let uses = self
+            .uses
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .1
+            .clone();
+        let (report, kept) = gc::trim(self, budget, &uses)?;
+        let mut now = self.uses.lock().unwrap_or_else(|e| e.into_inner());
+        now.1.retain(|c, _| kept.contains(c));
+        Ok(report)
     }
 
     /// Stores one block after checking it against its id and its kind's size limit; durable when
@@ -289,7 +330,9 @@ impl Store {
     /// durable `put_block`). A crash before that can only forget the block (its file is then
     /// removed by [`Store::gc`]), never list a block whose bytes are missing.
     pub fn put_block_cached(&self, cid: &ContentId, bytes: &[u8]) -> Result<(), Error> {
-        self.put_block_with(cid, bytes, false)
+        self.put_block_with(cid, bytes, false)?;
+        self.used(cid);
+        Ok(())
     }
 
     /// The body of `put_block`/`put_block_cached`. A large block's file is written to a

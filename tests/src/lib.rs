@@ -6,6 +6,7 @@
 pub mod attacks;
 pub mod bare;
 pub mod hostile;
+pub mod hostile_relay;
 pub mod kad_raw;
 
 use std::path::{Path, PathBuf};

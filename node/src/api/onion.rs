@@ -23,6 +23,7 @@ use warren_protocol::onion::request::Request;
 use warren_protocol::{Capability, Class, ContentId, FileKey};
 use warren_storage_mesh::SealOptions;
 use warren_storage_mesh::seal::{Opener, seal};
+use warren_storage_mesh::stream;
 
 use super::files::{
     ChannelReader, DOWNLOAD_QUEUE, FRAME_BYTES, FrameWriter, UPLOAD_QUEUE, key_header, parse_cid,
@@ -54,73 +55,67 @@ async fn built(answers: &mut mpsc::Receiver<Answer>) -> Result<u64, ApiError> {
     }
 }
 
-/// Reads the 8-byte size that starts a GET answer; returns it and the bytes after it.
-fn read_head(answers: &mut mpsc::Receiver<Answer>) -> Result<(u64, Vec<u8>), String> {
-    let mut head = Vec::new();
-    loop {
-        match answers.blocking_recv() {
-            Some(Answer::Data(d)) => {
-                head.extend_from_slice(&d);
-                if head.len() >= 8 {
-                    let rest = head.split_off(8);
-                    let mut size = [0u8; 8];
-                    size.copy_from_slice(&head);
-                    return Ok((u64::from_be_bytes(size), rest));
-                }
-            }
-            Some(Answer::Built { .. }) => {}
-            Some(Answer::End(Err(e))) => return Err(e),
-            Some(Answer::End(Ok(_))) | None => {
-                return Err("the answer ended before the file's size".into());
-            }
-        }
-    }
+/// The answer of a GET as a byte stream: its `DATA` in order, its end as the end (or the error).
+struct AnswerReader<'a> {
+    answers: &'a mut mpsc::Receiver<Answer>,
+    current: Vec<u8>,
+    pos: usize,
+    done: bool,
 }
 
-/// Copies the answer after its head to `out`; checks the total against `size`.
-fn copy_rest<W: Write>(
-    answers: &mut mpsc::Receiver<Answer>,
-    first: Vec<u8>,
-    size: u64,
-    out: &mut W,
-) -> Result<u64, String> {
-    let mut n = first.len() as u64;
-    out.write_all(&first).map_err(|e| e.to_string())?;
-    loop {
-        match answers.blocking_recv() {
-            Some(Answer::Data(d)) => {
-                n += d.len() as u64;
-                if n > size {
-                    return Err(format!(
-                        "the relay sent more than the {size} bytes it announced"
+impl io::Read for AnswerReader<'_> {
+    fn read(&mut self, out: &mut [u8]) -> io::Result<usize> {
+        while self.pos == self.current.len() {
+            if self.done {
+                return Ok(0);
+            }
+            match self.answers.blocking_recv() {
+                Some(Answer::Data(d)) => {
+                    self.current = d;
+                    self.pos = 0;
+                }
+                Some(Answer::Built { .. }) => {}
+                Some(Answer::End(Ok(_))) => self.done = true,
+                Some(Answer::End(Err(e))) => return Err(io::Error::other(e)),
+                None => {
+                    return Err(io::Error::new(
+                        io::ErrorKind::UnexpectedEof,
+                        "the circuit closed",
                     ));
                 }
-                out.write_all(&d).map_err(|e| e.to_string())?;
             }
-            Some(Answer::Built { .. }) => {}
-            Some(Answer::End(Ok(_))) if n == size => return Ok(n),
-            Some(Answer::End(Ok(_))) => {
-                return Err(format!("the relay sent {n} of {size} bytes"));
-            }
-            Some(Answer::End(Err(e))) => return Err(e),
-            None => return Err(format!("the circuit closed after {n} of {size} bytes")),
         }
+        let n = out.len().min(self.current.len() - self.pos);
+        out[..n].copy_from_slice(&self.current[self.pos..self.pos + n]);
+        self.pos += n;
+        Ok(n)
     }
 }
 
+/// Reads the relay's answer for the file `cid` as a block stream and writes the file to `w`
+/// with the verified read (`warren_storage_mesh::stream`): every block is checked against the
+/// id its parent manifest names before a byte of it is written; a sealed file is then opened
+/// with `key`. Returns the file's bytes written.
 fn receive(
     answers: &mut mpsc::Receiver<Answer>,
-    sealed: Option<(ContentId, FileKey)>,
+    cid: ContentId,
+    key: Option<FileKey>,
     w: &mut FrameWriter,
 ) -> Result<u64, String> {
-    let (size, first) = read_head(answers)?;
-    match sealed {
-        None => copy_rest(answers, first, size, w),
-        Some((cid, key)) => {
+    let mut input = AnswerReader {
+        answers,
+        current: Vec::new(),
+        pos: 0,
+        done: false,
+    };
+    let size = stream::read_size(&mut input).map_err(|e| format!("the relay's answer: {e}"))?;
+    match key {
+        None => stream::receive(&cid, size, input, &mut *w, &|_| {}).map_err(|e| e.to_string()),
+        Some(key) => {
             let mut opener = Opener::new(cid, &key, size, &mut *w).map_err(|e| e.to_string())?;
-            match copy_rest(answers, first, size, &mut opener) {
+            match stream::receive(&cid, size, input, &mut opener, &|_| {}) {
                 Ok(_) => opener.finish().map(|o| o.size).map_err(|e| e.to_string()),
-                Err(e) => Err(opener.take_error().map_or(e, |o| o.to_string())),
+                Err(e) => Err(opener.take_error().map_or(e.to_string(), |o| o.to_string())),
             }
         }
     }
@@ -142,7 +137,7 @@ pub(super) async fn get(
             tx,
             buf: Vec::with_capacity(FRAME_BYTES),
         };
-        let _ = match receive(&mut answers, key.map(|k| (cid, k)), &mut w) {
+        let _ = match receive(&mut answers, cid, key, &mut w) {
             Ok(n) => w
                 .flush()
                 .and_then(|()| w.send(framed::END, &n.to_be_bytes())),

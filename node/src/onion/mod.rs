@@ -17,7 +17,9 @@
 
 mod client_task;
 mod guards;
+mod limits;
 mod link;
+mod relay_get;
 pub mod runner;
 pub mod sandbox;
 
@@ -314,6 +316,7 @@ impl Onion {
         let reader = tokio::spawn(link::read_cells(prev_r, Direction::Prev, tx.clone()));
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut task = HopTask {
+            limits: self.runner.circuit(&prev),
             onion: self.clone(),
             id,
             hop,
@@ -430,6 +433,8 @@ impl Onion {
 type Pending = (Vec<u8>, Option<Result<String, String>>);
 
 struct HopTask {
+    /// This circuit's share of the relay's request and byte limits.
+    limits: runner::CircuitLimits,
     onion: Arc<Onion>,
     id: u64,
     hop: Hop,
@@ -581,9 +586,13 @@ impl HopTask {
                     let started = Request::decode(&request)
                         .map_err(|e| e.to_string())
                         .and_then(|r| {
-                            self.onion
-                                .runner
-                                .start(stream, r, in_rx, self.out_tx.clone())
+                            self.onion.runner.start(
+                                stream,
+                                r,
+                                in_rx,
+                                self.out_tx.clone(),
+                                &self.limits,
+                            )
                         });
                     match started {
                         Ok(()) => {

@@ -19,6 +19,7 @@ use warren_protocol::ContentId;
 use warren_protocol::onion::request::Request;
 use warren_storage_mesh::{PutOptions, Store};
 
+pub(crate) use super::limits::CircuitLimits;
 use crate::storage::Mesh;
 
 /// The refusal of an INFER request by a relay without the inference service.
@@ -155,33 +156,33 @@ impl MeshAccess {
         Ok(format!("{n} vectors"))
     }
 
-    /// Fetches `cid` from its holders (as this node) and streams its stored bytes to `out`.
+    /// Fetches `cid` from its holders (as this node) and streams it to `out` as blocks
+    /// (`warren_storage_mesh::stream`), which the client's node verifies. The root comes first:
+    /// a file above `max` is refused before any other block of it is fetched.
     async fn get(
         &self,
         cid: ContentId,
         max: u64,
         out: mpsc::Sender<Vec<u8>>,
     ) -> Result<u64, String> {
+        let size = super::relay_get::root_size(&self.mesh, cid)
+            .await
+            .map_err(|e| e.to_string())?;
+        if size > max {
+            return Err(format!(
+                "{cid} is {size} bytes, above the runner's limit of {max}"
+            ));
+        }
         self.mesh.fetch(cid).await.map_err(|e| e.to_string())?;
         let store = self.store.clone();
         tokio::task::spawn_blocking(move || {
-            let size = store.stat(&cid).map_err(|e| e.to_string())?.size;
-            if size > max {
-                return Err(format!(
-                    "{cid} is {size} bytes, above the runner's limit of {max}"
-                ));
-            }
             let mut w = ChannelWriter {
                 tx: out,
                 buf: Vec::with_capacity(WRITE_CHUNK),
             };
-            // The answer starts with the size, so the client can open a sealed file as it comes.
-            w.write_all(&size.to_be_bytes())
+            let n = warren_storage_mesh::stream::send(&store, &cid, max, &mut w)
                 .map_err(|e| e.to_string())?;
-            let n = store
-                .get(&cid, &mut w, &|_| {})
-                .map_err(|e| e.to_string())?;
-            w.flush().map_err(|e| e.to_string())?;
+            super::relay_get::trim(&store);
             Ok(n)
         })
         .await
@@ -251,6 +252,8 @@ pub struct Runner {
     access: MeshAccess,
     limits: Limits,
     slots: Arc<Semaphore>,
+    /// Requests and answer bytes per circuit and per previous hop.
+    quota: Arc<std::sync::Mutex<warren_protocol::onion::quota::Quota>>,
 }
 
 impl Runner {
@@ -260,7 +263,13 @@ impl Runner {
             access,
             slots: Arc::new(Semaphore::new(limits.concurrent)),
             limits,
+            quota: super::limits::table(Default::default()),
         }
+    }
+
+    /// The limits of a new circuit that reached this relay from `prev`.
+    pub(crate) fn circuit(&self, prev: &libp2p::PeerId) -> CircuitLimits {
+        CircuitLimits::new(self.quota.clone(), prev.to_bytes())
     }
 
     /// Starts the run of `request` on `stream`: answer bytes and the end go to `out`; uploaded
@@ -271,7 +280,10 @@ impl Runner {
         request: Request,
         input: mpsc::Receiver<Option<Vec<u8>>>,
         out: mpsc::Sender<Out>,
+        circuit: &CircuitLimits,
     ) -> Result<(), String> {
+        circuit.begin()?;
+        let circuit = circuit.clone();
         let permit = self
             .slots
             .clone()
@@ -323,7 +335,7 @@ impl Runner {
             let result = match sandbox {
                 Ok(abi) => {
                     info!(abi, "runner sandboxed (landlock)");
-                    run(stream, request, input, &out, &call_tx)
+                    run(stream, request, input, &out, &call_tx, &circuit)
                 }
                 Err(e) => Err(format!("runner sandbox unavailable: {e}")),
             };
@@ -360,6 +372,7 @@ fn run(
     input: mpsc::Receiver<Option<Vec<u8>>>,
     out: &mpsc::Sender<Out>,
     broker: &mpsc::Sender<MeshCall>,
+    circuit: &CircuitLimits,
 ) -> Result<String, String> {
     fn gone<E>(_: E) -> String {
         "the mesh broker went away".to_owned()
@@ -368,6 +381,7 @@ fn run(
     let streamed = |call: MeshCall, mut rx: mpsc::Receiver<Vec<u8>>| -> Result<(), String> {
         broker.blocking_send(call).map_err(gone)?;
         while let Some(d) = rx.blocking_recv() {
+            circuit.bytes(d.len())?;
             out.blocking_send(Out::Data(stream, d))
                 .map_err(|_| "the circuit closed".to_owned())?;
         }

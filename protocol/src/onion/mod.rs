@@ -35,6 +35,7 @@ pub mod guard;
 mod hop;
 pub mod limits;
 pub mod path;
+pub mod quota;
 mod replay;
 pub mod request;
 mod stream;
