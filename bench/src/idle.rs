@@ -17,9 +17,9 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 use warren_node::cli::client::ApiClient;
 use warren_node::view::DashboardView;
+use warren_protocol::ticket::PlacementTicket;
 use warren_protocol::{Codec, ContentId, Keypair};
 use warren_storage_mesh::Store;
-use warren_protocol::ticket::PlacementTicket;
 
 use crate::nodes;
 
@@ -148,10 +148,10 @@ fn fill(tmp: &Path, n: u64) -> anyhow::Result<()> {
                 })
             })
             .collect();
-        handles
-            .into_iter()
-            .map(|h| h.join().map_err(|_| anyhow::anyhow!("a fill thread panicked"))?)
-            .collect::<anyhow::Result<()>>()
+        handles.into_iter().try_for_each(|h| {
+            h.join()
+                .map_err(|_| anyhow::anyhow!("a fill thread panicked"))?
+        })
     })
 }
 

@@ -110,8 +110,16 @@ pub struct Background {
 impl Background {
     fn register(&self, w: &mut Registry) {
         let b = w.sub_registry_with_prefix("background");
-        b.register("checks", "Blocks checked by the background sweep", self.checks.clone());
-        b.register("dht_queries", "Background DHT queries", self.dht_queries.clone());
+        b.register(
+            "checks",
+            "Blocks checked by the background sweep",
+            self.checks.clone(),
+        );
+        b.register(
+            "dht_queries",
+            "Background DHT queries",
+            self.dht_queries.clone(),
+        );
         b.register("audits", "Background audits", self.audits.clone());
         b.register(
             "deferred",
@@ -123,8 +131,16 @@ impl Background {
             "CPU share of the process over the last 10 s, per mille of one core",
             self.cpu_permille.clone(),
         );
-        b.register("blocks", "Blocks the background sweep checks", self.blocks.clone());
-        b.register("urgent", "Blocks waiting for an urgent check", self.urgent.clone());
+        b.register(
+            "blocks",
+            "Blocks the background sweep checks",
+            self.blocks.clone(),
+        );
+        b.register(
+            "urgent",
+            "Blocks waiting for an urgent check",
+            self.urgent.clone(),
+        );
         b.register_with_unit(
             "period",
             "The period in which every block is checked",

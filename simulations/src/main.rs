@@ -832,7 +832,11 @@ fn run_pace(args: PaceArgs) -> Result<()> {
         params.seed
     );
     let mut paces = vec![churn::Pace::EveryPass];
-    paces.extend(args.period_h.iter().map(|&period_h| churn::Pace::Sweep { period_h }));
+    paces.extend(
+        args.period_h
+            .iter()
+            .map(|&period_h| churn::Pace::Sweep { period_h }),
+    );
     let specs: Vec<churn::Spec> = paces
         .iter()
         .map(|&pace| churn::Spec {
@@ -846,13 +850,21 @@ fn run_pace(args: PaceArgs) -> Result<()> {
     let runs = parallel(&specs, threads, |spec| churn::run(&params, *spec));
     let elapsed = started.elapsed();
 
-    let mut csv = String::from("pace,hours,days,files,lost,lost_fraction,silent_losses,copied,attempted,copies_per_file,under_rf,audits_per_file\n");
+    let mut csv = String::from(
+        "pace,hours,days,files,lost,lost_fraction,silent_losses,copied,attempted,copies_per_file,under_rf,audits_per_file\n",
+    );
     let mut lost_series = Vec::new();
     let colors = [(200, 60, 40), (40, 90, 200), (40, 160, 80), (150, 80, 170)];
     println!();
     println!(
         "{:<14} {:>10} {:>12} {:>14} {:>14} {:>16} {:>12}",
-        "pace", "files lost", "silent losses", "repair copies", "copies/file", "audits/file/day", "under RF"
+        "pace",
+        "files lost",
+        "silent losses",
+        "repair copies",
+        "copies/file",
+        "audits/file/day",
+        "under RF"
     );
     for (i, rows) in runs.iter().enumerate() {
         let pace = specs[i].pace;

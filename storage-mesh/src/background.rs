@@ -136,7 +136,12 @@ impl Budget {
 
     /// Takes one audit from the budget, if there is one at `now_ms`.
     pub fn try_audit(&mut self, now_ms: u64) -> bool {
-        let ok = take(&mut self.audits, &mut self.trickle_audits, self.over, now_ms);
+        let ok = take(
+            &mut self.audits,
+            &mut self.trickle_audits,
+            self.over,
+            now_ms,
+        );
         if ok {
             self.spent.audits += 1;
         } else {
@@ -242,6 +247,9 @@ mod tests {
         // 10⁵ blocks, 3 other holders each: 10⁵ / 240 min vs 3·10⁵ / 360 min.
         let p = b.shortest_period_ms(100_000, 3);
         assert_eq!(p, 300_000 * 60_000 / 360);
-        assert!(p < 24 * 3600 * 1000, "the default budget keeps a day's period at 10⁵ blocks");
+        assert!(
+            p < 24 * 3600 * 1000,
+            "the default budget keeps a day's period at 10⁵ blocks"
+        );
     }
 }

@@ -550,7 +550,9 @@ mod tests {
         let (_dir, store) = store(offer);
         // 3 MiB of the user's own data in a 2 MiB offer: the disk, not the offer, limits it.
         let data = random_chunk(6, 3 * MIB);
-        let own = store.put(data.as_slice(), &PutOptions::default(), &|_| {}).unwrap();
+        let own = store
+            .put(data.as_slice(), &PutOptions::default(), &|_| {})
+            .unwrap();
         assert_eq!(get(&store, &own.cid), data);
         assert!(store.usage().unwrap().stored_bytes > offer);
         assert_eq!(store.own_bytes().unwrap(), own.stored_bytes);

@@ -1147,7 +1147,10 @@ mod tests {
         let fits = store
             .put_sealed(&data[..], &key(1), &private("big"), true, &|_| {})
             .unwrap();
-        assert!(store.usage().unwrap().stored_bytes > 3 * MIB as u64, "{fits:?}");
+        assert!(
+            store.usage().unwrap().stored_bytes > 3 * MIB as u64,
+            "{fits:?}"
+        );
         assert!(store.unpin(&fits.0.cid).unwrap());
         store.gc().unwrap();
         assert_eq!(store.usage().unwrap().blocks, 0);

@@ -370,10 +370,7 @@ impl Store {
         }
         // The offer limits what others place here (replicas) and what reads cache, not the
         // user's own files: their bytes are not counted.
-        let used = self
-            .usage()?
-            .stored_bytes
-            .saturating_sub(self.own_bytes()?);
+        let used = self.usage()?.stored_bytes.saturating_sub(self.own_bytes()?);
         if let Err(e) = self.check_offer(used, bytes.len() as u64) {
             if !inline {
                 let _ = fs::remove_file(&path);

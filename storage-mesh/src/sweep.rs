@@ -288,7 +288,9 @@ impl Sweep {
 
     /// Blocks whose periodic check is due at `now_ms` (not counting the urgent ones).
     pub fn overdue(&self, now_ms: u64) -> usize {
-        self.queue.range(..(now_ms.saturating_add(1), [0; 32])).count()
+        self.queue
+            .range(..(now_ms.saturating_add(1), [0; 32]))
+            .count()
     }
 
     /// Marks `block` for a check as soon as the budget allows. False when it is not in the sweep.
@@ -390,9 +392,10 @@ impl Sweep {
         let (Some(e), Some(i)) = (self.entries.get(block), self.peers.find(peer)) else {
             return false;
         };
-        e.holders.iter().zip(e.verified_ms).any(|(&o, t)| {
-            o == i && t > 0 && now_ms.saturating_sub(t) < self.config.period_ms
-        })
+        e.holders
+            .iter()
+            .zip(e.verified_ms)
+            .any(|(&o, t)| o == i && t > 0 && now_ms.saturating_sub(t) < self.config.period_ms)
     }
 
     /// The holders the last check of `block` found.
@@ -472,7 +475,11 @@ mod tests {
                 *seen.entry(c).or_insert(0) += 1;
             }
         }
-        assert_eq!(seen.len(), n as usize, "every block checked within a period");
+        assert_eq!(
+            seen.len(),
+            n as usize,
+            "every block checked within a period"
+        );
         assert!(seen.values().all(|&v| v == 1), "and only once");
         // Spread: no hour takes more than twice its share.
         let share = n as usize / 24;
@@ -540,7 +547,11 @@ mod tests {
         assert_eq!(s.next_due(T0 + DAY + 59_999, 1).len(), 0);
         assert_eq!(s.next_due(T0 + DAY + 60_000, 1).len(), 1);
         s.retry(&h, T0 + 10 * DAY);
-        assert_eq!(s.next_due(T0 + 2 * DAY + 60_000, 1).len(), 1, "not pushed back");
+        assert_eq!(
+            s.next_due(T0 + 2 * DAY + 60_000, 1).len(),
+            1,
+            "not pushed back"
+        );
     }
 
     #[test]
@@ -570,10 +581,19 @@ mod tests {
         s.holders_found(&cid(3).hash(), &[p]);
         s.urgent(&cid(3).hash());
         let r = s.sync(&blocks(3), T0, rng(8));
-        assert_eq!(r, SyncReport { added: 0, removed: 7 });
+        assert_eq!(
+            r,
+            SyncReport {
+                added: 0,
+                removed: 7
+            }
+        );
         assert_eq!(s.len(), 3);
         assert_eq!(s.peers_known(), 0);
-        assert!(s.next_due(T0, 10).is_empty(), "the urgent entry went with its block");
+        assert!(
+            s.next_due(T0, 10).is_empty(),
+            "the urgent entry went with its block"
+        );
         let mut r = rng(9);
         for _ in 0..20 {
             let (c, _) = s.sample(&mut r).unwrap();

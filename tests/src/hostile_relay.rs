@@ -115,7 +115,8 @@ async fn carry(
     r.read_exact(&mut buf).await?;
     let create = Cell::decode(&buf)?;
     let mut replay = ReplayCache::new();
-    let mut hop = Hop::accept(now_secs(), secret, &create, seed(), &mut replay, true)?;
+    // The only hop: no previous hop to refuse an EXTEND to (an empty id).
+    let mut hop = Hop::accept(now_secs(), secret, &create, seed(), &mut replay, true, &[])?;
     // Answers still going out: stream, bytes, how many sent, whether END went.
     let mut pending: Vec<(u16, Vec<u8>, usize, bool)> = Vec::new();
     loop {

@@ -291,10 +291,18 @@ fn the_users_own_puts_are_limited_by_the_disk_not_by_the_offer() {
         4 * MIB as u64
     );
     let o = cli(BIN, &dir, &["get", &more_cid], false).unwrap();
-    assert!(o.stdout == data(2 * MIB, 13, false), "the second file reads back");
+    assert!(
+        o.stdout == data(2 * MIB, 13, false),
+        "the second file reads back"
+    );
     let pins = cli_json(BIN, &dir, &["pins"]).unwrap();
     assert_eq!(pins.as_array().unwrap().len(), 2);
-    assert!(pins.as_array().unwrap().iter().any(|p| p["cid"] == cid.as_str()));
+    assert!(
+        pins.as_array()
+            .unwrap()
+            .iter()
+            .any(|p| p["cid"] == cid.as_str())
+    );
     // The node's own record advertises what is left.
     let peer = status["peer_id"].as_str().unwrap().to_owned();
     let record = cli_json(BIN, &dir, &["record", &peer]).unwrap();

@@ -171,7 +171,11 @@ fn a_node_never_stores_past_its_offer() {
         false,
     )
     .unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(stored_bytes(&db) > 10 * MIB);
 }
 

@@ -276,7 +276,12 @@ impl Mesh {
         };
         // The holders the sweep's last check of the block found; before its first check, the
         // provider records (one DHT query from the budget).
-        let mut others = usable(self.sweep.lock().map(|s| s.holders(&cid.hash())).unwrap_or_default());
+        let mut others = usable(
+            self.sweep
+                .lock()
+                .map(|s| s.holders(&cid.hash()))
+                .unwrap_or_default(),
+        );
         if others.is_empty() {
             if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now_ms())) {
                 return Ok(None);
@@ -316,10 +321,9 @@ impl Mesh {
         }
         // Each challenge is an audit of the background budget.
         let now = now_ms();
-        let allowed = self
-            .budget
-            .lock()
-            .map_or(0, |mut b| (0..batch.len()).take_while(|_| b.try_audit(now)).count());
+        let allowed = self.budget.lock().map_or(0, |mut b| {
+            (0..batch.len()).take_while(|_| b.try_audit(now)).count()
+        });
         batch.truncate(allowed);
         if batch.is_empty() {
             return Ok(None);

@@ -11,8 +11,8 @@ use warren_storage_mesh::repair::{PlanStatus, RepairInput};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
-use crate::storage::replicate::PushError;
 use crate::storage::Mesh;
+use crate::storage::replicate::PushError;
 use warren_storage_mesh::audit::Holding;
 
 impl Mesh {

@@ -397,6 +397,8 @@ impl Sim<'_> {
                 // Capacity is not the question here: every peer offers far more than it gets.
                 bytes_free: 1 << 40,
                 score: None,
+                // One network group for all: the scenario is about churn, not Sybils.
+                group: None,
             })
             .collect()
     }
@@ -463,7 +465,13 @@ impl Sim<'_> {
             }
             let others = block.holders.len().saturating_sub(1);
             let found = self.spec.pace.detection(others, &mut self.decay);
-            self.q.schedule(found, Event::Found { block: b, holder: h });
+            self.q.schedule(
+                found,
+                Event::Found {
+                    block: b,
+                    holder: h,
+                },
+            );
         }
         self.schedule_silent_loss();
     }
