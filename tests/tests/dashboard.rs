@@ -34,7 +34,16 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
     let boot = tcp_multiaddr(&cli_json(BIN, &d0, &["status"]).unwrap()).unwrap();
     let d1 = tmp.path().join("node-1");
     let d2 = tmp.path().join("node-2");
-    let _n1 = NodeProcess::start(BIN, &d1, &["--bootstrap", &boot]).unwrap();
+    // node-1 checks the replicas it receives within seconds (by default within 10 minutes:
+    // spec/proof-of-storage.md, "Pace of the background work"), so the page shows its checks.
+    let fast = tmp.path().join("fast.toml");
+    std::fs::write(&fast, "[mesh]\nrecheck_every_ms = 5000\n").unwrap();
+    let _n1 = NodeProcess::start(
+        BIN,
+        &d1,
+        &["--bootstrap", &boot, "--config", fast.to_str().unwrap()],
+    )
+    .unwrap();
     let _n2 = NodeProcess::start(BIN, &d2, &["--bootstrap", &boot]).unwrap();
     let peer_of = |d: &Path| {
         cli_json(BIN, d, &["status"]).unwrap()["peer_id"]

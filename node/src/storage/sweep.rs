@@ -118,19 +118,44 @@ impl Mesh {
         } else {
             period.min(ARRIVAL_SPREAD_MS)
         };
-        let report = self.sweep.lock().map(|mut s| {
-            let mut rng = rand::rngs::OsRng;
-            // New blocks are due within `spread`: the whole period at start (the store's blocks
-            // spread over it), soon for arrivals.
-            let r = s.sync(&blocks, now, || rng.next_u64() % spread.max(1));
-            (r, s.len())
-        });
+        let report = self
+            .sweep
+            .lock()
+            .map(|mut s| {
+                let mut rng = rand::rngs::OsRng;
+                // New blocks are due within `spread`: the whole period at start (the store's blocks
+                // spread over it), soon for arrivals.
+                let r = s.sync(&blocks, now, || rng.next_u64() % spread.max(1));
+                (r, s.len())
+            })
+            .ok();
+        if first {
+            // The blocks of this node's own files are checked at once after a start (the
+            // budget spreads a large number): their copies may have gone while it was off.
+            let own = self
+                .store_call(|s| {
+                    let mut own = Vec::new();
+                    for pin in s.pins()? {
+                        if let Ok(dag) = s.dag(&pin.cid) {
+                            own.extend(dag.into_iter().map(|(c, _)| c.hash()));
+                        }
+                    }
+                    Ok(own)
+                })
+                .await
+                .unwrap_or_default();
+            if let Ok(mut s) = self.sweep.lock() {
+                for h in &own {
+                    s.retry(h, now);
+                }
+            }
+        }
         let took = started.elapsed();
         if let Ok(mut st) = self.sweep_state.lock() {
             st.synced_blocks = Some(count);
             st.next_sync = Some(std::time::Instant::now() + took * SYNC_COST_FACTOR);
         }
-        if let Ok((r, len)) = report
+        if let Some((r, len)) = report
             && (r.added > 0 || r.removed > 0)
         {
             info!(
