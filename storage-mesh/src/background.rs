@@ -150,6 +150,28 @@ impl Budget {
         ok
     }
 
+    /// Takes one audit for work that may wait (the periodic sampling audit), only while more
+    /// than half of the audit bucket is left: the other half is kept for the checks of the
+    /// sweep, which repair depends on.
+    pub fn try_spare_audit(&mut self, now_ms: u64) -> bool {
+        self.audits.refill(now_ms);
+        if self.audits.available() * 2 <= u64::from(self.config.audits_per_min) {
+            self.spent.audits_deferred += 1;
+            return false;
+        }
+        self.try_audit(now_ms)
+    }
+
+    /// [`Budget::try_spare_audit`] for DHT queries.
+    pub fn try_spare_dht(&mut self, now_ms: u64) -> bool {
+        self.dht.refill(now_ms);
+        if self.dht.available() * 2 <= u64::from(self.config.dht_per_min) {
+            self.spent.dht_deferred += 1;
+            return false;
+        }
+        self.try_dht(now_ms)
+    }
+
     /// DHT queries available now (at most a minute's worth), without taking them.
     pub fn dht_available(&mut self, now_ms: u64) -> u64 {
         self.dht.refill(now_ms);
@@ -239,6 +261,24 @@ mod tests {
         b.observe_cpu(T0 + 90_000, 560);
         assert!(!b.over_cpu());
         assert!(b.try_dht(T0 + 150_000));
+    }
+
+    #[test]
+    fn spare_work_leaves_half_the_bucket_to_the_checks() {
+        let mut b = Budget::new(
+            BudgetConfig {
+                dht_per_min: 100,
+                audits_per_min: 100,
+                cpu_permille: 10,
+            },
+            T0,
+        );
+        let spare = (0..200).filter(|_| b.try_spare_audit(T0)).count();
+        assert_eq!(spare, 50);
+        let checks = (0..200).filter(|_| b.try_audit(T0)).count();
+        assert_eq!(checks, 50, "the checks still have their half");
+        let spare_dht = (0..200).filter(|_| b.try_spare_dht(T0)).count();
+        assert_eq!(spare_dht, 50);
     }
 
     #[test]

@@ -56,6 +56,8 @@ struct Entry {
     len: u64,
     due_ms: u64,
     urgent: bool,
+    /// When this node last announced itself as the block's provider (0: not since it started).
+    renewed_ms: u64,
     /// Indices into the peer table ([`NONE`] for an empty slot) and when each last proved it
     /// holds the block (0: never).
     holders: [u32; MAX_HOLDERS],
@@ -206,10 +208,13 @@ impl Sweep {
         for h in gone {
             self.remove(&h);
         }
+        // The first sync is a start: the provider records of the blocks found may have lapsed
+        // while the node was off. Later ones find blocks just stored (and just announced).
+        let renewed = if self.entries.is_empty() { 0 } else { now_ms };
         for &(cid, len) in blocks {
             if !self.entries.contains_key(&cid.hash()) {
                 let due = now_ms.saturating_add(rand() % self.config.period_ms);
-                self.insert(cid, len, due);
+                self.insert(cid, len, due, renewed);
                 report.added += 1;
             }
         }
@@ -217,15 +222,31 @@ impl Sweep {
         report
     }
 
-    /// Adds `cid` (checked first at `due_ms`), if it is not in the sweep yet.
-    pub fn add(&mut self, cid: ContentId, len: u64, due_ms: u64) {
+    /// Adds `cid` (checked first at `due_ms`; announced by this node just now), if it is not in
+    /// the sweep yet.
+    pub fn add(&mut self, cid: ContentId, len: u64, due_ms: u64, now_ms: u64) {
         if !self.entries.contains_key(&cid.hash()) {
-            self.insert(cid, len, due_ms);
+            self.insert(cid, len, due_ms, now_ms);
             self.keys.push(cid.hash());
         }
     }
 
-    fn insert(&mut self, cid: ContentId, len: u64, due_ms: u64) {
+    /// Whether this node's provider record for `block` is due for renewal at `now_ms`: not
+    /// announced within half a period (the record lives three).
+    pub fn renewal_due(&self, block: &[u8; 32], now_ms: u64) -> bool {
+        self.entries
+            .get(block)
+            .is_some_and(|e| now_ms.saturating_sub(e.renewed_ms) >= self.config.period_ms / 2)
+    }
+
+    /// This node announced itself as `block`'s provider at `now_ms`.
+    pub fn renewed(&mut self, block: &[u8; 32], now_ms: u64) {
+        if let Some(e) = self.entries.get_mut(block) {
+            e.renewed_ms = now_ms;
+        }
+    }
+
+    fn insert(&mut self, cid: ContentId, len: u64, due_ms: u64, renewed_ms: u64) {
         let h = cid.hash();
         self.entries.insert(
             h,
@@ -234,6 +255,7 @@ impl Sweep {
                 len,
                 due_ms,
                 urgent: false,
+                renewed_ms,
                 holders: [NONE; MAX_HOLDERS],
                 verified_ms: [0; MAX_HOLDERS],
             },
@@ -599,6 +621,28 @@ mod tests {
             let (c, _) = s.sample(&mut r).unwrap();
             assert!(blocks(3).iter().any(|(b, _)| *b == c));
         }
+    }
+
+    #[test]
+    fn provider_records_are_renewed_once_per_half_period_and_at_start() {
+        let mut s = Sweep::new(SweepConfig::default());
+        s.sync(&blocks(2), T0, rng(11));
+        let (a, b) = (cid(0).hash(), cid(1).hash());
+        assert!(
+            s.renewal_due(&a, T0),
+            "found at start: renewed at the first check"
+        );
+        s.renewed(&a, T0);
+        assert!(!s.renewal_due(&a, T0 + DAY / 2 - 1));
+        assert!(s.renewal_due(&a, T0 + DAY / 2));
+        // Blocks found by a later sync, or added by a push, were announced when stored.
+        let mut more = blocks(2);
+        more.push((cid(5), 10));
+        s.sync(&more, T0 + 1, rng(12));
+        assert!(!s.renewal_due(&cid(5).hash(), T0 + 2));
+        s.add(cid(6), 10, T0 + DAY, T0);
+        assert!(!s.renewal_due(&cid(6).hash(), T0 + 1));
+        assert!(s.renewal_due(&b, T0 + 1));
     }
 
     #[test]

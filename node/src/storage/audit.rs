@@ -283,7 +283,11 @@ impl Mesh {
                 .unwrap_or_default(),
         );
         if others.is_empty() {
-            if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now_ms())) {
+            if !self
+                .budget
+                .lock()
+                .is_ok_and(|mut b| b.try_spare_dht(now_ms()))
+            {
                 return Ok(None);
             }
             others = usable(self.client.providers(cid).await?);
@@ -319,10 +323,13 @@ impl Mesh {
                 batch.push((block, len, seed));
             }
         }
-        // Each challenge is an audit of the background budget.
+        // Each challenge is an audit of the background budget, from the half the sweep's checks
+        // (which repair depends on) do not need.
         let now = now_ms();
         let allowed = self.budget.lock().map_or(0, |mut b| {
-            (0..batch.len()).take_while(|_| b.try_audit(now)).count()
+            (0..batch.len())
+                .take_while(|_| b.try_spare_audit(now))
+                .count()
         });
         batch.truncate(allowed);
         if batch.is_empty() {

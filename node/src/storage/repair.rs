@@ -148,12 +148,20 @@ impl Mesh {
         pushed
     }
 
-    /// Renews this node's provider record for `cid` (kad's own republishing is off: the sweep
-    /// spreads the renewals over the recheck period, within the DHT budget). Skipped, not
-    /// retried, when the budget has no room: the record lives 48 h, two default periods.
+    /// Renews this node's provider record for `cid` when it was not announced within half a
+    /// recheck period (kad's own republishing is off: the sweep spreads the renewals over the
+    /// period, within the DHT budget). Skipped, not retried, when the budget has no room: the
+    /// record lives 48 h, three default periods.
     async fn renew_provider_record(&self, cid: ContentId, now: u64) {
+        let hash = cid.hash();
+        if !self.sweep.lock().is_ok_and(|s| s.renewal_due(&hash, now)) {
+            return;
+        }
         if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now)) {
             return;
+        }
+        if let Ok(mut s) = self.sweep.lock() {
+            s.renewed(&hash, now);
         }
         if let Err(e) = self.client.provide(vec![cid]).await {
             debug!(block = %cid, "cannot renew the provider record: {e}");

@@ -189,7 +189,7 @@ impl Mesh {
                 // holder that goes away makes it urgent); its first check is a period away.
                 if let Ok(mut sweep) = self.sweep.lock() {
                     let due = now.saturating_add(self.config.recheck_period_ms());
-                    sweep.add(cid, data_len, due);
+                    sweep.add(cid, data_len, due, now);
                     sweep.verified(&cid.hash(), &to, now);
                 }
                 Ok(())
