@@ -24,7 +24,7 @@ done
 devnet=$!
 trap 'kill -INT $devnet 2>/dev/null; wait $devnet 2>/dev/null; rm -rf "$tmp"' EXIT
 for _ in $(seq 120); do
-  n=$(ls "$tmp"/node-*/api.addr 2>/dev/null | wc -l)
+  n=$(find "$tmp" -maxdepth 2 -name api.addr | wc -l)
   [ "$n" -eq 4 ] && break
   sleep 0.5
 done
@@ -32,7 +32,7 @@ sleep 5
 head -c "$((mib << 20))" /dev/urandom > "$tmp/file.bin"
 start=$(date +%s)
 "$warren" --data-dir "$tmp/node-0" put "$tmp/file.bin" --rf 3 --json > "$tmp/put.json"
-echo "put ${mib} MiB at RF 3 in $(( $(date +%s) - start )) s: $(grep -o '"copies":[0-9]*' "$tmp/put.json" | head -1)"
+echo "put ${mib} MiB at RF 3 in $(( $(date +%s) - start )) s: $(grep -o '"copies": *[0-9]*' "$tmp/put.json" | head -1)"
 rm -f "$tmp/file.bin"
 pids=()
 for i in 0 1 2 3; do

@@ -280,9 +280,10 @@ impl Store {
         Ok(used)
     }
 
-    /// Ends every lease that expired by `now_secs` (and every hold without a lease, from before
-    /// leases): the blocks are no longer held, their origins' quotas are freed, and each such
-    /// block that no pinned file needs is removed. Returns the blocks released.
+    /// Ends every lease that expired by `now_secs`: the blocks are no longer held, their
+    /// origins' quotas are freed, and each such block that no pinned file needs is removed.
+    /// Returns the blocks released. Reads only the leases that ended (an index by end time), so
+    /// it costs nothing per block held when none did.
     pub fn expire_leases(&self, now_secs: u64) -> Result<Vec<ContentId>, Error> {
         let _writer = self.lock_writer();
         let mut released: Vec<ContentId> = Vec::new();
@@ -294,6 +295,17 @@ impl Store {
                 let (_, block) = key.value();
                 released.push(index_key(block)?);
             }
+        }
+        self.release_all(released)
+    }
+
+    /// Ends every hold without a lease (kept by a store from before leases): one pass over the
+    /// blocks held, for a node to run once when it starts. Returns the blocks released.
+    pub fn release_unleased(&self) -> Result<Vec<ContentId>, Error> {
+        let _writer = self.lock_writer();
+        let mut released: Vec<ContentId> = Vec::new();
+        {
+            let tx = self.db().begin_read()?;
             let leases = tx.open_table(LEASES)?;
             for row in tx.open_table(HELD)?.iter()? {
                 let (key, _) = row?;
@@ -302,6 +314,12 @@ impl Store {
                 }
             }
         }
+        self.release_all(released)
+    }
+
+    /// Drops the holds (and leases) of `released` and removes what no pin needs; the caller
+    /// holds the writer lock.
+    fn release_all(&self, released: Vec<ContentId>) -> Result<Vec<ContentId>, Error> {
         if released.is_empty() {
             return Ok(released);
         }

@@ -237,6 +237,15 @@ impl Mesh {
             Ok(_) => {}
             Err(e) => warn!("cannot restore the files' replication factors: {e}"),
         }
+        // Holds from before leases, once (the periodic expiry reads only the leases that end).
+        match self.store_call(|s| s.release_unleased()).await {
+            Ok(released) if !released.is_empty() => info!(
+                blocks = released.len(),
+                "replicas held without a lease released"
+            ),
+            Ok(_) => {}
+            Err(e) => warn!("cannot release the replicas held without a lease: {e}"),
+        }
         // The sweep waits the configured interval, widened by the pacer under load.
         let mut next_repair = tokio::time::Instant::now();
         let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
