@@ -66,8 +66,8 @@ fn six_nodes_place_fetch_audit_and_heal() {
     std::fs::write(
         &config,
         // A holder wiped silently is found by the audits of the checks within a recheck period
-        // (24 h by default): 10 s here, with the budget to match.
-        "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 250\nrecheck_every_ms = 10000\n\
+        // (24 h by default): every second here, as before the sweep, with the budget to match.
+        "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 250\nrecheck_every_ms = 1000\n\
          background_dht_per_min = 6000\nbackground_audits_per_min = 6000\n",
     )
     .unwrap();
