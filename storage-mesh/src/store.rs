@@ -356,11 +356,13 @@ impl Store {
             cid: *cid,
             reason: format!("the {} bytes offered do not hash to its id", bytes.len()),
         })?;
-        if self.has_block(cid)? {
-            return Ok(());
-        }
         let inline = bytes.len() <= INLINE_MAX;
         let path = self.block_path(cid);
+        // Listed and present: nothing to do. Listed but its file gone (a disk that lost it, a
+        // wiped holder): the file is written again below, so a push refills it.
+        if self.has_block(cid)? && (inline || path.exists()) {
+            return Ok(());
+        }
         if !inline {
             self.write_block_file(&path, bytes)?;
         }
@@ -1060,6 +1062,19 @@ mod tests {
             ),
             "{err}"
         );
+    }
+
+    #[test]
+    fn a_push_refills_a_listed_block_whose_file_is_gone() {
+        let (_dir, store) = store(1 << 30);
+        let block = encode_block(&random_chunk(21, CHUNK_SIZE));
+        let cid = ContentId::of_block(Codec::Raw, &block);
+        store.put_block(&cid, &block).unwrap();
+        std::fs::remove_file(store.block_path(&cid)).unwrap();
+        assert!(store.get_block(&cid).is_err(), "the file is gone");
+        store.put_block(&cid, &block).unwrap();
+        assert_eq!(store.get_block(&cid).unwrap(), block);
+        assert_eq!(store.usage().unwrap().blocks, 1, "counted once");
     }
 
     #[test]
