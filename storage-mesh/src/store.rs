@@ -107,6 +107,8 @@ pub struct Responsibilities {
     pub blocks: Vec<(ContentId, u64)>,
     /// Pinned files whose manifests could not be read, with the error.
     pub unreadable: Vec<(ContentId, Error)>,
+    /// The blocks of the pinned files (the user's own), possibly with repeats.
+    pub own: Vec<ContentId>,
 }
 
 /// How much of its offer a store uses.
@@ -592,15 +594,23 @@ impl Store {
             }
         }
         let mut unreadable = Vec::new();
+        let mut own = Vec::new();
         for pin in self.pins()? {
             match self.dag(&pin.cid) {
-                Ok(dag) => blocks.extend(dag),
+                Ok(dag) => {
+                    own.extend(dag.iter().map(|(c, _)| *c));
+                    blocks.extend(dag);
+                }
                 Err(e) => unreadable.push((pin.cid, e)),
             }
         }
         blocks.sort();
         blocks.dedup();
-        Ok(Responsibilities { blocks, unreadable })
+        Ok(Responsibilities {
+            blocks,
+            unreadable,
+            own,
+        })
     }
 
     /// How many times a read of the file `root` reads each of its chunk blocks (a chunk repeated

@@ -20,11 +20,18 @@ impl Mesh {
     /// A pinned file whose manifests cannot be read is logged and left out; the others are
     /// still listed (one lost manifest never stops repair node-wide).
     pub(crate) async fn responsibilities(&self) -> Result<Vec<(ContentId, u64)>, NodeError> {
+        Ok(self.responsibilities_with_own().await?.0)
+    }
+
+    /// [`Mesh::responsibilities`], and the blocks of this node's own (pinned) files among them.
+    pub(crate) async fn responsibilities_with_own(
+        &self,
+    ) -> Result<(Vec<(ContentId, u64)>, Vec<ContentId>), NodeError> {
         let r = self.store_call(|s| s.responsibilities()).await?;
         for (root, e) in &r.unreadable {
             warn!(file = %root, "pinned file not repaired: its manifests cannot be read: {e}");
         }
-        Ok(r.blocks)
+        Ok((r.blocks, r.own))
     }
 
     /// The RF `cid`'s file was placed with: as this node put it, else as the peer that pushed

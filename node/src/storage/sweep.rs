@@ -105,7 +105,7 @@ impl Mesh {
             return;
         }
         let started = std::time::Instant::now();
-        let blocks = match self.responsibilities().await {
+        let (blocks, own) = match self.responsibilities_with_own().await {
             Ok(b) => b,
             Err(e) => {
                 debug!("sweep: cannot list the blocks answered for: {e}");
@@ -132,21 +132,9 @@ impl Mesh {
         if first {
             // The blocks of this node's own files are checked at once after a start (the
             // budget spreads a large number): their copies may have gone while it was off.
-            let own = self
-                .store_call(|s| {
-                    let mut own = Vec::new();
-                    for pin in s.pins()? {
-                        if let Ok(dag) = s.dag(&pin.cid) {
-                            own.extend(dag.into_iter().map(|(c, _)| c.hash()));
-                        }
-                    }
-                    Ok(own)
-                })
-                .await
-                .unwrap_or_default();
             if let Ok(mut s) = self.sweep.lock() {
-                for h in &own {
-                    s.retry(h, now);
+                for c in &own {
+                    s.retry(&c.hash(), now);
                 }
             }
         }
