@@ -8,8 +8,8 @@
 //! each node (median and max), as a share of one core, and what the background sweep did per
 //! minute (`warren_background_*`, from the dashboard feed): checks, DHT queries, audits, work
 //! deferred by the budget, and the checks per minute needed to check every block once per
-//! period. Each check of these nodes finds no provider records at first (a fresh network) and
-//! pushes copies instead of auditing: a little more work than the steady state.
+//! period. These nodes start as a fresh network with no provider records, so their first checks
+//! may push copies where a steady network would audit (not measured apart).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
