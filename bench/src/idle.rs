@@ -8,8 +8,12 @@
 //! each node (median and max), as a share of one core, and what the background sweep did per
 //! minute (`warren_background_*`, from the dashboard feed): checks, DHT queries, audits, work
 //! deferred by the budget, and the checks per minute needed to check every block once per
-//! period. These nodes start as a fresh network with no provider records, so their first checks
-//! may push copies where a steady network would audit (not measured apart).
+//! period. By default the nodes start as a settled network restarted: each store carries the
+//! sweep snapshot such a node would have saved (spec/sweep-snapshot.md: the other three nodes
+//! hold every block, none proved yet, this node's provider record just announced), so the first
+//! checks audit the holders as every later period's do. `--fresh` starts them as a network's
+//! first start instead (no snapshot: every check looks the providers up, finds none, since no
+//! record was announced, and pushes the copies the others already hold).
 
 use std::path::Path;
 use std::time::{Duration, Instant};
@@ -18,8 +22,9 @@ use anyhow::Context;
 use warren_node::cli::client::ApiClient;
 use warren_node::view::DashboardView;
 use warren_protocol::ticket::PlacementTicket;
-use warren_protocol::{Codec, ContentId, Keypair};
+use warren_protocol::{Codec, ContentId, Keypair, PeerId};
 use warren_storage_mesh::Store;
+use warren_storage_mesh::sweep::{Sweep, SweepConfig};
 
 use crate::nodes;
 
@@ -35,10 +40,16 @@ pub(crate) async fn idle(
     counts: &[u64],
     warmup_secs: u64,
     measure_secs: u64,
+    steady: bool,
 ) -> anyhow::Result<()> {
+    let start = if steady {
+        "a settled network restarted (sweep snapshots: holders known, records announced)"
+    } else {
+        "a first start (no sweep snapshot)"
+    };
     println!(
         "idle: {NODES} nodes on loopback, N replica blocks of {BLOCK} B each held by all of \
-         them, default mesh config; warm-up {warmup_secs} s, measured {measure_secs} s"
+         them, default mesh config, {start}; warm-up {warmup_secs} s, measured {measure_secs} s"
     );
     println!(
         "{:>8} {:>12} {:>12} {:>8} {:>10} {:>10} {:>10} {:>10} {:>10} {:>10}",
@@ -56,7 +67,7 @@ pub(crate) async fn idle(
     for &n in counts {
         let tmp = tempdir(n)?;
         let filled = Instant::now();
-        fill(&tmp, n)?;
+        fill(&tmp, n, steady)?;
         let fill_secs = filled.elapsed().as_secs_f64();
         let (mut children, dirs) = nodes::spawn_loopback_nodes(exe, &tmp, NODES, &[]).await?;
         let pids: Vec<u32> = children.iter().filter_map(|c| c.id()).collect();
@@ -118,7 +129,7 @@ fn tempdir(n: u64) -> anyhow::Result<std::path::PathBuf> {
 
 /// Fills the stores of nodes n0 … n3 under `tmp` with the same `n` replica blocks, one thread
 /// per store.
-fn fill(tmp: &Path, n: u64) -> anyhow::Result<()> {
+fn fill(tmp: &Path, n: u64, steady: bool) -> anyhow::Result<()> {
     let origin = Keypair::generate_ed25519();
     let expires = warren_node::clock::unix_now() + 2 * 24 * 3600;
     let blocks: Vec<(ContentId, Vec<u8>, PlacementTicket)> = (0..n)
@@ -131,10 +142,22 @@ fn fill(tmp: &Path, n: u64) -> anyhow::Result<()> {
             Ok((cid, data, ticket))
         })
         .collect::<anyhow::Result<_>>()?;
+    // Each node's identity, made now (the node loads it at start), so that each store's sweep
+    // snapshot can name the other three as the blocks' holders.
+    let peers: Vec<PeerId> = (0..NODES)
+        .map(|i| {
+            let dir = tmp.join(format!("n{i}"));
+            std::fs::create_dir_all(&dir)?;
+            Ok(warren_node::keystore::load_or_create_identity(&dir)?
+                .public()
+                .to_peer_id())
+        })
+        .collect::<anyhow::Result<_>>()?;
     std::thread::scope(|s| {
         let handles: Vec<_> = (0..NODES)
             .map(|i| {
                 let blocks = &blocks;
+                let peers = &peers;
                 s.spawn(move || -> anyhow::Result<()> {
                     let dir = tmp.join(format!("n{i}")).join("store");
                     std::fs::create_dir_all(&dir)?;
@@ -143,6 +166,9 @@ fn fill(tmp: &Path, n: u64) -> anyhow::Result<()> {
                     for (cid, data, ticket) in blocks {
                         store.put_block_cached(cid, data)?;
                         store.hold_leased(cid, ticket, u64::MAX, now)?;
+                    }
+                    if steady {
+                        store.save_sweep(&steady_snapshot(blocks, peers, i))?;
                     }
                     Ok(())
                 })
@@ -153,6 +179,38 @@ fn fill(tmp: &Path, n: u64) -> anyhow::Result<()> {
                 .map_err(|_| anyhow::anyhow!("a fill thread panicked"))?
         })
     })
+}
+
+/// The sweep snapshot of a node in a settled network (`--steady`): every block's holders are
+/// the other nodes, none proved yet (each is audited at its block's next check), and this
+/// node's provider record announced just now (renewed at every other check from then on).
+fn steady_snapshot(
+    blocks: &[(ContentId, Vec<u8>, PlacementTicket)],
+    peers: &[PeerId],
+    me: usize,
+) -> Vec<u8> {
+    let now = warren_node::clock::unix_now_ms();
+    let mut sweep = Sweep::new(SweepConfig::default());
+    let list: Vec<(ContentId, u64)> = blocks
+        .iter()
+        .map(|(c, d, _)| (*c, d.len() as u64))
+        .collect();
+    let mut seed = 1u64;
+    sweep.sync(&list, now, || {
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        seed
+    });
+    let others: Vec<PeerId> = peers
+        .iter()
+        .enumerate()
+        .filter(|(i, _)| *i != me)
+        .map(|(_, p)| *p)
+        .collect();
+    for (cid, _) in &list {
+        sweep.holders_found(&cid.hash(), &others);
+        sweep.renewed(&cid.hash(), now);
+    }
+    sweep.snapshot()
 }
 
 async fn sample(dirs: &[std::path::PathBuf]) -> anyhow::Result<Vec<DashboardView>> {

@@ -102,6 +102,11 @@ enum Command {
         /// Seconds measured.
         #[arg(long, default_value_t = 120)]
         measure_secs: u64,
+        /// Start the nodes as a network's first start (no sweep snapshot: every block's holders
+        /// looked up and every provider record announced in the first period) instead of as a
+        /// settled network restarted.
+        #[arg(long)]
+        fresh: bool,
     },
     /// Peak resident memory of a node during a large `put`.
     PutMemory {
@@ -147,7 +152,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             blocks,
             warmup_secs,
             measure_secs,
-        } => idle::idle(&exe, &blocks, warmup_secs, measure_secs).await,
+            fresh,
+        } => idle::idle(&exe, &blocks, warmup_secs, measure_secs, !fresh).await,
         Command::Startup { runs, idle_secs } => {
             startup::startup(&exe, runs, idle_secs).await.map(|_| ())
         }

@@ -7,9 +7,13 @@
 //!   (refilled continuously): work past the rate waits, it is not dropped (the
 //!   [`crate::sweep::Sweep`] keeps the blocks due).
 //! - CPU: the caller reports the process's CPU time now and then ([`Budget::observe_cpu`]); while
-//!   the share used over the last window is above the cap, background work is held to a trickle
-//!   ([`Budget::TRICKLE_PER_MIN`] of each kind per minute), so that it yields to the user's own
-//!   work but is never starved for good.
+//!   the share used over the last window is above the cap, routine work is held to a trickle: the
+//!   pace that still checks every block once per period ([`Budget::set_pace`]), and at least
+//!   [`Budget::TRICKLE_PER_MIN`] of each kind per minute. It yields to the user's own work (the
+//!   share is the whole process's) but never falls behind its period: a lease or a provider
+//!   record is never left to lapse because the node was busy.
+//! - Urgent work (a check on evidence that copies are gone) is held to the rates, not to the CPU
+//!   cap: repair does not wait for the node to be idle ([`Work::Urgent`]).
 //!
 //! Counters of what was spent and refused feed the node's `warren_background_*` metrics.
 //!
@@ -52,6 +56,15 @@ pub struct Spent {
     pub audits_deferred: u64,
     /// CPU share (per mille of one core) over the last full window, when measured.
     pub cpu_permille: Option<u32>,
+}
+
+/// What a piece of background work is for, which decides whether the CPU cap holds it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Work {
+    /// A periodic check or renewal: over the CPU cap it trickles.
+    Routine,
+    /// A check on evidence that copies are gone: only the rates hold it.
+    Urgent,
 }
 
 /// Milliseconds over which the CPU share is measured.
@@ -123,9 +136,28 @@ impl Budget {
         }
     }
 
+    /// The checks per minute that check every block once per period: over the CPU cap, routine
+    /// work still runs at this pace (two DHT queries and four audits per check, at most the
+    /// configured rates), so that it slows down but does not fall behind.
+    pub fn set_pace(&mut self, checks_per_min: u64, now_ms: u64) {
+        let dht = checks_per_min
+            .saturating_mul(2)
+            .clamp(Self::TRICKLE_PER_MIN, u64::from(self.config.dht_per_min));
+        let audits = checks_per_min
+            .saturating_mul(4)
+            .clamp(Self::TRICKLE_PER_MIN, u64::from(self.config.audits_per_min));
+        if self.trickle_dht.capacity() != dht {
+            self.trickle_dht = Bucket::full(dht, 60_000, now_ms);
+        }
+        if self.trickle_audits.capacity() != audits {
+            self.trickle_audits = Bucket::full(audits, 60_000, now_ms);
+        }
+    }
+
     /// Takes one DHT query from the budget, if there is one at `now_ms`.
-    pub fn try_dht(&mut self, now_ms: u64) -> bool {
-        let ok = take(&mut self.dht, &mut self.trickle_dht, self.over, now_ms);
+    pub fn try_dht(&mut self, now_ms: u64, work: Work) -> bool {
+        let over = self.over && work == Work::Routine;
+        let ok = take(&mut self.dht, &mut self.trickle_dht, over, now_ms);
         if ok {
             self.spent.dht += 1;
         } else {
@@ -135,13 +167,9 @@ impl Budget {
     }
 
     /// Takes one audit from the budget, if there is one at `now_ms`.
-    pub fn try_audit(&mut self, now_ms: u64) -> bool {
-        let ok = take(
-            &mut self.audits,
-            &mut self.trickle_audits,
-            self.over,
-            now_ms,
-        );
+    pub fn try_audit(&mut self, now_ms: u64, work: Work) -> bool {
+        let over = self.over && work == Work::Routine;
+        let ok = take(&mut self.audits, &mut self.trickle_audits, over, now_ms);
         if ok {
             self.spent.audits += 1;
         } else {
@@ -159,7 +187,7 @@ impl Budget {
             self.spent.audits_deferred += 1;
             return false;
         }
-        self.try_audit(now_ms)
+        self.try_audit(now_ms, Work::Routine)
     }
 
     /// [`Budget::try_spare_audit`] for DHT queries.
@@ -169,14 +197,14 @@ impl Budget {
             self.spent.dht_deferred += 1;
             return false;
         }
-        self.try_dht(now_ms)
+        self.try_dht(now_ms, Work::Routine)
     }
 
-    /// DHT queries available now (at most a minute's worth), without taking them.
-    pub fn dht_available(&mut self, now_ms: u64) -> u64 {
+    /// DHT queries available now for `work` (at most a minute's worth), without taking them.
+    pub fn dht_available(&mut self, now_ms: u64, work: Work) -> u64 {
         self.dht.refill(now_ms);
         self.trickle_dht.refill(now_ms);
-        if self.over {
+        if self.over && work == Work::Routine {
             self.dht.available().min(self.trickle_dht.available())
         } else {
             self.dht.available()
@@ -229,8 +257,8 @@ mod tests {
         for step in 0..6000u64 {
             let now = T0 + step * 100;
             for _ in 0..3 {
-                dht += u64::from(b.try_dht(now));
-                audits += u64::from(b.try_audit(now));
+                dht += u64::from(b.try_dht(now, Work::Routine));
+                audits += u64::from(b.try_audit(now, Work::Routine));
             }
         }
         // The first minute's full bucket plus ten minutes of refill.
@@ -252,15 +280,53 @@ mod tests {
         assert!(b.over_cpu());
         assert_eq!(b.spent().cpu_permille, Some(50));
         let mut got = 0;
+        let mut urgent = 0;
         for step in 0..600u64 {
-            got += u64::from(b.try_dht(T0 + 20_000 + step * 100));
+            got += u64::from(b.try_dht(T0 + 20_000 + step * 100, Work::Routine));
         }
         // One minute: the trickle's full bucket and one refill at most.
         assert!(got <= 2 * Budget::TRICKLE_PER_MIN, "{got}");
         assert!(got >= Budget::TRICKLE_PER_MIN, "never starved: {got}");
+        // Checks on evidence are not held by the CPU cap, only by the rate.
+        for _ in 0..50 {
+            urgent += u64::from(b.try_dht(T0 + 80_000, Work::Urgent));
+        }
+        assert_eq!(urgent, 50);
+        assert!(
+            b.dht_available(T0 + 80_000, Work::Routine) <= 1,
+            "routine work still trickles"
+        );
         b.observe_cpu(T0 + 90_000, 560);
         assert!(!b.over_cpu());
-        assert!(b.try_dht(T0 + 150_000));
+        assert!(b.try_dht(T0 + 150_000, Work::Routine));
+    }
+
+    #[test]
+    fn over_the_cpu_cap_routine_work_keeps_the_pace_of_its_period() {
+        // 10⁵ blocks over 16 h: 104 checks a minute. Over the cap, the routine work slows to
+        // that pace (not to the bare trickle), so leases and provider records never lapse.
+        let mut b = Budget::new(BudgetConfig::default(), T0);
+        let pace = 100_000 * 60_000 / (16 * 3600 * 1000);
+        b.set_pace(pace, T0);
+        b.observe_cpu(T0, 0);
+        b.observe_cpu(T0 + 10_000, 5_000);
+        assert!(b.over_cpu());
+        let mut dht = 0;
+        let mut audits = 0;
+        for step in 0..6000u64 {
+            let now = T0 + 10_000 + step * 100;
+            dht += u64::from(b.try_dht(now, Work::Routine));
+            audits += u64::from(b.try_audit(now, Work::Routine));
+        }
+        // Ten minutes at the pace, within the configured rates (240 and 360 a minute).
+        assert!((10 * 2 * pace..=11 * 2 * pace + 2).contains(&dht), "{dht}");
+        assert!((10 * 360..=11 * 360).contains(&audits), "{audits}");
+        // Few blocks: the floor of the trickle.
+        b.set_pace(0, T0 + 700_000);
+        assert_eq!(
+            b.dht_available(T0 + 700_000, Work::Routine),
+            Budget::TRICKLE_PER_MIN
+        );
     }
 
     #[test]
@@ -275,7 +341,7 @@ mod tests {
         );
         let spare = (0..200).filter(|_| b.try_spare_audit(T0)).count();
         assert_eq!(spare, 50);
-        let checks = (0..200).filter(|_| b.try_audit(T0)).count();
+        let checks = (0..200).filter(|_| b.try_audit(T0, Work::Routine)).count();
         assert_eq!(checks, 50, "the checks still have their half");
         let spare_dht = (0..200).filter(|_| b.try_spare_dht(T0)).count();
         assert_eq!(spare_dht, 50);

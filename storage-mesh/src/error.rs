@@ -177,6 +177,15 @@ pub enum Error {
     #[error("block index: {0}")]
     Index(#[from] Box<redb::Error>),
 
+    /// A saved sweep snapshot is malformed (spec/sweep-snapshot.md); nothing was taken from it.
+    #[error("sweep snapshot: {reason} at byte {offset}")]
+    SweepSnapshot {
+        /// Where decoding stopped.
+        offset: usize,
+        /// What was wrong there.
+        reason: &'static str,
+    },
+
     /// The store directory was written by a newer (or unknown) version of this crate.
     #[error("{}: store schema {found} is not supported (this build reads schema {supported})", path.display())]
     Schema {

@@ -55,6 +55,7 @@ pub mod serve;
 mod store;
 pub mod stream;
 pub mod sweep;
+mod sweep_store;
 #[cfg(test)]
 mod test_util;
 #[cfg(any(test, feature = "test-data"))]

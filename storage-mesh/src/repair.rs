@@ -178,6 +178,10 @@ impl Bucket {
         }
     }
 
+    pub(crate) fn capacity(&self) -> u64 {
+        self.capacity
+    }
+
     pub(crate) fn refill(&mut self, now_ms: u64) {
         // A clock that steps back refills nothing and does not move `last_ms` back.
         if now_ms > self.last_ms {

@@ -139,6 +139,7 @@ impl Mesh {
             sweep: Mutex::new(Sweep::new(SweepConfig {
                 period_ms: config.recheck_period_ms(),
                 retry_ms: (5 * config.repair_every_ms).clamp(1_000, 60_000),
+                ..SweepConfig::default()
             })),
             budget: Mutex::new(Budget::new(
                 BudgetConfig {
@@ -260,6 +261,7 @@ impl Mesh {
                         }
                         Err(e) => debug!("background sweep: {e}"),
                     }
+                    self.save_sweep(false).await;
                     let wait = self
                         .pacer
                         .lock()
@@ -288,6 +290,7 @@ impl Mesh {
                 }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
+                        self.save_sweep(true).await;
                         break;
                     }
                 }

@@ -14,6 +14,7 @@ use crate::error::NodeError;
 use crate::storage::Mesh;
 use crate::storage::replicate::PushError;
 use warren_storage_mesh::audit::Holding;
+use warren_storage_mesh::background::Work;
 
 impl Mesh {
     /// Blocks this node is responsible for: held replicas and the blocks of its pinned files.
@@ -49,11 +50,16 @@ impl Mesh {
     /// Checks one block's holders and, if this node is the closest good holder, restores RF. A
     /// check that cannot finish (no DHT or audit budget left, copies missing but not restored)
     /// is retried soon; the holders found are remembered by the sweep (a holder that goes away
-    /// makes the block urgent). This node's provider record for the block is renewed.
+    /// makes the block urgent). This node's provider record for the block is renewed when due.
+    ///
+    /// The holders the last check found are audited first: when they still make the full count
+    /// of copies, the check needs no provider lookup (a steady block costs its audits, and a
+    /// renewal every other period). Otherwise the providers are looked up (one DHT query).
     pub(crate) async fn repair_block(
         &self,
         cid: ContentId,
         len: u64,
+        work: Work,
         me: PeerId,
         candidates: &[Candidate],
         live: &BTreeSet<PeerId>,
@@ -66,22 +72,25 @@ impl Mesh {
                 s.retry(&hash, at);
             }
         };
-        if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now)) {
-            retry();
-            return 0;
-        }
-        let Ok(providers) = self.client.providers(cid).await else {
-            retry();
-            return 0;
-        };
+        let base_rf = self.base_rf(cid).await;
+        let hot_extra = self
+            .hot
+            .lock()
+            .map(|mut h| h.extra_rf(&cid.hash(), now))
+            .unwrap_or(0);
+        let rf = base_rf + hot_extra;
         // A provider record is a claim; a holder counts once it proved it has the block. A
         // holder left unaudited for want of budget leaves the count unknown: no plan this pass.
         let mut holders = vec![me];
-        for p in providers
-            .into_iter()
-            .filter(|p| *p != me && live.contains(p))
-        {
-            match self.holds(cid, len, p, now).await {
+        let mut asked = vec![me];
+        let remembered = self
+            .sweep
+            .lock()
+            .map(|s| s.holders(&hash))
+            .unwrap_or_default();
+        for p in remembered.into_iter().filter(|p| live.contains(p)) {
+            asked.push(p);
+            match self.holds(cid, len, p, now, work).await {
                 Some(true) => holders.push(p),
                 Some(false) => {}
                 None => {
@@ -90,18 +99,35 @@ impl Mesh {
                 }
             }
         }
+        if holders.len() < rf + 1 {
+            if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now, work)) {
+                retry();
+                return 0;
+            }
+            let Ok(providers) = self.client.providers(cid).await else {
+                retry();
+                return 0;
+            };
+            let new: Vec<PeerId> = providers
+                .into_iter()
+                .filter(|p| !asked.contains(p) && live.contains(p))
+                .collect();
+            for p in new {
+                match self.holds(cid, len, p, now, work).await {
+                    Some(true) => holders.push(p),
+                    Some(false) => {}
+                    None => {
+                        retry();
+                        return 0;
+                    }
+                }
+            }
+        }
         if let Ok(mut s) = self.sweep.lock() {
             s.holders_found(&hash, &holders[1..]);
         }
         self.renew_provider_record(cid, now).await;
-        let base_rf = self.base_rf(cid).await;
         self.renew_holders(cid, &holders[1..], base_rf).await;
-        let hot_extra = self
-            .hot
-            .lock()
-            .map(|mut h| h.extra_rf(&cid.hash(), now))
-            .unwrap_or(0);
-        let rf = base_rf + hot_extra;
         if let Ok(mut copies) = self.copies.lock() {
             copies.insert(cid, (holders.len(), rf));
         }
@@ -134,6 +160,7 @@ impl Mesh {
             match self.push(cid, action.to, base_rf).await {
                 Ok(()) => {
                     pushed += 1;
+                    holders.push(action.to);
                     info!(block = %cid, to = %action.to, "repaired: copy restored");
                 }
                 Err(PushError::Local(e)) => {
@@ -148,8 +175,14 @@ impl Mesh {
                 }
             }
         }
+        // The copies pushed are holders the next check audits without a lookup.
+        if pushed > 0
+            && let Ok(mut s) = self.sweep.lock()
+        {
+            s.holders_found(&hash, &holders[1..]);
+        }
         // Copies missing and not (all) restored: look again soon rather than in a period.
-        if !settled && holders.len() + pushed < rf + 1 {
+        if !settled && holders.len() < rf + 1 {
             retry();
         }
         pushed
@@ -164,7 +197,11 @@ impl Mesh {
         if !self.sweep.lock().is_ok_and(|s| s.renewal_due(&hash, now)) {
             return;
         }
-        if !self.budget.lock().is_ok_and(|mut b| b.try_dht(now)) {
+        if !self
+            .budget
+            .lock()
+            .is_ok_and(|mut b| b.try_dht(now, Work::Routine))
+        {
             return;
         }
         if let Ok(mut s) = self.sweep.lock() {
@@ -185,6 +222,7 @@ impl Mesh {
         len: u64,
         peer: PeerId,
         now: u64,
+        work: Work,
     ) -> Option<bool> {
         let holding = self
             .ledger
@@ -205,7 +243,7 @@ impl Mesh {
         if !self.pacer.lock().is_ok_and(|mut p| p.try_audit()) {
             return None;
         }
-        if !self.budget.lock().is_ok_and(|mut b| b.try_audit(now)) {
+        if !self.budget.lock().is_ok_and(|mut b| b.try_audit(now, work)) {
             return None;
         }
         let mut seed = [0u8; 32];

@@ -8,8 +8,9 @@ use std::collections::{BTreeSet, HashMap};
 use futures::StreamExt;
 use libp2p::PeerId;
 use rand::RngCore;
-use tracing::{debug, info};
-use warren_storage_mesh::background::Spent;
+use tracing::{debug, info, warn};
+use warren_protocol::ContentId;
+use warren_storage_mesh::background::{Spent, Work};
 
 use crate::clock::{process_cpu_ms, unix_now_ms as now_ms};
 use crate::error::NodeError;
@@ -22,6 +23,10 @@ const SYNC_COST_FACTOR: u32 = 100;
 /// Blocks arriving after the first sync are first checked within this long (their holders are
 /// not known to this node yet), milliseconds.
 const ARRIVAL_SPREAD_MS: u64 = 600_000;
+
+/// The sweep's snapshot (spec/sweep-snapshot.md) is saved at most this often while checks run,
+/// and when the node stops.
+const SAVE_EVERY: std::time::Duration = std::time::Duration::from_secs(600);
 
 /// Evidence and pacing state of the sweep (the node side).
 #[derive(Debug, Default)]
@@ -38,6 +43,9 @@ pub(crate) struct SweepState {
     /// Blocks checked since the last report, and since the start.
     checks: u64,
     checks_total: u64,
+    /// When the snapshot was last saved (or restored), and the checks made by then.
+    saved_at: Option<std::time::Instant>,
+    checks_at_save: u64,
 }
 
 impl Mesh {
@@ -52,21 +60,45 @@ impl Mesh {
         let (me, candidates) = self.client.candidates().await?;
         let live: BTreeSet<PeerId> = candidates.iter().map(|c| c.peer).collect();
         self.gather_evidence(&live, now);
-        // One DHT query per check at least (the provider lookup).
-        let room = self
-            .budget
-            .lock()
-            .map_or(0, |mut b| b.dht_available(now) as usize);
-        let due = self
-            .sweep
-            .lock()
-            .map_or_else(|_| Vec::new(), |mut s| s.next_due(now, room));
+        // At most one DHT query per check (the provider lookup, or the renewal). Checks on
+        // evidence are held by the rates only, the routine ones also by the CPU cap; over it,
+        // they keep the pace of the period.
+        let (urgent_room, routine_room) = match self.budget.lock() {
+            Ok(mut b) => {
+                if let Ok(s) = self.sweep.lock() {
+                    let period = s.config().period_ms.max(1);
+                    b.set_pace(
+                        (s.len() as u64).saturating_mul(60_000).div_ceil(period),
+                        now,
+                    );
+                }
+                (
+                    b.dht_available(now, Work::Urgent) as usize,
+                    b.dht_available(now, Work::Routine) as usize,
+                )
+            }
+            Err(_) => (0, 0),
+        };
+        let due: Vec<(ContentId, u64, Work)> = match self.sweep.lock() {
+            Ok(mut s) => {
+                let urgent = s.next_urgent(now, urgent_room);
+                let room = routine_room.min(urgent_room.saturating_sub(urgent.len()));
+                let routine = s.next_due(now, room);
+                let tag = |w: Work| move |(c, l): (ContentId, u64)| (c, l, w);
+                urgent
+                    .into_iter()
+                    .map(tag(Work::Urgent))
+                    .chain(routine.into_iter().map(tag(Work::Routine)))
+                    .collect()
+            }
+            Err(_) => Vec::new(),
+        };
         let checked = due.len() as u64;
         if let Ok(mut p) = self.pacer.lock() {
             p.start_pass();
         }
         let pushed: Vec<usize> = futures::stream::iter(due)
-            .map(|(cid, len)| self.repair_block(cid, len, me, &candidates, &live))
+            .map(|(cid, len, work)| self.repair_block(cid, len, work, me, &candidates, &live))
             .buffer_unordered(PARALLEL)
             .collect()
             .await;
@@ -78,6 +110,50 @@ impl Mesh {
         }
         self.report_background();
         Ok(pushed.into_iter().sum())
+    }
+
+    /// Takes back what the sweep knew before the last stop (its holders and renewals), from the
+    /// snapshot in the store. A snapshot that cannot be read is logged and ignored.
+    async fn restore_sweep(&self) {
+        if let Ok(mut st) = self.sweep_state.lock() {
+            st.saved_at = Some(std::time::Instant::now());
+        }
+        match self.store_call(|s| s.load_sweep()).await {
+            Ok(Some(bytes)) => match self.sweep.lock().map(|mut s| s.restore(&bytes)) {
+                Ok(Ok(n)) => info!(
+                    blocks = n,
+                    "sweep: holders and renewals of the last run restored"
+                ),
+                Ok(Err(e)) => warn!("sweep: the saved snapshot is not used: {e}"),
+                Err(_) => {}
+            },
+            Ok(None) => {}
+            Err(e) => warn!("sweep: cannot read the saved snapshot: {e}"),
+        }
+    }
+
+    /// Saves the sweep's snapshot when checks ran since the last save and [`SAVE_EVERY`] has
+    /// passed, or always with `force` (when the node stops).
+    pub(crate) async fn save_sweep(&self, force: bool) {
+        let due = self.sweep_state.lock().is_ok_and(|st| {
+            st.checks_total != st.checks_at_save
+                && (force || st.saved_at.is_none_or(|t| t.elapsed() >= SAVE_EVERY))
+        });
+        if !due {
+            return;
+        }
+        let Ok(bytes) = self.sweep.lock().map(|s| s.snapshot()) else {
+            return;
+        };
+        if let Ok(mut st) = self.sweep_state.lock() {
+            st.saved_at = Some(std::time::Instant::now());
+            st.checks_at_save = st.checks_total;
+        }
+        let len = bytes.len();
+        match self.store_call(move |s| s.save_sweep(&bytes)).await {
+            Ok(()) => debug!(bytes = len, "sweep: snapshot saved"),
+            Err(e) => warn!("sweep: cannot save the snapshot: {e}"),
+        }
     }
 
     /// Makes the sweep's blocks the store's when the store's block count changed, at most once
@@ -130,6 +206,7 @@ impl Mesh {
             })
             .ok();
         if first {
+            self.restore_sweep().await;
             // The blocks of this node's own files are checked at once after a start (the
             // budget spreads a large number): their copies may have gone while it was off.
             if let Ok(mut s) = self.sweep.lock() {

@@ -23,6 +23,8 @@
 //!
 //! Sans-I/O: the caller passes its clock (Unix ms) and its randomness.
 
+pub mod snapshot;
+
 use std::collections::{BTreeSet, HashMap, VecDeque};
 
 use warren_protocol::{ContentId, PeerId};
@@ -37,6 +39,10 @@ pub struct SweepConfig {
     pub period_ms: u64,
     /// A check that could not finish is retried after this long, milliseconds.
     pub retry_ms: u64,
+    /// How long a provider record lives at the peers that store it, milliseconds (kad's 48 h):
+    /// when two periods and a half fit in it, this node's record is renewed at every other
+    /// check, else at every check ([`Sweep::renewal_due`]).
+    pub record_ttl_ms: u64,
 }
 
 impl Default for SweepConfig {
@@ -44,6 +50,7 @@ impl Default for SweepConfig {
         Self {
             period_ms: 24 * 3600 * 1000,
             retry_ms: 60_000,
+            record_ttl_ms: 48 * 3600 * 1000,
         }
     }
 }
@@ -231,12 +238,21 @@ impl Sweep {
         }
     }
 
-    /// Whether this node's provider record for `block` is due for renewal at `now_ms`: not
-    /// announced within half a period (the record lives three).
+    /// Whether this node's provider record for `block` is due for renewal at `now_ms`. Checks
+    /// come once per period; when the record outlives two and a half periods (16 h against kad's
+    /// 48 h by default), every other check renews it (not announced within a period and a half:
+    /// the oldest record is two periods old, half a period from expiry at the worst), else every
+    /// check does (not announced within half a period).
     pub fn renewal_due(&self, block: &[u8; 32], now_ms: u64) -> bool {
+        let p = self.config.period_ms;
+        let after = if p.saturating_mul(5) / 2 <= self.config.record_ttl_ms {
+            p.saturating_mul(3) / 2
+        } else {
+            p / 2
+        };
         self.entries
             .get(block)
-            .is_some_and(|e| now_ms.saturating_sub(e.renewed_ms) >= self.config.period_ms / 2)
+            .is_some_and(|e| now_ms.saturating_sub(e.renewed_ms) >= after)
     }
 
     /// This node announced itself as `block`'s provider at `now_ms`.
@@ -277,20 +293,7 @@ impl Sweep {
     /// Up to `max` blocks to check now: the urgent ones first (oldest evidence first), then those
     /// whose time has come (longest overdue first). Each is due again a period from now.
     pub fn next_due(&mut self, now_ms: u64, max: usize) -> Vec<(ContentId, u64)> {
-        let mut out = Vec::new();
-        while out.len() < max {
-            let Some(h) = self.urgent.pop_front() else {
-                break;
-            };
-            if let Some(e) = self.entries.get_mut(&h)
-                && e.urgent
-            {
-                e.urgent = false;
-                out.push((e.cid, e.len));
-                e.due_ms = now_ms.saturating_add(self.config.period_ms);
-                self.queue.insert((e.due_ms, h));
-            }
-        }
+        let mut out = self.next_urgent(now_ms, max);
         while out.len() < max {
             let Some(&(due, h)) = self.queue.first() else {
                 break;
@@ -300,6 +303,26 @@ impl Sweep {
             }
             self.queue.pop_first();
             if let Some(e) = self.entries.get_mut(&h) {
+                out.push((e.cid, e.len));
+                e.due_ms = now_ms.saturating_add(self.config.period_ms);
+                self.queue.insert((e.due_ms, h));
+            }
+        }
+        out
+    }
+
+    /// Up to `max` urgent blocks (checks on evidence), oldest first; [`Sweep::next_due`] hands
+    /// out the rest. The caller may allow more urgent checks than routine ones.
+    pub fn next_urgent(&mut self, now_ms: u64, max: usize) -> Vec<(ContentId, u64)> {
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some(h) = self.urgent.pop_front() else {
+                break;
+            };
+            if let Some(e) = self.entries.get_mut(&h)
+                && e.urgent
+            {
+                e.urgent = false;
                 out.push((e.cid, e.len));
                 e.due_ms = now_ms.saturating_add(self.config.period_ms);
                 self.queue.insert((e.due_ms, h));
@@ -556,6 +579,13 @@ mod tests {
         assert_eq!(s.urgent_len(), 1);
         let got = s.next_due(T0 + 2 * DAY, 1);
         assert_eq!(got, vec![(cid(7), 1024)]);
+        assert!(s.urgent(&cid(3).hash()));
+        assert_eq!(
+            s.next_urgent(T0 + 1, 5),
+            vec![(cid(3), 1024)],
+            "only the urgent ones"
+        );
+        assert!(s.next_urgent(T0 + 1, 5).is_empty());
         assert!(!s.urgent(&cid(99).hash()), "not in the sweep");
     }
 
@@ -643,6 +673,36 @@ mod tests {
         s.add(cid(6), 10, T0 + DAY, T0);
         assert!(!s.renewal_due(&cid(6).hash(), T0 + 1));
         assert!(s.renewal_due(&b, T0 + 1));
+    }
+
+    #[test]
+    fn with_a_period_short_of_the_record_ttl_every_other_check_renews() {
+        const H: u64 = 3600 * 1000;
+        let mut s = Sweep::new(SweepConfig {
+            period_ms: 16 * H,
+            ..SweepConfig::default()
+        });
+        s.sync(&blocks(1), T0, rng(13));
+        let a = cid(0).hash();
+        let mut renewals = Vec::new();
+        // Ten periods of checks, each exactly when due: a renewal at every other one, so the
+        // record (48 h) is never older than two periods (32 h) when it is renewed.
+        for k in 0..10u64 {
+            let now = T0 + k * 16 * H;
+            if s.renewal_due(&a, now) {
+                s.renewed(&a, now);
+                renewals.push(k);
+            }
+        }
+        assert_eq!(renewals, vec![0, 2, 4, 6, 8]);
+        // A period that does not fit two and a half times in the TTL: every check renews.
+        let mut s = Sweep::new(SweepConfig {
+            period_ms: 20 * H,
+            ..SweepConfig::default()
+        });
+        s.sync(&blocks(1), T0, rng(14));
+        s.renewed(&a, T0);
+        assert!(s.renewal_due(&a, T0 + 20 * H));
     }
 
     #[test]
