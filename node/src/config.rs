@@ -110,7 +110,8 @@ pub struct MeshConfig {
     pub rf: usize,
     /// Milliseconds between repair passes over the blocks this node is responsible for.
     pub repair_every_ms: u64,
-    /// Milliseconds between two proof-of-storage audits this node runs.
+    /// Milliseconds between two spot audits this node runs (a batch of up to 4 challenges to a
+    /// random holder of random blocks, besides the checks of the sweep).
     pub audit_every_ms: u64,
     /// Milliseconds a holder has to answer an audit, from the request (spec/block-transfer.md:
     /// 10 s); a later proof, or none, counts as no answer (not as a failed proof).
@@ -166,7 +167,7 @@ impl Default for MeshConfig {
         Self {
             rf: 3,
             repair_every_ms: 5_000,
-            audit_every_ms: 4_000,
+            audit_every_ms: 60_000,
             audit_deadline_ms: 10_000,
             hot_window_ms: 600_000,
             hot_heat_up: [32, 128],

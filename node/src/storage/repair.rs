@@ -83,14 +83,16 @@ impl Mesh {
         // holder left unaudited for want of budget leaves the count unknown: no plan this pass.
         let mut holders = vec![me];
         let mut asked = vec![me];
-        let remembered = self
+        // Every check audits the remembered holder proven longest ago, so the block is audited at
+        // every check and its holders in turn; the others count on their proofs' trust.
+        let (remembered, stalest) = self
             .sweep
             .lock()
-            .map(|s| s.holders(&hash))
+            .map(|s| (s.holders(&hash), s.stalest(&hash, |p| live.contains(p))))
             .unwrap_or_default();
         for p in remembered.into_iter().filter(|p| live.contains(p)) {
             asked.push(p);
-            match self.holds(cid, len, p, now, work).await {
+            match self.holds(cid, len, p, now, work, Some(p) == stalest).await {
                 Some(true) => holders.push(p),
                 Some(false) => {}
                 None => {
@@ -113,7 +115,7 @@ impl Mesh {
                 .filter(|p| !asked.contains(p) && live.contains(p))
                 .collect();
             for p in new {
-                match self.holds(cid, len, p, now, work).await {
+                match self.holds(cid, len, p, now, work, false).await {
                     Some(true) => holders.push(p),
                     Some(false) => {}
                     None => {
@@ -212,8 +214,8 @@ impl Mesh {
         }
     }
 
-    /// Whether `peer` holds a good copy of `cid`: a recent audit result (the ledger's, or the
-    /// sweep's proof within the recheck period), or a fresh audit within the pass's and the
+    /// Whether `peer` holds a good copy of `cid`: a recent audit result (the ledger's, or, unless
+    /// `stalest`, the sweep's proof within its trust), or a fresh audit within the pass's and the
     /// background budget. A holder that failed, or whose audits go unanswered (its back-off
     /// runs), is not counted; `None` when it would need an audit the budget has no room for.
     pub(crate) async fn holds(
@@ -223,6 +225,7 @@ impl Mesh {
         peer: PeerId,
         now: u64,
         work: Work,
+        stalest: bool,
     ) -> Option<bool> {
         let holding = self
             .ledger
@@ -233,10 +236,11 @@ impl Mesh {
             Holding::Verified => return Some(true),
             Holding::Unknown => {}
         }
-        if self
-            .sweep
-            .lock()
-            .is_ok_and(|s| s.verified_recently(&cid.hash(), &peer, now))
+        if !stalest
+            && self
+                .sweep
+                .lock()
+                .is_ok_and(|s| s.verified_recently(&cid.hash(), &peer, now))
         {
             return Some(true);
         }

@@ -43,6 +43,10 @@ pub struct SweepConfig {
     /// when two periods and a half fit in it, this node's record is renewed at every other
     /// check, else at every check ([`Sweep::renewal_due`]).
     pub record_ttl_ms: u64,
+    /// A holder's proof counts for this many periods ([`Sweep::verified_recently`]); each check
+    /// still audits the holder proven longest ago ([`Sweep::stalest`]), so every block is
+    /// audited at every check and each of its holders in turn.
+    pub trust_periods: u64,
 }
 
 impl Default for SweepConfig {
@@ -51,6 +55,7 @@ impl Default for SweepConfig {
             period_ms: 24 * 3600 * 1000,
             retry_ms: 60_000,
             record_ttl_ms: 48 * 3600 * 1000,
+            trust_periods: 4,
         }
     }
 }
@@ -432,15 +437,33 @@ impl Sweep {
         }
     }
 
-    /// Whether `peer` proved it holds `block` less than a period before `now_ms`.
+    /// Whether `peer` proved it holds `block` less than [`SweepConfig::trust_periods`] periods
+    /// before `now_ms`.
     pub fn verified_recently(&self, block: &[u8; 32], peer: &PeerId, now_ms: u64) -> bool {
         let (Some(e), Some(i)) = (self.entries.get(block), self.peers.find(peer)) else {
             return false;
         };
+        let trust = self
+            .config
+            .period_ms
+            .saturating_mul(self.config.trust_periods.max(1));
         e.holders
             .iter()
             .zip(e.verified_ms)
-            .any(|(&o, t)| o == i && t > 0 && now_ms.saturating_sub(t) < self.config.period_ms)
+            .any(|(&o, t)| o == i && t > 0 && now_ms.saturating_sub(t) < trust)
+    }
+
+    /// The remembered holder of `block` that `keep` accepts (a live one) whose last proof is the
+    /// oldest (never proved first): the one a check audits even when all are within their trust.
+    pub fn stalest(&self, block: &[u8; 32], keep: impl Fn(&PeerId) -> bool) -> Option<PeerId> {
+        let e = self.entries.get(block)?;
+        e.holders
+            .iter()
+            .zip(e.verified_ms)
+            .filter_map(|(i, t)| Some((self.peers.get(*i)?, t)))
+            .filter(|(p, _)| keep(p))
+            .min_by_key(|(_, t)| *t)
+            .map(|(p, _)| *p)
     }
 
     /// The holders the last check of `block` found.
@@ -607,16 +630,25 @@ mod tests {
     }
 
     #[test]
-    fn verification_is_remembered_for_a_period_per_holder() {
+    fn verification_is_trusted_for_four_periods_and_the_stalest_is_audited_first() {
         let mut s = Sweep::new(SweepConfig::default());
         s.sync(&blocks(1), T0, rng(6));
         let h = cid(0).hash();
         let (a, b, c) = (peer(), peer(), peer());
         s.holders_found(&h, &[a, b]);
         s.verified(&h, &a, T0);
-        assert!(s.verified_recently(&h, &a, T0 + DAY - 1));
-        assert!(!s.verified_recently(&h, &a, T0 + DAY));
+        // Trusted for four periods (of a day by default).
+        assert!(s.verified_recently(&h, &a, T0 + 4 * DAY - 1));
+        assert!(!s.verified_recently(&h, &a, T0 + 4 * DAY));
         assert!(!s.verified_recently(&h, &b, T0));
+        assert_eq!(
+            s.stalest(&h, |_| true),
+            Some(b),
+            "never proved: audited first"
+        );
+        assert_eq!(s.stalest(&h, |p| *p != b), Some(a), "of the live ones");
+        s.verified(&h, &b, T0 + 5);
+        assert_eq!(s.stalest(&h, |_| true), Some(a));
         // A new holder list keeps the times of the holders that stay.
         s.holders_found(&h, &[c, a]);
         assert!(s.verified_recently(&h, &a, T0 + 1));
