@@ -358,6 +358,10 @@ impl MeshAccess {
         })
         .await
         .map_err(|e| format!("runner task: {e}"))??;
+        info!(
+            landlock = session.landlock(),
+            "runner sandboxed: request decoded by a relay worker"
+        );
         match request {
             Request::Get(cid) => {
                 info!("runner: get"); // never the CID at info: the relay must not log what is read

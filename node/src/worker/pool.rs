@@ -69,7 +69,7 @@ pub fn preflight(settings: &Settings) -> Result<u32, String> {
 pub(super) struct Proc {
     child: Child,
     pipe: UnixStream,
-    abi: u32,
+    pub(super) abi: u32,
 }
 
 impl Drop for Proc {
@@ -145,6 +145,11 @@ impl Proc {
             Ok(None) => Err(format!("the worker ended at start ({})", proc.status())),
             Err(e) => Err(format!("the worker did not start: {e}")),
         }
+    }
+
+    /// Whether the process still runs.
+    pub(super) fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
     }
 
     /// How the process ended, after a short wait (or that it still runs).

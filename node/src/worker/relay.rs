@@ -9,6 +9,7 @@
 //! fails its request only; the next request gets a fresh worker. Failures to *start* a worker
 //! back off (250 ms doubling to 30 s, reset by a start that works): requests then fail at once.
 
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
@@ -33,6 +34,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct RelayWorkers {
     settings: Settings,
     spares: Mutex<Vec<Proc>>,
+    /// A thread is starting spares.
+    refilling: AtomicBool,
     /// Failed starts in a row, and when the next start may be tried.
     backoff: Mutex<(u32, Option<Instant>)>,
 }
@@ -53,25 +56,33 @@ impl RelayWorkers {
         let me = Arc::new(Self {
             settings,
             spares: Mutex::new(Vec::new()),
+            refilling: AtomicBool::new(false),
             backoff: Mutex::new((0, None)),
         });
         me.refill();
         me
     }
 
-    /// Starts spares on a thread of their own until there are [`SPARES`].
+    /// Starts spares on a thread of its own (one at a time) until there are [`SPARES`].
     fn refill(self: &Arc<Self>) {
+        if self.refilling.swap(true, Ordering::AcqRel) {
+            return;
+        }
         let me = self.clone();
-        let _ = std::thread::Builder::new()
+        let spawned = std::thread::Builder::new()
             .name("relay-spares".into())
             .spawn(move || {
                 while lock(&me.spares).len() < SPARES {
                     match me.start() {
                         Ok(p) => lock(&me.spares).push(p),
-                        Err(_) => return,
+                        Err(_) => break,
                     }
                 }
+                me.refilling.store(false, Ordering::Release);
             });
+        if spawned.is_err() {
+            self.refilling.store(false, Ordering::Release);
+        }
     }
 
     /// Starts one worker, within the backoff.
@@ -104,7 +115,12 @@ impl RelayWorkers {
 
     /// A worker for one request: a spare (another starts in its place), or a new one. Blocking.
     pub fn session(self: &Arc<Self>) -> Result<Session, String> {
-        let spare = lock(&self.spares).pop();
+        // A spare that ended while it waited (killed, or out of memory) is dropped.
+        let spare = {
+            let mut spares = lock(&self.spares);
+            spares.retain_mut(Proc::running);
+            spares.pop()
+        };
         self.refill();
         let proc = match spare {
             Some(p) => p,
@@ -120,6 +136,11 @@ pub struct Session {
 }
 
 impl Session {
+    /// The Landlock ABI the worker runs under (0 once it failed).
+    pub fn landlock(&self) -> u32 {
+        self.proc.as_ref().map_or(0, |p| p.abi)
+    }
+
     /// Sends `msg` and returns the answer; a worker that fails is stopped, and so is the session.
     fn call(&mut self, msg: &ToWorker) -> Result<FromWorker, String> {
         let proc = self
