@@ -567,13 +567,19 @@ mod tests {
             assert_eq!(index_len(&store), before);
         }
         let failed = store.put_encoded(
-            chunks.clone().into_iter().map(Ok).chain([Err(Error::Pipeline("cut"))]),
+            chunks
+                .clone()
+                .into_iter()
+                .map(Ok)
+                .chain([Err(Error::Pipeline("cut"))]),
             &opts,
         );
         assert!(failed.is_err());
         assert_eq!(index_len(&store), before);
         // The honest chunks make the very file a put of the bytes makes.
-        let out = store.put_encoded(chunks.into_iter().map(Ok), &opts).unwrap();
+        let out = store
+            .put_encoded(chunks.into_iter().map(Ok), &opts)
+            .unwrap();
         let direct = other.put(&data[..], &opts, &|_| {}).unwrap();
         assert_eq!(out.cid, direct.cid);
         assert_eq!(out.size, data.len() as u64);

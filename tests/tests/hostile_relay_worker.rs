@@ -195,7 +195,11 @@ impl Circuit {
 fn relay_workers(pid: u32) -> Vec<u32> {
     let mut out = Vec::new();
     for entry in std::fs::read_dir("/proc").unwrap().flatten() {
-        let Some(child) = entry.file_name().to_str().and_then(|n| n.parse::<u32>().ok()) else {
+        let Some(child) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.parse::<u32>().ok())
+        else {
             continue;
         };
         let Ok(stat) = std::fs::read_to_string(format!("/proc/{child}/stat")) else {
@@ -226,8 +230,10 @@ fn rss_kib(pid: u32) -> u64 {
 }
 
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .is_ok_and(|s| !s.rsplit_once(')').is_some_and(|(_, r)| r.trim_start().starts_with('Z')))
+    std::fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+        !s.rsplit_once(')')
+            .is_some_and(|(_, r)| r.trim_start().starts_with('Z'))
+    })
 }
 
 fn put_request(name: &str) -> Vec<u8> {
@@ -315,8 +321,7 @@ async fn a_relay_worker_killed_by_a_strangers_bytes_fails_that_request_and_not_t
     let (_, end) = c.answer(s).await;
     println!("the upload whose worker died: {end:?}");
     assert!(
-        end.as_ref()
-            .is_err_and(|e| e.contains("relay worker")),
+        end.as_ref().is_err_and(|e| e.contains("relay worker")),
         "{end:?}"
     );
     assert!(alive(pid), "the relay node died with its worker");
@@ -334,7 +339,10 @@ async fn a_relay_worker_killed_by_a_strangers_bytes_fails_that_request_and_not_t
         println!("upload after the crash: {put:?}");
         tokio::time::sleep(Duration::from_millis(300)).await;
     }
-    let id: ContentId = served.expect("no upload served after the crash").parse().unwrap();
+    let id: ContentId = served
+        .expect("no upload served after the crash")
+        .parse()
+        .unwrap();
     let (got, end) = c.request(&Request::Get(id).encode().unwrap(), None).await;
     assert!(end.is_ok(), "{end:?}");
     assert!(!got.is_empty());

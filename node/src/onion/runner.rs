@@ -327,9 +327,7 @@ impl Runner {
             let run = access.run(stream, request, input, &out, &circuit, limits);
             let result = tokio::time::timeout(limits.time, run)
                 .await
-                .unwrap_or_else(|_| {
-                    Err(format!("runner time limit of {:?} reached", limits.time))
-                });
+                .unwrap_or_else(|_| Err(format!("runner time limit of {:?} reached", limits.time)));
             let _ = out.send(Out::End(stream, result)).await;
         });
         Ok(())

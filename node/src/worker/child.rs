@@ -44,7 +44,10 @@ pub fn main(args: &[String]) -> ExitCode {
             }
         }
         Some("relay") => {
-            let memory = args.get(1).and_then(|m| m.parse().ok()).unwrap_or(256 << 20);
+            let memory = args
+                .get(1)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(256 << 20);
             match super::relay_child::relay(memory) {
                 Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
@@ -160,11 +163,11 @@ fn model(memory: u64) -> Result<(), String> {
                     ),
                     digest: ByteBuf::from(out.digest.to_vec()),
                 }),
-            ToWorker::Decode { .. } | ToWorker::Encode { .. } => Err(
-                warren_inference::Error::Worker {
+            ToWorker::Decode { .. } | ToWorker::Encode { .. } => {
+                Err(warren_inference::Error::Worker {
                     detail: "a model worker does no relay work".into(),
-                },
-            ),
+                })
+            }
             ToWorker::Go | ToWorker::Stop => continue,
         };
         let answer = answer.unwrap_or_else(|e| FromWorker::Failed(failure(&e)));

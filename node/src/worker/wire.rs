@@ -315,10 +315,12 @@ mod tests {
                 }),
             (text, proptest::collection::vec(text, 0..5))
                 .prop_map(|(job, texts)| ToWorker::Embed { job, texts }),
-            proptest::collection::vec(any::<u8>(), 0..300)
-                .prop_map(|b| ToWorker::Decode { request: ByteBuf::from(b) }),
-            proptest::collection::vec(any::<u8>(), 1..300)
-                .prop_map(|b| ToWorker::Encode { chunk: ByteBuf::from(b) }),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| ToWorker::Decode {
+                request: ByteBuf::from(b)
+            }),
+            proptest::collection::vec(any::<u8>(), 1..300).prop_map(|b| ToWorker::Encode {
+                chunk: ByteBuf::from(b)
+            }),
             Just(ToWorker::Go),
             Just(ToWorker::Stop),
         ]
@@ -346,8 +348,7 @@ mod tests {
             }),
             proptest::collection::vec(any::<u8>(), 0..40)
                 .prop_map(|b| FromWorker::Request(RelayRequest::Get(ByteBuf::from(b)))),
-            proptest::option::of(".{0,20}")
-                .prop_map(|n| FromWorker::Request(RelayRequest::Put(n))),
+            proptest::option::of(".{0,20}").prop_map(|n| FromWorker::Request(RelayRequest::Put(n))),
             proptest::collection::vec(any::<u8>(), 0..40)
                 .prop_map(|b| FromWorker::Request(RelayRequest::Infer(ByteBuf::from(b)))),
             proptest::collection::vec(any::<u8>(), 1..300).prop_map(|b| FromWorker::Block {
