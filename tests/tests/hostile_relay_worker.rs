@@ -267,21 +267,44 @@ async fn a_relay_worker_killed_by_a_strangers_bytes_fails_that_request_and_not_t
     )
     .await
     .unwrap();
-    let mut c = Circuit::build(&h, relay).await;
     let rss_start = rss_kib(pid);
 
-    // The honest path first (and its time): a small anonymous put and its read back.
-    let small = test_bytes(100_000, 5, true);
+    // The honest path first (and its time): small anonymous puts and their reads back (medians
+    // of 10), and one 8 MiB put.
+    let (mut puts, mut gets) = (Vec::new(), Vec::new());
+    for round in 0..10u64 {
+        // A circuit carries at most 16 requests: a fresh one per round (not timed).
+        let mut c = Circuit::build(&h, relay).await;
+        let small = test_bytes(100_000, 5 + round, true);
+        let t = Instant::now();
+        let (_, put) = c.request(&put_request("small.txt"), Some(&small)).await;
+        puts.push(t.elapsed().as_secs_f64() * 1000.0);
+        let cid: ContentId = put.clone().unwrap().parse().unwrap();
+        let t = Instant::now();
+        let (got, end) = c.request(&Request::Get(cid).encode().unwrap(), None).await;
+        gets.push(t.elapsed().as_secs_f64() * 1000.0);
+        assert!(end.is_ok(), "{end:?}");
+        assert!(!got.is_empty());
+    }
+    let median = |v: &mut Vec<f64>| {
+        v.sort_by(f64::total_cmp);
+        v[v.len() / 2]
+    };
+    let big = test_bytes(8 << 20, 9, false);
+    let mut c = Circuit::build(&h, relay).await;
     let t = Instant::now();
-    let (_, put) = c.request(&put_request("small.txt"), Some(&small)).await;
-    let put_ms = t.elapsed().as_millis();
-    let cid: ContentId = put.clone().unwrap().parse().unwrap();
-    let t = Instant::now();
-    let (got, end) = c.request(&Request::Get(cid).encode().unwrap(), None).await;
-    let get_ms = t.elapsed().as_millis();
-    assert!(end.is_ok(), "{end:?}");
-    assert!(!got.is_empty());
-    println!("honest small put {put_ms} ms, get {get_ms} ms (one-hop circuit, loopback)");
+    let (_, put) = c.request(&put_request("big.bin"), Some(&big)).await;
+    let big_s = t.elapsed().as_secs_f64();
+    assert!(put.is_ok(), "{put:?}");
+    let mut c = Circuit::build(&h, relay).await;
+    println!(
+        "honest path (one-hop circuit, loopback): 100 kB put median {:.1} ms, get median {:.1} ms; \
+         8 MiB put {:.2} s ({:.1} MiB/s)",
+        median(&mut puts),
+        median(&mut gets),
+        big_s,
+        8.0 / big_s
+    );
 
     // 1. Malformed requests: each refused, the relay goes on.
     let garbage_cid = [&[1u8][..], &[0xff; 40]].concat();
