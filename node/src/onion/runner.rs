@@ -349,21 +349,14 @@ impl MeshAccess {
             .workers
             .clone()
             .ok_or("runner sandbox unavailable: this node has no relay worker")?;
-        let (session, request) = tokio::task::spawn_blocking(move || {
-            let mut session = workers.session()?;
-            let request = session.decode(&request)?;
-            Ok::<_, String>((session, request))
-        })
-        .await
-        .map_err(|e| format!("runner task: {e}"))??;
-        info!(
-            landlock = session.landlock(),
-            "runner sandboxed: request decoded by a relay worker"
-        );
+        let w = workers.clone();
+        let request = tokio::task::spawn_blocking(move || w.decode(&request))
+            .await
+            .map_err(|e| format!("runner task: {e}"))??;
+        info!("runner sandboxed: request decoded by a relay worker");
         match request {
             Request::Get(cid) => {
                 info!("runner: get"); // never the CID at info: the relay must not log what is read
-                drop(session);
                 let (data, rx) = mpsc::channel(16);
                 let (r, sent) = tokio::join!(
                     self.get(cid, limits.max_get_bytes, data),
@@ -374,6 +367,10 @@ impl MeshAccess {
             }
             Request::Put { name } => {
                 info!("runner: put");
+                // The upload gets a worker of its own, stopped after it.
+                let session = tokio::task::spawn_blocking(move || workers.session())
+                    .await
+                    .map_err(|e| format!("runner task: {e}"))??;
                 // The upload's reader fails at the deadline too, so the store task ends with the
                 // run instead of outliving it.
                 let deadline = tokio::time::Instant::now() + limits.time;
@@ -383,7 +380,6 @@ impl MeshAccess {
             }
             Request::Infer(job) => {
                 info!("runner: infer");
-                drop(session);
                 let (data, rx) = mpsc::channel(16);
                 let (r, sent) =
                     tokio::join!(self.infer(job, data), forward(stream, rx, out, circuit));

@@ -69,7 +69,7 @@ pub fn preflight(settings: &Settings) -> Result<u32, String> {
 pub(super) struct Proc {
     child: Child,
     pipe: UnixStream,
-    pub(super) abi: u32,
+    abi: u32,
 }
 
 impl Drop for Proc {

@@ -2,10 +2,12 @@
 //! (decoding a request, encoding an upload's chunks) runs in a `warren __worker relay` process
 //! (spec/worker.md), never in the node.
 //!
-//! Each runner request gets a [`Session`]: a worker of its own, used for that request alone and
-//! stopped after it, so nothing one stranger's input does to a worker reaches another's request.
-//! A few confined workers wait ready ([`SPARES`]), so a request does not wait for a start. A
-//! worker that dies, hangs past [`CALL_DEADLINE`], breaks the framing or runs out of its memory
+//! A request's bytes are decoded by one of a few long-lived decoder workers
+//! ([`RelayWorkers::decode`]: decoding is stateless and what it answers is checked again, and a
+//! worker start per request would cost every small GET a process start). An upload gets a
+//! [`Session`]: a worker of its own, used for that upload alone and stopped after it, so nothing
+//! one stranger's upload does to a worker reaches another's. A few confined workers wait ready
+//! ([`SPARES`]), so an upload does not wait for a start. A worker that dies, hangs past [`CALL_DEADLINE`], breaks the framing or runs out of its memory
 //! fails its request only; the next request gets a fresh worker. Failures to *start* a worker
 //! back off (250 ms doubling to 30 s, reset by a start that works): requests then fail at once.
 
@@ -25,8 +27,10 @@ use super::wire::{FromWorker, RelayRequest, ToWorker};
 pub const RELAY_MEMORY: u64 = 512 << 20;
 /// Longest one decode or one chunk's encoding may take.
 pub const CALL_DEADLINE: Duration = Duration::from_secs(30);
-/// Workers kept started and confined, waiting for a request.
+/// Workers kept started and confined, waiting for an upload.
 pub const SPARES: usize = 2;
+/// Idle decoder workers kept (more start when more requests come at once).
+pub const DECODERS: usize = 4;
 const FIRST_BACKOFF: Duration = Duration::from_millis(250);
 const MAX_BACKOFF: Duration = Duration::from_secs(30);
 
@@ -34,6 +38,8 @@ const MAX_BACKOFF: Duration = Duration::from_secs(30);
 pub struct RelayWorkers {
     settings: Settings,
     spares: Mutex<Vec<Proc>>,
+    /// Idle decoder workers.
+    decoders: Mutex<Vec<Proc>>,
     /// A thread is starting spares.
     refilling: AtomicBool,
     /// Failed starts in a row, and when the next start may be tried.
@@ -56,6 +62,7 @@ impl RelayWorkers {
         let me = Arc::new(Self {
             settings,
             spares: Mutex::new(Vec::new()),
+            decoders: Mutex::new(Vec::new()),
             refilling: AtomicBool::new(false),
             backoff: Mutex::new((0, None)),
         });
@@ -77,6 +84,11 @@ impl RelayWorkers {
                         Ok(p) => lock(&me.spares).push(p),
                         Err(_) => break,
                     }
+                }
+                if lock(&me.decoders).is_empty()
+                    && let Ok(p) = me.start()
+                {
+                    lock(&me.decoders).push(p);
                 }
                 me.refilling.store(false, Ordering::Release);
             });
@@ -113,7 +125,29 @@ impl RelayWorkers {
         }
     }
 
-    /// A worker for one request: a spare (another starts in its place), or a new one. Blocking.
+    /// Decodes a relay request's bytes in a decoder worker (an idle one, or a new one). Blocking.
+    pub fn decode(self: &Arc<Self>, bytes: &[u8]) -> Result<Request, String> {
+        let idle = {
+            let mut decoders = lock(&self.decoders);
+            decoders.retain_mut(Proc::running);
+            decoders.pop()
+        };
+        let proc = match idle {
+            Some(p) => p,
+            None => self.start()?,
+        };
+        let mut session = Session { proc: Some(proc) };
+        let request = session.decode(bytes);
+        if let Some(proc) = session.proc.take() {
+            let mut decoders = lock(&self.decoders);
+            if decoders.len() < DECODERS {
+                decoders.push(proc);
+            }
+        }
+        request
+    }
+
+    /// A worker for one upload: a spare (another starts in its place), or a new one. Blocking.
     pub fn session(self: &Arc<Self>) -> Result<Session, String> {
         // A spare that ended while it waited (killed, or out of memory) is dropped.
         let spare = {
@@ -136,11 +170,6 @@ pub struct Session {
 }
 
 impl Session {
-    /// The Landlock ABI the worker runs under (0 once it failed).
-    pub fn landlock(&self) -> u32 {
-        self.proc.as_ref().map_or(0, |p| p.abi)
-    }
-
     /// Sends `msg` and returns the answer; a worker that fails is stopped, and so is the session.
     fn call(&mut self, msg: &ToWorker) -> Result<FromWorker, String> {
         let proc = self
