@@ -1,6 +1,7 @@
 //! A stranger's bytes at the onion relay's runner (issue 20, attack 5): the work on them —
 //! decoding the `BEGIN`'s request, chunking and brotli-compressing an upload — runs in a
-//! sandboxed relay worker process (`warren __worker relay`), one per request, not in the node.
+//! sandboxed relay worker process (`warren __worker relay`; an upload gets one of its own), not in
+//! the node.
 //!
 //! A hostile client (an in-process warren node driving warren's own circuit state machine, so it
 //! can put any bytes in a `BEGIN`) builds one-hop circuits to a relay node process and:

@@ -9,9 +9,9 @@
 //! and offers no other method. Every run is bounded in bytes, in time, and in how many run at
 //! once.
 //!
-//! The hostile-input work is not done here: each request gets a relay worker of its own
-//! ([`crate::worker::relay`], `warren __worker relay`: rlimits, no_new_privs, Landlock, seccomp),
-//! which decodes the `BEGIN`'s request and encodes an upload's chunks (brotli, BLAKE3); the node
+//! The hostile-input work is not done here but in relay workers ([`crate::worker::relay`],
+//! `warren __worker relay`: rlimits, no_new_privs, Landlock, seccomp): one decodes the `BEGIN`'s
+//! request, and an upload gets one of its own that encodes its chunks (brotli, BLAKE3); the node
 //! stores those blocks only after checking each against its id (`Store::put_encoded`). A GET
 //! streams the stored blocks as they are (the client's node decodes and verifies them).
 
