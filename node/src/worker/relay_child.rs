@@ -83,3 +83,48 @@ pub fn encode(chunk: &[u8]) -> Result<FromWorker, String> {
         block: ByteBuf::from(block),
     })
 }
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)] // test code: a panic is the failure report
+
+    use super::*;
+
+    #[test]
+    fn requests_decode_as_the_protocol_says_and_bad_ones_fail() {
+        let cid = ContentId::of_block(Codec::Raw, b"x");
+        let get = Request::Get(cid).encode().unwrap();
+        assert_eq!(
+            decode(&get).unwrap(),
+            FromWorker::Request(RelayRequest::Get(ByteBuf::from(cid.to_bytes())))
+        );
+        let put = Request::Put {
+            name: Some("a".into()),
+        };
+        assert_eq!(
+            decode(&put.encode().unwrap()).unwrap(),
+            FromWorker::Request(RelayRequest::Put(Some("a".into())))
+        );
+        for bad in [&[][..], &[9, 1], &[1, 0xff, 0xff], &[3, 0xbf, 0xbf]] {
+            assert!(decode(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[test]
+    fn a_chunk_encodes_as_the_store_would_and_empty_or_oversized_ones_fail() {
+        let chunk = vec![7u8; 100_000];
+        let FromWorker::Block { cid, block } = encode(&chunk).unwrap() else {
+            panic!("not a block")
+        };
+        assert_eq!(
+            block.as_slice(),
+            warren_storage_mesh::chunk::encode_block(&chunk)
+        );
+        assert_eq!(
+            ContentId::from_bytes(&cid).unwrap(),
+            ContentId::of_block(Codec::Raw, &block)
+        );
+        assert!(encode(&[]).is_err());
+        assert!(encode(&vec![0u8; CHUNK_SIZE + 1]).is_err());
+    }
+}
