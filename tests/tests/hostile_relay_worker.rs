@@ -325,8 +325,14 @@ async fn a_relay_worker_killed_by_a_strangers_bytes_fails_that_request_and_not_t
     // 2. An upload whose worker dies while it holds the request.
     let hostile = test_bytes(3 << 20, 77, false);
     let s = c.begin(&put_request("hostile.bin")).await;
+    let mark = r.log().len();
     c.upload(s, &hostile[..512 * 1024]).await;
-    tokio::time::sleep(Duration::from_millis(300)).await;
+    // Once the relay took the upload on (its worker is then started), the crash.
+    let until = Instant::now() + Duration::from_secs(20);
+    while !r.log()[mark..].contains("runner: put") && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(500)).await;
     let workers = relay_workers(pid);
     assert!(
         !workers.is_empty(),
