@@ -319,6 +319,8 @@ impl NodeBuilder {
             warn!("the onion relay role is not offered: no sandbox here ({why})");
             config.roles.retain(|r| *r != Role::Relay);
         }
+        // The relay runner's work on strangers' bytes runs in sandboxed relay workers.
+        let relay_workers = (relay && sandbox.is_ok()).then(|| workers.clone());
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
         let hot = Mesh::hot_tracker(&config.mesh);
@@ -414,6 +416,9 @@ impl NodeBuilder {
             let mut access = crate::onion::runner::MeshAccess::new(mesh.clone(), store.clone());
             if let Some(inference) = &inference {
                 access = access.with_inference(inference.clone());
+            }
+            if let Some(settings) = relay_workers {
+                access = access.with_workers(crate::worker::relay::RelayWorkers::new(settings));
             }
             let onion = Onion::new(
                 client.clone(),

@@ -99,6 +99,33 @@ fn compress_into(chunk: &[u8], out: &mut [u8]) -> Option<usize> {
     Some(out_off)
 }
 
+/// Checks a block encoded elsewhere before it is stored: it hashes to `cid` (codec raw), and is
+/// a block [`encode_block`] or [`raw_block`] could have made of a chunk of `raw_len` bytes: a raw
+/// payload of exactly `raw_len` bytes, or a brotli payload shorter than that (not decompressed
+/// here: a reader checks it against `raw_len` as for any block).
+pub fn check_encoded(cid: &ContentId, block: &[u8], raw_len: u64) -> Result<(), Error> {
+    let corrupt = |reason: String| Error::Corrupt { cid: *cid, reason };
+    if ContentId::of_block(warren_protocol::Codec::Raw, block) != *cid {
+        return Err(corrupt("the block does not hash to its id".into()));
+    }
+    if raw_len == 0 || raw_len > CHUNK_SIZE as u64 {
+        return Err(corrupt(format!(
+            "a chunk of {raw_len} bytes (1 to {CHUNK_SIZE})"
+        )));
+    }
+    match block.split_first() {
+        Some((&TAG_RAW, payload)) if payload.len() as u64 == raw_len => Ok(()),
+        Some((&TAG_BROTLI, payload)) if !payload.is_empty() && (payload.len() as u64) < raw_len => {
+            Ok(())
+        }
+        Some((tag, payload)) => Err(corrupt(format!(
+            "tag {tag:#04x} with a payload of {} bytes for a chunk of {raw_len}",
+            payload.len()
+        ))),
+        None => Err(corrupt("empty block (no tag byte)".into())),
+    }
+}
+
 /// Decodes a block (already verified against `cid`) into the chunk of `raw_len` bytes its
 /// manifest entry promises, appending it to `out`. Errors name `cid`.
 pub fn decode_block(

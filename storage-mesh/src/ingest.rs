@@ -184,6 +184,86 @@ pub(crate) fn put<R: Read + Send>(
     result
 }
 
+/// A chunk encoded elsewhere (a sandboxed worker): its block, the block's id and the length of
+/// the chunk it encodes. [`Store::put_encoded`] checks it before storing anything of it.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct EncodedChunk {
+    /// The block's id, which must be the BLAKE3 of `block` (codec raw).
+    pub cid: ContentId,
+    /// The block: a tag byte and the chunk, raw or brotli.
+    pub block: Vec<u8>,
+    /// Bytes of the chunk (1 ..= `CHUNK_SIZE`; only the last chunk of a file may be shorter).
+    pub raw_len: u64,
+}
+
+/// A put of chunks already encoded (see [`Store::put_encoded`]): each is checked against its id
+/// and its length, then goes through the same writer as [`put`] (dedup, offer and disk checks,
+/// one durable commit at the end, temporary files removed on error).
+pub(crate) fn put_encoded(
+    store: &Store,
+    chunks: impl Iterator<Item = Result<EncodedChunk, Error>>,
+    opts: &PutOptions,
+    class: Class,
+) -> Result<PutOutcome, Error> {
+    Manifest::empty(opts.name.clone(), opts.media_type.clone())
+        .validate()
+        .map_err(|e| Error::Options(Box::new(e)))?;
+    let mut writer = Writer {
+        store,
+        new_bytes: 0,
+        size: 0,
+        seen: HashSet::new(),
+        dag_bytes: 0,
+        batch: Batch::default(),
+        tree: TreeBuilder::new(),
+        sealed: Vec::new(),
+    };
+    let (sync_tx, sync_rx) = sync_channel::<PathBuf>(SYNC_QUEUE);
+    let result = thread::scope(|scope| {
+        let syncer = scope.spawn(move || sync_files(sync_rx));
+        let mut written = Ok(());
+        let mut short = false;
+        for c in chunks {
+            let step = c.and_then(|c| {
+                if short {
+                    return Err(Error::Corrupt {
+                        cid: c.cid,
+                        reason: "a chunk after a short one (only the last may be short)".into(),
+                    });
+                }
+                chunk::check_encoded(&c.cid, &c.block, c.raw_len)?;
+                short = c.raw_len < CHUNK_SIZE as u64;
+                writer.add_chunk(c.cid, &c.block, c.raw_len)?;
+                for path in writer.batch.files.drain(..) {
+                    if sync_tx.send(path).is_err() {
+                        return Err(Error::Pipeline("the syncer stopped"));
+                    }
+                }
+                Ok(())
+            });
+            if step.is_err() {
+                written = step;
+                break;
+            }
+        }
+        drop(sync_tx);
+        let synced = match syncer.join() {
+            Ok(synced) => synced,
+            Err(panic) => std::panic::resume_unwind(panic),
+        };
+        synced?;
+        written?;
+        writer.finish(opts, class)
+    });
+    if result.is_err() {
+        for (_, tmp) in &writer.batch.renames {
+            let _ = std::fs::remove_file(tmp);
+        }
+    }
+    store.unuse_blocks(&writer.seen);
+    result
+}
+
 /// Reads the input in chunks into free buffers and queues them for the workers.
 fn read_chunks<R: Read>(
     mut reader: R,
@@ -446,6 +526,68 @@ mod tests {
             assert_eq!(root.entries.len() as u64, chunks, "{what}");
             assert!(store.is_pinned(&out.cid).unwrap());
         }
+    }
+
+    fn encoded(data: &[u8]) -> Vec<EncodedChunk> {
+        data.chunks(MIB)
+            .map(|c| {
+                let block = chunk::encode_block(c);
+                EncodedChunk {
+                    cid: ContentId::of_block(Codec::Raw, &block),
+                    block,
+                    raw_len: c.len() as u64,
+                }
+            })
+            .collect()
+    }
+
+    #[test]
+    fn a_put_of_encoded_chunks_is_the_same_file_and_bad_blocks_store_nothing() {
+        let data = mixed_data(3 * MIB as u64 + 77, 9);
+        let opts = PutOptions {
+            name: Some("f".into()),
+            media_type: None,
+            pin: false,
+        };
+        let (_dir2, other) = store(u64::MAX);
+        let (_dir, store) = store(u64::MAX);
+        let chunks = encoded(&data);
+        let before = index_len(&store);
+        // A block that is not its id, a raw block of the wrong length, a short chunk in the
+        // middle: each refused, and nothing of the put is left.
+        let mut wrong_id = chunks.clone();
+        wrong_id[1].cid = chunks[0].cid;
+        let mut wrong_len = chunks.clone();
+        wrong_len[3].raw_len += 1;
+        let mut short_first = chunks.clone();
+        short_first.swap(0, 3);
+        for bad in [wrong_id, wrong_len, short_first] {
+            let r = store.put_encoded(bad.into_iter().map(Ok), &opts);
+            assert!(matches!(r, Err(Error::Corrupt { .. })), "{r:?}");
+            assert_eq!(index_len(&store), before);
+        }
+        let failed = store.put_encoded(
+            chunks
+                .clone()
+                .into_iter()
+                .map(Ok)
+                .chain([Err(Error::Pipeline("cut"))]),
+            &opts,
+        );
+        assert!(failed.is_err());
+        assert_eq!(index_len(&store), before);
+        // The honest chunks make the very file a put of the bytes makes.
+        let out = store
+            .put_encoded(chunks.into_iter().map(Ok), &opts)
+            .unwrap();
+        let direct = other.put(&data[..], &opts, &|_| {}).unwrap();
+        assert_eq!(out.cid, direct.cid);
+        assert_eq!(out.size, data.len() as u64);
+        assert_eq!(get(&store, &out.cid), data);
+        assert!(!store.is_pinned(&out.cid).unwrap());
+        // The empty file too.
+        let empty = store.put_encoded(std::iter::empty(), &opts).unwrap();
+        assert_eq!(empty.cid, other.put(&b""[..], &opts, &|_| {}).unwrap().cid);
     }
 
     #[test]

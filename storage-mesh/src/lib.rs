@@ -64,7 +64,7 @@ mod tree;
 
 pub use error::Error;
 pub use gc::GcReport;
-pub use ingest::{PutOptions, PutOutcome};
+pub use ingest::{EncodedChunk, PutOptions, PutOutcome};
 pub use lease_store::{Held, LeaseInfo};
 pub use read::{MAX_FILE_CHUNKS, MAX_FILE_SIZE};
 pub use seal::{Opened, SealOptions, SealOutcome};

@@ -232,6 +232,20 @@ impl Store {
         ingest::put(self, reader, opts, Class::Public, progress)
     }
 
+    /// Stores a file from chunks encoded elsewhere (a sandboxed worker did the chunking,
+    /// brotli and hashing of hostile input): each block must hash to its id, be a valid raw or
+    /// brotli block for its chunk length (checked without decompressing: a raw payload is the
+    /// chunk's length, a brotli one shorter), and every chunk but the last must be full. The
+    /// manifest tree is built here from the chunks' ids and lengths; the offer, disk, dedup and
+    /// durability rules are those of [`Store::put`]. Nothing is stored unless all of it is.
+    pub fn put_encoded(
+        &self,
+        chunks: impl Iterator<Item = Result<crate::ingest::EncodedChunk, Error>>,
+        opts: &PutOptions,
+    ) -> Result<PutOutcome, Error> {
+        ingest::put_encoded(self, chunks, opts, Class::Public)
+    }
+
     /// Writes the file `cid` names to `out`: walks its manifest tree and verifies every block
     /// against its id (and against what its manifest says) before writing any byte of it.
     /// Returns the number of bytes written; `progress` gets the same count as it grows.

@@ -162,8 +162,8 @@ fn five_nodes_get_and_put_through_a_three_hop_circuit() {
         // At least one block: a failed earlier attempt may have left some at the same relay.
         assert!(served >= 1, "node 1 served the relay the file's blocks");
     }
-    // The relay ran it on a sandboxed runner thread (no file or TCP access; see
-    // warren_node::onion::sandbox's test for the proof that it can read no key and call no API).
+    // The relay decoded it in a sandboxed relay worker process (no file, socket or program; see
+    // tests/tests/worker.rs for the probes and tests/tests/hostile_relay_worker.rs for an attack).
     assert!(procs[relay].log()[marks[relay]..].contains("runner sandboxed"));
     for i in [0, gate, middle] {
         assert!(

@@ -6,7 +6,8 @@
 //!     └─ per circuit: hop task ── owns protocol::onion::Hop
 //!            ├─ reader task (prev link) ─┐ bounded mpsc of cells
 //!            ├─ reader task (next link) ─┘
-//!            └─ runner tasks (relay only), each bounded by runner::Limits
+//!            └─ runner tasks (relay only), each bounded by runner::Limits; each request
+//!               decoded (and an upload encoded) by a sandboxed `warren __worker relay`
 //!  Onion::request (per anonymous request): client task ── owns protocol::onion::Client
 //!            └─ reader task (gate link)
 //! ```
@@ -21,7 +22,6 @@ mod limits;
 mod link;
 mod relay_get;
 pub mod runner;
-pub mod sandbox;
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -583,17 +583,14 @@ impl HopTask {
                 HopEvent::Extend { peer, create } => self.extend(&peer, create).await,
                 HopEvent::Begin { stream, request } => {
                     let (in_tx, in_rx) = mpsc::channel(16);
-                    let started = Request::decode(&request)
-                        .map_err(|e| e.to_string())
-                        .and_then(|r| {
-                            self.onion.runner.start(
-                                stream,
-                                r,
-                                in_rx,
-                                self.out_tx.clone(),
-                                &self.limits,
-                            )
-                        });
+                    // Decoded by the runner's sandboxed worker, not here.
+                    let started = self.onion.runner.start(
+                        stream,
+                        request,
+                        in_rx,
+                        self.out_tx.clone(),
+                        &self.limits,
+                    );
                     match started {
                         Ok(()) => {
                             self.inputs.insert(stream, in_tx);

@@ -1,5 +1,5 @@
 //! The relay's runner: performs a circuit's request as the relay itself, with no authority inside
-//! the node.
+//! the node; the work on the stranger's bytes runs in a sandboxed worker process.
 //!
 //! A runner gets exactly one thing from its node: a [`MeshAccess`], which can fetch a file from the
 //! mesh and read it back, store a new (unpinned) file and replicate it, or (when the node has its
@@ -8,19 +8,26 @@
 //! control API: `MeshAccess` is built from the mesh, the store and the inference requester alone,
 //! and offers no other method. Every run is bounded in bytes, in time, and in how many run at
 //! once.
+//!
+//! The hostile-input work is not done here but in relay workers ([`crate::worker::relay`],
+//! `warren __worker relay`: rlimits, no_new_privs, Landlock, seccomp): one decodes the `BEGIN`'s
+//! request, and an upload gets one of its own that encodes its chunks (brotli, BLAKE3); the node
+//! stores those blocks only after checking each against its id (`Store::put_encoded`). A GET
+//! streams the stored blocks as they are (the client's node decodes and verifies them).
 
 use std::io::{self, Read, Write};
 use std::sync::Arc;
 use std::time::Duration;
 
-use tokio::sync::{Semaphore, mpsc, oneshot};
+use tokio::sync::{Semaphore, mpsc};
 use tracing::info;
-use warren_protocol::ContentId;
 use warren_protocol::onion::request::Request;
-use warren_storage_mesh::{PutOptions, Store};
+use warren_protocol::{CHUNK_SIZE, ContentId};
+use warren_storage_mesh::{Error as StoreError, PutOptions, Store};
 
 pub(crate) use super::limits::CircuitLimits;
 use crate::storage::Mesh;
+use crate::worker::relay::{RelayWorkers, Session};
 
 /// The refusal of an INFER request by a relay without the inference service.
 pub const NO_INFERENCE: &str = "inference not available on this node";
@@ -55,6 +62,8 @@ pub struct MeshAccess {
     mesh: Arc<Mesh>,
     store: Arc<Store>,
     inference: Option<Arc<crate::inference::Inference>>,
+    /// Where requests are decoded and uploads encoded; none: every request is refused.
+    workers: Option<Arc<RelayWorkers>>,
 }
 
 impl MeshAccess {
@@ -64,7 +73,15 @@ impl MeshAccess {
             mesh,
             store,
             inference: None,
+            workers: None,
         }
+    }
+
+    /// Runs the requests' hostile-input work in these sandboxed workers (without them, every
+    /// request is refused).
+    pub fn with_workers(mut self, workers: Arc<RelayWorkers>) -> Self {
+        self.workers = Some(workers);
+        self
     }
 
     /// Also lets runners ask the mesh's operators for one text generation as this node.
@@ -190,11 +207,13 @@ impl MeshAccess {
     }
 
     /// Stores the bytes from `input` (`None` marks the end; a closed channel before it is a cut-off
-    /// upload, and nothing is stored) as an unpinned file and replicates it. An upload not
-    /// complete by `deadline` fails there: the blocking store task stops with it (dropping this
-    /// future alone would leave that task waiting on the circuit).
+    /// upload, and nothing is stored) as an unpinned file and replicates it. The chunks are
+    /// encoded by the request's relay worker (`session`); the node checks and stores the blocks.
+    /// An upload not complete by `deadline` fails there: the blocking store task stops with it
+    /// (dropping this future alone would leave that task waiting on the circuit).
     async fn put(
         &self,
+        mut session: Session,
         input: mpsc::Receiver<Option<Vec<u8>>>,
         name: Option<String>,
         max: u64,
@@ -217,7 +236,18 @@ impl MeshAccess {
                 media_type: None,
                 pin: false,
             };
-            store.put(reader, &opts, &|_| {}).map_err(|e| e.to_string())
+            std::thread::scope(|scope| {
+                // The circuit is read on its own thread, a chunk ahead of the worker.
+                let (tx, rx) = std::sync::mpsc::sync_channel(1);
+                scope.spawn(move || read_chunks(reader, tx));
+                let chunks = rx.into_iter().map(|chunk: io::Result<Vec<u8>>| {
+                    let chunk = chunk.map_err(StoreError::Read)?;
+                    session
+                        .encode(chunk)
+                        .map_err(|e| StoreError::Read(io::Error::other(e)))
+                });
+                store.put_encoded(chunks, &opts).map_err(|e| e.to_string())
+            })
         })
         .await
         .map_err(|e| format!("runner task: {e}"))??;
@@ -272,12 +302,13 @@ impl Runner {
         CircuitLimits::new(self.quota.clone(), prev.to_bytes())
     }
 
-    /// Starts the run of `request` on `stream`: answer bytes and the end go to `out`; uploaded
-    /// bytes come from `input`. Refuses at once when all slots are busy.
+    /// Starts the run of the request `request` (a `BEGIN`'s bytes, not yet decoded) on
+    /// `stream`: answer bytes and the end go to `out`; uploaded bytes come from `input`. Refuses
+    /// at once when all slots are busy.
     pub(crate) fn start(
         &self,
         stream: u16,
-        request: Request,
+        request: Vec<u8>,
         input: mpsc::Receiver<Option<Vec<u8>>>,
         out: mpsc::Sender<Out>,
         circuit: &CircuitLimits,
@@ -289,124 +320,117 @@ impl Runner {
             .clone()
             .try_acquire_owned()
             .map_err(|_| format!("runner busy ({} runs at once)", self.limits.concurrent))?;
-        // The broker: does the one mesh call the runner asks for, on the node's runtime.
-        let (call_tx, mut call_rx) = mpsc::channel::<MeshCall>(1);
         let access = self.access.clone();
         let limits = self.limits;
         tokio::spawn(async move {
-            let Some(call) = call_rx.recv().await else {
-                return;
-            };
-            let over = || format!("runner time limit of {:?} reached", limits.time);
-            match call {
-                MeshCall::Get { cid, data, done } => {
-                    let r = tokio::time::timeout(
-                        limits.time,
-                        access.get(cid, limits.max_get_bytes, data),
-                    )
+            let _permit = permit;
+            let run = access.run(stream, request, input, &out, &circuit, limits);
+            let result = tokio::time::timeout(limits.time, run)
+                .await
+                .unwrap_or_else(|_| Err(format!("runner time limit of {:?} reached", limits.time)));
+            let _ = out.send(Out::End(stream, result)).await;
+        });
+        Ok(())
+    }
+}
+
+impl MeshAccess {
+    /// One request: decoded by a relay worker of its own, then done.
+    async fn run(
+        &self,
+        stream: u16,
+        request: Vec<u8>,
+        input: mpsc::Receiver<Option<Vec<u8>>>,
+        out: &mpsc::Sender<Out>,
+        circuit: &CircuitLimits,
+        limits: Limits,
+    ) -> Result<String, String> {
+        let workers = self
+            .workers
+            .clone()
+            .ok_or("runner sandbox unavailable: this node has no relay worker")?;
+        let w = workers.clone();
+        let request = tokio::task::spawn_blocking(move || w.decode(&request))
+            .await
+            .map_err(|e| format!("runner task: {e}"))??;
+        info!("runner sandboxed: request decoded by a relay worker");
+        match request {
+            Request::Get(cid) => {
+                info!("runner: get"); // never the CID at info: the relay must not log what is read
+                let (data, rx) = mpsc::channel(16);
+                let (r, sent) = tokio::join!(
+                    self.get(cid, limits.max_get_bytes, data),
+                    forward(stream, rx, out, circuit)
+                );
+                sent?;
+                r.map(|n| n.to_string())
+            }
+            Request::Put { name } => {
+                info!("runner: put");
+                // The upload gets a worker of its own, stopped after it.
+                let session = tokio::task::spawn_blocking(move || workers.session())
                     .await
-                    .unwrap_or_else(|_| Err(over()));
-                    let _ = done.send(r.map(|n| n.to_string()));
-                }
-                MeshCall::Put { name, input, done } => {
-                    // The upload's reader fails at the deadline too, so the store task ends
-                    // with the run instead of outliving it.
-                    let deadline = tokio::time::Instant::now() + limits.time;
-                    let r = tokio::time::timeout(
-                        limits.time,
-                        access.put(input, name, limits.max_put_bytes, deadline),
-                    )
+                    .map_err(|e| format!("runner task: {e}"))??;
+                // The upload's reader fails at the deadline too, so the store task ends with the
+                // run instead of outliving it.
+                let deadline = tokio::time::Instant::now() + limits.time;
+                self.put(session, input, name, limits.max_put_bytes, deadline)
                     .await
-                    .unwrap_or_else(|_| Err(over()));
-                    let _ = done.send(r.map(|c| c.to_string()));
-                }
-                MeshCall::Infer { job, data, done } => {
-                    let r = tokio::time::timeout(limits.time, access.infer(job, data))
-                        .await
-                        .unwrap_or_else(|_| Err(over()));
-                    let _ = done.send(r);
+                    .map(|c| c.to_string())
+            }
+            Request::Infer(job) => {
+                info!("runner: infer");
+                let (data, rx) = mpsc::channel(16);
+                let (r, sent) =
+                    tokio::join!(self.infer(job, data), forward(stream, rx, out, circuit));
+                sent?;
+                r
+            }
+        }
+    }
+}
+
+/// Forwards a streamed answer into the circuit as it comes, within the circuit's byte limit.
+async fn forward(
+    stream: u16,
+    mut rx: mpsc::Receiver<Vec<u8>>,
+    out: &mpsc::Sender<Out>,
+    circuit: &CircuitLimits,
+) -> Result<(), String> {
+    while let Some(d) = rx.recv().await {
+        circuit.bytes(d.len())?;
+        out.send(Out::Data(stream, d))
+            .await
+            .map_err(|_| "the circuit closed".to_owned())?;
+    }
+    Ok(())
+}
+
+/// Reads the upload in chunks of `CHUNK_SIZE` (the last may be shorter) until its end, a
+/// failure, or the taker is gone.
+fn read_chunks(mut reader: impl Read, tx: std::sync::mpsc::SyncSender<io::Result<Vec<u8>>>) {
+    loop {
+        let mut buf = vec![0u8; CHUNK_SIZE];
+        let mut filled = 0;
+        while filled < buf.len() {
+            match reader.read(&mut buf[filled..]) {
+                Ok(0) => break,
+                Ok(n) => filled += n,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                Err(e) => {
+                    let _ = tx.send(Err(e));
+                    return;
                 }
             }
-        });
-        // The runner: its own thread, sandboxed before it reads the request. It touches neither
-        // the runtime nor any file or socket; channels are all it has.
-        super::sandbox::spawn(format!("runner-{stream}"), move |sandbox| {
-            let _permit = permit;
-            let result = match sandbox {
-                Ok(abi) => {
-                    info!(abi, "runner sandboxed (landlock)");
-                    run(stream, request, input, &out, &call_tx, &circuit)
-                }
-                Err(e) => Err(format!("runner sandbox unavailable: {e}")),
-            };
-            let _ = out.blocking_send(Out::End(stream, result));
-        })
-        .map_err(|e| format!("cannot start a runner thread: {e}"))?;
-        Ok(())
-    }
-}
-
-/// The one mesh call a runner may ask its broker for.
-enum MeshCall {
-    Get {
-        cid: ContentId,
-        data: mpsc::Sender<Vec<u8>>,
-        done: oneshot::Sender<Result<String, String>>,
-    },
-    Put {
-        name: Option<String>,
-        input: mpsc::Receiver<Option<Vec<u8>>>,
-        done: oneshot::Sender<Result<String, String>>,
-    },
-    Infer {
-        job: Vec<u8>,
-        data: mpsc::Sender<Vec<u8>>,
-        done: oneshot::Sender<Result<String, String>>,
-    },
-}
-
-/// The runner's work, on its sandboxed thread.
-fn run(
-    stream: u16,
-    request: Request,
-    input: mpsc::Receiver<Option<Vec<u8>>>,
-    out: &mpsc::Sender<Out>,
-    broker: &mpsc::Sender<MeshCall>,
-    circuit: &CircuitLimits,
-) -> Result<String, String> {
-    fn gone<E>(_: E) -> String {
-        "the mesh broker went away".to_owned()
-    }
-    // Asks the broker for a streamed answer and forwards it into the circuit as it comes.
-    let streamed = |call: MeshCall, mut rx: mpsc::Receiver<Vec<u8>>| -> Result<(), String> {
-        broker.blocking_send(call).map_err(gone)?;
-        while let Some(d) = rx.blocking_recv() {
-            circuit.bytes(d.len())?;
-            out.blocking_send(Out::Data(stream, d))
-                .map_err(|_| "the circuit closed".to_owned())?;
         }
-        Ok(())
-    };
-    let (done, result) = oneshot::channel();
-    match request {
-        Request::Get(cid) => {
-            info!("runner: get"); // never the CID at info: the relay must not log what is read
-            let (data, rx) = mpsc::channel(16);
-            streamed(MeshCall::Get { cid, data, done }, rx)?;
+        if filled == 0 {
+            return;
         }
-        Request::Put { name } => {
-            info!("runner: put");
-            broker
-                .blocking_send(MeshCall::Put { name, input, done })
-                .map_err(gone)?;
-        }
-        Request::Infer(job) => {
-            info!("runner: infer");
-            let (data, rx) = mpsc::channel(16);
-            streamed(MeshCall::Infer { job, data, done }, rx)?;
+        buf.truncate(filled);
+        if tx.send(Ok(buf)).is_err() || filled < CHUNK_SIZE {
+            return;
         }
     }
-    result.blocking_recv().map_err(gone)?
 }
 
 const WRITE_CHUNK: usize = 64 * 1024;

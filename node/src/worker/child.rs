@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! warren __worker model MEMORY      stdin: the model file (opened by the node), stdout: the pipe
+//! warren __worker relay MEMORY      stdin: nothing; decodes relay requests and encodes uploads
 //! warren __worker check FILE ADDR PROGRAM [--unconfined]
 //!                                   confines itself (unless --unconfined), runs the probes and
 //!                                   prints {"confined": …, "probes": …} as JSON
@@ -42,6 +43,19 @@ pub fn main(args: &[String]) -> ExitCode {
                 }
             }
         }
+        Some("relay") => {
+            let memory = args
+                .get(1)
+                .and_then(|m| m.parse().ok())
+                .unwrap_or(256 << 20);
+            match super::relay_child::relay(memory) {
+                Ok(()) => ExitCode::SUCCESS,
+                Err(e) => {
+                    eprintln!("warren worker: {e}");
+                    ExitCode::FAILURE
+                }
+            }
+        }
         Some("check") if args.len() >= 4 => {
             let confined = if args.get(4).is_some_and(|a| a == "--unconfined") {
                 Err("not asked to confine".to_string())
@@ -60,7 +74,7 @@ pub fn main(args: &[String]) -> ExitCode {
     }
 }
 
-fn dup(fd: impl AsFd) -> std::io::Result<File> {
+pub(super) fn dup(fd: impl AsFd) -> std::io::Result<File> {
     Ok(File::from(fd.as_fd().try_clone_to_owned()?))
 }
 
@@ -149,6 +163,11 @@ fn model(memory: u64) -> Result<(), String> {
                     ),
                     digest: ByteBuf::from(out.digest.to_vec()),
                 }),
+            ToWorker::Decode { .. } | ToWorker::Encode { .. } => {
+                Err(warren_inference::Error::Worker {
+                    detail: "a model worker does no relay work".into(),
+                })
+            }
             ToWorker::Go | ToWorker::Stop => continue,
         };
         let answer = answer.unwrap_or_else(|e| FromWorker::Failed(failure(&e)));
@@ -197,7 +216,7 @@ fn generate(
     })
 }
 
-fn failure(e: &warren_inference::Error) -> Failure {
+pub(super) fn failure(e: &warren_inference::Error) -> Failure {
     use warren_inference::Error;
     let (code, over) = match e {
         Error::OverLimit {

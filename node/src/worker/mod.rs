@@ -1,5 +1,5 @@
 //! The sandboxed worker process: where the node runs work on hostile input (model files and
-//! the jobs on them), out of its own address space and with no authority (spec/worker.md).
+//! the jobs on them; the onion relay runner's requests and uploads), out of its own address space and with no authority (spec/worker.md).
 //!
 //! ```text
 //!  node ──(socketpair: wire frames)──► warren __worker model MEMORY   (one per loaded model)
@@ -14,10 +14,14 @@
 //! | [`confine`] | rlimits, Landlock and the seccomp allowlist; the probes           |
 //! | [`child`]   | the worker process's main loop (`warren __worker`)                |
 //! | [`pool`]    | the node's side: one worker per model, restarts with backoff      |
+//! | [`relay`]   | the node's side of the relay workers (the onion runner's work)    |
+//! | [`relay_child`] | the relay worker: request decoding, upload encoding           |
 
 pub mod child;
 pub mod confine;
 pub mod pool;
+pub mod relay;
+pub mod relay_child;
 pub mod wire;
 
 pub use pool::{Models, Settings, preflight};

@@ -61,12 +61,12 @@ impl Settings {
 /// Starts a worker with no model, waits for it to confine itself, and stops it: the Landlock ABI
 /// in force, or why this machine cannot sandbox a worker.
 pub fn preflight(settings: &Settings) -> Result<u32, String> {
-    let proc = Proc::spawn(settings, None, 256 << 20)?;
+    let proc = Proc::spawn(settings, "model", None, 256 << 20)?;
     Ok(proc.abi)
 }
 
 /// One running worker.
-struct Proc {
+pub(super) struct Proc {
     child: Child,
     pipe: UnixStream,
     abi: u32,
@@ -80,7 +80,14 @@ impl Drop for Proc {
 }
 
 impl Proc {
-    fn spawn(settings: &Settings, model: Option<&File>, memory: u64) -> Result<Self, String> {
+    /// Starts `warren __worker MODE MEMORY` (stdin: `model`, or nothing) and waits for it to
+    /// say it confined itself.
+    pub(super) fn spawn(
+        settings: &Settings,
+        mode: &str,
+        model: Option<&File>,
+        memory: u64,
+    ) -> Result<Self, String> {
         let (ours, theirs) = UnixStream::pair().map_err(|e| format!("pipe: {e}"))?;
         let stdin = match model {
             Some(f) => Stdio::from(f.try_clone().map_err(|e| format!("model file: {e}"))?),
@@ -88,7 +95,7 @@ impl Proc {
         };
         let mut cmd = Command::new(&settings.program);
         cmd.arg(SUBCOMMAND)
-            .arg("model")
+            .arg(mode)
             .arg(memory.to_string())
             .stdin(stdin)
             .stdout(Stdio::from(OwnedFd::from(theirs)))
@@ -140,6 +147,11 @@ impl Proc {
         }
     }
 
+    /// Whether the process still runs.
+    pub(super) fn running(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
     /// How the process ended, after a short wait (or that it still runs).
     fn status(&mut self) -> String {
         for _ in 0..20 {
@@ -153,7 +165,7 @@ impl Proc {
 
     /// Sends `msg` and reads the answer by `deadline` (texts go to `on_text` first, each
     /// answered `Go` or `Stop`). An error means the worker is unusable.
-    fn call(
+    pub(super) fn call(
         &mut self,
         msg: &ToWorker,
         deadline: Instant,
@@ -356,7 +368,7 @@ impl Models {
     /// Starts `worker`'s process and loads its model (a failure is returned and counted).
     fn start(&self, id: &str, worker: &mut Worker) -> Result<(), Error> {
         let memory = self.memory_for(worker.spec.bytes);
-        let mut proc = match Proc::spawn(&self.settings, Some(&worker.spec.file), memory) {
+        let mut proc = match Proc::spawn(&self.settings, "model", Some(&worker.spec.file), memory) {
             Ok(p) => p,
             Err(e) => return Err(worker.fail(format!("cannot start: {e}"))),
         };

@@ -62,6 +62,18 @@ pub enum ToWorker {
         /// The texts.
         texts: Vec<String>,
     },
+    /// Decode a relay request (the body of an onion `BEGIN`, from a stranger); answered by
+    /// [`FromWorker::Request`] or a failure.
+    Decode {
+        /// The request's bytes.
+        request: ByteBuf,
+    },
+    /// Encode one chunk of an upload (1 ..= `CHUNK_SIZE` bytes) as a block: brotli and BLAKE3;
+    /// answered by [`FromWorker::Block`].
+    Encode {
+        /// The chunk.
+        chunk: ByteBuf,
+    },
     /// Go on after a text piece.
     Go,
     /// Stop after a text piece: the requester went away.
@@ -133,8 +145,28 @@ pub enum FromWorker {
         /// The result digest.
         digest: ByteBuf,
     },
+    /// A relay request, decoded and checked.
+    Request(RelayRequest),
+    /// A chunk encoded as a block, and the block's id (binary CID).
+    Block {
+        /// The block's id.
+        cid: ByteBuf,
+        /// The block.
+        block: ByteBuf,
+    },
     /// The request failed (the worker goes on).
     Failed(Failure),
+}
+
+/// A relay request as the worker decoded it (`warren_protocol::onion::request::Request`).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum RelayRequest {
+    /// Fetch this content id (binary CID).
+    Get(ByteBuf),
+    /// Store the upload that follows under this name.
+    Put(Option<String>),
+    /// Run this inference job (an encoded generation or embedding request, checked).
+    Infer(ByteBuf),
 }
 
 /// Why a worker request failed.
@@ -283,6 +315,12 @@ mod tests {
                 }),
             (text, proptest::collection::vec(text, 0..5))
                 .prop_map(|(job, texts)| ToWorker::Embed { job, texts }),
+            proptest::collection::vec(any::<u8>(), 0..300).prop_map(|b| ToWorker::Decode {
+                request: ByteBuf::from(b)
+            }),
+            proptest::collection::vec(any::<u8>(), 1..300).prop_map(|b| ToWorker::Encode {
+                chunk: ByteBuf::from(b)
+            }),
             Just(ToWorker::Go),
             Just(ToWorker::Stop),
         ]
@@ -307,6 +345,15 @@ mod tests {
                 dim: 4,
                 vectors: ByteBuf::from(v),
                 digest: ByteBuf::from(vec![9; 32]),
+            }),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| FromWorker::Request(RelayRequest::Get(ByteBuf::from(b)))),
+            proptest::option::of(".{0,20}").prop_map(|n| FromWorker::Request(RelayRequest::Put(n))),
+            proptest::collection::vec(any::<u8>(), 0..40)
+                .prop_map(|b| FromWorker::Request(RelayRequest::Infer(ByteBuf::from(b)))),
+            proptest::collection::vec(any::<u8>(), 1..300).prop_map(|b| FromWorker::Block {
+                cid: ByteBuf::from(vec![1; 34]),
+                block: ByteBuf::from(b),
             }),
             (
                 ".{0,20}",
@@ -393,6 +440,14 @@ mod tests {
             b'd', b'l', b'o', b'c', b'k', 6,
         ];
         assert_eq!(encode(&FromWorker::Ready { landlock: 6 }).unwrap(), ready);
+        // A relay request: `{"Request": {"Put": "a"}}`.
+        assert_eq!(
+            encode(&FromWorker::Request(RelayRequest::Put(Some("a".into())))).unwrap(),
+            [
+                0, 0, 0, 16, 0xa1, 0x67, b'R', b'e', b'q', b'u', b'e', b's', b't', 0xa1, 0x63,
+                b'P', b'u', b't', 0x61, b'a'
+            ]
+        );
         let mut d = Decoder::default();
         d.push(&ready);
         assert_eq!(
