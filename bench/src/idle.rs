@@ -10,8 +10,8 @@
 //! deferred by the budget, and the checks per minute needed to check every block once per
 //! period. By default the nodes start as a settled network restarted: each store carries the
 //! sweep snapshot such a node would have saved (spec/sweep-snapshot.md: the other three nodes
-//! hold every block, none proved yet, this node's provider record just announced), so the first
-//! checks audit the holders as every later period's do. `--fresh` starts them as a network's
+//! hold every block, proven one, two and three periods ago, this node's provider record just
+//! announced), so the first checks do what every later period's do. `--fresh` starts them as a network's
 //! first start instead (no snapshot: every check looks the providers up, finds none, since no
 //! record was announced, and pushes the copies the others already hold).
 
@@ -43,7 +43,8 @@ pub(crate) async fn idle(
     steady: bool,
 ) -> anyhow::Result<()> {
     let start = if steady {
-        "a settled network restarted (sweep snapshots: holders known, records announced)"
+        "a settled network restarted (sweep snapshots: holders known and proven 1-3 periods \
+         ago, records announced)"
     } else {
         "a first start (no sweep snapshot)"
     };
@@ -181,9 +182,11 @@ fn fill(tmp: &Path, n: u64, steady: bool) -> anyhow::Result<()> {
     })
 }
 
-/// The sweep snapshot of a node in a settled network (`--steady`): every block's holders are
-/// the other nodes, none proved yet (each is audited at its block's next check), and this
-/// node's provider record announced just now (renewed at every other check from then on).
+/// The sweep snapshot of a node in a settled network (the default): every block's holders are
+/// the other nodes, proven one, two and three periods ago (as three periods of checks, each
+/// auditing the holder proven longest ago, leave them: the next check audits the third, the
+/// others are within their trust of four periods), and this node's provider record announced
+/// just now (renewed at every other check from then on).
 fn steady_snapshot(
     blocks: &[(ContentId, Vec<u8>, PlacementTicket)],
     peers: &[PeerId],
@@ -206,8 +209,14 @@ fn steady_snapshot(
         .filter(|(i, _)| *i != me)
         .map(|(_, p)| *p)
         .collect();
+    let period = SweepConfig::default()
+        .period_ms
+        .min(warren_node::config::Config::default().mesh.recheck_period_ms());
     for (cid, _) in &list {
         sweep.holders_found(&cid.hash(), &others);
+        for (k, p) in others.iter().enumerate() {
+            sweep.verified(&cid.hash(), p, now - (k as u64 + 1) * period);
+        }
         sweep.renewed(&cid.hash(), now);
     }
     sweep.snapshot()
