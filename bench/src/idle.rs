@@ -10,8 +10,8 @@
 //! deferred by the budget, and the checks per minute needed to check every block once per
 //! period. By default the nodes start as a settled network restarted: each store carries the
 //! sweep snapshot such a node would have saved (spec/sweep-snapshot.md: the other three nodes
-//! hold every block, proven one, two and three periods ago, this node's provider record just
-//! announced), so the first checks do what every later period's do. `--fresh` starts them as a network's
+//! hold every block, proven one, two and three periods ago, this node's provider record
+//! announced within the last two periods), so the first checks do what every later period's do. `--fresh` starts them as a network's
 //! first start instead (no snapshot: every check looks the providers up, finds none, since no
 //! record was announced, and pushes the copies the others already hold).
 
@@ -44,7 +44,7 @@ pub(crate) async fn idle(
 ) -> anyhow::Result<()> {
     let start = if steady {
         "a settled network restarted (sweep snapshots: holders known and proven 1-3 periods \
-         ago, records announced)"
+         ago, records announced 0-2 periods ago)"
     } else {
         "a first start (no sweep snapshot)"
     };
@@ -186,7 +186,8 @@ fn fill(tmp: &Path, n: u64, steady: bool) -> anyhow::Result<()> {
 /// the other nodes, proven one, two and three periods ago (as three periods of checks, each
 /// auditing the holder proven longest ago, leave them: the next check audits the third, the
 /// others are within their trust of four periods), and this node's provider record announced
-/// just now (renewed at every other check from then on).
+/// within the last two periods, uniformly (so half the next checks renew it, as every other
+/// check does).
 fn steady_snapshot(
     blocks: &[(ContentId, Vec<u8>, PlacementTicket)],
     peers: &[PeerId],
@@ -217,7 +218,10 @@ fn steady_snapshot(
         for (k, p) in others.iter().enumerate() {
             sweep.verified(&cid.hash(), p, now - (k as u64 + 1) * period);
         }
-        sweep.renewed(&cid.hash(), now);
+        // In a settled network the record was renewed at the check before last, or at the last:
+        // uniformly within the last two periods (half the next checks renew it).
+        seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
+        sweep.renewed(&cid.hash(), now - (seed >> 11) % (2 * period));
     }
     sweep.snapshot()
 }

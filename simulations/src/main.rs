@@ -837,6 +837,11 @@ fn run_pace(args: PaceArgs) -> Result<()> {
             .iter()
             .map(|&period_h| churn::Pace::Sweep { period_h }),
     );
+    paces.extend(
+        args.period_h
+            .iter()
+            .map(|&period_h| churn::Pace::Rotating { period_h }),
+    );
     let specs: Vec<churn::Spec> = paces
         .iter()
         .map(|&pace| churn::Spec {
@@ -854,7 +859,14 @@ fn run_pace(args: PaceArgs) -> Result<()> {
         "pace,hours,days,files,lost,lost_fraction,silent_losses,copied,attempted,copies_per_file,under_rf,audits_per_file\n",
     );
     let mut lost_series = Vec::new();
-    let colors = [(200, 60, 40), (40, 90, 200), (40, 160, 80), (150, 80, 170)];
+    let colors = [
+        (200, 60, 40),
+        (40, 90, 200),
+        (40, 160, 80),
+        (150, 80, 170),
+        (220, 150, 30),
+        (30, 170, 170),
+    ];
     println!();
     println!(
         "{:<14} {:>10} {:>12} {:>14} {:>14} {:>16} {:>12}",

@@ -125,6 +125,13 @@ pub enum Pace {
         /// The recheck period, hours.
         period_h: f64,
     },
+    /// The sweep as warren runs it now: each holder checks each block once per `period_h` hours
+    /// and each check audits one other holder, the one proven longest ago, so a given holder is
+    /// audited by a given checker at every `others`-th check (the others trusted meanwhile).
+    Rotating {
+        /// The recheck period, hours.
+        period_h: f64,
+    },
 }
 
 impl Pace {
@@ -139,6 +146,19 @@ impl Pace {
                     .map(|_| rng.range(0.0, period))
                     .fold(period, f64::min) as Micros
             }
+            Pace::Rotating { period_h } => {
+                let period = period_h * 3600.0 * 1e6;
+                let turns = others.max(1);
+                // Each checker's next check is at a random phase of the period; the lost copy's
+                // holder is its stalest at one of its next `turns` checks, at random.
+                (0..turns)
+                    .map(|_| {
+                        let phase = rng.range(0.0, period);
+                        let turn = rng.range(0.0, turns as f64).floor();
+                        phase + turn * period
+                    })
+                    .fold(f64::MAX, f64::min) as Micros
+            }
         }
     }
 
@@ -148,6 +168,7 @@ impl Pace {
         match self {
             Pace::EveryPass => pairs * 86_400.0 / 30.0,
             Pace::Sweep { period_h } => pairs * 24.0 / period_h,
+            Pace::Rotating { period_h } => rf as f64 * 24.0 / period_h,
         }
     }
 
@@ -156,6 +177,7 @@ impl Pace {
         match self {
             Pace::EveryPass => "every 5 s".into(),
             Pace::Sweep { period_h } => format!("sweep {period_h} h"),
+            Pace::Rotating { period_h } => format!("rotating {period_h} h"),
         }
     }
 }
@@ -640,6 +662,26 @@ impl Sim<'_> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn rotating_audits_find_a_silent_loss_within_others_periods() {
+        let mut rng = Rng::new(3);
+        let period = 16.0 * 3600.0 * 1e6;
+        let (mut sweep, mut rot) = (0.0, 0.0);
+        for _ in 0..10_000 {
+            let s = Pace::Sweep { period_h: 16.0 }.detection(3, &mut rng) as f64;
+            let r = Pace::Rotating { period_h: 16.0 }.detection(3, &mut rng) as f64;
+            assert!(s <= period && r <= 3.0 * period);
+            sweep += s;
+            rot += r;
+        }
+        // Three checkers each auditing every holder every period find it in P/4 on average;
+        // three auditing one holder in three, later, but within a period or so.
+        let (sweep, rot) = (sweep / 10_000.0 / period, rot / 10_000.0 / period);
+        assert!((0.2..0.3).contains(&sweep), "{sweep}");
+        assert!(rot > sweep && rot < 1.0, "{rot}");
+        assert_eq!(Pace::Rotating { period_h: 16.0 }.audits_per_file_day(3), 4.5);
+    }
+
     use super::*;
 
     fn small() -> Params {
