@@ -321,6 +321,7 @@ impl NodeBuilder {
         }
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
+        let load_gauge = records.load_gauge();
         let hot = Mesh::hot_tracker(&config.mesh);
         let (rep, rep_db) = match dir {
             Some(dir) => {
@@ -375,6 +376,7 @@ impl NodeBuilder {
                     client.clone(),
                     store.clone(),
                     mesh.clone(),
+                    load_gauge,
                 );
                 Some((inference, incoming))
             }

@@ -1,6 +1,7 @@
 //! Builds and signs this node's record from its config, keys and detected hardware.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -22,6 +23,8 @@ pub struct RecordBuilder {
     price: Price,
     ttl_secs: u64,
     store: Option<Arc<Store>>,
+    /// The executor's load, per mille, set by the operator side as jobs come and go.
+    load: Arc<AtomicU16>,
 }
 
 impl RecordBuilder {
@@ -64,6 +67,7 @@ impl RecordBuilder {
             },
             ttl_secs: config.record_ttl_secs,
             store: None,
+            load: Arc::new(AtomicU16::new(0)),
         }
     }
 
@@ -71,6 +75,19 @@ impl RecordBuilder {
     pub fn with_store(mut self, store: Arc<Store>) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// The gauge the operator side writes its load into (per mille; see
+    /// `warren_inference::signals::load_permille`); each record built carries its value.
+    pub fn load_gauge(&self) -> Arc<AtomicU16> {
+        self.load.clone()
+    }
+
+    /// The load the next record will carry.
+    pub fn load(&self) -> u16 {
+        self.load
+            .load(Ordering::Relaxed)
+            .min(warren_protocol::record::MAX_LOAD_PERMILLE)
     }
 
     /// The network id records are issued for.
@@ -105,7 +122,7 @@ impl RecordBuilder {
             storage,
             compute: self.compute.clone(),
             price: self.price.clone(),
-            load_permille: 0,
+            load_permille: self.load(),
             addrs,
             issued_at: now,
             expires_at: now + self.ttl_secs,

@@ -26,6 +26,7 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use warren_inference::admission::{Admission, AdmissionLimits};
 use warren_inference::embed::EmbedFiles;
+use warren_inference::signals::Signals;
 use warren_inference::{Backend, Detokenizer, ModelFile};
 use warren_protocol::inference::{self as wire, JobFailure, ModelFileEntry, ModelManifest};
 use warren_protocol::{ContentId, Envelope, Keypair};
@@ -110,13 +111,6 @@ pub struct JobView {
     pub at_ms: u64,
 }
 
-/// What the requester measured about an operator.
-#[derive(Clone, Copy, Debug, Default)]
-struct Measured {
-    throughput: Option<f64>,
-    latency_ms: Option<u32>,
-}
-
 /// One operator's part of an embedding job, as reported to the user.
 #[derive(Clone, Debug, Serialize, Deserialize)]
 pub struct PartView {
@@ -175,7 +169,10 @@ pub struct Inference {
     client: Client,
     store: Arc<Store>,
     mesh: Arc<Mesh>,
-    measured: Mutex<HashMap<PeerId, Measured>>,
+    /// Latency (job round trips, pings) and throughput per operator, bounded.
+    measured: Mutex<Signals<PeerId>>,
+    /// This operator's load, per mille, read by the node record (`RecordBuilder::load_gauge`).
+    load: Arc<std::sync::atomic::AtomicU16>,
     jobs: Mutex<VecDeque<JobView>>,
     /// Inbound streams and running jobs per requesting peer.
     admission: Mutex<Admission<PeerId>>,
@@ -254,6 +251,7 @@ impl Inference {
         client: Client,
         store: Arc<Store>,
         mesh: Arc<Mesh>,
+        load: Arc<std::sync::atomic::AtomicU16>,
     ) -> Arc<Self> {
         Arc::new(Self {
             me: key.public().to_peer_id(),
@@ -264,13 +262,14 @@ impl Inference {
             client,
             store,
             mesh,
-            measured: Mutex::new(HashMap::new()),
+            measured: Mutex::new(Signals::default()),
             jobs: Mutex::new(VecDeque::new()),
             admission: Mutex::new(Admission::new(AdmissionLimits::for_slots(
                 executor.limits().max_concurrent_jobs,
             ))),
             detokenizers: Mutex::new(HashMap::new()),
             executor,
+            load,
         })
     }
 

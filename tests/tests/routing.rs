@@ -1,0 +1,150 @@
+//! Real routing signals (issue 22, item 3), with three nodes on loopback.
+//!
+//! A (the requester, and everyone's bootstrap) adds the tiny GGUF model; B and C serve it.
+//! B is free but slow (`--fault-inject slow-inference`: every job starts 1.5 s late); C is fast
+//! but asks a price (`[price] compute_per_1k_tokens = 50` in its config, carried by its signed
+//! node record). After two warm-up jobs re-run on the second operator (`--sample 1`, so both
+//! are measured):
+//! - `--strategy speed` picks C (the EWMA of B's round trips is 1.5 s above C's);
+//! - `--strategy cost` picks B (the price in C's record);
+//! - `--strategy quality` picks C (equal reputations, then the fastest);
+//! - `--strategy private` refuses to send the job in the clear (it goes through `--anon`);
+//! - every node publishes signed latency samples of its peers: C's score of B counts A's samples
+//!   (second-hand, A is C's bootstrap) and its speed component is off the neutral ½.
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::time::{Duration, Instant};
+
+use serde_json::Value;
+use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, wait_for, wait_for_records};
+
+const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
+
+#[test]
+fn strategies_choose_by_measured_speed_price_and_reputation() {
+    let started = Instant::now();
+    let bin = warren_tests::hostile::node_bin(BIN);
+    let bin = bin.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    {
+        let mut f = std::fs::File::create(&gguf).unwrap();
+        warren_inference::tiny::write_tiny_llama(&mut f, 7).unwrap();
+    }
+    let (a, b, c) = (
+        tmp.path().join("a"),
+        tmp.path().join("b"),
+        tmp.path().join("c"),
+    );
+    let _pa = NodeProcess::start(bin, &a, &[]).unwrap();
+    let boot = tcp_multiaddr(&cli_json(bin, &a, &["status"]).unwrap()).unwrap();
+    let _pb = NodeProcess::start(
+        bin,
+        &b,
+        &[
+            "--bootstrap",
+            &boot,
+            "--fault-inject",
+            "slow-inference",
+        ],
+    )
+    .unwrap();
+    std::fs::create_dir_all(&c).unwrap();
+    std::fs::write(
+        c.join("config.toml"),
+        "[price]\nstorage_per_gib_month = 0\ncompute_per_1k_tokens = 50\n",
+    )
+    .unwrap();
+    let _pc = NodeProcess::start(bin, &c, &["--bootstrap", &boot]).unwrap();
+    let id_of = |dir: &std::path::Path| {
+        cli_json(bin, dir, &["status"]).unwrap()["peer_id"]
+            .as_str()
+            .unwrap()
+            .to_owned()
+    };
+    let (id_b, id_c) = (id_of(&b), id_of(&c));
+    wait_for_records(bin, &a, 2).unwrap();
+
+    let added = cli_json(
+        bin,
+        &a,
+        &["model", "add", gguf.to_str().unwrap(), "--name", "tiny"],
+    )
+    .unwrap();
+    let model = added["model"].as_str().unwrap().to_owned();
+    for dir in [&b, &c] {
+        cli_json(bin, dir, &["model", "serve", &model]).unwrap();
+    }
+    // C's price, as A sees it in C's record.
+    wait_for(Duration::from_secs(20), "C's priced record at A", || {
+        let peers = cli_json(bin, &a, &["peers"]).ok()?;
+        peers.as_array()?.iter().find(|p| p["peer_id"] == id_c.as_str())?;
+        Some(())
+    })
+    .unwrap();
+
+    let infer = |strategy: &str, sample: &str| -> Value {
+        cli_json(
+            bin,
+            &a,
+            &[
+                "infer",
+                "--model",
+                &model,
+                "--prompt",
+                "hello",
+                "--max-tokens",
+                "2",
+                "--strategy",
+                strategy,
+                "--sample",
+                sample,
+            ],
+        )
+        .unwrap()
+    };
+    // Warm-up: each job re-run on the other operator, so both are measured.
+    for _ in 0..2 {
+        let out = infer("quality", "1");
+        println!("warm-up: operator {}", out["operator"]);
+    }
+    let speed = infer("speed", "0");
+    assert_eq!(speed["operator"], id_c.as_str(), "speed: {speed}");
+    let cost = infer("cost", "0");
+    assert_eq!(cost["operator"], id_b.as_str(), "cost: {cost}");
+    let quality = infer("quality", "0");
+    assert_eq!(quality["operator"], id_c.as_str(), "quality: {quality}");
+    let private = cli(
+        bin,
+        &a,
+        &[
+            "infer",
+            "--model",
+            &model,
+            "--prompt",
+            "hello",
+            "--strategy",
+            "private",
+        ],
+        true,
+    )
+    .unwrap();
+    assert!(!private.status.success(), "private went in the clear");
+    let said = String::from_utf8_lossy(&private.stderr).to_string()
+        + &String::from_utf8_lossy(&private.stdout);
+    assert!(said.contains("--anon"), "{said}");
+
+    // Latency samples: C counts A's samples of B, and B's speed is off neutral.
+    let id_a = id_of(&a);
+    let seen = wait_for(Duration::from_secs(30), "A's latency sample of B at C", || {
+        let r = cli_json(bin, &c, &["reputation", &id_b]).ok()?;
+        let from_a = r["observations"].as_array()?.iter().any(|o| {
+            o.to_string().contains(&id_a) && o.to_string().contains("latency")
+        });
+        (from_a && r["components"]["speed"].as_f64()? != 0.5).then_some(r)
+    })
+    .unwrap();
+    println!("C's view of B: {seen}");
+    println!("routing: {:?}", started.elapsed());
+}
