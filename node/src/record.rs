@@ -168,5 +168,22 @@ mod tests {
         assert_eq!(compute.gpus[0].name, "Test GPU");
         assert_eq!(back.storage.unwrap().bytes_offered, 1 << 30);
         assert_eq!(back.expires_at, 1_800_000_000 + 3600);
+        assert_eq!(back.load_permille, 0);
+    }
+
+    #[test]
+    fn the_record_carries_the_load_gauge_capped() {
+        let key = warren_protocol::keypair_from_secret([8; 32]);
+        let hw = Hardware {
+            cpu_cores: 2,
+            ram_bytes: 1 << 30,
+            gpus: vec![],
+        };
+        let b = RecordBuilder::new(&Config::default(), key, [1; 32], &hw);
+        let gauge = b.load_gauge();
+        gauge.store(500, Ordering::Relaxed);
+        assert_eq!(b.build(vec![], 1_800_000_000).unwrap().1.load_permille, 500);
+        gauge.store(u16::MAX, Ordering::Relaxed);
+        assert_eq!(b.build(vec![], 1_800_000_000).unwrap().1.load_permille, 1000);
     }
 }

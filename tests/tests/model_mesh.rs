@@ -1,9 +1,9 @@
 //! Models stored on the mesh for real (issue 22, item 5): `warren model add` places the model's
 //! blocks at its RF like any file put, so the model outlives its adder.
 //!
-//! Three nodes on loopback. A adds the tiny GGUF model at RF 2: its files and manifest are
-//! pushed to B and C. A is stopped; B fetches the model (from the copies on the mesh), verifies,
-//! loads and serves it, and C's `warren infer` is answered by B. On a build that only announced
+//! Three nodes on loopback. A adds the tiny GGUF model (at the default RF, 3): its file and
+//! manifest are pushed to B and C. A is stopped; B fetches the model (from the copies on the
+//! mesh), verifies, loads and serves it, and C's `warren infer` is answered by B. On a build that only announced
 //! the model's blocks, B's serve fails: nobody but the stopped adder had them.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
@@ -46,33 +46,15 @@ fn a_model_survives_its_adder_going_offline() {
     wait_for_records(bin, &b, 2).unwrap();
     wait_for_records(bin, &c, 2).unwrap();
 
+    // At the node's default RF (3): both other nodes get a copy of every block.
     let added = cli_json(
         bin,
         &a,
-        &[
-            "model",
-            "add",
-            gguf.to_str().unwrap(),
-            "--name",
-            "tiny",
-            "--rf",
-            "2",
-        ],
+        &["model", "add", gguf.to_str().unwrap(), "--name", "tiny"],
     )
     .unwrap();
     println!("added: {added}");
     let id = added["model"].as_str().unwrap().to_owned();
-    // Where it went, as `model add` says (absent on a build that only announced).
-    let placed = &added["placed"];
-    assert_eq!(placed["failed"], 0, "{added}");
-    assert!(placed["copies"].as_u64().unwrap_or(0) > 0, "{added}");
-    let holders: Vec<&str> = placed["holders"]
-        .as_array()
-        .map(|h| h.iter().filter_map(|x| x.as_str()).collect())
-        .unwrap_or_default();
-    for peer in &ids {
-        assert!(holders.contains(&peer.as_str()), "{peer} holds no copy: {added}");
-    }
 
     // The adder goes offline for good.
     pa.stop().unwrap();
@@ -86,6 +68,17 @@ fn a_model_survives_its_adder_going_offline() {
     );
     let served: serde_json::Value = serde_json::from_slice(&served.stdout).unwrap();
     assert_eq!(served["name"], "tiny");
+    // Where `model add` said it placed the blocks.
+    let placed = &added["placed"];
+    assert_eq!(placed["failed"], 0, "{added}");
+    assert!(placed["copies"].as_u64().unwrap_or(0) > 0, "{added}");
+    let holders: Vec<&str> = placed["holders"]
+        .as_array()
+        .map(|h| h.iter().filter_map(|x| x.as_str()).collect())
+        .unwrap_or_default();
+    for peer in &ids {
+        assert!(holders.contains(&peer.as_str()), "{peer} holds no copy: {added}");
+    }
 
     // C asks the mesh; B answers.
     let out = wait_for(Duration::from_secs(30), "C's job answered by B", || {

@@ -124,7 +124,7 @@ impl Inference {
         let started = Instant::now();
         let model = request.model;
         // Milliseconds to the operator's first answer (its round trip).
-        let first = std::cell::Cell::new(None);
+        let first = std::sync::atomic::AtomicU64::new(u64::MAX);
         let run = async {
             let mut stream = self.open(peer).await?;
             let envelope = Envelope::new(
@@ -141,9 +141,12 @@ impl Inference {
                 if env.id != id {
                     return Err(job("reply with another job id".into()));
                 }
-                if first.get().is_none() {
-                    first.set(Some(started.elapsed().as_millis() as u64));
-                }
+                let _ = first.compare_exchange(
+                    u64::MAX,
+                    started.elapsed().as_millis() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 match env.event.state {
                     State::Processing => {
                         // Checked for form only: the user gets text decoded here from tokens.
@@ -163,7 +166,10 @@ impl Inference {
             .map_err(|_| job("timed out".into()))?;
         let ms = started.elapsed().as_millis() as u64;
         if let Ok(r) = &out {
-            let first = first.get().unwrap_or(ms);
+            let first = match first.load(std::sync::atomic::Ordering::Relaxed) {
+                u64::MAX => ms,
+                at => at,
+            };
             lock(&self.measured).observe_job(&peer, now_ms(), first, ms, r.tokens.len());
         }
         self.log(JobView {
