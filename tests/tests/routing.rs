@@ -3,11 +3,11 @@
 //! A (the requester, and everyone's bootstrap) adds the tiny GGUF model; B and C serve it.
 //! B is free but slow (`--fault-inject slow-inference`: every job starts 1.5 s late); C is fast
 //! but asks a price (`[price] compute_per_1k_tokens = 50` in its config, carried by its signed
-//! node record). After two warm-up jobs re-run on the second operator (`--sample 1`, so both
-//! are measured):
-//! - `--strategy speed` picks C (the EWMA of B's round trips is 1.5 s above C's);
+//! node record). After two warm-up jobs sent to B by `cost` and re-run on C (`--sample 1`, so
+//! both are measured and B earns two `inference_matched` observations):
+//! - `--strategy speed` picks C (B's measured throughput and round trips are far worse);
 //! - `--strategy cost` picks B (the price in C's record);
-//! - `--strategy quality` picks C (equal reputations, then the fastest);
+//! - `--strategy quality` picks B (the better reputation, though slower);
 //! - `--strategy private` refuses to send the job in the clear (it goes through `--anon`);
 //! - every node publishes signed latency samples of its peers: C's score of B counts A's samples
 //!   (second-hand, A is C's bootstrap) and its speed component is off the neutral ½.
@@ -37,6 +37,10 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
         tmp.path().join("b"),
         tmp.path().join("c"),
     );
+    // A runs no storage audits of its own: the only evidence it has about B and C is what the
+    // jobs show (and the latency samples, alike for both).
+    std::fs::create_dir_all(&a).unwrap();
+    std::fs::write(a.join("config.toml"), "[mesh]\naudit_every_ms = 3600000\n").unwrap();
     let _pa = NodeProcess::start(bin, &a, &[]).unwrap();
     let boot = tcp_multiaddr(&cli_json(bin, &a, &["status"]).unwrap()).unwrap();
     let _pb = NodeProcess::start(
@@ -104,17 +108,30 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
         )
         .unwrap()
     };
-    // Warm-up: each job re-run on the other operator, so both are measured.
+    // Warm-up: `cost` sends each job to B, and each is re-run on C, so both are measured and B
+    // earns two `inference_matched` observations at A.
     for _ in 0..2 {
-        let out = infer("quality", "1");
+        let out = infer("cost", "1");
         println!("warm-up: operator {}", out["operator"]);
+        assert_eq!(out["operator"], id_b.as_str(), "cost: {out}");
     }
     let speed = infer("speed", "0");
     assert_eq!(speed["operator"], id_c.as_str(), "speed: {speed}");
     let cost = infer("cost", "0");
     assert_eq!(cost["operator"], id_b.as_str(), "cost: {cost}");
+    // B, slow but with the better record of checked results, is the `quality` choice.
+    // (No evidence yet is the neutral ½.)
+    let total = |peer: &str| {
+        cli_json(bin, &a, &["reputation", peer])
+            .ok()
+            .and_then(|r| r["total"].as_f64())
+            .unwrap_or(0.5)
+    };
+    let (rep_b, rep_c) = (total(&id_b), total(&id_c));
+    println!("reputation at A: B {rep_b:.3}, C {rep_c:.3}");
+    assert!(rep_b > rep_c + 0.05, "B {rep_b}, C {rep_c}");
     let quality = infer("quality", "0");
-    assert_eq!(quality["operator"], id_c.as_str(), "quality: {quality}");
+    assert_eq!(quality["operator"], id_b.as_str(), "quality: {quality}");
     let private = cli(
         bin,
         &a,
@@ -140,7 +157,13 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
     let seen = wait_for(Duration::from_secs(30), "A's latency sample of B at C", || {
         let r = cli_json(bin, &c, &["reputation", &id_b]).ok()?;
         let from_a = r["observations"].as_array()?.iter().any(|o| {
-            o.to_string().contains(&id_a) && o.to_string().contains("latency")
+            let observer: Vec<u8> = o["observer"]
+                .as_array()
+                .map(|b| b.iter().filter_map(|x| x.as_u64()).map(|x| x as u8).collect())
+                .unwrap_or_default();
+            o["kind"] == "latency_sample"
+                && warren_protocol::PeerId::from_bytes(&observer)
+                    .is_ok_and(|p| p.to_string() == id_a)
         });
         (from_a && r["components"]["speed"].as_f64()? != 0.5).then_some(r)
     })
