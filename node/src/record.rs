@@ -184,6 +184,9 @@ mod tests {
         gauge.store(500, Ordering::Relaxed);
         assert_eq!(b.build(vec![], 1_800_000_000).unwrap().1.load_permille, 500);
         gauge.store(u16::MAX, Ordering::Relaxed);
-        assert_eq!(b.build(vec![], 1_800_000_000).unwrap().1.load_permille, 1000);
+        assert_eq!(
+            b.build(vec![], 1_800_000_000).unwrap().1.load_permille,
+            1000
+        );
     }
 }

@@ -77,7 +77,10 @@ fn a_model_survives_its_adder_going_offline() {
         .map(|h| h.iter().filter_map(|x| x.as_str()).collect())
         .unwrap_or_default();
     for peer in &ids {
-        assert!(holders.contains(&peer.as_str()), "{peer} holds no copy: {added}");
+        assert!(
+            holders.contains(&peer.as_str()),
+            "{peer} holds no copy: {added}"
+        );
     }
 
     // C asks the mesh; B answers.

@@ -46,12 +46,7 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
     let _pb = NodeProcess::start(
         bin,
         &b,
-        &[
-            "--bootstrap",
-            &boot,
-            "--fault-inject",
-            "slow-inference",
-        ],
+        &["--bootstrap", &boot, "--fault-inject", "slow-inference"],
     )
     .unwrap();
     std::fs::create_dir_all(&c).unwrap();
@@ -83,7 +78,10 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
     // C's price, as A sees it in C's record.
     wait_for(Duration::from_secs(20), "C's priced record at A", || {
         let peers = cli_json(bin, &a, &["peers"]).ok()?;
-        peers.as_array()?.iter().find(|p| p["peer_id"] == id_c.as_str())?;
+        peers
+            .as_array()?
+            .iter()
+            .find(|p| p["peer_id"] == id_c.as_str())?;
         Some(())
     })
     .unwrap();
@@ -154,19 +152,28 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
 
     // Latency samples: C counts A's samples of B, and B's speed is off neutral.
     let id_a = id_of(&a);
-    let seen = wait_for(Duration::from_secs(30), "A's latency sample of B at C", || {
-        let r = cli_json(bin, &c, &["reputation", &id_b]).ok()?;
-        let from_a = r["observations"].as_array()?.iter().any(|o| {
-            let observer: Vec<u8> = o["observer"]
-                .as_array()
-                .map(|b| b.iter().filter_map(|x| x.as_u64()).map(|x| x as u8).collect())
-                .unwrap_or_default();
-            o["kind"] == "latency_sample"
-                && warren_protocol::PeerId::from_bytes(&observer)
-                    .is_ok_and(|p| p.to_string() == id_a)
-        });
-        (from_a && r["components"]["speed"].as_f64()? != 0.5).then_some(r)
-    })
+    let seen = wait_for(
+        Duration::from_secs(30),
+        "A's latency sample of B at C",
+        || {
+            let r = cli_json(bin, &c, &["reputation", &id_b]).ok()?;
+            let from_a = r["observations"].as_array()?.iter().any(|o| {
+                let observer: Vec<u8> = o["observer"]
+                    .as_array()
+                    .map(|b| {
+                        b.iter()
+                            .filter_map(|x| x.as_u64())
+                            .map(|x| x as u8)
+                            .collect()
+                    })
+                    .unwrap_or_default();
+                o["kind"] == "latency_sample"
+                    && warren_protocol::PeerId::from_bytes(&observer)
+                        .is_ok_and(|p| p.to_string() == id_a)
+            });
+            (from_a && r["components"]["speed"].as_f64()? != 0.5).then_some(r)
+        },
+    )
     .unwrap();
     println!("C's view of B: {seen}");
     println!("routing: {:?}", started.elapsed());

@@ -4,9 +4,9 @@
 use libp2p::request_response::{self};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
-use warren_protocol::{ContentId, NodeRecord};
 use warren_protocol::block_transfer::{self};
 use warren_protocol::onion::path::Candidate as OnionCandidate;
+use warren_protocol::{ContentId, NodeRecord};
 use warren_storage_mesh::placement::Candidate;
 
 use crate::error::NodeError;

@@ -117,8 +117,7 @@ impl<P: Ord + Clone> Sampler<P> {
                 .saturating_add(since_last.min(s.connected_secs));
             t.last_seen_ms = now_ms;
             if let Some(rtt) = s.rtt_ms
-                && t
-                    .last_latency_ms
+                && t.last_latency_ms
                     .is_none_or(|at| now_ms.saturating_sub(at) >= self.latency_every_ms)
             {
                 t.last_latency_ms = Some(now_ms);
@@ -182,18 +181,22 @@ mod tests {
     #[test]
     fn uptime_once_a_window_counts_the_seconds_seen_online() {
         let mut s = Sampler::new(LATENCY_EVERY_MS, 3_600_000, 16);
-        let mut at = 0;
+        let mut at: u64 = 0;
         let mut samples = Vec::new();
         // Connected for the first half hour (ticks every 10 s), then gone, then back for 10 min.
         while at <= 3_600_000 {
             let minute = at / 60_000;
-            let up = minute < 30 || minute >= 50;
+            let up = !(30..50).contains(&minute);
             let connected = if minute < 30 {
                 at / 1000
             } else {
-                (at - 50 * 60_000) / 1000
+                at.saturating_sub(50 * 60_000) / 1000
             };
-            let list = if up { vec![seen(7, None, connected)] } else { vec![] };
+            let list = if up {
+                vec![seen(7, None, connected)]
+            } else {
+                vec![]
+            };
             samples.extend(s.tick(at, &list));
             at += 10_000;
         }
