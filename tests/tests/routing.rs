@@ -9,6 +9,8 @@
 //! - `--strategy cost` picks B (the price in C's record);
 //! - `--strategy quality` picks B (the better reputation, though slower);
 //! - `--strategy private` refuses to send the job in the clear (it goes through `--anon`);
+//! - while C keeps B's job streams full, B's record says so (`load_permille` 1000) and `cost`
+//!   turns to C;
 //! - every node publishes signed latency samples of its peers: C's score of B counts A's samples
 //!   (second-hand, A is C's bootstrap) and its speed component is off the neutral ½.
 
@@ -149,6 +151,50 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
     let said = String::from_utf8_lossy(&private.stderr).to_string()
         + &String::from_utf8_lossy(&private.stdout);
     assert!(said.contains("--anon"), "{said}");
+
+    // Loaded: C keeps three jobs open on B (its only other operator); B's record soon says it is
+    // full (load 1000), and A's `cost` turns to C, the dear one, rather than queue at B.
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let load: Vec<_> = (0..3)
+        .map(|_| {
+            let (stop, c, model) = (stop.clone(), c.clone(), model.clone());
+            let bin = bin.to_owned();
+            std::thread::spawn(move || {
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let _ = cli(
+                        &bin,
+                        &c,
+                        &[
+                            "infer",
+                            "--model",
+                            &model,
+                            "--prompt",
+                            "hi",
+                            "--max-tokens",
+                            "1",
+                            "--sample",
+                            "0",
+                        ],
+                        true,
+                    );
+                }
+            })
+        })
+        .collect();
+    let loaded = wait_for(
+        Duration::from_secs(30),
+        "cost to avoid the loaded B",
+        || {
+            let out = infer("cost", "0");
+            (out["operator"] == id_c.as_str()).then_some(out)
+        },
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    for t in load {
+        t.join().unwrap();
+    }
+    let loaded = loaded.unwrap();
+    println!("cost while B is loaded: {}", loaded["operator"]);
 
     // Latency samples: C counts A's samples of B, and B's speed is off neutral.
     let id_a = id_of(&a);
