@@ -21,6 +21,7 @@ pub mod files;
 pub mod generate;
 pub mod hardware;
 pub mod plan;
+pub mod signals;
 pub mod tiny;
 
 pub use backend::Backend;

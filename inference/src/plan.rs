@@ -19,7 +19,7 @@ pub enum Strategy {
     Cost,
     /// Fastest first: highest measured throughput, then lowest latency.
     Speed,
-    /// Best reputation first, then fastest.
+    /// Best reputation first (in steps of [`REPUTATION_STEP`]), then fastest.
     Quality,
     /// As [`Strategy::Quality`], but jobs must travel through an onion circuit.
     Private,
@@ -67,6 +67,9 @@ pub struct Candidate<P> {
 
 /// Reputation assumed for an operator nobody has observed yet.
 pub const UNKNOWN_REPUTATION: f64 = 0.5;
+/// Reputations are compared in steps of this size: two operators within a step of each other
+/// (the noise of a few latency samples) rank as equals, and then the faster goes first.
+pub const REPUTATION_STEP: f64 = 0.05;
 /// Operators below this reputation are not used while better ones exist.
 pub const MIN_REPUTATION: f64 = 0.2;
 
@@ -90,7 +93,10 @@ pub fn rank<P: Clone>(candidates: &[Candidate<P>], strategy: Strategy) -> Vec<Ca
         let secondary = match strategy {
             Strategy::Cost => a.price.cmp(&b.price).then(by_speed),
             Strategy::Speed => by_speed,
-            Strategy::Quality | Strategy::Private => rep(b).total_cmp(&rep(a)).then(by_speed),
+            Strategy::Quality | Strategy::Private => {
+                let step = |c: &Candidate<P>| (rep(c) / REPUTATION_STEP).floor();
+                step(b).total_cmp(&step(a)).then(by_speed)
+            }
         };
         primary.then(secondary).then(ia.cmp(ib))
     });
@@ -308,6 +314,12 @@ mod tests {
             peers(&rank(&cs, Strategy::Quality)),
             ["trusted", "cheap-slow", "fast", "bad"]
         );
+        // Within a step, the faster first.
+        let close = vec![
+            cand("slow", 0, Some(1.0), Some(0.62)),
+            cand("fast", 0, Some(90.0), Some(0.61)),
+        ];
+        assert_eq!(peers(&rank(&close, Strategy::Quality)), ["fast", "slow"]);
         let mut busy = cs.clone();
         busy[2].busy = true;
         assert_eq!(

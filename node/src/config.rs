@@ -97,7 +97,13 @@ pub enum FaultInject {
     /// A hostile holder: every block it serves has one byte altered, so it no longer hashes to its
     /// id and fetchers should refuse it and report the holder.
     CorruptBlocks,
+    /// A slow operator: every inference job waits [`SLOW_INFERENCE_DELAY`] before it starts, so
+    /// requesters that rank by speed should turn to faster operators.
+    SlowInference,
 }
+
+/// How late a [`FaultInject::SlowInference`] operator starts each job.
+pub const SLOW_INFERENCE_DELAY: std::time::Duration = std::time::Duration::from_millis(1500);
 
 /// How late a [`FaultInject::SlowBlocks`] node answers a block request.
 pub const SLOW_BLOCKS_DELAY: std::time::Duration = std::time::Duration::from_secs(5);

@@ -323,6 +323,7 @@ impl NodeBuilder {
         let relay_workers = (relay && sandbox.is_ok()).then(|| workers.clone());
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
+        let load_gauge = records.load_gauge();
         let hot = Mesh::hot_tracker(&config.mesh);
         let (rep, rep_db) = match dir {
             Some(dir) => {
@@ -377,6 +378,7 @@ impl NodeBuilder {
                     client.clone(),
                     store.clone(),
                     mesh.clone(),
+                    load_gauge,
                 );
                 Some((inference, incoming))
             }

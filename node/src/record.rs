@@ -1,6 +1,7 @@
 //! Builds and signs this node's record from its config, keys and detected hardware.
 
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU16, Ordering};
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
@@ -22,6 +23,8 @@ pub struct RecordBuilder {
     price: Price,
     ttl_secs: u64,
     store: Option<Arc<Store>>,
+    /// The executor's load, per mille, set by the operator side as jobs come and go.
+    load: Arc<AtomicU16>,
 }
 
 impl RecordBuilder {
@@ -64,6 +67,7 @@ impl RecordBuilder {
             },
             ttl_secs: config.record_ttl_secs,
             store: None,
+            load: Arc::new(AtomicU16::new(0)),
         }
     }
 
@@ -71,6 +75,19 @@ impl RecordBuilder {
     pub fn with_store(mut self, store: Arc<Store>) -> Self {
         self.store = Some(store);
         self
+    }
+
+    /// The gauge the operator side writes its load into (per mille; see
+    /// `warren_inference::signals::load_permille`); each record built carries its value.
+    pub fn load_gauge(&self) -> Arc<AtomicU16> {
+        self.load.clone()
+    }
+
+    /// The load the next record will carry.
+    pub fn load(&self) -> u16 {
+        self.load
+            .load(Ordering::Relaxed)
+            .min(warren_protocol::record::MAX_LOAD_PERMILLE)
     }
 
     /// The network id records are issued for.
@@ -105,7 +122,7 @@ impl RecordBuilder {
             storage,
             compute: self.compute.clone(),
             price: self.price.clone(),
-            load_permille: 0,
+            load_permille: self.load(),
             addrs,
             issued_at: now,
             expires_at: now + self.ttl_secs,
@@ -151,5 +168,25 @@ mod tests {
         assert_eq!(compute.gpus[0].name, "Test GPU");
         assert_eq!(back.storage.unwrap().bytes_offered, 1 << 30);
         assert_eq!(back.expires_at, 1_800_000_000 + 3600);
+        assert_eq!(back.load_permille, 0);
+    }
+
+    #[test]
+    fn the_record_carries_the_load_gauge_capped() {
+        let key = warren_protocol::keypair_from_secret([8; 32]);
+        let hw = Hardware {
+            cpu_cores: 2,
+            ram_bytes: 1 << 30,
+            gpus: vec![],
+        };
+        let b = RecordBuilder::new(&Config::default(), key, [1; 32], &hw);
+        let gauge = b.load_gauge();
+        gauge.store(500, Ordering::Relaxed);
+        assert_eq!(b.build(vec![], 1_800_000_000).unwrap().1.load_permille, 500);
+        gauge.store(u16::MAX, Ordering::Relaxed);
+        assert_eq!(
+            b.build(vec![], 1_800_000_000).unwrap().1.load_permille,
+            1000
+        );
     }
 }

@@ -244,13 +244,29 @@ fn six_nodes_place_fetch_audit_and_heal() {
         Duration::from_secs(60),
         "node 0 to score the wiped holder from evidence",
         || {
-            let table = cli_json(BIN, &nodes[0].0, &["reputation"]).ok()?;
-            let row = table
+            // Node 0's own audit result (every node also publishes latency samples of its
+            // peers, which are first-hand evidence too but not an audit's).
+            let view = cli_json(BIN, &nodes[0].0, &["reputation", &nodes[y].1]).ok()?;
+            view["observations"]
                 .as_array()?
                 .iter()
-                .find(|r| r["peer_id"] == nodes[y].1.as_str())?
-                .clone();
-            (row["evidence"]["first_hand"].as_f64()? > 0.0).then_some(())
+                .any(|o| {
+                    let observer: Vec<u8> = o["observer"]
+                        .as_array()
+                        .map(|b| {
+                            b.iter()
+                                .filter_map(|x| x.as_u64())
+                                .map(|x| x as u8)
+                                .collect()
+                        })
+                        .unwrap_or_default();
+                    o["kind"]
+                        .as_str()
+                        .is_some_and(|k| k.starts_with("storage_proof"))
+                        && warren_protocol::PeerId::from_bytes(&observer)
+                            .is_ok_and(|p| p.to_string() == nodes[0].1)
+                })
+                .then_some(())
         },
     )
     .unwrap();

@@ -3,7 +3,7 @@
 //! | method | path               | body → answer                                                   |
 //! |--------|--------------------|-----------------------------------------------------------------|
 //! | GET    | `/v1/models`       | models this node serves                                         |
-//! | POST   | `/v1/models/add`   | `{name, paths}` → the model put on the mesh (its id)            |
+//! | POST   | `/v1/models/add`   | `{name, paths, rf?}` → the model put and placed at RF (its id)  |
 //! | POST   | `/v1/models/serve` | `{model}` (name or id) → fetched, verified, loaded, announced    |
 //! | POST   | `/v1/infer`        | `{model, prompt, max_tokens, temperature, seed, strategy, sample, local}` → NDJSON stream: `{"text":…}` lines, then `{"done":{…}}` or `{"error":…}` |
 //! | POST   | `/v1/embed`        | `{model, texts, strategy, operators, sample, local}` → vectors, parts, checks, faulty operators |
@@ -48,13 +48,16 @@ pub(super) async fn list(State(s): State<AppState>) -> Json<Vec<JobView>> {
 pub(super) struct AddBody {
     name: String,
     paths: Vec<PathBuf>,
+    /// Copies of each block to place on other peers (default: the node's RF); 0 keeps it here.
+    #[serde(default)]
+    rf: Option<usize>,
 }
 
 pub(super) async fn add(
     State(s): State<AppState>,
     Json(b): Json<AddBody>,
 ) -> Result<Json<ModelView>, ApiError> {
-    Ok(Json(s.inference.add(&b.name, &b.paths).await?))
+    Ok(Json(s.inference.add(&b.name, &b.paths, b.rf).await?))
 }
 
 #[derive(Deserialize)]

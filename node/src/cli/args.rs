@@ -266,6 +266,10 @@ pub enum ModelCommand {
         /// The model's name.
         #[arg(long)]
         name: String,
+        /// Copies of each block to place on other peers, like `put --rf` (default: the node's
+        /// RF); 0 keeps the model on this node only.
+        #[arg(long)]
+        rf: Option<usize>,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,

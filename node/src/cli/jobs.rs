@@ -13,8 +13,21 @@ use crate::cli::client::ApiClient;
 use crate::inference::{EmbedOutcome, JobView, ModelView};
 
 fn model_line(m: &ModelView) -> String {
+    let placed = m.placed.as_ref().map_or(String::new(), |p| {
+        format!(
+            ", rf {}: {} copies on {} peers{}",
+            p.rf,
+            p.copies,
+            p.holders.len(),
+            if p.failed > 0 {
+                format!(", {} failed (repair retries)", p.failed)
+            } else {
+                String::new()
+            }
+        )
+    });
     format!(
-        "{}  {}  {} ({}, {} bytes)\n",
+        "{}  {}  {} ({}, {} bytes{placed})\n",
         m.model, m.name, m.kind, m.architecture, m.bytes
     )
 }
@@ -34,7 +47,12 @@ fn show<T: serde::Serialize>(
 
 pub(crate) async fn model(api: &ApiClient, cmd: ModelCommand) -> anyhow::Result<()> {
     match cmd {
-        ModelCommand::Add { paths, name, out } => {
+        ModelCommand::Add {
+            paths,
+            name,
+            rf,
+            out,
+        } => {
             let paths: Vec<_> = paths
                 .iter()
                 .map(|p| std::path::absolute(p).unwrap_or_else(|_| p.clone()))
@@ -42,7 +60,7 @@ pub(crate) async fn model(api: &ApiClient, cmd: ModelCommand) -> anyhow::Result<
             let m: ModelView = api
                 .post_json(
                     "/v1/models/add",
-                    &serde_json::json!({ "name": name, "paths": paths }),
+                    &serde_json::json!({ "name": name, "paths": paths, "rf": rf }),
                 )
                 .await?;
             show(out.json, &m, model_line)

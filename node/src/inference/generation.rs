@@ -133,7 +133,7 @@ impl Inference {
         let r = self.generate_remote(peer, request.clone()).await?;
         if !self.backend_backed(peer, backend(&r)).await {
             // Its speed, measured on a result that does not count, does not count either.
-            lock(&self.measured).remove(&peer);
+            lock(&self.measured).forget_throughput(&peer);
             self.observe(peer, Kind::InferenceMismatched, &request.model)
                 .await;
             return Err(NodeError::Job {

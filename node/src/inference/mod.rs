@@ -26,15 +26,18 @@ use serde::{Deserialize, Serialize};
 use tracing::info;
 use warren_inference::admission::{Admission, AdmissionLimits};
 use warren_inference::embed::EmbedFiles;
+use warren_inference::signals::Signals;
 use warren_inference::{Backend, Detokenizer, ModelFile};
 use warren_protocol::inference::{self as wire, JobFailure, ModelFileEntry, ModelManifest};
 use warren_protocol::{ContentId, Envelope, Keypair};
+use warren_storage_mesh::placement::MAX_RF;
 use warren_storage_mesh::{PutOptions, Store};
 
 use crate::config::FaultInject;
 use crate::error::NodeError;
 use crate::net::Client;
 use crate::storage::Mesh;
+use crate::view::ReplicationReport;
 
 mod generation;
 mod local;
@@ -79,6 +82,10 @@ pub struct ModelView {
     pub architecture: String,
     /// Total bytes of its files.
     pub bytes: u64,
+    /// Where `model add` placed its files' blocks (summed over the files and the manifest);
+    /// absent elsewhere.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub placed: Option<ReplicationReport>,
 }
 
 /// One job this node ran or requested, for `warren jobs`.
@@ -102,13 +109,6 @@ pub struct JobView {
     pub ms: u64,
     /// When it ended, Unix milliseconds.
     pub at_ms: u64,
-}
-
-/// What the requester measured about an operator.
-#[derive(Clone, Copy, Debug, Default)]
-struct Measured {
-    throughput: Option<f64>,
-    latency_ms: Option<u32>,
 }
 
 /// One operator's part of an embedding job, as reported to the user.
@@ -169,7 +169,10 @@ pub struct Inference {
     client: Client,
     store: Arc<Store>,
     mesh: Arc<Mesh>,
-    measured: Mutex<HashMap<PeerId, Measured>>,
+    /// Latency (job round trips, pings) and throughput per operator, bounded.
+    measured: Mutex<Signals<PeerId>>,
+    /// This operator's load, per mille, read by the node record (`RecordBuilder::load_gauge`).
+    load: Arc<std::sync::atomic::AtomicU16>,
     jobs: Mutex<VecDeque<JobView>>,
     /// Inbound streams and running jobs per requesting peer.
     admission: Mutex<Admission<PeerId>>,
@@ -248,6 +251,7 @@ impl Inference {
         client: Client,
         store: Arc<Store>,
         mesh: Arc<Mesh>,
+        load: Arc<std::sync::atomic::AtomicU16>,
     ) -> Arc<Self> {
         Arc::new(Self {
             me: key.public().to_peer_id(),
@@ -258,13 +262,14 @@ impl Inference {
             client,
             store,
             mesh,
-            measured: Mutex::new(HashMap::new()),
+            measured: Mutex::new(Signals::default()),
             jobs: Mutex::new(VecDeque::new()),
             admission: Mutex::new(Admission::new(AdmissionLimits::for_slots(
                 executor.limits().max_concurrent_jobs,
             ))),
             detokenizers: Mutex::new(HashMap::new()),
             executor,
+            load,
         })
     }
 
@@ -341,7 +346,15 @@ impl Inference {
             .unwrap_or_default()
     }
 
-    async fn put_file(&self, path: PathBuf, name: Option<String>) -> Result<ContentId, NodeError> {
+    /// Puts the file at `path` in the store and places its blocks at `rf` like any file put (RF 0
+    /// keeps it here, announced); adds what was placed to `placed`.
+    async fn put_file(
+        &self,
+        path: PathBuf,
+        name: Option<String>,
+        rf: usize,
+        placed: &mut ReplicationReport,
+    ) -> Result<ContentId, NodeError> {
         let store = self.store.clone();
         let cid = tokio::task::spawn_blocking(move || -> Result<ContentId, NodeError> {
             let file = std::fs::File::open(&path).map_err(|source| NodeError::Io {
@@ -362,16 +375,42 @@ impl Inference {
             what: "store",
             source,
         })??;
-        self.mesh.announce(cid).await?;
+        if rf > 0 {
+            let r = self.mesh.replicate(cid, rf).await?;
+            placed.blocks += r.blocks;
+            placed.copies += r.copies;
+            placed.failed += r.failed;
+            for h in r.holders {
+                if !placed.holders.contains(&h) {
+                    placed.holders.push(h);
+                }
+            }
+        } else {
+            self.mesh.keep_here(cid).await?;
+        }
         Ok(cid)
     }
 
-    /// `warren model add`: puts each file on the mesh, then a manifest naming them; returns the
-    /// manifest's id, which is the model's id.
-    pub async fn add(&self, name: &str, paths: &[PathBuf]) -> Result<ModelView, NodeError> {
+    /// `warren model add`: puts each file on the mesh, then a manifest naming them, each placed
+    /// at `rf` (default: the node's RF) like any file; returns the manifest's id, which is the
+    /// model's id.
+    pub async fn add(
+        &self,
+        name: &str,
+        paths: &[PathBuf],
+        rf: Option<usize>,
+    ) -> Result<ModelView, NodeError> {
         let bad = |detail: String| NodeError::Model {
             model: name.to_string(),
             detail,
+        };
+        let rf = rf.unwrap_or(self.mesh.default_rf());
+        if rf > MAX_RF {
+            return Err(bad(format!("rf {rf} is above the limit of {MAX_RF}")));
+        }
+        let mut placed = ReplicationReport {
+            rf,
+            ..Default::default()
         };
         let mut files = Vec::new();
         for path in paths {
@@ -399,7 +438,9 @@ impl Inference {
                 what: "hash",
                 source,
             })??;
-            let content = self.put_file(path.clone(), Some(file_name.clone())).await?;
+            let content = self
+                .put_file(path.clone(), Some(file_name.clone()), rf, &mut placed)
+                .await?;
             files.push(ModelFileEntry {
                 role: role.to_string(),
                 name: file_name,
@@ -432,7 +473,12 @@ impl Inference {
             source,
         })?;
         let id = self
-            .put_file(manifest_path, Some(format!("{name}.warren-model")))
+            .put_file(
+                manifest_path,
+                Some(format!("{name}.warren-model")),
+                rf,
+                &mut placed,
+            )
             .await?;
         let mut names: BTreeMap<String, String> = self
             .added_names()
@@ -445,8 +491,10 @@ impl Inference {
             path: self.names_file(),
             source,
         })?;
-        info!(model = %id, name, "model added to the mesh");
-        Ok(view(&id, &manifest))
+        info!(model = %id, name, rf, copies = placed.copies, "model added to the mesh");
+        let mut v = view(&id, &manifest);
+        v.placed = Some(placed);
+        Ok(v)
     }
 
     async fn fetch_to(&self, cid: ContentId, path: PathBuf) -> Result<(), NodeError> {
@@ -589,5 +637,6 @@ fn view(id: &ContentId, m: &ModelManifest) -> ModelView {
         kind: m.kind.clone(),
         architecture: m.architecture.clone(),
         bytes: m.files.iter().map(|f| f.size).sum(),
+        placed: None,
     }
 }

@@ -58,10 +58,12 @@ impl Inference {
                         debug!(%peer, "job stream dropped: {}", why.as_str());
                         continue;
                     }
+                    self.note_load();
                     let this = self.clone();
                     tokio::spawn(async move {
                         this.handle_stream(peer, stream).await;
                         lock(&this.admission).close(&peer);
+                        this.note_load();
                     });
                 }
             }
@@ -95,6 +97,9 @@ impl Inference {
             .await;
             return;
         }
+        if self.fault == FaultInject::SlowInference {
+            tokio::time::sleep(crate::config::SLOW_INFERENCE_DELAY).await;
+        }
         let (kind, model, items, outcome) = match e.action.as_str() {
             "embed" => self.serve_embed(peer, &request, &mut stream).await,
             "generate" => self.serve_generate(peer, &request, &mut stream).await,
@@ -122,6 +127,16 @@ impl Inference {
             ms: started.elapsed().as_millis() as u64,
             at_ms: now_ms(),
         });
+    }
+
+    /// Writes the load (job streams open over job slots) into the gauge the node record reads.
+    fn note_load(&self) {
+        let open = lock(&self.admission).open_streams();
+        let slots = self.executor.limits().max_concurrent_jobs;
+        self.load.store(
+            warren_inference::signals::load_permille(open, slots),
+            std::sync::atomic::Ordering::Relaxed,
+        );
     }
 
     /// Lets a job of `peer` ask for an executor slot, or refuses it as `busy` when the peer's

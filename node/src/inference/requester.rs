@@ -8,6 +8,7 @@ use tracing::warn;
 use warren_inference::Backend;
 use warren_inference::digest::{Verdict, compare_embeddings};
 use warren_inference::plan::{self, Candidate, Fault, Strategy};
+use warren_inference::signals;
 use warren_protocol::inference::{
     self as wire, EmbedRequest, EmbedResult, GenerateRequest, GenerateResult, JobFailure,
     TokenChunk,
@@ -91,13 +92,8 @@ impl Inference {
             .map_err(|_| job("timed out".into()))?;
         let ms = started.elapsed().as_millis() as u64;
         if out.is_ok() {
-            let mut m = lock(&self.measured);
-            let e = m.entry(peer).or_default();
-            let tput = n as f64 / (ms.max(1) as f64 / 1000.0);
-            e.throughput = Some(match e.throughput {
-                Some(old) => 0.7 * old + 0.3 * tput,
-                None => tput,
-            });
+            // One answer: its round trip is the whole job.
+            lock(&self.measured).observe_job(&peer, now_ms(), ms, ms, n);
         }
         self.log(JobView {
             id: hex::encode(id),
@@ -127,6 +123,8 @@ impl Inference {
         let id = job_id();
         let started = Instant::now();
         let model = request.model;
+        // Milliseconds to the operator's first answer (its round trip).
+        let first = std::sync::atomic::AtomicU64::new(u64::MAX);
         let run = async {
             let mut stream = self.open(peer).await?;
             let envelope = Envelope::new(
@@ -143,6 +141,12 @@ impl Inference {
                 if env.id != id {
                     return Err(job("reply with another job id".into()));
                 }
+                let _ = first.compare_exchange(
+                    u64::MAX,
+                    started.elapsed().as_millis() as u64,
+                    std::sync::atomic::Ordering::Relaxed,
+                    std::sync::atomic::Ordering::Relaxed,
+                );
                 match env.event.state {
                     State::Processing => {
                         // Checked for form only: the user gets text decoded here from tokens.
@@ -162,9 +166,11 @@ impl Inference {
             .map_err(|_| job("timed out".into()))?;
         let ms = started.elapsed().as_millis() as u64;
         if let Ok(r) = &out {
-            let mut m = lock(&self.measured);
-            let e = m.entry(peer).or_default();
-            e.throughput = Some(r.tokens.len() as f64 / (ms.max(1) as f64 / 1000.0));
+            let first = match first.load(std::sync::atomic::Ordering::Relaxed) {
+                u64::MAX => ms,
+                at => at,
+            };
+            lock(&self.measured).observe_job(&peer, now_ms(), first, ms, r.tokens.len());
         }
         self.log(JobView {
             id: hex::encode(id),
@@ -190,18 +196,31 @@ impl Inference {
         peers.sort();
         peers.dedup();
         let scores = self.mesh.reputation().snapshot();
-        let measured = lock(&self.measured);
+        // Pings: the transport's round trip to each connected operator.
+        let pings = self.client.peers().await.unwrap_or_default();
+        // Price and load: from each operator's signed node record.
+        let records = self.client.known_records(peers.clone()).await?;
+        let mut measured = lock(&self.measured);
+        let now = now_ms();
+        for p in &pings {
+            if let (Some(rtt), Ok(peer)) = (p.rtt_ms, p.peer_id.parse::<PeerId>())
+                && peers.contains(&peer)
+            {
+                measured.observe_ping(&peer, now, rtt.max(0.0) as u64);
+            }
+        }
         Ok(peers
             .into_iter()
             .map(|peer| {
-                let m = measured.get(&peer).copied().unwrap_or_default();
+                let m = measured.get(&peer);
+                let record = records.iter().find(|r| r.peer_id == peer);
                 Candidate {
                     peer,
-                    price: 0,
+                    price: record.map_or(0, |r| r.price.compute_per_1k_tokens),
                     latency_ms: m.latency_ms,
                     throughput: m.throughput,
                     reputation: scores.total(&peer),
-                    busy: false,
+                    busy: record.is_some_and(|r| signals::is_busy(r.load_permille)),
                 }
             })
             .collect())

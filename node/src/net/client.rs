@@ -4,9 +4,9 @@
 use libp2p::request_response::{self};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
-use warren_protocol::ContentId;
 use warren_protocol::block_transfer::{self};
 use warren_protocol::onion::path::Candidate as OnionCandidate;
+use warren_protocol::{ContentId, NodeRecord};
 use warren_storage_mesh::placement::Candidate;
 
 use crate::error::NodeError;
@@ -65,6 +65,10 @@ pub(crate) enum Command {
     },
     OnionCandidates {
         reply: oneshot::Sender<(PeerId, Vec<OnionCandidate>)>,
+    },
+    KnownRecords {
+        peers: Vec<PeerId>,
+        reply: oneshot::Sender<Vec<NodeRecord>>,
     },
 }
 
@@ -203,6 +207,13 @@ impl Client {
     /// as path candidates.
     pub async fn onion_candidates(&self) -> Result<(PeerId, Vec<OnionCandidate>), NodeError> {
         self.ask(|reply| Command::OnionCandidates { reply }).await
+    }
+
+    /// The verified node records this node already holds (from gossip and the DHT) of `peers`;
+    /// a peer whose record is not known is left out. No network query.
+    pub async fn known_records(&self, peers: Vec<PeerId>) -> Result<Vec<NodeRecord>, NodeError> {
+        self.ask(|reply| Command::KnownRecords { peers, reply })
+            .await
     }
 
     /// Finds `peer`'s node record in the DHT and verifies it.

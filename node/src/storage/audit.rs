@@ -226,13 +226,27 @@ impl Mesh {
         evidence: Vec<u8>,
         time_ms: u64,
     ) {
+        self.observe_value(subject, kind, 1, Some(evidence), time_ms)
+            .await;
+    }
+
+    /// As [`Mesh::observe_kind`], with a value (a latency in ms, seconds online) and optional
+    /// evidence.
+    pub(crate) async fn observe_value(
+        &self,
+        subject: PeerId,
+        kind: Kind,
+        value: u32,
+        evidence: Option<Vec<u8>>,
+        time_ms: u64,
+    ) {
         let obs = Observation {
             observer: self.key.public().to_peer_id(),
             subject,
             kind,
-            value: 1,
+            value,
             time_ms,
-            evidence: Some(evidence),
+            evidence,
         };
         self.reputation.observe_first_hand(obs.clone());
         let me = obs.observer;

@@ -47,6 +47,7 @@ mod fetch;
 mod lease;
 mod repair;
 mod replicate;
+mod samples;
 pub mod serve;
 mod sweep;
 mod where_is;
@@ -251,6 +252,9 @@ impl Mesh {
         let mut next_repair = tokio::time::Instant::now();
         let mut audit = tokio::time::interval(Duration::from_millis(self.config.audit_every_ms));
         audit.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut samples = tokio::time::interval(samples::SAMPLE_TICK);
+        samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        let mut sampler = warren_protocol::reputation::sampling::Sampler::default();
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(next_repair) => {
@@ -288,6 +292,7 @@ impl Mesh {
                         Err(e) => debug!("audit: {e}"),
                     }
                 }
+                _ = samples.tick() => self.sample_peers(&mut sampler).await,
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         self.save_sweep(true).await;

@@ -39,6 +39,7 @@ mod config;
 mod error;
 mod ledger;
 pub mod rate;
+pub mod sampling;
 pub mod score;
 mod state;
 mod tally;

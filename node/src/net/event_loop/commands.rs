@@ -168,6 +168,13 @@ impl EventLoop {
                     .collect();
                 let _ = reply.send((*self.swarm.local_peer_id(), candidates));
             }
+            Command::KnownRecords { peers, reply } => {
+                let records = peers
+                    .iter()
+                    .filter_map(|p| self.known.get(p).cloned())
+                    .collect();
+                let _ = reply.send(records);
+            }
             Command::Candidates { reply } => {
                 let scores = self.scores.borrow().clone();
                 let candidates = self

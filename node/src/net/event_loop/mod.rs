@@ -284,6 +284,7 @@ impl EventLoop {
         let connected = self.swarm.connected_peers().count();
         if Instant::now() >= self.next_publish
             || (!self.published_to_network && connected > 0 && self.publish_query.is_none())
+            || self.load_moved()
         {
             self.publish_record();
         }

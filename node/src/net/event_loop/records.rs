@@ -17,7 +17,24 @@ use crate::net::NODES_TOPIC;
 use crate::net::event_loop::EventLoop;
 use crate::view::RecordView;
 
+/// A load this far (per mille) from the one the current record carries, or one that crosses
+/// "full", publishes a new record...
+const LOAD_STEP: u16 = 250;
+/// ...but not more often than this (seconds).
+const LOAD_REPUBLISH_SECS: u64 = 5;
+
 impl EventLoop {
+    /// Whether the executor's load moved enough since the current record to publish a new one.
+    pub(super) fn load_moved(&self) -> bool {
+        let Some((_, own)) = &self.own else {
+            return false;
+        };
+        let (was, now) = (own.load_permille, self.records.load());
+        let busy = warren_inference::signals::is_busy;
+        (was.abs_diff(now) >= LOAD_STEP || busy(was) != busy(now))
+            && unix_now() >= own.issued_at + LOAD_REPUBLISH_SECS
+    }
+
     pub(super) fn publish_record(&mut self) {
         let now = unix_now();
         let (bytes, record) = match self.records.build(self.advertised_addrs(), now) {
