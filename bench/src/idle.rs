@@ -210,9 +210,11 @@ fn steady_snapshot(
         .filter(|(i, _)| *i != me)
         .map(|(_, p)| *p)
         .collect();
-    let period = SweepConfig::default()
-        .period_ms
-        .min(warren_node::config::Config::default().mesh.recheck_period_ms());
+    let period = SweepConfig::default().period_ms.min(
+        warren_node::config::Config::default()
+            .mesh
+            .recheck_period_ms(),
+    );
     for (cid, _) in &list {
         sweep.holders_found(&cid.hash(), &others);
         for (k, p) in others.iter().enumerate() {

@@ -679,7 +679,10 @@ mod tests {
         let (sweep, rot) = (sweep / 10_000.0 / period, rot / 10_000.0 / period);
         assert!((0.2..0.3).contains(&sweep), "{sweep}");
         assert!(rot > sweep && rot < 1.0, "{rot}");
-        assert_eq!(Pace::Rotating { period_h: 16.0 }.audits_per_file_day(3), 4.5);
+        assert_eq!(
+            Pace::Rotating { period_h: 16.0 }.audits_per_file_day(3),
+            4.5
+        );
     }
 
     use super::*;
