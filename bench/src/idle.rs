@@ -11,7 +11,7 @@
 //! period. By default the nodes start as a settled network restarted: each store carries the
 //! sweep snapshot such a node would have saved (spec/sweep-snapshot.md: the other three nodes
 //! hold every block, proven one, two and three periods ago, this node's provider record
-//! announced within the last two periods), so the first checks do what every later period's do. `--fresh` starts them as a network's
+//! announced one to two periods ago), so the first checks do what every later period's do. `--fresh` starts them as a network's
 //! first start instead (no snapshot: every check looks the providers up, finds none, since no
 //! record was announced, and pushes the copies the others already hold).
 
@@ -44,7 +44,7 @@ pub(crate) async fn idle(
 ) -> anyhow::Result<()> {
     let start = if steady {
         "a settled network restarted (sweep snapshots: holders known and proven 1-3 periods \
-         ago, records announced 0-2 periods ago)"
+         ago, records announced 1-2 periods ago)"
     } else {
         "a first start (no sweep snapshot)"
     };
@@ -186,8 +186,8 @@ fn fill(tmp: &Path, n: u64, steady: bool) -> anyhow::Result<()> {
 /// the other nodes, proven one, two and three periods ago (as three periods of checks, each
 /// auditing the holder proven longest ago, leave them: the next check audits the third, the
 /// others are within their trust of four periods), and this node's provider record announced
-/// within the last two periods, uniformly (so half the next checks renew it, as every other
-/// check does).
+/// one to two periods ago, uniformly (so half the checks of the measured minutes renew it, as
+/// every other check does).
 fn steady_snapshot(
     blocks: &[(ContentId, Vec<u8>, PlacementTicket)],
     peers: &[PeerId],
@@ -220,10 +220,11 @@ fn steady_snapshot(
         for (k, p) in others.iter().enumerate() {
             sweep.verified(&cid.hash(), p, now - (k as u64 + 1) * period);
         }
-        // In a settled network the record was renewed at the check before last, or at the last:
-        // uniformly within the last two periods (half the next checks renew it).
+        // In a settled network half the checks renew the record (every other one does): renewed
+        // between one and two periods ago, so that a check in the measured minutes finds it due
+        // (older than 1.5 periods) for half the blocks.
         seed = seed.wrapping_mul(6_364_136_223_846_793_005).wrapping_add(1);
-        sweep.renewed(&cid.hash(), now - (seed >> 11) % (2 * period));
+        sweep.renewed(&cid.hash(), now - period - (seed >> 11) % period);
     }
     sweep.snapshot()
 }
