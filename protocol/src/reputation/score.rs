@@ -121,8 +121,9 @@ impl Score {
 }
 
 /// A peer's pooled evidence: this node's first-hand tally plus each weighted reporter's tally,
-/// scaled by `second_hand_weight × weight × min(1, report_cap / count)`, with what peer review
-/// and the evidence counts need.
+/// scaled by `second_hand_weight × weight × min(1, report_cap / count)`, the count and the cap
+/// taken apart for its verdicts (proofs, results, invalid messages) and its samples (latency,
+/// uptime), with what peer review and the evidence counts need.
 #[derive(Clone, Debug, Default)]
 pub(crate) struct Pool {
     /// The pooled tally.
@@ -150,15 +151,20 @@ impl Pool {
         if weight <= 0.0 {
             return;
         }
-        let n = tally.count();
-        let cap = if n > config.report_cap {
-            config.report_cap / n
-        } else {
-            1.0
+        // The cap applies to a reporter's verdicts and to its samples apart: a reporter's
+        // routine latency and uptime samples must not dilute the audits it saw fail.
+        let cap = |n: f64| {
+            if n > config.report_cap {
+                config.report_cap / n
+            } else {
+                1.0
+            }
         };
-        let k = config.second_hand_weight * weight * cap;
-        self.tally.add_scaled(tally, k);
-        self.second_hand += k * n;
+        let (verdicts, samples) = (tally.verdicts(), tally.samples());
+        let k = config.second_hand_weight * weight;
+        let (kv, ks) = (k * cap(verdicts), k * cap(samples));
+        self.tally.add_scaled_parts(tally, kv, ks);
+        self.second_hand += kv * verdicts + ks * samples;
         self.reporters += 1;
         self.review_sum += weight * tally.opinion();
         self.review_weight += weight;

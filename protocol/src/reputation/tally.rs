@@ -89,9 +89,31 @@ impl Tally {
 
     /// Adds `k` times `other`'s sums to this one's (the times are not compared).
     pub(crate) fn add_scaled(&mut self, other: &Tally, k: f64) {
-        for (v, o) in self.fields_mut().into_iter().zip(other.fields()) {
-            *v += k * o;
-        }
+        self.add_scaled_parts(other, k, k);
+    }
+
+    /// Adds `other`'s verdicts (proofs, results, invalid messages) times `k_verdicts` and its
+    /// samples (latency, uptime) times `k_samples`.
+    pub(crate) fn add_scaled_parts(&mut self, other: &Tally, k_verdicts: f64, k_samples: f64) {
+        self.passed += k_verdicts * other.passed;
+        self.failed += k_verdicts * other.failed;
+        self.matched += k_verdicts * other.matched;
+        self.mismatched += k_verdicts * other.mismatched;
+        self.invalid += k_verdicts * other.invalid;
+        self.latency_samples += k_samples * other.latency_samples;
+        self.latency_ms += k_samples * other.latency_ms;
+        self.uptime_samples += k_samples * other.uptime_samples;
+        self.uptime_secs += k_samples * other.uptime_secs;
+    }
+
+    /// Verdicts counted: proofs, results and invalid messages.
+    pub(crate) fn verdicts(&self) -> f64 {
+        self.passed + self.failed + self.matched + self.mismatched + self.invalid
+    }
+
+    /// Samples counted: latency and uptime.
+    pub(crate) fn samples(&self) -> f64 {
+        self.latency_samples + self.uptime_samples
     }
 
     /// The tally as of `now_ms` (unchanged if `now_ms` is not after `as_of_ms`).

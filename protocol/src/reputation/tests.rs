@@ -235,6 +235,20 @@ fn one_reporter_counts_at_most_report_cap_observations() {
 }
 
 #[test]
+fn a_reporters_samples_do_not_dilute_the_audits_it_saw_fail() {
+    let (seed, x) = (peer(50), peer(1));
+    let mut r = machine(&[seed]);
+    // Two failed audits, and the latency samples one peer sends a minute for an hour.
+    report(&mut r, &seed, &x, StorageProofFailed, 2, T0);
+    report(&mut r, &seed, &x, LatencySample, 20, T0);
+    // The two failures count in full (halved: 1), as without the samples; the samples are
+    // capped on their own (20 → 8, halved: 4).
+    let s = r.score(&x, T0).unwrap();
+    assert_close(s.components.performance, 1.0 / (2.0 + 1.0));
+    assert_close(s.evidence.second_hand, 1.0 + 4.0);
+}
+
+#[test]
 fn sybils_praising_a_bad_peer_do_not_lift_it() {
     let (seed, bad) = (peer(50), peer(1));
     let mut r = machine(&[seed]);
