@@ -87,11 +87,6 @@ impl Tally {
         }
     }
 
-    /// Adds `k` times `other`'s sums to this one's (the times are not compared).
-    pub(crate) fn add_scaled(&mut self, other: &Tally, k: f64) {
-        self.add_scaled_parts(other, k, k);
-    }
-
     /// Adds `other`'s verdicts (proofs, results, invalid messages) times `k_verdicts` and its
     /// samples (latency, uptime) times `k_samples`.
     pub(crate) fn add_scaled_parts(&mut self, other: &Tally, k_verdicts: f64, k_samples: f64) {
