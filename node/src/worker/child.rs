@@ -78,18 +78,25 @@ pub(super) fn dup(fd: impl AsFd) -> std::io::Result<File> {
     Ok(File::from(fd.as_fd().try_clone_to_owned()?))
 }
 
+/// Confines this worker (`memory` bytes at most) and tells the node on `pipe`: `Ready` with the
+/// Landlock ABI, or `Refused` with why (then the worker ends with that error).
+pub(super) fn confine_and_say(pipe: &mut File, memory: u64) -> Result<u32, String> {
+    let abi = match confine(memory) {
+        Ok(abi) => abi,
+        Err(why) => {
+            let _ = wire::write(pipe, &FromWorker::Refused { why: why.clone() });
+            return Err(why);
+        }
+    };
+    wire::write(pipe, &FromWorker::Ready { landlock: abi }).map_err(|e| e.to_string())?;
+    Ok(abi)
+}
+
 /// A model worker's life (see the module doc).
 fn model(memory: u64) -> Result<(), String> {
     let model = Arc::new(dup(std::io::stdin()).map_err(|e| format!("stdin: {e}"))?);
     let mut pipe = dup(std::io::stdout()).map_err(|e| format!("stdout: {e}"))?;
-    let abi = match confine(memory) {
-        Ok(abi) => abi,
-        Err(why) => {
-            let _ = wire::write(&mut pipe, &FromWorker::Refused { why: why.clone() });
-            return Err(why);
-        }
-    };
-    wire::write(&mut pipe, &FromWorker::Ready { landlock: abi }).map_err(|e| e.to_string())?;
+    confine_and_say(&mut pipe, memory)?;
     let executor = Executor::new(
         Backend::Cpu,
         Limits {

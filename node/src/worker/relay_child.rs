@@ -9,21 +9,13 @@ use serde_bytes::ByteBuf;
 use warren_protocol::onion::request::Request;
 use warren_protocol::{CHUNK_SIZE, Codec, ContentId};
 
-use super::child::dup;
-use super::confine::confine;
+use super::child::{confine_and_say, dup};
 use super::wire::{self, Failure, FromWorker, RelayRequest, ToWorker};
 
 /// A relay worker's life (see the module doc).
 pub fn relay(memory: u64) -> Result<(), String> {
     let mut pipe = dup(std::io::stdout()).map_err(|e| format!("stdout: {e}"))?;
-    let abi = match confine(memory) {
-        Ok(abi) => abi,
-        Err(why) => {
-            let _ = wire::write(&mut pipe, &FromWorker::Refused { why: why.clone() });
-            return Err(why);
-        }
-    };
-    wire::write(&mut pipe, &FromWorker::Ready { landlock: abi }).map_err(|e| e.to_string())?;
+    confine_and_say(&mut pipe, memory)?;
     loop {
         let request = match wire::read::<ToWorker>(&mut pipe) {
             Ok(Some(r)) => r,
