@@ -6,6 +6,12 @@
 //! only difference between "local" (`local: true`, A's executor) and "network" (B's executor, the
 //! job and its results over a libp2p stream) is the network path. Rounds alternate local and
 //! network; medians are printed. Goal: network ≥ 0.9 × local.
+//!
+//! Two more lines in the same rounds: a streamed chat completion through the OpenAI endpoint
+//! answered by B (ratio to local; goal ≥ 0.9), and llama.cpp (llama-cpp-python, installed by
+//! `scripts/setup-llama.sh` by package name) generating from the same GGUF file and prompt on as
+//! many threads as the executor has (ratio local / llama.cpp; goal ≥ 0.8). The llama.cpp line is
+//! skipped, saying why, where llama-cpp-python cannot be installed.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -39,7 +45,7 @@ async fn generate(
 ) -> anyhow::Result<(usize, f64, f64)> {
     let body = serde_json::json!({
         "model": model,
-        "prompt": "Write a short story about a lighthouse keeper.",
+        "prompt": PROMPT,
         "max_tokens": tokens,
         "local": local,
         "sample": 0.0,
@@ -87,6 +93,117 @@ async fn embed(api: &ApiClient, model: &str, texts: &[String], local: bool) -> a
 fn median(mut v: Vec<f64>) -> f64 {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied().unwrap_or(0.0)
+}
+
+const PROMPT: &str = "Write a short story about a lighthouse keeper.";
+
+/// A streamed chat completion through the OpenAI endpoint (`/openai/v1/chat/completions`),
+/// answered by a remote operator (`warren_local: false`, no sample re-run): tokens and seconds to
+/// the last chunk.
+async fn chat(api: &ApiClient, model: &str, tokens: u32) -> anyhow::Result<(usize, f64)> {
+    let body = serde_json::json!({
+        "model": model,
+        "messages": [{"role": "user", "content": PROMPT}],
+        "max_tokens": tokens,
+        "temperature": 0.0,
+        "stream": true,
+        "stream_options": {"include_usage": true},
+        "warren_local": false,
+        "warren_sample": 0.0,
+    });
+    let started = Instant::now();
+    let resp = api
+        .post_json_stream("/openai/v1/chat/completions", &body)
+        .await?;
+    let mut stream = resp.bytes_stream();
+    let mut buf = Vec::new();
+    while let Some(chunk) = stream.next().await {
+        buf.extend_from_slice(&chunk?);
+    }
+    let secs = started.elapsed().as_secs_f64();
+    let mut completion = None;
+    for line in buf.split(|b| *b == b'\n') {
+        let Some(data) = line.strip_prefix(b"data: ") else {
+            continue;
+        };
+        if data == b"[DONE]" {
+            break;
+        }
+        let v: serde_json::Value = serde_json::from_slice(data)?;
+        if let Some(n) = v["usage"]["completion_tokens"].as_u64() {
+            completion = Some(n as usize);
+        }
+    }
+    let n = completion.context("the stream ended without usage")?;
+    Ok((n, secs))
+}
+
+/// llama.cpp's reference (`scripts/llama_ref.py` through llama-cpp-python): the python of
+/// `WARREN_LLAMA_PYTHON`, else of the venv `scripts/setup-llama.sh` makes (it installs
+/// llama-cpp-python from PyPI by name). `None`, saying why, where neither works.
+fn llama_python() -> Option<PathBuf> {
+    if let Some(py) = std::env::var_os("WARREN_LLAMA_PYTHON") {
+        return Some(PathBuf::from(py));
+    }
+    let setup = Path::new("scripts/setup-llama.sh");
+    if !setup.exists() {
+        println!(
+            "llama.cpp line skipped: no scripts/setup-llama.sh here (run from the repository root or set WARREN_LLAMA_PYTHON)"
+        );
+        return None;
+    }
+    println!(
+        "llama.cpp: scripts/setup-llama.sh (installs llama-cpp-python by name on first use; minutes)"
+    );
+    match std::process::Command::new("bash").arg(setup).output() {
+        Ok(out) if out.status.success() => {
+            let py = String::from_utf8_lossy(&out.stdout).trim().to_string();
+            Some(PathBuf::from(py))
+        }
+        Ok(out) => {
+            println!(
+                "llama.cpp line skipped: scripts/setup-llama.sh failed: {}",
+                String::from_utf8_lossy(&out.stderr)
+                    .lines()
+                    .last()
+                    .unwrap_or("")
+            );
+            None
+        }
+        Err(e) => {
+            println!("llama.cpp line skipped: cannot run scripts/setup-llama.sh: {e}");
+            None
+        }
+    }
+}
+
+/// One llama.cpp round: tokens/s of greedy generation of `tokens` tokens on `threads` threads.
+fn llama_round(
+    py: &Path,
+    script: &Path,
+    gguf: &Path,
+    tokens: u32,
+    threads: usize,
+) -> anyhow::Result<f64> {
+    let out = std::process::Command::new(py)
+        .arg(script)
+        .arg(gguf)
+        .arg(PROMPT)
+        .arg(tokens.to_string())
+        .arg("1")
+        .arg(threads.to_string())
+        .output()
+        .context("running llama_ref.py")?;
+    anyhow::ensure!(
+        out.status.success(),
+        "llama_ref.py failed: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let line = String::from_utf8_lossy(&out.stdout);
+    let v: serde_json::Value = serde_json::from_str(line.trim())?;
+    let n = v["tokens"].as_f64().context("no tokens")?;
+    let secs = v["secs"].as_f64().context("no secs")?;
+    Ok(n / secs)
 }
 
 /// Runs the benchmark with the `warren` binary `exe` and prints the figures.
@@ -150,6 +267,12 @@ pub(crate) async fn run(exe: &Path, o: &InferBench) -> anyhow::Result<()> {
         embed(&a, &mini.model, &texts[..8.min(texts.len())], false).await?;
         let (mut gl, mut gn, mut el, mut en) = (Vec::new(), Vec::new(), Vec::new(), Vec::new());
         let (mut ol, mut on) = (Vec::new(), Vec::new());
+        let (mut oc, mut ll) = (Vec::new(), Vec::new());
+        let threads = std::thread::available_parallelism().map_or(1, |n| n.get());
+        let llama = llama_python();
+        let script = tmp.join("llama_ref.py");
+        std::fs::write(&script, include_str!("../scripts/llama_ref.py"))?;
+        chat(&a, "smollm2", 4).await?;
         for _ in 0..o.rounds {
             let (n, s, c) = generate(&a, &smol.model, o.tokens, true).await?;
             gl.push(n as f64 / s);
@@ -159,6 +282,11 @@ pub(crate) async fn run(exe: &Path, o: &InferBench) -> anyhow::Result<()> {
             on.push((s - c) * 1000.0);
             el.push(texts.len() as f64 / embed(&a, &mini.model, &texts, true).await?);
             en.push(texts.len() as f64 / embed(&a, &mini.model, &texts, false).await?);
+            let (n, s) = chat(&a, "smollm2", o.tokens).await?;
+            oc.push(n as f64 / s);
+            if let Some(py) = &llama {
+                ll.push(llama_round(py, &script, &gguf, o.tokens, threads)?);
+            }
         }
         let (gl, gn, el, en) = (median(gl), median(gn), median(el), median(en));
         println!(
@@ -174,6 +302,12 @@ pub(crate) async fn run(exe: &Path, o: &InferBench) -> anyhow::Result<()> {
             median(ol),
             median(on)
         );
+        let oc = median(oc);
+        println!("chat      smollm2   local {gl:8.1} tokens/s   openai  {oc:8.1} tokens/s   ratio {:.3}  (streamed /openai/v1/chat/completions, remote operator)", oc / gl);
+        if !ll.is_empty() {
+            let ll = median(ll);
+            println!("generate  smollm2   local {gl:8.1} tokens/s   llama.cpp {ll:6.1} tokens/s   ratio {:.3}  (llama-cpp-python, {threads} threads, same GGUF and prompt)", gl / ll);
+        }
         println!("embed     minilm    local {el:8.1} texts/s    network {en:8.1} texts/s    ratio {:.3}", en / el);
         drop(a_child);
         drop(b_child);

@@ -17,6 +17,7 @@ use crate::backend::Backend;
 use crate::chat::{Prompt, StopScan, render_chat, scan_stop};
 use crate::error::{self, Error, Result};
 use crate::files::ModelFile;
+use crate::requant;
 
 /// How to decode.
 #[derive(Clone, Debug, PartialEq)]
@@ -158,7 +159,22 @@ impl Generator {
                 stop_tokens.push(id);
             }
         }
-        let weights = ModelWeights::from_gguf(content, &mut reader, &device).map_err(&c)?;
+        // On the CPU, block types that candle multiplies in scalar code are converted once to
+        // one it multiplies with SIMD (see `requant`).
+        let converted =
+            if backend == Backend::Cpu && std::env::var_os("WARREN_NO_REQUANT").is_none() {
+                requant::for_cpu(name, &content, &mut reader)?
+            } else {
+                None
+            };
+        let weights = match converted {
+            Some(bytes) => {
+                let mut reader = Cursor::new(bytes);
+                let content = gguf_file::Content::read(&mut reader).map_err(&c)?;
+                ModelWeights::from_gguf(content, &mut reader, &device).map_err(&c)?
+            }
+            None => ModelWeights::from_gguf(content, &mut reader, &device).map_err(&c)?,
+        };
         Ok(Self {
             name: name.to_string(),
             weights,

@@ -21,6 +21,7 @@ pub mod files;
 pub mod generate;
 pub mod hardware;
 pub mod plan;
+mod requant;
 pub mod signals;
 pub mod tiny;
 
