@@ -8,7 +8,9 @@
 //! to within half a step of 1/127 of the block's largest value, so the output barely moves; the
 //! conversion is deterministic (the same file gives the same weights on every operator of one
 //! build), which is what verification by digest needs. `WARREN_NO_REQUANT=1` in the environment of
-//! the process that loads the model keeps the file's own types (to measure the difference).
+//! the process that loads the model keeps the file's own types, to measure the difference with the
+//! `gen_speed` example (a node's model workers start with a cleared environment, so it never
+//! reaches them).
 
 use std::io::Cursor;
 
