@@ -20,6 +20,7 @@ pub mod block_transfer;
 pub mod capability;
 mod codec;
 pub mod content;
+pub mod directory;
 pub mod envelope;
 mod error;
 pub mod event;
@@ -46,6 +47,7 @@ pub use envelope::{Envelope, MAX_ENVELOPE_SIZE, Metadata};
 pub use error::{Error, Subject};
 pub use event::{EventType, State};
 pub use identity::{OnionSecret, decode_keypair, encode_keypair, keypair_from_secret};
+pub use directory::{DIRECTORY_VERSION, DirEntry, Directory, EntryKind};
 pub use manifest::{
     CHUNK_SIZE, MANIFEST_FANOUT, MANIFEST_VERSION, MAX_MANIFEST_SIZE, Manifest, ManifestEntry,
 };
