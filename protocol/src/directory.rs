@@ -128,7 +128,8 @@ pub fn check_name(name: &str) -> Result<(), Error> {
 impl Directory {
     /// Sorts the entries into listing order (the bytes of their names).
     pub fn sort(&mut self) {
-        self.entries.sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
+        self.entries
+            .sort_by(|a, b| a.name.as_bytes().cmp(b.name.as_bytes()));
     }
 
     /// The sum of the entries' sizes, or `None` past `u64`.
@@ -268,7 +269,15 @@ mod tests {
         ] {
             assert!(name_problem(bad).is_some(), "{bad:?}");
         }
-        for good in ["a", "...", ".hidden", "ファイル.txt", "a b", "a\\b", &"x".repeat(255)] {
+        for good in [
+            "a",
+            "...",
+            ".hidden",
+            "ファイル.txt",
+            "a b",
+            "a\\b",
+            &"x".repeat(255),
+        ] {
             assert_eq!(name_problem(good), None, "{good:?}");
         }
     }

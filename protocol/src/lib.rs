@@ -43,11 +43,11 @@ pub use multiaddr::{self, Multiaddr};
 
 pub use capability::{Capability, Class, FileKey};
 pub use content::{Codec, ContentId};
+pub use directory::{DIRECTORY_VERSION, DirEntry, Directory, EntryKind};
 pub use envelope::{Envelope, MAX_ENVELOPE_SIZE, Metadata};
 pub use error::{Error, Subject};
 pub use event::{EventType, State};
 pub use identity::{OnionSecret, decode_keypair, encode_keypair, keypair_from_secret};
-pub use directory::{DIRECTORY_VERSION, DirEntry, Directory, EntryKind};
 pub use manifest::{
     CHUNK_SIZE, MANIFEST_FANOUT, MANIFEST_VERSION, MAX_MANIFEST_SIZE, Manifest, ManifestEntry,
 };
