@@ -224,10 +224,7 @@ fn the_page_states_the_parameters_the_code_uses() {
             "at most **{}** entries",
             warren_protocol::directory::MAX_DIRECTORY_ENTRIES
         ),
-        format!(
-            "**{}** bytes",
-            warren_protocol::directory::MAX_LISTING_SIZE
-        ),
+        format!("**{}** bytes", warren_protocol::directory::MAX_LISTING_SIZE),
         format!("`{}`", warren_protocol::directory::DIRECTORY_MEDIA_TYPE),
     ] {
         assert!(
@@ -383,8 +380,16 @@ fn print_vectors() {
     println!("| dir-hello | `{dir}` |\n| dir-empty | `{empty}` |");
     let l = listing(&store, &dir);
     block("listing-dir-hello", None, &annotate(&l));
-    block("manifest-dir-hello", None, &annotate(&store.get_block(&dir).unwrap()));
-    block("listing-dir-empty", None, &annotate(&listing(&store, &empty)));
+    block(
+        "manifest-dir-hello",
+        None,
+        &annotate(&store.get_block(&dir).unwrap()),
+    );
+    block(
+        "listing-dir-empty",
+        None,
+        &annotate(&listing(&store, &empty)),
+    );
     block(
         "invalid-listing-dotdot",
         Some("InvalidField"),

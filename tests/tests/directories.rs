@@ -173,7 +173,13 @@ fn a_tree_round_trips_between_nodes_and_hostile_listings_are_refused() {
 
     // Put on A, kept there only.
     let t = Instant::now();
-    let out = cli(&bin, &a_dir, &["put", tree.to_str().unwrap(), "--rf", "0"], true).unwrap();
+    let out = cli(
+        &bin,
+        &a_dir,
+        &["put", tree.to_str().unwrap(), "--rf", "0"],
+        true,
+    )
+    .unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(out.status.success(), "put DIR failed: {stderr}");
     assert!(
@@ -236,7 +242,10 @@ fn a_tree_round_trips_between_nodes_and_hostile_listings_are_refused() {
     assert!(err.contains("is a directory"), "{err}");
     let out = cli(&bin, &b_dir, &["ls", &format!("{id}/nope")], false).unwrap();
     let err = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success() && err.contains("no entry \"nope\""), "{err}");
+    assert!(
+        !out.status.success() && err.contains("no entry \"nope\""),
+        "{err}"
+    );
 
     // The same tree put on B gets the same id.
     let again = cli_json(&bin, &b_dir, &["put", tree.to_str().unwrap(), "--rf", "0"]).unwrap();
@@ -264,7 +273,8 @@ fn a_tree_round_trips_between_nodes_and_hostile_listings_are_refused() {
         .store
         .put(&b"overwritten"[..], &PutOptions::default(), &|_| {})
         .unwrap();
-    rt.block_on(hostile.node.mesh.keep_here(victim.cid)).unwrap();
+    rt.block_on(hostile.node.mesh.keep_here(victim.cid))
+        .unwrap();
     let outside = tmp.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let before = files_under(&outside).len();
@@ -279,7 +289,13 @@ fn a_tree_round_trips_between_nodes_and_hostile_listings_are_refused() {
         let bad = plant(&rt, &hostile, &listing).to_string();
         let target = outside.join("sub").join("target");
         std::fs::create_dir_all(target.parent().unwrap()).unwrap();
-        let out = cli(&bin, &b_dir, &["get", &bad, "-o", target.to_str().unwrap()], false).unwrap();
+        let out = cli(
+            &bin,
+            &b_dir,
+            &["get", &bad, "-o", target.to_str().unwrap()],
+            false,
+        )
+        .unwrap();
         let err = String::from_utf8_lossy(&out.stderr);
         println!("{names:?}: {}", err.trim());
         assert!(!out.status.success(), "{names:?} accepted");

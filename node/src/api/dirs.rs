@@ -188,9 +188,9 @@ async fn listing(s: &AppState, cid: ContentId) -> Result<Directory, ApiError> {
     let missing = s.mesh.fetch_manifests(cid, &session).await?;
     let root = blocking(&s.store, move |st| st.stat(&cid)).await?;
     if !root.is_directory() {
-        return Err(ApiError::from(
-            warren_storage_mesh::Error::NotADirectory { cid },
-        ));
+        return Err(ApiError::from(warren_storage_mesh::Error::NotADirectory {
+            cid,
+        }));
     }
     if root.size > MAX_LISTING_SIZE as u64 {
         return Err(ApiError::from(warren_storage_mesh::Error::BadDirectory {

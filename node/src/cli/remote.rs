@@ -404,6 +404,9 @@ async fn get_tree(
     let (files, bytes) = crate::cli::tree::get_dir(api, view, &path, json).await?;
     let shown = serde_json::json!({ "cid": cid, "files": files, "size": bytes, "path": path });
     print(json, &shown, |_| {
-        format!("{files} files, {bytes} bytes written under {}\n", path.display())
+        format!(
+            "{files} files, {bytes} bytes written under {}\n",
+            path.display()
+        )
     })
 }

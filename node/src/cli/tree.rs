@@ -72,10 +72,8 @@ fn scan_dir(path: &Path, scan: &mut Scan) -> anyhow::Result<Node> {
             continue;
         };
         if let Some(problem) = name_problem(&name) {
-            scan.skipped.push(format!(
-                "skipped {}: the name {problem}",
-                child.display()
-            ));
+            scan.skipped
+                .push(format!("skipped {}: the name {problem}", child.display()));
             continue;
         }
         // The entry's own type: a symbolic link is a link, never what it points to.
@@ -158,8 +156,7 @@ impl Putter<'_> {
         self.pinned(&view.cid);
         self.bar.inc(size);
         let done = self.done.fetch_add(1, std::sync::atomic::Ordering::Relaxed) + 1;
-        self.bar
-            .set_message(format!("files {done}/{}", self.files));
+        self.bar.set_message(format!("files {done}/{}", self.files));
         Ok(view.cid)
     }
 
@@ -196,11 +193,7 @@ impl Putter<'_> {
                 }
             }
             let release = if release {
-                let mut set = self
-                    .pinned
-                    .lock()
-                    .map(|s| s.clone())
-                    .unwrap_or_default();
+                let mut set = self.pinned.lock().map(|s| s.clone()).unwrap_or_default();
                 set.retain(|c| !self.before.contains(c));
                 set.into_iter().collect()
             } else {
@@ -225,7 +218,7 @@ impl Putter<'_> {
 }
 
 /// `warren put DIR`: puts the tree; returns the top directory's put and the lines it skipped.
-pub async fn put_dir(
+pub(super) async fn put_dir(
     api: &ApiClient,
     dir: &Path,
     pin: bool,
@@ -265,7 +258,7 @@ pub async fn put_dir(
 }
 
 /// `GET /v1/ls/{cid}?path=`.
-pub async fn ls(api: &ApiClient, cid: &str, path: &str) -> anyhow::Result<LsView> {
+pub(super) async fn ls(api: &ApiClient, cid: &str, path: &str) -> anyhow::Result<LsView> {
     let mut url = format!("/v1/ls/{cid}");
     if !path.is_empty() {
         url = format!("{url}?path={}", percent_encode(path));
@@ -275,7 +268,7 @@ pub async fn ls(api: &ApiClient, cid: &str, path: &str) -> anyhow::Result<LsView
 
 /// `warren get CID -o DIR` for a directory: recreates the tree `view` (of `cid`) under `out`,
 /// which must not exist or be an empty directory. Returns the files and bytes written.
-pub async fn get_dir(
+pub(super) async fn get_dir(
     api: &ApiClient,
     view: LsView,
     out: &Path,
@@ -294,7 +287,9 @@ pub async fn get_dir(
             "{} exists and is not a directory (links are not followed)",
             out.display()
         ),
-        Err(_) => std::fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?,
+        Err(_) => {
+            std::fs::create_dir(out).with_context(|| format!("creating {}", out.display()))?
+        }
     }
     let bar = bar(view.size, quiet);
     let mut stack = vec![(view, out.to_owned())];
@@ -371,7 +366,7 @@ fn percent_encode(text: &str) -> String {
 }
 
 /// The text `warren ls` prints: one line per entry, directories with a trailing `/`.
-pub fn ls_text(view: &LsView) -> String {
+pub(super) fn ls_text(view: &LsView) -> String {
     match &view.entries {
         None => format!("{}  {:>12}  (file)\n", view.cid, view.size),
         Some(entries) => entries
@@ -409,7 +404,9 @@ mod tests {
         let Node::Dir { entries } = &entries[0].1 else {
             panic!()
         };
-        assert!(matches!(&entries[0], (n, Node::Dir { entries }) if n == "empty" && entries.is_empty()));
+        assert!(
+            matches!(&entries[0], (n, Node::Dir { entries }) if n == "empty" && entries.is_empty())
+        );
     }
 
     #[test]
