@@ -258,7 +258,7 @@ fn a_tree_round_trips_between_nodes_and_hostile_listings_are_refused() {
             &tmp.path().join("hostile"),
             "local",
             vec![boot.parse().unwrap()],
-            0,
+            64 * MIB as u64,
             |c| c.roles = vec![Role::Operator],
         )
         .await

@@ -27,6 +27,8 @@ use crate::view::{DirEntryView, LsView, PinView, PutDirRequest, PutView};
 
 /// Files of one directory uploaded at once.
 const PARALLEL_PUTS: usize = 4;
+/// Files of one directory downloaded at once (each fetched from its holders in turn).
+const PARALLEL_GETS: usize = 8;
 
 /// A scanned tree.
 enum Node {
@@ -298,17 +300,21 @@ pub(super) async fn get_dir(
         let Some(entries) = dir.entries else {
             bail!("{} is not a directory", dir.cid);
         };
-        for e in entries {
+        // Every name of this directory is checked before anything of it is written.
+        for e in &entries {
             if let Some(problem) = name_problem(&e.name) {
                 bail!(
                     "directory {} is refused: the entry name {problem}; nothing is written for it",
                     dir.cid
                 );
             }
-            entries_seen += 1;
-            if entries_seen > MAX_TREE_ROOTS {
-                bail!("the tree names more than {MAX_TREE_ROOTS} entries: refused");
-            }
+        }
+        entries_seen += entries.len();
+        if entries_seen > MAX_TREE_ROOTS {
+            bail!("the tree names more than {MAX_TREE_ROOTS} entries: refused");
+        }
+        let mut file_entries = Vec::new();
+        for e in entries {
             let target = local.join(&e.name);
             if std::fs::symlink_metadata(&target).is_ok() {
                 bail!(
@@ -331,21 +337,30 @@ pub(super) async fn get_dir(
                     .with_context(|| format!("creating {}", target.display()))?;
                 stack.push((child, target));
             } else {
+                file_entries.push((e, target));
+            }
+        }
+        let mut gets = futures::stream::iter(file_entries)
+            .map(|(e, target)| async move {
                 let n = transfer::get(api, &e.cid, Some(&target), true, false).await?;
                 if n != e.size {
                     let _ = std::fs::remove_file(&target);
                     bail!(
-                        "directory {} lists {:?} with {} bytes but the file has {n}",
-                        dir.cid,
+                        "a directory lists {:?} with {} bytes but the file {} has {n}",
                         e.name,
-                        e.size
+                        e.size,
+                        e.cid
                     );
                 }
-                files += 1;
-                bytes += n;
-                bar.inc(n);
-                bar.set_message(format!("files {files}"));
-            }
+                Ok(n)
+            })
+            .buffer_unordered(PARALLEL_GETS);
+        while let Some(got) = gets.next().await {
+            let n = got?;
+            files += 1;
+            bytes += n;
+            bar.inc(n);
+            bar.set_message(format!("files {files}"));
         }
     }
     bar.finish_and_clear();
