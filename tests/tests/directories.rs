@@ -47,7 +47,7 @@ fn write_tree(root: &Path) -> (BTreeMap<PathBuf, Vec<u8>>, u64) {
                 };
                 let name = format!("файл-{k}-{}.bin", ["a", "é", "🦀", "z"][k % 4]);
                 let rel = dir.join(name);
-                let data = test_bytes(len, n, n % 3 == 0);
+                let data = test_bytes(len, n, n.is_multiple_of(3));
                 std::fs::write(root.join(&rel), &data).unwrap();
                 total += len as u64;
                 files.insert(rel, data);
