@@ -79,9 +79,14 @@ impl Store {
         ready: &Ready<'_>,
     ) -> Result<Directory, Error> {
         let bytes = read::listing_bytes(self, cid, ready)?;
-        Directory::decode(cid, &bytes).map_err(|e| Error::BadDirectory {
-            cid: *cid,
-            reason: e.to_string(),
+        Directory::decode(cid, &bytes).map_err(|e| {
+            let text = e.to_string();
+            // The protocol's message names the directory too: say it once.
+            let prefix = format!("directory {cid}: ");
+            Error::BadDirectory {
+                cid: *cid,
+                reason: text.strip_prefix(&prefix).unwrap_or(&text).to_owned(),
+            }
         })
     }
 
