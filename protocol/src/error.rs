@@ -22,6 +22,8 @@ pub enum Subject {
     Manifest(Option<Box<ContentId>>),
     /// An inference job message or model manifest of this kind (`spec/inference-jobs.md`).
     Inference(&'static str),
+    /// A directory listing: the one of the directory with this id, or `None` for one being built.
+    Directory(Option<Box<ContentId>>),
 }
 
 impl fmt::Display for Subject {
@@ -32,6 +34,8 @@ impl fmt::Display for Subject {
             Subject::Manifest(Some(id)) => write!(f, "manifest {id}"),
             Subject::Manifest(None) => write!(f, "manifest (not yet encoded)"),
             Subject::Inference(what) => f.write_str(what),
+            Subject::Directory(Some(id)) => write!(f, "directory {id}"),
+            Subject::Directory(None) => write!(f, "directory (not yet encoded)"),
         }
     }
 }

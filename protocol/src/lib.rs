@@ -20,6 +20,7 @@ pub mod block_transfer;
 pub mod capability;
 mod codec;
 pub mod content;
+pub mod directory;
 pub mod envelope;
 mod error;
 pub mod event;
@@ -42,6 +43,7 @@ pub use multiaddr::{self, Multiaddr};
 
 pub use capability::{Capability, Class, FileKey};
 pub use content::{Codec, ContentId};
+pub use directory::{DIRECTORY_VERSION, DirEntry, Directory, EntryKind};
 pub use envelope::{Envelope, MAX_ENVELOPE_SIZE, Metadata};
 pub use error::{Error, Subject};
 pub use event::{EventType, State};

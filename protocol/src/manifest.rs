@@ -14,7 +14,11 @@
 
 use serde::{Deserialize, Serialize};
 
-use crate::{Codec, ContentId, Error, codec, error::Subject};
+use crate::{
+    Codec, ContentId, Error, codec,
+    directory::{DIRECTORY_MEDIA_TYPE, DIRECTORY_VERSION},
+    error::Subject,
+};
 
 /// The manifest format this implementation writes and reads.
 pub const MANIFEST_VERSION: u16 = 1;
@@ -102,6 +106,12 @@ impl Manifest {
         (CHUNK_SIZE as u128) * (MANIFEST_FANOUT as u128).pow(u32::from(depth))
     }
 
+    /// Whether this is a directory's root (version [`DIRECTORY_VERSION`]): its content is a
+    /// [`Directory`](crate::Directory) listing, not a file.
+    pub fn is_directory(&self) -> bool {
+        self.version == DIRECTORY_VERSION
+    }
+
     /// Bytes stored for the whole tree under this manifest, given the length of its own block.
     pub fn stored_total(&self, own_len: usize) -> u64 {
         self.entries
@@ -170,12 +180,23 @@ impl Manifest {
             field,
             reason,
         };
-        if self.version != MANIFEST_VERSION {
+        if self.version != MANIFEST_VERSION && self.version != DIRECTORY_VERSION {
             return Err(Error::UnsupportedVersion {
                 subject: subject(),
                 found: self.version,
-                supported: MANIFEST_VERSION,
+                supported: DIRECTORY_VERSION,
             });
+        }
+        if self.is_directory()
+            && (self.name.is_some() || self.media_type.as_deref() != Some(DIRECTORY_MEDIA_TYPE))
+        {
+            return Err(invalid(
+                "media_type".into(),
+                format!(
+                    "a version-{DIRECTORY_VERSION} manifest is a directory: no name, media type \
+                     {DIRECTORY_MEDIA_TYPE}"
+                ),
+            ));
         }
         if self.depth > MAX_MANIFEST_DEPTH {
             return Err(invalid(
@@ -412,16 +433,42 @@ mod tests {
     }
 
     #[test]
+    fn version_2_is_only_a_directory_root() {
+        let dir = Manifest {
+            version: DIRECTORY_VERSION,
+            name: None,
+            media_type: Some(DIRECTORY_MEDIA_TYPE.into()),
+            ..leaf(&[10])
+        };
+        dir.validate().unwrap();
+        assert!(dir.is_directory());
+        rejects(
+            &Manifest {
+                name: Some("d".into()),
+                ..dir.clone()
+            },
+            "is a directory",
+        );
+        rejects(
+            &Manifest {
+                media_type: Some("text/plain".into()),
+                ..dir
+            },
+            "is a directory",
+        );
+    }
+
+    #[test]
     fn validation_rules() {
         let good = leaf(&[MIB, MIB, 10]);
         good.validate().unwrap();
 
         rejects(
             &Manifest {
-                version: 2,
+                version: 3,
                 ..good.clone()
             },
-            "version 2",
+            "version 3",
         );
         rejects(
             &Manifest {

@@ -77,6 +77,33 @@ pub enum Error {
         cid: ContentId,
     },
 
+    /// A directory's id where a file was expected.
+    #[error(
+        "{cid} is a directory, not a file: list it with `warren ls {cid}`, fetch it with \
+         `warren get {cid} -o DIR`, or one entry with `warren get {cid}/PATH`"
+    )]
+    IsDirectory {
+        /// The directory's id.
+        cid: ContentId,
+    },
+
+    /// A file's id where a directory was expected.
+    #[error("{cid} is a file, not a directory")]
+    NotADirectory {
+        /// The file's id.
+        cid: ContentId,
+    },
+
+    /// A directory's listing breaks the rules of `spec/storage.md` ("Directories"), or an entry
+    /// does not match what it names.
+    #[error("directory {cid} is refused: {reason}")]
+    BadDirectory {
+        /// The directory's id.
+        cid: ContentId,
+        /// What is wrong (the entry's name, when one is wrong).
+        reason: String,
+    },
+
     /// Pinning needs every block of the file in the store.
     #[error("cannot pin {root}: block {missing} of its DAG is not in the store")]
     Incomplete {

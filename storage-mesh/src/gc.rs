@@ -41,8 +41,11 @@ pub struct GcReport {
 fn live(store: &Store, in_flight: &HashMap<ContentId, u32>) -> Result<HashSet<ContentId>, Error> {
     let mut live: HashSet<ContentId> = in_flight.keys().copied().collect();
     for pin in store.pins()? {
-        let (_, summary) = read::summarize(store, &pin.cid, false)?;
+        let (root, summary) = read::summarize(store, &pin.cid, false)?;
         live.extend(summary.blocks);
+        if root.is_directory() {
+            live.extend(store.directory_blocks(&pin.cid)?);
+        }
     }
     live.extend(store.held()?);
     Ok(live)

@@ -120,6 +120,18 @@ pub(crate) fn put<R: Read + Send>(
     class: Class,
     progress: &(dyn Fn(u64) + Sync),
 ) -> Result<PutOutcome, Error> {
+    put_tree(store, reader, opts, class, progress, TreeBuilder::new())
+}
+
+/// [`put`] with the tree builder to use (a directory's listing gets a version-2 root).
+pub(crate) fn put_tree<R: Read + Send>(
+    store: &Store,
+    reader: R,
+    opts: &PutOptions,
+    class: Class,
+    progress: &(dyn Fn(u64) + Sync),
+    tree: TreeBuilder,
+) -> Result<PutOutcome, Error> {
     // Sealed streams do not compress: their chunks are stored raw, without trying.
     let compress = !class.is_encrypted();
     // Refuse bad names before reading a byte.
@@ -135,7 +147,7 @@ pub(crate) fn put<R: Read + Send>(
         seen: HashSet::new(),
         dag_bytes: 0,
         batch: Batch::default(),
-        tree: TreeBuilder::new(),
+        tree,
         sealed: Vec::new(),
     };
 

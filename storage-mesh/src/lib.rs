@@ -38,6 +38,7 @@ pub mod audit_pace;
 pub mod background;
 pub mod cache;
 pub mod chunk;
+mod directory;
 mod error;
 pub mod fetch;
 mod gc;
@@ -62,6 +63,7 @@ mod test_util;
 pub mod testdata;
 mod tree;
 
+pub use directory::MAX_TREE_ROOTS;
 pub use error::Error;
 pub use gc::GcReport;
 pub use ingest::{EncodedChunk, PutOptions, PutOutcome};
@@ -70,6 +72,6 @@ pub use read::{MAX_FILE_CHUNKS, MAX_FILE_SIZE};
 pub use seal::{Opened, SealOptions, SealOutcome};
 pub use store::{DISK_RESERVE, INLINE_MAX, PinInfo, Ready, Responsibilities, Store, Usage};
 pub use warren_protocol::{
-    CHUNK_SIZE, Capability, Class, Codec, ContentId, FileKey, MANIFEST_FANOUT, Manifest,
-    ManifestEntry,
+    CHUNK_SIZE, Capability, Class, Codec, ContentId, DirEntry, Directory, EntryKind, FileKey,
+    MANIFEST_FANOUT, Manifest, ManifestEntry,
 };

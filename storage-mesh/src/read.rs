@@ -12,7 +12,9 @@ use std::{
     sync::Arc,
 };
 
-use warren_protocol::{CHUNK_SIZE, Codec, ContentId, Manifest, ManifestEntry};
+use warren_protocol::{
+    CHUNK_SIZE, Codec, ContentId, Manifest, ManifestEntry, directory::MAX_LISTING_SIZE,
+};
 
 use crate::store::Ready;
 use crate::{Error, Store, chunk};
@@ -164,13 +166,17 @@ fn check_child(
             entry.stored_len
         ));
     }
+    if child.is_directory() {
+        return wrong("a directory root below the root".into());
+    }
     if child.name.is_some() || child.media_type.is_some() {
         return wrong("a name or media type below the root".into());
     }
     Ok(())
 }
 
-/// Writes the file `cid` to `out`; see [`Store::get`].
+/// Writes the file `cid` to `out`; see [`Store::get`]. A directory is refused
+/// ([`Error::IsDirectory`]) before any byte is written.
 pub(crate) fn get<W: Write>(
     store: &dyn Blocks,
     cid: &ContentId,
@@ -178,7 +184,33 @@ pub(crate) fn get<W: Write>(
     progress: &dyn Fn(u64),
     ready: &Ready<'_>,
 ) -> Result<u64, Error> {
+    copy_content(store, cid, out, progress, ready, false)
+}
+
+/// The content of the directory `cid` (its listing's bytes, not yet decoded): refuses a file
+/// ([`Error::NotADirectory`]) and a listing declared larger than `MAX_LISTING_SIZE` before
+/// reading any chunk.
+pub(crate) fn listing_bytes(
+    store: &dyn Blocks,
+    cid: &ContentId,
+    ready: &Ready<'_>,
+) -> Result<Vec<u8>, Error> {
+    let mut out = Vec::new();
+    copy_content(store, cid, &mut out, &|_| {}, ready, true)?;
+    Ok(out)
+}
+
+fn copy_content<W: Write>(
+    store: &dyn Blocks,
+    cid: &ContentId,
+    out: W,
+    progress: &dyn Fn(u64),
+    ready: &Ready<'_>,
+    directory: bool,
+) -> Result<u64, Error> {
     struct Copy<'a, W> {
+        /// Whether the root must be a directory (or must not be).
+        directory: bool,
         store: &'a dyn Blocks,
         root: ContentId,
         /// The root's size, once its manifest is read: no more than this is ever written.
@@ -193,6 +225,20 @@ pub(crate) fn get<W: Write>(
         fn manifest(&mut self, cid: &ContentId, m: &Manifest, _: usize) -> Result<bool, Error> {
             if self.declared.is_none() {
                 // The root, visited first.
+                match (self.directory, m.is_directory()) {
+                    (false, true) => return Err(Error::IsDirectory { cid: *cid }),
+                    (true, false) => return Err(Error::NotADirectory { cid: *cid }),
+                    _ => {}
+                }
+                if self.directory && m.size > MAX_LISTING_SIZE as u64 {
+                    return Err(Error::BadDirectory {
+                        cid: *cid,
+                        reason: format!(
+                            "its listing declares {} bytes, over the limit of {MAX_LISTING_SIZE}",
+                            m.size
+                        ),
+                    });
+                }
                 check_declared_size(cid, m)?;
                 self.declared = Some(m.size);
             }
@@ -234,6 +280,7 @@ pub(crate) fn get<W: Write>(
         }
     }
     let mut copy = Copy {
+        directory,
         store,
         root: *cid,
         declared: None,

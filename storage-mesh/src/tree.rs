@@ -26,6 +26,9 @@ pub(crate) struct TreeBuilder {
     fanout: usize,
     seal: Seal,
     levels: Vec<Vec<ManifestEntry>>,
+    /// The root's version: [`MANIFEST_VERSION`] for a file, `DIRECTORY_VERSION` for a
+    /// directory's listing (the manifests below a root are always version 1).
+    root_version: u16,
 }
 
 impl TreeBuilder {
@@ -34,6 +37,15 @@ impl TreeBuilder {
             fanout: MANIFEST_FANOUT,
             seal: Manifest::to_block,
             levels: Vec::new(),
+            root_version: MANIFEST_VERSION,
+        }
+    }
+
+    /// A builder for a directory's listing: its root gets `DIRECTORY_VERSION`.
+    pub(crate) fn directory() -> Self {
+        Self {
+            root_version: warren_protocol::DIRECTORY_VERSION,
+            ..Self::new()
         }
     }
 
@@ -80,7 +92,8 @@ impl TreeBuilder {
         }
         let top = self.levels.len().saturating_sub(1);
         let entries = self.levels.pop().unwrap_or_default();
-        let manifest = build(top, entries, name, media_type);
+        let mut manifest = build(top, entries, name, media_type);
+        manifest.version = self.root_version;
         let (cid, bytes) = (self.seal)(&manifest).map_err(|e| Error::BuildManifest(Box::new(e)))?;
         out.push((cid, bytes));
         Ok(manifest)
@@ -197,6 +210,7 @@ mod tests {
             fanout,
             seal: fake_seal,
             levels: Vec::new(),
+            root_version: MANIFEST_VERSION,
         };
         let mut out = Vec::new();
         for i in 0..n {

@@ -18,7 +18,7 @@
 
 use std::collections::BTreeMap;
 
-use warren_protocol::{Error, Manifest};
+use warren_protocol::{Directory, Error, Manifest};
 use warren_storage_mesh::{CHUNK_SIZE, Codec, ContentId, PutOptions, Store, chunk};
 
 const STORAGE_MD: &str = include_str!("../../spec/storage.md");
@@ -70,6 +70,28 @@ fn put_all() -> (tempfile::TempDir, Store, BTreeMap<&'static str, ContentId>) {
     (dir, store, ids)
 }
 
+/// The directory of the spec's table: `hello.txt` (the file `hello-named`) and `empty/` (an
+/// empty directory). Returns its id and the empty directory's id.
+fn put_dir(store: &Store, ids: &BTreeMap<&'static str, ContentId>) -> (ContentId, ContentId) {
+    let empty = store.put_directory(Vec::new(), true).unwrap().cid;
+    let dir = store
+        .put_directory(
+            vec![
+                ("hello.txt".into(), ids["hello-named"]),
+                ("empty".into(), empty),
+            ],
+            true,
+        )
+        .unwrap()
+        .cid;
+    (dir, empty)
+}
+
+/// The listing of a directory (its one chunk's payload).
+fn listing(store: &Store, dir: &ContentId) -> Vec<u8> {
+    store.read_directory(dir).unwrap().encode().unwrap()
+}
+
 fn chunk_block(data: &[u8]) -> Vec<u8> {
     chunk::encode_block(data)
 }
@@ -118,8 +140,17 @@ fn file_ids() {
 }
 
 #[test]
+fn directory_ids() {
+    let (_dir, store, ids) = put_all();
+    let (dir, empty) = put_dir(&store, &ids);
+    assert_eq!(dir, table_id("dir-hello"), "directory id");
+    assert_eq!(empty, table_id("dir-empty"), "empty directory id");
+}
+
+#[test]
 fn hex_vectors() {
     let (_dir, store, ids) = put_all();
+    let (dir, empty) = put_dir(&store, &ids);
     let all = vectors(STORAGE_MD);
     let good: BTreeMap<&str, &[u8]> = all
         .iter()
@@ -143,6 +174,9 @@ fn hex_vectors() {
             "manifest-pattern-1mib-plus-1",
             store.get_block(&ids["pattern-1mib-plus-1"]).unwrap(),
         ),
+        ("listing-dir-hello", listing(&store, &dir)),
+        ("manifest-dir-hello", store.get_block(&dir).unwrap()),
+        ("listing-dir-empty", listing(&store, &empty)),
     ]
     .into_iter()
     .collect();
@@ -157,6 +191,10 @@ fn hex_vectors() {
             let m = Manifest::decode(bytes).unwrap();
             assert_eq!(&m.encode().unwrap(), bytes, "{name} re-encodes");
         }
+        if name.starts_with("listing-") {
+            let d = Directory::decode(&dir, bytes).unwrap();
+            assert_eq!(&d.encode().unwrap(), bytes, "{name} re-encodes");
+        }
     }
 
     let bad: Vec<&Vector> = all.iter().filter(|v| v.error.is_some()).collect();
@@ -165,6 +203,8 @@ fn hex_vectors() {
         let kind = v.error.as_deref().unwrap_or_default();
         let err = if v.name.starts_with("invalid-cid") {
             ContentId::from_bytes(&v.bytes).expect_err(&v.name)
+        } else if v.name.starts_with("invalid-listing") {
+            Directory::decode(&dir, &v.bytes).expect_err(&v.name)
         } else {
             Manifest::decode(&v.bytes).expect_err(&v.name)
         };
@@ -180,6 +220,12 @@ fn the_page_states_the_parameters_the_code_uses() {
         format!("**{}** bytes", CHUNK_SIZE),
         format!("at most **{}** entries", warren_protocol::MANIFEST_FANOUT),
         format!("**{}** bytes (128 KiB)", warren_protocol::MAX_MANIFEST_SIZE),
+        format!(
+            "at most **{}** entries",
+            warren_protocol::directory::MAX_DIRECTORY_ENTRIES
+        ),
+        format!("**{}** bytes", warren_protocol::directory::MAX_LISTING_SIZE),
+        format!("`{}`", warren_protocol::directory::DIRECTORY_MEDIA_TYPE),
     ] {
         assert!(
             STORAGE_MD.contains(&fact),
@@ -330,11 +376,55 @@ fn print_vectors() {
         block(&format!("manifest-{name}"), None, &annotate(&bytes));
     }
 
+    let (dir, empty) = put_dir(&store, &ids);
+    println!("| dir-hello | `{dir}` |\n| dir-empty | `{empty}` |");
+    let l = listing(&store, &dir);
+    block("listing-dir-hello", None, &annotate(&l));
+    block(
+        "manifest-dir-hello",
+        None,
+        &annotate(&store.get_block(&dir).unwrap()),
+    );
+    block(
+        "listing-dir-empty",
+        None,
+        &annotate(&listing(&store, &empty)),
+    );
+    block(
+        "invalid-listing-dotdot",
+        Some("InvalidField"),
+        &annotate(&replace(&l, b"\x65empty", b"\x62..")),
+    );
+    block(
+        "invalid-listing-slash",
+        Some("InvalidField"),
+        &annotate(&replace(&l, b"\x65empty", b"\x65/etcx")),
+    );
+    block(
+        "invalid-listing-duplicate",
+        Some("InvalidField"),
+        &annotate(&replace(&l, b"\x69hello.txt", b"\x65empty")),
+    );
+    block(
+        "invalid-listing-unsorted",
+        Some("InvalidField"),
+        &annotate(&replace(&l, b"\x65empty", b"\x65zzzzz")),
+    );
+    block(
+        "invalid-manifest-dir-named",
+        Some("InvalidField"),
+        &annotate(&replace(
+            &store.get_block(&dir).unwrap(),
+            b"\x64name\xf6",
+            b"\x64name\x61d",
+        )),
+    );
+
     let m = store.get_block(&ids["hello"]).unwrap();
     block(
-        "invalid-manifest-version-2",
+        "invalid-manifest-version-3",
         Some("UnsupportedVersion"),
-        &annotate(&replace(&m, b"\x67version\x01", b"\x67version\x02")),
+        &annotate(&replace(&m, b"\x67version\x01", b"\x67version\x03")),
     );
     let mut trailing = m.clone();
     trailing.push(0xf6);

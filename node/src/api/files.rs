@@ -76,7 +76,7 @@ pub(super) fn parse_cid(text: &str) -> Result<ContentId, ApiError> {
     })
 }
 
-async fn blocking<T: Send + 'static>(
+pub(super) async fn blocking<T: Send + 'static>(
     store: &Arc<Store>,
     f: impl FnOnce(&Store) -> Result<T, warren_storage_mesh::Error> + Send + 'static,
 ) -> Result<T, ApiError> {

@@ -52,6 +52,7 @@ use crate::storage::Mesh;
 use crate::view::{DashboardView, HeldBlock, StorageView};
 
 pub mod dashboard;
+mod dirs;
 mod files;
 mod host;
 mod jobs;
@@ -373,6 +374,8 @@ pub fn router(
         )
         .route("/v1/get/{cid}", get(files::get))
         .route("/v1/stat/{cid}", get(files::stat))
+        .route("/v1/put-dir", post(dirs::put_dir))
+        .route("/v1/ls/{cid}", get(dirs::ls))
         .route("/v1/pins", get(files::pins))
         .route("/v1/pin/{cid}", post(files::pin).delete(files::unpin))
         .route("/v1/gc", post(files::gc))
@@ -427,6 +430,8 @@ pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode 
     match e {
         E::Missing { .. } => StatusCode::NOT_FOUND,
         E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
+        E::IsDirectory { .. } | E::NotADirectory { .. } => StatusCode::BAD_REQUEST,
+        E::BadDirectory { .. } => StatusCode::BAD_GATEWAY,
         E::Incomplete { .. } => StatusCode::CONFLICT,
         E::OfferExceeded { .. } | E::DiskFull { .. } => StatusCode::INSUFFICIENT_STORAGE,
         E::Read(_) => StatusCode::BAD_REQUEST,

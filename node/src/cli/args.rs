@@ -38,10 +38,15 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Store a file (or stdin with `-`) in the node's block store and print its CID.
+    /// Store a file (or stdin with `-`) or a directory tree in the node's block store and print
+    /// its CID. A directory is stored with every file and subdirectory under it (empty ones
+    /// kept); symbolic links are not followed and special files are skipped, each one said.
     Put {
-        /// The file; `-` reads standard input.
+        /// The file or directory; `-` reads standard input.
         file: PathBuf,
+        /// Store a directory tree (the default for a directory; accepted for habit's sake).
+        #[arg(short = 'r', long)]
+        recursive: bool,
         /// Name kept in the manifest (default: the file's name).
         #[arg(long)]
         name: Option<String>,
@@ -72,7 +77,8 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// Write a stored file to FILE or standard output, verifying every block. With a capability
+    /// Write a stored file to FILE or standard output, verifying every block; a directory
+    /// (CID or CID/path/in/tree) is recreated as a tree under `-o DIR`. With a capability
     /// (`warren:CID#KEY`) the file is decrypted and authenticated; with a sealed file's bare CID
     /// you get the ciphertext.
     Get {
@@ -82,13 +88,22 @@ pub enum Command {
         /// Read the capability `warren:CID#KEY` from FILE (`-`: standard input).
         #[arg(long, value_name = "FILE")]
         capability_file: Option<PathBuf>,
-        /// Output file (written whole or not at all); default standard output.
+        /// Output file (written whole or not at all), or for a directory a new or empty
+        /// directory; default standard output.
         #[arg(short, long, value_name = "FILE")]
         output: Option<PathBuf>,
         /// Fetch it through an onion circuit (gate → middle → relay): the holders see only the
         /// relay, the gate sees only that this node talks to it, and a sealed file is opened here.
         #[arg(long)]
         anon: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// List a stored directory (or one of its subdirectories: CID/path/in/tree).
+    Ls {
+        /// The directory's CID, optionally followed by a path inside it.
+        target: String,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,

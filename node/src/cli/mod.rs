@@ -31,6 +31,7 @@ mod remote;
 pub mod start;
 mod text;
 pub mod transfer;
+mod tree;
 
 pub use args::*;
 

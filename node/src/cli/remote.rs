@@ -35,6 +35,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
         }
         Command::Put {
             file,
+            recursive: _,
             name,
             media_type,
             no_pin,
@@ -44,6 +45,18 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             anon,
             out,
         } => {
+            let is_dir = std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_dir());
+            if is_dir {
+                if anon || private || class.is_some_and(|c| c != Class::Public) {
+                    anyhow::bail!(
+                        "{} is a directory: directories are stored public (without --anon, \
+                         --private or --class)",
+                        file.display()
+                    );
+                }
+                let view = crate::cli::tree::put_dir(&api, &file, !no_pin, rf, out.json).await?;
+                return print(out.json, &view, |v| format!("{}\n", v.cid));
+            }
             let default_class = if anon { Class::Private } else { Class::Public };
             let req = crate::cli::transfer::PutRequest {
                 name,
@@ -79,8 +92,23 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             let cid = if Capability::looks_like(&cid) {
                 cid.parse::<Capability>()?;
                 cid
+            } else if let Some((root, path)) = cid.split_once('/') {
+                // An entry of a tree: a file is fetched as any file, a directory as a tree.
+                let view = crate::cli::tree::ls(&api, &check_cid(root)?, path).await?;
+                if view.entries.is_none() {
+                    view.cid
+                } else {
+                    return get_tree(&api, view, output, out.json).await;
+                }
             } else {
-                check_cid(&cid)?
+                let cid = check_cid(&cid)?;
+                if output.is_some() && !anon {
+                    let view = crate::cli::tree::ls(&api, &cid, "").await?;
+                    if view.entries.is_some() {
+                        return get_tree(&api, view, output, out.json).await;
+                    }
+                }
+                cid
             };
             let n =
                 crate::cli::transfer::get(&api, &cid, output.as_deref(), out.json, anon).await?;
@@ -104,6 +132,11 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 .await?,
             circuits_text,
         ),
+        Command::Ls { target, out } => {
+            let (root, path) = target.split_once('/').unwrap_or((&target, ""));
+            let view = crate::cli::tree::ls(&api, &check_cid(root)?, path).await?;
+            print(out.json, &view, crate::cli::tree::ls_text)
+        }
         Command::Stat { cid, out } => {
             let cid = check_cid(&cid)?;
             print(
@@ -351,4 +384,29 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
         }
         Command::Start(_) | Command::Devnet(_) | Command::Init { .. } => Ok(()),
     }
+}
+
+/// `warren get` of a directory: the tree under `-o DIR`.
+async fn get_tree(
+    api: &ApiClient,
+    view: crate::view::LsView,
+    output: Option<std::path::PathBuf>,
+    json: bool,
+) -> anyhow::Result<()> {
+    let Some(path) = output else {
+        anyhow::bail!(
+            "{} is a directory: give -o DIR to recreate it there (or `warren ls {}`)",
+            view.cid,
+            view.cid
+        );
+    };
+    let cid = view.cid.clone();
+    let (files, bytes) = crate::cli::tree::get_dir(api, view, &path, json).await?;
+    let shown = serde_json::json!({ "cid": cid, "files": files, "size": bytes, "path": path });
+    print(json, &shown, |_| {
+        format!(
+            "{files} files, {bytes} bytes written under {}\n",
+            path.display()
+        )
+    })
 }

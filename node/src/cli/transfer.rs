@@ -249,9 +249,11 @@ pub async fn get(
                     .parent()
                     .filter(|d| !d.as_os_str().is_empty())
                     .unwrap_or(Path::new("."));
-                let base = path
+                // At most 64 characters of the name: a 255-byte name plus the suffix would pass
+                // the file system's limit.
+                let base: String = path
                     .file_name()
-                    .map(|n| n.to_string_lossy().into_owned())
+                    .map(|n| n.to_string_lossy().chars().take(64).collect())
                     .unwrap_or_default();
                 let tmp = dir.join(format!(
                     ".{base}.warren-partial-{}-{:016x}",

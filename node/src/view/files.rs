@@ -171,3 +171,42 @@ pub struct ReplicationReport {
     /// Distinct peers holding at least one block.
     pub holders: Vec<String>,
 }
+
+/// One entry of a directory, as `GET /v1/ls` answers it and `POST /v1/put-dir` is asked it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct DirEntryView {
+    /// The entry's name (one path component).
+    pub name: String,
+    /// `file` or `dir` (set by the node from what `cid` names; ignored in a put).
+    #[serde(default)]
+    pub kind: String,
+    /// The id of the file or directory.
+    pub cid: String,
+    /// A file's size, a directory's total (set by the node; ignored in a put).
+    #[serde(default)]
+    pub size: u64,
+}
+
+/// `POST /v1/put-dir`: the entries of one directory, each already stored on the node.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct PutDirRequest {
+    /// The entries (any order; the node sorts them).
+    pub entries: Vec<DirEntryView>,
+    /// Ids the client pinned while putting this tree, unpinned once this directory (pinned,
+    /// and keeping them all) is stored: a tree put is then one pin.
+    #[serde(default)]
+    pub release: Vec<String>,
+}
+
+/// `GET /v1/ls/{cid}?path=`: what a path in a tree names.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct LsView {
+    /// The id of what the path names.
+    pub cid: String,
+    /// `file` or `dir`.
+    pub kind: String,
+    /// A file's size, a directory's total.
+    pub size: u64,
+    /// A directory's entries, sorted by name (absent for a file).
+    pub entries: Option<Vec<DirEntryView>>,
+}

@@ -14,7 +14,7 @@ pub use dashboard::{
     StorageView,
 };
 pub use files::{
-    AuditRecord, BlockHolders, GcView, HolderView, LeaseView, PinView, PutView, ReplicationReport,
-    StatView, StorageUsage, WhereReport,
+    AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PinView,
+    PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
 };
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};
