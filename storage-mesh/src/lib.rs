@@ -55,6 +55,7 @@ pub mod seal;
 pub mod serve;
 mod store;
 pub mod stream;
+pub mod stripe;
 pub mod sweep;
 mod sweep_store;
 #[cfg(test)]
