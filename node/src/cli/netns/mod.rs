@@ -51,8 +51,7 @@ fn unavailable(nat: bool) -> Option<String> {
     }
     for tool in tools {
         let found = std::env::var_os("PATH")
-            .map(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()))
-            .unwrap_or(false);
+            .is_some_and(|p| std::env::split_paths(&p).any(|d| d.join(tool).is_file()));
         if !found {
             return Some(format!(
                 "--netns needs `{tool}` (install iproute2{})",
