@@ -27,8 +27,67 @@ pub const BROTLI_LGWIN: u32 = 20;
 /// Longest block: a raw chunk and its tag.
 pub const MAX_BLOCK_SIZE: usize = CHUNK_SIZE + 1;
 
-/// Encodes one chunk (at most [`CHUNK_SIZE`] bytes) as a block.
+/// Chunks shorter than this are always offered to brotli (the sample test below is skipped).
+pub const SAMPLE_MIN_CHUNK: usize = 64 * 1024;
+/// Windows the sample test reads from a chunk, evenly spread from its first byte to its last.
+pub const SAMPLE_WINDOWS: usize = 8;
+/// Bytes of each window.
+pub const SAMPLE_WINDOW: usize = 4096;
+/// Slots of the sample test's table of 4-byte words seen.
+const SAMPLE_SLOTS: usize = 4096;
+
+/// The sample test (spec/storage.md, "Incompressible chunks"): whether a chunk is stored raw
+/// without trying brotli. Integer arithmetic on the chunk's bytes only, so every writer decides
+/// alike. A chunk of at least [`SAMPLE_MIN_CHUNK`] bytes is incompressible when, over
+/// [`SAMPLE_WINDOWS`] windows of [`SAMPLE_WINDOW`] bytes at offsets `k * (len - W) / (K - 1)`:
+///
+/// 1. its byte histogram is flat: `256 * sum(count²) < n * (n + 400)` for the `n` bytes sampled
+///    (a chi-square statistic under 400, where random bytes give 255 ± 23 and any text thousands);
+/// 2. and 4-byte words rarely repeat: of the little-endian words at every offset of each window,
+///    fewer than 1 in 100 equal the last word stored in their slot `(w * 2654435761) >> 20 mod
+///    4096` of a table shared by the windows.
+pub fn looks_incompressible(chunk: &[u8]) -> bool {
+    let len = chunk.len();
+    if len < SAMPLE_MIN_CHUNK {
+        return false;
+    }
+    let mut hist = [0u64; 256];
+    let mut slots = vec![0u64; SAMPLE_SLOTS];
+    let (mut words, mut repeats) = (0u64, 0u64);
+    for k in 0..SAMPLE_WINDOWS {
+        let at = k * (len - SAMPLE_WINDOW) / (SAMPLE_WINDOWS - 1);
+        let window = &chunk[at..at + SAMPLE_WINDOW];
+        for &b in window {
+            hist[usize::from(b)] += 1;
+        }
+        for w in window.windows(4) {
+            let word = u32::from_le_bytes([w[0], w[1], w[2], w[3]]);
+            let slot = (word.wrapping_mul(2_654_435_761) >> 20) as usize % SAMPLE_SLOTS;
+            let tagged = u64::from(word) | 1 << 32;
+            if slots[slot] == tagged {
+                repeats += 1;
+            }
+            slots[slot] = tagged;
+            words += 1;
+        }
+    }
+    let n = (SAMPLE_WINDOWS * SAMPLE_WINDOW) as u64;
+    let sum_sq: u64 = hist.iter().map(|c| c * c).sum();
+    256 * sum_sq < n * (n + 400) && repeats * 100 < words
+}
+
+/// Encodes one chunk (at most [`CHUNK_SIZE`] bytes) as a block: raw when the sample test finds
+/// it incompressible, else brotli when that is shorter ([`brotli_block`]).
 pub fn encode_block(chunk: &[u8]) -> Vec<u8> {
+    if looks_incompressible(chunk) {
+        return raw_block(chunk);
+    }
+    brotli_block(chunk)
+}
+
+/// Encodes one chunk with brotli when its output is shorter, raw otherwise, without the sample
+/// test (the rule before it; the ingest bench's reference).
+pub fn brotli_block(chunk: &[u8]) -> Vec<u8> {
     let mut block = vec![0u8; 1 + chunk.len()];
     match compress_into(chunk, &mut block[1..]) {
         Some(len) => {
@@ -227,6 +286,38 @@ mod tests {
         let block = round_trip(&chunk);
         assert_eq!(block[0], TAG_RAW);
         assert_eq!(block.len(), CHUNK_SIZE + 1);
+    }
+
+    #[test]
+    fn the_sample_test_sends_random_chunks_raw_and_the_rest_to_brotli() {
+        for seed in 0..8 {
+            let random = random_chunk(seed, CHUNK_SIZE);
+            assert!(looks_incompressible(&random), "random chunk {seed}");
+            assert!(looks_incompressible(&random[..SAMPLE_MIN_CHUNK]));
+            assert!(!looks_incompressible(&text_chunk(seed, CHUNK_SIZE)));
+        }
+        // Below the threshold, brotli always gets its try (and declines on random bytes).
+        let short = random_chunk(3, SAMPLE_MIN_CHUNK - 1);
+        assert!(!looks_incompressible(&short));
+        assert_eq!(encode_block(&short)[0], TAG_RAW);
+        // A flat histogram alone is not enough: a random 4 KiB block repeated compresses.
+        let tile = random_chunk(5, 4096);
+        let tiled: Vec<u8> = tile.iter().copied().cycle().take(CHUNK_SIZE).collect();
+        assert!(!looks_incompressible(&tiled));
+        assert_eq!(round_trip(&tiled)[0], TAG_BROTLI);
+        // Nor few repeats alone: random bytes over half the alphabet compress.
+        let half: Vec<u8> = random_chunk(6, CHUNK_SIZE)
+            .iter()
+            .map(|b| b & 0x7f)
+            .collect();
+        assert!(!looks_incompressible(&half));
+        assert_eq!(round_trip(&half)[0], TAG_BROTLI);
+        // Random but for one compressible stretch the windows miss: raw, and still equal
+        // everywhere (the decision reads only the sampled bytes).
+        let mut mostly = random_chunk(7, CHUNK_SIZE);
+        mostly[310_000..440_000].fill(0);
+        assert!(looks_incompressible(&mostly));
+        assert_eq!(encode_block(&mostly), raw_block(&mostly));
     }
 
     #[test]

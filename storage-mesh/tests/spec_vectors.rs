@@ -31,6 +31,11 @@ fn pattern(len: usize) -> Vec<u8> {
     (0..len).map(|i| (i % 251) as u8).collect()
 }
 
+/// The SplitMix64 stream of seed 1, 1 MiB.
+fn random() -> Vec<u8> {
+    warren_storage_mesh::testdata::random_chunk(1, CHUNK_SIZE)
+}
+
 fn named() -> PutOptions {
     PutOptions {
         name: Some("hello.txt".into()),
@@ -49,6 +54,22 @@ fn files() -> Vec<(&'static str, Vec<u8>, PutOptions)> {
         (
             "pattern-1mib-plus-1",
             pattern(CHUNK_SIZE + 1),
+            PutOptions::default(),
+        ),
+        ("random-1mib", random(), PutOptions::default()),
+        (
+            "random-tiled-1mib",
+            random()[..4096]
+                .iter()
+                .copied()
+                .cycle()
+                .take(CHUNK_SIZE)
+                .collect(),
+            PutOptions::default(),
+        ),
+        (
+            "random-7bit-1mib",
+            random().iter().map(|b| b & 0x7f).collect(),
             PutOptions::default(),
         ),
     ]
@@ -213,6 +234,23 @@ fn hex_vectors() {
 }
 
 #[test]
+fn the_sample_test_decides_as_the_page_says() {
+    let (_dir, store, ids) = put_all();
+    for (name, raw) in [
+        ("random-1mib", true),
+        ("random-tiled-1mib", false),
+        ("random-7bit-1mib", false),
+        ("pattern-1mib", false),
+    ] {
+        let data = files().into_iter().find(|f| f.0 == name).unwrap().1;
+        assert_eq!(chunk::looks_incompressible(&data), raw, "{name}");
+        let root = Manifest::decode(&store.get_block(&ids[name]).unwrap()).unwrap();
+        let block = store.get_block(&root.entries[0].cid).unwrap();
+        assert_eq!(block[0] == chunk::TAG_RAW, raw, "{name} stored raw?");
+    }
+}
+
+#[test]
 fn the_page_states_the_parameters_the_code_uses() {
     for fact in [
         format!("quality **{}**", chunk::BROTLI_QUALITY),
@@ -226,6 +264,12 @@ fn the_page_states_the_parameters_the_code_uses() {
         ),
         format!("**{}** bytes", warren_protocol::directory::MAX_LISTING_SIZE),
         format!("`{}`", warren_protocol::directory::DIRECTORY_MEDIA_TYPE),
+        format!("at least **{}** bytes", chunk::SAMPLE_MIN_CHUNK),
+        format!(
+            "**{}** windows of **{}** bytes",
+            chunk::SAMPLE_WINDOWS,
+            chunk::SAMPLE_WINDOW
+        ),
     ] {
         assert!(
             STORAGE_MD.contains(&fact),

@@ -1,6 +1,7 @@
 //! Acceptance: `warren devnet --nodes 5` starts five real node processes on loopback; within 30 s
 //! every node lists the other four as peers and fetches and verifies every other node's record from
-//! the DHT; SIGTERM to the devnet stops them all and leaves nothing running.
+//! the DHT; every node offers every role, so `get --anon` works on it; SIGTERM to the devnet stops
+//! them all and leaves nothing running.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -104,6 +105,34 @@ fn five_node_devnet_meshes_and_serves_verified_records() {
         "all 25 records fetched and verified after {:?}",
         ready.elapsed()
     );
+
+    // Every node offers every role by default, so the quick start's `get --anon` finds a gate,
+    // a middle and a relay on the devnet it just started (the old devnet: "no usable peer for
+    // hop 0 (Gate) among 0 candidates").
+    let original = warren_tests::test_bytes(256 << 10, 5, true);
+    let file = tmp.path().join("anon-src.txt");
+    std::fs::write(&file, &original).unwrap();
+    let put = cli_json(BIN, &nodes[1].1, &["put", file.to_str().unwrap()]).unwrap();
+    let cid = put["cid"].as_str().unwrap().to_owned();
+    let back = tmp.path().join("anon-back.txt");
+    let mut last = String::new();
+    let got = (0..6).any(|_| {
+        let o = cli(
+            BIN,
+            &nodes[0].1,
+            &["get", &cid, "--anon", "-o", back.to_str().unwrap()],
+            false,
+        )
+        .unwrap();
+        last = String::from_utf8_lossy(&o.stderr).into_owned();
+        if !o.status.success() {
+            std::thread::sleep(Duration::from_secs(1));
+        }
+        o.status.success()
+    });
+    assert!(got, "get --anon on the devnet: {last}");
+    assert!(std::fs::read(&back).unwrap() == original, "byte-identical");
+    println!("get --anon on the devnet after {:?}", ready.elapsed());
 
     // A wrong id gets a clear error, not a hang or a crash.
     let out = cli(BIN, &nodes[0].1, &["record", "not-a-peer-id"], false).unwrap();

@@ -247,7 +247,8 @@ pub enum Command {
     },
     /// Inference jobs this node ran, served or requested recently.
     Jobs(OutputArgs),
-    /// Start N real nodes on loopback, bootstrapped from the first; Ctrl-C stops them all.
+    /// Start N real nodes on loopback (or in network namespaces on emulated links, --netns),
+    /// bootstrapped from the first; Ctrl-C stops them all.
     Devnet(DevnetArgs),
     /// Write a commented DATA_DIR/config.toml (the defaults, a preset and the flags given).
     Init {
@@ -389,6 +390,53 @@ pub struct DevnetArgs {
     /// Network id of the devnet.
     #[arg(long, default_value = "local")]
     pub network: String,
+    /// Roles every node offers: `all` (station, operator, gate, middle, relay), so that
+    /// `get --anon` finds its three hops, or a comma list such as `station,gate`.
+    #[arg(long, default_value = "all", value_parser = parse_roles)]
+    pub roles: DevnetRoles,
+    /// Run each node in its own network namespace, linked through an emulated switch that
+    /// applies the link flags below (needs root, iproute2 and /dev/net/tun; nftables with --nat).
+    #[arg(long)]
+    pub netns: bool,
+    /// One-way delay between any two nodes, e.g. 40ms (half on each node's access link).
+    #[arg(long, requires = "netns", value_parser = crate::cli::netns::parse_duration)]
+    pub latency: Option<std::time::Duration>,
+    /// Random extra delay per frame, up to this (order is kept), e.g. 5ms.
+    #[arg(long, requires = "netns", value_parser = crate::cli::netns::parse_duration)]
+    pub jitter: Option<std::time::Duration>,
+    /// Rate of each node's access link, each way, e.g. 50mbit, 1gbit, 500kbit.
+    #[arg(long, requires = "netns", value_parser = crate::cli::netns::parse_rate)]
+    pub rate: Option<u64>,
+    /// Frames lost at random on each node's uplink, e.g. 0.1%.
+    #[arg(long, requires = "netns", value_parser = crate::cli::netns::parse_loss)]
+    pub loss: Option<u32>,
+    /// How many of the nodes (the last ones) sit behind their own masquerading home router.
+    #[arg(long, default_value_t = 0, requires = "netns")]
+    pub nat: u16,
+}
+
+/// The roles of `warren devnet --roles`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct DevnetRoles(pub Vec<Role>);
+
+fn parse_roles(s: &str) -> Result<DevnetRoles, String> {
+    if s == "all" {
+        return Ok(DevnetRoles(vec![
+            Role::Station,
+            Role::Operator,
+            Role::Gate,
+            Role::Middle,
+            Role::Relay,
+        ]));
+    }
+    let mut roles = Vec::new();
+    for part in s.split(',').map(str::trim) {
+        let role = parse_role(part)?;
+        if !roles.contains(&role) {
+            roles.push(role);
+        }
+    }
+    Ok(DevnetRoles(roles))
 }
 
 fn parse_role(s: &str) -> Result<Role, String> {
@@ -509,5 +557,41 @@ mod tests {
         assert!(Cli::try_parse_from(["warren", "start", "--listen", "not-a-multiaddr"]).is_err());
         assert!(Cli::try_parse_from(["warren", "start", "--role", "king"]).is_err());
         assert!(Cli::try_parse_from(["warren", "devnet", "--nodes", "0"]).is_err());
+        assert!(Cli::try_parse_from(["warren", "devnet", "--roles", "gate,king"]).is_err());
+        assert!(Cli::try_parse_from(["warren", "devnet", "--latency", "40ms"]).is_err());
+    }
+
+    #[test]
+    fn devnet_offers_every_role_by_default() {
+        let cli = Cli::try_parse_from(["warren", "devnet"]).unwrap();
+        let Command::Devnet(args) = cli.command else {
+            panic!("not devnet")
+        };
+        assert_eq!(args.roles.0.len(), 5);
+        assert!(!args.netns);
+        let cli = Cli::try_parse_from([
+            "warren",
+            "devnet",
+            "--roles",
+            "station,gate",
+            "--netns",
+            "--latency",
+            "40ms",
+            "--rate",
+            "50mbit",
+            "--loss",
+            "0.1%",
+            "--nat",
+            "2",
+        ])
+        .unwrap();
+        let Command::Devnet(args) = cli.command else {
+            panic!("not devnet")
+        };
+        assert_eq!(args.roles.0, vec![Role::Station, Role::Gate]);
+        assert_eq!(args.latency, Some(std::time::Duration::from_millis(40)));
+        assert_eq!(args.rate, Some(50_000_000));
+        assert_eq!(args.loss, Some(1000));
+        assert_eq!(args.nat, 2);
     }
 }

@@ -12,8 +12,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, bail};
 use tokio::process::{Child, Command};
-use tokio::signal::unix::{SignalKind, signal};
+use tokio::signal::unix::{Signal, SignalKind, signal};
 use tracing::{info, warn};
+use warren_protocol::Role;
 
 use crate::api::StatusInfo;
 use crate::cli::client::ApiClient;
@@ -22,13 +23,30 @@ use crate::keystore::API_ADDR_FILE;
 /// How long one node may take to come up.
 const NODE_READY_TIMEOUT: Duration = Duration::from_secs(30);
 
-struct DevnetNode {
-    dir: PathBuf,
-    child: Child,
+pub(super) struct DevnetNode {
+    pub(super) dir: PathBuf,
+    pub(super) child: Child,
+}
+
+/// The `--role` flags of `warren start` for these roles.
+pub(super) fn role_flags(roles: &[Role]) -> Vec<&'static str> {
+    roles
+        .iter()
+        .flat_map(|r| {
+            let name = match r {
+                Role::Station => "station",
+                Role::Operator => "operator",
+                Role::Gate => "gate",
+                Role::Middle => "middle",
+                Role::Relay => "relay",
+            };
+            ["--role", name]
+        })
+        .collect()
 }
 
 #[allow(unsafe_code)]
-fn die_with_parent(cmd: &mut Command) {
+pub(super) fn die_with_parent(cmd: &mut Command) {
     // SAFETY: prctl(PR_SET_PDEATHSIG) is async-signal-safe and touches no memory of the parent.
     unsafe {
         cmd.pre_exec(|| {
@@ -54,6 +72,7 @@ fn spawn_node(
     exe: &Path,
     dir: &Path,
     network: &str,
+    roles: &[Role],
     bootstrap: Option<&str>,
 ) -> anyhow::Result<DevnetNode> {
     std::fs::create_dir_all(dir).with_context(|| format!("creating {}", dir.display()))?;
@@ -69,7 +88,8 @@ fn spawn_node(
             "--listen",
             "/ip4/127.0.0.1/udp/0/quic-v1",
         ])
-        .args(["--kad-mode", "server", "--network", network]);
+        .args(["--kad-mode", "server", "--network", network])
+        .args(role_flags(roles));
     if let Some(b) = bootstrap {
         cmd.args(["--bootstrap", b]);
     }
@@ -121,7 +141,7 @@ fn tcp_addr(s: &StatusInfo) -> Option<&str> {
         .find(|a| a.contains("/tcp/"))
 }
 
-async fn stop_all(nodes: &mut [DevnetNode]) {
+pub(super) async fn stop_all(nodes: &mut [DevnetNode]) {
     for n in nodes.iter() {
         send_sigterm(&n.child);
     }
@@ -137,14 +157,13 @@ async fn stop_all(nodes: &mut [DevnetNode]) {
 }
 
 /// Starts the devnet and runs until a signal, then stops every node.
-pub async fn run(dir: &Path, count: u16, network: &str) -> anyhow::Result<()> {
+pub async fn run(dir: &Path, count: u16, network: &str, roles: &[Role]) -> anyhow::Result<()> {
     let exe = std::env::current_exe().context("finding the warren executable")?;
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
+    let signals = stop_signals()?;
     let mut nodes: Vec<DevnetNode> = Vec::new();
 
     let result: anyhow::Result<()> = async {
-        nodes.push(spawn_node(&exe, &dir.join("node-0"), network, None)?);
+        nodes.push(spawn_node(&exe, &dir.join("node-0"), network, roles, None)?);
         let first = wait_ready(&mut nodes[0]).await?;
         let boot = tcp_addr(&first)
             .context("node-0 has no TCP address")?
@@ -155,6 +174,7 @@ pub async fn run(dir: &Path, count: u16, network: &str) -> anyhow::Result<()> {
                 &exe,
                 &dir.join(format!("node-{i}")),
                 network,
+                roles,
                 Some(&boot),
             )?);
         }
@@ -181,6 +201,25 @@ pub async fn run(dir: &Path, count: u16, network: &str) -> anyhow::Result<()> {
         return Err(e);
     }
 
+    let outcome = wait_until_stopped(nodes, signals).await;
+    // stdout may be gone by now (a closed pipe); the exit status tells the outcome.
+    let _ = writeln!(std::io::stdout(), "devnet stopped");
+    outcome
+}
+
+/// SIGTERM and SIGINT, listened to from the start so that one sent while nodes come up waits.
+pub(super) fn stop_signals() -> anyhow::Result<(Signal, Signal)> {
+    Ok((
+        signal(SignalKind::terminate())?,
+        signal(SignalKind::interrupt())?,
+    ))
+}
+
+/// Runs until SIGINT/SIGTERM or until a node exits, then stops every node.
+pub(super) async fn wait_until_stopped(
+    mut nodes: Vec<DevnetNode>,
+    (mut term, mut int): (Signal, Signal),
+) -> anyhow::Result<()> {
     let exited = async {
         loop {
             for (i, n) in nodes.iter_mut().enumerate() {
@@ -198,7 +237,5 @@ pub async fn run(dir: &Path, count: u16, network: &str) -> anyhow::Result<()> {
     };
     info!("stopping {} nodes", nodes.len());
     stop_all(&mut nodes).await;
-    // stdout may be gone by now (a closed pipe); the exit status tells the outcome.
-    let _ = writeln!(std::io::stdout(), "devnet stopped");
     outcome
 }

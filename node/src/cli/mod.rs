@@ -10,7 +10,7 @@
 //! | `remote` | subcommands answered by a running node's API                      |
 //! | `text`   | what they print without `--json`                                  |
 //! | [`client`] | the API's HTTP client                                             |
-//! | [`transfer`], `jobs`, [`devnet`], [`init`] | put/get, inference, devnets, config files |
+//! | [`transfer`], `jobs`, [`devnet`], [`netns`], [`init`] | put/get, inference, devnets (loopback or namespaces), config files |
 
 use std::process::ExitCode;
 
@@ -27,6 +27,7 @@ pub mod client;
 pub mod devnet;
 pub mod init;
 mod jobs;
+pub mod netns;
 mod remote;
 pub mod start;
 mod text;
@@ -100,7 +101,11 @@ async fn run_async(cli: Cli) -> anyhow::Result<()> {
                 .data_dir
                 .clone()
                 .unwrap_or_else(|| config::default_data_dir().join("devnet"));
-            crate::cli::devnet::run(&dir, args.nodes, &args.network).await
+            if args.netns {
+                crate::cli::netns::run(&dir, &args).await
+            } else {
+                crate::cli::devnet::run(&dir, args.nodes, &args.network, &args.roles.0).await
+            }
         }
         _ => run_client(cli, data_dir).await,
     }
