@@ -33,6 +33,7 @@
 //! from its own stream, so runs with and without repair see the same churn.
 
 mod population;
+pub mod pieces;
 pub mod report;
 
 use warren_protocol::Tier;
