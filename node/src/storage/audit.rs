@@ -160,6 +160,15 @@ impl Mesh {
             }
         }
         let mut records = Vec::with_capacity(outcomes.len());
+        if let Some(credits) = self.credits() {
+            for ((cid, outcome), (_, len, _)) in outcomes.iter().zip(&blocks) {
+                match outcome {
+                    Outcome::Passed => credits.audit_passed(subject, cid.hash(), *len),
+                    Outcome::Failed(_) => credits.audit_failed(subject, cid.hash()),
+                    Outcome::NoAnswer(_) => {}
+                }
+            }
+        }
         for (cid, outcome) in outcomes {
             let audit = Audit {
                 subject,

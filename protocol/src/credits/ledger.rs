@@ -32,13 +32,13 @@ pub const MAX_AUDIT_MARKS: usize = 65_536;
 pub struct CreditPolicy {
     /// The prices.
     pub rates: RateCard,
-    /// Free allowance per peer, µc per second.
+    /// Free allowance per peer, nc per second.
     pub allowance_per_sec: u64,
-    /// Free allowance for all peers without history together, µc per second.
+    /// Free allowance for all peers without history together, nc per second.
     pub newcomer_cap_per_sec: u64,
-    /// Payment threshold of a peer that has delivered nothing, µc.
+    /// Payment threshold of a peer that has delivered nothing, nc.
     pub base_threshold: u64,
-    /// Highest threshold, however much a peer delivered, µc.
+    /// Highest threshold, however much a peer delivered, nc.
     pub max_threshold: u64,
     /// Bytes served to a peer before a receipt for them is due; past it, nothing more.
     pub window_bytes: u64,
@@ -50,10 +50,10 @@ impl Default for CreditPolicy {
     fn default() -> Self {
         CreditPolicy {
             rates: RateCard::default(),
-            allowance_per_sec: 1_000,
-            newcomer_cap_per_sec: 10_000,
-            base_threshold: 64_000,
-            max_threshold: 8_000_000,
+            allowance_per_sec: 1_000_000,
+            newcomer_cap_per_sec: 10_000_000,
+            base_threshold: 64_000_000,
+            max_threshold: 8_000_000_000,
             window_bytes: 32 << 20,
             max_peers: 4096,
         }
@@ -71,7 +71,7 @@ pub struct Account {
     pub unreceipted_bytes: u64,
     /// Service received from the peer not yet in a receipt of this node's.
     pub owed: Quantities,
-    /// Debt forgiven by the free allowance, µc.
+    /// Debt forgiven by the free allowance, nc.
     pub forgiven: u64,
     /// When the allowance was last counted, ms.
     pub refreshed_ms: u64,
@@ -123,7 +123,7 @@ pub enum Decision {
 /// Priority of [`Decision::Last`].
 pub const LAST: i64 = i64::MIN / 2;
 
-/// A peer's credit as numbers (µc), for display.
+/// A peer's credit as numbers (nc), for display.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Standing {
     /// Value of what the peer delivered to this node.
@@ -415,6 +415,17 @@ impl Ledger {
         Ok(())
     }
 
+    /// A receipt from `peer` was refused for `err`: a strike (five for a conflicting one, a
+    /// fraud), and a refusal that grows with the strikes.
+    pub fn receipt_refused(&mut self, peer: PeerId, err: &CreditError, now_ms: u64) {
+        let weight = if matches!(err, CreditError::Conflicting { .. }) {
+            5
+        } else {
+            1
+        };
+        self.strike(peer, now_ms, weight);
+    }
+
     fn strike(&mut self, peer: PeerId, now_ms: u64, weight: u32) {
         let a = self.account_mut(peer, now_ms);
         a.strikes = a.strikes.saturating_add(weight);
@@ -435,12 +446,7 @@ impl Ledger {
     ) -> Result<Receipt, CreditError> {
         let checked = self.check_incoming(peer, &r, now_ms);
         if let Err(e) = checked {
-            let weight = if matches!(e, CreditError::Conflicting { .. }) {
-                5
-            } else {
-                1
-            };
-            self.strike(peer, now_ms, weight);
+            self.receipt_refused(peer, &e, now_ms);
             return Err(e);
         }
         r.countersign(key)?;

@@ -1,25 +1,25 @@
 //! The rate card (spec: `spec/credits.md`, "Rate card"): what one node makes of the quantities in
-//! a receipt, in micro-credits (µc; 1 credit = 1,000,000 µc). Local policy: each node prices with
+//! a receipt, in nano-credits (nc; 1 credit = 10⁹ nc, fine enough that seconds of storage of a small file count). Local policy: each node prices with
 //! its own card, and publishes it in its node record as its price.
 
 use serde::{Deserialize, Serialize};
 
 use super::receipt::Quantities;
 
-/// Micro-credits in one credit.
-pub const MICROS: u64 = 1_000_000;
+/// Nano-credits in one credit.
+pub const NANOS: u64 = 1_000_000_000;
 const GIB: u128 = 1 << 30;
 const KIB_PER_GIB: u128 = 1 << 20;
 
-/// Prices in micro-credits.
+/// Prices in nano-credits.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RateCard {
-    /// µc per GiB of verified egress (default 1 credit).
+    /// nc per GiB of verified egress (default 1 credit).
     pub egress_per_gib: u64,
-    /// µc per GiB-hour of audited storage (default 1,000: 1 credit ≈ 1,000 GiB-hours).
+    /// nc per GiB-hour of audited storage (default 10⁶: 1 credit ≈ 1,000 GiB-hours).
     pub storage_per_gib_hour: u64,
-    /// µc per PFLOP of verified inference, a token costing 2 × parameters FLOPs (default 1
+    /// nc per PFLOP of verified inference, a token costing 2 × parameters FLOPs (default 1
     /// credit per PFLOP: 1,000 tokens of a 7B model ≈ 0.014 credit).
     pub inference_per_pflop: u64,
 }
@@ -27,20 +27,33 @@ pub struct RateCard {
 impl Default for RateCard {
     fn default() -> Self {
         RateCard {
-            egress_per_gib: MICROS,
-            storage_per_gib_hour: 1_000,
-            inference_per_pflop: MICROS,
+            egress_per_gib: NANOS,
+            storage_per_gib_hour: 1_000_000,
+            inference_per_pflop: NANOS,
         }
     }
 }
 
 impl RateCard {
-    /// The µc value of `bytes` of egress.
+    /// The nc value of `bytes` of egress.
     pub fn bytes(&self, bytes: u64) -> u64 {
         sat(u128::from(bytes) * u128::from(self.egress_per_gib) / GIB)
     }
 
-    /// The µc value of `q`, saturating.
+    /// The price shown in the node record for storage: micro-credits per GiB-month (730 hours).
+    pub fn storage_per_gib_month_micros(&self) -> u64 {
+        self.storage_per_gib_hour.saturating_mul(730) / 1000
+    }
+
+    /// The price shown in the node record for compute: micro-credits per 1,000 tokens of a
+    /// reference 7B-parameter model (2 × 7·10⁹ FLOPs a token).
+    pub fn per_1k_tokens_micros(&self) -> u64 {
+        let flops: u128 = 2 * 7_000_000_000 * 1000;
+        let nanos = flops * u128::from(self.inference_per_pflop) / 1_000_000_000_000_000;
+        sat(nanos / 1000)
+    }
+
+    /// The nc value of `q`, saturating.
     pub fn value(&self, q: &Quantities) -> u64 {
         let storage = u128::from(q.storage_kib_secs) * u128::from(self.storage_per_gib_hour)
             / (KIB_PER_GIB * 3600);
@@ -65,15 +78,17 @@ mod tests {
     #[test]
     fn default_card_prices_as_the_spec_says() {
         let card = RateCard::default();
-        assert_eq!(card.bytes(1 << 30), MICROS);
+        assert_eq!(card.bytes(1 << 30), NANOS);
         let storage = Quantities {
             storage_kib_secs: (1 << 20) * 3600 * 1000,
             ..Quantities::default()
         };
-        assert_eq!(card.value(&storage), MICROS);
+        assert_eq!(card.value(&storage), NANOS);
         let mut q = Quantities::default();
         q.add_inference("llama-7b", 7_000, 600, 400);
-        // 2 × 7e9 × 1000 = 1.4e13 FLOPs = 0.014 PFLOP = 14,000 µc.
-        assert_eq!(card.value(&q), 14_000);
+        // 2 × 7e9 × 1000 = 1.4e13 FLOPs = 0.014 PFLOP = 14,000,000 nc.
+        assert_eq!(card.value(&q), 14_000_000);
+        assert_eq!(card.per_1k_tokens_micros(), 14_000);
+        assert_eq!(card.storage_per_gib_month_micros(), 730_000);
     }
 }

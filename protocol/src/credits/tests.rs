@@ -133,11 +133,10 @@ fn a_free_rider_is_served_last_then_refused_and_a_contributor_first() {
     };
     assert_eq!(l.admit(rider, 0), Decision::Serve { priority: 0 });
     assert!(good > 0);
-    // 64,000 µc of threshold ≈ 62.5 MiB; past it served last, past 125 % refused.
-    let gib = 1u64 << 30;
-    l.served(rider, gib / 1_000_000 * 66_000, 0);
+    // 64,000,000 nc of threshold ≈ 61 MiB; past it served last, past 125 % refused.
+    l.served(rider, 66 << 20, 0);
     // Keep the window open: the rider acknowledged what it got.
-    let ack = Receipt::issue(&key(1), pk(&me), 1, 0, bytes(gib / 1_000_000 * 66_000)).unwrap();
+    let ack = Receipt::issue(&key(1), pk(&me), 1, 0, bytes(66 << 20)).unwrap();
     l.accept(&me, rider, ack, 0).unwrap();
     assert_eq!(l.admit(rider, 0), Decision::Last);
     l.served(rider, 30 << 20, 0);
@@ -167,7 +166,7 @@ fn the_threshold_grows_as_a_peer_repays() {
     l.received(p, 1 << 30, 0);
     let after = l.standing(&p, 0).unwrap().threshold;
     assert_eq!(before, l.policy().base_threshold);
-    assert_eq!(after, before + 500_000);
+    assert_eq!(after, before + 500_000_000);
     l.received(p, 1 << 40, 0);
     assert_eq!(l.standing(&p, 0).unwrap().threshold, l.policy().max_threshold);
 }
