@@ -100,14 +100,17 @@ pub enum FaultInject {
     /// A slow operator: every inference job waits [`SLOW_INFERENCE_DELAY`] before it starts, so
     /// requesters that rank by speed should turn to faster operators.
     SlowInference,
-    /// A busy holder: every block it serves holds one of its workers for
-    /// [`BUSY_BLOCKS_DELAY`], so a few fetchers at once make it contended (and its credits
-    /// order who is served first).
+    /// A busy holder: other work takes all but [`BUSY_BLOCKS_WORKERS`] of its block workers,
+    /// and every block it serves holds one for [`BUSY_BLOCKS_DELAY`], so two fetchers at once
+    /// make it contended (and its credits order who is served first).
     BusyBlocks,
 }
 
 /// How long a [`FaultInject::BusyBlocks`] node takes over each block it serves.
-pub const BUSY_BLOCKS_DELAY: std::time::Duration = std::time::Duration::from_millis(400);
+pub const BUSY_BLOCKS_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Block workers a [`FaultInject::BusyBlocks`] node has free.
+pub const BUSY_BLOCKS_WORKERS: usize = 2;
 
 /// How late a [`FaultInject::SlowInference`] operator starts each job.
 pub const SLOW_INFERENCE_DELAY: std::time::Duration = std::time::Duration::from_millis(1500);

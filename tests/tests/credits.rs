@@ -1,8 +1,8 @@
 //! Credits without a chain (issue 21, spec/credits.md) on three real node processes and one
 //! hostile peer in this process.
 //!
-//! - H, a holder made busy by the test (`--fault-inject busy-blocks`: each block it serves holds a
-//!   worker for 400 ms), C a contributor, F a free-rider (no storage offer).
+//! - H, a holder made busy by the test (`--fault-inject busy-blocks`: 2 block workers free, each
+//!   block served holds one for 200 ms), C a contributor, F a free-rider (no storage offer).
 //! - C contributes to H: H fetches a 32 MiB file that only C holds, and C holds a replica of H's
 //!   file and passes H's audits. C then holds a positive balance with H, and both sides hold the
 //!   double-signed receipts (bytes and audited storage).
@@ -78,10 +78,21 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
         tmp.path().join("c"),
         tmp.path().join("f"),
     );
-    let h_flags = ["--fault-inject", "busy-blocks"];
+    // A binary without `busy-blocks` (before credits) is made busy with `slow-blocks` (5 s a
+    // block) and a smaller file instead.
+    let help = std::process::Command::new(&bin)
+        .args(["start", "--help"])
+        .output()
+        .unwrap();
+    let (fault, z_mib) = if String::from_utf8_lossy(&help.stdout).contains("busy-blocks") {
+        ("busy-blocks", 24)
+    } else {
+        ("slow-blocks", 8)
+    };
+    let h_flags = ["--fault-inject", fault];
     let b = bin.clone();
     let (hd, cd, fd) = (h_dir.clone(), c_dir.clone(), f_dir.clone());
-    let (h, c, f, h_id, c_id, f_id, h_addr, z) = tokio::task::spawn_blocking(move || {
+    let (h, c, f, h_id, c_id, f_id, _first_addr, z) = tokio::task::spawn_blocking(move || {
         let bin = b.as_str();
         let h = NodeProcess::start(bin, &hd, &h_flags).unwrap();
         let h_addr = tcp_multiaddr(&cli_json(bin, &hd, &["status"]).unwrap()).unwrap();
@@ -108,21 +119,21 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
         assert_eq!(a["passed"], true, "second audit of C: {a}");
 
         // The file both fetch, held by H alone.
-        let z = put(bin, &hd, "z.bin", 24 * MIB, 3, "0");
+        let z = put(bin, &hd, "z.bin", z_mib * MIB, 3, "0");
         (h, c, f, h_id, c_id, f_id, h_addr, z)
     })
     .await
     .unwrap();
 
-    // H busy: C (contributor) and F (free-rider) fetch the same 24 MiB at once.
+    // H busy: C (contributor) and F (free-rider) fetch the same file at once.
     let (b1, b2) = (bin.clone(), bin.clone());
     let (cd, fd, z1, z2) = (c_dir.clone(), f_dir.clone(), z.clone(), z.clone());
     let c_run = tokio::task::spawn_blocking(move || get(&b1, &cd, &z1, "z.out"));
     let f_run = tokio::task::spawn_blocking(move || get(&b2, &fd, &z2, "z.out"));
     let (c_secs, f_secs) = (c_run.await.unwrap(), f_run.await.unwrap());
-    let mib = 24.0;
+    let mib = z_mib as f64;
     println!(
-        "busy holder: contributor {:.2} MiB/s ({c_secs:.2} s), free-rider {:.2} MiB/s ({f_secs:.2} s)",
+        "busy holder ({fault}), {z_mib} MiB each: contributor {:.2} MiB/s ({c_secs:.2} s), free-rider {:.2} MiB/s ({f_secs:.2} s)",
         mib / c_secs,
         mib / f_secs
     );
@@ -134,7 +145,7 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
     let b = bin.clone();
     let (hd, cd) = (h_dir.clone(), c_dir.clone());
     let (c_id2, h_id2, f_id2) = (c_id.clone(), h_id.clone(), f_id.clone());
-    let h = tokio::task::spawn_blocking(move || {
+    let (h, h_addr) = tokio::task::spawn_blocking(move || {
         let bin = b.as_str();
         // C's balance with H is positive, and C holds H's countersigned receipt for bytes and
         // audited storage.
@@ -169,7 +180,8 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
             assert_eq!(n(&before, &[k]), n(&after, &[k]), "{k} across a restart");
         }
         assert!(n(&after, &["balance"]) > 0);
-        h
+        let addr = tcp_multiaddr(&cli_json(bin, &hd, &["status"]).unwrap()).unwrap();
+        (h, addr)
     })
     .await
     .unwrap();

@@ -166,7 +166,11 @@ impl Server {
         mut requests: mpsc::Receiver<InboundBlocks>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let workers = Arc::new(Semaphore::new(BLOCK_WORKERS));
+        let free = match self.fault {
+            FaultInject::BusyBlocks => crate::config::BUSY_BLOCKS_WORKERS,
+            _ => BLOCK_WORKERS,
+        };
+        let workers = Arc::new(Semaphore::new(free));
         let mut queue: ServiceQueue<Waiting> = ServiceQueue::new(SERVICE_QUEUE);
         loop {
             while let Ok(r) = requests.try_recv() {
