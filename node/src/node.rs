@@ -358,9 +358,14 @@ impl NodeBuilder {
             metrics.clone(),
         );
         let policy = config.credits.policy;
-        let (credits, credit_streams) =
-            crate::credits::start(client.stream_control(), key.clone(), policy, dir, metrics.clone())
-                .await?;
+        let (credits, credit_streams) = crate::credits::start(
+            client.stream_control(),
+            key.clone(),
+            policy,
+            dir,
+            metrics.clone(),
+        )
+        .await?;
         mesh.set_credits(credits.clone());
         let inference = match models_dir {
             Some(models_dir) => {

@@ -109,7 +109,11 @@ fn the_pages_vectors_match_the_code() {
         assert_eq!(err.kind(), kind, "vector {name}: {err}");
         checked += 1;
     }
-    assert_eq!(checked, vectors.len(), "every vector on the page is checked");
+    assert_eq!(
+        checked,
+        vectors.len(),
+        "every vector on the page is checked"
+    );
     assert!(Receipt::decode(&vec![0; MAX_RECEIPT_SIZE + 1]).is_err());
 }
 
@@ -121,10 +125,10 @@ fn the_pages_prices_are_the_default_rate_card() {
     assert!(PAGE.contains("| `egress_per_gib` | 1 000 000 000 |"));
     assert!(PAGE.contains("| `storage_per_gib_hour` | 1 000 000 |"));
     assert!(PAGE.contains("| `inference_per_pflop` | 1 000 000 000 |"));
-    // The vector receipt is worth 976 562 nc of egress + 0 of storage + 0 of inference (15
-    // tokens × 2 × 7e6 = 2.1e8 FLOPs).
-    assert_eq!(card.value(&receipt().work), 976_562);
-    assert!(PAGE.contains("976 562"));
+    // The vector receipt is worth 976 562 nc of egress + 0 of storage (3 600 KiB-s ≈ 0.95 nc)
+    // + 210 of inference (15 tokens × 2 × 7e6 = 2.1e8 FLOPs).
+    assert_eq!(card.value(&receipt().work), 976_772);
+    assert!(PAGE.contains("976 772 nc"));
 }
 
 #[test]

@@ -97,8 +97,8 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
         let h = NodeProcess::start(bin, &hd, &h_flags).unwrap();
         let h_addr = tcp_multiaddr(&cli_json(bin, &hd, &["status"]).unwrap()).unwrap();
         let c = NodeProcess::start(bin, &cd, &["--bootstrap", &h_addr]).unwrap();
-        let f = NodeProcess::start(bin, &fd, &["--bootstrap", &h_addr, "--role", "operator"])
-            .unwrap();
+        let f =
+            NodeProcess::start(bin, &fd, &["--bootstrap", &h_addr, "--role", "operator"]).unwrap();
         for dir in [&hd, &cd, &fd] {
             wait_for_records(bin, dir, 2).unwrap();
         }
@@ -176,7 +176,13 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
         h.stop().unwrap();
         let h = NodeProcess::start(bin, &hd, &h_flags).unwrap();
         let after = account(bin, &hd, &c_id2).unwrap();
-        for k in ["balance", "earned_by_peer", "spent_by_peer", "my_seq", "their_seq"] {
+        for k in [
+            "balance",
+            "earned_by_peer",
+            "spent_by_peer",
+            "my_seq",
+            "their_seq",
+        ] {
             assert_eq!(n(&before, &[k]), n(&after, &[k]), "{k} across a restart");
         }
         assert!(n(&after, &["balance"]) > 0);
@@ -222,7 +228,10 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
     };
     let first = Receipt::issue(&key, h_key, 1, unix_now(), bytes(len)).unwrap();
     let reply = send(&hostile, h_peer, &first.encode().unwrap()).await;
-    assert!(matches!(reply, Reply::Accepted(_)), "a valid receipt: {reply:?}");
+    assert!(
+        matches!(reply, Reply::Accepted(_)),
+        "a valid receipt: {reply:?}"
+    );
     let replayed = send(&hostile, h_peer, &first.encode().unwrap()).await;
     let mut forged = Receipt::issue(&key, h_key, 2, unix_now(), bytes(len)).unwrap();
     forged.work.bytes = 1 << 30;

@@ -323,8 +323,9 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
         Command::Credits { peer, out } => {
             let path = match peer {
                 Some(p) => {
-                    let p: libp2p::PeerId =
-                        p.parse().with_context(|| format!("{p:?} is not a peer id"))?;
+                    let p: libp2p::PeerId = p
+                        .parse()
+                        .with_context(|| format!("{p:?} is not a peer id"))?;
                     format!("/v1/credits/{p}")
                 }
                 None => "/v1/credits".to_owned(),

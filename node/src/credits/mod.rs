@@ -134,9 +134,8 @@ impl Credits {
         control: libp2p_stream::Control,
         metrics: Arc<Metrics>,
     ) -> Result<Self, NodeError> {
-        let me = peer_key(&key.public().to_peer_id()).ok_or_else(|| {
-            NodeError::Config("credits need an Ed25519 node identity".into())
-        })?;
+        let me = peer_key(&key.public().to_peer_id())
+            .ok_or_else(|| NodeError::Config("credits need an Ed25519 node identity".into()))?;
         let mut ledger = Ledger::new(me, policy);
         if let Some(s) = &store {
             let (saved, bad) = s.load()?;
@@ -226,7 +225,8 @@ impl Credits {
         h.push_back((now_ms(), view.total_balance));
         let c = &self.inner.metrics.counters.credits;
         c.balance.set(view.total_balance);
-        c.peers.set(i64::try_from(view.peers.len()).unwrap_or(i64::MAX));
+        c.peers
+            .set(i64::try_from(view.peers.len()).unwrap_or(i64::MAX));
     }
 
     /// The credit of every peer with an account, or of `only`.

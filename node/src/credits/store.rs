@@ -78,7 +78,10 @@ impl CreditStore {
         for entry in table.iter().map_err(|e| self.err(e))? {
             let (k, v) = entry.map_err(|e| self.err(e))?;
             let name = k.value().to_owned();
-            let peer = name.split('/').next().and_then(|p| p.parse::<PeerId>().ok());
+            let peer = name
+                .split('/')
+                .next()
+                .and_then(|p| p.parse::<PeerId>().ok());
             match (peer, Receipt::decode(v.value())) {
                 (Some(p), Ok(r)) => out.push((p, r)),
                 (_, Err(e)) => bad.push(format!("{name}: {e}")),
@@ -117,8 +120,17 @@ mod tests {
         let b_key = warren_protocol::credits::receipt::ed25519_key(&b).unwrap();
         let peer = b.public().to_peer_id();
         let r = |seq| {
-            Receipt::issue(&a, b_key, seq, 1, Quantities { bytes: seq, ..Quantities::default() })
-                .unwrap()
+            Receipt::issue(
+                &a,
+                b_key,
+                seq,
+                1,
+                Quantities {
+                    bytes: seq,
+                    ..Quantities::default()
+                },
+            )
+            .unwrap()
         };
         {
             let s = CreditStore::open(dir.path()).unwrap();

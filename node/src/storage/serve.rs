@@ -19,14 +19,14 @@ use warren_storage_mesh::serve as answer;
 use crate::clock::unix_now;
 use crate::config::FaultInject;
 use crate::credits::Credits;
-use warren_protocol::credits::Decision;
-use warren_protocol::credits::ledger::LAST;
-use warren_protocol::credits::policy::ServiceQueue;
 use crate::metrics::Metrics;
 use crate::net::Client;
 use crate::net::InboundBlocks;
 use tokio::sync::mpsc;
 use warren_protocol::block_transfer;
+use warren_protocol::credits::Decision;
+use warren_protocol::credits::ledger::LAST;
+use warren_protocol::credits::policy::ServiceQueue;
 
 /// Answers one decoded request from `peer` against the local store with the pure
 /// [`warren_storage_mesh::serve::answer`], logging what it found. Returns the answer and, for a
@@ -278,7 +278,9 @@ impl Server {
                         Request::Store(s) => s.data.len() as u64,
                         _ => 0,
                     };
-                    if let (Request::Get(_), Decision::Refuse { reason, .. }) = (&request, &decision) {
+                    if let (Request::Get(_), Decision::Refuse { reason, .. }) =
+                        (&request, &decision)
+                    {
                         debug!(%peer, "block request refused for credit: {reason}");
                         let response = Response::Failed {
                             reason: format!("credit: {reason}"),

@@ -87,9 +87,15 @@ pub struct Account {
 
 impl Account {
     fn delivered_by_peer(&self) -> Quantities {
-        let mut q = self.mine.as_ref().map(|r| r.work.clone()).unwrap_or_default();
+        let mut q = self
+            .mine
+            .as_ref()
+            .map(|r| r.work.clone())
+            .unwrap_or_default();
         q.bytes = q.bytes.saturating_add(self.owed.bytes);
-        q.storage_kib_secs = q.storage_kib_secs.saturating_add(self.owed.storage_kib_secs);
+        q.storage_kib_secs = q
+            .storage_kib_secs
+            .saturating_add(self.owed.storage_kib_secs);
         for w in &self.owed.inference {
             q.add_inference(&w.model, w.params_m, w.prefill, w.generated);
         }
@@ -458,7 +464,12 @@ impl Ledger {
         Ok(r)
     }
 
-    fn check_incoming(&mut self, peer: PeerId, r: &Receipt, now_ms: u64) -> Result<(), CreditError> {
+    fn check_incoming(
+        &mut self,
+        peer: PeerId,
+        r: &Receipt,
+        now_ms: u64,
+    ) -> Result<(), CreditError> {
         let seq = r.seq;
         r.verify()?;
         if r.payer_peer() != Some(peer) {
@@ -501,7 +512,11 @@ impl Ledger {
         self.refresh(peer, now_ms);
         let a = self.accounts.get(peer)?;
         let (earned, spent, balance) = self.balance_of(a);
-        let mut to_peer = a.theirs.as_ref().map(|r| r.work.clone()).unwrap_or_default();
+        let mut to_peer = a
+            .theirs
+            .as_ref()
+            .map(|r| r.work.clone())
+            .unwrap_or_default();
         to_peer.bytes = to_peer.bytes.saturating_add(a.unreceipted_bytes);
         Some(Standing {
             earned_by_peer: earned,

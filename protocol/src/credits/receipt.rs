@@ -110,7 +110,11 @@ impl Quantities {
         if self.inference.len() > MAX_MODELS {
             return Err("more than 16 models");
         }
-        if self.inference.iter().any(|w| w.model.len() > MAX_MODEL_NAME) {
+        if self
+            .inference
+            .iter()
+            .any(|w| w.model.len() > MAX_MODEL_NAME)
+        {
             return Err("a model name longer than 64 bytes");
         }
         if self.inference.windows(2).any(|w| w[0].model >= w[1].model) {
@@ -154,7 +158,9 @@ mod opt_sig {
         }
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<[u8; 64]>, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        d: D,
+    ) -> Result<Option<[u8; 64]>, D::Error> {
         let b: serde_bytes::ByteBuf = serde_bytes::ByteBuf::deserialize(d)?;
         let arr: [u8; 64] = b
             .as_slice()

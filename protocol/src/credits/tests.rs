@@ -61,13 +61,22 @@ fn payee_accepts_monotone_receipts_and_refuses_replays_rollbacks_and_conflicts()
 
     // Replayed: the same receipt again, or an older one.
     let e = l.accept(&payee, p, r1.clone(), 11_000).unwrap_err();
-    assert!(matches!(e, CreditError::Replayed { seq: 1, latest: 1 }), "{e}");
+    assert!(
+        matches!(e, CreditError::Replayed { seq: 1, latest: 1 }),
+        "{e}"
+    );
     // Rolled back: a newer number with fewer bytes.
     let r2 = Receipt::issue(&payer, pk(&payee), 2, 11, bytes(999)).unwrap();
-    assert_eq!(l.accept(&payee, p, r2, 11_000).unwrap_err().kind(), "RolledBack");
+    assert_eq!(
+        l.accept(&payee, p, r2, 11_000).unwrap_err().kind(),
+        "RolledBack"
+    );
     // Conflicting: number 1 again with other contents: a fraud proof.
     let r1b = Receipt::issue(&payer, pk(&payee), 1, 10, bytes(2000)).unwrap();
-    assert_eq!(l.accept(&payee, p, r1b.clone(), 11_000).unwrap_err().kind(), "Conflicting");
+    assert_eq!(
+        l.accept(&payee, p, r1b.clone(), 11_000).unwrap_err().kind(),
+        "Conflicting"
+    );
     let proof = l.account(&p).unwrap().fraud.clone().unwrap();
     assert!(proof.check());
     assert_eq!(proof.culprit(), Some(p));
@@ -75,12 +84,21 @@ fn payee_accepts_monotone_receipts_and_refuses_replays_rollbacks_and_conflicts()
     // Forged: signed by someone else in the payer's name, or sent by another peer.
     let mut forged = Receipt::issue(&payer, pk(&payee), 3, 12, bytes(5000)).unwrap();
     forged.work.bytes = 9000;
-    assert_eq!(l.accept(&payee, p, forged, 12_000).unwrap_err().kind(), "Forged");
+    assert_eq!(
+        l.accept(&payee, p, forged, 12_000).unwrap_err().kind(),
+        "Forged"
+    );
     let other = Receipt::issue(&key(3), pk(&payee), 1, 12, bytes(1)).unwrap();
-    assert_eq!(l.accept(&payee, p, other, 12_000).unwrap_err().kind(), "Forged");
+    assert_eq!(
+        l.accept(&payee, p, other, 12_000).unwrap_err().kind(),
+        "Forged"
+    );
     // Misaddressed.
     let elsewhere = Receipt::issue(&payer, pk(&key(4)), 3, 12, bytes(5000)).unwrap();
-    assert_eq!(l.accept(&payee, p, elsewhere, 12_000).unwrap_err().kind(), "Invalid");
+    assert_eq!(
+        l.accept(&payee, p, elsewhere, 12_000).unwrap_err().kind(),
+        "Invalid"
+    );
 
     // Every refusal is a strike, and strikes refuse the peer for a while.
     let st = l.standing(&p, 12_000).unwrap();
@@ -105,14 +123,28 @@ fn the_payer_issues_cumulative_receipts_and_keeps_the_countersigned_copy() {
     lp.audit_passed(e, [1; 32], 10 * 1024, 3_000);
     lp.audit_passed(e, [1; 32], 10 * 1024, 13_000);
     let r2 = lp.issue(&payer, e, pk(&payee), 14_000).unwrap();
-    assert_eq!((r2.seq, r2.work.bytes, r2.work.storage_kib_secs), (2, 1000 << 20, 100));
+    assert_eq!(
+        (r2.seq, r2.work.bytes, r2.work.storage_kib_secs),
+        (2, 1000 << 20, 100)
+    );
     le.served(p, 1000 << 20, 0);
     le.accept(&payee, p, r1, 14_000).unwrap();
     let back = le.accept(&payee, p, r2, 14_000).unwrap();
     lp.countersigned(e, back).unwrap();
-    assert!(lp.account(&e).unwrap().mine.as_ref().unwrap().payee_sig.is_some());
+    assert!(
+        lp.account(&e)
+            .unwrap()
+            .mine
+            .as_ref()
+            .unwrap()
+            .payee_sig
+            .is_some()
+    );
     // Both sides see the same balance, opposite signs.
-    let (sp, se) = (lp.standing(&e, 14_000).unwrap(), le.standing(&p, 14_000).unwrap());
+    let (sp, se) = (
+        lp.standing(&e, 14_000).unwrap(),
+        le.standing(&p, 14_000).unwrap(),
+    );
     assert_eq!(sp.balance, -se.balance);
     assert!(sp.balance > 0);
 }
@@ -168,7 +200,10 @@ fn the_threshold_grows_as_a_peer_repays() {
     assert_eq!(before, l.policy().base_threshold);
     assert_eq!(after, before + 500_000_000);
     l.received(p, 1 << 40, 0);
-    assert_eq!(l.standing(&p, 0).unwrap().threshold, l.policy().max_threshold);
+    assert_eq!(
+        l.standing(&p, 0).unwrap().threshold,
+        l.policy().max_threshold
+    );
 }
 
 #[test]
