@@ -43,7 +43,7 @@ fn valid() -> Vec<(&'static str, Vec<u8>)> {
         ("receipt-countersigned", countersigned().encode().unwrap()),
         (
             "reply-accepted",
-            Reply::Accepted(countersigned()).encode().unwrap(),
+            Reply::Accepted(Box::new(countersigned())).encode().unwrap(),
         ),
         (
             "reply-refused",

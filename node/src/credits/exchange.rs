@@ -64,6 +64,7 @@ impl Credits {
             .map_err(|_| credit_err(peer, "no reply in time"))??;
         match Reply::decode(&answer).map_err(|e| credit_err(peer, e))? {
             Reply::Accepted(signed) => {
+                let signed = *signed;
                 lock(&self.inner.ledger)
                     .countersigned(peer, signed.clone())
                     .map_err(|e| credit_err(peer, e))?;
@@ -109,7 +110,7 @@ impl Credits {
                 if let Err(e) = self.persist(peer, false, signed.clone()).await {
                     warn!(%peer, "credit receipt not kept: {e}");
                 }
-                Reply::Accepted(signed)
+                Reply::Accepted(Box::new(signed))
             }
             Err(e) => {
                 lock(&self.inner.counts).refused += 1;

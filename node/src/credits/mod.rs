@@ -21,7 +21,7 @@ use crate::metrics::Metrics;
 mod exchange;
 mod store;
 
-pub use store::{CREDITS_DB, CreditStore};
+pub use store::{CREDITS_DB, CreditStore, Loaded};
 
 /// Samples of the total balance kept for the dashboard's chart.
 const HISTORY: usize = 240;
@@ -251,7 +251,7 @@ impl Credits {
             })
             .collect();
         drop(l);
-        out.sort_by(|a, b| b.standing.balance.cmp(&a.standing.balance));
+        out.sort_by_key(|p| std::cmp::Reverse(p.standing.balance));
         let c = lock(&self.inner.counts);
         CreditsView {
             total_balance: out.iter().map(|p| p.standing.balance).sum(),

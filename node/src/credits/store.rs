@@ -15,6 +15,9 @@ use crate::error::NodeError;
 /// The database file in the data directory.
 pub const CREDITS_DB: &str = "credits.redb";
 
+/// What [`CreditStore::load`] read: the receipts with their peers, and why others were skipped.
+pub type Loaded = (Vec<(PeerId, Receipt)>, Vec<String>);
+
 const TABLE: TableDefinition<&str, &[u8]> = TableDefinition::new("receipts");
 
 /// The receipts database of one data directory.
@@ -70,7 +73,7 @@ impl CreditStore {
 
     /// Every saved receipt, with its peer; entries that no longer decode are skipped (and
     /// returned as warnings).
-    pub fn load(&self) -> Result<(Vec<(PeerId, Receipt)>, Vec<String>), NodeError> {
+    pub fn load(&self) -> Result<Loaded, NodeError> {
         let tx = self.db.begin_read().map_err(|e| self.err(e))?;
         let table = tx.open_table(TABLE).map_err(|e| self.err(e))?;
         let mut out = Vec::new();

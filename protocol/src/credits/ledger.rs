@@ -339,6 +339,20 @@ impl Ledger {
         a.owed.bytes = a.owed.bytes.saturating_add(bytes);
     }
 
+    /// An inference job `peer` ran for this node passed its sample re-run: its tokens are owed.
+    pub fn inference_verified(
+        &mut self,
+        peer: PeerId,
+        model: &str,
+        params_m: u64,
+        prefill: u64,
+        generated: u64,
+        now_ms: u64,
+    ) {
+        let a = self.account_mut(peer, now_ms);
+        a.owed.add_inference(model, params_m, prefill, generated);
+    }
+
     /// An audit of `peer` on `block` (of `size` bytes) passed at `now_ms`: closes the interval
     /// since the previous passed audit of that pair (the first opens it, and earns nothing).
     /// Returns the KiB-seconds earned.

@@ -22,7 +22,7 @@ const WHAT: &str = "credit reply";
 #[serde(rename_all = "snake_case")]
 pub enum Reply {
     /// Accepted: the receipt, countersigned.
-    Accepted(Receipt),
+    Accepted(Box<Receipt>),
     /// Refused, and why.
     Refused {
         /// At most [`MAX_REASON_LEN`] bytes.
