@@ -33,7 +33,9 @@ use warren_protocol::credits::wire::Reply;
 use warren_protocol::credits::{Quantities, Receipt};
 use warren_protocol::{ContentId, Keypair, PeerId};
 use warren_tests::hostile::{Hostile, node_bin};
-use warren_tests::{NodeProcess, cli_json, tcp_multiaddr, test_bytes, wait_for, wait_for_records};
+use warren_tests::{
+    NodeProcess, api_of, cli_json, http_get, tcp_multiaddr, test_bytes, wait_for, wait_for_records,
+};
 
 const MIB: usize = 1 << 20;
 
@@ -262,9 +264,19 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
     let x_id = hostile.peer_id().to_string();
     let b = bin.clone();
     let hd = h_dir.clone();
-    let x = tokio::task::spawn_blocking(move || account(&b, &hd, &x_id).unwrap())
-        .await
-        .unwrap();
+    let (x, metrics) = tokio::task::spawn_blocking(move || {
+        let (addr, token) = api_of(&hd).unwrap();
+        let (code, metrics) = http_get(&addr, "/metrics", Some(&token)).unwrap();
+        assert_eq!(code, 200);
+        (account(&b, &hd, &x_id).unwrap(), metrics)
+    })
+    .await
+    .unwrap();
+    let refused = metrics
+        .lines()
+        .find(|l| l.starts_with("warren_credits_receipts_refused_total "))
+        .unwrap_or_else(|| panic!("no credit series in /metrics"));
+    assert_eq!(refused, "warren_credits_receipts_refused_total 4");
     println!("hostile peer at H: {x}");
     assert!(n(&x, &["strikes"]) >= 8, "{x}");
     assert_eq!(x["fraud"], true, "{x}");
