@@ -367,6 +367,11 @@ impl NodeBuilder {
         )
         .await?;
         mesh.set_credits(credits.clone());
+        let m = mesh.clone();
+        credits.on_refused(Box::new(move |peer, evidence| {
+            let m = m.clone();
+            tokio::spawn(async move { m.refused_receipt(peer, evidence).await });
+        }));
         let inference = match models_dir {
             Some(models_dir) => {
                 if config.mesh.fault_inject == FaultInject::PerturbInference {

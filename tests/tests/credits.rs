@@ -13,7 +13,8 @@
 //! - A hostile peer sends H a valid receipt, then the same again (replayed), one with a counter
 //!   changed after signing (forged), one signed by another key in its own stream (forged), and
 //!   another receipt with the first one's number (conflicting: a fraud proof). H refuses all four,
-//!   and the peer's standing drops: strikes, a fraud proof, refused.
+//!   and the peer's standing drops: strikes, a fraud proof, refused, and `invalid_message`
+//!   observations in H's reputation table.
 //!
 //! On 4d0e0c3 (before credits; `WARREN_TEST_NODE_BIN=/work/old-bin/warren-4d0e0c3`, H made busy
 //! with `slow-blocks` and 8 MiB each, as that binary has no `busy-blocks`) the free-rider is
@@ -268,6 +269,20 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
         let (addr, token) = api_of(&hd).unwrap();
         let (code, metrics) = http_get(&addr, "/metrics", Some(&token)).unwrap();
         assert_eq!(code, 200);
+        // Each refusal is also an `invalid_message` observation in H's reputation table.
+        wait_for(
+            Duration::from_secs(15),
+            "H's observation of the hostile peer",
+            || {
+                let v = cli_json(&b, &hd, &["reputation", &x_id]).ok()?;
+                v["observations"]
+                    .as_array()?
+                    .iter()
+                    .any(|o| o["kind"] == "invalid_message")
+                    .then_some(())
+            },
+        )
+        .unwrap();
         (account(&b, &hd, &x_id).unwrap(), metrics)
     })
     .await

@@ -116,6 +116,9 @@ impl Credits {
                 lock(&self.inner.counts).refused += 1;
                 self.inner.metrics.counters.credits.receipts_refused.inc();
                 warn!(%peer, "refused a credit receipt: {e}");
+                if let Some(hook) = self.inner.on_refused.get() {
+                    hook(peer, bytes.to_vec());
+                }
                 Reply::refused(&e.to_string())
             }
         }

@@ -74,7 +74,12 @@ struct Inner {
     history: Mutex<VecDeque<(u64, i64)>>,
     /// Peers a receipt is being sent to now (one exchange per peer at a time).
     sending: Mutex<std::collections::HashSet<PeerId>>,
+    /// Told of every refused receipt (the node makes it a reputation observation).
+    on_refused: std::sync::OnceLock<RefusedHook>,
 }
+
+/// What [`Credits::on_refused`] calls: the peer and the refused bytes.
+pub type RefusedHook = Box<dyn Fn(PeerId, Vec<u8>) + Send + Sync>;
 
 /// The node's credit service: a cheap handle.
 #[derive(Clone)]
@@ -157,8 +162,14 @@ impl Credits {
                 counts: Mutex::new(Counts::default()),
                 history: Mutex::new(VecDeque::new()),
                 sending: Mutex::new(Default::default()),
+                on_refused: std::sync::OnceLock::new(),
             }),
         })
+    }
+
+    /// Sets what is told of every refused receipt (once; later calls are ignored).
+    pub fn on_refused(&self, hook: RefusedHook) {
+        let _ = self.inner.on_refused.set(hook);
     }
 
     /// How to serve a block request of `peer` now.
