@@ -367,10 +367,12 @@ impl NodeBuilder {
         )
         .await?;
         mesh.set_credits(credits.clone());
-        let m = mesh.clone();
+        // Weak: the mesh holds the ledger, which holds this hook.
+        let m = Arc::downgrade(&mesh);
         credits.on_refused(Box::new(move |peer, evidence| {
-            let m = m.clone();
-            tokio::spawn(async move { m.refused_receipt(peer, evidence).await });
+            if let Some(m) = m.upgrade() {
+                tokio::spawn(async move { m.refused_receipt(peer, evidence).await });
+            }
         }));
         let inference = match models_dir {
             Some(models_dir) => {
