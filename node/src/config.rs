@@ -100,7 +100,17 @@ pub enum FaultInject {
     /// A slow operator: every inference job waits [`SLOW_INFERENCE_DELAY`] before it starts, so
     /// requesters that rank by speed should turn to faster operators.
     SlowInference,
+    /// A busy holder: other work takes all but [`BUSY_BLOCKS_WORKERS`] of its block workers,
+    /// and every block it serves holds one for [`BUSY_BLOCKS_DELAY`], so two fetchers at once
+    /// make it contended (and its credits order who is served first).
+    BusyBlocks,
 }
+
+/// How long a [`FaultInject::BusyBlocks`] node takes over each block it serves.
+pub const BUSY_BLOCKS_DELAY: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// Block workers a [`FaultInject::BusyBlocks`] node has free.
+pub const BUSY_BLOCKS_WORKERS: usize = 2;
 
 /// How late a [`FaultInject::SlowInference`] operator starts each job.
 pub const SLOW_INFERENCE_DELAY: std::time::Duration = std::time::Duration::from_millis(1500);
@@ -226,6 +236,25 @@ pub struct PriceConfig {
     pub compute_per_1k_tokens: u64,
 }
 
+/// Credits (spec/credits.md): the ledger's policy and how often receipts go out.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct CreditsConfig {
+    /// Sends the receipts owed to peers this often, ms (and at once when half a window is owed).
+    pub receipt_every_ms: u64,
+    /// Rate card, allowance, thresholds, window.
+    pub policy: warren_protocol::credits::CreditPolicy,
+}
+
+impl Default for CreditsConfig {
+    fn default() -> Self {
+        Self {
+            receipt_every_ms: 2_000,
+            policy: Default::default(),
+        }
+    }
+}
+
 /// The whole node configuration.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
@@ -259,6 +288,8 @@ pub struct Config {
     pub compute: ComputeConfig,
     /// Prices.
     pub price: PriceConfig,
+    /// Credits: rate card and limits.
+    pub credits: CreditsConfig,
     /// Storage mesh timers and defaults.
     pub mesh: MeshConfig,
     /// NAT traversal: relays, AutoNAT, hole punching.
@@ -290,6 +321,7 @@ impl Default for Config {
             storage: StorageConfig::default(),
             compute: ComputeConfig::default(),
             price: PriceConfig::default(),
+            credits: CreditsConfig::default(),
             mesh: MeshConfig::default(),
             nat: NatConfig::default(),
             onion_hops: 3,
@@ -322,6 +354,12 @@ impl Config {
         }
         if self.listen.is_empty() {
             return Err(NodeError::Config("no listen address configured".into()));
+        }
+        if self.credits.receipt_every_ms < 100 {
+            return Err(NodeError::Config(format!(
+                "credits.receipt_every_ms {} is below 100 ms",
+                self.credits.receipt_every_ms
+            )));
         }
         if self.mesh.repair_every_ms < 100
             || self.mesh.audit_every_ms < 100

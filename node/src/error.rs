@@ -142,6 +142,14 @@ pub enum NodeError {
     /// be started or confined, or it died.
     #[error("worker: {0}")]
     Worker(String),
+    /// A credit receipt exchange with a peer failed (spec/credits.md).
+    #[error("credits with {peer}: {detail}")]
+    Credits {
+        /// The peer.
+        peer: PeerId,
+        /// What went wrong.
+        detail: String,
+    },
     /// A model could not be served or used.
     #[error("model {model}: {detail}")]
     Model {

@@ -35,6 +35,8 @@ pub mod view;
 pub mod worker;
 // L1: the swarm.
 pub mod net;
+
+pub mod credits;
 // L2: services.
 pub mod inference;
 pub mod onion;

@@ -83,6 +83,50 @@ pub struct Counters {
     pub storage_offered: Gauge<u64, AtomicU64>,
     /// The background work (`warren_background_*`).
     pub background: Background,
+    /// Credits (`warren_credits_*`).
+    pub credits: CreditMetrics,
+}
+
+/// Credits (`warren_credits_*`, spec/credits.md).
+#[derive(Clone, Debug, Default)]
+pub struct CreditMetrics {
+    /// Receipts accepted from peers.
+    pub receipts_accepted: Counter,
+    /// Receipts refused (forged, replayed, rolled back, conflicting, malformed).
+    pub receipts_refused: Counter,
+    /// Block requests refused for credit.
+    pub requests_refused: Counter,
+    /// Sum of the balances with every peer, nano-credits.
+    pub balance: Gauge,
+    /// Peers with an account.
+    pub peers: Gauge,
+}
+
+impl CreditMetrics {
+    fn register(&self, w: &mut Registry) {
+        let c = w.sub_registry_with_prefix("credits");
+        c.register(
+            "receipts_accepted",
+            "Credit receipts accepted from peers",
+            self.receipts_accepted.clone(),
+        );
+        c.register(
+            "receipts_refused",
+            "Credit receipts refused (forged, replayed, rolled back, conflicting)",
+            self.receipts_refused.clone(),
+        );
+        c.register(
+            "requests_refused",
+            "Block requests refused for credit",
+            self.requests_refused.clone(),
+        );
+        c.register(
+            "balance_nanocredits",
+            "Sum of the balances with every peer",
+            self.balance.clone(),
+        );
+        c.register("peers", "Peers with a credit account", self.peers.clone());
+    }
 }
 
 /// The storage mesh's background work, against its budget (`warren_background_*`).
@@ -177,6 +221,7 @@ impl Default for Counters {
             storage_used: Gauge::default(),
             storage_offered: Gauge::default(),
             background: Background::default(),
+            credits: CreditMetrics::default(),
         }
     }
 }
@@ -272,6 +317,7 @@ impl Counters {
             self.storage_offered.clone(),
         );
         self.background.register(w);
+        self.credits.register(w);
     }
 
     /// Counts one audit: `passed`, `failed`, or `unanswered` when it got no answer in time (not

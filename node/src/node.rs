@@ -357,6 +357,23 @@ impl NodeBuilder {
             reputations,
             metrics.clone(),
         );
+        let policy = config.credits.policy;
+        let (credits, credit_streams) = crate::credits::start(
+            client.stream_control(),
+            key.clone(),
+            policy,
+            dir,
+            metrics.clone(),
+        )
+        .await?;
+        mesh.set_credits(credits.clone());
+        // Weak: the mesh holds the ledger, which holds this hook.
+        let m = Arc::downgrade(&mesh);
+        credits.on_refused(Box::new(move |peer, evidence| {
+            if let Some(m) = m.upgrade() {
+                tokio::spawn(async move { m.refused_receipt(peer, evidence).await });
+            }
+        }));
         let inference = match models_dir {
             Some(models_dir) => {
                 if config.mesh.fault_inject == FaultInject::PerturbInference {
@@ -398,9 +415,13 @@ impl NodeBuilder {
             metrics: metrics.clone(),
             in_flight: mesh.audits_in_flight(),
             quota: config.mesh.origin_quota(config.storage.offer_bytes),
+            credits: credits.clone(),
         };
         let rx = shutdown_rx.clone();
         tasks.spawn(async move { ("block server", server.run(block_requests, rx).await) });
+        let (rx, every) = (shutdown_rx.clone(), config.credits.receipt_every_ms);
+        let every = std::time::Duration::from_millis(every);
+        tasks.spawn(async move { ("credits", credits.run(credit_streams, every, rx).await) });
         if services.upkeep {
             let rx = shutdown_rx.clone();
             let m = mesh.clone();

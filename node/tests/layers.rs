@@ -28,6 +28,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("worker", 2, "L0 leaves"),
     ("net", 3, "L1 net"),
     ("reputation", 4, "L2 services"),
+    ("credits", 4, "L2 services"),
     ("storage", 5, "L2 services"),
     ("inference", 6, "L2 services"),
     ("onion", 7, "L2 services"),

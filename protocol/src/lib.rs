@@ -20,6 +20,7 @@ pub mod block_transfer;
 pub mod capability;
 mod codec;
 pub mod content;
+pub mod credits;
 pub mod directory;
 pub mod envelope;
 mod error;

@@ -51,6 +51,7 @@ use crate::net::Client;
 use crate::storage::Mesh;
 use crate::view::{DashboardView, HeldBlock, StorageView};
 
+mod credits;
 pub mod dashboard;
 mod dirs;
 mod files;
@@ -392,6 +393,8 @@ pub fn router(
             post(onion::put).layer(DefaultBodyLimit::disable()),
         )
         .route("/v1/circuits", get(onion::circuits))
+        .route("/v1/credits", get(credits::table))
+        .route("/v1/credits/{peer}", get(credits::peer))
         .route("/v1/reputation", get(reputation::table))
         .route("/v1/reputation/{peer}", get(reputation::peer))
         .route("/v1/dashboard", get(dashboard))

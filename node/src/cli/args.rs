@@ -171,6 +171,14 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// Credit with every peer (balance, earned and spent, threshold, strikes), or with one.
+    Credits {
+        /// A peer id: only its account.
+        peer: Option<String>,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// List this node's onion circuits and its role in each (client, gate, middle, relay).
     Circuits(OutputArgs),
     /// Models on the mesh: add, serve, list.

@@ -71,6 +71,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
     ),
     ("compute", "models", "Names of the models served."),
     ("price", "", "Prices asked, in micro-credits."),
+    (
+        "credits",
+        "",
+        "Credits (spec/credits.md): receipts sent every receipt_every_ms; [credits.policy] is the rate card in nano-credits, the free allowance, thresholds and the receipt window.",
+    ),
     ("mesh", "", "Storage mesh timers and defaults."),
     ("mesh", "rf", "Default replication factor of put."),
     (

@@ -353,6 +353,19 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 format!("{}\n", serde_json::to_string_pretty(v).unwrap_or_default())
             })
         }
+        Command::Credits { peer, out } => {
+            let path = match peer {
+                Some(p) => {
+                    let p: libp2p::PeerId = p
+                        .parse()
+                        .with_context(|| format!("{p:?} is not a peer id"))?;
+                    format!("/v1/credits/{p}")
+                }
+                None => "/v1/credits".to_owned(),
+            };
+            let v: serde_json::Value = api.get(&path).await?;
+            print(out.json, &v, crate::cli::text::credits)
+        }
         Command::Dashboard(out) => {
             let addr = std::fs::read_to_string(data_dir.join(crate::keystore::API_ADDR_FILE))
                 .context("reading api.addr: is the node running?")?;

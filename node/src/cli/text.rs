@@ -159,3 +159,38 @@ pub(super) fn parse_class(text: &str) -> Result<Class, String> {
     text.parse()
         .map_err(|e: warren_protocol::Error| e.to_string())
 }
+
+/// `warren credits`: one line per peer, in credits (10⁹ nc).
+pub(super) fn credits(v: &serde_json::Value) -> String {
+    let c = |v: &serde_json::Value| v.as_i64().unwrap_or(0) as f64 / 1e9;
+    let mut s = format!(
+        "total balance {:.6} credits; receipts accepted {}, refused {}; requests refused {}\n",
+        c(&v["total_balance"]),
+        v["receipts_accepted"],
+        v["receipts_refused"],
+        v["requests_refused"]
+    );
+    s.push_str(&format!(
+        "{:<54} {:>12} {:>12} {:>12} {:>10} {:>7}  state\n",
+        "peer", "balance", "earned", "spent", "threshold", "strikes"
+    ));
+    for p in v["peers"].as_array().into_iter().flatten() {
+        let state = if p["refused"] == true {
+            "refused"
+        } else if p["fraud"] == true {
+            "fraud"
+        } else {
+            "ok"
+        };
+        s.push_str(&format!(
+            "{:<54} {:>12.6} {:>12.6} {:>12.6} {:>10.4} {:>7}  {state}\n",
+            p["peer"].as_str().unwrap_or("?"),
+            c(&p["balance"]),
+            c(&p["earned_by_peer"]),
+            c(&p["spent_by_peer"]),
+            c(&p["threshold"]),
+            p["strikes"],
+        ));
+    }
+    s
+}

@@ -160,6 +160,15 @@ impl Mesh {
             }
         }
         let mut records = Vec::with_capacity(outcomes.len());
+        if let Some(credits) = self.credits() {
+            for ((cid, outcome), (_, len, _)) in outcomes.iter().zip(&blocks) {
+                match outcome {
+                    Outcome::Passed => credits.audit_passed(subject, cid.hash(), *len),
+                    Outcome::Failed(_) => credits.audit_failed(subject, cid.hash()),
+                    Outcome::NoAnswer(_) => {}
+                }
+            }
+        }
         for (cid, outcome) in outcomes {
             let audit = Audit {
                 subject,
@@ -219,6 +228,14 @@ impl Mesh {
     /// Records a first-hand observation of `subject` (scored here) and publishes it signed on
     /// `warren/reputation/1`, within the publishing rate limit. `evidence` names what it is about
     /// (a block id, a model id).
+    /// A credit receipt from `subject` was refused (forged, replayed, rolled back, conflicting):
+    /// an `invalid_message` observation, the BLAKE3 hash of the receipt's bytes as evidence.
+    pub async fn refused_receipt(&self, subject: PeerId, receipt: Vec<u8>) {
+        let evidence = blake3::hash(&receipt).as_bytes().to_vec();
+        self.observe_kind(subject, Kind::InvalidMessage, evidence, now_ms())
+            .await;
+    }
+
     pub(crate) async fn observe_kind(
         &self,
         subject: PeerId,

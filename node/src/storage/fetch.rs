@@ -134,7 +134,12 @@ impl Mesh {
             .await
         {
             // Decoding verified the bytes against the id, and the answer against the request.
-            Ok(Response::Block(b)) => Ok(b.data),
+            Ok(Response::Block(b)) => {
+                if let Some(c) = self.credits() {
+                    c.received(peer, b.data.len() as u64);
+                }
+                Ok(b.data)
+            }
             Ok(other) => Err(format!("{peer} answered {}", other.kind())),
             Err(e) => {
                 if e.is_peer_fault() {

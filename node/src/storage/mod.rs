@@ -105,6 +105,8 @@ pub struct Mesh {
     copies: Mutex<HashMap<ContentId, (usize, usize)>>,
     /// When this node last renewed the leases of each block of the files it put (ms).
     renewed: Mutex<HashMap<ContentId, u64>>,
+    /// The credit ledger: fetched blocks and passed audits are owed to their holders.
+    credits: std::sync::OnceLock<crate::credits::Credits>,
 }
 
 impl Mesh {
@@ -159,7 +161,18 @@ impl Mesh {
             metrics,
             copies: Mutex::new(HashMap::new()),
             renewed: Mutex::new(HashMap::new()),
+            credits: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Gives the mesh the node's credit ledger (once; later calls are ignored).
+    pub fn set_credits(&self, credits: crate::credits::Credits) {
+        let _ = self.credits.set(credits);
+    }
+
+    /// The node's credit ledger, once set.
+    pub fn credits(&self) -> Option<&crate::credits::Credits> {
+        self.credits.get()
     }
 
     /// The audits this node runs now, for the block server (it withholds their blocks from

@@ -18,11 +18,15 @@ use warren_storage_mesh::serve as answer;
 
 use crate::clock::unix_now;
 use crate::config::FaultInject;
+use crate::credits::Credits;
 use crate::metrics::Metrics;
 use crate::net::Client;
 use crate::net::InboundBlocks;
 use tokio::sync::mpsc;
 use warren_protocol::block_transfer;
+use warren_protocol::credits::Decision;
+use warren_protocol::credits::ledger::LAST;
+use warren_protocol::credits::policy::ServiceQueue;
 
 /// Answers one decoded request from `peer` against the local store with the pure
 /// [`warren_storage_mesh::serve::answer`], logging what it found. Returns the answer and, for a
@@ -136,6 +140,18 @@ pub struct Server {
     pub in_flight: Arc<Mutex<InFlight>>,
     /// Bytes one origin may hold here under its leases.
     pub quota: u64,
+    /// The credit ledger: who is served first when every worker is busy, and who not at all.
+    pub credits: Credits,
+}
+
+/// Requests waiting for a worker, ordered by the requester's credit; over this the lowest is
+/// answered "busy".
+pub const SERVICE_QUEUE: usize = 256;
+
+/// A request waiting for a worker, with the credit decision taken when it arrived.
+struct Waiting {
+    inbound: InboundBlocks,
+    decision: Decision,
 }
 
 /// Inbound block requests answered at once, each on a thread of the blocking pool; the rest wait
@@ -150,23 +166,42 @@ impl Server {
         mut requests: mpsc::Receiver<InboundBlocks>,
         mut shutdown: watch::Receiver<bool>,
     ) {
-        let workers = Arc::new(Semaphore::new(BLOCK_WORKERS));
+        let free = match self.fault {
+            FaultInject::BusyBlocks => crate::config::BUSY_BLOCKS_WORKERS,
+            _ => BLOCK_WORKERS,
+        };
+        let workers = Arc::new(Semaphore::new(free));
+        let mut queue: ServiceQueue<Waiting> = ServiceQueue::new(SERVICE_QUEUE);
         loop {
-            let permit = tokio::select! {
-                permit = workers.clone().acquire_owned() => match permit {
-                    Ok(p) => p,
-                    Err(_) => break,
-                },
-                changed = shutdown.changed() => {
-                    if changed.is_err() || *shutdown.borrow() {
-                        break;
+            while let Ok(r) = requests.try_recv() {
+                self.enqueue(&mut queue, &workers, r);
+            }
+            if queue.is_empty() {
+                tokio::select! {
+                    request = requests.recv() => match request {
+                        Some(r) => self.enqueue(&mut queue, &workers, r),
+                        None => break,
+                    },
+                    changed = shutdown.changed() => {
+                        if changed.is_err() || *shutdown.borrow() {
+                            break;
+                        }
                     }
-                    continue;
                 }
-            };
+                continue;
+            }
             tokio::select! {
+                permit = workers.clone().acquire_owned() => {
+                    let Ok(permit) = permit else { break };
+                    while let Ok(r) = requests.try_recv() {
+                        self.enqueue(&mut queue, &workers, r);
+                    }
+                    if let Some(w) = queue.pop() {
+                        self.answer(w.inbound, w.decision, permit);
+                    }
+                }
                 request = requests.recv() => match request {
-                    Some(r) => self.answer(r, permit),
+                    Some(r) => self.enqueue(&mut queue, &workers, r),
                     None => break,
                 },
                 changed = shutdown.changed() => {
@@ -175,6 +210,39 @@ impl Server {
                     }
                 }
             }
+        }
+    }
+
+    /// Queues one request at its requester's credit. Charge only under contention: while a worker
+    /// is free and nobody waits, every peer is served as it comes, whatever its credit.
+    fn enqueue(
+        &self,
+        queue: &mut ServiceQueue<Waiting>,
+        workers: &Semaphore,
+        inbound: InboundBlocks,
+    ) {
+        let busy = workers.available_permits() == 0 || !queue.is_empty();
+        let (priority, decision) = if busy {
+            match self.credits.admit(inbound.peer) {
+                Decision::Serve { priority } => (priority, Decision::Serve { priority }),
+                other => (LAST, other),
+            }
+        } else {
+            (0, Decision::Serve { priority: 0 })
+        };
+        if let Some(dropped) = queue.push(priority, Waiting { inbound, decision }) {
+            let this = self.clone();
+            tokio::task::spawn_blocking(move || {
+                let InboundBlocks { peer, channel, .. } = dropped.inbound;
+                debug!(%peer, "block request dropped: the service queue is full");
+                let busy = Response::Failed {
+                    reason: "busy: the service queue is full".into(),
+                }
+                .encode()
+                .unwrap_or_default();
+                this.client
+                    .respond_blocks_blocking(peer, channel, busy, None, false);
+            });
         }
     }
 
@@ -188,8 +256,9 @@ impl Server {
             .is_ok_and(|f| f.withholds(peer, &block.hash(), now_ms))
     }
 
-    /// Answers one request on the blocking pool.
-    fn answer(&self, inbound: InboundBlocks, worker: OwnedSemaphorePermit) {
+    /// Answers one request on the blocking pool (a `get` refused for credit is answered
+    /// `failed`; audits, pushes and renewals are never refused for credit).
+    fn answer(&self, inbound: InboundBlocks, decision: Decision, worker: OwnedSemaphorePermit) {
         let this = self.clone();
         tokio::task::spawn_blocking(move || {
             let _worker = worker;
@@ -209,8 +278,23 @@ impl Server {
                         Request::Store(s) => s.data.len() as u64,
                         _ => 0,
                     };
+                    if let (Request::Get(_), Decision::Refuse { reason, .. }) =
+                        (&request, &decision)
+                    {
+                        debug!(%peer, "block request refused for credit: {reason}");
+                        let response = Response::Failed {
+                            reason: format!("credit: {reason}"),
+                        };
+                        let encoded = response.encode().unwrap_or_default();
+                        this.client
+                            .respond_blocks_blocking(peer, channel, encoded, None, false);
+                        return;
+                    }
                     if this.fault == FaultInject::SlowBlocks && matches!(request, Request::Get(_)) {
                         std::thread::sleep(crate::config::SLOW_BLOCKS_DELAY);
+                    }
+                    if this.fault == FaultInject::BusyBlocks && matches!(request, Request::Get(_)) {
+                        std::thread::sleep(crate::config::BUSY_BLOCKS_DELAY);
                     }
                     // A `get` of the block, or an `audit` of it (whose proof carries the slice,
                     // and would answer the very challenge if reflected), is withheld.
@@ -234,6 +318,9 @@ impl Server {
                         )
                     };
                     count_served(Some(&this.metrics), &peer, &response, stored_len);
+                    if let Response::Block(b) = &response {
+                        this.credits.served(peer, b.data.len() as u64);
+                    }
                     (response, provide, false)
                 }
                 Err(e) => {
