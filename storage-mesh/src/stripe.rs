@@ -130,9 +130,15 @@ mod tests {
     fn a_short_absence_counts_and_triggers_nothing() {
         let now = 100 * HOUR;
         let mut pieces = vec![PieceState::Online; 8];
-        pieces[0] = PieceState::Offline { since_ms: now - HOUR };
-        pieces[1] = PieceState::Offline { since_ms: now - 2 * HOUR };
-        pieces[2] = PieceState::Offline { since_ms: now - 3 * HOUR };
+        pieces[0] = PieceState::Offline {
+            since_ms: now - HOUR,
+        };
+        pieces[1] = PieceState::Offline {
+            since_ms: now - 2 * HOUR,
+        };
+        pieces[2] = PieceState::Offline {
+            since_ms: now - 3 * HOUR,
+        };
         assert_eq!(
             assess(&policy(), &pieces, now),
             StripeVerdict::Healthy { counted: 8 }
@@ -144,10 +150,14 @@ mod tests {
         let now = 100 * HOUR;
         let mut pieces = vec![PieceState::Online; 8];
         pieces[1] = PieceState::Gone;
-        pieces[3] = PieceState::Offline { since_ms: now - 30 * HOUR };
+        pieces[3] = PieceState::Offline {
+            since_ms: now - 30 * HOUR,
+        };
         pieces[5] = PieceState::Offline { since_ms: 0 };
         // Offline for an hour: counts, not rebuilt, not a source.
-        pieces[6] = PieceState::Offline { since_ms: now - HOUR };
+        pieces[6] = PieceState::Offline {
+            since_ms: now - HOUR,
+        };
         match assess(&policy(), &pieces, now) {
             StripeVerdict::Repair { rebuild, sources } => {
                 assert_eq!(rebuild, vec![1, 3, 5]);
@@ -170,7 +180,9 @@ mod tests {
         pieces[0] = PieceState::Online;
         pieces[1] = PieceState::Online;
         pieces[2] = PieceState::Online;
-        pieces[3] = PieceState::Offline { since_ms: now - HOUR };
+        pieces[3] = PieceState::Offline {
+            since_ms: now - HOUR,
+        };
         assert_eq!(
             assess(&policy(), &pieces, now),
             StripeVerdict::Wait { online: 3 }

@@ -32,8 +32,8 @@
 //! Deterministic: the same parameters and seed give the same rows; each peer draws its sessions
 //! from its own stream, so runs with and without repair see the same churn.
 
-mod population;
 pub mod pieces;
+mod population;
 pub mod report;
 
 use warren_protocol::Tier;
