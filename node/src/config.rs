@@ -244,6 +244,9 @@ pub struct Config {
     pub roles: Vec<Role>,
     /// Address of the local control API; must be a loopback address (port 0 picks a free one).
     pub api_listen: SocketAddr,
+    /// Address of the read-only HTTP gateway (`/warren/CID/path`), loopback only; off when
+    /// absent.
+    pub gateway: Option<SocketAddr>,
     /// Connections kept open to other peers. The node dials peers from its routing table up to
     /// half of this; above a quarter more, connections older than 20 s are trimmed back down to
     /// it, least useful first; new inbound ones are refused only past twice this plus 16
@@ -284,6 +287,7 @@ impl Default for Config {
             kad_mode: KadMode::Auto,
             roles: vec![Role::Station, Role::Operator],
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gateway: None,
             max_peers: 64,
             record_ttl_secs: 3600,
             log_format: LogFormat::Text,
@@ -318,6 +322,13 @@ impl Config {
             return Err(NodeError::Config(format!(
                 "api_listen {} is not a loopback address: the control API is only ever served on 127.0.0.1 or ::1",
                 self.api_listen
+            )));
+        }
+        if let Some(g) = self.gateway
+            && !g.ip().is_loopback()
+        {
+            return Err(NodeError::Config(format!(
+                "gateway {g} is not a loopback address: the gateway is only served on 127.0.0.1 or ::1"
             )));
         }
         if self.listen.is_empty() {

@@ -54,6 +54,8 @@ use crate::view::{DashboardView, HeldBlock, StorageView};
 pub mod dashboard;
 mod dirs;
 mod files;
+pub mod gateway;
+mod gateway_http;
 mod host;
 mod jobs;
 mod onion;
