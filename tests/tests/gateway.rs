@@ -151,9 +151,10 @@ a.addEventListener('error', () => { as.textContent = 'audio: error ' + (a.error 
 
 #[test]
 fn gateway_serves_a_static_site_to_a_browser() {
+    let bin = warren_tests::hostile::node_bin(BIN);
     let tmp = tempfile::tempdir().unwrap();
     let d0 = tmp.path().join("node-0");
-    let _n0 = NodeProcess::start(BIN, &d0, &["--gateway", "127.0.0.1:0"]).unwrap();
+    let _n0 = NodeProcess::start(&bin, &d0, &["--gateway", "127.0.0.1:0"]).unwrap();
     let gw = std::fs::read_to_string(d0.join("gateway.addr"))
         .unwrap()
         .trim()
@@ -166,9 +167,9 @@ fn gateway_serves_a_static_site_to_a_browser() {
     std::fs::write(site.join("pic.png"), &pic).unwrap();
     std::fs::write(site.join("media/tone.wav"), &tone).unwrap();
     std::fs::write(site.join("media/notes – é.txt"), "unicode name\n").unwrap();
-    let put = cli_json(BIN, &d0, &["put", site.to_str().unwrap(), "--rf", "0"]).unwrap();
+    let put = cli_json(&bin, &d0, &["put", site.to_str().unwrap(), "--rf", "0"]).unwrap();
     let cid = put["cid"].as_str().unwrap().to_owned();
-    let tone_cid = cli_json(BIN, &d0, &["ls", &format!("{cid}/media")]).unwrap()["entries"]
+    let tone_cid = cli_json(&bin, &d0, &["ls", &format!("{cid}/media")]).unwrap()["entries"]
         .as_array()
         .unwrap()
         .iter()
@@ -277,7 +278,7 @@ fn gateway_serves_a_static_site_to_a_browser() {
     let secret = tmp.path().join("secret.txt");
     std::fs::write(&secret, "private words").unwrap();
     let private = cli_json(
-        BIN,
+        &bin,
         &d0,
         &["put", secret.to_str().unwrap(), "--private", "--rf", "0"],
     )
