@@ -16,7 +16,7 @@ use std::path::Path;
 use std::time::Duration;
 
 use warren_protocol::{Codec, ContentId};
-use warren_tests::{NodeProcess, chromium, cli_json, run_chromium};
+use warren_tests::{NodeProcess, chromium, cli_json, run_chromium, test_bytes};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 
@@ -167,6 +167,9 @@ fn gateway_serves_a_static_site_to_a_browser() {
     std::fs::write(site.join("pic.png"), &pic).unwrap();
     std::fs::write(site.join("media/tone.wav"), &tone).unwrap();
     std::fs::write(site.join("media/notes – é.txt"), "unicode name\n").unwrap();
+    // Three chunks: a range in the last one reads no chunk before it.
+    let big = test_bytes((5 << 20) / 2, 3, false);
+    std::fs::write(site.join("media/big.bin"), &big).unwrap();
     let put = cli_json(&bin, &d0, &["put", site.to_str().unwrap(), "--rf", "0"]).unwrap();
     let cid = put["cid"].as_str().unwrap().to_owned();
     let tone_cid = cli_json(&bin, &d0, &["ls", &format!("{cid}/media")]).unwrap()["entries"]
@@ -225,6 +228,20 @@ fn gateway_serves_a_static_site_to_a_browser() {
             header(&head, "content-range"),
             Some(format!("bytes {start}-{end}/{n}").as_str())
         );
+    }
+    let m = big.len();
+    for (start, end) in [
+        (0, 99),
+        ((2 << 20) + 10, m - 1),
+        ((1 << 20) - 5, (1 << 20) + 5),
+    ] {
+        let (code, head, body) = get(
+            &gw,
+            &format!("/warren/{cid}/media/big.bin"),
+            &format!("Range: bytes={start}-{end}\r\n"),
+        );
+        assert_eq!(code, 206, "{head}");
+        assert_eq!(body, &big[start..=end], "{start}-{end}");
     }
     let (code, head, _) = get(
         &gw,

@@ -294,13 +294,11 @@ async fn file(
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE);
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || {
-        let mut w = RangeWriter {
-            tx,
-            skip: start,
-            left: len,
-        };
+        let mut w = RangeWriter { tx, left: len };
         let ready = |c: &ContentId| arrivals.wait(c);
-        let result = store.get_when_ready(&cid, &mut w, &|_| {}, &ready);
+        // Chunks wholly before `start` are not read: a seek near the end of a long video
+        // costs one chunk, not the file up to it.
+        let result = store.get_from_when_ready(&cid, start, &mut w, &ready);
         arrivals.finished();
         if w.left > 0 {
             // Cut short: the body ends with an error, so the client sees it incomplete.
@@ -332,11 +330,10 @@ async fn file(
         .map_err(|e| GwError(StatusCode::BAD_REQUEST, e.to_string()))
 }
 
-/// A blocking `Write` that passes on only bytes `skip..skip + left` of what it is given, and
-/// stops the read (an error) once they are out.
+/// A blocking `Write` that passes on the first `left` bytes it is given, and stops the read
+/// (an error) once they are out.
 struct RangeWriter {
     tx: mpsc::Sender<io::Result<Bytes>>,
-    skip: u64,
     left: u64,
 }
 
@@ -345,13 +342,10 @@ impl Write for RangeWriter {
         if self.left == 0 {
             return Err(io::Error::new(io::ErrorKind::BrokenPipe, "range served"));
         }
-        let skipped = (self.skip.min(data.len() as u64)) as usize;
-        self.skip -= skipped as u64;
-        let rest = &data[skipped..];
-        let take = (self.left.min(rest.len() as u64)) as usize;
+        let take = (self.left.min(data.len() as u64)) as usize;
         if take > 0 {
             self.tx
-                .blocking_send(Ok(Bytes::copy_from_slice(&rest[..take])))
+                .blocking_send(Ok(Bytes::copy_from_slice(&data[..take])))
                 .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))?;
             self.left -= take as u64;
         }
