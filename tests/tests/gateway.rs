@@ -1,5 +1,6 @@
 //! Acceptance: a small static site (index.html with an image and an audio element, a PNG, a WAV
-//! in a subfolder) put as a directory on a node started with `--gateway`, opened in headless
+//! in a subfolder) put as a directory on node-1, served by the gateway of node-0 (started with
+//! `--gateway`, fetching and verifying every block from node-1), opened in headless
 //! Chromium at `http://GATEWAY/warren/CID/`: the page renders, the image decodes, the audio
 //! element loads and seeks; a screenshot is saved to `results/dashboard/gateway.png`, next to the
 //! dashboard's. A plain HTTP client checks Range (206 and the right bytes), 416, ETag and
@@ -16,7 +17,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use warren_protocol::{Codec, ContentId};
-use warren_tests::{NodeProcess, chromium, cli_json, run_chromium, test_bytes};
+use warren_tests::{
+    NodeProcess, chromium, cli_json, run_chromium, tcp_multiaddr, test_bytes, wait_for,
+};
 
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 
@@ -159,6 +162,15 @@ fn gateway_serves_a_static_site_to_a_browser() {
         .unwrap()
         .trim()
         .to_owned();
+    // The site is stored on node-1 only: the gateway on node-0 fetches every block from it.
+    let boot = tcp_multiaddr(&cli_json(&bin, &d0, &["status"]).unwrap()).unwrap();
+    let d1 = tmp.path().join("node-1");
+    let _n1 = NodeProcess::start(&bin, &d1, &["--bootstrap", &boot]).unwrap();
+    wait_for(Duration::from_secs(30), "node-0 to see node-1", || {
+        let peers = cli_json(&bin, &d0, &["peers"]).ok()?;
+        (peers.as_array()?.len() == 1).then_some(())
+    })
+    .unwrap();
 
     let site = tmp.path().join("site");
     std::fs::create_dir_all(site.join("media")).unwrap();
@@ -170,9 +182,9 @@ fn gateway_serves_a_static_site_to_a_browser() {
     // Three chunks: a range in the last one reads no chunk before it.
     let big = test_bytes((5 << 20) / 2, 3, false);
     std::fs::write(site.join("media/big.bin"), &big).unwrap();
-    let put = cli_json(&bin, &d0, &["put", site.to_str().unwrap(), "--rf", "0"]).unwrap();
+    let put = cli_json(&bin, &d1, &["put", site.to_str().unwrap(), "--rf", "0"]).unwrap();
     let cid = put["cid"].as_str().unwrap().to_owned();
-    let tone_cid = cli_json(&bin, &d0, &["ls", &format!("{cid}/media")]).unwrap()["entries"]
+    let tone_cid = cli_json(&bin, &d1, &["ls", &format!("{cid}/media")]).unwrap()["entries"]
         .as_array()
         .unwrap()
         .iter()
