@@ -492,6 +492,23 @@ mod tests {
     }
 
     #[test]
+    fn the_gateway_is_off_by_default_and_loopback_only() {
+        assert_eq!(Config::default().gateway, None);
+        let c: Config = toml::from_str("gateway = \"127.0.0.1:8080\"").unwrap();
+        assert_eq!(c.gateway, Some("127.0.0.1:8080".parse().unwrap()));
+        c.validate().unwrap();
+        let c = Config {
+            gateway: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("gateway 0.0.0.0:8080 is not a loopback"),
+            "{err}"
+        );
+    }
+
+    #[test]
     fn refuses_unknown_keys_and_bad_bootstrap() {
         assert!(toml::from_str::<Config>("listen_typo = []").is_err());
         let c = Config {
