@@ -273,6 +273,9 @@ pub struct Config {
     pub roles: Vec<Role>,
     /// Address of the local control API; must be a loopback address (port 0 picks a free one).
     pub api_listen: SocketAddr,
+    /// Address of the read-only HTTP gateway (`/warren/CID/path`), loopback only; off when
+    /// absent.
+    pub gateway: Option<SocketAddr>,
     /// Connections kept open to other peers. The node dials peers from its routing table up to
     /// half of this; above a quarter more, connections older than 20 s are trimmed back down to
     /// it, least useful first; new inbound ones are refused only past twice this plus 16
@@ -315,6 +318,7 @@ impl Default for Config {
             kad_mode: KadMode::Auto,
             roles: vec![Role::Station, Role::Operator],
             api_listen: SocketAddr::from(([127, 0, 0, 1], 0)),
+            gateway: None,
             max_peers: 64,
             record_ttl_secs: 3600,
             log_format: LogFormat::Text,
@@ -350,6 +354,13 @@ impl Config {
             return Err(NodeError::Config(format!(
                 "api_listen {} is not a loopback address: the control API is only ever served on 127.0.0.1 or ::1",
                 self.api_listen
+            )));
+        }
+        if let Some(g) = self.gateway
+            && !g.ip().is_loopback()
+        {
+            return Err(NodeError::Config(format!(
+                "gateway {g} is not a loopback address: the gateway is only served on 127.0.0.1 or ::1"
             )));
         }
         if self.listen.is_empty() {
@@ -516,6 +527,23 @@ mod tests {
         };
         let err = c.validate().unwrap_err().to_string();
         assert!(err.contains("not a loopback address"), "{err}");
+    }
+
+    #[test]
+    fn the_gateway_is_off_by_default_and_loopback_only() {
+        assert_eq!(Config::default().gateway, None);
+        let c: Config = toml::from_str("gateway = \"127.0.0.1:8080\"").unwrap();
+        assert_eq!(c.gateway, Some("127.0.0.1:8080".parse().unwrap()));
+        c.validate().unwrap();
+        let c = Config {
+            gateway: Some("0.0.0.0:8080".parse().unwrap()),
+            ..Config::default()
+        };
+        let err = c.validate().unwrap_err().to_string();
+        assert!(
+            err.contains("gateway 0.0.0.0:8080 is not a loopback"),
+            "{err}"
+        );
     }
 
     #[test]

@@ -184,7 +184,18 @@ pub(crate) fn get<W: Write>(
     progress: &dyn Fn(u64),
     ready: &Ready<'_>,
 ) -> Result<u64, Error> {
-    copy_content(store, cid, out, progress, ready, false)
+    copy_content(store, cid, out, progress, ready, false, 0)
+}
+
+/// Writes the file `cid` from byte `from` on to `out`; see [`Store::get_from_when_ready`].
+pub(crate) fn get_from<W: Write>(
+    store: &dyn Blocks,
+    cid: &ContentId,
+    from: u64,
+    out: W,
+    ready: &Ready<'_>,
+) -> Result<u64, Error> {
+    copy_content(store, cid, out, &|_| {}, ready, false, from)
 }
 
 /// The content of the directory `cid` (its listing's bytes, not yet decoded): refuses a file
@@ -196,7 +207,7 @@ pub(crate) fn listing_bytes(
     ready: &Ready<'_>,
 ) -> Result<Vec<u8>, Error> {
     let mut out = Vec::new();
-    copy_content(store, cid, &mut out, &|_| {}, ready, true)?;
+    copy_content(store, cid, &mut out, &|_| {}, ready, true, 0)?;
     Ok(out)
 }
 
@@ -207,8 +218,14 @@ fn copy_content<W: Write>(
     progress: &dyn Fn(u64),
     ready: &Ready<'_>,
     directory: bool,
+    from: u64,
 ) -> Result<u64, Error> {
     struct Copy<'a, W> {
+        /// File bytes before this are not written, and chunks (and subtrees) wholly before it
+        /// are neither read nor waited for.
+        from: u64,
+        /// File offset of the next entry visited.
+        offset: u64,
         /// Whether the root must be a directory (or must not be).
         directory: bool,
         store: &'a dyn Blocks,
@@ -244,7 +261,13 @@ fn copy_content<W: Write>(
             }
             Ok(true)
         }
+        fn skip(&mut self, entry: &ManifestEntry, _parent_depth: u8) -> bool {
+            self.passed(entry)
+        }
         fn chunk(&mut self, entry: &ManifestEntry) -> Result<(), Error> {
+            if self.passed(entry) {
+                return Ok(());
+            }
             // Handed over by a fetch (verified there), or read and verified here.
             let block = match (self.ready)(&entry.cid)? {
                 Some(bytes) => bytes,
@@ -273,13 +296,31 @@ fn copy_content<W: Write>(
                     reason: format!("its chunks hold more than the {declared} bytes it declares"),
                 });
             }
-            self.out.write_all(&self.buf).map_err(Error::Write)?;
+            let cut = usize::try_from(self.from.saturating_sub(self.offset))
+                .unwrap_or(usize::MAX)
+                .min(self.buf.len());
+            self.out.write_all(&self.buf[cut..]).map_err(Error::Write)?;
             self.written += self.buf.len() as u64;
+            self.offset += self.buf.len() as u64;
             (self.progress)(self.written);
             Ok(())
         }
     }
+    impl<W> Copy<'_, W> {
+        /// Whether `entry` lies wholly before `from` (then it is counted as passed over).
+        fn passed(&mut self, entry: &ManifestEntry) -> bool {
+            let end = self.offset.saturating_add(entry.raw_len);
+            if end > self.from {
+                return false;
+            }
+            self.offset = end;
+            self.written = self.written.saturating_add(entry.raw_len);
+            true
+        }
+    }
     let mut copy = Copy {
+        from,
+        offset: 0,
         directory,
         store,
         root: *cid,
@@ -489,6 +530,46 @@ mod tests {
         let mut out = Vec::new();
         let err = store.get(cid, &mut out, &|_| {}).unwrap_err();
         (err, out)
+    }
+
+    #[test]
+    fn a_get_from_an_offset_reads_no_chunk_before_it() {
+        let (_dir, store) = store(u64::MAX);
+        let data = random_chunk(2, 3 * CHUNK_SIZE + 100);
+        let file = put(&store, &data);
+        let first = store.stat(&file.cid).unwrap().entries[0].cid;
+        let ready = |_: &ContentId| Ok(None);
+        for from in [
+            0,
+            7,
+            MIB - 1,
+            MIB,
+            MIB + 5,
+            3 * MIB + 99,
+            3 * MIB + 100,
+            4 * MIB,
+        ] {
+            let mut out = Vec::new();
+            let size = store
+                .get_from_when_ready(&file.cid, from, &mut out, &ready)
+                .unwrap();
+            assert_eq!(size, data.len() as u64);
+            assert_eq!(out, &data[(from as usize).min(data.len())..], "from {from}");
+        }
+        // The first chunk is corrupt: a read from the second on never touches it.
+        store.corrupt_block(&first, 1000);
+        let mut out = Vec::new();
+        store
+            .get_from_when_ready(&file.cid, MIB + 5, &mut out, &ready)
+            .unwrap();
+        assert_eq!(out, &data[CHUNK_SIZE + 5..]);
+        let err = store
+            .get_from_when_ready(&file.cid, MIB - 1, &mut Vec::new(), &ready)
+            .unwrap_err();
+        assert!(
+            matches!(&err, Error::Corrupt { cid, .. } if *cid == first),
+            "{err}"
+        );
     }
 
     #[test]

@@ -274,6 +274,19 @@ impl Store {
         read::get(self, cid, out, progress, ready)
     }
 
+    /// [`Store::get_when_ready`] from byte `from` of the file on: chunks and subtrees wholly
+    /// before it are neither read nor waited for; the chunk holding `from` is read and verified
+    /// whole and written from `from` on. Returns the file's size.
+    pub fn get_from_when_ready<W: std::io::Write>(
+        &self,
+        cid: &ContentId,
+        from: u64,
+        out: W,
+        ready: &Ready<'_>,
+    ) -> Result<u64, Error> {
+        read::get_from(self, cid, from, out, ready)
+    }
+
     /// The root manifest of the file `cid`, verified.
     pub fn stat(&self, cid: &ContentId) -> Result<Manifest, Error> {
         read::load_root(self, cid).map(|(m, _)| m)

@@ -20,7 +20,11 @@ use warren_protocol::{ContentId, Directory, EntryKind, directory::MAX_LISTING_SI
 
 use super::files::{blocking, parse_cid};
 use super::{ApiError, AppState};
-use crate::storage::FetchSession;
+use std::sync::Arc;
+
+use warren_storage_mesh::Store;
+
+use crate::storage::{FetchSession, Mesh};
 use crate::view::{DirEntryView, LsView, PutDirRequest, PutView};
 
 /// Most path components `ls` follows.
@@ -116,7 +120,7 @@ pub(super) async fn ls(
     let (mut cid, mut kind, mut size) = (root, None, None);
     let mut walked = String::new();
     for part in parts {
-        let dir = listing(&s, cid).await?;
+        let dir = listing(&s.store, &s.mesh, cid).await?;
         let Some(entry) = dir.find(part) else {
             return Err(ApiError(
                 StatusCode::NOT_FOUND,
@@ -161,7 +165,7 @@ pub(super) async fn ls(
             entries: None,
         }));
     }
-    let dir = listing(&s, cid).await?;
+    let dir = listing(&s.store, &s.mesh, cid).await?;
     let total = dir.total_size().unwrap_or(u64::MAX);
     Ok(Json(LsView {
         cid: cid.to_string(),
@@ -183,10 +187,14 @@ pub(super) async fn ls(
 
 /// The listing of the directory `cid`: its blocks fetched from peers where not stored here
 /// (each verified against its id), then decoded and checked.
-async fn listing(s: &AppState, cid: ContentId) -> Result<Directory, ApiError> {
+pub(super) async fn listing(
+    store: &Arc<Store>,
+    mesh: &Mesh,
+    cid: ContentId,
+) -> Result<Directory, ApiError> {
     let session = FetchSession::default();
-    let missing = s.mesh.fetch_manifests(cid, &session).await?;
-    let root = blocking(&s.store, move |st| st.stat(&cid)).await?;
+    let missing = mesh.fetch_manifests(cid, &session).await?;
+    let root = blocking(store, move |st| st.stat(&cid)).await?;
     if !root.is_directory() {
         return Err(ApiError::from(warren_storage_mesh::Error::NotADirectory {
             cid,
@@ -201,9 +209,9 @@ async fn listing(s: &AppState, cid: ContentId) -> Result<Directory, ApiError> {
             ),
         }));
     }
-    let fetched: Vec<_> = s.mesh.fetch_blocks(missing, &session, None).collect().await;
+    let fetched: Vec<_> = mesh.fetch_blocks(missing, &session, None).collect().await;
     for r in fetched {
         r?;
     }
-    blocking(&s.store, move |st| st.read_directory(&cid)).await
+    blocking(store, move |st| st.read_directory(&cid)).await
 }

@@ -55,6 +55,8 @@ mod credits;
 pub mod dashboard;
 mod dirs;
 mod files;
+pub mod gateway;
+mod gateway_http;
 mod host;
 mod jobs;
 mod onion;

@@ -374,6 +374,9 @@ pub struct StartArgs {
     /// Control API address (loopback only).
     #[arg(long, value_name = "ADDR")]
     pub api_listen: Option<std::net::SocketAddr>,
+    /// Serve the read-only HTTP gateway (`/warren/CID/path`) on this loopback address.
+    #[arg(long, value_name = "ADDR")]
+    pub gateway: Option<std::net::SocketAddr>,
     /// Role offered (repeatable): station, operator, gate, middle, relay.
     #[arg(long = "role", value_parser = parse_role)]
     pub roles: Vec<Role>,
@@ -513,6 +516,9 @@ impl StartArgs {
         }
         if let Some(a) = self.api_listen {
             config.api_listen = a;
+        }
+        if let Some(g) = self.gateway {
+            config.gateway = Some(g);
         }
         if !self.roles.is_empty() {
             config.roles = self.roles.clone();

@@ -41,6 +41,11 @@ const COMMENTS: &[(&str, &str, &str)] = &[
         "api_listen",
         "Local control API and dashboard: loopback only; port 0 picks a free port (written to DATA_DIR/api.addr).",
     ),
+    (
+        "",
+        "gateway",
+        "Read-only HTTP gateway (/warren/CID/path), loopback only; off when absent (address in DATA_DIR/gateway.addr).",
+    ),
     ("", "max_peers", "Connections kept to other peers."),
     (
         "",

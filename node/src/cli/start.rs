@@ -20,6 +20,9 @@ use crate::error::NodeError;
 use crate::keystore::{self, API_ADDR_FILE};
 use crate::node::Node;
 
+/// File in the data directory holding the gateway's bound `host:port` while it runs.
+pub const GATEWAY_ADDR_FILE: &str = "gateway.addr";
+
 /// Runs a node on `data_dir` with its control API until a signal stops it.
 pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
     let started = Instant::now();
@@ -30,6 +33,12 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         .local_addr()
         .map_err(|e| NodeError::Api(e.to_string()))?;
     let tier = config.storage.tier;
+    let gateway_file = data_dir.join(GATEWAY_ADDR_FILE);
+    let _ = std::fs::remove_file(&gateway_file);
+    let gateway = match config.gateway {
+        Some(addr) => Some(crate::api::gateway::bind(addr).await?),
+        None => None,
+    };
     let node = Node::start(config, data_dir).await?;
     // `Node::start` runs every service, so inference is there; the API needs it.
     let Some(inference) = node.inference.clone() else {
@@ -57,6 +66,24 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
             .with_graceful_shutdown(graceful)
             .await
     });
+    let mut gateway_task = None;
+    if let Some(listener) = gateway {
+        let gw_addr = listener
+            .local_addr()
+            .map_err(|e| NodeError::Api(e.to_string()))?;
+        let app = crate::api::gateway::router(node.store.clone(), node.mesh.clone());
+        let mut stop = node.shutdown_signal();
+        gateway_task = Some(tokio::spawn(async move {
+            let graceful = async move {
+                let _ = stop.wait_for(|stop| *stop).await;
+            };
+            axum::serve(listener, app)
+                .with_graceful_shutdown(graceful)
+                .await
+        }));
+        keystore::write_private(&gateway_file, gw_addr.to_string().as_bytes())?;
+        info!("gateway: http://{gw_addr}/warren/CID/");
+    }
     keystore::write_private(&addr_file, api_addr.to_string().as_bytes())?;
     info!(api = %api_addr, elapsed_ms = started.elapsed().as_millis() as u64, "ready");
     info!(
@@ -78,7 +105,15 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         Ok(Err(e)) => warn!("control API task ended badly: {e}"),
         Err(_) => warn!("control API did not stop within 5 s"),
     }
+    if let Some(task) = gateway_task
+        && tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_err()
+    {
+        warn!("gateway did not stop within 5 s");
+    }
     let _ = std::fs::remove_file(&addr_file);
+    let _ = std::fs::remove_file(&gateway_file);
     info!("stopped");
     Ok(())
 }
