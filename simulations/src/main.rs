@@ -5,7 +5,7 @@
 //! warren-sim churn --peers 10000 --files 100000 --rf 2,3,5 --churn 0.02,0.05,0.1 --days 30
 //! warren-sim dht --nodes 1000,10000,100000 --adversarial 0.2 --attack collude,fake --paths 1,8
 //! warren-sim swarm --nodes 200 --files 20 --rf 3
-//! warren-sim pieces --peers 10000 --files 100000 --data 8 --parity 12 --churn 0.05,0.1,0.2
+//! warren-sim pieces --peers 10000 --files 100000 --data 8 --parity 16 --churn 0.05,0.1,0.2
 //! ```
 
 mod pieces_cmd;

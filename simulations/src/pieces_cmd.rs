@@ -22,7 +22,7 @@ pub(crate) struct PiecesArgs {
     #[arg(long, default_value_t = 8)]
     data: usize,
     /// Parity pieces per stripe.
-    #[arg(long, default_value_t = 12)]
+    #[arg(long, default_value_t = 16)]
     parity: usize,
     /// Rebuild when fewer pieces than this count.
     #[arg(long, default_value_t = 12)]
@@ -31,7 +31,7 @@ pub(crate) struct PiecesArgs {
     #[arg(long, default_value_t = 24.0)]
     lazy_h: f64,
     /// Permanent departures per peer per day, comma-separated (the first is the headline).
-    #[arg(long, value_delimiter = ',', default_value = "0.05,0.1,0.2,0.3")]
+    #[arg(long, value_delimiter = ',', default_value = "0.05,0.06,0.08,0.1,0.2")]
     churn: Vec<f64>,
     /// Simulated days after the files are stored.
     #[arg(long, default_value_t = 30)]
