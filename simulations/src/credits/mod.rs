@@ -111,6 +111,9 @@ impl Default for Params {
 
 const BLOCK: u64 = 1 << 20;
 
+/// An honest receipt refused: (payer or payee index, why).
+type Fail = (usize, warren_protocol::credits::CreditError);
+
 struct Peer {
     class: Class,
     key: Keypair,
@@ -122,7 +125,8 @@ struct Peer {
 
 fn identity(rng: &mut Rng, policy: CreditPolicy) -> (Keypair, [u8; 32], PeerId, Ledger) {
     let mut seed = rng.bytes32();
-    let key = Keypair::ed25519_from_bytes(&mut seed).unwrap_or_else(|_| Keypair::generate_ed25519());
+    let key =
+        Keypair::ed25519_from_bytes(&mut seed).unwrap_or_else(|_| Keypair::generate_ed25519());
     let ed = ed25519_key(&key).unwrap_or([0; 32]);
     let id = key.public().to_peer_id();
     (key.clone(), ed, id, Ledger::new(ed, policy))
@@ -135,15 +139,13 @@ struct World {
 }
 
 impl World {
-    fn new(p: &Params, rng: &mut Rng) -> Result<World, SimError> {
+    fn new(p: &Params, rng: &mut Rng) -> Result<World, &'static str> {
         let n = p.peers;
         let n_contrib = ((n as f64 * p.contributors).round() as usize).clamp(1, n);
         let n_free = ((n as f64 * p.free_riders).round() as usize).min(n - n_contrib);
         let n_sybil = ((n as f64 * p.sybils).round() as usize).min(n - n_contrib - n_free);
         if p.holders == 0 || p.holders >= n_contrib {
-            return Err(SimError::Params(
-                "holders must be at least 1 and below the contributors",
-            ));
+            return Err("holders must be at least 1 and below the contributors");
         }
         let mut peers = Vec::with_capacity(n);
         for i in 0..n {
@@ -276,7 +278,7 @@ impl World {
     }
 
     /// Payers sign receipts that are due; payees accept and countersign them.
-    fn settle(&mut self, force: bool, now_ms: u64) -> Result<u64, SimError> {
+    fn settle(&mut self, force: bool, now_ms: u64) -> Result<u64, Fail> {
         let mut signed = 0;
         for i in 0..self.peers.len() {
             let mut due: Vec<usize> = self.peers[i]
@@ -295,9 +297,9 @@ impl World {
         Ok(signed)
     }
 
-    fn receipt(&mut self, i: usize, j: usize, now_ms: u64) -> Result<(), SimError> {
+    fn receipt(&mut self, i: usize, j: usize, now_ms: u64) -> Result<(), Fail> {
         let (payee, payee_ed, payer) = (self.peers[j].id, self.peers[j].ed, self.peers[i].id);
-        let err = |source| SimError::Credit { peer: i, source };
+        let err = |source| (i, source);
         let payer_key = self.peers[i].key.clone();
         let r = self.peers[i]
             .ledger
@@ -317,7 +319,7 @@ impl World {
     /// Each Sybil signs the next one in its ring a receipt for a GiB never delivered; the payee
     /// then shows it to one of its honest holders as credit. Returns the receipts the honest
     /// holders refused.
-    fn collude(&mut self, now_ms: u64) -> Result<u64, SimError> {
+    fn collude(&mut self, now_ms: u64) -> Result<u64, Fail> {
         let ring: Vec<usize> = (0..self.peers.len())
             .filter(|&i| self.peers[i].class == Class::Sybil)
             .collect();
@@ -333,17 +335,17 @@ impl World {
             let r = self.peers[s]
                 .ledger
                 .issue(&skey, friend, ted, now_ms)
-                .map_err(|source| SimError::Credit { peer: s, source })?;
+                .map_err(|source| (s, source))?;
             let key = self.peers[t].key.clone();
             let payer = self.peers[s].id;
             let signed = self.peers[t]
                 .ledger
                 .accept(&key, payer, r, now_ms)
-                .map_err(|source| SimError::Credit { peer: t, source })?;
+                .map_err(|source| (t, source))?;
             self.peers[s]
                 .ledger
                 .countersigned(friend, signed.clone())
-                .map_err(|source| SimError::Credit { peer: s, source })?;
+                .map_err(|source| (s, source))?;
             let h = self.peers[t].holders[(self.sybil_seq as usize) % self.peers[t].holders.len()];
             let hkey = self.peers[h].key.clone();
             if self.peers[h]
@@ -397,9 +399,11 @@ impl World {
 }
 
 /// Runs the scenario: one row per class per round.
-pub fn run(p: &Params) -> Result<Vec<Row>, SimError> {
+/// The error is boxed: [`SimError`] is large (it carries node errors).
+pub fn run(p: &Params) -> Result<Vec<Row>, Box<SimError>> {
     let mut rng = Rng::new(p.seed);
-    let mut world = World::new(p, &mut rng)?;
+    let mut world = World::new(p, &mut rng).map_err(|e| Box::new(SimError::Params(e)))?;
+    let fail = |(peer, source)| Box::new(SimError::Credit { peer, source });
     let mut rows = Vec::new();
     for round in 1..=p.rounds {
         let now_ms = u64::from(round) * p.round_secs * 1000;
@@ -410,8 +414,10 @@ pub fn run(p: &Params) -> Result<Vec<Row>, SimError> {
         }
         world.audits(p.stored_gib << 30, now_ms);
         let tally = world.serve(p, &mut rng, now_ms);
-        let sybil_refused = world.collude(now_ms)?;
-        let receipts = world.settle(round % p.flush_rounds.max(1) == 0, now_ms)?;
+        let sybil_refused = world.collude(now_ms).map_err(fail)?;
+        let receipts = world
+            .settle(round % p.flush_rounds.max(1) == 0, now_ms)
+            .map_err(fail)?;
         let (means, sybil_best, sybil_in_group) = world.balances(now_ms);
         for class in Class::ALL {
             let mut row = Row {

@@ -50,6 +50,9 @@ fn the_three_claims_hold_at_small_scale() {
     assert!(s.sybil_refused > 0, "{s:?}");
     assert!(sybil <= free + 0.02, "sybils {sybil} vs free-riders {free}");
     // Whitewashers: a fresh identity ranks with the free tier, never above it.
-    assert!(white <= free + 0.05, "whitewashers {white} vs free-riders {free}");
+    assert!(
+        white <= free + 0.05,
+        "whitewashers {white} vs free-riders {free}"
+    );
     assert!(white < contributors - 0.3);
 }
