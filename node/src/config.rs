@@ -226,14 +226,29 @@ impl Default for NatConfig {
     }
 }
 
-/// Prices asked, in micro-credits.
+/// Prices asked, in micro-credits, as published in the node record; unset, each is what the
+/// credits rate card makes of it (`[credits.policy.rates]`, spec/credits.md "Rate card").
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, default)]
 pub struct PriceConfig {
     /// Per GiB stored for a month.
-    pub storage_per_gib_month: u64,
-    /// Per thousand tokens generated.
-    pub compute_per_1k_tokens: u64,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub storage_per_gib_month: Option<u64>,
+    /// Per thousand tokens generated (of a reference 7B-parameter model).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub compute_per_1k_tokens: Option<u64>,
+}
+
+impl PriceConfig {
+    /// The prices published: the ones set here, else the rate card's.
+    pub fn published(&self, rates: &warren_protocol::credits::RateCard) -> (u64, u64) {
+        (
+            self.storage_per_gib_month
+                .unwrap_or_else(|| rates.storage_per_gib_month_micros()),
+            self.compute_per_1k_tokens
+                .unwrap_or_else(|| rates.per_1k_tokens_micros()),
+        )
+    }
 }
 
 /// Credits (spec/credits.md): the ledger's policy and how often receipts go out.
@@ -509,6 +524,14 @@ pub fn default_data_dir() -> PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_published_price_is_the_rate_cards_unless_set() {
+        let rates = warren_protocol::credits::RateCard::default();
+        assert_eq!(PriceConfig::default().published(&rates), (730_000, 14_000));
+        let set: Config = toml::from_str("[price]\ncompute_per_1k_tokens = 0\n").unwrap();
+        assert_eq!(set.price.published(&rates), (730_000, 0));
+    }
 
     #[test]
     fn default_config_round_trips_through_toml_and_validates() {

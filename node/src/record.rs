@@ -54,6 +54,7 @@ impl RecordBuilder {
                 .collect(),
             models: config.compute.models.clone(),
         });
+        let (storage_price, compute_price) = config.price.published(&config.credits.policy.rates);
         Self {
             key,
             onion_public,
@@ -62,8 +63,8 @@ impl RecordBuilder {
             storage,
             compute,
             price: Price {
-                storage_per_gib_month: config.price.storage_per_gib_month,
-                compute_per_1k_tokens: config.price.compute_per_1k_tokens,
+                storage_per_gib_month: storage_price,
+                compute_per_1k_tokens: compute_price,
             },
             ttl_secs: config.record_ttl_secs,
             store: None,

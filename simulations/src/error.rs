@@ -31,6 +31,14 @@ pub enum SimError {
         /// The error.
         source: std::io::Error,
     },
+    /// An honest peer's receipt was refused or could not be signed (a ledger bug).
+    #[error("peer {peer}: credit receipt: {source}")]
+    Credit {
+        /// Index of the payer in the scenario.
+        peer: usize,
+        /// What the ledger said.
+        source: warren_protocol::credits::CreditError,
+    },
     /// The parameters make no sense.
     #[error("invalid parameters: {0}")]
     Params(&'static str),

@@ -12,6 +12,7 @@
 //! explains each.
 
 pub mod churn;
+pub mod credits;
 pub mod dht;
 pub mod error;
 pub mod events;

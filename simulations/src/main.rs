@@ -5,9 +5,11 @@
 //! warren-sim churn --peers 10000 --files 100000 --rf 2,3,5 --churn 0.02,0.05,0.1 --days 30
 //! warren-sim dht --nodes 1000,10000,100000 --adversarial 0.2 --attack collude,fake --paths 1,8
 //! warren-sim swarm --nodes 200 --files 20 --rf 3
+//! warren-sim credits --peers 10000 --rounds 30 --seed 1
 //! warren-sim pieces --peers 10000 --files 100000 --data 8 --parity 16 --churn 0.05,0.1,0.2
 //! ```
 
+mod credits_cmd;
 mod pieces_cmd;
 
 use std::{path::PathBuf, time::Instant};
@@ -43,6 +45,8 @@ enum Command {
     Pace(PaceArgs),
     /// Erasure-coded stripes with lazy repair next to RF 3 whole copies, in the same churn.
     Pieces(pieces_cmd::PiecesArgs),
+    /// The credit ledger under load: contributors, free-riders, a Sybil ring, whitewashers.
+    Credits(credits_cmd::CreditsArgs),
     /// Kademlia lookups over disjoint paths with churn and adversarial nodes.
     Dht(DhtArgs),
     /// Real warren nodes by the hundred in one process on the memory transport.
@@ -284,6 +288,7 @@ fn main() -> Result<()> {
         Command::Churn(args) => run_churn(args),
         Command::Pace(args) => run_pace(args),
         Command::Pieces(args) => pieces_cmd::run(args),
+        Command::Credits(args) => credits_cmd::run(args),
         Command::Dht(args) => run_dht(args),
         Command::Swarm(args) => run_swarm(args),
     }

@@ -222,6 +222,18 @@ fn metrics_count_and_the_dashboard_shows_the_devnet() {
         html.contains(r#"<div id="error" style="display: none;"></div>"#),
         "{html}"
     );
+    // The credits panel: the balance history from /v1/credits drawn as a line, and the table.
+    let (_, credits) = http_get(&a1, "/v1/credits", Some(&token1)).unwrap();
+    let credits: serde_json::Value = serde_json::from_str(&credits).unwrap();
+    assert!(
+        !credits["history"].as_array().unwrap().is_empty(),
+        "{credits}"
+    );
+    assert!(
+        html.contains(r#"aria-label="total credit balance over time""#)
+            && html.contains("<polyline"),
+        "no credits chart: {html}"
+    );
 
     let shots = Path::new(env!("CARGO_MANIFEST_DIR")).join("../results/dashboard");
     std::fs::create_dir_all(&shots).unwrap();

@@ -1,7 +1,8 @@
 //! Real routing signals (issue 22, item 3), with three nodes on loopback.
 //!
 //! A (the requester, and everyone's bootstrap) adds the tiny GGUF model; B and C serve it.
-//! B is free but slow (`--fault-inject slow-inference`: every job starts 1.5 s late); C is fast
+//! B is free (`[price]` set to 0 in its config: unset, a node asks its credits rate card's
+//! price) but slow (`--fault-inject slow-inference`: every job starts 1.5 s late); C is fast
 //! but asks a price (`[price] compute_per_1k_tokens = 50` in its config, carried by its signed
 //! node record). After two warm-up jobs sent to B by `cost` and re-run on C (`--sample 1`, so
 //! both are measured and B earns two `inference_matched` observations):
@@ -45,6 +46,13 @@ fn strategies_choose_by_measured_speed_price_and_reputation() {
     std::fs::write(a.join("config.toml"), "[mesh]\naudit_every_ms = 3600000\n").unwrap();
     let _pa = NodeProcess::start(bin, &a, &[]).unwrap();
     let boot = tcp_multiaddr(&cli_json(bin, &a, &["status"]).unwrap()).unwrap();
+    // B asks nothing (explicitly: unset, a price is the credits rate card's, not 0).
+    std::fs::create_dir_all(&b).unwrap();
+    std::fs::write(
+        b.join("config.toml"),
+        "[price]\nstorage_per_gib_month = 0\ncompute_per_1k_tokens = 0\n",
+    )
+    .unwrap();
     let _pb = NodeProcess::start(
         bin,
         &b,
