@@ -30,6 +30,9 @@ pub(crate) struct PiecesArgs {
     /// Hours a holder may be offline and still count.
     #[arg(long, default_value_t = 24.0)]
     lazy_h: f64,
+    /// Rebuilt pieces take fresh indices; a returning holder's piece counts again.
+    #[arg(long)]
+    fresh_indices: bool,
     /// Permanent departures per peer per day, comma-separated (the first is the headline).
     #[arg(long, value_delimiter = ',', default_value = "0.05,0.06,0.08,0.1,0.2")]
     churn: Vec<f64>,
@@ -117,7 +120,7 @@ pub(crate) fn run(args: PiecesArgs) -> Result<()> {
                 pace: churn::Pace::EveryPass,
             },
         )),
-        Job::Pieces(c) => Rows::Pieces(pieces::run(&params, policy, c)),
+        Job::Pieces(c) => Rows::Pieces(pieces::run(&params, policy, c, args.fresh_indices)),
     });
     let elapsed = started.elapsed();
     let (mut copies, mut stripes) = (Vec::new(), Vec::new());

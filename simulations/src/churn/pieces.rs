@@ -28,6 +28,9 @@ use crate::rng::Rng;
 /// No holder for this piece (lost in an upload).
 const NONE: u32 = u32::MAX;
 
+/// Pieces a stripe can have with fresh indices (a Reed-Solomon code over GF(2^8)).
+const MAX_PIECES: usize = 255;
+
 /// One line of the results: the state at a sampling time.
 #[derive(Clone, Debug, PartialEq)]
 pub struct PieceRow {
@@ -73,6 +76,7 @@ struct Stripe {
 struct Sim<'a> {
     params: &'a Params,
     policy: StripePolicy,
+    fresh: bool,
     churn: f64,
     sessions: Sessions,
     q: EventQueue<Event>,
@@ -89,7 +93,11 @@ struct Sim<'a> {
 /// Runs the stripes through `churn` departures per peer per day and returns one row per
 /// sampling time. The population and its churn are those of [`super::run`] with the same
 /// parameters and churn rate.
-pub fn run(params: &Params, policy: StripePolicy, churn: f64) -> Vec<PieceRow> {
+///
+/// With `fresh`, a rebuilt piece takes a fresh index instead of replacing the one that stopped
+/// counting, so the old holder's piece counts again when it comes back (as a whole copy does
+/// with RF); otherwise the old piece is dropped.
+pub fn run(params: &Params, policy: StripePolicy, churn: f64, fresh: bool) -> Vec<PieceRow> {
     let root = Rng::new(params.seed);
     let churn_root = root.fork(0xc4u64 ^ (churn * 1e6).round() as u64);
     let sessions = Sessions {
@@ -99,6 +107,7 @@ pub fn run(params: &Params, policy: StripePolicy, churn: f64) -> Vec<PieceRow> {
     let mut sim = Sim {
         params,
         policy,
+        fresh,
         churn,
         sessions,
         q: EventQueue::new(),
@@ -282,10 +291,35 @@ impl Sim<'_> {
             StripeVerdict::Repair { rebuild, .. } => {
                 self.repairs += 1;
                 self.moved += self.policy.data as u64;
+                // With fresh indices the stripe is brought back to `pieces()` counted pieces;
+                // otherwise each piece that stopped counting is replaced.
+                let rebuild = if self.fresh {
+                    let stale = rebuild.iter().filter(|&&i| i < states.len()).count();
+                    let counted = states.len() - stale;
+                    (0..self.policy.pieces().saturating_sub(counted)).collect()
+                } else {
+                    rebuild
+                };
                 let targets = self.free_candidates(bi, rebuild.len());
                 let mut short = rebuild.len() > targets.len();
                 for (i, to) in rebuild.into_iter().zip(targets) {
                     self.moved += 1;
+                    if self.fresh {
+                        // A fresh index: the old holder keeps its piece, which counts again
+                        // when it comes back (a Reed-Solomon code over GF(2^8) has 255).
+                        if self.stripes[bi].holders.len() >= MAX_PIECES {
+                            short = true;
+                            break;
+                        }
+                        if self.net.chance(self.params.copy_loss) {
+                            short = true;
+                            continue;
+                        }
+                        self.stripes[bi].holders.push(to);
+                        self.stripes[bi].data += 1;
+                        self.pop.peers[to as usize].stored.push(b);
+                        continue;
+                    }
                     let old = self.stripes[bi].holders[i];
                     if old != NONE {
                         let p = &mut self.pop.peers[old as usize];
@@ -379,8 +413,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_rows_and_stripes_start_whole() {
-        let a = run(&small(), policy(), 0.05);
-        let b = run(&small(), policy(), 0.05);
+        let a = run(&small(), policy(), 0.05, false);
+        let b = run(&small(), policy(), 0.05, false);
         assert_eq!(a, b);
         assert_eq!(a[0].hours, 0);
         assert!((a[0].stored_per_byte - 2.0).abs() < 1e-9, "{:?}", a[0]);
@@ -389,7 +423,7 @@ mod tests {
     #[test]
     fn lazy_repair_keeps_files_and_moves_less_than_whole_copies() {
         let p = small();
-        let rows = run(&p, policy(), 0.05);
+        let rows = run(&p, policy(), 0.05, false);
         let last = rows.last().expect("rows");
         assert_eq!(last.lost, 0, "{last:?}");
         assert!(last.repairs > 0, "{last:?}");
@@ -414,7 +448,9 @@ mod tests {
             lazy_ms: u64::MAX / 2_000,
             ..policy()
         };
-        let idle = run(&p, never, 0.3);
+        let idle = run(&p, never, 0.3, false);
+        let fresh = run(&p, policy(), 0.05, true);
+        assert_eq!(fresh.last().expect("rows").lost, 0);
         assert!(idle.last().expect("rows").lost > 0);
     }
 }
