@@ -632,6 +632,38 @@ fn parallel<J: Sync, R: Send>(jobs: &[J], threads: usize, f: impl Fn(&J) -> R + 
     results.into_iter().map(|(_, r)| r).collect()
 }
 
+/// Draws `series` against days into `path`, the y axis from 0 to `y_max` (default: 10 % above
+/// the highest point).
+fn days_chart(
+    path: &std::path::Path,
+    title: &str,
+    y_label: &str,
+    series: &[plot::Series],
+    y_max: Option<f64>,
+    text: bool,
+) -> Result<()> {
+    let y_max = y_max.unwrap_or_else(|| {
+        series
+            .iter()
+            .flat_map(|s| s.points.iter().map(|p| p.1))
+            .fold(1.0, f64::max)
+            * 1.1
+    });
+    plot::line_chart(
+        path,
+        &Chart {
+            title,
+            x_label: "days",
+            y_label,
+            y_range: (0.0, y_max),
+            goal: None,
+        },
+        series,
+        text,
+    )
+    .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))
+}
+
 fn font_note(font: Option<&String>, asked: Option<&PathBuf>) {
     if font.is_none() {
         let tried = match asked {
@@ -775,27 +807,8 @@ fn run_churn(args: ChurnArgs) -> Result<()> {
     ];
     let mut written = vec![csv_path.display().to_string()];
     for (file, title, y_label, series, y_max) in plots {
-        let y_max = y_max.unwrap_or_else(|| {
-            series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.1))
-                .fold(1.0, f64::max)
-                * 1.1
-        });
         let path = args.out.join(file);
-        plot::line_chart(
-            &path,
-            &Chart {
-                title: &title,
-                x_label: "days",
-                y_label,
-                y_range: (0.0, y_max),
-                goal: None,
-            },
-            &series,
-            font.is_some(),
-        )
-        .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+        days_chart(&path, &title, y_label, &series, y_max, font.is_some())?;
         written.push(path.display().to_string());
     }
     println!();

@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use warren_simulations::churn::{self, pieces};
-use warren_simulations::plot::{self, Chart, Series};
+use warren_simulations::plot::{self, Series};
 use warren_storage_mesh::stripe::StripePolicy;
 
 #[derive(Args)]
@@ -160,7 +160,7 @@ pub(crate) fn run(args: PiecesArgs) -> Result<()> {
         let c_repair = c_last.attempted as f64 / c_last.files.max(1) as f64 / days;
         let s_repair = s_last.repair_per_byte / days;
         println!(
-            "{:>7.1} | {:>10} / {:<9} | {:>8.2} | {:>14.2} | {:>11.3} | {:>8.3}  ({:.2}x less)",
+            "{:>7.1} | {:>10} / {:<9} | {:>8.2} | {:>14.2} | {:>11.3} | {:>8.3}  ({})",
             100.0 * s_last.churn,
             c_last.lost,
             s_last.lost,
@@ -168,7 +168,11 @@ pub(crate) fn run(args: PiecesArgs) -> Result<()> {
             s_last.stored_per_byte,
             c_repair,
             s_repair,
-            c_repair / s_repair.max(1e-12)
+            if s_repair > 0.0 {
+                format!("{:.2}x less", c_repair / s_repair)
+            } else {
+                "no repair".to_string()
+            }
         );
     }
     let csv_path = args.out.join("pieces.csv");
@@ -240,25 +244,8 @@ pub(crate) fn run(args: PiecesArgs) -> Result<()> {
             ),
         ];
         for (file, title, y_label, series) in plots {
-            let y_max = series
-                .iter()
-                .flat_map(|s| s.points.iter().map(|p| p.1))
-                .fold(1.0, f64::max)
-                * 1.1;
             let path = args.out.join(file);
-            plot::line_chart(
-                &path,
-                &Chart {
-                    title: &title,
-                    x_label: "days",
-                    y_label,
-                    y_range: (0.0, y_max),
-                    goal: None,
-                },
-                &series,
-                font.is_some(),
-            )
-            .map_err(|e| anyhow::anyhow!("drawing {}: {e}", path.display()))?;
+            crate::days_chart(&path, &title, y_label, &series, None, font.is_some())?;
             written.push(path.display().to_string());
         }
     }
