@@ -7,7 +7,7 @@ use std::time::Instant;
 use anyhow::{Context, Result, bail};
 use clap::Args;
 use warren_simulations::credits::{self, Class, Params};
-use warren_simulations::plot::{self, Chart, Series};
+use warren_simulations::plot::{self, Chart, Series, XScale, YRange};
 
 #[derive(Args)]
 pub(crate) struct CreditsArgs {
@@ -158,8 +158,9 @@ pub(crate) fn run(args: CreditsArgs) -> Result<()> {
         &Chart {
             title: &title,
             x_label: "round (60 s)",
+            x_scale: XScale::Linear,
             y_label: "% of blocks asked that were served",
-            y_range: (0.0, 105.0),
+            y_range: YRange::Fixed(0.0, 105.0),
             goal: None,
         },
         &series,

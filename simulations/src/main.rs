@@ -18,7 +18,7 @@ use anyhow::{Context, Result, bail};
 use clap::{Args, Parser, Subcommand};
 use warren_simulations::{
     churn, dht,
-    plot::{self, Chart},
+    plot::{self, Chart, XScale, YRange},
     swarm,
     sybil::{self, Params, Scenario},
 };
@@ -393,8 +393,9 @@ fn run_swarm(args: SwarmArgs) -> Result<()> {
         &Chart {
             title: &title,
             x_label: "seconds after the last node started",
+            x_scale: XScale::Linear,
             y_label: "peers",
-            y_range: (0.0, y_max),
+            y_range: YRange::Fixed(0.0, y_max),
             goal: Some((
                 params.min_peers as f64,
                 "converged: every node at this many peers",
@@ -562,7 +563,7 @@ fn run_dht(args: DhtArgs) -> Result<()> {
             ),
             "lookups that found the value (%)",
             dht::report::series(&rows, |r| 100.0 * r.success()),
-            (0.0, 100.0),
+            YRange::Fit(0.0, 100.0),
             Some((99.0, "goal: 99%")),
         ),
         (
@@ -570,7 +571,7 @@ fn run_dht(args: DhtArgs) -> Result<()> {
             "Median lookup hops vs network size".to_string(),
             "median hops (successful lookups)",
             dht::report::series(&rows, |r| f64::from(r.hops_quantile(0.5))),
-            (0.0, 8.0),
+            YRange::Fit(0.0, 12.0),
             Some((4.0, "goal: 4 hops")),
         ),
     ];
@@ -580,7 +581,8 @@ fn run_dht(args: DhtArgs) -> Result<()> {
             &path,
             &Chart {
                 title: &title,
-                x_label: "log10(nodes)",
+                x_label: "nodes (log scale)",
+                x_scale: XScale::Log10Count,
                 y_label,
                 y_range,
                 goal,
@@ -654,8 +656,9 @@ fn days_chart(
         &Chart {
             title,
             x_label: "days",
+            x_scale: XScale::Linear,
             y_label,
-            y_range: (0.0, y_max),
+            y_range: YRange::Fixed(0.0, y_max),
             goal: None,
         },
         series,
@@ -957,8 +960,9 @@ fn run_pace(args: PaceArgs) -> Result<()> {
         &Chart {
             title: "Files lost: old pace (dashed) vs the background sweep",
             x_label: "days",
+            x_scale: XScale::Linear,
             y_label: "files lost",
-            y_range: (0.0, y_max),
+            y_range: YRange::Fixed(0.0, y_max),
             goal: None,
         },
         &lost_series,
@@ -1045,8 +1049,9 @@ fn run_sybil(args: SybilArgs) -> Result<()> {
         &Chart {
             title: &title,
             x_label: "hours",
+            x_scale: XScale::Linear,
             y_label: "bad providers in top quartile (%)",
-            y_range: (0.0, 100.0),
+            y_range: YRange::Fit(0.0, 100.0),
             goal: Some((5.0, "goal: 5%")),
         },
         &sybil::report::series(&rows),
