@@ -1,6 +1,8 @@
 //! Times greedy generation of the local executor on a GGUF file: `cargo run --release -p
 //! warren-inference --example gen_speed -- MODEL.gguf [TOKENS] [ROUNDS]`. Prints tokens/s of each
-//! round (prefill included, as `warren-bench infer` times a job). `WARREN_BACKEND=cuda` runs it on
+//! round (prefill included, as `warren-bench infer` times a job) and the text of the last one.
+//! `WARREN_NO_OWN_KERNELS=1` runs the path before warren's `Q4_1` kernel (candle's decoder, `Q4_1`
+//! converted to `Q8_0` at load) for a side-by-side figure. `WARREN_BACKEND=cuda` runs it on
 //! the GPU of a CUDA build (`scripts/check-cuda.sh`).
 use std::time::Instant;
 
@@ -25,6 +27,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
         backend.as_str(),
         started.elapsed().as_secs_f64()
     );
+    let mut last = String::new();
     for round in 0..rounds {
         let started = Instant::now();
         let out = g.generate(
@@ -39,6 +42,8 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
             out.tokens.len() as f64 / secs,
             out.prompt_tokens
         );
+        last = out.text;
     }
+    println!("text: {last:?}");
     Ok(())
 }

@@ -10,14 +10,40 @@ use candle_core::quantized::gguf_file;
 use candle_core::quantized::tokenizer::TokenizerFromGguf;
 use candle_core::{Device, Tensor};
 use candle_transformers::generation::{LogitsProcessor, Sampling};
-use candle_transformers::models::quantized_llama::{MAX_SEQ_LEN, ModelWeights};
+use candle_transformers::models::quantized_llama::ModelWeights;
 use tokenizers::Tokenizer;
 
 use crate::backend::Backend;
 use crate::chat::{Prompt, StopScan, render_chat, scan_stop};
 use crate::error::{self, Error, Result};
 use crate::files::ModelFile;
+use crate::llama::{Llama, MAX_SEQ_LEN};
 use crate::requant;
+
+/// The decoder a generator runs.
+#[derive(Clone, Debug)]
+enum Weights {
+    /// warren's copy of the llama decoder, with its own `Q4_1` kernel on the CPU.
+    Own(Llama),
+    /// candle's (mixture-of-experts files, and the GPU).
+    Candle(ModelWeights),
+}
+
+impl Weights {
+    fn forward(&mut self, x: &Tensor, pos: usize) -> candle_core::Result<Tensor> {
+        match self {
+            Self::Own(m) => m.forward(x, pos),
+            Self::Candle(m) => m.forward(x, pos),
+        }
+    }
+
+    fn clear_kv_cache(&mut self) {
+        match self {
+            Self::Own(m) => m.clear_kv_cache(),
+            Self::Candle(m) => m.clear_kv_cache(),
+        }
+    }
+}
 
 /// How to decode.
 #[derive(Clone, Debug, PartialEq)]
@@ -83,7 +109,7 @@ pub struct Generation {
 #[derive(Clone)]
 pub struct Generator {
     name: String,
-    weights: ModelWeights,
+    weights: Weights,
     tokenizer: Tokenizer,
     device: Device,
     backend: Backend,
@@ -159,21 +185,39 @@ impl Generator {
                 stop_tokens.push(id);
             }
         }
-        // On the CPU, block types that candle multiplies in scalar code are converted once to
-        // one it multiplies with SIMD (see `requant`).
-        let converted =
-            if backend == Backend::Cpu && std::env::var_os("WARREN_NO_REQUANT").is_none() {
-                requant::for_cpu(name, &content, &mut reader)?
+        // On the CPU, dense models run on warren's copy of the decoder, whose `Q4_1` layers use
+        // warren's own kernel (`qmatrix`); the other block types that candle multiplies in scalar
+        // code are converted once to one it multiplies with SIMD (see `requant`).
+        // WARREN_NO_OWN_KERNELS=1 keeps candle's decoder and converts `Q4_1` too (the path before
+        // the kernel, for the side-by-side figure of `gen_speed`); WARREN_NO_REQUANT=1 converts
+        // nothing. Model workers start with a cleared environment, so neither reaches them.
+        let cpu = backend == Backend::Cpu;
+        let own =
+            cpu && std::env::var_os("WARREN_NO_OWN_KERNELS").is_none() && Llama::supports(&content);
+        let slow: &[candle_core::quantized::GgmlDType] = if own {
+            &requant::SLOW_BESIDES_Q4_1
+        } else {
+            &requant::SLOW_ON_CPU
+        };
+        let converted = if cpu && std::env::var_os("WARREN_NO_REQUANT").is_none() {
+            requant::for_cpu_of(slow, name, &content, &mut reader)?
+        } else {
+            None
+        };
+        let load = |content: gguf_file::Content, reader: &mut Cursor<Vec<u8>>| {
+            if own {
+                Llama::from_gguf(content, reader, &device, true).map(Weights::Own)
             } else {
-                None
-            };
+                ModelWeights::from_gguf(content, reader, &device).map(Weights::Candle)
+            }
+        };
         let weights = match converted {
             Some(bytes) => {
                 let mut reader = Cursor::new(bytes);
                 let content = gguf_file::Content::read(&mut reader).map_err(&c)?;
-                ModelWeights::from_gguf(content, &mut reader, &device).map_err(&c)?
+                load(content, &mut reader).map_err(&c)?
             }
-            None => ModelWeights::from_gguf(content, &mut reader, &device).map_err(&c)?,
+            None => load(content, &mut reader).map_err(&c)?,
         };
         Ok(Self {
             name: name.to_string(),

@@ -1,4 +1,5 @@
-//! Re-quantization at load: GGML block types whose CPU dot product candle runs in scalar code are
+//! Re-quantization at load (since warren has its own `Q4_1` kernel, `crate::qmatrix`, only for the
+//! other types below, and for `Q4_1` in models that candle's decoder runs): GGML block types whose CPU dot product candle runs in scalar code are
 //! converted once, when a model is loaded on the CPU, to `Q8_0`, whose dot product candle runs
 //! with AVX2/AVX-512 (x86) or NEON (ARM).
 //!
@@ -28,10 +29,22 @@ pub(crate) const SLOW_ON_CPU: [GgmlDType; 4] = [
     GgmlDType::Q8_1,
 ];
 
+/// [`SLOW_ON_CPU`] without `Q4_1`, for the decoder that multiplies `Q4_1` with warren's own
+/// kernel ([`crate::qmatrix`]).
+pub(crate) const SLOW_BESIDES_Q4_1: [GgmlDType; 3] =
+    [GgmlDType::Q5_0, GgmlDType::Q5_1, GgmlDType::Q8_1];
+
 /// Whether a tensor of this type and shape is converted: a slow type whose rows split into
 /// whole `Q8_0` blocks (32 values).
+#[cfg(test)]
 pub(crate) fn converts(dtype: GgmlDType, dims: &[usize]) -> bool {
-    SLOW_ON_CPU.contains(&dtype)
+    converts_of(&SLOW_ON_CPU, dtype, dims)
+}
+
+/// [`converts`] for a chosen list of slow types (`Q4_1` is left out where warren's own kernel
+/// multiplies it, see [`crate::qmatrix`]).
+pub(crate) fn converts_of(slow: &[GgmlDType], dtype: GgmlDType, dims: &[usize]) -> bool {
+    slow.contains(&dtype)
         && dims
             .last()
             .is_some_and(|d| d.is_multiple_of(GgmlDType::Q8_0.block_size()))
@@ -40,11 +53,23 @@ pub(crate) fn converts(dtype: GgmlDType, dims: &[usize]) -> bool {
 /// Rewrites a GGUF model in memory with every slow tensor (see [`converts`]) as `Q8_0`, the
 /// others and the metadata unchanged. Returns `None` when nothing needs converting (the file is
 /// then used as it is).
+#[cfg(test)]
 pub(crate) fn for_cpu(
     model: &str,
     content: &gguf_file::Content,
     reader: &mut Cursor<Vec<u8>>,
 ) -> Result<Option<Vec<u8>>> {
+    for_cpu_of(&SLOW_ON_CPU, model, content, reader)
+}
+
+/// Converts only the types in `slow` (`for_cpu` converts all of [`SLOW_ON_CPU`]).
+pub(crate) fn for_cpu_of(
+    slow: &[GgmlDType],
+    model: &str,
+    content: &gguf_file::Content,
+    reader: &mut Cursor<Vec<u8>>,
+) -> Result<Option<Vec<u8>>> {
+    let converts = |dtype, dims: &[usize]| converts_of(slow, dtype, dims);
     if !content
         .tensor_infos
         .values()
