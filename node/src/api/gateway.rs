@@ -36,6 +36,7 @@ use warren_storage_mesh::Store;
 
 use super::gateway_http::{RangeAsk, listing_html, media_type_of, parse_range, percent_decode};
 use super::{ApiError, dirs, files};
+use crate::names::Names;
 use crate::storage::{Arrivals, FetchSession, Mesh};
 
 /// Most path components followed below an id.
@@ -43,6 +44,8 @@ const MAX_PATH_DEPTH: usize = 256;
 /// Chunks in flight between the store and the response.
 const QUEUE: usize = 4;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// For `/name/…`: what a name points to may change at any time.
+const NAMED: &str = "public, max-age=10";
 
 /// An error of the gateway: a status and a sentence, sent as plain text.
 struct GwError(StatusCode, String);
@@ -72,23 +75,25 @@ impl IntoResponse for GwError {
 }
 
 /// The gateway's routes.
-pub fn router(store: Arc<Store>, mesh: Arc<Mesh>) -> Router {
+pub fn router(store: Arc<Store>, mesh: Arc<Mesh>, names: Arc<Names>) -> Router {
     Router::new()
         .route("/warren/{*rest}", get(serve))
+        .route("/name/{*rest}", get(serve))
         .fallback(|| async {
             GwError(
                 StatusCode::NOT_FOUND,
-                "this gateway serves /warren/CID and /warren/CID/path only".into(),
+                "this gateway serves /warren/CID/path and /name/NAME/path only".into(),
             )
         })
         .layer(middleware::from_fn(super::host::check))
-        .with_state(GwState { store, mesh })
+        .with_state(GwState { store, mesh, names })
 }
 
 #[derive(Clone)]
 struct GwState {
     store: Arc<Store>,
     mesh: Arc<Mesh>,
+    names: Arc<Names>,
 }
 
 /// Makes the manifests of `cid` local (fetched and verified), or says it is not to be found.
@@ -117,10 +122,34 @@ async fn serve(
     headers: HeaderMap,
 ) -> Result<Response, GwError> {
     let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/name/") {
+        // What a name points to changes: a short cache, revalidated by the id (the ETag).
+        let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let resolved = s.names.resolve(name).await.map_err(ApiError::from)?;
+        let root = files::parse_cid(&resolved.cid)?;
+        let trailing = rest.contains('/') && tail.is_empty() || tail.ends_with('/');
+        let mut response = serve_root(&s, root, tail, trailing, path, &headers).await?;
+        if let Some(h) = response.headers_mut().get_mut(header::CACHE_CONTROL) {
+            *h = header::HeaderValue::from_static(NAMED);
+        }
+        return Ok(response);
+    }
     let rest = path.strip_prefix("/warren/").unwrap_or_default();
     let (cid_text, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let root = files::parse_cid(cid_text)?;
     let trailing = rest.contains('/') && tail.is_empty() || tail.ends_with('/');
+    serve_root(&s, root, tail, trailing, path, &headers).await
+}
+
+/// Serves the entry `tail` of `root` (the id itself when empty); `path` is the URL's.
+async fn serve_root(
+    s: &GwState,
+    root: ContentId,
+    tail: &str,
+    trailing: bool,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Response, GwError> {
     let mut parts = Vec::new();
     for raw in tail.split('/').filter(|p| !p.is_empty()) {
         let Some(part) = percent_decode(raw) else {

@@ -59,6 +59,7 @@ pub mod gateway;
 mod gateway_http;
 mod host;
 mod jobs;
+mod names;
 mod onion;
 mod openai;
 mod reputation;
@@ -77,6 +78,7 @@ struct AppState {
     inference: Arc<Inference>,
     token: Arc<str>,
     tier: warren_protocol::Tier,
+    names: Arc<crate::names::Names>,
 }
 
 struct ApiError(StatusCode, String);
@@ -96,7 +98,11 @@ impl IntoResponse for ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let code = match e {
-            NodeError::RecordNotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::RecordNotFound { .. } | NodeError::NameNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            NodeError::Protocol(warren_protocol::Error::NameExpired { .. }) => StatusCode::GONE,
+            NodeError::NameInput(_) => StatusCode::BAD_REQUEST,
             NodeError::Storage(ref inner) => storage_status(inner),
             NodeError::Protocol(_) | NodeError::Onion(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -355,6 +361,7 @@ pub fn router(
     inference: Arc<Inference>,
     token: &str,
     tier: warren_protocol::Tier,
+    names: Arc<crate::names::Names>,
 ) -> Router {
     let state = AppState {
         client,
@@ -364,6 +371,7 @@ pub fn router(
         inference,
         token: Arc::from(token),
         tier,
+        names,
     };
     Router::new()
         .route("/dashboard", get(dashboard_page))
@@ -379,6 +387,9 @@ pub fn router(
         .route("/v1/stat/{cid}", get(files::stat))
         .route("/v1/put-dir", post(dirs::put_dir))
         .route("/v1/ls/{cid}", get(dirs::ls))
+        .route("/v1/names/keys", get(names::keys).post(names::key_gen))
+        .route("/v1/names/publish", post(names::publish))
+        .route("/v1/names/resolve/{name}", get(names::resolve))
         .route("/v1/pins", get(files::pins))
         .route("/v1/pin/{cid}", post(files::pin).delete(files::unpin))
         .route("/v1/gc", post(files::gc))
