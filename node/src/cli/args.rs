@@ -184,6 +184,9 @@ pub enum Command {
     /// Models on the mesh: add, serve, list.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Names that can change: publish, resolve, keys (`/name/NAME/path` works for get and ls).
+    #[command(subcommand)]
+    Name(crate::cli::names::NameCommand),
     /// Generate text with a model, streaming tokens as they come.
     Infer {
         /// Model name or id.

@@ -89,6 +89,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 .transpose()?;
             let from_env = std::env::var(crate::cli::capability_input::CAPABILITY_ENV).ok();
             let cid = crate::cli::capability_input::resolve(cid.as_deref(), from_file, from_env)?;
+            let cid = crate::cli::names::expand(&api, &cid).await?;
             let cid = if Capability::looks_like(&cid) {
                 cid.parse::<Capability>()?;
                 cid
@@ -133,6 +134,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             circuits_text,
         ),
         Command::Ls { target, out } => {
+            let target = crate::cli::names::expand(&api, &target).await?;
             let (root, path) = target.split_once('/').unwrap_or((&target, ""));
             let view = crate::cli::tree::ls(&api, &check_cid(root)?, path).await?;
             print(out.json, &view, crate::cli::tree::ls_text)
@@ -267,6 +269,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             })
         }
         Command::Model(cmd) => crate::cli::jobs::model(&api, cmd).await,
+        Command::Name(cmd) => crate::cli::names::name(&api, cmd).await,
         Command::Infer {
             model,
             prompt,
