@@ -218,7 +218,11 @@ pub fn name_key_labels(dir: &Path) -> Result<Vec<String>, NodeError> {
     let mut labels = Vec::new();
     for entry in entries {
         let entry = entry.map_err(io_err(&keys))?;
-        if let Some(label) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".key")) {
+        if let Some(label) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".key"))
+        {
             labels.push(label.to_owned());
         }
     }

@@ -82,11 +82,7 @@ pub fn parse_name(text: &str) -> Result<PeerId, NodeError> {
 impl Names {
     /// The service of a node whose identity is `identity`; with a data directory, named keys
     /// and publications live there.
-    pub fn new(
-        client: Client,
-        identity: Keypair,
-        dir: Option<PathBuf>,
-    ) -> Result<Self, NodeError> {
+    pub fn new(client: Client, identity: Keypair, dir: Option<PathBuf>) -> Result<Self, NodeError> {
         let mut published = BTreeMap::new();
         if let Some(path) = dir.as_ref().map(|d| d.join(PUBLISHED_FILE))
             && path.exists()
@@ -96,7 +92,10 @@ impl Names {
                 source,
             })?;
             published = serde_json::from_slice(&bytes).map_err(|e| {
-                NodeError::Config(format!("{}: not a list of publications: {e}", path.display()))
+                NodeError::Config(format!(
+                    "{}: not a list of publications: {e}",
+                    path.display()
+                ))
             })?;
         }
         Ok(Self {
@@ -243,7 +242,9 @@ impl Names {
         let mut expired: Option<ProtocolError> = None;
         let mut refused = None;
         for answer in answers {
-            let from = answer.from.map_or_else(|| "local".into(), |p| p.to_string());
+            let from = answer
+                .from
+                .map_or_else(|| "local".into(), |p| p.to_string());
             match name::decode_verified(&answer.bytes, &name, now) {
                 Ok(record) => {
                     views.push(NameAnswerView {
@@ -261,8 +262,7 @@ impl Names {
                         refused: Some(e.to_string()),
                     });
                     match e {
-                        ProtocolError::NameExpired { expires_at, .. }
-                            if !matches!(expired, Some(ProtocolError::NameExpired { expires_at: e, .. }) if e >= expires_at) =>
+                        ProtocolError::NameExpired { expires_at, .. } if !matches!(expired, Some(ProtocolError::NameExpired { expires_at: e, .. }) if e >= expires_at) =>
                         {
                             expired = Some(e);
                         }

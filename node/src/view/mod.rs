@@ -18,7 +18,5 @@ pub use files::{
     AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PinView,
     PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
 };
-pub use names::{
-    NameAnswerView, NameKeyView, PublishNameRequest, PublishedView, ResolvedView,
-};
+pub use names::{NameAnswerView, NameKeyView, PublishNameRequest, PublishedView, ResolvedView};
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};

@@ -23,11 +23,20 @@ pub struct NameAnswer {
     pub bytes: Vec<u8>,
 }
 
+/// How long a store keeps a name record past its expiry, so that a lookup can say the name
+/// expired rather than that it was never published (the record is never served as valid).
+const EXPIRED_KEPT_SECS: u64 = 600;
+
 /// Most answers kept per lookup (a lookup asks the closest peers, about 20).
 const MAX_ANSWERS: usize = 64;
 
 /// A name lookup collecting answers until the query ends.
 pub(crate) type PendingName = (Vec<NameAnswer>, oneshot::Sender<Vec<NameAnswer>>);
+
+/// How long a store keeps a record that expires at `expires_at`.
+fn kept_for(expires_at: u64, now: u64) -> Duration {
+    Duration::from_secs(expires_at.saturating_sub(now) + EXPIRED_KEPT_SECS)
+}
 
 impl EventLoop {
     /// Stores `bytes` (a signed record of `name`, checked by the caller) here and on the peers
@@ -50,7 +59,7 @@ impl EventLoop {
             key: kad::RecordKey::new(&name::name_key(&name)),
             value: bytes,
             publisher: None,
-            expires: Some(Instant::now() + Duration::from_secs(expires_at.saturating_sub(now))),
+            expires: Some(Instant::now() + kept_for(expires_at, now)),
         };
         match self
             .swarm
@@ -77,7 +86,12 @@ impl EventLoop {
     }
 
     /// Whether the query `id` is a name lookup or publication (handled here).
-    pub(super) fn on_name_query(&mut self, id: QueryId, result: &kad::QueryResult, last: bool) -> bool {
+    pub(super) fn on_name_query(
+        &mut self,
+        id: QueryId,
+        result: &kad::QueryResult,
+        last: bool,
+    ) -> bool {
         match result {
             kad::QueryResult::GetRecord(res) if self.pending_names.contains_key(&id) => {
                 if let Ok(GetRecordOk::FoundRecord(found)) = res
@@ -129,8 +143,7 @@ impl EventLoop {
             }
         };
         let mut record = record;
-        record.expires =
-            Some(Instant::now() + Duration::from_secs(verified.expires_at.saturating_sub(now)));
+        record.expires = Some(Instant::now() + kept_for(verified.expires_at, now));
         let store = self.swarm.behaviour_mut().kad.store_mut();
         if let Err(e) = store.put(record) {
             warn!(%name, "record store full: {e}");
