@@ -327,3 +327,28 @@ impl Names {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn key_labels_are_short_plain_words() {
+        for ok in ["blog", "a", "site-2", "my_key", &"k".repeat(MAX_LABEL_LEN)] {
+            check_label(ok).unwrap();
+        }
+        for bad in ["", "Blog", "../x", "a/b", "a.key", "ключ", &"k".repeat(MAX_LABEL_LEN + 1)] {
+            let e = check_label(bad).unwrap_err();
+            assert!(e.to_string().contains("not a key label"), "{bad:?}: {e}");
+        }
+    }
+
+    #[test]
+    fn names_are_peer_ids() {
+        let key = warren_protocol::keypair_from_secret([3; 32]);
+        let id = key.public().to_peer_id();
+        assert_eq!(parse_name(&id.to_string()).unwrap(), id);
+        let e = parse_name("bafy-not-a-name").unwrap_err();
+        assert!(e.to_string().contains("is not a name"), "{e}");
+    }
+}

@@ -24,7 +24,7 @@ use warren_tests::{
 const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
 
 /// One HTTP/1.1 GET with extra header lines: status, header block (lowercased names), body.
-fn get(addr: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
+pub(crate) fn get(addr: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     let mut s = std::net::TcpStream::connect(addr).unwrap();
     s.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
     write!(
@@ -43,7 +43,7 @@ fn get(addr: &str, path: &str, extra: &str) -> (u16, String, Vec<u8>) {
     (code, head, resp[split + 4..].to_vec())
 }
 
-fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
+pub(crate) fn header<'a>(head: &'a str, name: &str) -> Option<&'a str> {
     head.lines()
         .find_map(|l| l.strip_prefix(&format!("{name}: ")))
         .map(str::trim)

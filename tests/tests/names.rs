@@ -10,6 +10,8 @@
 //! - H sends C and B raw `PUT_VALUE`s under the name's key: its own validly signed record (the
 //!   wrong key for the name) and A's record with the CID changed (the signature fails). Both are
 //!   refused, and C still resolves file 2.
+//! - C's gateway serves `GET /name/N` as file 2, `Cache-Control: public, max-age=10`, `ETag` the
+//!   id.
 //! - A makes two named keys and publishes each with a 4 s lifetime, one `--no-republish`: after
 //!   7 s the first resolves to a clear "expired" error, the second (republished by A's timer)
 //!   still resolves, with a higher sequence.
@@ -30,6 +32,8 @@ use warren_protocol::{ContentId, Keypair, PeerId};
 use warren_tests::hostile::{Hostile, node_bin};
 use warren_tests::kad_raw::put_value;
 use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for};
+
+use crate::gateway::{get as http, header};
 
 fn put(bin: &str, dir: &Path, file: &str, seed: u64) -> (String, Vec<u8>) {
     let bytes = test_bytes(50_000, seed, false);
@@ -80,7 +84,12 @@ async fn names_resolve_to_the_newest_record_and_replays_forgeries_and_expiry_los
         let a = NodeProcess::start(&b, &ad, &[]).unwrap();
         let a_addr = tcp_multiaddr(&cli_json(&b, &ad, &["status"]).unwrap()).unwrap();
         let bn = NodeProcess::start(&b, &bd, &["--bootstrap", &a_addr]).unwrap();
-        let c = NodeProcess::start(&b, &cd, &["--bootstrap", &a_addr]).unwrap();
+        let c = NodeProcess::start(
+            &b,
+            &cd,
+            &["--bootstrap", &a_addr, "--gateway", "127.0.0.1:0"],
+        )
+        .unwrap();
         (a, bn, c, a_addr)
     })
     .await
@@ -230,6 +239,16 @@ async fn names_resolve_to_the_newest_record_and_replays_forgeries_and_expiry_los
         got, bytes2,
         "get /name/N on C is file 2 after the forgeries"
     );
+    // The gateway follows the name too, with a short cache and the id as ETag.
+    let gw = std::fs::read_to_string(c_dir.join("gateway.addr")).unwrap();
+    let (gw, n1) = (gw.trim().to_owned(), name.clone());
+    let (code, head, body) =
+        tokio::task::spawn_blocking(move || http(&gw, &format!("/name/{n1}"), ""))
+            .await
+            .unwrap();
+    assert_eq!((code, body == bytes2), (200, true), "{head}");
+    assert_eq!(header(&head, "cache-control"), Some("public, max-age=10"));
+    assert_eq!(header(&head, "etag"), Some(format!("\"{cid2}\"").as_str()));
     let log = c.log();
     assert!(
         log.contains("not newer than the sequence"),
