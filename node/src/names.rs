@@ -337,7 +337,15 @@ mod tests {
         for ok in ["blog", "a", "site-2", "my_key", &"k".repeat(MAX_LABEL_LEN)] {
             check_label(ok).unwrap();
         }
-        for bad in ["", "Blog", "../x", "a/b", "a.key", "ключ", &"k".repeat(MAX_LABEL_LEN + 1)] {
+        for bad in [
+            "",
+            "Blog",
+            "../x",
+            "a/b",
+            "a.key",
+            "ключ",
+            &"k".repeat(MAX_LABEL_LEN + 1),
+        ] {
             let e = check_label(bad).unwrap_err();
             assert!(e.to_string().contains("not a key label"), "{bad:?}: {e}");
         }

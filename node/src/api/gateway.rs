@@ -172,13 +172,7 @@ async fn serve_root(
     let (mut cid, mut name) = (root, None::<String>);
     let mut walked = String::new();
     for part in &parts {
-        find(
-            &s,
-            cid,
-            &FetchSession::default(),
-            &format!("{root}{walked}"),
-        )
-        .await?;
+        find(s, cid, &FetchSession::default(), &format!("{root}{walked}")).await?;
         let dir = dirs::listing(&s.store, &s.mesh, cid).await.map_err(|e| {
             if e.0 == StatusCode::BAD_REQUEST {
                 GwError(
@@ -200,7 +194,7 @@ async fn serve_root(
         (cid, name) = (entry.cid, Some(entry.name.clone()));
     }
     let session = FetchSession::default();
-    let missing = find(&s, cid, &session, &format!("{root}{walked}")).await?;
+    let missing = find(s, cid, &session, &format!("{root}{walked}")).await?;
     let manifest = files::blocking(&s.store, move |st| st.stat(&cid)).await?;
     if manifest.is_directory() {
         if !trailing {
@@ -215,15 +209,15 @@ async fn serve_root(
             && index.kind == EntryKind::File
         {
             let index = index.cid;
-            let missing = find(&s, index, &session, &format!("{root}{walked}/index.html")).await?;
+            let missing = find(s, index, &session, &format!("{root}{walked}/index.html")).await?;
             let m = files::blocking(&s.store, move |st| st.stat(&index)).await?;
             return file(
-                &s,
+                s,
                 index,
                 m.size,
                 "text/html; charset=utf-8",
                 missing,
-                &headers,
+                headers,
                 session,
             )
             .await;
@@ -258,7 +252,7 @@ async fn serve_root(
             .map_or("application/octet-stream", media_type_of)
             .to_owned(),
     };
-    file(&s, cid, manifest.size, &media, missing, &headers, session).await
+    file(s, cid, manifest.size, &media, missing, headers, session).await
 }
 
 /// Answers with the file `cid` of `size` bytes, or the part of it `Range` asks for.

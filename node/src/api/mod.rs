@@ -353,6 +353,7 @@ async fn record(
 }
 
 /// The API's routes: `/dashboard` and `/metrics` open, everything else behind the token check.
+#[allow(clippy::too_many_arguments)] // one handle per service the API answers for
 pub fn router(
     client: Client,
     store: Arc<Store>,
