@@ -12,8 +12,10 @@
 //! video and audio seek. `ETag` is the served id and `Cache-Control` says immutable: an id
 //! names its bytes forever. Every block is fetched (from peers where not stored here) and
 //! verified against its id before its bytes are written out, by the read path `GET /v1/get`
-//! uses. Errors are a 4xx with a sentence in plain text. Private and shared files sealed by
-//! this node are refused (403): the gateway takes no capability yet.
+//! uses. Errors are a 4xx with a sentence in plain text. A private or shared file opens only with
+//! its key in the `X-Warren-Key` header (the `KEY` of its capability `warren:CID#KEY`; never
+//! logged): it is decrypted and authenticated here and served whole, `no-store`; without a key
+//! it is a 403 with a sentence, and a key that does not open it a 403 before any byte.
 //!
 //! No token: everything served here is public content addressed by id. The gateway is another
 //! origin than the control API (another port), so a stored page cannot read the API.
@@ -31,7 +33,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use warren_protocol::{Class, ContentId, EntryKind};
+use warren_protocol::{Capability, Class, ContentId, EntryKind};
 use warren_storage_mesh::Store;
 
 use super::gateway_http::{RangeAsk, listing_html, media_type_of, parse_range, percent_decode};
@@ -234,14 +236,21 @@ async fn serve_root(
             .into_response());
     }
     let class = files::blocking(&s.store, move |st| st.class_of(&cid)).await?;
-    if class != Class::Public {
-        return Err(GwError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{root}{walked} is a {class} file: it opens only with its capability, which this \
-                 gateway does not take yet (use `warren get CAPABILITY`)"
-            ),
-        ));
+    let key = files::key_header(headers)?;
+    if class != Class::Public || key.is_some() {
+        let Some(key) = key else {
+            return Err(GwError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{root}{walked} is a {class} file: it opens only with its key; send the key \
+                     of its capability (warren:CID#KEY) in the X-Warren-Key header"
+                ),
+            ));
+        };
+        let media = name
+            .as_deref()
+            .map_or("application/octet-stream", media_type_of);
+        return sealed(s, Capability { cid, key }, media, missing, session).await;
     }
     let media = match (&manifest.media_type, &name) {
         (Some(m), _) => m.clone(),
@@ -349,6 +358,64 @@ async fn file(
         );
     }
     response
+        .body(Body::from_stream(stream))
+        .map_err(|e| GwError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// Answers with the plaintext of the sealed file `cap` names: opened here (every block verified,
+/// every segment authenticated before its bytes go out), whole (no ranges: the plaintext's
+/// offsets are known only as it is opened). A key that does not open the file is a 403 before
+/// any byte is sent. The key is neither logged nor echoed.
+async fn sealed(
+    s: &GwState,
+    cap: Capability,
+    media: &str,
+    missing: Vec<ContentId>,
+    session: FetchSession,
+) -> Result<Response, GwError> {
+    let cid = cap.cid;
+    let uses = files::blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
+    let arrivals = Arrivals::new(
+        missing
+            .iter()
+            .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
+    );
+    {
+        let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
+        tokio::spawn(async move {
+            mesh.fetch_blocks(missing, &session, Some(closer.0.clone()))
+                .for_each(|_| async {})
+                .await;
+            drop(closer);
+        });
+    }
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE);
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = RangeWriter { tx, left: u64::MAX };
+        let ready = |c: &ContentId| arrivals.wait(c);
+        let result = store.get_sealed_when_ready(&cap, &mut w, &|_| {}, &ready);
+        arrivals.finished();
+        if let Err(e) = result {
+            let _ = w.tx.blocking_send(Err(io::Error::other(e.to_string())));
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Err(e)) => {
+            return Err(GwError(
+                StatusCode::FORBIDDEN,
+                format!("the key given does not open {cid}: {e}"),
+            ));
+        }
+        other => other,
+    };
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let stream = futures::stream::iter(first).chain(rest);
+    Response::builder()
+        .header(header::CONTENT_TYPE, media)
+        .header(header::ETAG, format!("\"{cid}\""))
+        .header(header::CACHE_CONTROL, "private, no-store")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .body(Body::from_stream(stream))
         .map_err(|e| GwError(StatusCode::BAD_REQUEST, e.to_string()))
 }
