@@ -62,6 +62,7 @@ mod jobs;
 mod names;
 mod onion;
 mod openai;
+mod private_dirs;
 mod reputation;
 
 pub use crate::view::{
