@@ -7,9 +7,13 @@
 //! - Hostile directory listings (names `..`, `a/b`, an absolute path, a duplicate name, unsorted names) are stored
 //!   as raw blocks on the hostile node and announced; `warren get ID -o DIR` on B refuses each
 //!   with the rule it breaks and writes nothing, inside DIR or outside it.
+//! - A small private tree (`put DIR --private`) on A: none of its names is in the sealed bytes B
+//!   fetches without the key; `ls CAP`, `ls CAP/sub`, `get CAP -o DIR` and `get CAP/sub/file` on
+//!   B give the names, sizes and bytes; a wrong key lists nothing; `--class shared` is refused.
 //!
 //! With the binary of an older commit (`WARREN_TEST_NODE_BIN`), `warren put DIR` fails: "… is not
-//! a regular file".
+//! a regular file". On 87cf0fd (directories, public only) it fails at the private tree: "… is a
+//! directory: directories are stored public (without --anon, --private or --class)".
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
