@@ -131,7 +131,9 @@ async fn serve(
         let root = files::parse_cid(&resolved.cid)?;
         let trailing = rest.contains('/') && tail.is_empty() || tail.ends_with('/');
         let mut response = serve_root(&s, root, tail, trailing, path, &headers).await?;
-        if let Some(h) = response.headers_mut().get_mut(header::CACHE_CONTROL) {
+        if let Some(h) = response.headers_mut().get_mut(header::CACHE_CONTROL)
+            && h == IMMUTABLE
+        {
             *h = header::HeaderValue::from_static(NAMED);
         }
         return Ok(response);
