@@ -165,6 +165,7 @@ pub(crate) fn public_put(rf: usize) -> warren_node::cli::transfer::PutRequest {
         rf,
         class: warren_protocol::Class::Public,
         anon: false,
+        key: None,
     }
 }
 

@@ -106,6 +106,17 @@ pub enum NodeError {
         /// libp2p's reason.
         reason: String,
     },
+    /// No valid record of a name was found.
+    #[error("no valid record of name {name}: {detail}")]
+    NameNotFound {
+        /// The name looked up.
+        name: PeerId,
+        /// What the lookup found instead.
+        detail: String,
+    },
+    /// A name, key label or publication the user gave breaks a rule (the sentence says which).
+    #[error("{0}")]
+    NameInput(String),
     /// The node is shutting down and cannot answer.
     #[error("the node is shutting down")]
     ShuttingDown,

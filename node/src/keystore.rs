@@ -167,6 +167,69 @@ pub fn load_or_create_identity(dir: &Path) -> Result<Keypair, NodeError> {
     Ok(key)
 }
 
+/// Folder of the data directory that holds the named keys of names (`warren name key-gen`).
+pub const NAME_KEYS_DIR: &str = "name-keys";
+
+fn name_key_path(dir: &Path, label: &str) -> PathBuf {
+    dir.join(NAME_KEYS_DIR).join(format!("{label}.key"))
+}
+
+/// Creates a fresh Ed25519 key labelled `label` (checked by the caller) under `dir`, mode 0600;
+/// refuses to replace one.
+pub fn create_name_key(dir: &Path, label: &str) -> Result<Keypair, NodeError> {
+    let keys = dir.join(NAME_KEYS_DIR);
+    fs::create_dir_all(&keys).map_err(io_err(&keys))?;
+    fs::set_permissions(&keys, fs::Permissions::from_mode(0o700)).map_err(io_err(&keys))?;
+    let path = name_key_path(dir, label);
+    if fs::symlink_metadata(&path).is_ok() {
+        return Err(NodeError::NameInput(format!(
+            "a key named {label:?} exists already ({})",
+            path.display()
+        )));
+    }
+    let mut secret = [0u8; 32];
+    rand::rngs::OsRng.fill_bytes(&mut secret);
+    let key = warren_protocol::keypair_from_secret(secret);
+    write_private(&path, &warren_protocol::encode_keypair(&key)?)?;
+    Ok(key)
+}
+
+/// Loads the key labelled `label` under `dir` (checked as the identity is: 0600, ours, no link).
+pub fn load_name_key(dir: &Path, label: &str) -> Result<Keypair, NodeError> {
+    let path = name_key_path(dir, label);
+    if fs::symlink_metadata(&path).is_err() {
+        return Err(NodeError::NameInput(format!(
+            "no key named {label:?}: create it with `warren name key-gen {label}`"
+        )));
+    }
+    let bytes = read_private(&path)?;
+    warren_protocol::decode_keypair(&bytes).map_err(|e| NodeError::BadKeyFile {
+        path,
+        reason: e.to_string(),
+    })
+}
+
+/// The labels of the named keys under `dir`, sorted.
+pub fn name_key_labels(dir: &Path) -> Result<Vec<String>, NodeError> {
+    let keys = dir.join(NAME_KEYS_DIR);
+    let Ok(entries) = fs::read_dir(&keys) else {
+        return Ok(Vec::new());
+    };
+    let mut labels = Vec::new();
+    for entry in entries {
+        let entry = entry.map_err(io_err(&keys))?;
+        if let Some(label) = entry
+            .file_name()
+            .to_str()
+            .and_then(|n| n.strip_suffix(".key"))
+        {
+            labels.push(label.to_owned());
+        }
+    }
+    labels.sort();
+    Ok(labels)
+}
+
 /// Loads the onion static key from `dir`, creating one on first start.
 pub fn load_or_create_onion_key(dir: &Path) -> Result<OnionSecret, NodeError> {
     let path = dir.join(ONION_FILE);

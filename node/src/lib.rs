@@ -39,6 +39,7 @@ pub mod net;
 pub mod credits;
 // L2: services.
 pub mod inference;
+pub mod names;
 pub mod onion;
 pub mod reputation;
 pub mod storage;

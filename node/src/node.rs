@@ -344,6 +344,11 @@ impl NodeBuilder {
         let (reputations, rep_service) = reputation::service(rep, rep_db);
         let metrics = Arc::new(Metrics::new());
         let (client, event_loop) = net::build_on(transport, &config, key.clone(), records)?;
+        let names = Arc::new(crate::names::Names::new(
+            client.clone(),
+            key.clone(),
+            data_dir.clone(),
+        )?);
         let mut event_loop = event_loop.with_metrics(metrics.clone());
         let rep_service = rep_service.with_peer_events(event_loop.peer_events(PEER_EVENTS_QUEUED));
         event_loop.use_scores(reputations.scores());
@@ -460,8 +465,13 @@ impl NodeBuilder {
             onion
         });
 
+        let rx = shutdown_rx.clone();
+        let n = names.clone();
+        tasks.spawn(async move { ("names", n.run(rx).await) });
+
         let node = Node {
             peer_id,
+            names,
             client,
             store,
             mesh,
@@ -492,6 +502,8 @@ pub struct Node {
     pub peer_id: PeerId,
     /// The swarm's command handle.
     pub client: net::Client,
+    /// Names: keys, publications (republished here), resolutions.
+    pub names: Arc<crate::names::Names>,
     /// The local block store.
     pub store: Arc<Store>,
     /// The storage mesh (placement, fetch, repair, audits).

@@ -30,6 +30,7 @@ const LAYERS: &[(&str, u8, &str)] = &[
     ("reputation", 4, "L2 services"),
     ("credits", 4, "L2 services"),
     ("storage", 5, "L2 services"),
+    ("names", 5, "L2 services"),
     ("inference", 6, "L2 services"),
     ("onion", 7, "L2 services"),
     ("node", 8, "L3 node"),

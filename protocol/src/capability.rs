@@ -98,6 +98,9 @@ impl FromStr for Class {
     }
 }
 
+/// The BLAKE3 `derive_key` context of [`FileKey::entry_key`].
+pub const ENTRY_KEY_CONTEXT: &str = "warren 2026-12 private directory entry key v1";
+
 /// The secret key of one encrypted file. `Debug` does not print it.
 #[derive(Clone, PartialEq, Eq)]
 pub struct FileKey([u8; FILE_KEY_LEN]);
@@ -106,6 +109,17 @@ impl FileKey {
     /// A key from its bytes (from a CSPRNG for private files, a keyed hash for shared ones).
     pub fn from_bytes(bytes: [u8; FILE_KEY_LEN]) -> Self {
         Self(bytes)
+    }
+
+    /// The key of the entry `name` of a private directory sealed with this key
+    /// (`spec/storage.md`, "Private directories"): BLAKE3 `derive_key` with the context
+    /// [`ENTRY_KEY_CONTEXT`] over this key ++ the name's UTF-8 bytes. One capability then opens
+    /// the whole tree, and the listing carries no keys.
+    pub fn entry_key(&self, name: &str) -> FileKey {
+        let mut material = Vec::with_capacity(FILE_KEY_LEN + name.len());
+        material.extend_from_slice(&self.0);
+        material.extend_from_slice(name.as_bytes());
+        FileKey(blake3::derive_key(ENTRY_KEY_CONTEXT, &material))
     }
 
     /// The key's bytes.
@@ -221,6 +235,21 @@ fn cut(s: &str) -> String {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn entry_keys_follow_the_spec_vector() {
+        let root = super::FileKey::from_bytes([0x42; 32]);
+        let line = format!(
+            "entry key of `photo.jpg` under the key 42…42: `{}`",
+            hex::encode(root.entry_key("photo.jpg").as_bytes())
+        );
+        assert!(
+            include_str!("../../spec/storage.md").contains(&line),
+            "spec/storage.md (Private directories) does not state: {line}"
+        );
+        assert_ne!(root.entry_key("a"), root.entry_key("b"));
+        assert_ne!(root.entry_key("a"), root);
+    }
+
     use proptest::prelude::*;
 
     use super::*;

@@ -24,6 +24,8 @@ pub enum Subject {
     Inference(&'static str),
     /// A directory listing: the one of the directory with this id, or `None` for one being built.
     Directory(Option<Box<ContentId>>),
+    /// A name record (`spec/names.md`) of this name.
+    NameRecord(Box<PeerId>),
 }
 
 impl fmt::Display for Subject {
@@ -36,6 +38,7 @@ impl fmt::Display for Subject {
             Subject::Inference(what) => f.write_str(what),
             Subject::Directory(Some(id)) => write!(f, "directory {id}"),
             Subject::Directory(None) => write!(f, "directory (not yet encoded)"),
+            Subject::NameRecord(name) => write!(f, "name record of {name}"),
         }
     }
 }
@@ -285,6 +288,34 @@ pub enum Error {
         cid: ContentId,
         /// Their length.
         len: usize,
+    },
+
+    /// A name record whose lifetime ended at or before `now`.
+    #[error(
+        "the record of name {name} expired at {expires_at} ({} s ago); its publisher must publish it again",
+        now.saturating_sub(*expires_at)
+    )]
+    NameExpired {
+        /// The name.
+        name: Box<PeerId>,
+        /// Its `expires_at`, Unix seconds.
+        expires_at: u64,
+        /// The caller's clock, Unix seconds.
+        now: u64,
+    },
+
+    /// A valid name record that does not supersede the one already held (a replay of an older
+    /// record, or the same sequence again).
+    #[error(
+        "name record of {name}: sequence {sequence} is not newer than the sequence {held} held"
+    )]
+    NameNotNewer {
+        /// The name.
+        name: Box<PeerId>,
+        /// The offered record's sequence.
+        sequence: u64,
+        /// The held record's sequence.
+        held: u64,
     },
 
     /// An event type string that does not follow `{service}:{action}:v{version}:{state}`.

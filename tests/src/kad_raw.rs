@@ -14,6 +14,8 @@ use crate::hostile::Hostile;
 
 /// warren's Kademlia protocol.
 pub const KAD: StreamProtocol = StreamProtocol::new("/warren/kad/1.0.0");
+/// `MessageType::PUT_VALUE`.
+pub const PUT_VALUE: u8 = 0;
 /// `MessageType::ADD_PROVIDER`.
 pub const ADD_PROVIDER: u8 = 2;
 /// `MessageType::GET_PROVIDERS`.
@@ -100,6 +102,36 @@ pub async fn flood_provider_table(
         .await
         .with_context(|| format!("no FIND_NODE answer in {wait:?}"))??;
     Ok(stream)
+}
+
+/// Sends `victim` one `PUT_VALUE` of `value` under `key` from `hostile`, as any peer may, and
+/// waits up to 10 s for its answer (Kademlia echoes the record whether or not it keeps it).
+pub async fn put_value(
+    hostile: &Hostile,
+    victim: PeerId,
+    key: &[u8],
+    value: &[u8],
+) -> anyhow::Result<()> {
+    let mut record = Vec::new();
+    field(1, key, &mut record);
+    field(2, value, &mut record);
+    let mut m = vec![0x08, PUT_VALUE];
+    field(2, key, &mut m);
+    field(3, &record, &mut m);
+    let mut framed = Vec::new();
+    varint(m.len(), &mut framed);
+    framed.extend(m);
+    let mut control = hostile.client().stream_control();
+    let mut stream = control
+        .open_stream(victim, KAD)
+        .await
+        .context("opening a kad stream")?;
+    stream.write_all(&framed).await?;
+    stream.flush().await?;
+    tokio::time::timeout(Duration::from_secs(10), read_message(&mut stream))
+        .await
+        .context("no PUT_VALUE answer in 10 s")??;
+    Ok(())
 }
 
 /// Reads one length-prefixed message.

@@ -7,9 +7,13 @@
 //! - Hostile directory listings (names `..`, `a/b`, an absolute path, a duplicate name, unsorted names) are stored
 //!   as raw blocks on the hostile node and announced; `warren get ID -o DIR` on B refuses each
 //!   with the rule it breaks and writes nothing, inside DIR or outside it.
+//! - A small private tree (`put DIR --private`) on A: none of its names is in the sealed bytes B
+//!   fetches without the key; `ls CAP`, `ls CAP/sub`, `get CAP -o DIR` and `get CAP/sub/file` on
+//!   B give the names, sizes and bytes; a wrong key lists nothing; `--class shared` is refused.
 //!
 //! With the binary of an older commit (`WARREN_TEST_NODE_BIN`), `warren put DIR` fails: "… is not
-//! a regular file".
+//! a regular file". On 87cf0fd (directories, public only) it fails at the private tree: "… is a
+//! directory: directories are stored public (without --anon, --private or --class)".
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -246,6 +250,91 @@ fn a_tree_round_trips_between_nodes_and_hostile_listings_are_refused() {
         !out.status.success() && err.contains("no entry \"nope\""),
         "{err}"
     );
+
+    // A private tree: names and sizes inside the encryption, opened by one capability on B.
+    let secret = tmp.path().join("secret");
+    std::fs::create_dir_all(secret.join("sub")).unwrap();
+    std::fs::create_dir_all(secret.join("vide")).unwrap();
+    let notes = test_bytes(70_000, 7, true);
+    let deep = test_bytes(300_000, 8, false);
+    std::fs::write(secret.join("notes privées.txt"), &notes).unwrap();
+    std::fs::write(secret.join("sub/deep.bin"), &deep).unwrap();
+    let private = cli_json(
+        &bin,
+        &a_dir,
+        &["put", secret.to_str().unwrap(), "--private", "--rf", "0"],
+    )
+    .unwrap();
+    let cap = private["capability"].as_str().unwrap().to_owned();
+    let sealed_id = private["cid"].as_str().unwrap().to_owned();
+    assert_eq!(private["class"], "private");
+    // Without the key: a private file of padded size; no name in the bytes B can fetch.
+    let raw = tmp.path().join("sealed.bin");
+    cli_json(
+        &bin,
+        &b_dir,
+        &["get", &sealed_id, "-o", raw.to_str().unwrap()],
+    )
+    .unwrap();
+    let raw = std::fs::read(&raw).unwrap();
+    for name in ["notes privées", "deep.bin", "vide"] {
+        assert!(
+            !raw.windows(name.len()).any(|w| w == name.as_bytes()),
+            "{name:?} readable without the key"
+        );
+    }
+    let listed = cli_json(&bin, &b_dir, &["ls", &cap]).unwrap();
+    let names: Vec<_> = listed["entries"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|e| e["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(names, ["notes privées.txt", "sub", "vide"], "{listed}");
+    assert_eq!(listed["size"], (notes.len() + deep.len()) as u64);
+    let sub = cli_json(&bin, &b_dir, &["ls", &format!("{cap}/sub")]).unwrap();
+    assert_eq!(sub["entries"][0]["name"], "deep.bin");
+    let got_private = tmp.path().join("got-private");
+    let view = cli_json(
+        &bin,
+        &b_dir,
+        &["get", &cap, "-o", got_private.to_str().unwrap()],
+    )
+    .unwrap();
+    assert_eq!(view["files"], 2, "{view}");
+    assert!(std::fs::read(got_private.join("notes privées.txt")).unwrap() == notes);
+    assert!(std::fs::read(got_private.join("sub/deep.bin")).unwrap() == deep);
+    assert!(got_private.join("vide").is_dir());
+    let one_private = tmp.path().join("deep.bin");
+    cli_json(
+        &bin,
+        &b_dir,
+        &[
+            "get",
+            &format!("{cap}/sub/deep.bin"),
+            "-o",
+            one_private.to_str().unwrap(),
+        ],
+    )
+    .unwrap();
+    assert!(std::fs::read(&one_private).unwrap() == deep);
+    // Another key opens nothing; a shared tree is refused with a sentence.
+    let wrong = format!(
+        "{}#{}",
+        cap.split_once('#').unwrap().0,
+        "b".to_owned() + &"a".repeat(52)
+    );
+    let out = cli(&bin, &b_dir, &["ls", &wrong], false).unwrap();
+    assert!(!out.status.success(), "a wrong key listed the tree");
+    let out = cli(
+        &bin,
+        &a_dir,
+        &["put", secret.to_str().unwrap(), "--class", "shared"],
+        false,
+    )
+    .unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("shared"), "{err}");
 
     // The same tree put on B gets the same id.
     let again = cli_json(&bin, &b_dir, &["put", tree.to_str().unwrap(), "--rf", "0"]).unwrap();

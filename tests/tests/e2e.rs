@@ -32,6 +32,7 @@ mod interop_js;
 mod local_node;
 mod mesh;
 mod model_mesh;
+mod names;
 mod nat;
 mod netns_devnet;
 mod offer;

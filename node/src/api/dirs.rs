@@ -13,13 +13,13 @@
 
 use axum::Json;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
+use axum::http::{HeaderMap, StatusCode};
 use futures::StreamExt;
 use serde::Deserialize;
 use warren_protocol::{ContentId, Directory, EntryKind, directory::MAX_LISTING_SIZE};
 
 use super::files::{blocking, parse_cid};
-use super::{ApiError, AppState};
+use super::{ApiError, AppState, private_dirs};
 use std::sync::Arc;
 
 use warren_storage_mesh::Store;
@@ -34,11 +34,13 @@ const MAX_PATH_DEPTH: usize = 256;
 pub(super) struct PutDirQuery {
     pin: Option<bool>,
     rf: Option<usize>,
+    class: Option<String>,
 }
 
 pub(super) async fn put_dir(
     State(s): State<AppState>,
     Query(q): Query<PutDirQuery>,
+    headers: HeaderMap,
     Json(req): Json<PutDirRequest>,
 ) -> Result<Json<PutView>, ApiError> {
     let rf = q.rf.unwrap_or(s.mesh.default_rf());
@@ -52,6 +54,38 @@ pub(super) async fn put_dir(
         ));
     }
     let pin = q.pin.unwrap_or(true);
+    match (q.class.as_deref(), super::files::key_header(&headers)?) {
+        (None | Some("public"), None) => {}
+        (Some("private"), Some(key)) => {
+            let (out, cap) = private_dirs::put(&s, req, key, pin).await?;
+            let replication = if rf > 0 {
+                Some(s.mesh.replicate(out.cid, rf).await?)
+            } else {
+                s.mesh.keep_here(out.cid).await?;
+                None
+            };
+            return Ok(Json(PutView {
+                replication,
+                cid: out.cid.to_string(),
+                size: out.size,
+                blocks: out.blocks,
+                stored_bytes: out.stored_bytes,
+                new_bytes: out.new_bytes,
+                pinned: pin,
+                class: "private".into(),
+                capability: Some(cap),
+            }));
+        }
+        (class, _) => {
+            return Err(ApiError(
+                StatusCode::BAD_REQUEST,
+                format!(
+                    "a directory is public, or private with its key in x-warren-key \
+                     (class {class:?} given)"
+                ),
+            ));
+        }
+    }
     let mut names = Vec::with_capacity(req.entries.len());
     for e in req.entries {
         names.push((e.name, parse_cid(&e.cid)?));
@@ -99,6 +133,7 @@ pub(super) async fn ls(
     State(s): State<AppState>,
     Path(cid): Path<String>,
     Query(q): Query<LsQuery>,
+    headers: HeaderMap,
 ) -> Result<Json<LsView>, ApiError> {
     let root = parse_cid(&cid)?;
     let parts: Vec<&str> = q
@@ -116,6 +151,10 @@ pub(super) async fn ls(
                 parts.len()
             ),
         ));
+    }
+    if let Some(key) = super::files::key_header(&headers)? {
+        let cap = warren_protocol::Capability { cid: root, key };
+        return Ok(Json(private_dirs::ls(&s, cap, &parts).await?));
     }
     let (mut cid, mut kind, mut size) = (root, None, None);
     let mut walked = String::new();
@@ -163,6 +202,7 @@ pub(super) async fn ls(
             kind: EntryKind::File.to_string(),
             size: root_manifest.size,
             entries: None,
+            capability: None,
         }));
     }
     let dir = listing(&s.store, &s.mesh, cid).await?;
@@ -179,9 +219,11 @@ pub(super) async fn ls(
                     kind: e.kind.to_string(),
                     cid: e.cid.to_string(),
                     size: e.size,
+                    capability: None,
                 })
                 .collect(),
         ),
+        capability: None,
     }))
 }
 

@@ -5,7 +5,8 @@
 //! | POST   | `/v1/put?name=&media_type=&pin=&rf=&class=` | request body = the file, streamed; answer [`PutView`] |
 //! | GET    | `/v1/get/{cid}`      | the file as [`crate::framed`] frames, verified block by block |
 //!
-//! `class=private` seals the file with a key this node draws at random, `class=shared` with the
+//! `class=private` seals the file with a key this node draws at random (or the one the client
+//! sends in `x-warren-key`: an entry of a private directory), `class=shared` with the
 //! key the client sends in `x-warren-key` (its convergent key: the client has the whole file);
 //! the answer's `capability` is then the only way to read it. `GET /v1/get/{cid}` with the key in
 //! `x-warren-key` opens a sealed file; without it, a sealed file comes back as the ciphertext it
@@ -181,7 +182,9 @@ pub(super) async fn put(
     };
     let key = match (class, key_header(&headers)?) {
         (Class::Public, None) => None,
-        (Class::Shared, Some(key)) => Some(key),
+        // Private with a key: an entry of a private directory, its key derived by the client
+        // from the directory's (`FileKey::entry_key`).
+        (Class::Shared | Class::Private, Some(key)) => Some(key),
         (Class::Private, None) => {
             let mut bytes = [0u8; warren_protocol::capability::FILE_KEY_LEN];
             rand::rngs::OsRng.fill_bytes(&mut bytes);
@@ -196,12 +199,11 @@ pub(super) async fn put(
                 ),
             ));
         }
-        (Class::Public | Class::Private, Some(_)) => {
+        (Class::Public, Some(_)) => {
             return Err(ApiError(
                 StatusCode::BAD_REQUEST,
                 format!(
-                    "{KEY_HEADER} is only for class shared: a public file has no key and a \
-                     private file's key is drawn by the node"
+                    "{KEY_HEADER} is only for shared and private files: a public file has no key"
                 ),
             ));
         }

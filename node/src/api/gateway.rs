@@ -12,8 +12,10 @@
 //! video and audio seek. `ETag` is the served id and `Cache-Control` says immutable: an id
 //! names its bytes forever. Every block is fetched (from peers where not stored here) and
 //! verified against its id before its bytes are written out, by the read path `GET /v1/get`
-//! uses. Errors are a 4xx with a sentence in plain text. Private and shared files sealed by
-//! this node are refused (403): the gateway takes no capability yet.
+//! uses. Errors are a 4xx with a sentence in plain text. A private or shared file opens only with
+//! its key in the `X-Warren-Key` header (the `KEY` of its capability `warren:CID#KEY`; never
+//! logged): it is decrypted and authenticated here and served whole, `no-store`; without a key
+//! it is a 403 with a sentence, and a key that does not open it a 403 before any byte.
 //!
 //! No token: everything served here is public content addressed by id. The gateway is another
 //! origin than the control API (another port), so a stored page cannot read the API.
@@ -31,11 +33,12 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use warren_protocol::{Class, ContentId, EntryKind};
+use warren_protocol::{Capability, Class, ContentId, EntryKind};
 use warren_storage_mesh::Store;
 
 use super::gateway_http::{RangeAsk, listing_html, media_type_of, parse_range, percent_decode};
 use super::{ApiError, dirs, files};
+use crate::names::Names;
 use crate::storage::{Arrivals, FetchSession, Mesh};
 
 /// Most path components followed below an id.
@@ -43,6 +46,8 @@ const MAX_PATH_DEPTH: usize = 256;
 /// Chunks in flight between the store and the response.
 const QUEUE: usize = 4;
 const IMMUTABLE: &str = "public, max-age=31536000, immutable";
+/// For `/name/…`: what a name points to may change at any time.
+const NAMED: &str = "public, max-age=10";
 
 /// An error of the gateway: a status and a sentence, sent as plain text.
 struct GwError(StatusCode, String);
@@ -72,23 +77,25 @@ impl IntoResponse for GwError {
 }
 
 /// The gateway's routes.
-pub fn router(store: Arc<Store>, mesh: Arc<Mesh>) -> Router {
+pub fn router(store: Arc<Store>, mesh: Arc<Mesh>, names: Arc<Names>) -> Router {
     Router::new()
         .route("/warren/{*rest}", get(serve))
+        .route("/name/{*rest}", get(serve))
         .fallback(|| async {
             GwError(
                 StatusCode::NOT_FOUND,
-                "this gateway serves /warren/CID and /warren/CID/path only".into(),
+                "this gateway serves /warren/CID/path and /name/NAME/path only".into(),
             )
         })
         .layer(middleware::from_fn(super::host::check))
-        .with_state(GwState { store, mesh })
+        .with_state(GwState { store, mesh, names })
 }
 
 #[derive(Clone)]
 struct GwState {
     store: Arc<Store>,
     mesh: Arc<Mesh>,
+    names: Arc<Names>,
 }
 
 /// Makes the manifests of `cid` local (fetched and verified), or says it is not to be found.
@@ -117,10 +124,36 @@ async fn serve(
     headers: HeaderMap,
 ) -> Result<Response, GwError> {
     let path = uri.path();
+    if let Some(rest) = path.strip_prefix("/name/") {
+        // What a name points to changes: a short cache, revalidated by the id (the ETag).
+        let (name, tail) = rest.split_once('/').unwrap_or((rest, ""));
+        let resolved = s.names.resolve(name).await.map_err(ApiError::from)?;
+        let root = files::parse_cid(&resolved.cid)?;
+        let trailing = rest.contains('/') && tail.is_empty() || tail.ends_with('/');
+        let mut response = serve_root(&s, root, tail, trailing, path, &headers).await?;
+        if let Some(h) = response.headers_mut().get_mut(header::CACHE_CONTROL)
+            && h == IMMUTABLE
+        {
+            *h = header::HeaderValue::from_static(NAMED);
+        }
+        return Ok(response);
+    }
     let rest = path.strip_prefix("/warren/").unwrap_or_default();
     let (cid_text, tail) = rest.split_once('/').unwrap_or((rest, ""));
     let root = files::parse_cid(cid_text)?;
     let trailing = rest.contains('/') && tail.is_empty() || tail.ends_with('/');
+    serve_root(&s, root, tail, trailing, path, &headers).await
+}
+
+/// Serves the entry `tail` of `root` (the id itself when empty); `path` is the URL's.
+async fn serve_root(
+    s: &GwState,
+    root: ContentId,
+    tail: &str,
+    trailing: bool,
+    path: &str,
+    headers: &HeaderMap,
+) -> Result<Response, GwError> {
     let mut parts = Vec::new();
     for raw in tail.split('/').filter(|p| !p.is_empty()) {
         let Some(part) = percent_decode(raw) else {
@@ -143,13 +176,7 @@ async fn serve(
     let (mut cid, mut name) = (root, None::<String>);
     let mut walked = String::new();
     for part in &parts {
-        find(
-            &s,
-            cid,
-            &FetchSession::default(),
-            &format!("{root}{walked}"),
-        )
-        .await?;
+        find(s, cid, &FetchSession::default(), &format!("{root}{walked}")).await?;
         let dir = dirs::listing(&s.store, &s.mesh, cid).await.map_err(|e| {
             if e.0 == StatusCode::BAD_REQUEST {
                 GwError(
@@ -171,7 +198,7 @@ async fn serve(
         (cid, name) = (entry.cid, Some(entry.name.clone()));
     }
     let session = FetchSession::default();
-    let missing = find(&s, cid, &session, &format!("{root}{walked}")).await?;
+    let missing = find(s, cid, &session, &format!("{root}{walked}")).await?;
     let manifest = files::blocking(&s.store, move |st| st.stat(&cid)).await?;
     if manifest.is_directory() {
         if !trailing {
@@ -186,15 +213,15 @@ async fn serve(
             && index.kind == EntryKind::File
         {
             let index = index.cid;
-            let missing = find(&s, index, &session, &format!("{root}{walked}/index.html")).await?;
+            let missing = find(s, index, &session, &format!("{root}{walked}/index.html")).await?;
             let m = files::blocking(&s.store, move |st| st.stat(&index)).await?;
             return file(
-                &s,
+                s,
                 index,
                 m.size,
                 "text/html; charset=utf-8",
                 missing,
-                &headers,
+                headers,
                 session,
             )
             .await;
@@ -211,14 +238,21 @@ async fn serve(
             .into_response());
     }
     let class = files::blocking(&s.store, move |st| st.class_of(&cid)).await?;
-    if class != Class::Public {
-        return Err(GwError(
-            StatusCode::FORBIDDEN,
-            format!(
-                "{root}{walked} is a {class} file: it opens only with its capability, which this \
-                 gateway does not take yet (use `warren get CAPABILITY`)"
-            ),
-        ));
+    let key = files::key_header(headers)?;
+    if class != Class::Public || key.is_some() {
+        let Some(key) = key else {
+            return Err(GwError(
+                StatusCode::FORBIDDEN,
+                format!(
+                    "{root}{walked} is a {class} file: it opens only with its key; send the key \
+                     of its capability (warren:CID#KEY) in the X-Warren-Key header"
+                ),
+            ));
+        };
+        let media = name
+            .as_deref()
+            .map_or("application/octet-stream", media_type_of);
+        return sealed(s, Capability { cid, key }, media, missing, session).await;
     }
     let media = match (&manifest.media_type, &name) {
         (Some(m), _) => m.clone(),
@@ -229,7 +263,7 @@ async fn serve(
             .map_or("application/octet-stream", media_type_of)
             .to_owned(),
     };
-    file(&s, cid, manifest.size, &media, missing, &headers, session).await
+    file(s, cid, manifest.size, &media, missing, headers, session).await
 }
 
 /// Answers with the file `cid` of `size` bytes, or the part of it `Range` asks for.
@@ -326,6 +360,64 @@ async fn file(
         );
     }
     response
+        .body(Body::from_stream(stream))
+        .map_err(|e| GwError(StatusCode::BAD_REQUEST, e.to_string()))
+}
+
+/// Answers with the plaintext of the sealed file `cap` names: opened here (every block verified,
+/// every segment authenticated before its bytes go out), whole (no ranges: the plaintext's
+/// offsets are known only as it is opened). A key that does not open the file is a 403 before
+/// any byte is sent. The key is neither logged nor echoed.
+async fn sealed(
+    s: &GwState,
+    cap: Capability,
+    media: &str,
+    missing: Vec<ContentId>,
+    session: FetchSession,
+) -> Result<Response, GwError> {
+    let cid = cap.cid;
+    let uses = files::blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
+    let arrivals = Arrivals::new(
+        missing
+            .iter()
+            .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
+    );
+    {
+        let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
+        tokio::spawn(async move {
+            mesh.fetch_blocks(missing, &session, Some(closer.0.clone()))
+                .for_each(|_| async {})
+                .await;
+            drop(closer);
+        });
+    }
+    let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE);
+    let store = s.store.clone();
+    tokio::task::spawn_blocking(move || {
+        let mut w = RangeWriter { tx, left: u64::MAX };
+        let ready = |c: &ContentId| arrivals.wait(c);
+        let result = store.get_sealed_when_ready(&cap, &mut w, &|_| {}, &ready);
+        arrivals.finished();
+        if let Err(e) = result {
+            let _ = w.tx.blocking_send(Err(io::Error::other(e.to_string())));
+        }
+    });
+    let first = match rx.recv().await {
+        Some(Err(e)) => {
+            return Err(GwError(
+                StatusCode::FORBIDDEN,
+                format!("the key given does not open {cid}: {e}"),
+            ));
+        }
+        other => other,
+    };
+    let rest = futures::stream::poll_fn(move |cx| rx.poll_recv(cx));
+    let stream = futures::stream::iter(first).chain(rest);
+    Response::builder()
+        .header(header::CONTENT_TYPE, media)
+        .header(header::ETAG, format!("\"{cid}\""))
+        .header(header::CACHE_CONTROL, "private, no-store")
+        .header(header::X_CONTENT_TYPE_OPTIONS, "nosniff")
         .body(Body::from_stream(stream))
         .map_err(|e| GwError(StatusCode::BAD_REQUEST, e.to_string()))
 }

@@ -59,8 +59,10 @@ pub mod gateway;
 mod gateway_http;
 mod host;
 mod jobs;
+mod names;
 mod onion;
 mod openai;
+mod private_dirs;
 mod reputation;
 
 pub use crate::view::{
@@ -77,6 +79,7 @@ struct AppState {
     inference: Arc<Inference>,
     token: Arc<str>,
     tier: warren_protocol::Tier,
+    names: Arc<crate::names::Names>,
 }
 
 struct ApiError(StatusCode, String);
@@ -96,7 +99,11 @@ impl IntoResponse for ApiError {
 impl From<NodeError> for ApiError {
     fn from(e: NodeError) -> Self {
         let code = match e {
-            NodeError::RecordNotFound { .. } => StatusCode::NOT_FOUND,
+            NodeError::RecordNotFound { .. } | NodeError::NameNotFound { .. } => {
+                StatusCode::NOT_FOUND
+            }
+            NodeError::Protocol(warren_protocol::Error::NameExpired { .. }) => StatusCode::GONE,
+            NodeError::NameInput(_) => StatusCode::BAD_REQUEST,
             NodeError::Storage(ref inner) => storage_status(inner),
             NodeError::Protocol(_) | NodeError::Onion(_) => StatusCode::BAD_GATEWAY,
             NodeError::ShuttingDown => StatusCode::SERVICE_UNAVAILABLE,
@@ -347,6 +354,7 @@ async fn record(
 }
 
 /// The API's routes: `/dashboard` and `/metrics` open, everything else behind the token check.
+#[allow(clippy::too_many_arguments)] // one handle per service the API answers for
 pub fn router(
     client: Client,
     store: Arc<Store>,
@@ -355,6 +363,7 @@ pub fn router(
     inference: Arc<Inference>,
     token: &str,
     tier: warren_protocol::Tier,
+    names: Arc<crate::names::Names>,
 ) -> Router {
     let state = AppState {
         client,
@@ -364,6 +373,7 @@ pub fn router(
         inference,
         token: Arc::from(token),
         tier,
+        names,
     };
     Router::new()
         .route("/dashboard", get(dashboard_page))
@@ -379,6 +389,9 @@ pub fn router(
         .route("/v1/stat/{cid}", get(files::stat))
         .route("/v1/put-dir", post(dirs::put_dir))
         .route("/v1/ls/{cid}", get(dirs::ls))
+        .route("/v1/names/keys", get(names::keys).post(names::key_gen))
+        .route("/v1/names/publish", post(names::publish))
+        .route("/v1/names/resolve/{name}", get(names::resolve))
         .route("/v1/pins", get(files::pins))
         .route("/v1/pin/{cid}", post(files::pin).delete(files::unpin))
         .route("/v1/gc", post(files::gc))

@@ -41,6 +41,7 @@ pub enum Command {
     /// Store a file (or stdin with `-`) or a directory tree in the node's block store and print
     /// its CID. A directory is stored with every file and subdirectory under it (empty ones
     /// kept); symbolic links are not followed and special files are skipped, each one said.
+    /// `--private` seals a tree (names and sizes inside) and prints one capability for it.
     Put {
         /// The file or directory; `-` reads standard input.
         file: PathBuf,
@@ -100,9 +101,10 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
-    /// List a stored directory (or one of its subdirectories: CID/path/in/tree).
+    /// List a stored directory (or one of its subdirectories: CID/path/in/tree); a private one
+    /// with its capability (warren:CID#KEY[/path]), a name as /name/NAME[/path].
     Ls {
-        /// The directory's CID, optionally followed by a path inside it.
+        /// The directory's CID or capability, optionally followed by a path inside it.
         target: String,
         /// Output options.
         #[command(flatten)]
@@ -184,6 +186,9 @@ pub enum Command {
     /// Models on the mesh: add, serve, list.
     #[command(subcommand)]
     Model(ModelCommand),
+    /// Names that can change: publish, resolve, keys (`/name/NAME/path` works for get and ls).
+    #[command(subcommand)]
+    Name(crate::cli::names::NameCommand),
     /// Generate text with a model, streaming tokens as they come.
     Infer {
         /// Model name or id.

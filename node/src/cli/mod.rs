@@ -27,6 +27,7 @@ pub mod client;
 pub mod devnet;
 pub mod init;
 mod jobs;
+pub mod names;
 pub mod netns;
 mod remote;
 pub mod start;

@@ -47,15 +47,20 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
         } => {
             let is_dir = std::fs::symlink_metadata(&file).is_ok_and(|m| m.is_dir());
             if is_dir {
-                if anon || private || class.is_some_and(|c| c != Class::Public) {
+                let private = private || class == Some(Class::Private);
+                if anon || class == Some(Class::Shared) {
                     anyhow::bail!(
-                        "{} is a directory: directories are stored public (without --anon, \
-                         --private or --class)",
+                        "{} is a directory: directories are stored public or --private (not \
+                         --anon, not --class shared: a convergent key cannot cover a tree)",
                         file.display()
                     );
                 }
-                let view = crate::cli::tree::put_dir(&api, &file, !no_pin, rf, out.json).await?;
-                return print(out.json, &view, |v| format!("{}\n", v.cid));
+                let view =
+                    crate::cli::tree::put_dir(&api, &file, !no_pin, rf, private, out.json).await?;
+                return print(out.json, &view, |v| match &v.capability {
+                    Some(cap) => format!("{cap}\n"),
+                    None => format!("{}\n", v.cid),
+                });
             }
             let default_class = if anon { Class::Private } else { Class::Public };
             let req = crate::cli::transfer::PutRequest {
@@ -69,6 +74,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                     class.unwrap_or(default_class)
                 },
                 anon,
+                key: None,
             };
             let view = crate::cli::transfer::put(&api, &file, req, out.json).await?;
             print(out.json, &view, |v| match &v.capability {
@@ -89,9 +95,24 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 .transpose()?;
             let from_env = std::env::var(crate::cli::capability_input::CAPABILITY_ENV).ok();
             let cid = crate::cli::capability_input::resolve(cid.as_deref(), from_file, from_env)?;
+            let cid = crate::cli::names::expand(&api, &cid).await?;
             let cid = if Capability::looks_like(&cid) {
-                cid.parse::<Capability>()?;
-                cid
+                // A private file, or a private directory (or a path in one: CAPABILITY/a/b).
+                let (cap, path) = crate::cli::tree::split_capability(&cid);
+                cap.parse::<Capability>()?;
+                if path.is_empty() && (output.is_none() || anon) {
+                    cid
+                } else {
+                    match crate::cli::tree::ls(&api, cap, path).await {
+                        Ok(view) if view.entries.is_some() => {
+                            return get_tree(&api, view, output, out.json).await;
+                        }
+                        Ok(view) if !path.is_empty() => view.capability.unwrap_or(cid),
+                        Err(e) if !path.is_empty() => return Err(e),
+                        // A private file (its key opens no listing).
+                        _ => cid,
+                    }
+                }
             } else if let Some((root, path)) = cid.split_once('/') {
                 // An entry of a tree: a file is fetched as any file, a directory as a tree.
                 let view = crate::cli::tree::ls(&api, &check_cid(root)?, path).await?;
@@ -133,8 +154,14 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             circuits_text,
         ),
         Command::Ls { target, out } => {
-            let (root, path) = target.split_once('/').unwrap_or((&target, ""));
-            let view = crate::cli::tree::ls(&api, &check_cid(root)?, path).await?;
+            let target = crate::cli::names::expand(&api, &target).await?;
+            let view = if Capability::looks_like(&target) {
+                let (cap, path) = crate::cli::tree::split_capability(&target);
+                crate::cli::tree::ls(&api, cap, path).await?
+            } else {
+                let (root, path) = target.split_once('/').unwrap_or((&target, ""));
+                crate::cli::tree::ls(&api, &check_cid(root)?, path).await?
+            };
             print(out.json, &view, crate::cli::tree::ls_text)
         }
         Command::Stat { cid, out } => {
@@ -267,6 +294,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             })
         }
         Command::Model(cmd) => crate::cli::jobs::model(&api, cmd).await,
+        Command::Name(cmd) => crate::cli::names::name(&api, cmd).await,
         Command::Infer {
             model,
             prompt,

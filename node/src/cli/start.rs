@@ -56,6 +56,7 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         inference,
         &token,
         tier,
+        node.names.clone(),
     );
     let mut api_shutdown = node.shutdown_signal();
     let api_task = tokio::spawn(async move {
@@ -71,7 +72,8 @@ pub async fn run(config: Config, data_dir: &Path) -> Result<(), NodeError> {
         let gw_addr = listener
             .local_addr()
             .map_err(|e| NodeError::Api(e.to_string()))?;
-        let app = crate::api::gateway::router(node.store.clone(), node.mesh.clone());
+        let app =
+            crate::api::gateway::router(node.store.clone(), node.mesh.clone(), node.names.clone());
         let mut stop = node.shutdown_signal();
         gateway_task = Some(tokio::spawn(async move {
             let graceful = async move {

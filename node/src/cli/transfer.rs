@@ -54,6 +54,9 @@ pub struct PutRequest {
     pub class: Class,
     /// Through an onion circuit (`/v1/anon/put`: public or private only).
     pub anon: bool,
+    /// A private file's key, given rather than drawn by the node (an entry of a private
+    /// directory: `FileKey::entry_key`).
+    pub key: Option<warren_protocol::FileKey>,
 }
 
 /// Uploads `file` (`-` = stdin) to the node; returns what the node stored (with the
@@ -108,6 +111,9 @@ pub async fn put(
             .with_context(|| format!("hashing {}", path.display()))
         })
         .await??;
+        headers.push((KEY_HEADER, key.to_text()));
+    }
+    if let (Class::Private, Some(key)) = (req.class, &req.key) {
         headers.push((KEY_HEADER, key.to_text()));
     }
     let mut query = vec![

@@ -18,9 +18,10 @@ use std::pin::Pin;
 use anyhow::{Context, bail};
 use futures::StreamExt;
 use indicatif::{ProgressBar, ProgressStyle};
-use warren_protocol::{Class, directory::name_problem};
+use warren_protocol::{Capability, Class, FileKey, directory::name_problem};
 use warren_storage_mesh::MAX_TREE_ROOTS;
 
+use crate::api::KEY_HEADER;
 use crate::cli::client::ApiClient;
 use crate::cli::transfer::{self, PutRequest};
 use crate::view::{DirEntryView, LsView, PinView, PutDirRequest, PutView};
@@ -135,6 +136,17 @@ struct Putter<'a> {
     before: HashSet<String>,
 }
 
+/// Bytes of the files under `entries`.
+fn tree_size(entries: &[(String, Node)]) -> u64 {
+    entries
+        .iter()
+        .map(|(_, n)| match n {
+            Node::File { size, .. } => *size,
+            Node::Dir { entries } => tree_size(entries),
+        })
+        .sum()
+}
+
 impl Putter<'_> {
     fn pinned(&self, cid: &str) {
         if self.pin
@@ -145,14 +157,25 @@ impl Putter<'_> {
         }
     }
 
-    async fn put_file(&self, name: &str, path: &Path, size: u64) -> anyhow::Result<String> {
+    async fn put_file(
+        &self,
+        name: &str,
+        path: &Path,
+        size: u64,
+        key: Option<FileKey>,
+    ) -> anyhow::Result<String> {
         let req = PutRequest {
             name: Some(name.to_owned()),
             media_type: None,
             pin: self.pin,
             rf: self.rf,
-            class: Class::Public,
+            class: if key.is_some() {
+                Class::Private
+            } else {
+                Class::Public
+            },
             anon: false,
+            key,
         };
         let view = transfer::put(self.api, path, req, true).await?;
         self.pinned(&view.cid);
@@ -162,10 +185,13 @@ impl Putter<'_> {
         Ok(view.cid)
     }
 
+    /// Puts a directory: public, or (with `key`) private, each entry sealed with its key
+    /// derived from `key` and the listing sealed with `key`.
     fn put_dir<'s>(
         &'s self,
         entries: &'s [(String, Node)],
         release: bool,
+        key: Option<FileKey>,
     ) -> Pin<Box<dyn Future<Output = anyhow::Result<PutView>> + 's>> {
         Box::pin(async move {
             let mut out = Vec::with_capacity(entries.len());
@@ -176,11 +202,13 @@ impl Putter<'_> {
                     Node::Dir { .. } => None,
                 })
                 .collect();
+            let key = &key;
             let mut puts = futures::stream::iter(files)
                 .map(|(name, path, size)| async move {
-                    self.put_file(name, path, size)
+                    let k = key.as_ref().map(|k| k.entry_key(name));
+                    self.put_file(name, path, size, k)
                         .await
-                        .map(|cid| (name.clone(), cid))
+                        .map(|cid| (name.clone(), cid, "file", size))
                 })
                 .buffer_unordered(PARALLEL_PUTS);
             while let Some(put) = puts.next().await {
@@ -189,10 +217,43 @@ impl Putter<'_> {
             drop(puts);
             for (name, node) in entries {
                 if let Node::Dir { entries } = node {
-                    let view = self.put_dir(entries, false).await?;
-                    self.pinned(&view.cid);
-                    out.push((name.clone(), view.cid));
+                    let k = key.as_ref().map(|k| k.entry_key(name));
+                    let view = self.put_dir(entries, false, k).await?;
+                    if key.is_none() {
+                        self.pinned(&view.cid);
+                    }
+                    out.push((name.clone(), view.cid, "dir", tree_size(entries)));
                 }
+            }
+            if let Some(key) = key {
+                // Each entry stays pinned on its own: the node cannot see into the listing.
+                let req = PutDirRequest {
+                    entries: out
+                        .into_iter()
+                        .map(|(name, cid, kind, size)| DirEntryView {
+                            name,
+                            kind: kind.into(),
+                            cid,
+                            size,
+                            capability: None,
+                        })
+                        .collect(),
+                    release: Vec::new(),
+                };
+                let query = [
+                    ("pin", self.pin.to_string()),
+                    ("rf", self.rf.to_string()),
+                    ("class", "private".to_owned()),
+                ];
+                let headers = [
+                    ("content-type", "application/json".to_owned()),
+                    (KEY_HEADER, key.to_text()),
+                ];
+                let body = serde_json::to_vec(&req)?;
+                return Ok(self
+                    .api
+                    .post_body::<PutView>("/v1/put-dir", &query, &headers, body.into())
+                    .await?);
             }
             let release = if release {
                 let mut set = self.pinned.lock().map(|s| s.clone()).unwrap_or_default();
@@ -204,11 +265,12 @@ impl Putter<'_> {
             let req = PutDirRequest {
                 entries: out
                     .into_iter()
-                    .map(|(name, cid)| DirEntryView {
+                    .map(|(name, cid, _, _)| DirEntryView {
                         name,
                         kind: String::new(),
                         cid,
                         size: 0,
+                        capability: None,
                     })
                     .collect(),
                 release,
@@ -225,6 +287,7 @@ pub(super) async fn put_dir(
     dir: &Path,
     pin: bool,
     rf: usize,
+    private: bool,
     quiet: bool,
 ) -> anyhow::Result<PutView> {
     let path = dir.to_owned();
@@ -254,18 +317,44 @@ pub(super) async fn put_dir(
     let Node::Dir { entries } = &scan.root else {
         bail!("{} is not a directory", dir.display());
     };
-    let view = putter.put_dir(entries, true).await;
+    let key = private.then(|| {
+        let mut bytes = [0u8; warren_protocol::capability::FILE_KEY_LEN];
+        rand::RngCore::fill_bytes(&mut rand::rngs::OsRng, &mut bytes);
+        FileKey::from_bytes(bytes)
+    });
+    let view = putter.put_dir(entries, true, key).await;
     putter.bar.finish_and_clear();
     view
 }
 
-/// `GET /v1/ls/{cid}?path=`.
+/// `GET /v1/ls/{cid}?path=`; `cid` may be a capability `warren:CID#KEY` (a private tree).
 pub(super) async fn ls(api: &ApiClient, cid: &str, path: &str) -> anyhow::Result<LsView> {
+    let (cid, headers) = if Capability::looks_like(cid) {
+        let cap: Capability = cid.parse()?;
+        (cap.cid.to_string(), vec![(KEY_HEADER, cap.key.to_text())])
+    } else {
+        (cid.to_owned(), Vec::new())
+    };
     let mut url = format!("/v1/ls/{cid}");
     if !path.is_empty() {
         url = format!("{url}?path={}", percent_encode(path));
     }
-    Ok(api.get::<LsView>(&url).await?)
+    if headers.is_empty() {
+        return Ok(api.get::<LsView>(&url).await?);
+    }
+    let resp = api.get_stream(&url, &headers).await?;
+    Ok(serde_json::from_slice(&resp.bytes().await?)?)
+}
+
+/// `CAPABILITY/path/in/tree` as the capability and the path (empty when none).
+pub(super) fn split_capability(text: &str) -> (&str, &str) {
+    match text
+        .find('#')
+        .and_then(|h| text[h..].find('/').map(|s| h + s))
+    {
+        Some(slash) => (&text[..slash], &text[slash + 1..]),
+        None => (text, ""),
+    }
 }
 
 /// `warren get CID -o DIR` for a directory: recreates the tree `view` (of `cid`) under `out`,
@@ -323,7 +412,7 @@ pub(super) async fn get_dir(
                 );
             }
             if e.kind == "dir" {
-                let child = ls(api, &e.cid, "").await?;
+                let child = ls(api, e.capability.as_deref().unwrap_or(&e.cid), "").await?;
                 if child.size != e.size {
                     bail!(
                         "directory {} lists {:?} with {} bytes but it holds {}",
@@ -342,7 +431,8 @@ pub(super) async fn get_dir(
         }
         let mut gets = futures::stream::iter(file_entries)
             .map(|(e, target)| async move {
-                let n = transfer::get(api, &e.cid, Some(&target), true, false).await?;
+                let what = e.capability.as_deref().unwrap_or(&e.cid);
+                let n = transfer::get(api, what, Some(&target), true, false).await?;
                 if n != e.size {
                     let _ = std::fs::remove_file(&target);
                     bail!(
@@ -421,6 +511,16 @@ mod tests {
         };
         assert!(
             matches!(&entries[0], (n, Node::Dir { entries }) if n == "empty" && entries.is_empty())
+        );
+    }
+
+    #[test]
+    fn a_capability_path_splits_after_the_key() {
+        let cap = "warren:bafir4iabc#bkey";
+        assert_eq!(split_capability(cap), (cap, ""));
+        assert_eq!(
+            split_capability("warren:bafir4iabc#bkey/sub/deep.bin"),
+            (cap, "sub/deep.bin")
         );
     }
 

@@ -182,6 +182,8 @@ pub fn build_on(
         closed_at: HashMap::new(),
         known: RecordBook::default(),
         pending_records: HashMap::new(),
+        pending_names: HashMap::new(),
+        pending_name_puts: HashMap::new(),
         record_lookups: Default::default(),
         own: None,
         publish_query: None,

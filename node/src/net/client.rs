@@ -10,6 +10,7 @@ use warren_protocol::{ContentId, NodeRecord};
 use warren_storage_mesh::placement::Candidate;
 
 use crate::error::NodeError;
+use crate::net::event_loop::names::NameAnswer;
 use crate::net::protocols::blocks;
 use crate::view::{PeerInfo, RecordView, StatusInfo};
 
@@ -69,6 +70,15 @@ pub(crate) enum Command {
     KnownRecords {
         peers: Vec<PeerId>,
         reply: oneshot::Sender<Vec<NodeRecord>>,
+    },
+    PutName {
+        name: PeerId,
+        bytes: Vec<u8>,
+        reply: oneshot::Sender<Result<usize, NodeError>>,
+    },
+    GetName {
+        name: PeerId,
+        reply: oneshot::Sender<Vec<NameAnswer>>,
     },
 }
 
@@ -214,6 +224,19 @@ impl Client {
     pub async fn known_records(&self, peers: Vec<PeerId>) -> Result<Vec<NodeRecord>, NodeError> {
         self.ask(|reply| Command::KnownRecords { peers, reply })
             .await
+    }
+
+    /// Stores a signed record of `name` (`spec/names.md`; it must verify) here and on the peers
+    /// closest to the name; answers with how many of those took it.
+    pub async fn put_name(&self, name: PeerId, bytes: Vec<u8>) -> Result<usize, NodeError> {
+        self.ask(|reply| Command::PutName { name, bytes, reply })
+            .await?
+    }
+
+    /// Every record of `name` a DHT lookup finds (this node's store and the closest peers), not
+    /// yet verified: see `warren_protocol::name` for which one wins.
+    pub async fn get_name(&self, name: PeerId) -> Result<Vec<NameAnswer>, NodeError> {
+        self.ask(|reply| Command::GetName { name, reply }).await
     }
 
     /// Finds `peer`'s node record in the DHT and verifies it.

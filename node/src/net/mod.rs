@@ -50,6 +50,7 @@ use libp2p::StreamProtocol;
 
 pub use build::{Transport, build, build_on};
 pub use client::{BlockError, Client};
+pub use event_loop::names::NameAnswer;
 pub use event_loop::nat::{agent_version, network_of_agent};
 pub use event_loop::{EventLoop, InboundBlocks};
 pub use peers::{PeerEvent, PeerScore, PeerScores};

@@ -185,6 +185,11 @@ pub struct DirEntryView {
     /// A file's size, a directory's total (set by the node; ignored in a put).
     #[serde(default)]
     pub size: u64,
+    /// In a private directory's listing: the entry's capability (derived from the directory's
+    /// key, which the caller holds). In a put of a private directory, `kind` and `size` are
+    /// the client's (the node cannot open the entries).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
 }
 
 /// `POST /v1/put-dir`: the entries of one directory, each already stored on the node.
@@ -209,4 +214,7 @@ pub struct LsView {
     pub size: u64,
     /// A directory's entries, sorted by name (absent for a file).
     pub entries: Option<Vec<DirEntryView>>,
+    /// What the path names, as a capability, when it lies in a private directory.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub capability: Option<String>,
 }

@@ -7,6 +7,7 @@
 
 pub mod dashboard;
 pub mod files;
+pub mod names;
 pub mod net;
 
 pub use dashboard::{
@@ -17,4 +18,5 @@ pub use files::{
     AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PinView,
     PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
 };
+pub use names::{NameAnswerView, NameKeyView, PublishNameRequest, PublishedView, ResolvedView};
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};

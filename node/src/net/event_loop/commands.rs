@@ -51,6 +51,8 @@ impl EventLoop {
                     },
                 );
             }
+            Command::PutName { name, bytes, reply } => self.put_name(name, bytes, reply),
+            Command::GetName { name, reply } => self.get_name(name, reply),
             Command::SendBlocks {
                 peer,
                 request,

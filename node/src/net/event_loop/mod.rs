@@ -30,6 +30,7 @@ use crate::view::RecordView;
 use warren_protocol::record_book::RecordBook;
 
 mod commands;
+pub(crate) mod names;
 pub(crate) mod nat;
 mod records;
 mod swarm;
@@ -98,6 +99,9 @@ pub struct EventLoop {
     /// Verified records learned from gossip and lookups.
     pub(super) known: RecordBook,
     pub(super) pending_records: HashMap<QueryId, PendingRecord>,
+    /// Name lookups gathering answers, and name publications awaiting theirs.
+    pub(super) pending_names: HashMap<QueryId, names::PendingName>,
+    pub(super) pending_name_puts: HashMap<QueryId, oneshot::Sender<Result<usize, NodeError>>>,
     /// When the record of a peer that identified itself was last looked up (one per minute).
     pub(super) record_lookups: LookupLimiter,
     pub(super) own: Option<(Vec<u8>, NodeRecord)>,

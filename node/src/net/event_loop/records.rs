@@ -129,6 +129,9 @@ impl EventLoop {
             }
             kad::Event::OutboundQueryProgressed {
                 id, result, step, ..
+            } if self.on_name_query(id, &result, step.last) => {}
+            kad::Event::OutboundQueryProgressed {
+                id, result, step, ..
             } => match result {
                 QueryResult::PutRecord(res) if Some(id) == self.publish_query => {
                     self.publish_query = None;
@@ -181,6 +184,9 @@ impl EventLoop {
 
     pub(super) fn on_inbound_record(&mut self, source: PeerId, record: kad::Record) {
         let now = unix_now();
+        if let Some(name) = warren_protocol::name::name_from_key(record.key.as_ref()) {
+            return self.on_inbound_name(source, name, record);
+        }
         let Some(subject) = warren_protocol::peer_from_record_key(record.key.as_ref()) else {
             warn!(peer = %source, "refused DHT record: key is not in the /warren/node/ namespace");
             self.note_invalid(source);
