@@ -415,6 +415,7 @@ impl NodeBuilder {
             metrics: metrics.clone(),
             in_flight: mesh.audits_in_flight(),
             quota: config.mesh.origin_quota(config.storage.offer_bytes),
+            offer: config.storage.offer_bytes,
             credits: credits.clone(),
         };
         let rx = shutdown_rx.clone();

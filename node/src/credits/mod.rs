@@ -182,6 +182,19 @@ impl Credits {
         d
     }
 
+    /// The balance of `peer` with this node now, nc (0 without an account).
+    pub fn balance(&self, peer: &PeerId) -> i64 {
+        lock(&self.inner.ledger).balance(peer)
+    }
+
+    /// What the origin `peer` may hold here under its leases: `base` grown with its credit
+    /// ([`replica_quota`](warren_protocol::credits::policy::replica_quota)), within `offer`.
+    pub fn replica_quota(&self, peer: &PeerId, base: u64, offer: u64) -> u64 {
+        let l = lock(&self.inner.ledger);
+        let balance = l.balance(peer);
+        warren_protocol::credits::policy::replica_quota(base, offer, balance, &l.policy().rates)
+    }
+
     /// This node delivered `bytes` of blocks to `peer`.
     pub fn served(&self, peer: PeerId, bytes: u64) {
         lock(&self.inner.ledger).served(peer, bytes, now_ms());

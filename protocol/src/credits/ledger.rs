@@ -521,6 +521,12 @@ impl Ledger {
         Ok(())
     }
 
+    /// The balance of `peer` (nc; 0 without an account), as [`Standing::balance`], without
+    /// counting its allowance.
+    pub fn balance(&self, peer: &PeerId) -> i64 {
+        self.accounts.get(peer).map_or(0, |a| self.balance_of(a).2)
+    }
+
     /// The standing of `peer` now (refreshing its allowance).
     pub fn standing(&mut self, peer: &PeerId, now_ms: u64) -> Option<Standing> {
         self.refresh(peer, now_ms);

@@ -2,9 +2,37 @@
 //! serves every request as it comes; a busy one queues them and serves the highest priority (the
 //! requester's credit, [`Decision`](super::Decision)) first, in arrival order among equals. The
 //! queue is bounded: over it, the lowest priority (the latest among equals) is dropped.
+//!
+//! Replica placement follows credit too ([`replica_quota`]): what one origin may hold on a node
+//! grows with its balance there, within a bound.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+
+use super::rates::RateCard;
+
+/// Most a replica quota grows with credit: this many times the base quota.
+pub const MAX_QUOTA_GROWTH: u64 = 4;
+
+/// What an origin whose balance with this node is `balance` nc may hold here under its leases:
+/// the `base` quota, plus the bytes its credit is worth as egress at this node's `rates` (an
+/// origin that delivered N bytes more than it took may keep N more bytes here), at most
+/// [`MAX_QUOTA_GROWTH`] × `base` and never past the `offer` (nor below `base`). An origin in
+/// debt, or without history, keeps the base quota: credit raises the quota, debt does not cut it.
+pub fn replica_quota(base: u64, offer: u64, balance: i64, rates: &RateCard) -> u64 {
+    let cap = base.saturating_mul(MAX_QUOTA_GROWTH).min(offer).max(base);
+    let Ok(credit) = u64::try_from(balance) else {
+        return base;
+    };
+    let extra = match rates.egress_per_gib {
+        0 => u64::MAX,
+        per_gib => {
+            let bytes = u128::from(credit) * (1u128 << 30) / u128::from(per_gib);
+            u64::try_from(bytes).unwrap_or(u64::MAX)
+        }
+    };
+    base.saturating_add(extra).min(cap)
+}
 
 /// A bounded priority queue of requests waiting for a worker.
 #[derive(Debug)]
@@ -54,6 +82,38 @@ impl<T> ServiceQueue<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_replica_quota_grows_with_credit_within_its_bounds() {
+        const MIB: u64 = 1 << 20;
+        let rates = RateCard::default();
+        let base = 4 * MIB;
+        let offer = 1 << 30;
+        // No credit, or debt: the base quota, never less.
+        assert_eq!(replica_quota(base, offer, 0, &rates), base);
+        assert_eq!(replica_quota(base, offer, -1_000_000_000, &rates), base);
+        assert_eq!(replica_quota(base, offer, i64::MIN, &rates), base);
+        // 8 MiB of egress credit (1 credit a GiB): 8 MiB more.
+        let eight_mib = i64::try_from(rates.bytes(8 * MIB)).unwrap();
+        assert_eq!(replica_quota(base, offer, eight_mib, &rates), 12 * MIB);
+        // Monotone in the balance, and bounded: 4 × base, the offer, whichever is lower.
+        let mut last = 0;
+        for b in (0..64).map(|i| i * 1_000_000) {
+            let q = replica_quota(base, offer, b, &rates);
+            assert!(q >= last && q <= MAX_QUOTA_GROWTH * base, "{b}: {q}");
+            last = q;
+        }
+        assert_eq!(replica_quota(base, offer, i64::MAX, &rates), 16 * MIB);
+        assert_eq!(replica_quota(base, 10 * MIB, i64::MAX, &rates), 10 * MIB);
+        // A base above the offer (configured so) stays the base.
+        assert_eq!(replica_quota(base, MIB, i64::MAX, &rates), base);
+        // A free rate card: any credit reaches the cap.
+        let free = RateCard {
+            egress_per_gib: 0,
+            ..rates
+        };
+        assert_eq!(replica_quota(base, offer, 1, &free), 16 * MIB);
+    }
 
     #[test]
     fn highest_priority_first_then_arrival_order() {
