@@ -174,6 +174,13 @@ impl Inference {
                 return ("embed", model, n, format!("refused: {}", why.as_str()));
             }
         };
+        let _slot = match self.slots.acquire(peer, self.mesh.credits()).await {
+            Ok(s) => s,
+            Err((code, why)) => {
+                let _ = write_within(stream, &fail(code, why.clone())).await;
+                return ("embed", model, n, format!("refused: {why}"));
+            }
+        };
         let executor = self.executor.clone();
         let job = hex::encode(request.id);
         let key = model.clone();
@@ -241,6 +248,13 @@ impl Inference {
             Err(why) => {
                 let _ = write_within(stream, &fail("busy", why.as_str().into())).await;
                 return ("generate", model, 0, format!("refused: {}", why.as_str()));
+            }
+        };
+        let _slot = match self.slots.acquire(peer, self.mesh.credits()).await {
+            Ok(s) => s,
+            Err((code, why)) => {
+                let _ = write_within(stream, &fail(code, why.clone())).await;
+                return ("generate", model, 0, format!("refused: {why}"));
             }
         };
         let (tx, mut rx) = mpsc::channel::<String>(64);
