@@ -271,7 +271,10 @@ impl Inference {
                 executor.limits().max_concurrent_jobs,
             ))),
             detokenizers: Mutex::new(HashMap::new()),
-            slots: slots::Slots::new(executor.limits().max_concurrent_jobs),
+            slots: slots::Slots::new(match fault {
+                FaultInject::BusyInference => 1,
+                _ => executor.limits().max_concurrent_jobs,
+            }),
             executor,
             load,
         })

@@ -181,6 +181,9 @@ impl Inference {
                 return ("embed", model, n, format!("refused: {why}"));
             }
         };
+        if self.fault == FaultInject::BusyInference {
+            tokio::time::sleep(crate::config::BUSY_INFERENCE_DELAY).await;
+        }
         let executor = self.executor.clone();
         let job = hex::encode(request.id);
         let key = model.clone();
@@ -257,6 +260,9 @@ impl Inference {
                 return ("generate", model, 0, format!("refused: {why}"));
             }
         };
+        if self.fault == FaultInject::BusyInference {
+            tokio::time::sleep(crate::config::BUSY_INFERENCE_DELAY).await;
+        }
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let cancelled = Arc::new(AtomicBool::new(false));
         let executor = self.executor.clone();

@@ -75,7 +75,7 @@ impl Slots {
                 Err((
                     "credit",
                     format!(
-                        "refused for credit while every job slot is taken: {reason} (ask again in {wait} s, or serve this node back)"
+                        "refused for credit while every job slot is taken: {reason} (ask again when it is idle or in {wait} s, or serve this node back)"
                     ),
                 ))
             }
