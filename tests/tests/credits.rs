@@ -23,6 +23,8 @@
 //!   another receipt with the first one's number (conflicting: a fraud proof). H refuses all four,
 //!   and the peer's standing drops: strikes, a fraud proof, refused, and `invalid_message`
 //!   observations in H's reputation table.
+//! - H gossips the fraud proof (`warren/credits-fraud/1`): C, which never dealt with the hostile
+//!   peer, checks both signatures and marks it too (fraud, five strikes, refused).
 //!
 //! On 4d0e0c3 (before credits; `WARREN_TEST_NODE_BIN=/work/old-bin/warren-4d0e0c3`, H made busy
 //! with `slow-blocks` and 8 MiB each, as that binary has no `busy-blocks`) the free-rider is
@@ -325,6 +327,13 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
     .await
     .unwrap();
 
+    // C dials H again (H listens on a new port after its restart), to hear H's gossip.
+    let full = match h_addr.contains("/p2p/") {
+        true => h_addr.clone(),
+        false => format!("{h_addr}/p2p/{h_id}"),
+    };
+    cli_json(&bin, &c_dir, &["connect", &full]).unwrap();
+
     // The hostile peer.
     let key = Keypair::generate_ed25519();
     let hostile = Hostile::start_with_key(
@@ -388,8 +397,8 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
     }
     let x_id = hostile.peer_id().to_string();
     let b = bin.clone();
-    let hd = h_dir.clone();
-    let (x, metrics) = tokio::task::spawn_blocking(move || {
+    let (hd, cd) = (h_dir.clone(), c_dir.clone());
+    let (x, metrics, x_at_c) = tokio::task::spawn_blocking(move || {
         let (addr, token) = api_of(&hd).unwrap();
         let (code, metrics) = http_get(&addr, "/metrics", Some(&token)).unwrap();
         assert_eq!(code, 200);
@@ -407,7 +416,18 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
             },
         )
         .unwrap();
-        (account(&b, &hd, &x_id).unwrap(), metrics)
+        // H gossips its fraud proof: C, which never dealt with the hostile peer, checks both
+        // signatures and lowers its standing too.
+        let x_at_c = wait_for(
+            Duration::from_secs(20),
+            "C to hold the gossiped fraud proof against the hostile peer",
+            || {
+                let a = account(&b, &cd, &x_id)?;
+                (a["fraud"] == true).then_some(a)
+            },
+        )
+        .unwrap();
+        (account(&b, &hd, &x_id).unwrap(), metrics, x_at_c)
     })
     .await
     .unwrap();
@@ -420,6 +440,9 @@ async fn contributors_are_served_first_balances_survive_restarts_and_bad_receipt
     assert!(n(&x, &["strikes"]) >= 8, "{x}");
     assert_eq!(x["fraud"], true, "{x}");
     assert_eq!(x["refused"], true, "{x}");
+    println!("hostile peer at C (from H's gossip): {x_at_c}");
+    assert!(n(&x_at_c, &["strikes"]) >= 5, "{x_at_c}");
+    assert_eq!(x_at_c["refused"], true, "{x_at_c}");
     hostile.stop().await;
     for p in [h, c, f] {
         p.stop().unwrap();

@@ -23,6 +23,8 @@ pub const MAX_AUDIT_INTERVAL_SECS: u64 = 24 * 3600;
 pub const MAX_REFUSAL_MS: u64 = 3_600_000;
 /// Refusal per strike, milliseconds.
 pub const STRIKE_REFUSAL_MS: u64 = 60_000;
+/// Strikes a fraud (two receipts with one sequence number) counts.
+pub const FRAUD_STRIKES: u32 = 5;
 /// (peer, block) pairs whose last passed audit is remembered.
 pub const MAX_AUDIT_MARKS: usize = 65_536;
 
@@ -439,11 +441,32 @@ impl Ledger {
     /// fraud), and a refusal that grows with the strikes.
     pub fn receipt_refused(&mut self, peer: PeerId, err: &CreditError, now_ms: u64) {
         let weight = if matches!(err, CreditError::Conflicting { .. }) {
-            5
+            FRAUD_STRIKES
         } else {
             1
         };
         self.strike(peer, now_ms, weight);
+    }
+
+    /// A fraud proof arrived (gossiped by another node): if it checks and its culprit is not this
+    /// node, the culprit's standing here drops as if it had sent this node the conflicting
+    /// receipt (a fraud mark and five strikes). The first proof against a peer counts, later
+    /// ones do not. Returns the culprit when it counted.
+    pub fn fraud_proven(&mut self, proof: &FraudProof, now_ms: u64) -> Option<PeerId> {
+        if !proof.check() || proof.first.payer == self.me {
+            return None;
+        }
+        let culprit = proof.culprit()?;
+        if self
+            .accounts
+            .get(&culprit)
+            .is_some_and(|a| a.fraud.is_some())
+        {
+            return None;
+        }
+        self.account_mut(culprit, now_ms).fraud = Some(proof.clone());
+        self.strike(culprit, now_ms, FRAUD_STRIKES);
+        Some(culprit)
     }
 
     fn strike(&mut self, peer: PeerId, now_ms: u64, weight: u32) {
