@@ -10,7 +10,7 @@
 //! |---|---|---|---|
 //! | [`NODES_TOPIC`] | a signed node record that verifies and is signed by the message's author | a valid record of another network | anything else |
 //! | [`REPUTATION_TOPIC`] | a signed observation that verifies and whose observer is the author, within the observer's [rate limit](crate::reputation::rate) | its observer has no standing here; over the limit, forwarded by a third peer | over the limit straight from its observer; anything else |
-//! | [`FRAUD_TOPIC`] | a credit [`FraudProof`] that checks (both receipts signed by one payer, one pair, one number, different contents), whoever publishes it | — | anything else |
+//! | [`FRAUD_TOPIC`] | a credit [`FraudProof`] that checks (both receipts signed by one payer, one pair, one number, different contents), published by a peer with standing here | one that checks, published by a peer without standing | anything else |
 //!
 //! and rejects anonymous messages (no author) and other topics. What an accepted message carries
 //! comes back in the verdict ([`Payload`]): the caller offers a record to its
@@ -80,6 +80,12 @@ pub enum Ignored {
     NoStanding {
         /// The observer.
         observer: Box<PeerId>,
+    },
+    /// A fraud proof that checks, published by a peer with no standing here: not used, not
+    /// forwarded (fresh keys that sign themselves proofs would fill every ledger's table).
+    FraudFromNoStanding {
+        /// The publisher.
+        author: Box<PeerId>,
     },
 }
 
@@ -164,6 +170,12 @@ impl fmt::Display for Ignored {
             ),
             Ignored::NoStanding { observer } => {
                 write!(f, "observation by {observer}, who has no standing here")
+            }
+            Ignored::FraudFromNoStanding { author } => {
+                write!(
+                    f,
+                    "fraud proof published by {author}, who has no standing here"
+                )
             }
         }
     }
@@ -254,6 +266,9 @@ impl Filter {
                 self.check_observation(author, forwarder, data, now_ms, has_standing)
             }
             FRAUD_TOPIC => match FraudProof::decode(data) {
+                Ok(_) if !has_standing(author) => Verdict::Ignore(Ignored::FraudFromNoStanding {
+                    author: Box::new(*author),
+                }),
                 Ok(proof) => Verdict::Accept(Payload::Fraud(Box::new(proof))),
                 Err(e) => Verdict::Reject(Rejected::BadFraudProof(e)),
             },
@@ -474,15 +489,10 @@ mod tests {
         let r1 = Receipt::issue(&payer, payee_key, 1, 10, work(1)).unwrap();
         let r2 = Receipt::issue(&payer, payee_key, 1, 10, work(2)).unwrap();
         let proof = FraudProof::new(r1.clone(), r2).unwrap();
+        let proof_bytes = proof.encode().unwrap();
         let mut f = Filter::new("local");
         // Published by the payee, forwarded by anyone: accepted with the proof.
-        let v = f.check(
-            FRAUD_TOPIC,
-            Some(&id(2)),
-            &id(3),
-            &proof.encode().unwrap(),
-            T0_MS,
-        );
+        let v = f.check(FRAUD_TOPIC, Some(&id(2)), &id(3), &proof_bytes, T0_MS);
         assert_eq!(v, Verdict::Accept(Payload::Fraud(Box::new(proof))));
         let same = FraudProof {
             first: r1.clone(),
@@ -501,6 +511,21 @@ mod tests {
         );
         let v = f.check(FRAUD_TOPIC, Some(&id(2)), &id(2), b"junk", T0_MS);
         assert_eq!(v.acceptance(), Acceptance::Reject);
+        // A publisher without standing here: ignored, not forwarded.
+        let v = f.check_with_standing(
+            FRAUD_TOPIC,
+            Some(&id(4)),
+            &id(4),
+            &proof_bytes,
+            T0_MS,
+            |p| *p != id(4),
+        );
+        assert_eq!(
+            v,
+            Verdict::Ignore(Ignored::FraudFromNoStanding {
+                author: Box::new(id(4))
+            })
+        );
     }
 
     #[test]

@@ -213,12 +213,17 @@ impl Ledger {
         a
     }
 
-    /// Drops the least recently seen account without receipts (or, failing that, any).
+    /// Drops the least recently seen account without receipts, strikes or a fraud proof (or,
+    /// failing that, any): a flood of fresh accounts does not wash away what is held against a
+    /// peer.
     fn evict(&mut self) {
         let victim = self
             .accounts
             .iter()
-            .min_by_key(|(_, a)| (a.theirs.is_some() || a.mine.is_some(), a.seen_ms))
+            .min_by_key(|(_, a)| {
+                let kept = a.theirs.is_some() || a.mine.is_some() || a.strikes > 0;
+                (kept || a.fraud.is_some(), a.seen_ms)
+            })
             .map(|(p, _)| *p);
         if let Some(p) = victim {
             self.accounts.remove(&p);

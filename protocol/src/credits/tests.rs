@@ -340,3 +340,23 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn a_flood_of_fresh_peers_does_not_evict_a_struck_one() {
+    let me = key(2);
+    let mut l = Ledger::new(
+        pk(&me),
+        CreditPolicy {
+            max_peers: 2,
+            ..CreditPolicy::default()
+        },
+    );
+    let cheat = id(&key(1));
+    let err = CreditError::Replayed { seq: 1, latest: 1 };
+    l.receipt_refused(cheat, &err, 1_000);
+    for i in 10..20u8 {
+        l.admit(id(&key(i)), 2_000 + u64::from(i));
+    }
+    assert_eq!(l.account(&cheat).map(|a| a.strikes), Some(1));
+    assert_eq!(l.peers().count(), 2);
+}
