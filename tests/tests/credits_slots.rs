@@ -1,17 +1,19 @@
-//! Inference slots follow credit (issue 21, "charge only under contention"), on three real node
+//! Inference slots follow credit (issue 21, "charge only under contention"), on four real node
 //! processes.
 //!
 //! O serves the tiny model and is made busy by the test (`--fault-inject busy-inference`: one
 //! job slot free, each job holding it 3 s), with a small credit threshold (1 M nc). C is a
-//! contributor (O fetched 8 MiB that only C holds); F a free-rider (it fetched 4 MiB from O and
-//! gave nothing: its debt is past 125 % of its threshold).
-//! - While C's job holds O's slot, F's job is refused at once with a `credit` failure that says
-//!   why (its debt past 125 %) and what to do; C's job completes.
-//! - Once O is idle again, F's job is served: an idle node serves everyone.
+//! contributor (O fetched 8 MiB that only C holds); D took 512 KiB from O (in debt, within its
+//! threshold); F a free-rider (it took 4 MiB and gave nothing: its debt is past 125 % of its
+//! threshold).
+//! - O idle: F's job takes the slot at once, whatever its debt (an idle node serves everyone).
+//! - While it runs, D asks, then C: both wait, and C's job runs first though it came later.
+//! - F asks again while C's job holds the slot: refused at once with a `credit` failure that
+//!   says why (its debt past 125 %) and what to do.
 //!
 //! On 87cf0fd (before this; `WARREN_TEST_NODE_BIN=/work/old-bin/warren-87cf0fd`, O made slow
-//! with `slow-inference` as that binary has no `busy-inference`), F's job is served while C's
-//! runs, and the test fails at "F's job was served while O was busy".
+//! with `slow-inference` as that binary has no `busy-inference`), F's second job is served, and
+//! the test fails at "F's job was served while O was busy".
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -57,7 +59,7 @@ fn infer(bin: &str, dir: &Path, model: &str) -> Result<serde_json::Value, String
 }
 
 #[test]
-fn a_busy_operator_refuses_a_deep_debtor_and_serves_it_when_idle() {
+fn a_busy_operator_serves_by_credit_and_refuses_a_deep_debtor_but_an_idle_one_serves_all() {
     let started = Instant::now();
     let bin = node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"));
     let bin = bin.as_str();
@@ -67,9 +69,10 @@ fn a_busy_operator_refuses_a_deep_debtor_and_serves_it_when_idle() {
         let mut f = std::fs::File::create(&gguf).unwrap();
         warren_inference::tiny::write_tiny_llama(&mut f, 7).unwrap();
     }
-    let (o, c, f) = (
+    let (o, c, d, f) = (
         tmp.path().join("o"),
         tmp.path().join("c"),
+        tmp.path().join("d"),
         tmp.path().join("f"),
     );
     let help = std::process::Command::new(bin)
@@ -90,14 +93,15 @@ fn a_busy_operator_refuses_a_deep_debtor_and_serves_it_when_idle() {
     let _po = NodeProcess::start(bin, &o, &["--fault-inject", fault]).unwrap();
     let boot = tcp_multiaddr(&cli_json(bin, &o, &["status"]).unwrap()).unwrap();
     let _pc = NodeProcess::start(bin, &c, &["--bootstrap", &boot]).unwrap();
+    let _pd = NodeProcess::start(bin, &d, &["--bootstrap", &boot]).unwrap();
     let _pf = NodeProcess::start(bin, &f, &["--bootstrap", &boot]).unwrap();
-    for dir in [&o, &c, &f] {
-        wait_for_records(bin, dir, 2).unwrap();
+    for dir in [&o, &c, &d, &f] {
+        wait_for_records(bin, dir, 3).unwrap();
     }
 
-    // O serves the model; C and F have it too (so that they fetch nothing of it from O).
+    // O serves the model; the others have it too (so that they fetch nothing of it from O).
     let mut model = String::new();
-    for dir in [&o, &c, &f] {
+    for dir in [&o, &c, &d, &f] {
         let added = cli_json(
             bin,
             dir,
@@ -116,31 +120,54 @@ fn a_busy_operator_refuses_a_deep_debtor_and_serves_it_when_idle() {
     }
     cli_json(bin, &o, &["model", "serve", &model]).unwrap();
 
-    // C contributes 8 MiB to O; F only takes 4 MiB from it.
+    // C contributes 8 MiB to O; D takes 512 KiB from it (in debt, within its threshold); F
+    // takes 4 MiB (past 125 %).
     let y = put(bin, &c, "y.bin", 8 * MIB, 1);
     get(bin, &o, &y);
+    let x = put(bin, &o, "x.bin", MIB / 2, 3);
+    get(bin, &d, &x);
     let z = put(bin, &o, "z.bin", 4 * MIB, 2);
     get(bin, &f, &z);
-
-    // F's job waits until O serves the model (idle: served whatever F's debt), then C takes
-    // O's slot and F asks again while C's job holds it.
-    warren_tests::wait_for(Duration::from_secs(30), "O's model at F", || {
-        infer(bin, &f, &model).ok()
+    warren_tests::wait_for(Duration::from_secs(30), "O's model at C", || {
+        infer(bin, &c, &model).ok()
     })
     .unwrap();
-    let c_job = {
-        let (bin, c, model) = (bin.to_owned(), c.clone(), model.clone());
-        std::thread::spawn(move || infer(&bin, &c, &model))
+    std::thread::sleep(Duration::from_millis(500));
+
+    // O idle: F's job takes the slot (an idle node serves everyone, whatever its debt). While
+    // it runs, D asks, then C: both wait, and C goes first though it came later. F asks again
+    // while C's job runs: refused at once.
+    let t0 = Instant::now();
+    let job = |dir: &Path, after_ms: u64| {
+        let (bin, dir, model) = (bin.to_owned(), dir.to_owned(), model.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(after_ms));
+            let out = infer(&bin, &dir, &model);
+            (out, t0.elapsed().as_secs_f64())
+        })
     };
-    std::thread::sleep(Duration::from_millis(1200));
-    let t = Instant::now();
-    let f_busy = infer(bin, &f, &model);
-    let f_secs = t.elapsed().as_secs_f64();
-    let c_out = c_job.join().unwrap();
-    println!("C's job under contention: {c_out:?}");
-    println!("F's job under contention ({f_secs:.2} s): {f_busy:?}");
-    let c_out = c_out.unwrap_or_else(|e| panic!("C's job failed: {e}"));
-    assert!(c_out["operator"].is_string(), "{c_out}");
+    let f_job = {
+        let (bin, f, model) = (bin.to_owned(), f.clone(), model.clone());
+        std::thread::spawn(move || {
+            let idle = infer(&bin, &f, &model);
+            let idle_at = t0.elapsed().as_secs_f64();
+            std::thread::sleep(Duration::from_millis(500));
+            let busy = infer(&bin, &f, &model);
+            (idle, idle_at, busy, t0.elapsed().as_secs_f64())
+        })
+    };
+    let d_job = job(&d, 1000);
+    let c_job = job(&c, 1600);
+    let (f_idle, f_idle_at, f_busy, f_busy_at) = f_job.join().unwrap();
+    let (d_out, d_at) = d_job.join().unwrap();
+    let (c_out, c_at) = c_job.join().unwrap();
+    println!("F on an idle O, done at {f_idle_at:.2} s: {f_idle:?}");
+    println!("F while O is busy, answered at {f_busy_at:.2} s: {f_busy:?}");
+    println!(
+        "D (asked at 1.0 s, in debt) done at {d_at:.2} s; C (asked at 1.6 s, in credit) done at {c_at:.2} s"
+    );
+    let f_idle = f_idle.unwrap_or_else(|e| panic!("F's job on an idle O: {e}"));
+    assert!(f_idle["operator"].is_string(), "{f_idle}");
     let why = match f_busy {
         Ok(out) => panic!("F's job was served while O was busy: {out}"),
         Err(e) => e,
@@ -149,10 +176,12 @@ fn a_busy_operator_refuses_a_deep_debtor_and_serves_it_when_idle() {
         why.contains("refused for credit") && why.contains("past 125 %"),
         "F's refusal says why: {why}"
     );
-
-    // Idle again: F is served.
-    let f_idle = infer(bin, &f, &model).unwrap_or_else(|e| panic!("F's job on an idle O: {e}"));
-    assert!(f_idle["operator"].is_string(), "{f_idle}");
+    d_out.unwrap_or_else(|e| panic!("D's job failed: {e}"));
+    c_out.unwrap_or_else(|e| panic!("C's job failed: {e}"));
+    assert!(
+        c_at < d_at,
+        "C (in credit) waited behind D (in debt): C done at {c_at:.2} s, D at {d_at:.2} s"
+    );
     println!(
         "credits_slots e2e took {:.1} s",
         started.elapsed().as_secs_f64()
