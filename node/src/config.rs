@@ -104,7 +104,14 @@ pub enum FaultInject {
     /// and every block it serves holds one for [`BUSY_BLOCKS_DELAY`], so two fetchers at once
     /// make it contended (and its credits order who is served first).
     BusyBlocks,
+    /// A busy operator: other work takes all but one of its job slots, and every job holds its
+    /// slot [`BUSY_INFERENCE_DELAY`] before it runs, so two requesters at once make it contended
+    /// (and its credits order who gets the slot).
+    BusyInference,
 }
+
+/// How long a [`FaultInject::BusyInference`] operator holds a job's slot before it runs.
+pub const BUSY_INFERENCE_DELAY: std::time::Duration = std::time::Duration::from_millis(3000);
 
 /// How long a [`FaultInject::BusyBlocks`] node takes over each block it serves.
 pub const BUSY_BLOCKS_DELAY: std::time::Duration = std::time::Duration::from_millis(200);

@@ -87,6 +87,8 @@ fn seeds(config: &Config, me: PeerId) -> Vec<PeerId> {
 
 /// Facts about peers (observations, prefixes) waiting for the reputation service.
 const PEER_EVENTS_QUEUED: usize = 1024;
+/// Credit fraud proofs from gossip waiting for the ledger; more are dropped.
+const FRAUD_PROOFS_QUEUED: usize = 64;
 
 /// Inbound block requests waiting for the storage service; over this the loop answers "busy".
 const BLOCK_REQUESTS_QUEUED: usize = 256;
@@ -379,6 +381,17 @@ impl NodeBuilder {
                 tokio::spawn(async move { m.refused_receipt(peer, evidence).await });
             }
         }));
+        let client_f = client.clone();
+        credits.on_fraud(Box::new(move |proof| {
+            let client = client_f.clone();
+            tokio::spawn(async move {
+                client
+                    .publish(warren_protocol::credits::FRAUD_TOPIC, proof)
+                    .await
+            });
+        }));
+        let mut frauds = event_loop.fraud_proofs(FRAUD_PROOFS_QUEUED);
+        let heard = credits.clone();
         let inference = match models_dir {
             Some(models_dir) => {
                 if config.mesh.fault_inject == FaultInject::PerturbInference {
@@ -420,6 +433,7 @@ impl NodeBuilder {
             metrics: metrics.clone(),
             in_flight: mesh.audits_in_flight(),
             quota: config.mesh.origin_quota(config.storage.offer_bytes),
+            offer: config.storage.offer_bytes,
             credits: credits.clone(),
         };
         let rx = shutdown_rx.clone();
@@ -427,6 +441,12 @@ impl NodeBuilder {
         let (rx, every) = (shutdown_rx.clone(), config.credits.receipt_every_ms);
         let every = std::time::Duration::from_millis(every);
         tasks.spawn(async move { ("credits", credits.run(credit_streams, every, rx).await) });
+        tasks.spawn(async move {
+            while let Some(proof) = frauds.recv().await {
+                heard.fraud_proven(&proof);
+            }
+            ("credit fraud proofs", ())
+        });
         if services.upkeep {
             let rx = shutdown_rx.clone();
             let m = mesh.clone();

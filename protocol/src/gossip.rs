@@ -10,6 +10,7 @@
 //! |---|---|---|---|
 //! | [`NODES_TOPIC`] | a signed node record that verifies and is signed by the message's author | a valid record of another network | anything else |
 //! | [`REPUTATION_TOPIC`] | a signed observation that verifies and whose observer is the author, within the observer's [rate limit](crate::reputation::rate) | its observer has no standing here; over the limit, forwarded by a third peer | over the limit straight from its observer; anything else |
+//! | [`FRAUD_TOPIC`] | a credit [`FraudProof`] that checks (both receipts signed by one payer, one pair, one number, different contents), published by a peer with standing here | one that checks, published by a peer without standing | anything else |
 //!
 //! and rejects anonymous messages (no author) and other topics. What an accepted message carries
 //! comes back in the verdict ([`Payload`]): the caller offers a record to its
@@ -27,6 +28,7 @@
 
 use std::fmt;
 
+use crate::credits::{CreditError, FRAUD_TOPIC, FraudProof};
 use crate::observation::{Observation, ObservationError, REPUTATION_TOPIC, SignedObservation};
 use crate::reputation::{Rate, RateLimit};
 use crate::{Error, NodeRecord, PeerId, SignedNodeRecord};
@@ -52,6 +54,8 @@ pub enum Payload {
     Record(Box<NodeRecord>),
     /// A verified observation by the message's author (from [`REPUTATION_TOPIC`]).
     Observation(Box<Observation>),
+    /// A checked credit fraud proof (from [`FRAUD_TOPIC`]).
+    Fraud(Box<FraudProof>),
 }
 
 /// Why a message is ignored.
@@ -76,6 +80,12 @@ pub enum Ignored {
     NoStanding {
         /// The observer.
         observer: Box<PeerId>,
+    },
+    /// A fraud proof that checks, published by a peer with no standing here: not used, not
+    /// forwarded (fresh keys that sign themselves proofs would fill every ledger's table).
+    FraudFromNoStanding {
+        /// The publisher.
+        author: Box<PeerId>,
     },
 }
 
@@ -103,6 +113,8 @@ pub enum Rejected {
         /// The observer.
         observer: Box<PeerId>,
     },
+    /// The fraud proof does not decode or check.
+    BadFraudProof(CreditError),
 }
 
 /// The answer to one gossiped message.
@@ -136,6 +148,10 @@ impl fmt::Display for Verdict {
             Verdict::Accept(Payload::Observation(o)) => {
                 write!(f, "accepted an observation by {}", o.observer)
             }
+            Verdict::Accept(Payload::Fraud(p)) => match p.culprit() {
+                Some(c) => write!(f, "accepted a credit fraud proof against {c}"),
+                None => f.write_str("accepted a credit fraud proof"),
+            },
             Verdict::Ignore(why) => write!(f, "ignored: {why}"),
             Verdict::Reject(why) => write!(f, "rejected: {why}"),
         }
@@ -155,6 +171,12 @@ impl fmt::Display for Ignored {
             Ignored::NoStanding { observer } => {
                 write!(f, "observation by {observer}, who has no standing here")
             }
+            Ignored::FraudFromNoStanding { author } => {
+                write!(
+                    f,
+                    "fraud proof published by {author}, who has no standing here"
+                )
+            }
         }
     }
 }
@@ -173,6 +195,7 @@ impl fmt::Display for Rejected {
             Rejected::OverRateLimit { observer } => {
                 write!(f, "observation by {observer} over its rate limit")
             }
+            Rejected::BadFraudProof(e) => write!(f, "refused credit fraud proof: {e}"),
         }
     }
 }
@@ -242,6 +265,13 @@ impl Filter {
             REPUTATION_TOPIC => {
                 self.check_observation(author, forwarder, data, now_ms, has_standing)
             }
+            FRAUD_TOPIC => match FraudProof::decode(data) {
+                Ok(_) if !has_standing(author) => Verdict::Ignore(Ignored::FraudFromNoStanding {
+                    author: Box::new(*author),
+                }),
+                Ok(proof) => Verdict::Accept(Payload::Fraud(Box::new(proof))),
+                Err(e) => Verdict::Reject(Rejected::BadFraudProof(e)),
+            },
             other => Verdict::Reject(Rejected::UnknownTopic(other.to_owned())),
         }
     }
@@ -444,6 +474,57 @@ mod tests {
         assert_eq!(
             f.check("warren/other/1", Some(&id(1)), &id(1), &data, T0_MS),
             Verdict::Reject(Rejected::UnknownTopic("warren/other/1".into()))
+        );
+    }
+
+    #[test]
+    fn a_fraud_proof_that_checks_is_accepted_and_anything_else_rejected() {
+        use crate::credits::{Quantities, Receipt};
+        let (payer, payee) = (key(1), key(2));
+        let payee_key = crate::credits::receipt::ed25519_key(&payee).unwrap();
+        let work = |bytes| Quantities {
+            bytes,
+            ..Quantities::default()
+        };
+        let r1 = Receipt::issue(&payer, payee_key, 1, 10, work(1)).unwrap();
+        let r2 = Receipt::issue(&payer, payee_key, 1, 10, work(2)).unwrap();
+        let proof = FraudProof::new(r1.clone(), r2).unwrap();
+        let proof_bytes = proof.encode().unwrap();
+        let mut f = Filter::new("local");
+        // Published by the payee, forwarded by anyone: accepted with the proof.
+        let v = f.check(FRAUD_TOPIC, Some(&id(2)), &id(3), &proof_bytes, T0_MS);
+        assert_eq!(v, Verdict::Accept(Payload::Fraud(Box::new(proof))));
+        let same = FraudProof {
+            first: r1.clone(),
+            second: r1,
+        };
+        let v = f.check(
+            FRAUD_TOPIC,
+            Some(&id(2)),
+            &id(2),
+            &same.encode().unwrap(),
+            T0_MS,
+        );
+        assert!(
+            matches!(v, Verdict::Reject(Rejected::BadFraudProof(_))),
+            "{v:?}"
+        );
+        let v = f.check(FRAUD_TOPIC, Some(&id(2)), &id(2), b"junk", T0_MS);
+        assert_eq!(v.acceptance(), Acceptance::Reject);
+        // A publisher without standing here: ignored, not forwarded.
+        let v = f.check_with_standing(
+            FRAUD_TOPIC,
+            Some(&id(4)),
+            &id(4),
+            &proof_bytes,
+            T0_MS,
+            |p| *p != id(4),
+        );
+        assert_eq!(
+            v,
+            Verdict::Ignore(Ignored::FraudFromNoStanding {
+                author: Box::new(id(4))
+            })
         );
     }
 

@@ -11,7 +11,7 @@
 
 use warren_protocol::credits::receipt::{MAX_RECEIPT_SIZE, ed25519_key};
 use warren_protocol::credits::wire::Reply;
-use warren_protocol::credits::{Quantities, RateCard, Receipt};
+use warren_protocol::credits::{FraudProof, Quantities, RateCard, Receipt};
 use warren_protocol::keypair_from_secret;
 
 const PAGE: &str = include_str!("../../spec/credits.md");
@@ -37,6 +37,16 @@ fn countersigned() -> Receipt {
     r
 }
 
+/// The fraud proof the page describes: the receipt above, and another of the same payer, payee
+/// and number stating 2 MiB delivered.
+fn fraud_proof() -> FraudProof {
+    let payer = keypair_from_secret([1; 32]);
+    let mut second = receipt();
+    second.work.bytes = 2 << 20;
+    let second = Receipt::issue(&payer, second.payee, 1, second.time, second.work).unwrap();
+    FraudProof::new(receipt(), second).unwrap()
+}
+
 fn valid() -> Vec<(&'static str, Vec<u8>)> {
     vec![
         ("receipt-payer-signed", receipt().encode().unwrap()),
@@ -51,6 +61,7 @@ fn valid() -> Vec<(&'static str, Vec<u8>)> {
                 .encode()
                 .unwrap(),
         ),
+        ("fraud-proof", fraud_proof().encode().unwrap()),
     ]
 }
 
@@ -98,6 +109,7 @@ fn the_pages_vectors_match_the_code() {
         "the payer-signed vector decodes"
     );
     assert_eq!(Receipt::decode(&valid()[1].1).unwrap(), countersigned());
+    assert_eq!(FraudProof::decode(&valid()[4].1).unwrap(), fraud_proof());
     for (name, kind, bytes) in invalid() {
         let v = vectors
             .iter()

@@ -8,9 +8,9 @@ use futures::StreamExt;
 use libp2p::{PeerId, StreamProtocol};
 use tokio::sync::{Semaphore, watch};
 use tracing::{debug, info, warn};
-use warren_protocol::credits::Receipt;
 use warren_protocol::credits::receipt::MAX_RECEIPT_SIZE;
 use warren_protocol::credits::wire::{MAX_REPLY_SIZE, PROTOCOL_NAME, Reply};
+use warren_protocol::credits::{CreditError, Receipt};
 
 use super::{Credits, lock, peer_key};
 use crate::clock::unix_now_ms as now_ms;
@@ -118,6 +118,9 @@ impl Credits {
                 warn!(%peer, "refused a credit receipt: {e}");
                 if let Some(hook) = self.inner.on_refused.get() {
                     hook(peer, bytes.to_vec());
+                }
+                if matches!(e, CreditError::Conflicting { .. }) {
+                    self.publish_fraud(&peer);
                 }
                 Reply::refused(&e.to_string())
             }

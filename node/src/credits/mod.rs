@@ -12,7 +12,7 @@ use libp2p::PeerId;
 use libp2p::identity::Keypair;
 use serde::{Deserialize, Serialize};
 use tracing::warn;
-use warren_protocol::credits::{CreditPolicy, Decision, Ledger, Standing};
+use warren_protocol::credits::{CreditPolicy, Decision, FraudProof, Ledger, Standing};
 
 use crate::clock::unix_now_ms as now_ms;
 use crate::error::NodeError;
@@ -76,7 +76,12 @@ struct Inner {
     sending: Mutex<std::collections::HashSet<PeerId>>,
     /// Told of every refused receipt (the node makes it a reputation observation).
     on_refused: std::sync::OnceLock<RefusedHook>,
+    /// Told of every fraud proof this node finds, encoded (the node gossips it).
+    on_fraud: std::sync::OnceLock<FraudHook>,
 }
+
+/// What [`Credits::on_fraud`] calls: an encoded fraud proof to publish.
+pub type FraudHook = Box<dyn Fn(Vec<u8>) + Send + Sync>;
 
 /// What [`Credits::on_refused`] calls: the peer and the refused bytes.
 pub type RefusedHook = Box<dyn Fn(PeerId, Vec<u8>) + Send + Sync>;
@@ -163,6 +168,7 @@ impl Credits {
                 history: Mutex::new(VecDeque::new()),
                 sending: Mutex::new(Default::default()),
                 on_refused: std::sync::OnceLock::new(),
+                on_fraud: std::sync::OnceLock::new(),
             }),
         })
     }
@@ -170,6 +176,33 @@ impl Credits {
     /// Sets what is told of every refused receipt (once; later calls are ignored).
     pub fn on_refused(&self, hook: RefusedHook) {
         let _ = self.inner.on_refused.set(hook);
+    }
+
+    /// Sets what is told of every fraud proof this node finds (once; later calls are ignored).
+    pub fn on_fraud(&self, hook: FraudHook) {
+        let _ = self.inner.on_fraud.set(hook);
+    }
+
+    /// A checked fraud proof arrived from gossip: the culprit's standing here drops (once per
+    /// culprit; a proof against this node itself counts nothing).
+    pub fn fraud_proven(&self, proof: &FraudProof) {
+        let culprit = lock(&self.inner.ledger).fraud_proven(proof, now_ms());
+        if let Some(peer) = culprit {
+            warn!(%peer, seq = proof.first.seq, "a gossiped fraud proof: the peer signed two receipts with one number");
+        }
+    }
+
+    /// Gossips the fraud proof this node holds against `peer`, if any.
+    fn publish_fraud(&self, peer: &PeerId) {
+        let proof = lock(&self.inner.ledger)
+            .account(peer)
+            .and_then(|a| a.fraud.clone());
+        if let (Some(p), Some(hook)) = (proof, self.inner.on_fraud.get()) {
+            match p.encode() {
+                Ok(bytes) => hook(bytes),
+                Err(e) => warn!(%peer, "fraud proof not encoded: {e}"),
+            }
+        }
     }
 
     /// How to serve a block request of `peer` now.
@@ -180,6 +213,19 @@ impl Credits {
             self.inner.metrics.counters.credits.requests_refused.inc();
         }
         d
+    }
+
+    /// The balance of `peer` with this node now, nc (0 without an account).
+    pub fn balance(&self, peer: &PeerId) -> i64 {
+        lock(&self.inner.ledger).balance(peer)
+    }
+
+    /// What the origin `peer` may hold here under its leases: `base` grown with its credit
+    /// ([`replica_quota`](warren_protocol::credits::policy::replica_quota)), within `offer`.
+    pub fn replica_quota(&self, peer: &PeerId, base: u64, offer: u64) -> u64 {
+        let l = lock(&self.inner.ledger);
+        let balance = l.balance(peer);
+        warren_protocol::credits::policy::replica_quota(base, offer, balance, &l.policy().rates)
     }
 
     /// This node delivered `bytes` of blocks to `peer`.

@@ -43,6 +43,7 @@ mod generation;
 mod local;
 mod operator;
 mod requester;
+mod slots;
 
 pub use requester::route_through_circuit;
 
@@ -176,6 +177,8 @@ pub struct Inference {
     jobs: Mutex<VecDeque<JobView>>,
     /// Inbound streams and running jobs per requesting peer.
     admission: Mutex<Admission<PeerId>>,
+    /// Job slots, taken in order of credit when all are busy.
+    slots: slots::Slots,
     /// Tokenizers of generation models, to decode operators' tokens here (a few models).
     detokenizers: Mutex<HashMap<ContentId, Arc<Detokenizer>>>,
 }
@@ -268,6 +271,10 @@ impl Inference {
                 executor.limits().max_concurrent_jobs,
             ))),
             detokenizers: Mutex::new(HashMap::new()),
+            slots: slots::Slots::new(match fault {
+                FaultInject::BusyInference => 1,
+                _ => executor.limits().max_concurrent_jobs,
+            }),
             executor,
             load,
         })

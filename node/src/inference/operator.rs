@@ -174,6 +174,16 @@ impl Inference {
                 return ("embed", model, n, format!("refused: {}", why.as_str()));
             }
         };
+        let _slot = match self.slots.acquire(peer, self.mesh.credits()).await {
+            Ok(s) => s,
+            Err((code, why)) => {
+                let _ = write_within(stream, &fail(code, why.clone())).await;
+                return ("embed", model, n, format!("refused: {why}"));
+            }
+        };
+        if self.fault == FaultInject::BusyInference {
+            tokio::time::sleep(crate::config::BUSY_INFERENCE_DELAY).await;
+        }
         let executor = self.executor.clone();
         let job = hex::encode(request.id);
         let key = model.clone();
@@ -243,6 +253,16 @@ impl Inference {
                 return ("generate", model, 0, format!("refused: {}", why.as_str()));
             }
         };
+        let _slot = match self.slots.acquire(peer, self.mesh.credits()).await {
+            Ok(s) => s,
+            Err((code, why)) => {
+                let _ = write_within(stream, &fail(code, why.clone())).await;
+                return ("generate", model, 0, format!("refused: {why}"));
+            }
+        };
+        if self.fault == FaultInject::BusyInference {
+            tokio::time::sleep(crate::config::BUSY_INFERENCE_DELAY).await;
+        }
         let (tx, mut rx) = mpsc::channel::<String>(64);
         let cancelled = Arc::new(AtomicBool::new(false));
         let executor = self.executor.clone();

@@ -94,7 +94,11 @@ pub(super) fn behaviour(
         MessageAuthenticity::Signed(key.clone()),
         gossip::config(2 * warren_protocol::MAX_RECORD_SIZE)?,
     )?;
-    let (params, thresholds) = gossip::score_params(&[NODES_TOPIC, REPUTATION_TOPIC]);
+    let (params, thresholds) = gossip::score_params(&[
+        NODES_TOPIC,
+        REPUTATION_TOPIC,
+        warren_protocol::credits::FRAUD_TOPIC,
+    ]);
     gossipsub.with_peer_score(params, thresholds)?;
     let mdns = if mdns_on {
         Some(mdns::tokio::Behaviour::new(mdns::Config::default(), local)?)

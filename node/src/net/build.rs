@@ -132,6 +132,12 @@ pub fn build_on(
                 .gossipsub
                 .subscribe(&IdentTopic::new(REPUTATION_TOPIC))
         })
+        .and_then(|_| {
+            swarm
+                .behaviour_mut()
+                .gossipsub
+                .subscribe(&IdentTopic::new(warren_protocol::credits::FRAUD_TOPIC))
+        })
         .map_err(|e| net(&e))?;
     for addr in &config.listen {
         swarm
@@ -169,6 +175,7 @@ pub fn build_on(
         commands: rx,
         block_requests: None,
         peer_events: None,
+        fraud_proofs: None,
         scores: tokio::sync::watch::channel(Arc::new(PeerScores::default())).1,
         gossip: warren_protocol::gossip::Filter::new(config.network.clone()),
         pending_blocks: HashMap::new(),

@@ -138,8 +138,10 @@ pub struct Server {
     /// The audits this node runs now ([`crate::storage::Mesh::audits_in_flight`]): a block under
     /// audit is not served to the holder being audited until the audit ends.
     pub in_flight: Arc<Mutex<InFlight>>,
-    /// Bytes one origin may hold here under its leases.
+    /// Bytes one origin may hold here under its leases, before its credit raises it.
     pub quota: u64,
+    /// Bytes offered to others: no origin's quota passes it.
+    pub offer: u64,
     /// The credit ledger: who is served first when every worker is busy, and who not at all.
     pub credits: Credits,
 }
@@ -246,6 +248,20 @@ impl Server {
         }
     }
 
+    /// The quota of the origin whose ticket a `store` or `renew` carries: the base quota grown
+    /// with that origin's credit here (spec/credits.md, "Order of service").
+    fn origin_quota(&self, request: &Request) -> u64 {
+        let ticket = match request {
+            Request::Store(s) => s.ticket.as_ref(),
+            Request::Renew(r) => Some(&r.ticket),
+            Request::Get(_) | Request::Audit(_) => None,
+        };
+        match ticket.and_then(|t| t.origin_peer()) {
+            Some(origin) => self.credits.replica_quota(&origin, self.quota, self.offer),
+            None => self.quota,
+        }
+    }
+
     /// Whether `block` is under audit at `peer` now: neither served nor proven to it (else a
     /// holder that stores nothing could fetch the block from its auditor, or reflect the
     /// challenge to it, to answer the audit).
@@ -278,6 +294,7 @@ impl Server {
                         Request::Store(s) => s.data.len() as u64,
                         _ => 0,
                     };
+                    let quota = this.origin_quota(&request);
                     if let (Request::Get(_), Decision::Refuse { reason, .. }) =
                         (&request, &decision)
                     {
@@ -308,14 +325,7 @@ impl Server {
                         warn!(%peer, %block, "not serving a block to the peer this node is auditing on it");
                         (Response::NotFound { block }, None)
                     } else {
-                        serve(
-                            &this.store,
-                            &peer,
-                            request,
-                            unix_now(),
-                            this.fault,
-                            this.quota,
-                        )
+                        serve(&this.store, &peer, request, unix_now(), this.fault, quota)
                     };
                     count_served(Some(&this.metrics), &peer, &response, stored_len);
                     if let Response::Block(b) = &response {

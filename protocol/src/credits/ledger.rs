@@ -23,6 +23,8 @@ pub const MAX_AUDIT_INTERVAL_SECS: u64 = 24 * 3600;
 pub const MAX_REFUSAL_MS: u64 = 3_600_000;
 /// Refusal per strike, milliseconds.
 pub const STRIKE_REFUSAL_MS: u64 = 60_000;
+/// Strikes a fraud (two receipts with one sequence number) counts.
+pub const FRAUD_STRIKES: u32 = 5;
 /// (peer, block) pairs whose last passed audit is remembered.
 pub const MAX_AUDIT_MARKS: usize = 65_536;
 
@@ -211,12 +213,17 @@ impl Ledger {
         a
     }
 
-    /// Drops the least recently seen account without receipts (or, failing that, any).
+    /// Drops the least recently seen account without receipts, strikes or a fraud proof (or,
+    /// failing that, any): a flood of fresh accounts does not wash away what is held against a
+    /// peer.
     fn evict(&mut self) {
         let victim = self
             .accounts
             .iter()
-            .min_by_key(|(_, a)| (a.theirs.is_some() || a.mine.is_some(), a.seen_ms))
+            .min_by_key(|(_, a)| {
+                let kept = a.theirs.is_some() || a.mine.is_some() || a.strikes > 0;
+                (kept || a.fraud.is_some(), a.seen_ms)
+            })
             .map(|(p, _)| *p);
         if let Some(p) = victim {
             self.accounts.remove(&p);
@@ -439,11 +446,32 @@ impl Ledger {
     /// fraud), and a refusal that grows with the strikes.
     pub fn receipt_refused(&mut self, peer: PeerId, err: &CreditError, now_ms: u64) {
         let weight = if matches!(err, CreditError::Conflicting { .. }) {
-            5
+            FRAUD_STRIKES
         } else {
             1
         };
         self.strike(peer, now_ms, weight);
+    }
+
+    /// A fraud proof arrived (gossiped by another node): if it checks and its culprit is not this
+    /// node, the culprit's standing here drops as if it had sent this node the conflicting
+    /// receipt (a fraud mark and five strikes). The first proof against a peer counts, later
+    /// ones do not. Returns the culprit when it counted.
+    pub fn fraud_proven(&mut self, proof: &FraudProof, now_ms: u64) -> Option<PeerId> {
+        if !proof.check() || proof.first.payer == self.me {
+            return None;
+        }
+        let culprit = proof.culprit()?;
+        if self
+            .accounts
+            .get(&culprit)
+            .is_some_and(|a| a.fraud.is_some())
+        {
+            return None;
+        }
+        self.account_mut(culprit, now_ms).fraud = Some(proof.clone());
+        self.strike(culprit, now_ms, FRAUD_STRIKES);
+        Some(culprit)
     }
 
     fn strike(&mut self, peer: PeerId, now_ms: u64, weight: u32) {
@@ -519,6 +547,12 @@ impl Ledger {
             return Err(CreditError::RolledBack { seq });
         }
         Ok(())
+    }
+
+    /// The balance of `peer` (nc; 0 without an account), as [`Standing::balance`], without
+    /// counting its allowance.
+    pub fn balance(&self, peer: &PeerId) -> i64 {
+        self.accounts.get(peer).map_or(0, |a| self.balance_of(a).2)
     }
 
     /// The standing of `peer` now (refreshing its allowance).

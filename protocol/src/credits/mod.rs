@@ -24,6 +24,10 @@ pub use ledger::{CreditPolicy, Decision, Ledger, Standing};
 pub use rates::RateCard;
 pub use receipt::{FraudProof, Quantities, Receipt};
 
+/// The gossipsub topic on which a node publishes the fraud proofs it holds (two receipts of one
+/// payer with one sequence number), so that the payer's standing drops on every node.
+pub const FRAUD_TOPIC: &str = "warren/credits-fraud/1";
+
 /// Everything that can go wrong with a receipt.
 #[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
 #[non_exhaustive]

@@ -2,9 +2,38 @@
 //! serves every request as it comes; a busy one queues them and serves the highest priority (the
 //! requester's credit, [`Decision`](super::Decision)) first, in arrival order among equals. The
 //! queue is bounded: over it, the lowest priority (the latest among equals) is dropped.
+//!
+//! Replica placement follows credit too ([`replica_quota`]): what one origin may hold on a node
+//! grows with its balance there, within a bound.
 
 use std::cmp::Reverse;
 use std::collections::BTreeMap;
+
+use super::ledger::{Decision, LAST};
+use super::rates::RateCard;
+
+/// Most a replica quota grows with credit: this many times the base quota.
+pub const MAX_QUOTA_GROWTH: u64 = 4;
+
+/// What an origin whose balance with this node is `balance` nc may hold here under its leases:
+/// the `base` quota, plus the bytes its credit is worth as egress at this node's `rates` (an
+/// origin that delivered N bytes more than it took may keep N more bytes here), at most
+/// [`MAX_QUOTA_GROWTH`] × `base` and never past the `offer` (nor below `base`). An origin in
+/// debt, or without history, keeps the base quota: credit raises the quota, debt does not cut it.
+pub fn replica_quota(base: u64, offer: u64, balance: i64, rates: &RateCard) -> u64 {
+    let cap = base.saturating_mul(MAX_QUOTA_GROWTH).min(offer).max(base);
+    let Ok(credit) = u64::try_from(balance) else {
+        return base;
+    };
+    let extra = match rates.egress_per_gib {
+        0 => u64::MAX,
+        per_gib => {
+            let bytes = u128::from(credit) * (1u128 << 30) / u128::from(per_gib);
+            u64::try_from(bytes).unwrap_or(u64::MAX)
+        }
+    };
+    base.saturating_add(extra).min(cap)
+}
 
 /// A bounded priority queue of requests waiting for a worker.
 #[derive(Debug)]
@@ -51,9 +80,182 @@ impl<T> ServiceQueue<T> {
     }
 }
 
+/// What a job asking a [`SlotGate`] for a slot gets.
+#[derive(Debug, PartialEq, Eq)]
+pub enum SlotAnswer<T> {
+    /// A slot is its own now; [`SlotGate::release`] gives it back.
+    Granted(T),
+    /// It waits for a slot, in order of standing; `dropped` is a waiting job pushed out by it
+    /// (the lowest standing, possibly itself), to be told the operator is busy.
+    Queued {
+        /// The job pushed out, if any.
+        dropped: Option<T>,
+    },
+    /// Refused for credit: every slot is taken and its debt is past 125 % of its threshold (or
+    /// it is refused for refused receipts).
+    Refused {
+        /// The job.
+        item: T,
+        /// When it may ask again, ms.
+        until_ms: u64,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Job slots of an inference operator, charged only under contention: while a slot is free and
+/// nobody waits, a job takes it whoever sends it; when every slot is taken, jobs wait in a
+/// bounded queue in order of their requester's standing ([`Decision`]), and requesters past
+/// 125 % of their threshold are refused.
+#[derive(Debug)]
+pub struct SlotGate<T> {
+    slots: usize,
+    taken: usize,
+    waiting: ServiceQueue<T>,
+}
+
+impl<T> SlotGate<T> {
+    /// `slots` slots (at least 1), and at most `queue` jobs waiting (at least 1).
+    pub fn new(slots: usize, queue: usize) -> Self {
+        SlotGate {
+            slots: slots.max(1),
+            taken: 0,
+            waiting: ServiceQueue::new(queue),
+        }
+    }
+
+    /// Whether a new job would wait: every slot taken, or others waiting already.
+    pub fn busy(&self) -> bool {
+        self.taken >= self.slots || !self.waiting.is_empty()
+    }
+
+    /// A job asks for a slot; `standing` (the requester's credit decision) is asked only when
+    /// the gate is [`busy`](Self::busy).
+    pub fn ask(&mut self, item: T, standing: impl FnOnce() -> Decision) -> SlotAnswer<T> {
+        if !self.busy() {
+            self.taken += 1;
+            return SlotAnswer::Granted(item);
+        }
+        let priority = match standing() {
+            Decision::Serve { priority } => priority,
+            Decision::Last => LAST,
+            Decision::Refuse { until_ms, reason } => {
+                return SlotAnswer::Refused {
+                    item,
+                    until_ms,
+                    reason,
+                };
+            }
+        };
+        SlotAnswer::Queued {
+            dropped: self.waiting.push(priority, item),
+        }
+    }
+
+    /// A slot is given back: the waiting job of highest standing takes it (returned), or it
+    /// is free. A returned job that is gone (it stopped waiting) is given back in turn.
+    pub fn release(&mut self) -> Option<T> {
+        let next = self.waiting.pop();
+        if next.is_none() {
+            self.taken = self.taken.saturating_sub(1);
+        }
+        next
+    }
+
+    /// Slots taken.
+    pub fn taken(&self) -> usize {
+        self.taken
+    }
+
+    /// Jobs waiting.
+    pub fn waiting(&self) -> usize {
+        self.waiting.len()
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_replica_quota_grows_with_credit_within_its_bounds() {
+        const MIB: u64 = 1 << 20;
+        let rates = RateCard::default();
+        let base = 4 * MIB;
+        let offer = 1 << 30;
+        // No credit, or debt: the base quota, never less.
+        assert_eq!(replica_quota(base, offer, 0, &rates), base);
+        assert_eq!(replica_quota(base, offer, -1_000_000_000, &rates), base);
+        assert_eq!(replica_quota(base, offer, i64::MIN, &rates), base);
+        // 8 MiB of egress credit (1 credit a GiB): 8 MiB more.
+        let eight_mib = i64::try_from(rates.bytes(8 * MIB)).unwrap();
+        assert_eq!(replica_quota(base, offer, eight_mib, &rates), 12 * MIB);
+        // Monotone in the balance, and bounded: 4 × base, the offer, whichever is lower.
+        let mut last = 0;
+        for b in (0..64).map(|i| i * 1_000_000) {
+            let q = replica_quota(base, offer, b, &rates);
+            assert!(q >= last && q <= MAX_QUOTA_GROWTH * base, "{b}: {q}");
+            last = q;
+        }
+        assert_eq!(replica_quota(base, offer, i64::MAX, &rates), 16 * MIB);
+        assert_eq!(replica_quota(base, 10 * MIB, i64::MAX, &rates), 10 * MIB);
+        // A base above the offer (configured so) stays the base.
+        assert_eq!(replica_quota(base, MIB, i64::MAX, &rates), base);
+        // A free rate card: any credit reaches the cap.
+        let free = RateCard {
+            egress_per_gib: 0,
+            ..rates
+        };
+        assert_eq!(replica_quota(base, offer, 1, &free), 16 * MIB);
+    }
+
+    #[test]
+    fn slots_are_free_for_all_until_taken_then_go_by_standing() {
+        let mut gate = SlotGate::new(1, 2);
+        let never = || -> Decision { panic!("credit asked of an idle gate") };
+        // Idle: the first job takes the slot, whatever its standing (not even asked).
+        assert_eq!(gate.ask("debtor-1", never), SlotAnswer::Granted("debtor-1"));
+        assert!(gate.busy());
+        // Busy: a debtor waits behind a contributor; one past 125 % is refused.
+        let serve = |priority| move || Decision::Serve { priority };
+        assert_eq!(
+            gate.ask("debtor-2", serve(-5)),
+            SlotAnswer::Queued { dropped: None }
+        );
+        assert_eq!(
+            gate.ask("contributor", serve(10)),
+            SlotAnswer::Queued { dropped: None }
+        );
+        let refuse = || Decision::Refuse {
+            until_ms: 99,
+            reason: "its debt is past 125 % of its threshold",
+        };
+        assert!(matches!(
+            gate.ask("past-125", refuse),
+            SlotAnswer::Refused {
+                item: "past-125",
+                until_ms: 99,
+                ..
+            }
+        ));
+        // The queue is full: the lowest standing is pushed out (here the newcomer itself).
+        assert_eq!(
+            gate.ask("last", || Decision::Last),
+            SlotAnswer::Queued {
+                dropped: Some("last")
+            }
+        );
+        assert_eq!((gate.taken(), gate.waiting()), (1, 2));
+        // Each release hands the slot on, highest standing first, then frees it.
+        assert_eq!(gate.release(), Some("contributor"));
+        assert_eq!(gate.release(), Some("debtor-2"));
+        assert_eq!((gate.taken(), gate.waiting()), (1, 0));
+        assert_eq!(gate.release(), None);
+        assert_eq!(gate.taken(), 0);
+        assert!(!gate.busy());
+        assert_eq!(gate.release(), None);
+        assert_eq!(gate.taken(), 0);
+    }
 
     #[test]
     fn highest_priority_first_then_arrival_order() {

@@ -362,9 +362,14 @@ impl Receipt {
     }
 }
 
+/// Largest encoded fraud proof (two receipts), checked before decoding.
+pub const MAX_FRAUD_PROOF_SIZE: usize = 2 * MAX_RECEIPT_SIZE + 64;
+
 /// Two receipts signed by one payer for one payee with the same sequence number and different
 /// contents: anyone can check it, and it proves the payer signed contradictory statements.
-#[derive(Clone, Debug, PartialEq, Eq)]
+/// Gossiped on [`FRAUD_TOPIC`](super::FRAUD_TOPIC) as canonical CBOR `{first, second}`.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
 pub struct FraudProof {
     /// The first receipt.
     pub first: Receipt,
@@ -394,4 +399,26 @@ impl FraudProof {
     pub fn culprit(&self) -> Option<PeerId> {
         self.first.payer_peer()
     }
+
+    /// Canonical CBOR, at most [`MAX_FRAUD_PROOF_SIZE`] bytes.
+    pub fn encode(&self) -> Result<Vec<u8>, CreditError> {
+        let out = crate::codec::encode(self, FRAUD_WHAT)?;
+        if out.len() > MAX_FRAUD_PROOF_SIZE {
+            return Err(self.first.invalid("fraud proof over its size limit"));
+        }
+        Ok(out)
+    }
+
+    /// Decodes (size checked first, canonical form only) and checks it ([`FraudProof::check`]).
+    pub fn decode(bytes: &[u8]) -> Result<Self, CreditError> {
+        let p: Self = crate::codec::decode(bytes, MAX_FRAUD_PROOF_SIZE, FRAUD_WHAT)?;
+        if !p.check() {
+            return Err(p
+                .first
+                .invalid("not a fraud proof (signatures, pair, number or contents)"));
+        }
+        Ok(p)
+    }
 }
+
+const FRAUD_WHAT: &str = "credit fraud proof";

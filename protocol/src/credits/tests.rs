@@ -49,6 +49,57 @@ fn a_receipt_round_trips_and_any_change_breaks_it() {
 }
 
 #[test]
+fn a_gossiped_fraud_proof_round_trips_and_lowers_the_signers_standing_once() {
+    let (payer, payee, other) = (key(1), key(2), key(3));
+    let r1 = Receipt::issue(&payer, pk(&payee), 1, 10, bytes(1000)).unwrap();
+    let r2 = Receipt::issue(&payer, pk(&payee), 1, 10, bytes(2000)).unwrap();
+    let proof = FraudProof::new(r1.clone(), r2.clone()).unwrap();
+    let wire = proof.encode().unwrap();
+    assert_eq!(FraudProof::decode(&wire).unwrap(), proof);
+    // Not a proof: one receipt twice, two numbers, a forged second signature, too large.
+    let same = FraudProof {
+        first: r1.clone(),
+        second: r1.clone(),
+    };
+    assert_eq!(
+        FraudProof::decode(&same.encode().unwrap())
+            .unwrap_err()
+            .kind(),
+        "Invalid"
+    );
+    let r3 = Receipt::issue(&payer, pk(&payee), 2, 10, bytes(2000)).unwrap();
+    let numbers = FraudProof {
+        first: r1.clone(),
+        second: r3,
+    };
+    assert!(FraudProof::decode(&numbers.encode().unwrap()).is_err());
+    let mut forged = FraudProof {
+        first: r1.clone(),
+        second: r2.clone(),
+    };
+    forged.second.work.bytes = 3000;
+    assert!(FraudProof::decode(&forged.encode().unwrap()).is_err());
+    let big = vec![0u8; super::receipt::MAX_FRAUD_PROOF_SIZE + 1];
+    assert_eq!(FraudProof::decode(&big).unwrap_err().kind(), "TooLarge");
+
+    // A third node that never dealt with the payer: a fraud mark and five strikes, once.
+    let mut l = ledger(&other);
+    let p = id(&payer);
+    assert_eq!(l.fraud_proven(&forged, 1_000), None);
+    assert!(l.account(&p).is_none());
+    assert_eq!(l.fraud_proven(&proof, 1_000), Some(p));
+    let s = l.standing(&p, 1_000).unwrap();
+    assert!(s.fraud && s.refused, "{s:?}");
+    assert_eq!(s.strikes, super::ledger::FRAUD_STRIKES);
+    assert_eq!(l.fraud_proven(&proof, 2_000), None);
+    assert_eq!(l.standing(&p, 2_000).unwrap().strikes, 5);
+    assert!(matches!(l.admit(p, 2_000), Decision::Refuse { .. }));
+    // The payer itself is not struck by a proof against itself.
+    let mut own = ledger(&payer);
+    assert_eq!(own.fraud_proven(&proof, 1_000), None);
+}
+
+#[test]
 fn payee_accepts_monotone_receipts_and_refuses_replays_rollbacks_and_conflicts() {
     let (payer, payee) = (key(1), key(2));
     let mut l = ledger(&payee);
@@ -278,9 +329,34 @@ proptest! {
 
     /// Decoding never panics and accepts only what re-encodes to the same bytes.
     #[test]
+    fn fraud_proof_decode_is_total(data in proptest::collection::vec(any::<u8>(), 0..1200)) {
+        let _ = FraudProof::decode(&data);
+    }
+
+    #[test]
     fn receipt_decode_is_total(data in proptest::collection::vec(any::<u8>(), 0..600)) {
         if let Ok(r) = Receipt::decode(&data) {
             prop_assert_eq!(r.encode().unwrap(), data);
         }
     }
+}
+
+#[test]
+fn a_flood_of_fresh_peers_does_not_evict_a_struck_one() {
+    let me = key(2);
+    let mut l = Ledger::new(
+        pk(&me),
+        CreditPolicy {
+            max_peers: 2,
+            ..CreditPolicy::default()
+        },
+    );
+    let cheat = id(&key(1));
+    let err = CreditError::Replayed { seq: 1, latest: 1 };
+    l.receipt_refused(cheat, &err, 1_000);
+    for i in 10..20u8 {
+        l.admit(id(&key(i)), 2_000 + u64::from(i));
+    }
+    assert_eq!(l.account(&cheat).map(|a| a.strikes), Some(1));
+    assert_eq!(l.peers().count(), 2);
 }

@@ -79,6 +79,8 @@ pub struct EventLoop {
     /// Where accepted observations and connection prefixes go (the reputation service); none:
     /// dropped.
     pub(super) peer_events: Option<mpsc::Sender<PeerEvent>>,
+    /// Where checked credit fraud proofs from gossip go (the credits service); none: dropped.
+    pub(super) fraud_proofs: Option<mpsc::Sender<warren_protocol::credits::FraudProof>>,
     /// The reputation service's latest scores (empty without one: every peer neutral).
     pub(super) scores: watch::Receiver<Arc<PeerScores>>,
     /// Which gossip is accepted (signatures, network, the observers' rate limit).
@@ -144,6 +146,17 @@ impl EventLoop {
     pub fn peer_events(&mut self, capacity: usize) -> mpsc::Receiver<PeerEvent> {
         let (tx, rx) = mpsc::channel(capacity.max(1));
         self.peer_events = Some(tx);
+        rx
+    }
+
+    /// The credit fraud proofs accepted from gossip (checked); at most `capacity` wait, more are
+    /// dropped.
+    pub fn fraud_proofs(
+        &mut self,
+        capacity: usize,
+    ) -> mpsc::Receiver<warren_protocol::credits::FraudProof> {
+        let (tx, rx) = mpsc::channel(capacity.max(1));
+        self.fraud_proofs = Some(tx);
         rx
     }
 

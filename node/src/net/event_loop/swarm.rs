@@ -265,6 +265,13 @@ impl EventLoop {
                         // trust walk); others are ignored, never forwarded.
                         self.tell_reputation(PeerEvent::Observation((**obs).clone()));
                     }
+                    Verdict::Accept(Payload::Fraud(proof)) => {
+                        if let Some(tx) = &self.fraud_proofs
+                            && tx.try_send((**proof).clone()).is_err()
+                        {
+                            debug!("credit fraud proof dropped: the queue is full");
+                        }
+                    }
                     Verdict::Ignore(_) => {
                         debug!(peer = %propagation_source, origin = ?message.source, "gossip ignored: {verdict}");
                     }

@@ -1,0 +1,189 @@
+//! Inference slots follow credit (issue 21, "charge only under contention"), on four real node
+//! processes.
+//!
+//! O serves the tiny model and is made busy by the test (`--fault-inject busy-inference`: one
+//! job slot free, each job holding it 3 s), with a small credit threshold (1 M nc). C is a
+//! contributor (O fetched 8 MiB that only C holds); D took 512 KiB from O (in debt, within its
+//! threshold); F a free-rider (it took 4 MiB and gave nothing: its debt is past 125 % of its
+//! threshold).
+//! - O idle: F's job takes the slot at once, whatever its debt (an idle node serves everyone).
+//! - While it runs, D asks, then C: both wait, and C's job runs first though it came later.
+//! - F asks again while C's job holds the slot: refused at once with a `credit` failure that
+//!   says why (its debt past 125 %) and what to do.
+//!
+//! On 87cf0fd (before this; `WARREN_TEST_NODE_BIN=/work/old-bin/warren-87cf0fd`, O made slow
+//! with `slow-inference` as that binary has no `busy-inference`), F's second job is served, and
+//! the test fails at "F's job was served while O was busy".
+
+#![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use warren_tests::hostile::node_bin;
+use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, test_bytes, wait_for_records};
+
+const MIB: usize = 1 << 20;
+
+fn put(bin: &str, dir: &Path, name: &str, len: usize, seed: u64) -> String {
+    let file = dir.join(name);
+    std::fs::write(&file, test_bytes(len, seed, false)).unwrap();
+    let v = cli_json(bin, dir, &["put", file.to_str().unwrap(), "--rf", "0"]).unwrap();
+    v["cid"].as_str().unwrap().to_owned()
+}
+
+fn get(bin: &str, dir: &Path, cid: &str) {
+    let out = dir.join("got.bin");
+    cli_json(bin, dir, &["get", cid, "-o", out.to_str().unwrap()]).unwrap();
+}
+
+/// `warren infer` of the model on `dir`: Ok(the answer) or Err(stderr).
+fn infer(bin: &str, dir: &Path, model: &str) -> Result<serde_json::Value, String> {
+    let args = [
+        "infer",
+        "--model",
+        model,
+        "--prompt",
+        "hello",
+        "--max-tokens",
+        "2",
+        "--sample",
+        "0",
+    ];
+    let out = cli(bin, dir, &args, true).unwrap();
+    if out.status.success() {
+        Ok(serde_json::from_slice(&out.stdout).unwrap())
+    } else {
+        Err(String::from_utf8_lossy(&out.stderr).into_owned())
+    }
+}
+
+#[test]
+fn a_busy_operator_serves_by_credit_and_refuses_a_deep_debtor_but_an_idle_one_serves_all() {
+    let started = Instant::now();
+    let bin = node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"));
+    let bin = bin.as_str();
+    let tmp = tempfile::tempdir().unwrap();
+    let gguf = tmp.path().join("tiny.gguf");
+    {
+        let mut f = std::fs::File::create(&gguf).unwrap();
+        warren_inference::tiny::write_tiny_llama(&mut f, 7).unwrap();
+    }
+    let (o, c, d, f) = (
+        tmp.path().join("o"),
+        tmp.path().join("c"),
+        tmp.path().join("d"),
+        tmp.path().join("f"),
+    );
+    let help = std::process::Command::new(bin)
+        .args(["start", "--help"])
+        .output()
+        .unwrap();
+    let fault = if String::from_utf8_lossy(&help.stdout).contains("busy-inference") {
+        "busy-inference"
+    } else {
+        "slow-inference"
+    };
+    std::fs::create_dir_all(&o).unwrap();
+    std::fs::write(
+        o.join("config.toml"),
+        "[credits.policy]\nbase_threshold = 1000000\nallowance_per_sec = 1000\nnewcomer_cap_per_sec = 10000\n",
+    )
+    .unwrap();
+    let _po = NodeProcess::start(bin, &o, &["--fault-inject", fault]).unwrap();
+    let boot = tcp_multiaddr(&cli_json(bin, &o, &["status"]).unwrap()).unwrap();
+    let _pc = NodeProcess::start(bin, &c, &["--bootstrap", &boot]).unwrap();
+    let _pd = NodeProcess::start(bin, &d, &["--bootstrap", &boot]).unwrap();
+    let _pf = NodeProcess::start(bin, &f, &["--bootstrap", &boot]).unwrap();
+    for dir in [&o, &c, &d, &f] {
+        wait_for_records(bin, dir, 3).unwrap();
+    }
+
+    // O serves the model; the others have it too (so that they fetch nothing of it from O).
+    let mut model = String::new();
+    for dir in [&o, &c, &d, &f] {
+        let added = cli_json(
+            bin,
+            dir,
+            &[
+                "model",
+                "add",
+                gguf.to_str().unwrap(),
+                "--name",
+                "tiny",
+                "--rf",
+                "0",
+            ],
+        )
+        .unwrap();
+        model = added["model"].as_str().unwrap().to_owned();
+    }
+    cli_json(bin, &o, &["model", "serve", &model]).unwrap();
+
+    // C contributes 8 MiB to O; D takes 512 KiB from it (in debt, within its threshold); F
+    // takes 4 MiB (past 125 %).
+    let y = put(bin, &c, "y.bin", 8 * MIB, 1);
+    get(bin, &o, &y);
+    let x = put(bin, &o, "x.bin", MIB / 2, 3);
+    get(bin, &d, &x);
+    let z = put(bin, &o, "z.bin", 4 * MIB, 2);
+    get(bin, &f, &z);
+    warren_tests::wait_for(Duration::from_secs(30), "O's model at C", || {
+        infer(bin, &c, &model).ok()
+    })
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+
+    // O idle: F's job takes the slot (an idle node serves everyone, whatever its debt). While
+    // it runs, D asks, then C: both wait, and C goes first though it came later. F asks again
+    // while C's job runs: refused at once.
+    let t0 = Instant::now();
+    let job = |dir: &Path, after_ms: u64| {
+        let (bin, dir, model) = (bin.to_owned(), dir.to_owned(), model.clone());
+        std::thread::spawn(move || {
+            std::thread::sleep(Duration::from_millis(after_ms));
+            let out = infer(&bin, &dir, &model);
+            (out, t0.elapsed().as_secs_f64())
+        })
+    };
+    let f_job = {
+        let (bin, f, model) = (bin.to_owned(), f.clone(), model.clone());
+        std::thread::spawn(move || {
+            let idle = infer(&bin, &f, &model);
+            let idle_at = t0.elapsed().as_secs_f64();
+            std::thread::sleep(Duration::from_millis(500));
+            let busy = infer(&bin, &f, &model);
+            (idle, idle_at, busy, t0.elapsed().as_secs_f64())
+        })
+    };
+    let d_job = job(&d, 1000);
+    let c_job = job(&c, 1600);
+    let (f_idle, f_idle_at, f_busy, f_busy_at) = f_job.join().unwrap();
+    let (d_out, d_at) = d_job.join().unwrap();
+    let (c_out, c_at) = c_job.join().unwrap();
+    println!("F on an idle O, done at {f_idle_at:.2} s: {f_idle:?}");
+    println!("F while O is busy, answered at {f_busy_at:.2} s: {f_busy:?}");
+    println!(
+        "D (asked at 1.0 s, in debt) done at {d_at:.2} s; C (asked at 1.6 s, in credit) done at {c_at:.2} s"
+    );
+    let f_idle = f_idle.unwrap_or_else(|e| panic!("F's job on an idle O: {e}"));
+    assert!(f_idle["operator"].is_string(), "{f_idle}");
+    let why = match f_busy {
+        Ok(out) => panic!("F's job was served while O was busy: {out}"),
+        Err(e) => e,
+    };
+    assert!(
+        why.contains("refused for credit") && why.contains("past 125 %"),
+        "F's refusal says why: {why}"
+    );
+    d_out.unwrap_or_else(|e| panic!("D's job failed: {e}"));
+    c_out.unwrap_or_else(|e| panic!("C's job failed: {e}"));
+    assert!(
+        c_at < d_at,
+        "C (in credit) waited behind D (in debt): C done at {c_at:.2} s, D at {d_at:.2} s"
+    );
+    println!(
+        "credits_slots e2e took {:.1} s",
+        started.elapsed().as_secs_f64()
+    );
+}
