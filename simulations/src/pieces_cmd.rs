@@ -33,6 +33,10 @@ pub(crate) struct PiecesArgs {
     /// Rebuilt pieces take fresh indices; a returning holder's piece counts again.
     #[arg(long)]
     fresh_indices: bool,
+    /// A repair that finds fewer than `data` pieces online fetches and keeps those it can and
+    /// finishes on a later try, instead of waiting for `data` holders online at once.
+    #[arg(long)]
+    gather: bool,
     /// Permanent departures per peer per day, comma-separated (the first is the headline).
     #[arg(long, value_delimiter = ',', default_value = "0.05,0.06,0.08,0.1,0.2")]
     churn: Vec<f64>,
@@ -120,7 +124,13 @@ pub(crate) fn run(args: PiecesArgs) -> Result<()> {
                 pace: churn::Pace::EveryPass,
             },
         )),
-        Job::Pieces(c) => Rows::Pieces(pieces::run(&params, policy, c, args.fresh_indices)),
+        Job::Pieces(c) => Rows::Pieces(pieces::run(
+            &params,
+            policy,
+            c,
+            args.fresh_indices,
+            args.gather,
+        )),
     });
     let elapsed = started.elapsed();
     let (mut copies, mut stripes) = (Vec::new(), Vec::new());

@@ -8,6 +8,12 @@
 //! below [`StripePolicy::repair_at`]. Then one repairer fetches `data` pieces and rebuilds only
 //! the pieces that no longer count.
 //!
+//! On home nodes about half the holders are online at any time, so a stripe below its threshold
+//! often has fewer than `data` pieces online at once. [`assess_gathering`] lets the repairer
+//! fetch the pieces that are online now, keep them, and rebuild once the pieces it holds and
+//! those online reach `data` (holders come and go within hours), instead of waiting for `data`
+//! holders to be online together while more of them depart.
+//!
 //! No clock and no I/O: the caller says how each piece's holder looks now ([`PieceState`]), and
 //! gets a [`StripeVerdict`]. `simulations/` runs the same function at 10⁴ peers.
 
@@ -76,15 +82,18 @@ pub enum StripeVerdict {
         /// Pieces online now.
         online: usize,
     },
+    /// It should be repaired and fewer than `data` pieces are reachable now (held by the
+    /// repairer or online): fetch these online pieces now, keep them, and try again later
+    /// ([`assess_gathering`] only).
+    Gather {
+        /// Online pieces the repairer does not hold yet.
+        fetch: Vec<usize>,
+    },
 }
 
 /// The verdict for a stripe whose pieces look like `pieces` at `now_ms`.
 pub fn assess(policy: &StripePolicy, pieces: &[PieceState], now_ms: u64) -> StripeVerdict {
-    let counts = |p: &PieceState| match *p {
-        PieceState::Online => true,
-        PieceState::Offline { since_ms } => now_ms.saturating_sub(since_ms) < policy.lazy_ms,
-        PieceState::Gone => false,
-    };
+    let counts = counts_at(policy, now_ms);
     let counted = pieces.iter().filter(|p| counts(p)).count();
     if counted >= policy.repair_at {
         return StripeVerdict::Healthy { counted };
@@ -100,6 +109,69 @@ pub fn assess(policy: &StripePolicy, pieces: &[PieceState], now_ms: u64) -> Stri
             online: sources.len(),
         };
     }
+    StripeVerdict::Repair {
+        rebuild: to_rebuild(policy, pieces, &counts),
+        sources,
+    }
+}
+
+/// [`assess`] for a repairer that already holds the pieces at the indices `held` (fetched on
+/// earlier tries): below the threshold it rebuilds as soon as `held` and the online pieces reach
+/// `data` (`sources` are then only the online pieces still to fetch, as many as are missing), and
+/// otherwise asks for the online pieces it does not hold yet ([`StripeVerdict::Gather`]), or
+/// waits when there are none.
+pub fn assess_gathering(
+    policy: &StripePolicy,
+    pieces: &[PieceState],
+    held: &[usize],
+    now_ms: u64,
+) -> StripeVerdict {
+    let counts = counts_at(policy, now_ms);
+    let counted = pieces.iter().filter(|p| counts(p)).count();
+    if counted >= policy.repair_at {
+        return StripeVerdict::Healthy { counted };
+    }
+    let held: Vec<usize> = {
+        let mut h: Vec<usize> = held.iter().copied().filter(|&i| i < pieces.len()).collect();
+        h.sort_unstable();
+        h.dedup();
+        h
+    };
+    let fetch: Vec<usize> = pieces
+        .iter()
+        .enumerate()
+        .filter(|(i, p)| **p == PieceState::Online && held.binary_search(i).is_err())
+        .map(|(i, _)| i)
+        .collect();
+    if held.len() + fetch.len() < policy.data {
+        if fetch.is_empty() {
+            return StripeVerdict::Wait { online: 0 };
+        }
+        return StripeVerdict::Gather { fetch };
+    }
+    let missing = policy.data.saturating_sub(held.len());
+    StripeVerdict::Repair {
+        rebuild: to_rebuild(policy, pieces, &counts),
+        sources: fetch.into_iter().take(missing).collect(),
+    }
+}
+
+/// Whether a piece in this state counts at `now_ms`: online, or offline for less than
+/// `lazy_ms`.
+fn counts_at(policy: &StripePolicy, now_ms: u64) -> impl Fn(&PieceState) -> bool + '_ {
+    move |p: &PieceState| match *p {
+        PieceState::Online => true,
+        PieceState::Offline { since_ms } => now_ms.saturating_sub(since_ms) < policy.lazy_ms,
+        PieceState::Gone => false,
+    }
+}
+
+/// The pieces that no longer count, and the slots a stripe lost altogether.
+fn to_rebuild(
+    policy: &StripePolicy,
+    pieces: &[PieceState],
+    counts: &impl Fn(&PieceState) -> bool,
+) -> Vec<usize> {
     let mut rebuild: Vec<usize> = pieces
         .iter()
         .enumerate()
@@ -108,7 +180,7 @@ pub fn assess(policy: &StripePolicy, pieces: &[PieceState], now_ms: u64) -> Stri
         .collect();
     // A stripe that lost slots altogether (fewer entries than pieces) gets them back too.
     rebuild.extend(pieces.len()..policy.pieces());
-    StripeVerdict::Repair { rebuild, sources }
+    rebuild
 }
 
 #[cfg(test)]
@@ -186,6 +258,58 @@ mod tests {
         assert_eq!(
             assess(&policy(), &pieces, now),
             StripeVerdict::Wait { online: 3 }
+        );
+    }
+
+    #[test]
+    fn a_gathering_repairer_keeps_what_it_fetched_and_rebuilds_once_it_has_data_pieces() {
+        let now = 100 * HOUR;
+        let gone_long = PieceState::Offline {
+            since_ms: now - 30 * HOUR,
+        };
+        // 4 + 4 below the threshold of 6 (three lost), two online now: fetch them and keep them.
+        let mut pieces = vec![gone_long; 8];
+        pieces[0] = PieceState::Online;
+        pieces[1] = PieceState::Online;
+        pieces[2] = PieceState::Offline {
+            since_ms: now - HOUR,
+        };
+        pieces[3] = PieceState::Offline {
+            since_ms: now - HOUR,
+        };
+        pieces[4] = PieceState::Offline {
+            since_ms: now - HOUR,
+        };
+        assert_eq!(
+            assess_gathering(&policy(), &pieces, &[], now),
+            StripeVerdict::Gather { fetch: vec![0, 1] }
+        );
+        // The plain policy just waits for four online at once.
+        assert_eq!(
+            assess(&policy(), &pieces, now),
+            StripeVerdict::Wait { online: 2 }
+        );
+        // Nothing new online: wait.
+        assert_eq!(
+            assess_gathering(&policy(), &pieces, &[0, 1], now),
+            StripeVerdict::Wait { online: 0 }
+        );
+        // Later 0 and 1 are away and 2, 3 are back: with the two held, that is four.
+        pieces[0] = PieceState::Offline { since_ms: now };
+        pieces[1] = PieceState::Offline { since_ms: now };
+        pieces[2] = PieceState::Online;
+        pieces[3] = PieceState::Online;
+        match assess_gathering(&policy(), &pieces, &[0, 1], now + HOUR) {
+            StripeVerdict::Repair { rebuild, sources } => {
+                assert_eq!(sources, vec![2, 3]);
+                assert_eq!(rebuild, vec![5, 6, 7]);
+            }
+            v => panic!("{v:?}"),
+        }
+        // Held indices out of range or repeated change nothing.
+        assert_eq!(
+            assess_gathering(&policy(), &pieces, &[0, 0, 1, 99], now + HOUR),
+            assess_gathering(&policy(), &pieces, &[0, 1], now + HOUR)
         );
     }
 

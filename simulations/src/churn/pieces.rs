@@ -12,14 +12,18 @@
 //!   whole file's size in traffic) and uploads only the pieces that no longer count, each to the
 //!   closest online peer without a piece of the stripe; an upload is lost with the scenario's
 //!   `copy_loss` (the stripe is assessed again a minute later). With fewer than `data` pieces
-//!   online it tries again an hour later. A replaced holder's piece is dropped (garbage when it
+//!   online it tries again an hour later; with `gather`
+//!   ([`warren_storage_mesh::stripe::assess_gathering`]) it fetches the pieces online now, keeps
+//!   them, and rebuilds once those it holds and those online reach `data`. A replaced holder's piece is dropped (garbage when it
 //!   comes back).
 //! - A file is lost when fewer than `data` of its pieces remain on peers that have not departed.
 //! - Uploads land at once (the whole-copy scenario models transfer time; here it is small
 //!   against the hours the policy waits).
 
 use warren_storage_mesh::placement::{Key, block_key};
-use warren_storage_mesh::stripe::{PieceState, StripePolicy, StripeVerdict, assess};
+use warren_storage_mesh::stripe::{
+    PieceState, StripePolicy, StripeVerdict, assess, assess_gathering,
+};
 
 use super::{HOUR, Params, Population, START_MS, Sessions};
 use crate::events::{EventQueue, Micros};
@@ -71,12 +75,15 @@ struct Stripe {
     /// Pieces on peers not departed.
     data: usize,
     lost: bool,
+    /// Pieces (indices into `holders`) the repairer fetched on earlier tries of this repair.
+    held: Vec<usize>,
 }
 
 struct Sim<'a> {
     params: &'a Params,
     policy: StripePolicy,
     fresh: bool,
+    gather: bool,
     churn: f64,
     sessions: Sessions,
     q: EventQueue<Event>,
@@ -96,8 +103,15 @@ struct Sim<'a> {
 ///
 /// With `fresh`, a rebuilt piece takes a fresh index instead of replacing the one that stopped
 /// counting, so the old holder's piece counts again when it comes back (as a whole copy does
-/// with RF); otherwise the old piece is dropped.
-pub fn run(params: &Params, policy: StripePolicy, churn: f64, fresh: bool) -> Vec<PieceRow> {
+/// with RF); otherwise the old piece is dropped. With `gather`, a repair that finds fewer than
+/// `data` pieces online fetches and keeps those it can and finishes on a later try.
+pub fn run(
+    params: &Params,
+    policy: StripePolicy,
+    churn: f64,
+    fresh: bool,
+    gather: bool,
+) -> Vec<PieceRow> {
     let root = Rng::new(params.seed);
     let churn_root = root.fork(0xc4u64 ^ (churn * 1e6).round() as u64);
     let sessions = Sessions {
@@ -108,6 +122,7 @@ pub fn run(params: &Params, policy: StripePolicy, churn: f64, fresh: bool) -> Ve
         params,
         policy,
         fresh,
+        gather,
         churn,
         sessions,
         q: EventQueue::new(),
@@ -244,6 +259,7 @@ impl Sim<'_> {
                 holders: Vec::new(),
                 data: 0,
                 lost: false,
+                held: Vec::new(),
             });
             let holders = self.free_candidates(b, n);
             for &h in &holders {
@@ -285,12 +301,28 @@ impl Sim<'_> {
             .iter()
             .map(|&h| self.state(h))
             .collect();
-        match assess(&self.policy, &states, START_MS + now / 1_000) {
+        let now_ms = START_MS + now / 1_000;
+        let verdict = if self.gather {
+            assess_gathering(&self.policy, &states, &self.stripes[bi].held, now_ms)
+        } else {
+            assess(&self.policy, &states, now_ms)
+        };
+        match verdict {
             StripeVerdict::Healthy { .. } => {}
             StripeVerdict::Wait { .. } => self.q.schedule(HOUR, Event::Check(b)),
-            StripeVerdict::Repair { rebuild, .. } => {
+            StripeVerdict::Gather { fetch } => {
+                self.moved += fetch.len() as u64;
+                self.stripes[bi].held.extend(fetch);
+                self.q.schedule(HOUR, Event::Check(b));
+            }
+            StripeVerdict::Repair { rebuild, sources } => {
                 self.repairs += 1;
-                self.moved += self.policy.data as u64;
+                if self.gather {
+                    self.moved += sources.len() as u64;
+                    self.stripes[bi].held.clear();
+                } else {
+                    self.moved += self.policy.data as u64;
+                }
                 // With fresh indices the stripe is brought back to `pieces()` counted pieces;
                 // otherwise each piece that stopped counting is replaced.
                 let rebuild = if self.fresh {
@@ -413,8 +445,8 @@ mod tests {
 
     #[test]
     fn same_seed_same_rows_and_stripes_start_whole() {
-        let a = run(&small(), policy(), 0.05, false);
-        let b = run(&small(), policy(), 0.05, false);
+        let a = run(&small(), policy(), 0.05, false, false);
+        let b = run(&small(), policy(), 0.05, false, false);
         assert_eq!(a, b);
         assert_eq!(a[0].hours, 0);
         assert!((a[0].stored_per_byte - 2.0).abs() < 1e-9, "{:?}", a[0]);
@@ -423,7 +455,7 @@ mod tests {
     #[test]
     fn lazy_repair_keeps_files_and_moves_less_than_whole_copies() {
         let p = small();
-        let rows = run(&p, policy(), 0.05, false);
+        let rows = run(&p, policy(), 0.05, false, false);
         let last = rows.last().expect("rows");
         assert_eq!(last.lost, 0, "{last:?}");
         assert!(last.repairs > 0, "{last:?}");
@@ -448,9 +480,11 @@ mod tests {
             lazy_ms: u64::MAX / 2_000,
             ..policy()
         };
-        let idle = run(&p, never, 0.3, false);
-        let fresh = run(&p, policy(), 0.05, true);
+        let idle = run(&p, never, 0.3, false, false);
+        let fresh = run(&p, policy(), 0.05, true, false);
         assert_eq!(fresh.last().expect("rows").lost, 0);
+        let gathered = run(&p, policy(), 0.05, true, true);
+        assert_eq!(gathered.last().expect("rows").lost, 0);
         assert!(idle.last().expect("rows").lost > 0);
     }
 }
