@@ -45,8 +45,8 @@ pub fn served_entry(name: &str, id: &ContentId) -> String {
 }
 
 /// The name and id of a record entry made by [`served_entry`]; `None` for anything else: no
-/// separator, an id that does not parse, an empty name, a control character, or an entry longer
-/// than [`MAX_NAME_LEN`] bytes.
+/// separator, an id that does not parse or is not in its base32 text form, an empty name, a
+/// control character, or an entry longer than [`MAX_NAME_LEN`] bytes.
 pub fn parse_served(entry: &str) -> Option<(&str, ContentId)> {
     if entry.len() > MAX_NAME_LEN {
         return None;
@@ -55,7 +55,9 @@ pub fn parse_served(entry: &str) -> Option<(&str, ContentId)> {
     if name.is_empty() || name.chars().any(char::is_control) {
         return None;
     }
-    Some((name, id.parse().ok()?))
+    let cid: ContentId = id.parse().ok()?;
+    // One spelling per id: the base32 text form, as `served_entry` writes it.
+    (cid.to_string() == id).then_some((name, cid))
 }
 
 /// One model served on the mesh.
@@ -191,6 +193,7 @@ mod tests {
             format!("@{cid}"),
             format!("x@{cid}x"),
             "x@bafknotacid".to_string(),
+            format!("x@{}", cid.to_uppercase()),
             format!("a\u{7}b@{cid}"),
             format!("{}@{cid}", "n".repeat(MAX_NAME_LEN)),
         ] {
@@ -233,6 +236,51 @@ mod tests {
         let list = merge(all, |p| *p == honest_peer, 200, MAX_MESH_MODELS);
         assert_eq!(list.len(), MAX_MESH_MODELS);
         assert_eq!(list[0].name, "real");
+    }
+
+    proptest::proptest! {
+        #[test]
+        fn any_entry_parses_without_panic_and_written_entries_read_back(
+            name in "\\PC{0,200}",
+            junk in ".{0,200}",
+            seed in proptest::prelude::any::<u32>(),
+        ) {
+            let _ = parse_served(&junk);
+            let e = served_entry(&name, &id(seed));
+            proptest::prop_assert!(e.len() <= MAX_NAME_LEN);
+            match parse_served(&e) {
+                Some((n, back)) => {
+                    proptest::prop_assert_eq!(back, id(seed));
+                    proptest::prop_assert!(name.starts_with(n));
+                }
+                None => proptest::prop_assert!(name.chars().all(char::is_control) || name.is_empty()),
+            }
+        }
+    }
+
+    /// The table of `spec/node-record.md`, "Served models", row by row.
+    #[test]
+    fn spec_vectors() {
+        let page = include_str!("../../spec/node-record.md");
+        let table = page.split("#### Served models").nth(1).unwrap();
+        let mut rows = 0;
+        for line in table.lines().skip_while(|l| !l.starts_with("| entry")).skip(2) {
+            if !line.starts_with('|') {
+                break;
+            }
+            let cells: Vec<&str> = line.split('|').map(str::trim).collect();
+            let entry = cells[1].trim_matches('`');
+            let parsed = parse_served(entry);
+            if cells[2].starts_with("none") {
+                assert_eq!(parsed, None, "{entry}");
+            } else {
+                let (name, id) = parsed.unwrap();
+                assert!(cells[2].contains(&format!("`{name}`")), "{entry}");
+                assert_eq!(served_entry(name, &id), entry);
+            }
+            rows += 1;
+        }
+        assert_eq!(rows, 5);
     }
 
     #[test]
