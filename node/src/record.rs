@@ -251,8 +251,11 @@ mod tests {
         let id = ContentId::of_block(warren_protocol::Codec::Raw, b"m");
         b.served_models().set([("smollm2", &id)]);
         let (_, record) = b.build(vec![], 1_800_000_000).unwrap();
-        let models = record.compute.unwrap().models;
-        assert_eq!(models, vec![served_entry("smollm2", &id), "configured".into()]);
+        let models = record.compute.clone().unwrap().models;
+        assert_eq!(
+            models,
+            vec![served_entry("smollm2", &id), "configured".into()]
+        );
         let list = warren_protocol::mesh_models::merge([&record], |_| true, 1_800_000_001, 8);
         assert_eq!((list[0].id, list[0].name.as_str()), (id, "smollm2"));
     }

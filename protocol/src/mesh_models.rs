@@ -116,11 +116,7 @@ pub fn merge<'a>(
             MeshModel {
                 id,
                 name: ops[0].2.to_string(),
-                operators: ops
-                    .iter()
-                    .take(MAX_NAMED_OPERATORS)
-                    .map(|o| o.1)
-                    .collect(),
+                operators: ops.iter().take(MAX_NAMED_OPERATORS).map(|o| o.1).collect(),
                 operator_count: ops.len(),
                 connected: ops.iter().filter(|o| o.0).count(),
                 since: ops.iter().map(|o| o.3).min().unwrap_or(now).min(now),
@@ -182,7 +178,10 @@ mod tests {
         assert!(name.chars().all(|c| c == 'é'));
         let ctl = served_entry("a\u{1b}[31mb\n", &id(3));
         assert_eq!(parse_served(&ctl).unwrap().0, "a[31mb");
-        assert_eq!(parse_served(&served_entry("a@b", &id(4))), Some(("a@b", id(4))));
+        assert_eq!(
+            parse_served(&served_entry("a@b", &id(4))),
+            Some(("a@b", id(4)))
+        );
     }
 
     #[test]
@@ -203,8 +202,16 @@ mod tests {
 
     #[test]
     fn merge_counts_operators_once_and_orders_connected_first() {
-        let a = record(1, vec![served_entry("m1", &id(1)), served_entry("m1", &id(1))], 100);
-        let b = record(2, vec![served_entry("m1", &id(1)), served_entry("m2", &id(2))], 50);
+        let a = record(
+            1,
+            vec![served_entry("m1", &id(1)), served_entry("m1", &id(1))],
+            100,
+        );
+        let b = record(
+            2,
+            vec![served_entry("m1", &id(1)), served_entry("m2", &id(2))],
+            50,
+        );
         let c = record(3, vec![served_entry("m3", &id(3)), "plain".into()], 70);
         let c_peer = c.peer_id;
         let list = merge([&a, &b, &c], |p| *p == c_peer, 200, 10);
@@ -264,7 +271,11 @@ mod tests {
         let page = include_str!("../../spec/node-record.md");
         let table = page.split("#### Served models").nth(1).unwrap();
         let mut rows = 0;
-        for line in table.lines().skip_while(|l| !l.starts_with("| entry")).skip(2) {
+        for line in table
+            .lines()
+            .skip_while(|l| !l.starts_with("| entry"))
+            .skip(2)
+        {
             if !line.starts_with('|') {
                 break;
             }

@@ -110,10 +110,7 @@ fn sybil_record(seed: u32, models: Vec<String>) -> (PeerId, Vec<u8>) {
         issued_at: now,
         expires_at: now + 3600,
     };
-    (
-        record.peer_id,
-        record.sign(&key).unwrap().encode().unwrap(),
-    )
+    (record.peer_id, record.sign(&key).unwrap().encode().unwrap())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -161,14 +158,9 @@ async fn c_lists_and_chats_with_a_model_only_b_serves_and_a_fake_model_flood_sta
     }
     let flood = Instant::now();
     for (peer, bytes) in &records {
-        warren_tests::kad_raw::put_value(
-            &hostile,
-            c_id,
-            &warren_protocol::record_key(peer),
-            bytes,
-        )
-        .await
-        .unwrap();
+        warren_tests::kad_raw::put_value(&hostile, c_id, &warren_protocol::record_key(peer), bytes)
+            .await
+            .unwrap();
     }
     println!(
         "stored {} sybil records naming {} fake models at C in {:?}",
@@ -210,7 +202,11 @@ async fn c_lists_and_chats_with_a_model_only_b_serves_and_a_fake_model_flood_sta
         list[0]
     );
     let first = &list[0];
-    assert_eq!(first["id"], smol.as_str(), "B's model is not first: {first}");
+    assert_eq!(
+        first["id"],
+        smol.as_str(),
+        "B's model is not first: {first}"
+    );
     assert_eq!(first["owned_by"], b_id.as_str());
     assert_eq!(first["warren"]["name"], "smollm2");
     assert_eq!(first["warren"]["connected"], 1);
@@ -222,9 +218,17 @@ async fn c_lists_and_chats_with_a_model_only_b_serves_and_a_fake_model_flood_sta
     );
     let fakes = list
         .iter()
-        .filter(|m| m["warren"]["name"].as_str().unwrap_or("").starts_with("fake-"))
+        .filter(|m| {
+            m["warren"]["name"]
+                .as_str()
+                .unwrap_or("")
+                .starts_with("fake-")
+        })
         .count();
-    assert!(fakes > 0, "the flood did not reach C's list: the test proves nothing");
+    assert!(
+        fakes > 0,
+        "the flood did not reach C's list: the test proves nothing"
+    );
     for m in &list {
         let id = m["id"].as_str().unwrap();
         assert!(ContentId::from_str(id).is_ok(), "not an id: {m}");

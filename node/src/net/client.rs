@@ -5,8 +5,8 @@ use libp2p::request_response::{self};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use warren_protocol::block_transfer::{self};
-use warren_protocol::onion::path::Candidate as OnionCandidate;
 use warren_protocol::mesh_models::MeshModel;
+use warren_protocol::onion::path::Candidate as OnionCandidate;
 use warren_protocol::{ContentId, NodeRecord};
 use warren_storage_mesh::placement::Candidate;
 

@@ -561,7 +561,10 @@ mod tests {
         let e = mesh_model_entry(&m);
         assert_eq!(e["id"], m.id.to_string());
         assert_eq!(e["owned_by"], op.to_string());
-        assert_eq!((e["created"].as_u64(), e["warren"]["name"].as_str()), (Some(77), Some("smol")));
+        assert_eq!(
+            (e["created"].as_u64(), e["warren"]["name"].as_str()),
+            (Some(77), Some("smol"))
+        );
         m.operator_count = 2;
         assert_eq!(mesh_model_entry(&m)["owned_by"], "warren-mesh");
     }
