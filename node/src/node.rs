@@ -326,6 +326,7 @@ impl NodeBuilder {
         let records = RecordBuilder::new(&config, key.clone(), onion_key.public(), &hardware)
             .with_store(store.clone());
         let load_gauge = records.load_gauge();
+        let served_models = records.served_models();
         let hot = Mesh::hot_tracker(&config.mesh);
         let (rep, rep_db) = match dir {
             Some(dir) => {
@@ -414,6 +415,7 @@ impl NodeBuilder {
                     store.clone(),
                     mesh.clone(),
                     load_gauge,
+                    served_models,
                 );
                 Some((inference, incoming))
             }

@@ -1,12 +1,13 @@
 //! Builds and signs this node's record from its config, keys and detected hardware.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU16, Ordering};
+use std::sync::{Arc, Mutex};
 
 use libp2p::identity::Keypair;
 use libp2p::{Multiaddr, PeerId};
 use warren_inference::hardware::Hardware;
-use warren_protocol::{ComputeOffer, Gpu, NodeRecord, Price, Role, StorageOffer};
+use warren_protocol::mesh_models::served_entry;
+use warren_protocol::{ComputeOffer, ContentId, Gpu, NodeRecord, Price, Role, StorageOffer};
 use warren_storage_mesh::Store;
 
 use crate::config::Config;
@@ -25,6 +26,29 @@ pub struct RecordBuilder {
     store: Option<Arc<Store>>,
     /// The executor's load, per mille, set by the operator side as jobs come and go.
     load: Arc<AtomicU16>,
+    /// The models served here, set by the operator side as it loads them.
+    served: ServedModels,
+}
+
+/// The models this node serves, as the `NAME@ID` entries its record's `compute.models` carries
+/// (`warren_protocol::mesh_models`); shared between the operator side, which sets them, and the
+/// record builder.
+#[derive(Clone, Debug, Default)]
+pub struct ServedModels(Arc<Mutex<Vec<String>>>);
+
+impl ServedModels {
+    /// Sets the models served: (name, id) each.
+    pub fn set<'a>(&self, models: impl IntoIterator<Item = (&'a str, &'a ContentId)>) {
+        let entries = models
+            .into_iter()
+            .map(|(name, id)| served_entry(name, id))
+            .collect();
+        *self.0.lock().unwrap_or_else(|e| e.into_inner()) = entries;
+    }
+
+    fn entries(&self) -> Vec<String> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
 }
 
 impl RecordBuilder {
@@ -69,7 +93,29 @@ impl RecordBuilder {
             ttl_secs: config.record_ttl_secs,
             store: None,
             load: Arc::new(AtomicU16::new(0)),
+            served: ServedModels::default(),
         }
+    }
+
+    /// The list the operator side writes the models it serves into; each record built names
+    /// them in `compute.models` before the configured names.
+    pub fn served_models(&self) -> ServedModels {
+        self.served.clone()
+    }
+
+    /// The compute offer the next record will carry: the served models' entries, then the
+    /// configured names, at most `MAX_MODELS` in all.
+    pub fn compute(&self) -> Option<ComputeOffer> {
+        let mut compute = self.compute.clone()?;
+        let mut models = self.served.entries();
+        for name in compute.models {
+            if !models.contains(&name) {
+                models.push(name);
+            }
+        }
+        models.truncate(warren_protocol::record::MAX_MODELS);
+        compute.models = models;
+        Some(compute)
     }
 
     /// Reports the store's real free space in the storage offer.
@@ -121,7 +167,7 @@ impl RecordBuilder {
             roles: self.roles.clone(),
             onion_key: self.onion_public,
             storage,
-            compute: self.compute.clone(),
+            compute: self.compute(),
             price: self.price.clone(),
             load_permille: self.load(),
             addrs,
@@ -189,5 +235,28 @@ mod tests {
             b.build(vec![], 1_800_000_000).unwrap().1.load_permille,
             1000
         );
+    }
+
+    #[test]
+    fn the_record_names_the_served_models_then_the_configured_ones() {
+        let key = warren_protocol::keypair_from_secret([9; 32]);
+        let hw = Hardware {
+            cpu_cores: 2,
+            ram_bytes: 1 << 30,
+            gpus: vec![],
+        };
+        let mut config = Config::default();
+        config.compute.models = vec!["configured".into()];
+        let b = RecordBuilder::new(&config, key, [1; 32], &hw);
+        let id = ContentId::of_block(warren_protocol::Codec::Raw, b"m");
+        b.served_models().set([("smollm2", &id)]);
+        let (_, record) = b.build(vec![], 1_800_000_000).unwrap();
+        let models = record.compute.clone().unwrap().models;
+        assert_eq!(
+            models,
+            vec![served_entry("smollm2", &id), "configured".into()]
+        );
+        let list = warren_protocol::mesh_models::merge([&record], |_| true, 1_800_000_001, 8);
+        assert_eq!((list[0].id, list[0].name.as_str()), (id, "smollm2"));
     }
 }

@@ -29,6 +29,7 @@ pub mod gossip;
 pub mod identity;
 pub mod inference;
 pub mod manifest;
+pub mod mesh_models;
 pub mod name;
 pub mod netgroup;
 pub mod onion;

@@ -39,6 +39,7 @@ mod netns_devnet;
 mod offer;
 mod onion;
 mod openai;
+mod openai_mesh_models;
 mod private;
 mod republish;
 mod reputation;

@@ -4,7 +4,7 @@
 //!
 //! | method | path                            | what |
 //! |--------|---------------------------------|------|
-//! | GET    | `/openai/v1/models`             | models served or added here (`{"object":"list","data":[…]}`) |
+//! | GET    | `/openai/v1/models`             | models served or added here (by name), then those the mesh's operators serve (by id) (`{"object":"list","data":[…]}`) |
 //! | POST   | `/openai/v1/chat/completions`   | a chat, rendered with the model's own chat template by its operator |
 //! | POST   | `/openai/v1/completions`        | a raw prompt, no template |
 //! | POST   | `/openai/v1/embeddings`         | vectors, `encoding_format` `float` or `base64` (little-endian f32) |
@@ -90,15 +90,46 @@ fn unix_now() -> u64 {
     crate::clock::unix_now()
 }
 
-/// `GET /openai/v1/models`.
+/// `GET /openai/v1/models`: the models served or added here (by name), then those the mesh's
+/// operators serve (by id; `warren_protocol::mesh_models`, bounded and validated).
 pub(super) async fn models(State(s): State<AppState>) -> Response {
-    let data: Vec<Value> = s
-        .inference
-        .catalog()
+    let here = s.inference.catalog();
+    let mut data: Vec<Value> = here
         .iter()
-        .map(|m| wire::model_entry(&m.name, "warren"))
+        .map(|m| {
+            let mut e = wire::model_entry(&m.name, "warren");
+            e["warren"] = json!({ "model": m.model, "here": true, "kind": m.kind });
+            e
+        })
         .collect();
+    // An unreachable network loop lists what is here only.
+    let mesh = s.client.mesh_models().await.unwrap_or_default();
+    data.extend(
+        mesh.iter()
+            .filter(|m| !here.iter().any(|h| h.model == m.id.to_string()))
+            .map(wire::mesh_model_entry),
+    );
     axum::Json(json!({ "object": "list", "data": data })).into_response()
+}
+
+/// The model's id as [`resolve`] finds it, or else the id of the one model the mesh's operators
+/// serve under that name.
+async fn resolve_mesh(s: &AppState, model: &str, kind: &str) -> Result<ContentId, OpenAiError> {
+    match resolve(s, model, kind) {
+        Err(e) if e.status == 404 => {
+            let mesh = s.client.mesh_models().await.unwrap_or_default();
+            let mut named = mesh.iter().filter(|m| m.name == model);
+            match (named.next(), named.next()) {
+                (Some(m), None) => Ok(m.id),
+                (Some(_), Some(_)) => Err(OpenAiError::invalid(
+                    format!("several models on the mesh are named {model}: give its id"),
+                    Some("model"),
+                )),
+                _ => Err(e),
+            }
+        }
+        r => r,
+    }
 }
 
 /// The model's id; a model known here of the other kind (`embed` for a generation, `generate`
@@ -502,7 +533,7 @@ pub(super) async fn chat(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let r: wire::ChatRequest = wire::parse(&body)?;
-    let model = resolve(&s, &r.model, "generate")?;
+    let model = resolve_mesh(&s, &r.model, "generate").await?;
     let mut request = job(model, &r.sampling)?;
     request.messages = Some(wire::chat_messages(r.messages)?);
     generate(
@@ -523,7 +554,7 @@ pub(super) async fn completions(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let r: wire::CompletionRequest = wire::parse(&body)?;
-    let model = resolve(&s, &r.model, "generate")?;
+    let model = resolve_mesh(&s, &r.model, "generate").await?;
     let prompt = match r.prompt {
         wire::Texts::One(p) => p,
         wire::Texts::Many(mut v) if v.len() == 1 => v.remove(0),
@@ -558,7 +589,7 @@ pub(super) async fn embeddings(
     body: Bytes,
 ) -> Result<Response, OpenAiError> {
     let r: wire::EmbeddingsRequest = wire::parse(&body)?;
-    let model = resolve(&s, &r.model, "embed")?;
+    let model = resolve_mesh(&s, &r.model, "embed").await?;
     let base64 = match r.encoding_format.as_deref() {
         None | Some("float") => false,
         Some("base64") => true,

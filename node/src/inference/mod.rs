@@ -174,6 +174,8 @@ pub struct Inference {
     measured: Mutex<Signals<PeerId>>,
     /// This operator's load, per mille, read by the node record (`RecordBuilder::load_gauge`).
     load: Arc<std::sync::atomic::AtomicU16>,
+    /// The models served, named in the node record (`RecordBuilder::served_models`).
+    served_models: crate::record::ServedModels,
     jobs: Mutex<VecDeque<JobView>>,
     /// Inbound streams and running jobs per requesting peer.
     admission: Mutex<Admission<PeerId>>,
@@ -255,6 +257,7 @@ impl Inference {
         store: Arc<Store>,
         mesh: Arc<Mesh>,
         load: Arc<std::sync::atomic::AtomicU16>,
+        served_models: crate::record::ServedModels,
     ) -> Arc<Self> {
         Arc::new(Self {
             me: key.public().to_peer_id(),
@@ -277,6 +280,7 @@ impl Inference {
             }),
             executor,
             load,
+            served_models,
         })
     }
 
@@ -604,7 +608,12 @@ impl Inference {
             source,
         })??;
         self.client.provide(vec![operator_key(&id)]).await?;
-        lock(&self.served).insert(id, manifest.clone());
+        {
+            let mut served = lock(&self.served);
+            served.insert(id, manifest.clone());
+            self.served_models
+                .set(served.iter().map(|(id, m)| (m.name.as_str(), id)));
+        }
         info!(model = %id, name = %manifest.name, "serving model");
         Ok(view(&id, &manifest))
     }

@@ -5,6 +5,7 @@ use libp2p::request_response::{self};
 use libp2p::{Multiaddr, PeerId};
 use tokio::sync::{mpsc, oneshot};
 use warren_protocol::block_transfer::{self};
+use warren_protocol::mesh_models::MeshModel;
 use warren_protocol::onion::path::Candidate as OnionCandidate;
 use warren_protocol::{ContentId, NodeRecord};
 use warren_storage_mesh::placement::Candidate;
@@ -70,6 +71,9 @@ pub(crate) enum Command {
     KnownRecords {
         peers: Vec<PeerId>,
         reply: oneshot::Sender<Vec<NodeRecord>>,
+    },
+    MeshModels {
+        reply: oneshot::Sender<Vec<MeshModel>>,
     },
     PutName {
         name: PeerId,
@@ -224,6 +228,13 @@ impl Client {
     pub async fn known_records(&self, peers: Vec<PeerId>) -> Result<Vec<NodeRecord>, NodeError> {
         self.ask(|reply| Command::KnownRecords { peers, reply })
             .await
+    }
+
+    /// The models the operators whose records this node holds say they serve
+    /// (`warren_protocol::mesh_models::merge`: validated, at most `MAX_MESH_MODELS`, those with a
+    /// connected operator first). No network query.
+    pub async fn mesh_models(&self) -> Result<Vec<MeshModel>, NodeError> {
+        self.ask(|reply| Command::MeshModels { reply }).await
     }
 
     /// Stores a signed record of `name` (`spec/names.md`; it must verify) here and on the peers

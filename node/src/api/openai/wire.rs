@@ -409,6 +409,30 @@ pub(crate) fn model_entry(id: &str, owned_by: &str) -> Value {
     json!({ "id": id, "object": "model", "created": 0, "owned_by": owned_by })
 }
 
+/// One model served on the mesh in `GET /models`: its id as `id` (names are not unique across
+/// operators), owned by its operator, or `warren-mesh` when several serve it; `created` is the
+/// earliest record naming it; `warren` says its name, how many operators serve it, how many are
+/// connected here, and names a few.
+pub(crate) fn mesh_model_entry(m: &warren_protocol::mesh_models::MeshModel) -> Value {
+    let owned_by = match m.operators.as_slice() {
+        [one] if m.operator_count == 1 => one.to_string(),
+        _ => "warren-mesh".to_string(),
+    };
+    json!({
+        "id": m.id.to_string(),
+        "object": "model",
+        "created": m.since,
+        "owned_by": owned_by,
+        "warren": {
+            "name": m.name,
+            "here": false,
+            "operators": m.operator_count,
+            "connected": m.connected,
+            "operator_ids": m.operators.iter().map(|p| p.to_string()).collect::<Vec<_>>(),
+        },
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -523,5 +547,25 @@ mod tests {
             [1.0f32.to_le_bytes(), (-2.5f32).to_le_bytes()].concat()
         );
         assert_eq!(model_entry("m", "warren")["object"], "model");
+        let op = warren_protocol::keypair_from_secret([3; 32])
+            .public()
+            .to_peer_id();
+        let mut m = warren_protocol::mesh_models::MeshModel {
+            id: warren_protocol::ContentId::of_block(warren_protocol::Codec::Raw, b"m"),
+            name: "smol".into(),
+            operators: vec![op],
+            operator_count: 1,
+            connected: 1,
+            since: 77,
+        };
+        let e = mesh_model_entry(&m);
+        assert_eq!(e["id"], m.id.to_string());
+        assert_eq!(e["owned_by"], op.to_string());
+        assert_eq!(
+            (e["created"].as_u64(), e["warren"]["name"].as_str()),
+            (Some(77), Some("smol"))
+        );
+        m.operator_count = 2;
+        assert_eq!(mesh_model_entry(&m)["owned_by"], "warren-mesh");
     }
 }

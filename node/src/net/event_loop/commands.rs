@@ -177,6 +177,15 @@ impl EventLoop {
                     .collect();
                 let _ = reply.send(records);
             }
+            Command::MeshModels { reply } => {
+                let models = warren_protocol::mesh_models::merge(
+                    self.known.iter().map(|(_, r)| r),
+                    |p| self.swarm.is_connected(p),
+                    unix_now(),
+                    warren_protocol::mesh_models::MAX_MESH_MODELS,
+                );
+                let _ = reply.send(models);
+            }
             Command::Candidates { reply } => {
                 let scores = self.scores.borrow().clone();
                 let candidates = self

@@ -24,14 +24,16 @@ const LOAD_STEP: u16 = 250;
 const LOAD_REPUBLISH_SECS: u64 = 5;
 
 impl EventLoop {
-    /// Whether the executor's load moved enough since the current record to publish a new one.
+    /// Whether the executor's load moved enough, or the models served changed, since the current
+    /// record to publish a new one.
     pub(super) fn load_moved(&self) -> bool {
         let Some((_, own)) = &self.own else {
             return false;
         };
         let (was, now) = (own.load_permille, self.records.load());
         let busy = warren_inference::signals::is_busy;
-        (was.abs_diff(now) >= LOAD_STEP || busy(was) != busy(now))
+        let models_moved = own.compute != self.records.compute();
+        (was.abs_diff(now) >= LOAD_STEP || busy(was) != busy(now) || models_moved)
             && unix_now() >= own.issued_at + LOAD_REPUBLISH_SECS
     }
 
