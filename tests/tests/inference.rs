@@ -282,6 +282,13 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         )
         .unwrap()
     };
+    let standing = |dir: &Path, peer: &str| {
+        cli_json(BIN, dir, &["credits", peer])
+            .map(|v| v["peers"][0]["standing"].clone())
+            .unwrap_or(serde_json::Value::Null)
+    };
+    let balance = |peer: &str| standing(&a, peer)["balance"].as_i64().unwrap_or(0);
+    let c_before = balance(&ids[2]);
     let first = infer(&a);
     let second = infer(&a);
     println!("infer: {first}\nsecond: {second}");
@@ -303,6 +310,44 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         "greedy decoding repeats itself"
     );
     assert_eq!(first["digest"], second["digest"]);
+    // Credits for verified work only: A owes C both confirmed jobs (the tokens it generated, the
+    // prompt tokens, SmolLM2's 135 M parameters read from the GGUF), and B nothing.
+    let work_of = |s: &serde_json::Value, side: &str| {
+        s[side]["inference"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["model"] == smol_id.as_str())
+            .cloned()
+    };
+    let generated: u64 = [&first, &second]
+        .iter()
+        .map(|r| r["tokens"].as_array().unwrap().len() as u64)
+        .sum();
+    let on_a = standing(&a, &ids[2]);
+    println!("C's standing on A: {on_a}");
+    let w = work_of(&on_a, "delivered_by_peer").expect("C's verified jobs count on A");
+    assert_eq!(w["params_m"], 135, "{w}");
+    assert_eq!(w["generated"], generated, "{w}");
+    let prefill = w["prefill"].as_u64().unwrap();
+    assert!(prefill > 0, "{w}");
+    // 2 × 135·10⁶ FLOPs a token at 1 credit a PFLOP.
+    let value = 2 * 135_000_000 * (prefill + generated) as i64 / 1_000_000;
+    let c_after = balance(&ids[2]);
+    println!("C's balance on A: {c_before} -> {c_after} nc (inference worth {value})");
+    assert!(c_after - c_before >= value, "{c_before} -> {c_after}");
+    assert!(
+        work_of(&standing(&a, bad), "delivered_by_peer").is_none(),
+        "B's mismatched runs earn nothing: {}",
+        standing(&a, bad)
+    );
+    // A's receipt reaches C, which countersigns it: C sees the work acknowledged.
+    wait_for(
+        Duration::from_secs(15),
+        "C holds A's receipt for the jobs",
+        || work_of(&standing(c, &ids[0]), "delivered_to_peer").filter(|w| w["generated"] == generated),
+    )
+    .unwrap();
     let streamed = cli(
         BIN,
         &a,

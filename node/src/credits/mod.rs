@@ -255,6 +255,29 @@ impl Credits {
         }
     }
 
+    /// A generation job `peer` ran for this node passed its check (a comparable re-run gave the
+    /// same tokens): its work on `model` (`params` parameters, priced at 2 × `params` FLOPs a
+    /// token) is owed, and a receipt for it sent.
+    pub fn inference_verified(
+        &self,
+        peer: PeerId,
+        model: &str,
+        params: u64,
+        prefill: u64,
+        generated: u64,
+    ) {
+        let params_m = params.div_ceil(1_000_000);
+        lock(&self.inner.ledger).inference_verified(
+            peer,
+            model,
+            params_m,
+            prefill,
+            generated,
+            now_ms(),
+        );
+        self.settle_later(peer);
+    }
+
     /// An audit of `peer` on `block` failed: its open interval earns nothing.
     pub fn audit_failed(&self, peer: PeerId, block: [u8; 32]) {
         lock(&self.inner.ledger).audit_failed(peer, block);

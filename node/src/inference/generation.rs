@@ -176,8 +176,10 @@ impl Inference {
                     let draw = (plan::SplitMix64(rand::random()).next_u64() >> 11) as f64
                         / (1u64 << 53) as f64;
                     let (peer, r, check) = if draw < sample {
-                        let (peer, r, check) =
-                            self.verify_generation(&request, &ranked, c.peer, r).await;
+                        let params = detokenizer.parameters();
+                        let (peer, r, check) = self
+                            .verify_generation(&request, &ranked, c.peer, r, params)
+                            .await;
                         (peer, r, Some(check))
                     } else {
                         (Some(c.peer), r, None)
@@ -201,13 +203,16 @@ impl Inference {
     /// backend; a re-run on another backend proves nothing and the next one is asked, then this
     /// node when it serves the model on that backend), and if the tokens differ, on a third to
     /// decide; returns the result of an operator found honest, and publishes observations of the
-    /// checked ones. The check is `verified` only when a comparable run agreed.
+    /// checked ones. The check is `verified` only when a comparable run agreed; each operator
+    /// whose run a comparable one confirmed earns its work in this node's next receipt to it
+    /// (`params`: the model's parameter count).
     async fn verify_generation(
         &self,
         request: &GenerateRequest,
         ranked: &[Candidate<PeerId>],
         original: PeerId,
         first: GenerateResult,
+        params: u64,
     ) -> (Option<PeerId>, GenerateResult, CheckView) {
         let mut view = CheckView {
             original: original.to_string(),
@@ -254,6 +259,10 @@ impl Inference {
             Verdict::Match => {
                 self.observe(original, Kind::InferenceMatched, &request.model)
                     .await;
+                self.credit(original, request, params, &first, &second);
+                if let Some(v) = verifier {
+                    self.credit(v, request, params, &second, &first);
+                }
                 view.verdict = "match".into();
                 view.verified = true;
                 return (Some(original), first, view);
@@ -295,6 +304,7 @@ impl Inference {
             Fault::Original => {
                 self.observe(original, Kind::InferenceMismatched, &request.model)
                     .await;
+                self.credit(verifier, request, params, &second, &third);
                 view.fault = Some(original.to_string());
                 view.verified = true;
                 (Some(verifier), second, view)
@@ -302,6 +312,7 @@ impl Inference {
             Fault::Verifier => {
                 self.observe(verifier, Kind::InferenceMismatched, &request.model)
                     .await;
+                self.credit(original, request, params, &first, &third);
                 view.fault = Some(verifier.to_string());
                 view.verified = true;
                 (Some(original), first, view)
@@ -311,6 +322,32 @@ impl Inference {
                 (Some(original), first, view)
             }
         }
+    }
+
+    /// `peer`'s run `r` of `request` was confirmed by the comparable run `other`: its work is
+    /// owed to it (spec/credits.md, "Earning only what was verified"): the tokens it generated,
+    /// and the prompt tokens both runs counted (the lower count, so that an operator cannot
+    /// inflate it).
+    fn credit(
+        &self,
+        peer: PeerId,
+        request: &GenerateRequest,
+        params: u64,
+        r: &GenerateResult,
+        other: &GenerateResult,
+    ) {
+        let Some(credits) = self.mesh.credits() else {
+            return;
+        };
+        let prefill = r.prompt_tokens.min(other.prompt_tokens).unwrap_or(0);
+        let generated = r.tokens.len() as u64;
+        credits.inference_verified(
+            peer,
+            &request.model.to_string(),
+            params,
+            u64::from(prefill),
+            generated,
+        );
     }
 
     /// This node's own run of `request`, when it serves the model.
