@@ -438,6 +438,16 @@ impl Detokenizer {
         self.parameters
     }
 
+    /// The tokens of `texts` (a prompt, the messages of a chat) without the chat template's own:
+    /// a lower bound, counted by the requester, of the prompt tokens an operator processes.
+    pub fn count_tokens<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> u64 {
+        texts
+            .into_iter()
+            .filter_map(|t| self.tokenizer.encode(t, false).ok())
+            .map(|e| e.len() as u64)
+            .sum()
+    }
+
     /// The text of `tokens` as [`Generator::generate_prompt`] produces it, in the pieces it
     /// streams them (each ends on a whole character and is never part of a stop string): the
     /// generated text is their concatenation, cut before the first of `stop`.

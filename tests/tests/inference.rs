@@ -282,10 +282,12 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         )
         .unwrap()
     };
-    let standing = |dir: &Path, peer: &str| {
-        cli_json(BIN, dir, &["credits", peer])
-            .map(|v| v["peers"][0]["standing"].clone())
-            .unwrap_or(serde_json::Value::Null)
+    let standing = |dir: &Path, peer: &str| match cli_json(BIN, dir, &["credits", peer]) {
+        Ok(v) => v["peers"][0].clone(),
+        Err(e) => {
+            println!("credits {peer} on {}: {e}", dir.display());
+            serde_json::Value::Null
+        }
     };
     let balance = |peer: &str| standing(&a, peer)["balance"].as_i64().unwrap_or(0);
     let c_before = balance(&ids[2]);
@@ -345,7 +347,10 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     wait_for(
         Duration::from_secs(15),
         "C holds A's receipt for the jobs",
-        || work_of(&standing(c, &ids[0]), "delivered_to_peer").filter(|w| w["generated"] == generated),
+        || {
+            work_of(&standing(c, &ids[0]), "delivered_to_peer")
+                .filter(|w| w["generated"] == generated)
+        },
     )
     .unwrap();
     let streamed = cli(

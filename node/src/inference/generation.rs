@@ -32,6 +32,15 @@ const MAX_VERIFIERS: usize = 4;
 /// tokenizer sits in the file's metadata; the mesh has no range reads yet).
 const MAX_TOKENIZER_SOURCE: u64 = 4 << 30;
 
+/// What a verified generation job is priced by.
+#[derive(Clone, Copy, Debug)]
+struct JobSize {
+    /// The model's parameter count.
+    params: u64,
+    /// The prompt's tokens, counted by this node.
+    prefill: u64,
+}
+
 fn backend(r: &GenerateResult) -> Backend {
     Backend::parse(&r.backend).unwrap_or(Backend::Cpu)
 }
@@ -176,9 +185,19 @@ impl Inference {
                     let draw = (plan::SplitMix64(rand::random()).next_u64() >> 11) as f64
                         / (1u64 << 53) as f64;
                     let (peer, r, check) = if draw < sample {
-                        let params = detokenizer.parameters();
+                        let texts = request
+                            .messages
+                            .iter()
+                            .flatten()
+                            .map(|m| m.content.as_str());
+                        let size = JobSize {
+                            params: detokenizer.parameters(),
+                            prefill: detokenizer.count_tokens(
+                                std::iter::once(request.prompt.as_str()).chain(texts),
+                            ),
+                        };
                         let (peer, r, check) = self
-                            .verify_generation(&request, &ranked, c.peer, r, params)
+                            .verify_generation(&request, &ranked, c.peer, r, size)
                             .await;
                         (peer, r, Some(check))
                     } else {
@@ -205,14 +224,14 @@ impl Inference {
     /// decide; returns the result of an operator found honest, and publishes observations of the
     /// checked ones. The check is `verified` only when a comparable run agreed; each operator
     /// whose run a comparable one confirmed earns its work in this node's next receipt to it
-    /// (`params`: the model's parameter count).
+    /// (`size`: the model's parameter count and the prompt's tokens).
     async fn verify_generation(
         &self,
         request: &GenerateRequest,
         ranked: &[Candidate<PeerId>],
         original: PeerId,
         first: GenerateResult,
-        params: u64,
+        size: JobSize,
     ) -> (Option<PeerId>, GenerateResult, CheckView) {
         let mut view = CheckView {
             original: original.to_string(),
@@ -259,9 +278,9 @@ impl Inference {
             Verdict::Match => {
                 self.observe(original, Kind::InferenceMatched, &request.model)
                     .await;
-                self.credit(original, request, params, &first, &second);
+                self.credit(original, request, size, &first);
                 if let Some(v) = verifier {
-                    self.credit(v, request, params, &second, &first);
+                    self.credit(v, request, size, &second);
                 }
                 view.verdict = "match".into();
                 view.verified = true;
@@ -304,7 +323,7 @@ impl Inference {
             Fault::Original => {
                 self.observe(original, Kind::InferenceMismatched, &request.model)
                     .await;
-                self.credit(verifier, request, params, &second, &third);
+                self.credit(verifier, request, size, &second);
                 view.fault = Some(original.to_string());
                 view.verified = true;
                 (Some(verifier), second, view)
@@ -312,7 +331,7 @@ impl Inference {
             Fault::Verifier => {
                 self.observe(verifier, Kind::InferenceMismatched, &request.model)
                     .await;
-                self.credit(original, request, params, &first, &third);
+                self.credit(original, request, size, &first);
                 view.fault = Some(verifier.to_string());
                 view.verified = true;
                 (Some(original), first, view)
@@ -324,30 +343,19 @@ impl Inference {
         }
     }
 
-    /// `peer`'s run `r` of `request` was confirmed by the comparable run `other`: its work is
-    /// owed to it (spec/credits.md, "Earning only what was verified"): the tokens it generated,
-    /// and the prompt tokens both runs counted (the lower count, so that an operator cannot
-    /// inflate it).
-    fn credit(
-        &self,
-        peer: PeerId,
-        request: &GenerateRequest,
-        params: u64,
-        r: &GenerateResult,
-        other: &GenerateResult,
-    ) {
-        let Some(credits) = self.mesh.credits() else {
-            return;
-        };
-        let prefill = r.prompt_tokens.min(other.prompt_tokens).unwrap_or(0);
-        let generated = r.tokens.len() as u64;
-        credits.inference_verified(
-            peer,
-            &request.model.to_string(),
-            params,
-            u64::from(prefill),
-            generated,
-        );
+    /// `peer`'s run `r` of `request` was confirmed by a comparable run: its work is owed to it
+    /// (spec/credits.md, "Verified inference work"): the tokens it generated, and the prompt's
+    /// tokens as this node counts them (never the operator's count).
+    fn credit(&self, peer: PeerId, request: &GenerateRequest, size: JobSize, r: &GenerateResult) {
+        if let Some(credits) = self.mesh.credits() {
+            credits.inference_verified(
+                peer,
+                &request.model.to_string(),
+                size.params,
+                size.prefill,
+                r.tokens.len() as u64,
+            );
+        }
     }
 
     /// This node's own run of `request`, when it serves the model.
