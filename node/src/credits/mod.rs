@@ -215,6 +215,12 @@ impl Credits {
         d
     }
 
+    /// How a busy onion hop takes a circuit of `peer` now ([`Ledger::judge`]: a refusal does
+    /// not set the peer's refusal deadline).
+    pub fn judge(&self, peer: PeerId) -> Decision {
+        lock(&self.inner.ledger).judge(peer, now_ms())
+    }
+
     /// The balance of `peer` with this node now, nc (0 without an account).
     pub fn balance(&self, peer: &PeerId) -> i64 {
         lock(&self.inner.ledger).balance(peer)

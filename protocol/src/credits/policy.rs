@@ -174,17 +174,14 @@ impl<T> SlotGate<T> {
 }
 
 /// A relay hop's circuits under contention (spec: `spec/credits.md`, "Relay work").
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
 pub struct RelayLimits {
     /// Circuits carried before the hop is busy: below it every circuit is carried, whoever
     /// opens it.
     pub busy_circuits: usize,
     /// Circuits carried at most.
     pub max_circuits: usize,
-    /// Relay bytes sent back to one previous hop without a receipt for them, before a busy hop
-    /// refuses it new circuits: a window of its own, apart from the block window, so relay
-    /// work never cuts a peer's block downloads.
-    pub window_bytes: u64,
 }
 
 impl Default for RelayLimits {
@@ -192,7 +189,6 @@ impl Default for RelayLimits {
         RelayLimits {
             busy_circuits: 384,
             max_circuits: 512,
-            window_bytes: 32 << 20,
         }
     }
 }
@@ -211,16 +207,14 @@ pub enum CircuitAnswer {
     },
 }
 
-/// Whether a hop carrying `carried` circuits takes a new one from a previous hop with
-/// `unreceipted` relay bytes outstanding. Idle (below [`RelayLimits::busy_circuits`]): yes,
-/// standing not even asked. Busy: in order of standing ([`Decision`]): a peer in standing is
-/// carried up to the maximum; one served last only into the lower half of the slots left, the
-/// upper half being kept for peers in better standing; one past 125 % of its threshold (or
-/// refused for its receipts), or with a full relay window, is refused.
+/// Whether a hop carrying `carried` circuits takes a new one from a previous hop. Idle (below
+/// [`RelayLimits::busy_circuits`]): yes, standing not even asked. Busy: in order of standing
+/// ([`Decision`]): a peer in standing is carried up to the maximum; one served last only into
+/// the lower half of the slots left, the upper half being kept for peers in better standing; one
+/// past 125 % of its threshold (or refused for its receipts) is refused.
 pub fn admit_circuit(
     limits: &RelayLimits,
     carried: usize,
-    unreceipted: u64,
     now_ms: u64,
     standing: impl FnOnce() -> Decision,
 ) -> CircuitAnswer {
@@ -231,12 +225,6 @@ pub fn admit_circuit(
         return CircuitAnswer::Refused {
             until_ms: now_ms,
             reason: "every circuit slot is taken",
-        };
-    }
-    if unreceipted >= limits.window_bytes {
-        return CircuitAnswer::Refused {
-            until_ms: now_ms,
-            reason: "a receipt for the last relay window is due",
         };
     }
     match standing() {
@@ -265,13 +253,12 @@ mod tests {
         let limits = RelayLimits {
             busy_circuits: 4,
             max_circuits: 8,
-            window_bytes: 1 << 20,
         };
         let never = || -> Decision { panic!("credit asked of an idle hop") };
-        // Idle: carried, whatever the standing or the open window.
+        // Idle: carried, whatever the standing.
         for carried in 0..4 {
             assert_eq!(
-                admit_circuit(&limits, carried, u64::MAX, 5, never),
+                admit_circuit(&limits, carried, 5, never),
                 CircuitAnswer::Carry
             );
         }
@@ -284,14 +271,14 @@ mod tests {
         // the spare slots only, one past 125 % never.
         for carried in 4..8 {
             assert_eq!(
-                admit_circuit(&limits, carried, 0, 5, serve),
+                admit_circuit(&limits, carried, 5, serve),
                 CircuitAnswer::Carry
             );
             assert!(matches!(
-                admit_circuit(&limits, carried, 0, 5, refuse),
+                admit_circuit(&limits, carried, 5, refuse),
                 CircuitAnswer::Refused { until_ms: 99, reason } if reason.contains("125 %")
             ));
-            let last = admit_circuit(&limits, carried, 0, 5, || Decision::Last);
+            let last = admit_circuit(&limits, carried, 5, || Decision::Last);
             assert_eq!(
                 last == CircuitAnswer::Carry,
                 carried < 6,
@@ -300,18 +287,9 @@ mod tests {
         }
         // Full: nobody.
         assert!(matches!(
-            admit_circuit(&limits, 8, 0, 5, serve),
+            admit_circuit(&limits, 8, 5, serve),
             CircuitAnswer::Refused { until_ms: 5, .. }
         ));
-        // A full relay window refuses a busy hop's new circuits until the receipt comes.
-        assert!(matches!(
-            admit_circuit(&limits, 4, 1 << 20, 5, serve),
-            CircuitAnswer::Refused { reason, .. } if reason.contains("relay window")
-        ));
-        assert_eq!(
-            admit_circuit(&limits, 4, (1 << 20) - 1, 5, serve),
-            CircuitAnswer::Carry
-        );
     }
 
     #[test]
