@@ -393,6 +393,18 @@ impl Generator {
 pub struct Detokenizer {
     name: String,
     tokenizer: Tokenizer,
+    parameters: u64,
+}
+
+/// The parameter count of a GGUF model: the element counts of its tensors, summed (read from
+/// the tensor infos of the header, whatever their quantization). A credit receipt prices a token
+/// of the model at 2 × this many FLOPs (spec/credits.md, "Rate card").
+pub fn gguf_parameters(content: &gguf_file::Content) -> u64 {
+    content
+        .tensor_infos
+        .values()
+        .map(|t| t.shape.dims().iter().map(|&d| d as u64).product::<u64>())
+        .fold(0u64, u64::saturating_add)
 }
 
 impl std::fmt::Debug for Detokenizer {
@@ -417,7 +429,23 @@ impl Detokenizer {
         Ok(Self {
             name: name.to_string(),
             tokenizer,
+            parameters: gguf_parameters(&content),
         })
+    }
+
+    /// The model's parameter count ([`gguf_parameters`]).
+    pub fn parameters(&self) -> u64 {
+        self.parameters
+    }
+
+    /// The tokens of `texts` (a prompt, the messages of a chat) without the chat template's own:
+    /// a lower bound, counted by the requester, of the prompt tokens an operator processes.
+    pub fn count_tokens<'a>(&self, texts: impl IntoIterator<Item = &'a str>) -> u64 {
+        texts
+            .into_iter()
+            .filter_map(|t| self.tokenizer.encode(t, false).ok())
+            .map(|e| e.len() as u64)
+            .sum()
     }
 
     /// The text of `tokens` as [`Generator::generate_prompt`] produces it, in the pieces it
@@ -456,5 +484,34 @@ impl Detokenizer {
             pieces.push(rest.to_string());
         }
         Ok(pieces)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use candle_core::quantized::GgmlDType;
+
+    #[test]
+    fn parameters_are_the_tensor_elements_summed() {
+        let info = |dims: &[usize], dtype| gguf_file::TensorInfo {
+            ggml_dtype: dtype,
+            shape: dims.into(),
+            offset: 0,
+        };
+        let content = gguf_file::Content {
+            magic: gguf_file::VersionedMagic::GgufV3,
+            metadata: Default::default(),
+            tensor_infos: [
+                ("token_embd.weight", info(&[1000, 64], GgmlDType::Q4_1)),
+                ("blk.0.attn_q.weight", info(&[64, 64], GgmlDType::Q8_0)),
+                ("output_norm.weight", info(&[64], GgmlDType::F32)),
+            ]
+            .into_iter()
+            .map(|(k, v)| (k.to_string(), v))
+            .collect(),
+            tensor_data_offset: 0,
+        };
+        assert_eq!(gguf_parameters(&content), 64_000 + 4096 + 64);
     }
 }

@@ -100,6 +100,17 @@ fn smollm2_answers_coherently_and_greedy_repeats() {
 
     // A requester decodes the tokens itself: the same pieces, the same text, stop strings too.
     let d = Detokenizer::load("smollm2", &path).unwrap();
+    // Its parameter count, from the tensor infos (SmolLM2-135M: 134.5 M, embeddings tied).
+    eprintln!("parameters: {}", d.parameters());
+    let (x, y) = ("The capital of France is", " Paris.");
+    let n = d.count_tokens([x]);
+    assert!((4..=8).contains(&n), "{n} tokens in {x:?}");
+    assert_eq!(d.count_tokens([x, y]), n + d.count_tokens([y]));
+    assert!(
+        (130_000_000..140_000_000).contains(&d.parameters()),
+        "{} parameters",
+        d.parameters()
+    );
     let mut pieces = Vec::new();
     g.generate(prompt, &params, |p| {
         pieces.push(p.to_string());

@@ -266,6 +266,8 @@ pub struct CreditsConfig {
     pub receipt_every_ms: u64,
     /// Rate card, allowance, thresholds, window.
     pub policy: warren_protocol::credits::CreditPolicy,
+    /// When an onion hop is busy, and then takes circuits by standing.
+    pub relay: warren_protocol::credits::policy::RelayLimits,
 }
 
 impl Default for CreditsConfig {
@@ -273,6 +275,7 @@ impl Default for CreditsConfig {
         Self {
             receipt_every_ms: 2_000,
             policy: Default::default(),
+            relay: Default::default(),
         }
     }
 }

@@ -481,6 +481,9 @@ impl NodeBuilder {
                 crate::onion::runner::Runner::new(access, crate::onion::runner::Limits::default()),
                 metrics.clone(),
             );
+            if let Some(c) = mesh.credits() {
+                onion.set_credits(c.clone(), config.credits.relay);
+            }
             let rx = shutdown_rx.clone();
             let o = onion.clone();
             tasks.spawn(async move { ("onion", o.serve(rx).await) });

@@ -10,6 +10,8 @@
 //! - While it runs, D asks, then C: both wait, and C's job runs first though it came later.
 //! - F asks again while C's job holds the slot: refused at once with a `credit` failure that
 //!   says why (its debt past 125 %) and what to do.
+//! - Relay work: O is also an onion hop, busy (`[credits.relay] busy_circuits = 0`): C's
+//!   one-hop circuit is carried, F's refused, and O's log says why without naming F.
 //!
 //! On 87cf0fd (before this; `WARREN_TEST_NODE_BIN=/work/old-bin/warren-87cf0fd`, O made slow
 //! with `slow-inference` as that binary has no `busy-inference`), F's second job is served, and
@@ -84,17 +86,37 @@ fn a_busy_operator_serves_by_credit_and_refuses_a_deep_debtor_but_an_idle_one_se
     } else {
         "slow-inference"
     };
-    std::fs::create_dir_all(&o).unwrap();
+    // O is also an onion hop, busy from its first circuit (`busy_circuits = 0`: every circuit
+    // is taken by standing); C and F build one-hop circuits (O is gate and relay). A binary
+    // without `busy-inference` (87cf0fd) has no `[credits.relay]` either.
+    let relay = if fault == "busy-inference" {
+        "[credits.relay]\nbusy_circuits = 0\n"
+    } else {
+        ""
+    };
+    for dir in [&o, &c, &f] {
+        std::fs::create_dir_all(dir).unwrap();
+    }
     std::fs::write(
         o.join("config.toml"),
-        "[credits.policy]\nbase_threshold = 1000000\nallowance_per_sec = 1000\nnewcomer_cap_per_sec = 10000\n",
+        format!("[credits.policy]\nbase_threshold = 1000000\nallowance_per_sec = 1000\nnewcomer_cap_per_sec = 10000\n{relay}"),
     )
     .unwrap();
-    let _po = NodeProcess::start(bin, &o, &["--fault-inject", fault]).unwrap();
+    std::fs::write(c.join("config.toml"), "onion_hops = 1\n").unwrap();
+    let roles = [
+        "--role", "station", "--role", "gate", "--role", "middle", "--role", "relay",
+    ];
+    let mut o_args = vec!["--fault-inject", fault];
+    o_args.extend(roles);
+    let po = NodeProcess::start(bin, &o, &o_args).unwrap();
     let boot = tcp_multiaddr(&cli_json(bin, &o, &["status"]).unwrap()).unwrap();
     let _pc = NodeProcess::start(bin, &c, &["--bootstrap", &boot]).unwrap();
     let _pd = NodeProcess::start(bin, &d, &["--bootstrap", &boot]).unwrap();
-    let _pf = NodeProcess::start(bin, &f, &["--bootstrap", &boot]).unwrap();
+    let pf = NodeProcess::start(bin, &f, &["--bootstrap", &boot]).unwrap();
+    let f_id = cli_json(bin, &f, &["status"]).unwrap()["peer_id"]
+        .as_str()
+        .unwrap()
+        .to_owned();
     for dir in [&o, &c, &d, &f] {
         wait_for_records(bin, dir, 3).unwrap();
     }
@@ -172,8 +194,11 @@ fn a_busy_operator_serves_by_credit_and_refuses_a_deep_debtor_but_an_idle_one_se
         Ok(out) => panic!("F's job was served while O was busy: {out}"),
         Err(e) => e,
     };
+    // Past 125 % now, or still within the refusal its debt set when O's block server, busy
+    // with F's own download, refused it mid-way (a race of the download, not of the slots).
     assert!(
-        why.contains("refused for credit") && why.contains("past 125 %"),
+        why.contains("refused for credit")
+            && (why.contains("past 125 %") || why.contains("refused for its debt")),
         "F's refusal says why: {why}"
     );
     d_out.unwrap_or_else(|e| panic!("D's job failed: {e}"));
@@ -182,6 +207,40 @@ fn a_busy_operator_serves_by_credit_and_refuses_a_deep_debtor_but_an_idle_one_se
         c_at < d_at,
         "C (in credit) waited behind D (in debt): C done at {c_at:.2} s, D at {d_at:.2} s"
     );
+
+    // Relay work: O, busy as a hop, carries C's circuit (C is in credit) and refuses F's (past
+    // 125 %), saying why in its log (without naming F: a hop's log must not link circuits).
+    let anon_get = |dir: &Path, out: &str| {
+        let o = dir.join(out);
+        cli_json(bin, dir, &["get", &x, "--anon", "-o", o.to_str().unwrap()])
+    };
+    let c_anon = anon_get(&c, "x-anon.bin");
+    println!("C's anonymous get through O: {c_anon:?}");
+    c_anon.unwrap_or_else(|e| panic!("C's circuit (in credit) through a busy O: {e}"));
+    assert_eq!(
+        std::fs::read(c.join("x-anon.bin")).unwrap(),
+        test_bytes(MIB / 2, 3, false)
+    );
+    // F restarts with one-hop circuits (its account on O is O's, and stays).
+    pf.stop().unwrap();
+    std::fs::write(f.join("config.toml"), "onion_hops = 1\n").unwrap();
+    let _pf = NodeProcess::start(bin, &f, &["--bootstrap", &boot]).unwrap();
+    wait_for_records(bin, &f, 3).unwrap();
+    let f_anon = anon_get(&f, "x-anon.bin");
+    println!("F's anonymous get through O: {f_anon:?}");
+    assert!(
+        f_anon.is_err(),
+        "F's circuit was carried while O was busy: {f_anon:?}"
+    );
+    let log = po.log();
+    let refusal = log
+        .lines()
+        .find(|l| l.contains("refusing a circuit for credit"))
+        .unwrap_or_else(|| panic!("O says why it refused F's circuit"));
+    println!("O: {refusal}");
+    // Its debt (refused since its last job: the deadline its debt set).
+    assert!(refusal.contains("its debt"), "{refusal}");
+    assert!(!refusal.contains(&f_id), "O's log names F: {refusal}");
     println!(
         "credits_slots e2e took {:.1} s",
         started.elapsed().as_secs_f64()

@@ -21,8 +21,6 @@ use std::time::{Duration, Instant};
 use serde_json::Value;
 use warren_tests::{NodeProcess, cli, cli_json, tcp_multiaddr, wait_for};
 
-const BIN: &str = env!("CARGO_BIN_EXE_warren-e2e-node");
-
 fn models_dir() -> PathBuf {
     let dir = std::env::var_os("WARREN_MODELS_DIR")
         .map(PathBuf::from)
@@ -83,6 +81,7 @@ fn read_vectors(path: &Path) -> Vec<Vec<f32>> {
 
 #[test]
 fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_streams() {
+    let bin = warren_tests::hostile::node_bin(env!("CARGO_BIN_EXE_warren-e2e-node"));
     let started = Instant::now();
     let models = models_dir();
     let tmp = tempfile::tempdir().unwrap();
@@ -90,8 +89,8 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     let mut dirs = Vec::new();
     let mut ids = Vec::new();
     let a = tmp.path().join("a");
-    procs.push(NodeProcess::start(BIN, &a, &[]).unwrap());
-    let status = cli_json(BIN, &a, &["status"]).unwrap();
+    procs.push(NodeProcess::start(&bin, &a, &[]).unwrap());
+    let status = cli_json(&bin, &a, &["status"]).unwrap();
     let boot = tcp_multiaddr(&status).unwrap();
     ids.push(status["peer_id"].as_str().unwrap().to_owned());
     dirs.push(a.clone());
@@ -101,8 +100,8 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         if name == "b" {
             args.extend(["--fault-inject", "perturb-inference"]);
         }
-        procs.push(NodeProcess::start(BIN, &dir, &args).unwrap());
-        let s = cli_json(BIN, &dir, &["status"]).unwrap();
+        procs.push(NodeProcess::start(&bin, &dir, &args).unwrap());
+        let s = cli_json(&bin, &dir, &["status"]).unwrap();
         ids.push(s["peer_id"].as_str().unwrap().to_owned());
         dirs.push(dir);
     }
@@ -113,7 +112,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         || {
             dirs.iter()
                 .all(|dir| {
-                    cli_json(BIN, dir, &["peers"])
+                    cli_json(&bin, dir, &["peers"])
                         .ok()
                         .and_then(|p| p.as_array().map(|a| a.len() >= 3))
                         .unwrap_or(false)
@@ -125,7 +124,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
 
     let m = models.join("all-minilm-l6-v2");
     let minilm = cli_json(
-        BIN,
+        &bin,
         &a,
         &[
             "model",
@@ -142,7 +141,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     assert_eq!(minilm["kind"], "embed");
     let gguf = models.join("smollm2-135m-instruct/SmolLM2-135M-Instruct.Q4_1.gguf");
     let smol = cli_json(
-        BIN,
+        &bin,
         &a,
         &["model", "add", gguf.to_str().unwrap(), "--name", "smollm2"],
     )
@@ -151,12 +150,12 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     println!("models added after {:?}", started.elapsed());
 
     for dir in [&a, b, c, d] {
-        let served = cli_json(BIN, dir, &["model", "serve", &minilm_id]).unwrap();
+        let served = cli_json(&bin, dir, &["model", "serve", &minilm_id]).unwrap();
         assert_eq!(served["name"], "minilm");
     }
     // SmolLM2: C honest, B perturbing, A as the arbiter of last resort.
     for dir in [&a, b, c] {
-        cli_json(BIN, dir, &["model", "serve", &smol_id]).unwrap();
+        cli_json(&bin, dir, &["model", "serve", &smol_id]).unwrap();
     }
     println!("models served after {:?}", started.elapsed());
 
@@ -171,7 +170,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     let remote_out = tmp.path().join("remote.jsonl");
     let local_out = tmp.path().join("local.jsonl");
     let summary = cli_json(
-        BIN,
+        &bin,
         &a,
         &[
             "embed",
@@ -190,7 +189,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     .unwrap();
     println!("distributed embed: {summary}");
     cli_json(
-        BIN,
+        &bin,
         &a,
         &[
             "embed",
@@ -249,7 +248,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     // only the newest evidence, mostly storage audits here, so the component is what is checked: one
     // mismatch puts it at 0.5, an honest operator stays at 1).
     let security = |peer: &str| {
-        cli_json(BIN, &a, &["reputation", peer]).unwrap()["components"]["security"]
+        cli_json(&bin, &a, &["reputation", peer]).unwrap()["components"]["security"]
             .as_f64()
             .unwrap()
     };
@@ -266,7 +265,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     // by A's own run and C's answer is the one returned.
     let infer = |dir: &Path| {
         cli_json(
-            BIN,
+            &bin,
             dir,
             &[
                 "infer",
@@ -282,6 +281,15 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         )
         .unwrap()
     };
+    let standing = |dir: &Path, peer: &str| match cli_json(&bin, dir, &["credits", peer]) {
+        Ok(v) => v["peers"][0].clone(),
+        Err(e) => {
+            println!("credits {peer} on {}: {e}", dir.display());
+            serde_json::Value::Null
+        }
+    };
+    let balance = |peer: &str| standing(&a, peer)["balance"].as_i64().unwrap_or(0);
+    let c_before = balance(&ids[2]);
     let first = infer(&a);
     let second = infer(&a);
     println!("infer: {first}\nsecond: {second}");
@@ -303,8 +311,49 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         "greedy decoding repeats itself"
     );
     assert_eq!(first["digest"], second["digest"]);
+    // Credits for verified work only: A owes C both confirmed jobs (the tokens it generated, the
+    // prompt tokens, SmolLM2's 135 M parameters read from the GGUF), and B nothing.
+    let work_of = |s: &serde_json::Value, side: &str| {
+        s[side]["inference"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .find(|w| w["model"] == smol_id.as_str())
+            .cloned()
+    };
+    let generated: u64 = [&first, &second]
+        .iter()
+        .map(|r| r["tokens"].as_array().unwrap().len() as u64)
+        .sum();
+    let on_a = standing(&a, &ids[2]);
+    println!("C's standing on A: {on_a}");
+    let w = work_of(&on_a, "delivered_by_peer").expect("C's verified jobs count on A");
+    assert_eq!(w["params_m"], 135, "{w}");
+    assert_eq!(w["generated"], generated, "{w}");
+    let prefill = w["prefill"].as_u64().unwrap();
+    assert!(prefill > 0, "{w}");
+    // 2 × 135·10⁶ FLOPs a token at 1 credit a PFLOP.
+    let value = 2 * 135_000_000 * (prefill + generated) as i64 / 1_000_000;
+    let c_after = balance(&ids[2]);
+    println!("C's balance on A: {c_before} -> {c_after} nc (inference worth {value})");
+    assert!(c_after - c_before >= value, "{c_before} -> {c_after}");
+    assert!(
+        work_of(&standing(&a, bad), "delivered_by_peer").is_none(),
+        "B's mismatched runs earn nothing: {}",
+        standing(&a, bad)
+    );
+    // A's receipt reaches C, which countersigns it: C sees the work acknowledged.
+    wait_for(
+        Duration::from_secs(15),
+        "C holds A's receipt for the jobs",
+        || {
+            work_of(&standing(c, &ids[0]), "delivered_to_peer")
+                .filter(|w| w["generated"] == generated)
+        },
+    )
+    .unwrap();
     let streamed = cli(
-        BIN,
+        &bin,
         &a,
         &[
             "infer",
@@ -323,7 +372,7 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         "{}",
         String::from_utf8_lossy(&streamed.stderr)
     );
-    let jobs = cli_json(BIN, c, &["jobs"]).unwrap();
+    let jobs = cli_json(&bin, c, &["jobs"]).unwrap();
     assert!(
         jobs.as_array()
             .unwrap()

@@ -215,6 +215,12 @@ impl Credits {
         d
     }
 
+    /// How a busy onion hop takes a circuit of `peer` now ([`Ledger::judge`]: a refusal does
+    /// not set the peer's refusal deadline).
+    pub fn judge(&self, peer: PeerId) -> Decision {
+        lock(&self.inner.ledger).judge(peer, now_ms())
+    }
+
     /// The balance of `peer` with this node now, nc (0 without an account).
     pub fn balance(&self, peer: &PeerId) -> i64 {
         lock(&self.inner.ledger).balance(peer)
@@ -253,6 +259,29 @@ impl Credits {
         if earned > 0 {
             self.settle_later(peer);
         }
+    }
+
+    /// A generation job `peer` ran for this node passed its check (a comparable re-run gave the
+    /// same tokens): its work on `model` (`params` parameters, priced at 2 × `params` FLOPs a
+    /// token) is owed, and a receipt for it sent.
+    pub fn inference_verified(
+        &self,
+        peer: PeerId,
+        model: &str,
+        params: u64,
+        prefill: u64,
+        generated: u64,
+    ) {
+        let params_m = params.div_ceil(1_000_000);
+        lock(&self.inner.ledger).inference_verified(
+            peer,
+            model,
+            params_m,
+            prefill,
+            generated,
+            now_ms(),
+        );
+        self.settle_later(peer);
     }
 
     /// An audit of `peer` on `block` failed: its open interval earns nothing.

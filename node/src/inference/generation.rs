@@ -32,6 +32,15 @@ const MAX_VERIFIERS: usize = 4;
 /// tokenizer sits in the file's metadata; the mesh has no range reads yet).
 const MAX_TOKENIZER_SOURCE: u64 = 4 << 30;
 
+/// What a verified generation job is priced by.
+#[derive(Clone, Copy, Debug)]
+struct JobSize {
+    /// The model's parameter count.
+    params: u64,
+    /// The prompt's tokens, counted by this node.
+    prefill: u64,
+}
+
 fn backend(r: &GenerateResult) -> Backend {
     Backend::parse(&r.backend).unwrap_or(Backend::Cpu)
 }
@@ -176,8 +185,20 @@ impl Inference {
                     let draw = (plan::SplitMix64(rand::random()).next_u64() >> 11) as f64
                         / (1u64 << 53) as f64;
                     let (peer, r, check) = if draw < sample {
-                        let (peer, r, check) =
-                            self.verify_generation(&request, &ranked, c.peer, r).await;
+                        let texts = request
+                            .messages
+                            .iter()
+                            .flatten()
+                            .map(|m| m.content.as_str());
+                        let size = JobSize {
+                            params: detokenizer.parameters(),
+                            prefill: detokenizer.count_tokens(
+                                std::iter::once(request.prompt.as_str()).chain(texts),
+                            ),
+                        };
+                        let (peer, r, check) = self
+                            .verify_generation(&request, &ranked, c.peer, r, size)
+                            .await;
                         (peer, r, Some(check))
                     } else {
                         (Some(c.peer), r, None)
@@ -201,13 +222,16 @@ impl Inference {
     /// backend; a re-run on another backend proves nothing and the next one is asked, then this
     /// node when it serves the model on that backend), and if the tokens differ, on a third to
     /// decide; returns the result of an operator found honest, and publishes observations of the
-    /// checked ones. The check is `verified` only when a comparable run agreed.
+    /// checked ones. The check is `verified` only when a comparable run agreed; each operator
+    /// whose run a comparable one confirmed earns its work in this node's next receipt to it
+    /// (`size`: the model's parameter count and the prompt's tokens).
     async fn verify_generation(
         &self,
         request: &GenerateRequest,
         ranked: &[Candidate<PeerId>],
         original: PeerId,
         first: GenerateResult,
+        size: JobSize,
     ) -> (Option<PeerId>, GenerateResult, CheckView) {
         let mut view = CheckView {
             original: original.to_string(),
@@ -254,6 +278,10 @@ impl Inference {
             Verdict::Match => {
                 self.observe(original, Kind::InferenceMatched, &request.model)
                     .await;
+                self.credit(original, request, size, &first);
+                if let Some(v) = verifier {
+                    self.credit(v, request, size, &second);
+                }
                 view.verdict = "match".into();
                 view.verified = true;
                 return (Some(original), first, view);
@@ -295,6 +323,7 @@ impl Inference {
             Fault::Original => {
                 self.observe(original, Kind::InferenceMismatched, &request.model)
                     .await;
+                self.credit(verifier, request, size, &second);
                 view.fault = Some(original.to_string());
                 view.verified = true;
                 (Some(verifier), second, view)
@@ -302,6 +331,7 @@ impl Inference {
             Fault::Verifier => {
                 self.observe(verifier, Kind::InferenceMismatched, &request.model)
                     .await;
+                self.credit(original, request, size, &first);
                 view.fault = Some(verifier.to_string());
                 view.verified = true;
                 (Some(original), first, view)
@@ -310,6 +340,21 @@ impl Inference {
                 view.verdict = "unverified: mismatch, undecided".into();
                 (Some(original), first, view)
             }
+        }
+    }
+
+    /// `peer`'s run `r` of `request` was confirmed by a comparable run: its work is owed to it
+    /// (spec/credits.md, "Verified inference work"): the tokens it generated, and the prompt's
+    /// tokens as this node counts them (never the operator's count).
+    fn credit(&self, peer: PeerId, request: &GenerateRequest, size: JobSize, r: &GenerateResult) {
+        if let Some(credits) = self.mesh.credits() {
+            credits.inference_verified(
+                peer,
+                &request.model.to_string(),
+                size.params,
+                size.prefill,
+                r.tokens.len() as u64,
+            );
         }
     }
 

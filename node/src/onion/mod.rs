@@ -33,6 +33,7 @@ use libp2p::{PeerId, StreamProtocol};
 use serde::{Deserialize, Serialize};
 use tokio::sync::{mpsc, watch};
 use tracing::{debug, info, warn};
+use warren_protocol::credits::policy::{CircuitAnswer, RelayLimits, admit_circuit};
 use warren_protocol::onion::limits::{CircuitSlots, CircuitTimer};
 use warren_protocol::onion::request::Request;
 use warren_protocol::onion::{
@@ -131,6 +132,8 @@ pub struct Onion {
     hop_slots: Mutex<CircuitSlots>,
     /// The monotonic origin of the circuits' timers.
     epoch: Instant,
+    /// The credit ledger and the limits by which a busy hop takes circuits by standing.
+    credits: std::sync::OnceLock<(crate::credits::Credits, RelayLimits)>,
 }
 
 /// A hop circuit's slot, given back when the circuit's task ends.
@@ -177,7 +180,28 @@ impl Onion {
             guards,
             hop_slots: Mutex::new(CircuitSlots::new()),
             epoch: Instant::now(),
+            credits: std::sync::OnceLock::new(),
         })
+    }
+
+    /// Takes circuits by the previous hop's standing in `credits` when busy (once).
+    pub fn set_credits(&self, credits: crate::credits::Credits, limits: RelayLimits) {
+        let _ = self.credits.set((credits, limits));
+    }
+
+    /// Whether a circuit from `peer` is carried: always while this hop is idle, by `peer`'s
+    /// standing when busy (spec/credits.md, "Relay work"); the refusal's reason when not.
+    fn admit_circuit(&self, peer: PeerId) -> Result<(), &'static str> {
+        let Some((credits, limits)) = self.credits.get() else {
+            return Ok(());
+        };
+        let carried = self.hop_slots.lock().map(|s| s.total()).unwrap_or(0);
+        match admit_circuit(limits, carried, crate::clock::unix_now_ms(), || {
+            credits.judge(peer)
+        }) {
+            CircuitAnswer::Carry => Ok(()),
+            CircuitAnswer::Refused { reason, .. } => Err(reason),
+        }
     }
 
     /// Milliseconds on the monotonic clock of the circuits' timers.
@@ -245,6 +269,11 @@ impl Onion {
             tokio::select! {
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
+                    // Busy: by credit (no peer id at info: the hop's log must not link circuits).
+                    if let Err(reason) = self.admit_circuit(peer) {
+                        info!("refusing a circuit for credit: {reason}");
+                        continue;
+                    }
                     // A slot per neighbour, taken before the CREATE is read.
                     let key = peer.to_bytes();
                     let taken = match self.hop_slots.lock() {

@@ -290,6 +290,17 @@ impl Ledger {
 
     /// How to serve a request of `peer` at `now_ms`.
     pub fn admit(&mut self, peer: PeerId, now_ms: u64) -> Decision {
+        self.decide(peer, now_ms, true)
+    }
+
+    /// As [`Ledger::admit`], but a debt past 125 % does not set the peer's refusal deadline: a
+    /// check that serves nothing itself (a relay hop taking a circuit) does not lengthen the
+    /// time the peer's other requests are refused.
+    pub fn judge(&mut self, peer: PeerId, now_ms: u64) -> Decision {
+        self.decide(peer, now_ms, false)
+    }
+
+    fn decide(&mut self, peer: PeerId, now_ms: u64, record: bool) -> Decision {
         self.account_mut(peer, now_ms);
         self.refresh(&peer, now_ms);
         let Some(a) = self.accounts.get(&peer) else {
@@ -316,7 +327,7 @@ impl Ledger {
             let per_ms = self.policy.allowance_per_sec.max(1);
             let wait = (debt - threshold).saturating_mul(1000) / per_ms;
             let until_ms = now_ms.saturating_add(wait.clamp(1000, MAX_REFUSAL_MS));
-            if let Some(a) = self.accounts.get_mut(&peer) {
+            if record && let Some(a) = self.accounts.get_mut(&peer) {
                 a.refused_until_ms = until_ms;
             }
             return Decision::Refuse {

@@ -173,9 +173,124 @@ impl<T> SlotGate<T> {
     }
 }
 
+/// A relay hop's circuits under contention (spec: `spec/credits.md`, "Relay work").
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct RelayLimits {
+    /// Circuits carried before the hop is busy: below it every circuit is carried, whoever
+    /// opens it.
+    pub busy_circuits: usize,
+    /// Circuits carried at most.
+    pub max_circuits: usize,
+}
+
+impl Default for RelayLimits {
+    fn default() -> Self {
+        RelayLimits {
+            busy_circuits: 384,
+            max_circuits: 512,
+        }
+    }
+}
+
+/// What a previous hop asking a busy relay for a circuit gets.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum CircuitAnswer {
+    /// The circuit is carried.
+    Carry,
+    /// Refused now; it may ask again at `until_ms` (or once the hop is idle).
+    Refused {
+        /// When it may ask again, ms.
+        until_ms: u64,
+        /// Why.
+        reason: &'static str,
+    },
+}
+
+/// Whether a hop carrying `carried` circuits takes a new one from a previous hop. Idle (below
+/// [`RelayLimits::busy_circuits`]): yes, standing not even asked. Busy: in order of standing
+/// ([`Decision`]): a peer in standing is carried up to the maximum; one served last only into
+/// the lower half of the slots left, the upper half being kept for peers in better standing; one
+/// past 125 % of its threshold (or refused for its receipts) is refused.
+pub fn admit_circuit(
+    limits: &RelayLimits,
+    carried: usize,
+    now_ms: u64,
+    standing: impl FnOnce() -> Decision,
+) -> CircuitAnswer {
+    if carried < limits.busy_circuits {
+        return CircuitAnswer::Carry;
+    }
+    if carried >= limits.max_circuits {
+        return CircuitAnswer::Refused {
+            until_ms: now_ms,
+            reason: "every circuit slot is taken",
+        };
+    }
+    match standing() {
+        Decision::Serve { .. } => CircuitAnswer::Carry,
+        Decision::Last => {
+            let spare = limits.max_circuits.saturating_sub(limits.busy_circuits);
+            if carried < limits.busy_circuits + spare / 2 {
+                CircuitAnswer::Carry
+            } else {
+                CircuitAnswer::Refused {
+                    until_ms: now_ms,
+                    reason: "past its threshold, and the circuits left are kept for peers in better standing",
+                }
+            }
+        }
+        Decision::Refuse { until_ms, reason } => CircuitAnswer::Refused { until_ms, reason },
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn circuits_are_carried_for_all_until_busy_then_by_standing() {
+        let limits = RelayLimits {
+            busy_circuits: 4,
+            max_circuits: 8,
+        };
+        let never = || -> Decision { panic!("credit asked of an idle hop") };
+        // Idle: carried, whatever the standing.
+        for carried in 0..4 {
+            assert_eq!(
+                admit_circuit(&limits, carried, 5, never),
+                CircuitAnswer::Carry
+            );
+        }
+        let serve = || Decision::Serve { priority: -3 };
+        let refuse = || Decision::Refuse {
+            until_ms: 99,
+            reason: "its debt is past 125 % of its threshold",
+        };
+        // Busy: a peer in standing up to the maximum, a served-last one into the lower half of
+        // the spare slots only, one past 125 % never.
+        for carried in 4..8 {
+            assert_eq!(
+                admit_circuit(&limits, carried, 5, serve),
+                CircuitAnswer::Carry
+            );
+            assert!(matches!(
+                admit_circuit(&limits, carried, 5, refuse),
+                CircuitAnswer::Refused { until_ms: 99, reason } if reason.contains("125 %")
+            ));
+            let last = admit_circuit(&limits, carried, 5, || Decision::Last);
+            assert_eq!(
+                last == CircuitAnswer::Carry,
+                carried < 6,
+                "{carried}: {last:?}"
+            );
+        }
+        // Full: nobody.
+        assert!(matches!(
+            admit_circuit(&limits, 8, 5, serve),
+            CircuitAnswer::Refused { until_ms: 5, .. }
+        ));
+    }
 
     #[test]
     fn the_replica_quota_grows_with_credit_within_its_bounds() {

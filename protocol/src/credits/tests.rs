@@ -223,6 +223,13 @@ fn a_free_rider_is_served_last_then_refused_and_a_contributor_first() {
     l.accept(&me, rider, ack, 0).unwrap();
     assert_eq!(l.admit(rider, 0), Decision::Last);
     l.served(rider, 30 << 20, 0);
+    // A relay's circuit check refuses it too, but sets no refusal deadline; a request does.
+    let past =
+        |d: &Decision| matches!(d, Decision::Refuse { reason, .. } if reason.contains("125 %"));
+    assert!(past(&l.judge(rider, 0)));
+    assert_eq!(l.account(&rider).unwrap().refused_until_ms, 0);
+    assert!(past(&l.admit(rider, 0)));
+    assert!(l.account(&rider).unwrap().refused_until_ms > 0);
     assert!(matches!(l.admit(rider, 0), Decision::Refuse { until_ms, .. } if until_ms > 0));
 }
 
