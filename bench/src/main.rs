@@ -209,7 +209,11 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
                 shapes: if quick { Vec::new() } else { links },
                 loopback: quick || !no_loopback,
                 rounds: rounds.max(1),
-                lookups: if quick { lookups.min(5) } else { lookups.max(1) },
+                lookups: if quick {
+                    lookups.min(5)
+                } else {
+                    lookups.max(1)
+                },
                 builds: if quick { builds.min(1) } else { builds },
                 out,
                 seed,

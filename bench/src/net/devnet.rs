@@ -176,7 +176,11 @@ impl Devnet {
         if !matches!(up, Ok(Ok(true))) {
             let _ = devnet.terminate().await;
             let text = std::fs::read_to_string(&err_path).unwrap_or_default();
-            let why = text.trim().lines().last().unwrap_or("it printed nothing on stderr");
+            let why = text
+                .trim()
+                .lines()
+                .last()
+                .unwrap_or("it printed nothing on stderr");
             bail!("the devnet did not come up: {why}");
         }
         anyhow::ensure!(
@@ -186,7 +190,10 @@ impl Devnet {
         );
         for n in &mut devnet.nodes {
             let s = n.json(exe, &["status"]).await?;
-            n.peer = s["peer_id"].as_str().context("status without peer_id")?.to_owned();
+            n.peer = s["peer_id"]
+                .as_str()
+                .context("status without peer_id")?
+                .to_owned();
         }
         devnet.converge(exe).await?;
         Ok(devnet)

@@ -75,7 +75,11 @@ pub(crate) fn find_sendme(given: Option<PathBuf>) -> Result<PathBuf, String> {
 }
 
 /// Runs every setting, prints the table, writes the CSV and the plots.
-pub(crate) async fn net(exe: &Path, sendme: Result<PathBuf, String>, b: NetBench) -> anyhow::Result<()> {
+pub(crate) async fn net(
+    exe: &Path,
+    sendme: Result<PathBuf, String>,
+    b: NetBench,
+) -> anyhow::Result<()> {
     std::fs::create_dir_all(&b.out).with_context(|| format!("creating {}", b.out.display()))?;
     let tmp = std::env::temp_dir().join(format!("warren-bench-net-{}", std::process::id()));
     let mut all: Vec<Figures> = Vec::new();
@@ -85,7 +89,9 @@ pub(crate) async fn net(exe: &Path, sendme: Result<PathBuf, String>, b: NetBench
     }
     if !b.shapes.is_empty() {
         match devnet::netns_unavailable() {
-            Some(why) => println!("shaped links skipped: warren devnet --netns cannot run here: {why}"),
+            Some(why) => {
+                println!("shaped links skipped: warren devnet --netns cannot run here: {why}")
+            }
             None => settings.extend(b.shapes.iter().copied().map(Some)),
         }
     }
@@ -102,14 +108,18 @@ pub(crate) async fn net(exe: &Path, sendme: Result<PathBuf, String>, b: NetBench
                 println!("   done in {:.0} s", started.elapsed().as_secs_f64());
                 all.push(f);
             }
-            Err(e) => println!("   {label} failed after {:.0} s: {e:#}", started.elapsed().as_secs_f64()),
+            Err(e) => println!(
+                "   {label} failed after {:.0} s: {e:#}",
+                started.elapsed().as_secs_f64()
+            ),
         }
         let _ = std::fs::remove_dir_all(&dir);
     }
     let _ = std::fs::remove_dir_all(&tmp);
     report::print_table(&all);
     let csv = b.out.join("net.csv");
-    std::fs::write(&csv, report::csv(&all)).with_context(|| format!("writing {}", csv.display()))?;
+    std::fs::write(&csv, report::csv(&all))
+        .with_context(|| format!("writing {}", csv.display()))?;
     println!("wrote {}", csv.display());
     for png in report::plots(&b.out, &all)? {
         println!("wrote {}", png.display());
@@ -147,7 +157,12 @@ fn write_random(path: &Path, bytes: u64, seed: u64) -> anyhow::Result<()> {
 }
 
 /// `warren put PATH --rf RF` on `node`; the CID.
-async fn put(exe: &Path, node: &Node, path: &Path, rf: usize) -> anyhow::Result<(String, Value, Duration)> {
+async fn put(
+    exe: &Path,
+    node: &Node,
+    path: &Path,
+    rf: usize,
+) -> anyhow::Result<(String, Value, Duration)> {
     let p = path.to_str().context("path not UTF-8")?;
     let started = Instant::now();
     let v = node.json(exe, &["put", p, "--rf", &rf.to_string()]).await?;
@@ -161,14 +176,18 @@ async fn await_holders(exe: &Path, node: &Node, cid: &str, k: usize) -> anyhow::
     let deadline = Instant::now() + Duration::from_secs(60);
     loop {
         let w = node.json(exe, &["where", cid]).await;
-        let ok = w.as_ref().ok().and_then(|w| w["blocks"].as_array()).is_some_and(|bs| {
-            !bs.is_empty()
-                && bs.iter().all(|b| {
-                    b["holders"].as_array().is_some_and(|hs| {
-                        hs.iter().filter(|h| h["this_node"] != true).count() >= k
+        let ok = w
+            .as_ref()
+            .ok()
+            .and_then(|w| w["blocks"].as_array())
+            .is_some_and(|bs| {
+                !bs.is_empty()
+                    && bs.iter().all(|b| {
+                        b["holders"].as_array().is_some_and(|hs| {
+                            hs.iter().filter(|h| h["this_node"] != true).count() >= k
+                        })
                     })
-                })
-        });
+            });
         if ok {
             return Ok(());
         }
@@ -181,7 +200,14 @@ async fn await_holders(exe: &Path, node: &Node, cid: &str, k: usize) -> anyhow::
 
 /// A timed whole-process `warren get CID -o OUT [--anon]` on `node`, checked byte-identical with
 /// `original`, then the fetched copy dropped (`warren gc`); seconds.
-async fn get(exe: &Path, node: &Node, cid: &str, out: &Path, original: &Path, anon: bool) -> anyhow::Result<f64> {
+async fn get(
+    exe: &Path,
+    node: &Node,
+    cid: &str,
+    out: &Path,
+    original: &Path,
+    anon: bool,
+) -> anyhow::Result<f64> {
     let o = out.to_str().context("path not UTF-8")?;
     let mut args = vec!["get", cid, "-o", o];
     if anon {
@@ -204,7 +230,12 @@ async fn delivered(exe: &Path, node: &Node) -> anyhow::Result<Vec<(String, u64)>
         .as_array()
         .map(|ps| {
             ps.iter()
-                .filter_map(|p| Some((p["peer"].as_str()?.to_owned(), p["delivered_by_peer"]["bytes"].as_u64()?)))
+                .filter_map(|p| {
+                    Some((
+                        p["peer"].as_str()?.to_owned(),
+                        p["delivered_by_peer"]["bytes"].as_u64()?,
+                    ))
+                })
                 .collect()
         })
         .unwrap_or_default())
@@ -212,7 +243,13 @@ async fn delivered(exe: &Path, node: &Node) -> anyhow::Result<Vec<(String, u64)>
 
 /// Sends `file` with `sendme` from `from` to `to` (`--relay disabled`, direct addresses); the
 /// receiving process's seconds, checked byte-identical.
-async fn sendme_copy(sendme: &Path, from: &Node, to: &Node, file: &Path, dir: &Path) -> anyhow::Result<f64> {
+async fn sendme_copy(
+    sendme: &Path,
+    from: &Node,
+    to: &Node,
+    file: &Path,
+    dir: &Path,
+) -> anyhow::Result<f64> {
     let (send_dir, recv_dir) = (dir.join("send"), dir.join("recv"));
     std::fs::create_dir_all(&send_dir)?;
     std::fs::create_dir_all(&recv_dir)?;
@@ -220,7 +257,15 @@ async fn sendme_copy(sendme: &Path, from: &Node, to: &Node, file: &Path, dir: &P
     let log = dir.join("send.out");
     let mut sender = from
         .command(sendme)
-        .args(["send", "f.bin", "--relay", "disabled", "--ticket-type", "addresses", "--no-progress"])
+        .args([
+            "send",
+            "f.bin",
+            "--relay",
+            "disabled",
+            "--ticket-type",
+            "addresses",
+            "--no-progress",
+        ])
         .current_dir(&send_dir)
         .stdout(std::fs::File::create(&log)?)
         .stderr(std::fs::File::create(dir.join("send.err"))?)
@@ -300,7 +345,10 @@ async fn setting(
     let started = Instant::now();
     let net = Devnet::start(exe, &dir.join("devnet"), NODES, shape).await?;
     let result = async {
-        println!("   devnet of {NODES} up after {:.1} s; files of {mib:.0} MiB", started.elapsed().as_secs_f64());
+        println!(
+            "   devnet of {NODES} up after {:.1} s; files of {mib:.0} MiB",
+            started.elapsed().as_secs_f64()
+        );
         let n = &net.nodes;
         let fetcher = &n[FETCHER];
         let mut f = Figures::new(shape, mib, link_mbit);
@@ -315,18 +363,35 @@ async fn setting(
 
         // DHT record lookups: the fetcher looks up every other node's record, timed inside the
         // node's namespace by this benchmark (no process start in the figure).
-        let others: Vec<&str> = n.iter().enumerate().filter(|(i, _)| *i != FETCHER).map(|(_, x)| x.peer.as_str()).collect();
+        let others: Vec<&str> = n
+            .iter()
+            .enumerate()
+            .filter(|(i, _)| *i != FETCHER)
+            .map(|(_, x)| x.peer.as_str())
+            .collect();
         let me = std::env::current_exe()?;
         let mut cmd = fetcher.command(&me);
         cmd.arg("lookups")
             .arg("--data-dir")
             .arg(&fetcher.dir)
-            .args(["--peers", &others.join(","), "--count", &b.lookups.to_string()]);
+            .args([
+                "--peers",
+                &others.join(","),
+                "--count",
+                &b.lookups.to_string(),
+            ]);
         let (out, _) = timed(cmd).await?;
-        let mut ms: Vec<f64> = serde_json::from_slice(&out.stdout).context("lookups printed no JSON")?;
+        let mut ms: Vec<f64> =
+            serde_json::from_slice(&out.stdout).context("lookups printed no JSON")?;
         f.lookup_p50_ms = quantile(&mut ms, 0.5);
         f.lookup_p99_ms = quantile(&mut ms, 0.99);
-        println!("   rtt {:.1} ms, record lookup p50 {:.1} ms p99 {:.1} ms ({} lookups)", f.rtt_ms, f.lookup_p50_ms, f.lookup_p99_ms, ms.len());
+        println!(
+            "   rtt {:.1} ms, record lookup p50 {:.1} ms p99 {:.1} ms ({} lookups)",
+            f.rtt_ms,
+            f.lookup_p50_ms,
+            f.lookup_p99_ms,
+            ms.len()
+        );
 
         // Get from 1 holder.
         let one = file("one.bin", 1)?;
@@ -357,14 +422,18 @@ async fn setting(
             secs.push(get(exe, fetcher, &cid3, &out, &three, false).await?);
             let after = delivered(exe, fetcher).await?;
             for (i, h) in holders.iter().enumerate() {
-                let get = |v: &[(String, u64)]| v.iter().find(|(p, _)| p == h).map_or(0, |(_, b)| *b);
+                let get =
+                    |v: &[(String, u64)]| v.iter().find(|(p, _)| p == h).map_or(0, |(_, b)| *b);
                 shares[i] += get(&after).saturating_sub(get(&before));
             }
         }
         f.get3_mbit = mbit(median(secs));
         let total: u64 = shares.iter().sum::<u64>().max(1);
         f.get3_shares = shares.iter().map(|s| *s as f64 / total as f64).collect();
-        println!("   get from 3 holders: {:.1} Mbit/s, shares {:?}", f.get3_mbit, f.get3_shares);
+        println!(
+            "   get from 3 holders: {:.1} Mbit/s, shares {:?}",
+            f.get3_mbit, f.get3_shares
+        );
 
         // sendme, the same 1-holder file between the same two nodes.
         if let Some(s) = sendme {
@@ -382,7 +451,10 @@ async fn setting(
         let (_, v, took) = put(exe, &n[1], &rf3, 3).await?;
         f.put_rf3_s = took.as_secs_f64();
         f.put_rf3_copies = v["replication"]["copies"].as_u64();
-        println!("   put at RF 3: {:.2} s ({:?} copies)", f.put_rf3_s, f.put_rf3_copies);
+        println!(
+            "   put at RF 3: {:.2} s ({:?} copies)",
+            f.put_rf3_s, f.put_rf3_copies
+        );
 
         // get --anon next to a direct get of the same file from the same holder.
         let anon = file("anon.bin", 4)?;
@@ -392,7 +464,10 @@ async fn setting(
         let through = get(exe, fetcher, &cida, &out, &anon, true).await?;
         f.direct_mbit = mbit(direct);
         f.anon_mbit = mbit(through);
-        println!("   direct get {:.1} Mbit/s, get --anon {:.1} Mbit/s", f.direct_mbit, f.anon_mbit);
+        println!(
+            "   direct get {:.1} Mbit/s, get --anon {:.1} Mbit/s",
+            f.direct_mbit, f.anon_mbit
+        );
 
         // 3-hop circuit builds: small anonymous gets of fresh files, build times as the
         // fetcher recorded them.
@@ -415,7 +490,10 @@ async fn setting(
             .unwrap_or_default();
         f.circuit_builds = builds.len();
         f.circuit_ms = median(builds);
-        println!("   3-hop circuit build: {:.0} ms median of {}", f.circuit_ms, f.circuit_builds);
+        println!(
+            "   3-hop circuit build: {:.0} ms median of {}",
+            f.circuit_ms, f.circuit_builds
+        );
         anyhow::Ok(f)
     }
     .await;
@@ -465,13 +543,18 @@ mod tests {
 
     #[test]
     fn random_files_are_seeded() {
-        let dir = std::env::temp_dir().join(format!("warren-bench-net-test-{}", std::process::id()));
+        let dir =
+            std::env::temp_dir().join(format!("warren-bench-net-test-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let (a, b, c) = (dir.join("a"), dir.join("b"), dir.join("c"));
         write_random(&a, 3 << 20, 1).unwrap();
         write_random(&b, 3 << 20, 1).unwrap();
         write_random(&c, 3 << 20, 2).unwrap();
-        let (a, b, c) = (std::fs::read(a).unwrap(), std::fs::read(b).unwrap(), std::fs::read(c).unwrap());
+        let (a, b, c) = (
+            std::fs::read(a).unwrap(),
+            std::fs::read(b).unwrap(),
+            std::fs::read(c).unwrap(),
+        );
         let _ = std::fs::remove_dir_all(&dir);
         assert_eq!(a.len(), 3 << 20);
         assert_eq!(a, b);

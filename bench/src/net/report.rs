@@ -64,7 +64,12 @@ pub(crate) fn csv(all: &[Figures]) -> String {
 fn colours(g: usize) -> [(u8, u8, u8); 4] {
     match g % 2 {
         0 => [(31, 119, 180), (44, 160, 44), (214, 39, 40), (90, 90, 90)],
-        _ => [(23, 190, 207), (188, 189, 34), (255, 127, 14), (160, 160, 160)],
+        _ => [
+            (23, 190, 207),
+            (188, 189, 34),
+            (255, 127, 14),
+            (160, 160, 160),
+        ],
     }
 }
 
@@ -109,7 +114,12 @@ fn sweep_series(
             c[1],
             false,
         ));
-        series.push(line(format!("sendme, {at}"), &|f| f.sendme_mbit, c[2], false));
+        series.push(line(
+            format!("sendme, {at}"),
+            &|f| f.sendme_mbit,
+            c[2],
+            false,
+        ));
         series.push(line(
             format!("link rate, {at}"),
             &|f| Some(f.link_mbit),
