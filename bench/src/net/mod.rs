@@ -416,7 +416,7 @@ async fn setting(
         await_holders(exe, fetcher, &cid3, 3).await?;
         let mut secs = Vec::new();
         let holders: Vec<&str> = n[1..=3].iter().map(|x| x.peer.as_str()).collect();
-        let mut shares = vec![0u64; 3];
+        let mut shares = [0u64; 3];
         for _ in 0..b.rounds {
             let before = delivered(exe, fetcher).await?;
             secs.push(get(exe, fetcher, &cid3, &out, &three, false).await?);
