@@ -20,6 +20,8 @@ pub(crate) struct Figures {
     pub(crate) lookup_p50_ms: f64,
     pub(crate) lookup_p99_ms: f64,
     pub(crate) get1_mbit: f64,
+    /// The same get with `--no-cache`.
+    pub(crate) get1_nocache_mbit: f64,
     pub(crate) get3_mbit: f64,
     /// Share of the 3-holder get's bytes each holder delivered.
     pub(crate) get3_shares: Vec<f64>,
@@ -67,6 +69,7 @@ impl Figures {
             lookup_p50_ms: f64::NAN,
             lookup_p99_ms: f64::NAN,
             get1_mbit: f64::NAN,
+            get1_nocache_mbit: f64::NAN,
             get3_mbit: f64::NAN,
             get3_shares: Vec::new(),
             sendme_mbit: None,
@@ -102,6 +105,15 @@ impl Figures {
                 reference_value: self.link_mbit,
                 ratio: self.get1_mbit / self.link_mbit,
                 ratio_means: "of link",
+            },
+            Row {
+                figure: "get, 1 holder, --no-cache".into(),
+                value: self.get1_nocache_mbit,
+                unit: "Mbit/s",
+                reference: format!("get keeping a copy {:.1} Mbit/s", self.get1_mbit),
+                reference_value: self.get1_mbit,
+                ratio: self.get1_nocache_mbit / self.get1_mbit,
+                ratio_means: "x cached",
             },
             Row {
                 figure: format!("get, 3 holders (bytes {shares})"),

@@ -198,7 +198,7 @@ async fn await_holders(exe: &Path, node: &Node, cid: &str, k: usize) -> anyhow::
     }
 }
 
-/// A timed whole-process `warren get CID -o OUT [--anon]` on `node`, checked byte-identical with
+/// A timed whole-process `warren get CID -o OUT [FLAG]` on `node`, checked byte-identical with
 /// `original`, then the fetched copy dropped (`warren gc`); seconds.
 async fn get(
     exe: &Path,
@@ -206,13 +206,11 @@ async fn get(
     cid: &str,
     out: &Path,
     original: &Path,
-    anon: bool,
+    flag: Option<&str>,
 ) -> anyhow::Result<f64> {
     let o = out.to_str().context("path not UTF-8")?;
     let mut args = vec!["get", cid, "-o", o];
-    if anon {
-        args.push("--anon");
-    }
+    args.extend(flag);
     let (_, took) = timed(node.warren(exe, &args)).await?;
     anyhow::ensure!(
         std::fs::read(out)? == std::fs::read(original)?,
@@ -400,10 +398,34 @@ async fn setting(
         let out = files.join("out.bin");
         let mut secs = Vec::new();
         for _ in 0..b.rounds {
-            secs.push(get(exe, fetcher, &cid1, &out, &one, false).await?);
+            secs.push(get(exe, fetcher, &cid1, &out, &one, None).await?);
         }
         f.get1_mbit = mbit(median(secs));
-        println!("   get from 1 holder: {:.1} Mbit/s", f.get1_mbit);
+        // The same file with `--no-cache`: the fetcher keeps no copy (checked).
+        let mut secs = Vec::new();
+        for _ in 0..b.rounds {
+            secs.push(get(exe, fetcher, &cid1, &out, &one, Some("--no-cache")).await?);
+            let w = fetcher.json(exe, &["where", &cid1]).await?;
+            let kept = w["blocks"].as_array().map_or(0, |bs| {
+                bs.iter()
+                    .filter(|b| {
+                        b["holders"]
+                            .as_array()
+                            .is_some_and(|hs| hs.iter().any(|h| h["this_node"] == true))
+                    })
+                    .count()
+            });
+            // The manifests are stored to plan the fetch; no chunk may be.
+            anyhow::ensure!(
+                kept <= 1,
+                "get --no-cache left {kept} blocks in the fetcher's store"
+            );
+        }
+        f.get1_nocache_mbit = mbit(median(secs));
+        println!(
+            "   get from 1 holder: {:.1} Mbit/s, with --no-cache {:.1} Mbit/s",
+            f.get1_mbit, f.get1_nocache_mbit
+        );
 
         // Get from 3 holders: the same file put on nodes 1, 2 and 3 (equal CIDs), so every block
         // has exactly three holders and the fetcher none.
@@ -419,7 +441,7 @@ async fn setting(
         let mut shares = [0u64; 3];
         for _ in 0..b.rounds {
             let before = delivered(exe, fetcher).await?;
-            secs.push(get(exe, fetcher, &cid3, &out, &three, false).await?);
+            secs.push(get(exe, fetcher, &cid3, &out, &three, None).await?);
             let after = delivered(exe, fetcher).await?;
             for (i, h) in holders.iter().enumerate() {
                 let get =
@@ -460,8 +482,8 @@ async fn setting(
         let anon = file("anon.bin", 4)?;
         let (cida, _, _) = put(exe, &n[2], &anon, 0).await?;
         await_holders(exe, fetcher, &cida, 1).await?;
-        let direct = get(exe, fetcher, &cida, &out, &anon, false).await?;
-        let through = get(exe, fetcher, &cida, &out, &anon, true).await?;
+        let direct = get(exe, fetcher, &cida, &out, &anon, None).await?;
+        let through = get(exe, fetcher, &cida, &out, &anon, Some("--anon")).await?;
         f.direct_mbit = mbit(direct);
         f.anon_mbit = mbit(through);
         println!(
@@ -476,7 +498,7 @@ async fn setting(
             write_random(&small, 1024, b.seed * 1000 + 100 + i as u64)?;
             let (c, _, _) = put(exe, &n[1], &small, 0).await?;
             await_holders(exe, fetcher, &c, 1).await?;
-            get(exe, fetcher, &c, &out, &small, true).await?;
+            get(exe, fetcher, &c, &out, &small, Some("--anon")).await?;
         }
         let circuits = fetcher.json(exe, &["circuits"]).await?;
         let builds: Vec<f64> = circuits
