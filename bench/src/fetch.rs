@@ -16,7 +16,10 @@ use crate::nodes::{
 /// Copies `bytes` once over a loopback TCP connection; returns MiB/s. With `into`, the receiver
 /// writes what it reads to that file and fsyncs it, as `warren get -o` does; otherwise it only
 /// counts the bytes.
-async fn plain_tcp_copy(bytes: Arc<Vec<u8>>, into: Option<&Path>) -> anyhow::Result<f64> {
+pub(crate) async fn plain_tcp_copy(
+    bytes: Arc<Vec<u8>>,
+    into: Option<&Path>,
+) -> anyhow::Result<f64> {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await?;
     let addr = listener.local_addr()?;

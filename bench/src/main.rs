@@ -5,7 +5,7 @@
 //!
 //! ```sh
 //! cargo build --release -p warren-node -p warren-bench
-//! target/release/warren-bench startup | put-memory | fetch | onion | infer | idle
+//! target/release/warren-bench startup | put-memory | fetch | onion | infer | idle | net
 //! ```
 //!
 //! The benchmarks of one library run as `cargo bench` targets there: the store's ingest and
@@ -15,6 +15,7 @@
 mod fetch;
 mod idle;
 mod infer;
+mod net;
 mod nodes;
 mod onion;
 mod startup;
@@ -108,6 +109,54 @@ enum Command {
         #[arg(long)]
         fresh: bool,
     },
+    /// A `warren devnet` on loopback and on shaped links (`--netns`, needs root): get from 1
+    /// and 3 holders next to the link rate and to iroh's `sendme`, put at RF 3, DHT record
+    /// lookups, 3-hop circuit builds in round trips, `get --anon` next to a direct get; a table,
+    /// net.csv and the sweep's plots in `--out`.
+    Net {
+        /// MiB per file (less on a slow link: what it carries in 5 s).
+        #[arg(long, default_value_t = 32)]
+        size_mib: u64,
+        /// Shaped settings, LATENCY/RATE (one-way latency, each access link's rate each way).
+        #[arg(long, value_delimiter = ',', value_parser = net::parse_shape,
+              default_value = "20ms/100mbit,80ms/20mbit,20ms/20mbit,80ms/100mbit")]
+        links: Vec<net::Shape>,
+        /// Leave out the loopback devnet.
+        #[arg(long)]
+        no_loopback: bool,
+        /// Only loopback, small files, few lookups and builds: a smoke run.
+        #[arg(long)]
+        quick: bool,
+        /// Timed gets (and sendme copies) per figure; medians are reported.
+        #[arg(long, default_value_t = 1)]
+        rounds: usize,
+        /// DHT record lookups timed per setting.
+        #[arg(long, default_value_t = 40)]
+        lookups: usize,
+        /// Circuits built per setting (small `get --anon`s).
+        #[arg(long, default_value_t = 5)]
+        builds: usize,
+        /// iroh's sendme (default: on PATH, in ~/.cargo/bin or /work/target-sendme/release).
+        #[arg(long, value_name = "PATH")]
+        sendme: Option<PathBuf>,
+        /// Where net.csv and the plots go.
+        #[arg(long, default_value = "bench-net")]
+        out: PathBuf,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+    },
+    /// Times record lookups through a node's API and prints them (ms) as JSON: run by `net`
+    /// inside a node's namespace.
+    #[command(hide = true)]
+    Lookups {
+        #[arg(long)]
+        data_dir: PathBuf,
+        #[arg(long, value_delimiter = ',')]
+        peers: Vec<String>,
+        #[arg(long, default_value_t = 40)]
+        count: usize,
+    },
     /// Peak resident memory of a node during a large `put`.
     PutMemory {
         /// MiB of mixed data to put.
@@ -132,8 +181,45 @@ async fn main() -> ExitCode {
 }
 
 async fn run(cli: Cli) -> anyhow::Result<()> {
+    if let Command::Lookups {
+        data_dir,
+        peers,
+        count,
+    } = &cli.command
+    {
+        return net::lookups(data_dir, peers, *count).await;
+    }
     let exe = nodes::warren_exe(cli.warren)?;
     match cli.command {
+        Command::Lookups { .. } => Ok(()),
+        Command::Net {
+            size_mib,
+            links,
+            no_loopback,
+            quick,
+            rounds,
+            lookups,
+            builds,
+            sendme,
+            out,
+            seed,
+        } => {
+            let b = net::NetBench {
+                size_mib: if quick { size_mib.min(4) } else { size_mib },
+                shapes: if quick { Vec::new() } else { links },
+                loopback: quick || !no_loopback,
+                rounds: rounds.max(1),
+                lookups: if quick {
+                    lookups.min(5)
+                } else {
+                    lookups.max(1)
+                },
+                builds: if quick { builds.min(1) } else { builds },
+                out,
+                seed,
+            };
+            net::net(&exe, net::find_sendme(sendme), b).await
+        }
         Command::Infer {
             models,
             tokens,

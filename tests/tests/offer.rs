@@ -23,6 +23,40 @@ fn a_file_larger_than_the_fetchers_offer_streams_whole() {
     )
     .unwrap();
     wait_for_records(BIN, &fetcher, 1).unwrap();
+    // `get --no-cache` first, while the fetcher's store is empty: 3 MiB (a chunk, another, the
+    // first again) come back whole, and only the manifest is left in its store.
+    let (c1, c2) = (test_bytes(MIB, 501, false), test_bytes(MIB, 502, false));
+    let small: Vec<u8> = [c1.as_slice(), &c2, &c1].concat();
+    let small_file = tmp.path().join("small.bin");
+    std::fs::write(&small_file, &small).unwrap();
+    let put = cli_json(
+        BIN,
+        &origin,
+        &["put", small_file.to_str().unwrap(), "--rf", "0"],
+    )
+    .unwrap();
+    let small_out = tmp.path().join("small-out.bin");
+    let o = cli(
+        BIN,
+        &fetcher,
+        &[
+            "get",
+            put["cid"].as_str().unwrap(),
+            "--no-cache",
+            "-o",
+            small_out.to_str().unwrap(),
+        ],
+        false,
+    )
+    .unwrap();
+    assert!(o.status.success(), "{}", String::from_utf8_lossy(&o.stderr));
+    assert!(
+        std::fs::read(&small_out).unwrap() == small,
+        "--no-cache bytes differ"
+    );
+    let status = cli_json(BIN, &fetcher, &["status"]).unwrap();
+    let stored = status["storage"]["stored_bytes"].as_u64().unwrap();
+    assert!(stored < 64 << 10, "get --no-cache kept a copy: {status}");
     // 40 MiB: 24 distinct chunks (six times what the fetcher may cache), a chunk X, 14 more, X
     // again (read twice, cached never), a short tail. Before blocks went to the reader from
     // memory, this get failed: "the storage offer would be exceeded".

@@ -3,7 +3,7 @@
 //! | method | path                 | body / answer                                         |
 //! |--------|----------------------|-------------------------------------------------------|
 //! | POST   | `/v1/put?name=&media_type=&pin=&rf=&class=` | request body = the file, streamed; answer [`PutView`] |
-//! | GET    | `/v1/get/{cid}`      | the file as [`crate::framed`] frames, verified block by block |
+//! | GET    | `/v1/get/{cid}`      | the file as [`crate::framed`] frames, verified block by block (`?cache=false`: fetched blocks are not kept in the store) |
 //!
 //! `class=private` seals the file with a key this node draws at random (or the one the client
 //! sends in `x-warren-key`: an entry of a private directory), `class=shared` with the
@@ -298,9 +298,16 @@ pub(super) async fn put(
     }))
 }
 
+#[derive(Debug, Deserialize)]
+pub(super) struct GetQuery {
+    /// Keep the fetched blocks in the store as a cached copy (default true).
+    cache: Option<bool>,
+}
+
 pub(super) async fn get(
     State(s): State<AppState>,
     Path(cid): Path<String>,
+    Query(q): Query<GetQuery>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
@@ -314,10 +321,11 @@ pub(super) async fn get(
         Ok((st.stat(&cid)?, st.chunk_uses(&cid)?))
     })
     .await?;
-    let arrivals = Arrivals::new(
+    let arrivals = Arrivals::with_cache(
         missing
             .iter()
             .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
+        q.cache.unwrap_or(true),
     );
     {
         let (mesh, closer) = (s.mesh.clone(), arrivals.closer());

@@ -97,6 +97,10 @@ pub enum Command {
         /// relay, the gate sees only that this node talks to it, and a sealed file is opened here.
         #[arg(long)]
         anon: bool,
+        /// Keep no copy of the fetched blocks in this node's store (a file's blocks stream
+        /// from memory to the output only; fetching it again fetches it again).
+        #[arg(long, conflicts_with = "anon")]
+        no_cache: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,

@@ -87,6 +87,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             capability_file,
             output,
             anon,
+            no_cache,
             out,
         } => {
             let from_file = capability_file
@@ -131,8 +132,15 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 }
                 cid
             };
-            let n =
-                crate::cli::transfer::get(&api, &cid, output.as_deref(), out.json, anon).await?;
+            let n = crate::cli::transfer::get_with(
+                &api,
+                &cid,
+                output.as_deref(),
+                out.json,
+                anon,
+                !no_cache,
+            )
+            .await?;
             if let Some(path) = output {
                 // The bare CID: the key is not echoed.
                 let shown = cid

@@ -235,6 +235,19 @@ pub async fn get(
     quiet: bool,
     anon: bool,
 ) -> anyhow::Result<u64> {
+    get_with(api, target, output, quiet, anon, true).await
+}
+
+/// [`get`]; with `cache` false (`get --no-cache`, direct gets only) the node keeps no copy of
+/// the blocks it fetches.
+pub async fn get_with(
+    api: &ApiClient,
+    target: &str,
+    output: Option<&Path>,
+    quiet: bool,
+    anon: bool,
+    cache: bool,
+) -> anyhow::Result<u64> {
     let (cid, headers) = if Capability::looks_like(target) {
         let cap: Capability = target.parse()?;
         (cap.cid.to_string(), vec![(KEY_HEADER, cap.key.to_text())])
@@ -242,7 +255,10 @@ pub async fn get(
         (target.to_owned(), Vec::new())
     };
     let route = if anon { "/v1/anon/get" } else { "/v1/get" };
-    let resp = api.get_stream(&format!("{route}/{cid}"), &headers).await?;
+    let query = if cache || anon { "" } else { "?cache=false" };
+    let resp = api
+        .get_stream(&format!("{route}/{cid}{query}"), &headers)
+        .await?;
     let size = resp
         .headers()
         .get("x-warren-size")

@@ -27,6 +27,8 @@ pub struct Arrivals {
     changed: std::sync::Condvar,
     /// Wakes a fetch waiting for room.
     room: tokio::sync::Notify,
+    /// Whether fetched blocks are also written to the store (`get --no-cache`: not).
+    cache: bool,
 }
 
 #[derive(Default)]
@@ -55,6 +57,15 @@ struct Slot {
 impl Arrivals {
     /// A board waiting for `pending`: each block and how many times the reader will read it.
     pub fn new(pending: impl IntoIterator<Item = (ContentId, u32)>) -> Arc<Self> {
+        Self::with_cache(pending, true)
+    }
+
+    /// [`Arrivals::new`]; with `cache` false the fetch keeps no copy: every block goes to the
+    /// reader from memory only (`get --no-cache`), nothing is written to the store.
+    pub fn with_cache(
+        pending: impl IntoIterator<Item = (ContentId, u32)>,
+        cache: bool,
+    ) -> Arc<Self> {
         let slots = pending
             .into_iter()
             .map(|(c, uses)| {
@@ -72,11 +83,17 @@ impl Arrivals {
             }),
             changed: std::sync::Condvar::new(),
             room: tokio::sync::Notify::new(),
+            cache,
         })
     }
 
     fn board(&self) -> std::sync::MutexGuard<'_, Board> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Whether the fetch stores what it fetches ([`Arrivals::with_cache`]).
+    pub fn caches(&self) -> bool {
+        self.cache
     }
 
     /// Hands over the verified bytes of `cid`, before they are stored: kept for the reader if

@@ -96,6 +96,11 @@ impl Mesh {
                         Ok(bytes) => {
                             let bytes = Arc::new(bytes);
                             if let Some(b) = &board {
+                                if !b.caches() {
+                                    // `get --no-cache`: the reader's copy is the only one.
+                                    b.keep(cid, &bytes);
+                                    return Ok(());
+                                }
                                 b.fetched(cid, &bytes);
                             }
                             let copy = bytes.clone();
