@@ -47,11 +47,6 @@ impl Linear {
             Self::Candle(m) => m.forward(x),
         }
     }
-
-    /// Whether this layer runs on warren's kernel (for tests and the load log).
-    fn is_own(&self) -> bool {
-        matches!(self, Self::Own(_))
-    }
 }
 
 #[derive(Clone, Debug)]
@@ -294,26 +289,6 @@ impl Llama {
             output: Linear::new(output, own_kernels)?,
             masks: HashMap::new(),
         })
-    }
-
-    /// How many weight matrices run on warren's own kernel (the rest on candle's).
-    pub fn own_kernel_layers(&self) -> usize {
-        self.layers
-            .iter()
-            .flat_map(|l| {
-                [
-                    &l.wq,
-                    &l.wk,
-                    &l.wv,
-                    &l.wo,
-                    &l.mlp.gate,
-                    &l.mlp.up,
-                    &l.mlp.down,
-                ]
-            })
-            .chain([&self.output])
-            .filter(|l| l.is_own())
-            .count()
     }
 
     fn mask(&mut self, seq_len: usize, index_pos: usize, device: &Device) -> Result<Tensor> {
