@@ -310,21 +310,7 @@ async fn file(
                 .into_response());
         }
     };
-    let uses = files::blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
-    let arrivals = Arrivals::new(
-        missing
-            .iter()
-            .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
-    );
-    {
-        let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
-        tokio::spawn(async move {
-            mesh.fetch_blocks(missing, &session, Some(closer.0.clone()))
-                .for_each(|_| async {})
-                .await;
-            drop(closer);
-        });
-    }
+    let arrivals = start_fetch(s, cid, missing, session).await?;
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE);
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || {
@@ -376,21 +362,7 @@ async fn sealed(
     session: FetchSession,
 ) -> Result<Response, GwError> {
     let cid = cap.cid;
-    let uses = files::blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
-    let arrivals = Arrivals::new(
-        missing
-            .iter()
-            .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
-    );
-    {
-        let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
-        tokio::spawn(async move {
-            mesh.fetch_blocks(missing, &session, Some(closer.0.clone()))
-                .for_each(|_| async {})
-                .await;
-            drop(closer);
-        });
-    }
+    let arrivals = start_fetch(s, cid, missing, session).await?;
     let (tx, mut rx) = mpsc::channel::<io::Result<Bytes>>(QUEUE);
     let store = s.store.clone();
     tokio::task::spawn_blocking(move || {
@@ -447,4 +419,28 @@ impl Write for RangeWriter {
     fn flush(&mut self) -> io::Result<()> {
         Ok(())
     }
+}
+
+/// Starts fetching the `missing` blocks of `cid` from the mesh in the background and returns
+/// what a reader waits on for each of them.
+async fn start_fetch(
+    s: &GwState,
+    cid: ContentId,
+    missing: Vec<ContentId>,
+    session: FetchSession,
+) -> Result<std::sync::Arc<Arrivals>, GwError> {
+    let uses = files::blocking(&s.store, move |st| st.chunk_uses(&cid)).await?;
+    let arrivals = Arrivals::new(
+        missing
+            .iter()
+            .map(|c| (*c, uses.get(c).copied().unwrap_or(1))),
+    );
+    let (mesh, closer) = (s.mesh.clone(), arrivals.closer());
+    tokio::spawn(async move {
+        mesh.fetch_blocks(missing, &session, Some(closer.0.clone()))
+            .for_each(|_| async {})
+            .await;
+        drop(closer);
+    });
+    Ok(arrivals)
 }
