@@ -31,6 +31,19 @@ fn receipt() -> Receipt {
     Receipt::issue(&payer, payee, 1, 1_800_000_000, work).unwrap()
 }
 
+/// The next receipt of the pair with relay work: number 2, time 1 800 000 060, the same counters
+/// and 512 KiB of onion cells the payee delivered back on the payer's circuits (`relay_bytes`,
+/// omitted from the CBOR of the receipts above, where it is 0).
+fn relay_receipt() -> Receipt {
+    let payer = keypair_from_secret([1; 32]);
+    let r = receipt();
+    let work = Quantities {
+        relay_bytes: 512 << 10,
+        ..r.work
+    };
+    Receipt::issue(&payer, r.payee, 2, 1_800_000_060, work).unwrap()
+}
+
 fn countersigned() -> Receipt {
     let mut r = receipt();
     r.countersign(&keypair_from_secret([2; 32])).unwrap();
@@ -62,6 +75,7 @@ fn valid() -> Vec<(&'static str, Vec<u8>)> {
                 .unwrap(),
         ),
         ("fraud-proof", fraud_proof().encode().unwrap()),
+        ("receipt-relay-payer-signed", relay_receipt().encode().unwrap()),
     ]
 }
 
@@ -110,6 +124,10 @@ fn the_pages_vectors_match_the_code() {
     );
     assert_eq!(Receipt::decode(&valid()[1].1).unwrap(), countersigned());
     assert_eq!(FraudProof::decode(&valid()[4].1).unwrap(), fraud_proof());
+    let relay = Receipt::decode(&valid()[5].1).unwrap();
+    assert_eq!(relay, relay_receipt());
+    assert_eq!(relay.work.relay_bytes, 512 << 10);
+    assert!(relay.work.covers(&receipt().work), "it follows the first receipt");
     for (name, kind, bytes) in invalid() {
         let v = vectors
             .iter()
@@ -141,6 +159,10 @@ fn the_pages_prices_are_the_default_rate_card() {
     // + 210 of inference (15 tokens × 2 × 7e6 = 2.1e8 FLOPs).
     assert_eq!(card.value(&receipt().work), 976_772);
     assert!(PAGE.contains("976 772 nc"));
+    // Relay work is priced as egress: the relay receipt adds 512 KiB = 488 281 nc.
+    assert!(PAGE.contains("| `relay_per_gib` | 1 000 000 000 |"));
+    assert_eq!(card.value(&relay_receipt().work), 976_772 + 488_281);
+    assert!(PAGE.contains("1 465 053 nc"));
 }
 
 #[test]

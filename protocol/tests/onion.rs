@@ -840,6 +840,25 @@ fn spec_vectors_match_the_code() {
             reason: DestroyReason::Integrity
         }
     );
+    // A hop's refusals (issue 21): busy, and refused for credit.
+    assert_eq!(
+        Cell::decode(&v["cell-destroy-credit"]).unwrap(),
+        Cell::Destroy {
+            reason: DestroyReason::Credit
+        }
+    );
+    let busy = Cell::Destroy {
+        reason: DestroyReason::Busy,
+    }
+    .encode()
+    .unwrap();
+    assert_eq!(busy[..2], [4, 8]);
+    let mut unknown = v["cell-destroy-credit"].clone();
+    unknown[1] = 10;
+    assert!(matches!(
+        Cell::decode(&unknown),
+        Err(OnionError::Malformed { .. })
+    ));
     assert!(matches!(
         Cell::decode(&v["cell-destroy-bad-padding"]),
         Err(OnionError::Malformed { .. })

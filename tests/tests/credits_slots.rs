@@ -11,7 +11,8 @@
 //! - F asks again while C's job holds the slot: refused at once with a `credit` failure that
 //!   says why (its debt past 125 %) and what to do.
 //! - Relay work: O is also an onion hop, busy (`[credits.relay] busy_circuits = 0`): C's
-//!   one-hop circuit is carried, F's refused, and O's log says why without naming F.
+//!   one-hop circuit is carried, F's refused, and O's log says why without naming F; F's
+//!   `get --anon` says that hop 1 refused the circuit for credit (a `DESTROY` credit).
 //!
 //! On 87cf0fd (before this; `WARREN_TEST_NODE_BIN=/work/old-bin/warren-87cf0fd`, O made slow
 //! with `slow-inference` as that binary has no `busy-inference`), F's second job is served, and
@@ -231,6 +232,14 @@ fn a_busy_operator_serves_by_credit_and_refuses_a_deep_debtor_but_an_idle_one_se
     assert!(
         f_anon.is_err(),
         "F's circuit was carried while O was busy: {f_anon:?}"
+    );
+    // F is told why (a `DESTROY` credit from O before the CREATE is read), not "link closed".
+    let told = format!("{:#}", f_anon.unwrap_err());
+    assert!(
+        told.contains("hop 1 (")
+            && told.contains("refused the circuit for credit")
+            && told.contains("your standing with it is past its threshold"),
+        "F is told why its circuit was refused: {told}"
     );
     let log = po.log();
     let refusal = log

@@ -11,6 +11,7 @@ mod api;
 mod bad_blocks;
 mod bad_input;
 mod credits;
+mod credits_relay;
 mod credits_slots;
 mod dag_bomb;
 mod dashboard;

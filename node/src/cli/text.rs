@@ -171,9 +171,10 @@ pub(super) fn credits(v: &serde_json::Value) -> String {
         v["requests_refused"]
     );
     s.push_str(&format!(
-        "{:<54} {:>12} {:>12} {:>12} {:>10} {:>7}  state\n",
-        "peer", "balance", "earned", "spent", "threshold", "strikes"
+        "{:<54} {:>12} {:>12} {:>12} {:>10} {:>7} {:>17}  state\n",
+        "peer", "balance", "earned", "spent", "threshold", "strikes", "relay MiB in/out"
     ));
+    let mib = |v: &serde_json::Value| v.as_u64().unwrap_or(0) as f64 / (1u64 << 20) as f64;
     for p in v["peers"].as_array().into_iter().flatten() {
         let state = if p["refused"] == true {
             "refused"
@@ -183,13 +184,15 @@ pub(super) fn credits(v: &serde_json::Value) -> String {
             "ok"
         };
         s.push_str(&format!(
-            "{:<54} {:>12.6} {:>12.6} {:>12.6} {:>10.4} {:>7}  {state}\n",
+            "{:<54} {:>12.6} {:>12.6} {:>12.6} {:>10.4} {:>7} {:>8.2}/{:<8.2}  {state}\n",
             p["peer"].as_str().unwrap_or("?"),
             c(&p["balance"]),
             c(&p["earned_by_peer"]),
             c(&p["spent_by_peer"]),
             c(&p["threshold"]),
             p["strikes"],
+            mib(&p["delivered_by_peer"]["relay_bytes"]),
+            mib(&p["delivered_to_peer"]["relay_bytes"]),
         ));
     }
     s

@@ -252,6 +252,25 @@ impl Credits {
         }
     }
 
+    /// This node, a hop of a circuit whose previous hop is `peer`, delivered `bytes` of cells
+    /// back to it: in its open relay window until `peer` receipts them.
+    pub fn relay_served(&self, peer: PeerId, bytes: u64) {
+        lock(&self.inner.ledger).relay_served(peer, bytes, now_ms());
+    }
+
+    /// This node received `bytes` of cells from `peer`, the next hop of a circuit: owed to
+    /// `peer` as relay work, and receipted at once when half its relay window is owed.
+    pub fn relay_received(&self, peer: PeerId, bytes: u64) {
+        let due = {
+            let mut l = lock(&self.inner.ledger);
+            l.relay_received(peer, bytes, now_ms());
+            l.receipt_due(&peer, false)
+        };
+        if due {
+            self.settle_later(peer);
+        }
+    }
+
     /// An audit of `peer` on `block` (`size` bytes) passed: the interval it closes is owed, and
     /// a receipt for it sent.
     pub fn audit_passed(&self, peer: PeerId, block: [u8; 32], size: u64) {

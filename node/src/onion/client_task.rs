@@ -13,6 +13,8 @@ pub(super) struct ClientTask {
     pub(super) up_buf: Vec<u8>,
     pub(super) stream: Option<u16>,
     pub(super) started: Instant,
+    /// The ledger the gate's relay work is owed in (spec/credits.md, "Relay work").
+    pub(super) credits: Option<crate::credits::Credits>,
     pub(super) path: Vec<PeerId>,
     pub(super) built: Option<Duration>,
     /// The client's side of the stream is ended.
@@ -106,10 +108,17 @@ impl ClientTask {
                 cell = self.cells.recv() => {
                     let Some((_, cell)) = cell else { return Err("gate link gone".into()) };
                     let now = now_secs();
-                    self.machine.handle_cell(now, cell?).map_err(|e| e.to_string())?;
+                    self.machine.handle_cell(now, cell?).map_err(|e| self.explain(e))?;
+                    let mut cells = 1;
                     for _ in 0..BATCH {
                         let Ok((_, cell)) = self.cells.try_recv() else { break };
-                        self.machine.handle_cell(now, cell?).map_err(|e| e.to_string())?;
+                        self.machine.handle_cell(now, cell?).map_err(|e| self.explain(e))?;
+                        cells += 1;
+                    }
+                    // Cells the client's machine took (each checked end to end): owed to the
+                    // gate, which was paid forward hop by hop for them.
+                    if let (Some(credits), Some(gate)) = (&self.credits, self.path.first()) {
+                        credits.relay_received(*gate, cells * onion::CELL_LEN as u64);
                     }
                 }
                 chunk = recv_opt(&mut self.upload), if want_upload => {
@@ -133,9 +142,65 @@ impl ClientTask {
     }
 }
 
+impl ClientTask {
+    /// What the user is told of a circuit error: a hop's refusal (`DESTROY` busy or credit while
+    /// the circuit is being built) names the hop that refused and why; anything else as it is.
+    fn explain(&self, e: OnionError) -> String {
+        let OnionError::Destroyed { reason } = &e else {
+            return e.to_string();
+        };
+        if self.machine.is_built() {
+            return e.to_string();
+        }
+        // The hop being built is the one that refused (a hop's refusal travels back as a DESTROY).
+        let n = self.machine.hops() + 1;
+        refusal(n, self.path.get(n - 1), *reason).unwrap_or_else(|| e.to_string())
+    }
+}
+
+/// The sentence for a refusal by hop `n` (from 1) of the path: `None` for other reasons.
+pub(super) fn refusal(n: usize, peer: Option<&PeerId>, reason: DestroyReason) -> Option<String> {
+    let hop = match peer {
+        Some(p) => format!("hop {n} ({p})"),
+        None => format!("hop {n}"),
+    };
+    let whose = if n == 1 {
+        "your standing with it".to_owned()
+    } else {
+        format!("the standing of hop {} with it", n - 1)
+    };
+    match reason {
+        DestroyReason::Credit => Some(format!(
+            "{hop} refused the circuit for credit: it is busy, and {whose} is past its threshold (serve it back, or try again when it is less busy: another path may be chosen)"
+        )),
+        DestroyReason::Busy => Some(format!(
+            "{hop} refused the circuit: it is busy, every circuit slot it has is taken (try again later)"
+        )),
+        _ => None,
+    }
+}
+
 async fn recv_opt(rx: &mut Option<mpsc::Receiver<Vec<u8>>>) -> Option<Vec<u8>> {
     match rx {
         Some(r) => r.recv().await,
         None => std::future::pending().await,
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_refusal_names_the_hop_and_whose_standing() {
+        let p = PeerId::random();
+        let gate = refusal(1, Some(&p), DestroyReason::Credit).unwrap_or_default();
+        assert!(gate.starts_with(&format!("hop 1 ({p}) refused the circuit for credit")));
+        assert!(gate.contains("your standing with it is past its threshold"));
+        let middle = refusal(2, None, DestroyReason::Credit).unwrap_or_default();
+        assert!(middle.contains("the standing of hop 1 with it"), "{middle}");
+        let busy = refusal(3, None, DestroyReason::Busy).unwrap_or_default();
+        assert!(busy.starts_with("hop 3 refused the circuit: it is busy"), "{busy}");
+        assert_eq!(refusal(1, None, DestroyReason::Integrity), None);
     }
 }

@@ -18,6 +18,7 @@
 
 mod client_task;
 mod guards;
+mod hop_task;
 mod limits;
 mod link;
 mod relay_get;
@@ -45,6 +46,7 @@ use warren_protocol::{OnionSecret, Role};
 use crate::error::NodeError;
 use crate::net::Client;
 use client_task::ClientTask;
+use hop_task::HopTask;
 use runner::{Out, Runner};
 
 /// The onion link protocol.
@@ -59,6 +61,10 @@ const IDLE_TIMEOUT: Duration =
 const CELL_QUEUE: usize = 256;
 /// Cells taken from a link queue at once before the answers go out.
 const BATCH: usize = 255;
+/// Refused links being told why at once (more are only dropped).
+const REFUSALS: usize = 32;
+/// Longest a refused link is kept to tell it why.
+const REFUSAL_TIMEOUT: Duration = Duration::from_secs(2);
 /// Answer bytes buffered per relay circuit before its runners are paused.
 const PENDING_LIMIT: usize = 4 << 20;
 
@@ -134,6 +140,8 @@ pub struct Onion {
     epoch: Instant,
     /// The credit ledger and the limits by which a busy hop takes circuits by standing.
     credits: std::sync::OnceLock<(crate::credits::Credits, RelayLimits)>,
+    /// Permits to tell a refused link why ([`REFUSALS`]).
+    refusals: Arc<tokio::sync::Semaphore>,
 }
 
 /// A hop circuit's slot, given back when the circuit's task ends.
@@ -181,6 +189,7 @@ impl Onion {
             hop_slots: Mutex::new(CircuitSlots::new()),
             epoch: Instant::now(),
             credits: std::sync::OnceLock::new(),
+            refusals: Arc::new(tokio::sync::Semaphore::new(REFUSALS)),
         })
     }
 
@@ -190,8 +199,9 @@ impl Onion {
     }
 
     /// Whether a circuit from `peer` is carried: always while this hop is idle, by `peer`'s
-    /// standing when busy (spec/credits.md, "Relay work"); the refusal's reason when not.
-    fn admit_circuit(&self, peer: PeerId) -> Result<(), &'static str> {
+    /// standing when busy (spec/credits.md, "Relay work"); when not, what the previous hop is
+    /// told (`DESTROY` credit or busy) and the reason for the log.
+    fn admit_circuit(&self, peer: PeerId) -> Result<(), (DestroyReason, &'static str)> {
         let Some((credits, limits)) = self.credits.get() else {
             return Ok(());
         };
@@ -200,8 +210,38 @@ impl Onion {
             credits.judge(peer)
         }) {
             CircuitAnswer::Carry => Ok(()),
-            CircuitAnswer::Refused { reason, .. } => Err(reason),
+            CircuitAnswer::Refused { reason, credit, .. } => Err((
+                if credit {
+                    DestroyReason::Credit
+                } else {
+                    DestroyReason::Busy
+                },
+                reason,
+            )),
         }
+    }
+
+    /// Tells the previous hop on a link this hop will not carry why (one `DESTROY` of `reason`,
+    /// busy or credit: nothing that names the circuit or the peer), then closes it. At most
+    /// [`REFUSALS`] at once; past that the link is only dropped.
+    fn refuse_link(&self, stream: libp2p::Stream, reason: DestroyReason) {
+        let Ok(permit) = self.refusals.clone().try_acquire_owned() else {
+            return;
+        };
+        tokio::spawn(async move {
+            let _permit = permit;
+            let (_, mut w) = stream.split();
+            let tell = async {
+                let _ = link::write_cells(&mut w, &[Cell::Destroy { reason }]).await;
+                let _ = futures::io::AsyncWriteExt::close(&mut w).await;
+            };
+            let _ = tokio::time::timeout(REFUSAL_TIMEOUT, tell).await;
+        });
+    }
+
+    /// The credit service relay work is counted in, if any.
+    fn relay_credits(&self) -> Option<&crate::credits::Credits> {
+        self.credits.get().map(|(c, _)| c)
     }
 
     /// Milliseconds on the monotonic clock of the circuits' timers.
@@ -270,8 +310,13 @@ impl Onion {
                 next = incoming.next() => {
                     let Some((peer, stream)) = next else { break };
                     // Busy: by credit (no peer id at info: the hop's log must not link circuits).
-                    if let Err(reason) = self.admit_circuit(peer) {
-                        info!("refusing a circuit for credit: {reason}");
+                    if let Err((destroy, reason)) = self.admit_circuit(peer) {
+                        if destroy == DestroyReason::Credit {
+                            info!("refusing a circuit for credit: {reason}");
+                        } else {
+                            info!("refusing a circuit: {reason}");
+                        }
+                        self.refuse_link(stream, destroy);
                         continue;
                     }
                     // A slot per neighbour, taken before the CREATE is read.
@@ -282,6 +327,7 @@ impl Onion {
                     };
                     if let Err(e) = taken {
                         debug!(%peer, "refusing a circuit: {e}");
+                        self.refuse_link(stream, DestroyReason::Busy);
                         continue;
                     }
                     let slot = Slot { onion: self.clone(), peer: key };
@@ -346,6 +392,9 @@ impl Onion {
         let (out_tx, out_rx) = mpsc::channel(64);
         let mut task = HopTask {
             limits: self.runner.circuit(&prev),
+            prev,
+            next: None,
+            relay_in: 0,
             onion: self.clone(),
             id,
             hop,
@@ -443,6 +492,7 @@ impl Onion {
                 up_buf: Vec::new(),
                 stream: None,
                 started,
+                credits: me.relay_credits().cloned(),
                 path: peers,
                 built: None,
                 finished: false,
@@ -455,228 +505,5 @@ impl Onion {
             });
         });
         Ok(answers_rx)
-    }
-}
-
-/// A runner's answer waiting for window: its bytes, and its end once the bytes are out.
-type Pending = (Vec<u8>, Option<Result<String, String>>);
-
-struct HopTask {
-    /// This circuit's share of the relay's request and byte limits.
-    limits: runner::CircuitLimits,
-    onion: Arc<Onion>,
-    id: u64,
-    hop: Hop,
-    prev_w: futures::io::WriteHalf<libp2p::Stream>,
-    next_w: Option<futures::io::WriteHalf<libp2p::Stream>>,
-    readers: Vec<tokio::task::JoinHandle<()>>,
-    cells_tx: mpsc::Sender<(Direction, Result<Cell, String>)>,
-    cells: mpsc::Receiver<(Direction, Result<Cell, String>)>,
-    out_tx: mpsc::Sender<Out>,
-    out_rx: mpsc::Receiver<Out>,
-    inputs: HashMap<u16, mpsc::Sender<Option<Vec<u8>>>>,
-    /// Runner answers waiting for window: stream → (bytes, end once the bytes are out).
-    pending: BTreeMap<u16, Pending>,
-    pending_bytes: usize,
-    /// Idle time and lifetime of the circuit.
-    timer: CircuitTimer,
-}
-
-impl HopTask {
-    /// Runs the hop until the circuit closes; returns why.
-    async fn run(&mut self) -> String {
-        loop {
-            if let Err(e) = self.flush().await {
-                self.hop.close(DestroyReason::Unreachable);
-                let _ = self.flush().await;
-                return e;
-            }
-            if self.hop.is_closed() {
-                return "torn down".into();
-            }
-            let paused = self.pending_bytes > PENDING_LIMIT;
-            let now = self.onion.clock_ms();
-            if let Some(e) = self.timer.expired(now) {
-                debug!(circuit = self.id, "tearing down: {e}");
-                self.hop.close(DestroyReason::Limit);
-                continue;
-            }
-            let wait = Duration::from_millis(self.timer.deadline().saturating_sub(now));
-            tokio::select! {
-                cell = self.cells.recv() => {
-                    let Some(item) = cell else { return "links gone".into() };
-                    self.timer.touch(self.onion.clock_ms());
-                    self.on_cell(item);
-                    // Take what else is queued, so the cells go out in one write per link.
-                    for _ in 0..BATCH {
-                        match self.cells.try_recv() {
-                            Ok(item) => self.on_cell(item),
-                            Err(_) => break,
-                        }
-                    }
-                }
-                out = self.out_rx.recv(), if !paused => {
-                    if let Some(out) = out {
-                        self.timer.touch(self.onion.clock_ms());
-                        self.on_out(out);
-                        while self.pending_bytes <= PENDING_LIMIT {
-                            match self.out_rx.try_recv() {
-                                Ok(out) => self.on_out(out),
-                                Err(_) => break,
-                            }
-                        }
-                    }
-                }
-                _ = tokio::time::sleep(wait) => {}
-            }
-            self.push_answers();
-        }
-    }
-
-    fn on_cell(&mut self, (dir, cell): (Direction, Result<Cell, String>)) {
-        let r = match cell {
-            Ok(c) => match dir {
-                Direction::Prev => self.hop.handle_prev(c),
-                Direction::Next => self.hop.handle_next(c),
-            },
-            Err(e) => {
-                debug!("{dir:?} link: {e}");
-                self.hop.close(DestroyReason::Requested);
-                Ok(())
-            }
-        };
-        if let Err(e) = r {
-            info!(circuit = self.id, "tearing down: {e}");
-        }
-    }
-
-    fn on_out(&mut self, out: Out) {
-        match out {
-            Out::Data(s, d) => {
-                self.pending_bytes += d.len();
-                self.pending.entry(s).or_default().0.extend_from_slice(&d);
-            }
-            Out::End(s, r) => {
-                self.pending.entry(s).or_default().1 = Some(r);
-            }
-        }
-    }
-
-    /// Moves buffered runner answers into the circuit as far as the stream windows allow.
-    fn push_answers(&mut self) {
-        let mut done = Vec::new();
-        for (s, (buf, end)) in self.pending.iter_mut() {
-            if !buf.is_empty() {
-                match self.hop.send(*s, buf) {
-                    Ok(n) => {
-                        buf.drain(..n);
-                        self.pending_bytes -= n;
-                    }
-                    Err(_) => return,
-                }
-                if buf.capacity() > 2 * PENDING_LIMIT {
-                    buf.shrink_to_fit();
-                }
-            }
-            if buf.is_empty()
-                && let Some(r) = end.take()
-            {
-                let _ = self.hop.finish(*s, &r);
-                done.push(*s);
-            }
-        }
-        for s in done {
-            self.pending.remove(&s);
-        }
-    }
-
-    /// Sends what the hop queued and acts on its events.
-    async fn flush(&mut self) -> Result<(), String> {
-        loop {
-            let mut prev = Vec::new();
-            let mut next = Vec::new();
-            while let Some((dir, c)) = self.hop.poll_transmit() {
-                match dir {
-                    Direction::Prev => prev.push(c),
-                    Direction::Next => next.push(c),
-                }
-            }
-            link::write_cells(&mut self.prev_w, &prev).await?;
-            if let Some(w) = self.next_w.as_mut() {
-                link::write_cells(w, &next).await?;
-            }
-            let Some(ev) = self.hop.poll_event() else {
-                return Ok(());
-            };
-            match ev {
-                HopEvent::Extend { peer, create } => self.extend(&peer, create).await,
-                HopEvent::Begin { stream, request } => {
-                    let (in_tx, in_rx) = mpsc::channel(16);
-                    // Decoded by the runner's sandboxed worker, not here.
-                    let started = self.onion.runner.start(
-                        stream,
-                        request,
-                        in_rx,
-                        self.out_tx.clone(),
-                        &self.limits,
-                    );
-                    match started {
-                        Ok(()) => {
-                            self.inputs.insert(stream, in_tx);
-                            self.onion.update(self.id, |v| v.role = "relay".into());
-                        }
-                        Err(e) => {
-                            self.pending.entry(stream).or_default().1 = Some(Err(e));
-                            self.push_answers();
-                        }
-                    }
-                }
-                HopEvent::StreamData { stream, data } => {
-                    if let Some(tx) = self.inputs.get(&stream)
-                        && tx.send(Some(data)).await.is_err()
-                    {
-                        self.inputs.remove(&stream);
-                    }
-                }
-                HopEvent::StreamEnd { stream } => {
-                    if let Some(tx) = self.inputs.remove(&stream) {
-                        let _ = tx.send(None).await;
-                    }
-                }
-                HopEvent::Closed { error } => debug!(circuit = self.id, "closed: {error}"),
-            }
-        }
-    }
-
-    async fn extend(&mut self, peer: &[u8], create: Cell) {
-        let Ok(peer) = PeerId::from_bytes(peer) else {
-            return self.hop.extend_failed();
-        };
-        let mut control = self.onion.network.stream_control();
-        let opened =
-            tokio::time::timeout(HANDSHAKE_TIMEOUT, control.open_stream(peer, PROTOCOL)).await;
-        let stream = match opened {
-            Ok(Ok(s)) => s,
-            Ok(Err(e)) => {
-                debug!(%peer, "cannot extend: {e}");
-                return self.hop.extend_failed();
-            }
-            Err(_) => {
-                debug!(%peer, "cannot extend: timed out");
-                return self.hop.extend_failed();
-            }
-        };
-        let (r, mut w) = stream.split();
-        if link::write_cells(&mut w, &[create]).await.is_err() {
-            return self.hop.extend_failed();
-        }
-        self.readers.push(tokio::spawn(link::read_cells(
-            r,
-            Direction::Next,
-            self.cells_tx.clone(),
-        )));
-        self.next_w = Some(w);
-        self.onion
-            .update(self.id, |v| v.next = Some(peer.to_string()));
     }
 }

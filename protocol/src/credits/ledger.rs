@@ -44,6 +44,10 @@ pub struct CreditPolicy {
     pub max_threshold: u64,
     /// Bytes served to a peer before a receipt for them is due; past it, nothing more.
     pub window_bytes: u64,
+    /// Bytes of onion cells delivered back to a previous hop before its receipt for them is
+    /// due; past it, a busy hop takes no circuit of that peer (apart from the block window, so
+    /// that relay work never cuts a peer's block downloads).
+    pub relay_window_bytes: u64,
     /// Peers with an account in memory.
     pub max_peers: usize,
 }
@@ -57,6 +61,7 @@ impl Default for CreditPolicy {
             base_threshold: 64_000_000,
             max_threshold: 8_000_000_000,
             window_bytes: 32 << 20,
+            relay_window_bytes: 32 << 20,
             max_peers: 4096,
         }
     }
@@ -71,6 +76,9 @@ pub struct Account {
     pub mine: Option<Receipt>,
     /// Bytes served to the peer not yet covered by a receipt of theirs.
     pub unreceipted_bytes: u64,
+    /// Bytes of onion cells delivered back to the peer (its circuits' previous hop) not yet
+    /// covered by a receipt of theirs: the open relay window.
+    pub unreceipted_relay: u64,
     /// Service received from the peer not yet in a receipt of this node's.
     pub owed: Quantities,
     /// Debt forgiven by the free allowance, nc.
@@ -98,6 +106,7 @@ impl Account {
         q.storage_kib_secs = q
             .storage_kib_secs
             .saturating_add(self.owed.storage_kib_secs);
+        q.relay_bytes = q.relay_bytes.saturating_add(self.owed.relay_bytes);
         for w in &self.owed.inference {
             q.add_inference(&w.model, w.params_m, w.prefill, w.generated);
         }
@@ -253,7 +262,9 @@ impl Ledger {
         let rates = &self.policy.rates;
         let earned = rates.value(&a.delivered_by_peer());
         let acknowledged = a.theirs.as_ref().map(|r| rates.value(&r.work)).unwrap_or(0);
-        let spent = acknowledged.saturating_add(rates.bytes(a.unreceipted_bytes));
+        let spent = acknowledged
+            .saturating_add(rates.bytes(a.unreceipted_bytes))
+            .saturating_add(rates.relay(a.unreceipted_relay));
         (earned, spent, value_diff(earned, spent))
     }
 
@@ -293,10 +304,21 @@ impl Ledger {
         self.decide(peer, now_ms, true)
     }
 
-    /// As [`Ledger::admit`], but a debt past 125 % does not set the peer's refusal deadline: a
-    /// check that serves nothing itself (a relay hop taking a circuit) does not lengthen the
-    /// time the peer's other requests are refused.
+    /// How a busy onion hop takes a circuit of `peer` (its previous hop): as [`Ledger::admit`],
+    /// but a debt past 125 % does not set the peer's refusal deadline (a check that serves
+    /// nothing itself does not lengthen the time the peer's other requests are refused), and a
+    /// full relay window (cells delivered back to it that it has not receipted) refuses it too.
     pub fn judge(&mut self, peer: PeerId, now_ms: u64) -> Decision {
+        if self
+            .accounts
+            .get(&peer)
+            .is_some_and(|a| a.unreceipted_relay >= self.policy.relay_window_bytes)
+        {
+            return Decision::Refuse {
+                until_ms: now_ms,
+                reason: "a receipt for the last relay window is due",
+            };
+        }
         self.decide(peer, now_ms, false)
     }
 
@@ -351,6 +373,20 @@ impl Ledger {
         a.unreceipted_bytes = a.unreceipted_bytes.saturating_add(bytes);
     }
 
+    /// This node, a hop of a circuit whose previous hop is `peer`, delivered `bytes` of cells
+    /// back to it (not yet acknowledged).
+    pub fn relay_served(&mut self, peer: PeerId, bytes: u64, now_ms: u64) {
+        let a = self.account_mut(peer, now_ms);
+        a.unreceipted_relay = a.unreceipted_relay.saturating_add(bytes);
+    }
+
+    /// This node received `bytes` of cells from `peer`, the next hop of a circuit of its own or
+    /// one it carries: owed to `peer` as relay work.
+    pub fn relay_received(&mut self, peer: PeerId, bytes: u64, now_ms: u64) {
+        let a = self.account_mut(peer, now_ms);
+        a.owed.relay_bytes = a.owed.relay_bytes.saturating_add(bytes);
+    }
+
     /// This node received and verified `bytes` from `peer`.
     pub fn received(&mut self, peer: PeerId, bytes: u64, now_ms: u64) {
         let a = self.account_mut(peer, now_ms);
@@ -401,11 +437,13 @@ impl Ledger {
     }
 
     /// Whether a receipt to `peer` is due: service is owed and it reaches half the payee's
-    /// window (settle early, at half), or `force` (a periodic flush).
+    /// window or half its relay window (settle early, at half), or `force` (a periodic flush).
     pub fn receipt_due(&self, peer: &PeerId, force: bool) -> bool {
         self.accounts.get(peer).is_some_and(|a| {
             a.owed != Quantities::default()
-                && (force || a.owed.bytes >= self.policy.window_bytes / 2)
+                && (force
+                    || a.owed.bytes >= self.policy.window_bytes / 2
+                    || a.owed.relay_bytes >= self.policy.relay_window_bytes / 2)
         })
     }
 
@@ -510,9 +548,14 @@ impl Ledger {
         }
         r.countersign(key)?;
         let a = self.account_mut(peer, now_ms);
-        let before = a.theirs.as_ref().map(|t| t.work.bytes).unwrap_or(0);
+        let (before, relay_before) = a
+            .theirs
+            .as_ref()
+            .map_or((0, 0), |t| (t.work.bytes, t.work.relay_bytes));
         let acknowledged = r.work.bytes.saturating_sub(before);
         a.unreceipted_bytes = a.unreceipted_bytes.saturating_sub(acknowledged);
+        let relayed = r.work.relay_bytes.saturating_sub(relay_before);
+        a.unreceipted_relay = a.unreceipted_relay.saturating_sub(relayed);
         a.theirs = Some(r.clone());
         Ok(r)
     }
@@ -577,6 +620,7 @@ impl Ledger {
             .map(|r| r.work.clone())
             .unwrap_or_default();
         to_peer.bytes = to_peer.bytes.saturating_add(a.unreceipted_bytes);
+        to_peer.relay_bytes = to_peer.relay_bytes.saturating_add(a.unreceipted_relay);
         Some(Standing {
             earned_by_peer: earned,
             spent_by_peer: spent,

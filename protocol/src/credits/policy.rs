@@ -204,6 +204,9 @@ pub enum CircuitAnswer {
         until_ms: u64,
         /// Why.
         reason: &'static str,
+        /// Whether for the peer's credit (else only because every slot is taken): what the hop
+        /// tells the client (`DESTROY` credit or busy).
+        credit: bool,
     },
 }
 
@@ -225,6 +228,7 @@ pub fn admit_circuit(
         return CircuitAnswer::Refused {
             until_ms: now_ms,
             reason: "every circuit slot is taken",
+            credit: false,
         };
     }
     match standing() {
@@ -237,10 +241,15 @@ pub fn admit_circuit(
                 CircuitAnswer::Refused {
                     until_ms: now_ms,
                     reason: "past its threshold, and the circuits left are kept for peers in better standing",
+                    credit: true,
                 }
             }
         }
-        Decision::Refuse { until_ms, reason } => CircuitAnswer::Refused { until_ms, reason },
+        Decision::Refuse { until_ms, reason } => CircuitAnswer::Refused {
+            until_ms,
+            reason,
+            credit: true,
+        },
     }
 }
 
@@ -276,7 +285,7 @@ mod tests {
             );
             assert!(matches!(
                 admit_circuit(&limits, carried, 5, refuse),
-                CircuitAnswer::Refused { until_ms: 99, reason } if reason.contains("125 %")
+                CircuitAnswer::Refused { until_ms: 99, reason, credit: true } if reason.contains("125 %")
             ));
             let last = admit_circuit(&limits, carried, 5, || Decision::Last);
             assert_eq!(
@@ -288,7 +297,11 @@ mod tests {
         // Full: nobody.
         assert!(matches!(
             admit_circuit(&limits, 8, 5, serve),
-            CircuitAnswer::Refused { until_ms: 5, .. }
+            CircuitAnswer::Refused {
+                until_ms: 5,
+                credit: false,
+                ..
+            }
         ));
     }
 

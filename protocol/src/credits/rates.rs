@@ -22,6 +22,14 @@ pub struct RateCard {
     /// nc per PFLOP of verified inference, a token costing 2 × parameters FLOPs (default 1
     /// credit per PFLOP: 1,000 tokens of a 7B model ≈ 0.014 credit).
     pub inference_per_pflop: u64,
+    /// nc per GiB of onion cells a hop delivered back on a circuit (relay work; default 1
+    /// credit, as egress). Absent from a config: the default.
+    #[serde(default = "default_relay_per_gib")]
+    pub relay_per_gib: u64,
+}
+
+fn default_relay_per_gib() -> u64 {
+    NANOS
 }
 
 impl Default for RateCard {
@@ -30,6 +38,7 @@ impl Default for RateCard {
             egress_per_gib: NANOS,
             storage_per_gib_hour: 1_000_000,
             inference_per_pflop: NANOS,
+            relay_per_gib: NANOS,
         }
     }
 }
@@ -38,6 +47,11 @@ impl RateCard {
     /// The nc value of `bytes` of egress.
     pub fn bytes(&self, bytes: u64) -> u64 {
         sat(u128::from(bytes) * u128::from(self.egress_per_gib) / GIB)
+    }
+
+    /// The nc value of `bytes` of relayed onion cells.
+    pub fn relay(&self, bytes: u64) -> u64 {
+        sat(u128::from(bytes) * u128::from(self.relay_per_gib) / GIB)
     }
 
     /// The price shown in the node record for storage: micro-credits per GiB-month (730 hours).
@@ -63,7 +77,10 @@ impl RateCard {
             .map(|w| 2 * u128::from(w.params_m) * 1_000_000 * u128::from(w.tokens()))
             .sum();
         let inference = flops * u128::from(self.inference_per_pflop) / 1_000_000_000_000_000;
-        sat(u128::from(self.bytes(q.bytes)) + storage + inference)
+        sat(u128::from(self.bytes(q.bytes))
+            + u128::from(self.relay(q.relay_bytes))
+            + storage
+            + inference)
     }
 }
 
@@ -90,5 +107,12 @@ mod tests {
         assert_eq!(card.value(&q), 14_000_000);
         assert_eq!(card.per_1k_tokens_micros(), 14_000);
         assert_eq!(card.storage_per_gib_month_micros(), 730_000);
+        // Relay work is priced as egress by default.
+        assert_eq!(card.relay(1 << 30), NANOS);
+        let relay = Quantities {
+            relay_bytes: 1 << 30,
+            ..Quantities::default()
+        };
+        assert_eq!(card.value(&relay), NANOS);
     }
 }

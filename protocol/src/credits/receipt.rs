@@ -2,7 +2,8 @@
 //! statement per ordered pair (payer, payee) of what the payee has delivered to the payer.
 //!
 //! A receipt counts physical quantities, never prices: bytes of blocks the payer received and
-//! verified, KiB-seconds of storage closed by a passed audit, and inference work per model. Each
+//! verified, KiB-seconds of storage closed by a passed audit, inference work per model, and bytes
+//! of onion cells a hop delivered back on the payer's circuits. Each
 //! new receipt of a pair carries the next sequence number and counters that never go down, so
 //! only the latest one per pair and direction is kept. The payer signs first
 //! ([`Receipt::issue`]); the payee checks it and countersigns ([`Receipt::countersign`]). Two
@@ -62,6 +63,15 @@ pub struct Quantities {
     pub storage_kib_secs: u64,
     /// Inference work per model, sorted by model name, each name once.
     pub inference: Vec<InferenceWork>,
+    /// Bytes of onion cells the payer received from the payee on circuits the payee carried for
+    /// it (relay work); omitted from the CBOR when 0, so receipts without relay work encode as
+    /// before.
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub relay_bytes: u64,
+}
+
+fn is_zero(v: &u64) -> bool {
+    *v == 0
 }
 
 impl Quantities {
@@ -70,6 +80,7 @@ impl Quantities {
     pub fn covers(&self, older: &Quantities) -> bool {
         self.bytes >= older.bytes
             && self.storage_kib_secs >= older.storage_kib_secs
+            && self.relay_bytes >= older.relay_bytes
             && older.inference.iter().all(|o| {
                 self.inference.iter().any(|n| {
                     n.model == o.model

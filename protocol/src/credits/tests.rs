@@ -301,6 +301,98 @@ fn a_reply_round_trips_and_refuses_an_uncountersigned_receipt() {
     assert_eq!(Reply::decode(&refused.encode().unwrap()).unwrap(), refused);
 }
 
+#[test]
+fn relay_work_is_receipted_by_the_previous_hop_and_a_full_relay_window_refuses_only_circuits() {
+    // X carries a circuit of P (its previous hop) and delivers cells back to it.
+    let (x, p) = (key(9), key(1));
+    let (xi, pi) = (id(&x), id(&p));
+    let (mut lx, mut lp) = (ledger(&x), ledger(&p));
+    let cells = 512 * 1000;
+    lx.relay_served(pi, cells, 0);
+    lp.relay_received(xi, cells, 0);
+    // X's view: P owes it the cells (spent by P), not yet acknowledged.
+    let before = lx.standing(&pi, 0).unwrap();
+    assert_eq!(before.delivered_to_peer.relay_bytes, cells);
+    assert_eq!(before.spent_by_peer, lx.policy().rates.relay(cells));
+    assert!(before.balance < 0);
+    assert!(!lp.receipt_due(&xi, false), "half the relay window is not owed yet");
+    assert!(lp.receipt_due(&xi, true));
+    // P receipts them, block bytes' way; X accepts and countersigns: the window is closed.
+    let r = lp.issue(&p, xi, pk(&x), 0).unwrap();
+    assert_eq!((r.work.relay_bytes, r.work.bytes), (cells, 0));
+    let back = lx.accept(&x, pi, r, 0).unwrap();
+    assert!(back.payee_sig.is_some());
+    lp.countersigned(xi, back).unwrap();
+    assert_eq!(lx.account(&pi).unwrap().unreceipted_relay, 0);
+    let after = lx.standing(&pi, 0).unwrap();
+    assert_eq!(after.delivered_to_peer.relay_bytes, cells);
+    assert_eq!(after.balance, before.balance, "a receipt acknowledges, it does not repay");
+    // P's view: X earned credit with P.
+    let xs = lp.standing(&xi, 0).unwrap();
+    assert_eq!(xs.delivered_by_peer.relay_bytes, cells);
+    assert!(xs.balance > 0);
+    // A full relay window: P's circuits are refused, its block requests are not.
+    let window = lx.policy().relay_window_bytes;
+    lx.relay_served(pi, window, 0);
+    assert!(matches!(
+        lx.judge(pi, 0),
+        Decision::Refuse { reason, .. } if reason.contains("relay window")
+    ));
+    let policy = CreditPolicy {
+        base_threshold: u64::MAX / 4,
+        max_threshold: u64::MAX / 4,
+        ..CreditPolicy::default()
+    };
+    let mut rich = Ledger::new(pk(&x), policy);
+    rich.relay_served(pi, window, 0);
+    assert!(matches!(rich.admit(pi, 0), Decision::Serve { .. }));
+    assert!(matches!(rich.judge(pi, 0), Decision::Refuse { .. }));
+    // Half a window owed: P settles early.
+    lp.relay_received(xi, window / 2, 0);
+    assert!(lp.receipt_due(&xi, false));
+    let r = lp.issue(&p, xi, pk(&x), 0).unwrap();
+    rich.accept(&x, pi, r, 0).unwrap();
+    assert_eq!(
+        rich.account(&pi).unwrap().unreceipted_relay,
+        window / 2 - cells
+    );
+    assert!(matches!(rich.judge(pi, 0), Decision::Serve { .. }));
+    // A lower relay counter is a rollback.
+    let mut less = lp.account(&xi).unwrap().mine.clone().unwrap().work;
+    less.relay_bytes -= 1;
+    let rolled = Receipt::issue(&p, pk(&x), 3, 0, less).unwrap();
+    assert_eq!(
+        rich.accept(&x, pi, rolled, 0).unwrap_err().kind(),
+        "RolledBack"
+    );
+}
+
+#[test]
+fn relay_bytes_are_omitted_when_zero_and_a_spelled_out_zero_is_refused() {
+    let (a, b) = (key(1), key(2));
+    let plain = Receipt::issue(&a, pk(&b), 1, 0, bytes(5)).unwrap();
+    let wire = plain.encode().unwrap();
+    assert!(!wire.windows(11).any(|w| w == b"relay_bytes"));
+    let relayed = Receipt::issue(
+        &a,
+        pk(&b),
+        1,
+        0,
+        Quantities {
+            relay_bytes: 1,
+            ..bytes(5)
+        },
+    )
+    .unwrap();
+    let mut wire = relayed.encode().unwrap();
+    assert_eq!(Receipt::decode(&wire).unwrap(), relayed);
+    // `relay_bytes: 1` spelled `relay_bytes: 0`: not the canonical form of that receipt.
+    let at = wire.windows(11).position(|w| w == b"relay_bytes").unwrap() + 11;
+    assert_eq!(wire[at], 0x01);
+    wire[at] = 0x00;
+    assert_eq!(Receipt::decode(&wire).unwrap_err().kind(), "NonCanonical");
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(32))]
 
@@ -319,6 +411,8 @@ proptest! {
             lp.audit_passed(e, [7; 32], s, t);
             if model {
                 lp.inference_verified(e, "m", 7_000, b, s, t);
+            } else {
+                lp.relay_received(e, s, t);
             }
             let r = lp.issue(&payer, e, pk(&payee), t).unwrap();
             if let Some(last) = issued.last() {

@@ -65,6 +65,13 @@ pub enum DestroyReason {
     Internal = 6,
     /// A handshake failed or was replayed.
     Handshake = 7,
+    /// The hop is busy: every circuit slot it has (or has for that neighbour) is taken. Sent by
+    /// a hop instead of reading a `CREATE` it will not take; says nothing of the circuit.
+    Busy = 8,
+    /// The hop is busy and refused the circuit for credit: the standing of its previous hop
+    /// (the client, for the gate) with it is past its threshold (spec/credits.md, "Relay
+    /// work"). Sent as `Busy` is.
+    Credit = 9,
 }
 
 impl DestroyReason {
@@ -77,6 +84,8 @@ impl DestroyReason {
             5 => Self::Limit,
             6 => Self::Internal,
             7 => Self::Handshake,
+            8 => Self::Busy,
+            9 => Self::Credit,
             _ => return None,
         })
     }
@@ -104,6 +113,8 @@ impl fmt::Display for DestroyReason {
             Self::Limit => "limit reached",
             Self::Internal => "internal error",
             Self::Handshake => "handshake failed",
+            Self::Busy => "busy",
+            Self::Credit => "refused for credit",
         })
     }
 }
