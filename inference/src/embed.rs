@@ -139,6 +139,103 @@ fn hidden_size(config: &[u8]) -> Option<usize> {
     v.get("hidden_size")?.as_u64().map(|n| n as usize)
 }
 
+/// Largest safetensors header read, bytes (the format's own limit is 100 MB).
+const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+
+/// The parameter count of a safetensors file: the elements of its tensors (the shapes in its
+/// header, multiplied out) summed, whatever their dtype. Only the header is read: the 8-byte
+/// little-endian length, then that many bytes of JSON.
+pub fn safetensors_parameters(path: &std::path::Path) -> Result<u64> {
+    use std::io::Read;
+    let io = |source| Error::Io {
+        path: path.to_owned(),
+        source,
+    };
+    let mut f = std::fs::File::open(path).map_err(io)?;
+    let mut len = [0u8; 8];
+    f.read_exact(&mut len).map_err(io)?;
+    let len = u64::from_le_bytes(len);
+    let bad = |detail: String| Error::Load {
+        model: path.display().to_string(),
+        detail,
+    };
+    if len > MAX_SAFETENSORS_HEADER {
+        return Err(bad(format!("a safetensors header of {len} bytes")));
+    }
+    let mut header = Vec::new();
+    f.take(len).read_to_end(&mut header).map_err(io)?;
+    header_parameters(&header).map_err(bad)
+}
+
+/// [`safetensors_parameters`] of the JSON header `header`.
+fn header_parameters(header: &[u8]) -> std::result::Result<u64, String> {
+    let v: serde_json::Value =
+        serde_json::from_slice(header).map_err(|e| format!("safetensors header: {e}"))?;
+    let tensors = v.as_object().ok_or("the safetensors header is not a map")?;
+    let mut total: u64 = 0;
+    for (name, t) in tensors.iter().filter(|(n, _)| *n != "__metadata__") {
+        let shape = t["shape"]
+            .as_array()
+            .ok_or_else(|| format!("tensor {name} has no shape"))?;
+        let mut n: u64 = 1;
+        for d in shape {
+            let d = d
+                .as_u64()
+                .ok_or_else(|| format!("tensor {name}: a dimension is not a count"))?;
+            n = n.saturating_mul(d);
+        }
+        total = total.saturating_add(n);
+    }
+    Ok(total)
+}
+
+/// What a requester needs to size an embedding job an operator ran for it: the model's
+/// parameter count (from the safetensors header) and its tokenizer, to count the tokens of the
+/// texts it sent as the operator reads them (never the operator's count).
+pub struct EmbedSizer {
+    parameters: u64,
+    tokenizer: Tokenizer,
+}
+
+impl std::fmt::Debug for EmbedSizer {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("EmbedSizer")
+            .field("parameters", &self.parameters)
+            .finish_non_exhaustive()
+    }
+}
+
+impl EmbedSizer {
+    /// Reads the parameter count of `weights` and the tokenizer `tokenizer` of model `name`.
+    pub fn load(name: &str, weights: &std::path::Path, tokenizer: &std::path::Path) -> Result<Self> {
+        let parameters = safetensors_parameters(weights)?;
+        let bytes = std::fs::read(tokenizer).map_err(|source| Error::Io {
+            path: tokenizer.to_owned(),
+            source,
+        })?;
+        let tokenizer = Tokenizer::from_bytes(bytes).map_err(error::tokenizer(name))?;
+        Ok(Self {
+            parameters,
+            tokenizer,
+        })
+    }
+
+    /// The model's parameter count.
+    pub fn parameters(&self) -> u64 {
+        self.parameters
+    }
+
+    /// The tokens an embedding job reads of `texts`: each text with the special tokens the
+    /// embedder adds, truncated at [`MAX_EMBED_TOKENS`], padding not counted.
+    pub fn count_tokens(&self, texts: &[String]) -> u64 {
+        texts
+            .iter()
+            .filter_map(|t| self.tokenizer.encode(t.as_str(), true).ok())
+            .map(|e| e.len().min(MAX_EMBED_TOKENS) as u64)
+            .sum()
+    }
+}
+
 /// Cosine similarity of two vectors (0 when either is zero).
 pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
     let dot: f32 = a.iter().zip(b).map(|(x, y)| x * y).sum();
@@ -148,5 +245,28 @@ pub fn cosine(a: &[f32], b: &[f32]) -> f32 {
         0.0
     } else {
         dot / (na * nb)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn safetensors_parameters_are_the_shapes_multiplied_out_and_summed() {
+        let header = br#"{"__metadata__":{"format":"pt"},"a":{"dtype":"F32","shape":[3,4],"data_offsets":[0,48]},"b":{"dtype":"F16","shape":[5],"data_offsets":[48,58]},"c":{"dtype":"F32","shape":[],"data_offsets":[58,62]}}"#;
+        assert_eq!(header_parameters(header), Ok(12 + 5 + 1));
+        let dir = tempfile::tempdir().unwrap_or_else(|e| panic!("{e}"));
+        let path = dir.path().join("model.safetensors");
+        let mut bytes = (header.len() as u64).to_le_bytes().to_vec();
+        bytes.extend_from_slice(header);
+        bytes.extend_from_slice(&[0u8; 62]);
+        std::fs::write(&path, &bytes).unwrap_or_else(|e| panic!("{e}"));
+        assert_eq!(safetensors_parameters(&path).ok(), Some(18));
+        assert!(header_parameters(br#"{"a":{"dtype":"F32"}}"#).is_err());
+        assert!(header_parameters(b"[1]").is_err());
+        let huge = dir.path().join("huge.safetensors");
+        std::fs::write(&huge, u64::MAX.to_le_bytes()).unwrap_or_else(|e| panic!("{e}"));
+        assert!(safetensors_parameters(&huge).is_err());
     }
 }

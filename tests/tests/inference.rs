@@ -6,7 +6,8 @@
 //! - A embeds 64 sentences split across the three operators; B's part is caught by the sample
 //!   re-run (a third operator arbitrates), discarded and redone elsewhere, and A's reputation
 //!   table holds a first-hand `inference_mismatched` observation of B. The vectors equal A's
-//!   local run within 1e-4.
+//!   local run within 1e-4. Each operator whose part a re-run confirmed is owed its tokens on A
+//!   (`embedded`, issue 21), B nothing.
 //! - A's `warren infer` on SmolLM2 (served by B, C and A), re-run on a second operator every time,
 //!   returns C's coherent answer (B's altered tokens are outvoted by A), and greedy decoding gives
 //!   the same tokens twice.
@@ -244,6 +245,40 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         .collect();
     assert_eq!(discarded, [bad.as_str()], "B's results were discarded");
     assert_eq!(summary["faulty"], serde_json::json!([bad]), "B was named");
+    // Verified embedding work earns credit (issue 21): on A, each operator whose part a re-run
+    // confirmed is owed the tokens of its texts as A counts them (`embedded`), priced per FLOP
+    // of MiniLM (its parameter count read from the safetensors header); B, caught, earns nothing.
+    let embedded_on_a = |peer: &str| -> (u64, u64, i64) {
+        let v = cli_json(&bin, &a, &["credits", peer]).unwrap();
+        let Some(p) = v["peers"].as_array().and_then(|p| p.first()).cloned() else {
+            return (0, 0, 0);
+        };
+        let w = p["delivered_by_peer"]["inference"]
+            .as_array()
+            .and_then(|l| l.iter().find(|w| w["model"] == minilm_id.as_str()))
+            .cloned()
+            .unwrap_or_default();
+        (
+            w["embedded"].as_u64().unwrap_or(0),
+            w["params_m"].as_u64().unwrap_or(0),
+            p["earned_by_peer"].as_i64().unwrap_or(0),
+        )
+    };
+    let matched: Vec<String> = summary["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["verdict"] == "match" && c["original"] != ids[0].as_str())
+        .map(|c| c["original"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(!matched.is_empty(), "a part was confirmed: {summary}");
+    for p in &matched {
+        let (embedded, params_m, earned) = embedded_on_a(p);
+        println!("on A, {p} embedded {embedded} confirmed tokens of a {params_m}M model: {earned} nc earned in all");
+        assert!(embedded > 0, "{p}'s confirmed part earns on A");
+        assert!((20..=25).contains(&params_m), "MiniLM's parameters: {params_m}M");
+    }
+    assert_eq!(embedded_on_a(bad).0, 0, "B's refuted part earns nothing");
     // A scored B's mismatches first-hand: security = 1 / (1 + invalid + mismatched) (the table keeps
     // only the newest evidence, mostly storage audits here, so the component is what is checked: one
     // mismatch puts it at 0.5, an honest operator stays at 1).

@@ -303,6 +303,15 @@ impl Credits {
         self.settle_later(peer);
     }
 
+    /// An embedding job `peer` ran for this node was confirmed by a comparable run: its
+    /// `embedded` tokens of `model` (`params` parameters, 2 × `params` FLOPs a token) are owed,
+    /// and a receipt for them sent.
+    pub fn embedding_verified(&self, peer: PeerId, model: &str, params: u64, embedded: u64) {
+        let params_m = params.div_ceil(1_000_000);
+        lock(&self.inner.ledger).embedding_verified(peer, model, params_m, embedded, now_ms());
+        self.settle_later(peer);
+    }
+
     /// An audit of `peer` on `block` failed: its open interval earns nothing.
     pub fn audit_failed(&self, peer: PeerId, block: [u8; 32]) {
         lock(&self.inner.ledger).audit_failed(peer, block);

@@ -39,6 +39,7 @@ use crate::net::Client;
 use crate::storage::Mesh;
 use crate::view::ReplicationReport;
 
+mod embed_credit;
 mod generation;
 mod local;
 mod operator;
@@ -183,6 +184,8 @@ pub struct Inference {
     slots: slots::Slots,
     /// Tokenizers of generation models, to decode operators' tokens here (a few models).
     detokenizers: Mutex<HashMap<ContentId, Arc<Detokenizer>>>,
+    /// Sizers of embedding models, to count verified embedding work here (a few models).
+    sizers: Mutex<HashMap<ContentId, Arc<warren_inference::embed::EmbedSizer>>>,
 }
 
 impl std::fmt::Debug for Inference {
@@ -274,6 +277,7 @@ impl Inference {
                 executor.limits().max_concurrent_jobs,
             ))),
             detokenizers: Mutex::new(HashMap::new()),
+            sizers: Mutex::new(HashMap::new()),
             slots: slots::Slots::new(match fault {
                 FaultInject::BusyInference => 1,
                 _ => executor.limits().max_concurrent_jobs,

@@ -303,6 +303,8 @@ impl Inference {
         // Sample checks, against whoever actually computed each part.
         let mut checks = Vec::new();
         let mut faulty: Vec<PeerId> = Vec::new();
+        // Work a comparable run confirmed (operator, its texts): what earns credit.
+        let mut confirmed: Vec<(PeerId, Vec<String>)> = Vec::new();
         for check in &plan.checks {
             let Some(pi) = plan.parts.iter().position(|p| p.peer == check.original) else {
                 continue;
@@ -344,6 +346,9 @@ impl Inference {
                     view.verdict = "match".into();
                     view.verified = true;
                     self.observe(original, Kind::InferenceMatched, &model).await;
+                    let part = texts[plan.parts[pi].range.clone()].to_vec();
+                    confirmed.push((original, part));
+                    confirmed.push((verifier, sample_texts.clone()));
                 }
                 Verdict::Incomparable => view.verdict = "incomparable".into(),
                 Verdict::Mismatch { .. } => {
@@ -360,8 +365,15 @@ impl Inference {
                         )
                         .await;
                     let culprit = match fault {
-                        Fault::Original => Some(original),
-                        Fault::Verifier => Some(verifier),
+                        Fault::Original => {
+                            confirmed.push((verifier, sample_texts.clone()));
+                            Some(original)
+                        }
+                        Fault::Verifier => {
+                            let part = texts[plan.parts[pi].range.clone()].to_vec();
+                            confirmed.push((original, part));
+                            Some(verifier)
+                        }
                         Fault::Undecided => None,
                     };
                     if let Some(bad) = culprit {
@@ -417,6 +429,8 @@ impl Inference {
                 part.peer = peer.to_string();
             }
         }
+        confirmed.retain(|(p, _)| !faulty.contains(p));
+        self.credit_embeddings(model, confirmed).await;
         Ok(EmbedOutcome {
             vectors,
             parts,

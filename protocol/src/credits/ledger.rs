@@ -108,7 +108,7 @@ impl Account {
             .saturating_add(self.owed.storage_kib_secs);
         q.relay_bytes = q.relay_bytes.saturating_add(self.owed.relay_bytes);
         for w in &self.owed.inference {
-            q.add_inference(&w.model, w.params_m, w.prefill, w.generated);
+            q.add_work(w);
         }
         q
     }
@@ -405,6 +405,20 @@ impl Ledger {
     ) {
         let a = self.account_mut(peer, now_ms);
         a.owed.add_inference(model, params_m, prefill, generated);
+    }
+
+    /// An embedding job `peer` ran for this node was confirmed by a comparable run: its
+    /// `embedded` tokens are owed.
+    pub fn embedding_verified(
+        &mut self,
+        peer: PeerId,
+        model: &str,
+        params_m: u64,
+        embedded: u64,
+        now_ms: u64,
+    ) {
+        let a = self.account_mut(peer, now_ms);
+        a.owed.add_embedding(model, params_m, embedded);
     }
 
     /// An audit of `peer` on `block` (of `size` bytes) passed at `now_ms`: closes the interval

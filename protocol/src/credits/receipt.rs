@@ -91,29 +91,44 @@ impl Quantities {
             })
     }
 
-    /// Adds inference work for `model`, keeping the list sorted.
+    /// Adds generation work for `model`, keeping the list sorted.
     pub fn add_inference(&mut self, model: &str, params_m: u64, prefill: u64, generated: u64) {
+        self.add_work(&InferenceWork {
+            model: model.to_owned(),
+            params_m,
+            prefill,
+            generated,
+            embedded: 0,
+        });
+    }
+
+    /// Adds embedding work for `model` (`embedded` tokens), keeping the list sorted.
+    pub fn add_embedding(&mut self, model: &str, params_m: u64, embedded: u64) {
+        self.add_work(&InferenceWork {
+            model: model.to_owned(),
+            params_m,
+            prefill: 0,
+            generated: 0,
+            embedded,
+        });
+    }
+
+    /// Adds `w`'s token counts to its model's (its parameter count replacing the one held),
+    /// keeping the list sorted.
+    pub fn add_work(&mut self, w: &InferenceWork) {
         match self
             .inference
-            .binary_search_by(|w| w.model.as_str().cmp(model))
+            .binary_search_by(|x| x.model.as_str().cmp(&w.model))
         {
             Ok(i) => {
-                if let Some(w) = self.inference.get_mut(i) {
-                    w.params_m = params_m;
-                    w.prefill = w.prefill.saturating_add(prefill);
-                    w.generated = w.generated.saturating_add(generated);
+                if let Some(x) = self.inference.get_mut(i) {
+                    x.params_m = w.params_m;
+                    x.prefill = x.prefill.saturating_add(w.prefill);
+                    x.generated = x.generated.saturating_add(w.generated);
+                    x.embedded = x.embedded.saturating_add(w.embedded);
                 }
             }
-            Err(i) => self.inference.insert(
-                i,
-                InferenceWork {
-                    model: model.to_owned(),
-                    params_m,
-                    prefill,
-                    generated,
-                    embedded: 0,
-                },
-            ),
+            Err(i) => self.inference.insert(i, w.clone()),
         }
     }
 

@@ -368,6 +368,29 @@ fn relay_work_is_receipted_by_the_previous_hop_and_a_full_relay_window_refuses_o
 }
 
 #[test]
+fn verified_embeddings_are_owed_as_embedded_tokens_priced_per_flop() {
+    let (me, op) = (key(9), key(1));
+    let mut l = ledger(&me);
+    let o = id(&op);
+    // 1 000 tokens of a 22M-parameter model: 2 × 22e6 × 1e3 = 4.4e10 FLOPs = 44 000 nc.
+    l.embedding_verified(o, "minilm", 22, 600, 0);
+    l.embedding_verified(o, "minilm", 22, 400, 0);
+    l.inference_verified(o, "minilm", 22, 0, 0, 0);
+    let s = l.standing(&o, 0).unwrap();
+    let w = &s.delivered_by_peer.inference[0];
+    assert_eq!((w.embedded, w.prefill, w.generated), (1_000, 0, 0));
+    assert_eq!(s.earned_by_peer, 44_000);
+    let r = l.issue(&me, o, pk(&op), 0).unwrap();
+    assert_eq!(r.work.inference[0].embedded, 1_000);
+    // Owed work is merged into the next receipt, embedded tokens included.
+    l.embedding_verified(o, "minilm", 22, 5, 0);
+    assert_eq!(
+        l.standing(&o, 0).unwrap().delivered_by_peer.inference[0].embedded,
+        1_005
+    );
+}
+
+#[test]
 fn relay_bytes_are_omitted_when_zero_and_a_spelled_out_zero_is_refused() {
     let (a, b) = (key(1), key(2));
     let plain = Receipt::issue(&a, pk(&b), 1, 0, bytes(5)).unwrap();
@@ -411,6 +434,7 @@ proptest! {
             lp.audit_passed(e, [7; 32], s, t);
             if model {
                 lp.inference_verified(e, "m", 7_000, b, s, t);
+                lp.embedding_verified(e, "e", 22, s, t);
             } else {
                 lp.relay_received(e, s, t);
             }
