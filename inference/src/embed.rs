@@ -207,7 +207,11 @@ impl std::fmt::Debug for EmbedSizer {
 
 impl EmbedSizer {
     /// Reads the parameter count of `weights` and the tokenizer `tokenizer` of model `name`.
-    pub fn load(name: &str, weights: &std::path::Path, tokenizer: &std::path::Path) -> Result<Self> {
+    pub fn load(
+        name: &str,
+        weights: &std::path::Path,
+        tokenizer: &std::path::Path,
+    ) -> Result<Self> {
         let parameters = safetensors_parameters(weights)?;
         let bytes = std::fs::read(tokenizer).map_err(|source| Error::Io {
             path: tokenizer.to_owned(),

@@ -75,7 +75,10 @@ fn valid() -> Vec<(&'static str, Vec<u8>)> {
                 .unwrap(),
         ),
         ("fraud-proof", fraud_proof().encode().unwrap()),
-        ("receipt-relay-payer-signed", relay_receipt().encode().unwrap()),
+        (
+            "receipt-relay-payer-signed",
+            relay_receipt().encode().unwrap(),
+        ),
     ]
 }
 
@@ -127,7 +130,10 @@ fn the_pages_vectors_match_the_code() {
     let relay = Receipt::decode(&valid()[5].1).unwrap();
     assert_eq!(relay, relay_receipt());
     assert_eq!(relay.work.relay_bytes, 512 << 10);
-    assert!(relay.work.covers(&receipt().work), "it follows the first receipt");
+    assert!(
+        relay.work.covers(&receipt().work),
+        "it follows the first receipt"
+    );
     for (name, kind, bytes) in invalid() {
         let v = vectors
             .iter()

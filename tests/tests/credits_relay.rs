@@ -143,7 +143,10 @@ fn each_hop_holds_a_receipt_for_relay_work_from_its_previous_hop() {
             ps["balance"]
         );
         assert!(relay_bytes(&ps["delivered_by_peer"]) > 0, "{ps}");
-        assert!(ps["balance"].as_i64().unwrap() > 0, "{xn}'s balance with {pn}: {ps}");
+        assert!(
+            ps["balance"].as_i64().unwrap() > 0,
+            "{xn}'s balance with {pn}: {ps}"
+        );
     }
     // The table says it too.
     let text = cli(bin, &dirs[0], &["credits"], false).unwrap();
@@ -157,7 +160,11 @@ fn each_hop_holds_a_receipt_for_relay_work_from_its_previous_hop() {
 
 /// An anonymous get of `cid` through `h`'s own onion client: the bytes received, or why not.
 async fn anon_get(h: &Hostile, cid: ContentId) -> Result<usize, String> {
-    let onion = h.node.onion.as_ref().expect("the hostile node builds circuits");
+    let onion = h
+        .node
+        .onion
+        .as_ref()
+        .expect("the hostile node builds circuits");
     let mut answers = onion
         .request(Request::Get(cid), None)
         .await
@@ -246,7 +253,9 @@ async fn a_previous_hop_that_never_receipts_relay_cells_is_refused_circuits() {
     };
     println!("O's account of H: {owed:?}");
     let Some(why) = refusal else {
-        panic!("O carried every circuit of H ({carried}), though H never receipted a relay cell: {owed:?}")
+        panic!(
+            "O carried every circuit of H ({carried}), though H never receipted a relay cell: {owed:?}"
+        )
     };
     assert!(carried >= 1, "O carried no circuit of H at all: {why}");
     let owed = owed.expect("O keeps an account of H");

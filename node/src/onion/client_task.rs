@@ -200,7 +200,10 @@ mod tests {
         let middle = refusal(2, None, DestroyReason::Credit).unwrap_or_default();
         assert!(middle.contains("the standing of hop 1 with it"), "{middle}");
         let busy = refusal(3, None, DestroyReason::Busy).unwrap_or_default();
-        assert!(busy.starts_with("hop 3 refused the circuit: it is busy"), "{busy}");
+        assert!(
+            busy.starts_with("hop 3 refused the circuit: it is busy"),
+            "{busy}"
+        );
         assert_eq!(refusal(1, None, DestroyReason::Integrity), None);
     }
 }

@@ -315,7 +315,10 @@ fn relay_work_is_receipted_by_the_previous_hop_and_a_full_relay_window_refuses_o
     assert_eq!(before.delivered_to_peer.relay_bytes, cells);
     assert_eq!(before.spent_by_peer, lx.policy().rates.relay(cells));
     assert!(before.balance < 0);
-    assert!(!lp.receipt_due(&xi, false), "half the relay window is not owed yet");
+    assert!(
+        !lp.receipt_due(&xi, false),
+        "half the relay window is not owed yet"
+    );
     assert!(lp.receipt_due(&xi, true));
     // P receipts them, block bytes' way; X accepts and countersigns: the window is closed.
     let r = lp.issue(&p, xi, pk(&x), 0).unwrap();
@@ -326,7 +329,10 @@ fn relay_work_is_receipted_by_the_previous_hop_and_a_full_relay_window_refuses_o
     assert_eq!(lx.account(&pi).unwrap().unreceipted_relay, 0);
     let after = lx.standing(&pi, 0).unwrap();
     assert_eq!(after.delivered_to_peer.relay_bytes, cells);
-    assert_eq!(after.balance, before.balance, "a receipt acknowledges, it does not repay");
+    assert_eq!(
+        after.balance, before.balance,
+        "a receipt acknowledges, it does not repay"
+    );
     // P's view: X earned credit with P.
     let xs = lp.standing(&xi, 0).unwrap();
     assert_eq!(xs.delivered_by_peer.relay_bytes, cells);
