@@ -140,31 +140,56 @@ fn hidden_size(config: &[u8]) -> Option<usize> {
 }
 
 /// Largest safetensors header read, bytes (the format's own limit is 100 MB).
-const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
+pub const MAX_SAFETENSORS_HEADER: u64 = 100_000_000;
 
 /// The parameter count of a safetensors file: the elements of its tensors (the shapes in its
 /// header, multiplied out) summed, whatever their dtype. Only the header is read: the 8-byte
 /// little-endian length, then that many bytes of JSON.
 pub fn safetensors_parameters(path: &std::path::Path) -> Result<u64> {
-    use std::io::Read;
-    let io = |source| Error::Io {
+    let f = std::fs::File::open(path).map_err(|source| Error::Io {
         path: path.to_owned(),
         source,
-    };
-    let mut f = std::fs::File::open(path).map_err(io)?;
-    let mut len = [0u8; 8];
-    f.read_exact(&mut len).map_err(io)?;
-    let len = u64::from_le_bytes(len);
+    })?;
+    safetensors_parameters_from(std::io::BufReader::new(f), &path.display().to_string())
+}
+
+/// [`safetensors_parameters`] of the file whose first bytes `r` gives (at least the 8-byte
+/// length and the header; the tensors' data is not read). `what` names the file in errors.
+pub fn safetensors_parameters_from(r: impl std::io::Read, what: &str) -> Result<u64> {
+    use std::io::Read;
+    let mut r = r;
     let bad = |detail: String| Error::Load {
-        model: path.display().to_string(),
+        model: what.to_owned(),
         detail,
     };
+    let mut len = [0u8; 8];
+    r.read_exact(&mut len)
+        .map_err(|e| bad(format!("the safetensors length: {e}")))?;
+    let len = u64::from_le_bytes(len);
     if len > MAX_SAFETENSORS_HEADER {
         return Err(bad(format!("a safetensors header of {len} bytes")));
     }
     let mut header = Vec::new();
-    f.take(len).read_to_end(&mut header).map_err(io)?;
+    r.take(len)
+        .read_to_end(&mut header)
+        .map_err(|e| bad(format!("the safetensors header: {e}")))?;
+    if header.len() as u64 != len {
+        return Err(bad(format!(
+            "the safetensors header is cut short: {} of {len} bytes",
+            header.len()
+        )));
+    }
     header_parameters(&header).map_err(bad)
+}
+
+/// How many bytes from the start of a safetensors file hold its header, given the file's first
+/// eight bytes (the header's length): `8 + length`, or why the header is refused.
+pub fn safetensors_header_end(first: [u8; 8]) -> std::result::Result<u64, String> {
+    let len = u64::from_le_bytes(first);
+    if len > MAX_SAFETENSORS_HEADER {
+        return Err(format!("a safetensors header of {len} bytes"));
+    }
+    Ok(8 + len)
 }
 
 /// [`safetensors_parameters`] of the JSON header `header`.
@@ -217,7 +242,12 @@ impl EmbedSizer {
             path: tokenizer.to_owned(),
             source,
         })?;
-        let tokenizer = Tokenizer::from_bytes(bytes).map_err(error::tokenizer(name))?;
+        Self::new(name, parameters, bytes)
+    }
+
+    /// A sizer of model `name` from its parameter count and its `tokenizer.json` bytes.
+    pub fn new(name: &str, parameters: u64, tokenizer: Vec<u8>) -> Result<Self> {
+        let tokenizer = Tokenizer::from_bytes(tokenizer).map_err(error::tokenizer(name))?;
         Ok(Self {
             parameters,
             tokenizer,
@@ -272,5 +302,12 @@ mod tests {
         let huge = dir.path().join("huge.safetensors");
         std::fs::write(&huge, u64::MAX.to_le_bytes()).unwrap_or_else(|e| panic!("{e}"));
         assert!(safetensors_parameters(&huge).is_err());
+        // From the first bytes only, as a requester reads them off the mesh.
+        let end = safetensors_header_end(bytes[..8].try_into().unwrap_or_default());
+        assert_eq!(end, Ok(8 + header.len() as u64));
+        let prefix = &bytes[..8 + header.len()];
+        assert_eq!(safetensors_parameters_from(prefix, "t").ok(), Some(18));
+        assert!(safetensors_parameters_from(&prefix[..prefix.len() - 1], "t").is_err());
+        assert!(safetensors_header_end(u64::MAX.to_le_bytes()).is_err());
     }
 }

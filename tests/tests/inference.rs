@@ -6,8 +6,9 @@
 //! - A embeds 64 sentences split across the three operators; B's part is caught by the sample
 //!   re-run (a third operator arbitrates), discarded and redone elsewhere, and A's reputation
 //!   table holds a first-hand `inference_mismatched` observation of B. The vectors equal A's
-//!   local run within 1e-4. Each operator whose part a re-run confirmed is owed its tokens on A
-//!   (`embedded`, issue 21), B nothing.
+//!   local run within 1e-4. A fifth node E, which holds no copy of MiniLM, embeds the same
+//!   sentences with every item re-run: each operator whose part a re-run confirmed is owed its
+//!   tokens on E (`embedded`, issue 21), B nothing, and E read only the header of the weights.
 //! - A's `warren infer` on SmolLM2 (served by B, C and A), re-run on a second operator every time,
 //!   returns C's coherent answer (B's altered tokens are outvoted by A), and greedy decoding gives
 //!   the same tokens twice.
@@ -62,6 +63,28 @@ fn sentences() -> Vec<String> {
         }
     }
     out
+}
+
+/// Bytes of the files under `dir` whose names do not end in `.log` (a weights file fetched
+/// whole, or its blocks in the store, would show here).
+fn dir_bytes(dir: &Path) -> u64 {
+    let mut total = 0;
+    for entry in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        let path = entry.path();
+        match entry.metadata() {
+            Ok(m) if m.is_dir() => total += dir_bytes(&path),
+            Ok(m) if !path.to_string_lossy().ends_with(".log") => {
+                assert!(
+                    path.file_name() != Some(std::ffi::OsStr::new("model.safetensors")),
+                    "a copy of the weights at {}",
+                    path.display()
+                );
+                total += m.len();
+            }
+            _ => {}
+        }
+    }
+    total
 }
 
 fn read_vectors(path: &Path) -> Vec<Vec<f32>> {
@@ -245,12 +268,25 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         .collect();
     assert_eq!(discarded, [bad.as_str()], "B's results were discarded");
     assert_eq!(summary["faulty"], serde_json::json!([bad]), "B was named");
-    // Verified embedding work earns credit (issue 21): on A, each operator whose part a re-run
-    // confirmed is owed the tokens of its texts as A counts them (`embedded`), priced per FLOP
-    // of MiniLM (its parameter count read from the safetensors header); B, caught, earns nothing.
-    let embedded_on_a = |peer: &str| -> (u64, u64, i64) {
+    // Verified embedding work earns credit (issue 21): on the requester, each operator whose part a
+    // re-run confirmed is owed the tokens of its texts as the requester counts them (`embedded`),
+    // priced per FLOP of MiniLM (its parameter count read from the safetensors header); B,
+    // caught, earns nothing. The requester is a fifth node E that neither serves nor holds
+    // MiniLM: it reads the header off the first blocks of the weights on the mesh, never the
+    // whole 90 MB file.
+    let e = tmp.path().join("e");
+    procs.push(NodeProcess::start(&bin, &e, &["--bootstrap", boot.as_str()]).unwrap());
+    wait_for(Duration::from_secs(30), "E connected to the others", || {
+        cli_json(&bin, &e, &["peers"])
+            .ok()
+            .and_then(|p| p.as_array().map(|a| a.len() >= 4))
+            .unwrap_or(false)
+            .then_some(())
+    })
+    .unwrap();
+    let embedded_on_e = |peer: &str| -> (u64, u64, i64) {
         // No account at all (`warren credits PEER` fails): nothing owed.
-        let Ok(v) = cli_json(&bin, &a, &["credits", peer]) else {
+        let Ok(v) = cli_json(&bin, &e, &["credits", peer]) else {
             return (0, 0, 0);
         };
         let Some(p) = v["peers"].as_array().and_then(|p| p.first()).cloned() else {
@@ -268,10 +304,10 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         )
     };
     // Every item re-run (`--sample 1`), so that each part is confirmed or refuted whichever
-    // operators the plan picked (the run above samples 10 %, and may give a part to A itself).
+    // operators the plan picks.
     let checked = cli_json(
         &bin,
-        &a,
+        &e,
         &[
             "embed",
             "--model",
@@ -295,19 +331,27 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
         .filter(|c| {
             c["verdict"] == "match" || (c["fault"].is_string() && c["fault"] == c["verifier"])
         })
-        .filter(|c| c["original"] != ids[0].as_str() && c["original"] != bad.as_str())
+        .filter(|c| c["original"] != bad.as_str())
         .map(|c| c["original"].as_str().unwrap().to_owned())
         .collect();
     assert!(!matched.is_empty(), "a part was confirmed: {checked}");
     for p in &matched {
-        let (embedded, params_m, earned) = embedded_on_a(p);
+        let (embedded, params_m, earned) = embedded_on_e(p);
         println!(
-            "on A, {p} embedded {embedded} confirmed tokens of a {params_m}M model: {earned} nc earned in all"
+            "on E, {p} embedded {embedded} confirmed tokens of a {params_m}M model: {earned} nc earned in all"
         );
-        assert!(embedded > 0, "{p}'s confirmed part earns on A");
+        assert!(embedded > 0, "{p}'s confirmed part earns on E");
         assert_eq!(params_m, 23, "MiniLM: 22 713 728 parameters");
     }
-    assert_eq!(embedded_on_a(bad).0, 0, "B's refuted part earns nothing");
+    assert_eq!(embedded_on_e(bad).0, 0, "B's refuted part earns nothing");
+    // E sized the jobs from the weights' header: no copy of the weights, and its data directory
+    // holds far less than the 90 MB file.
+    let held = dir_bytes(&e);
+    println!("E's data directory after sizing MiniLM's jobs: {held} bytes");
+    assert!(
+        held < 40 << 20,
+        "E fetched only the header of the weights, not the file: {held} bytes"
+    );
     // A scored B's mismatches first-hand: security = 1 / (1 + invalid + mismatched) (the table keeps
     // only the newest evidence, mostly storage audits here, so the component is what is checked: one
     // mismatch puts it at 0.5, an honest operator stays at 1).
