@@ -103,6 +103,21 @@ fn spec_vectors() {
         hex::encode(m.stripe_key(0)),
         "10ee7cfe14b4b2f4522b0060ec23d922a6e230b9a47b40ce6bb285a13f35ef7d"
     );
+    let page = include_str!("../../../spec/storage.md");
+    let vectors = warren_protocol::spec_text::extract_vectors(page).expect("vectors");
+    let v = vectors
+        .iter()
+        .find(|v| v.name == "piece-manifest-4-2")
+        .expect("spec/storage.md has the piece-manifest-4-2 vector");
+    assert_eq!(v.bytes, bytes, "spec/storage.md, Pieces");
+    assert_eq!(
+        std::fs::read(concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../fuzz/seeds/fuzz_piece_manifest/piece-manifest-4-2"
+        ))
+        .expect("the fuzz seed"),
+        bytes
+    );
     assert_eq!(PieceManifest::decode(&bytes).expect("decode"), m);
 }
 
