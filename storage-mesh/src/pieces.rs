@@ -18,6 +18,8 @@ use warren_protocol::{Codec, ContentId};
 
 use crate::Error;
 use crate::chunk::MAX_BLOCK_SIZE;
+use crate::placement::{Candidate, MAX_RF, PlacementPolicy, place};
+use warren_protocol::PeerId;
 use crate::stripe::StripePolicy;
 
 /// First bytes of an encoded [`PieceManifest`], version 1 (`WPM1`). A chunk block starts with
@@ -235,6 +237,47 @@ fn rs_error(cid: Option<ContentId>, e: reed_solomon_simd::Error) -> Error {
     }
 }
 
+/// The stripe key of a stripe whose pieces have these hashes, in index order
+/// ([`PieceManifest::stripe_key`]).
+pub fn stripe_key_of<'a>(hashes: impl IntoIterator<Item = &'a [u8; 32]>) -> [u8; 32] {
+    let mut h = blake3::Hasher::new();
+    h.update(b"warren stripe v1");
+    for p in hashes {
+        h.update(p);
+    }
+    *h.finalize().as_bytes()
+}
+
+/// The holders of a stripe's `n` pieces: the peers closest to its `key` as [`place`] picks them
+/// (capacity, reputation floor, one piece per network group while another group has room),
+/// piece `i` on the `i`-th. [`place`] picks at most [`MAX_RF`] at a time, so a wider stripe
+/// takes the next closest in further rounds. Distinct peers while there are enough; with fewer
+/// eligible peers than pieces, the list starts over (a peer then holds more than one piece of the
+/// stripe). Empty when no peer is eligible.
+pub fn place_pieces(
+    key: &[u8; 32],
+    candidates: &[Candidate],
+    n: usize,
+    piece_size: u64,
+    exclude: &[PeerId],
+) -> Vec<PeerId> {
+    let mut chosen: Vec<PeerId> = Vec::new();
+    while chosen.len() < n {
+        let mut skip = exclude.to_vec();
+        skip.extend_from_slice(&chosen);
+        let policy = PlacementPolicy::with_rf((n - chosen.len()).min(MAX_RF));
+        let more = place(key, candidates, &policy, piece_size, &skip).into_peers();
+        if more.is_empty() {
+            break;
+        }
+        chosen.extend(more);
+    }
+    if chosen.is_empty() {
+        return chosen;
+    }
+    (0..n).map(|i| chosen[i % chosen.len()]).collect()
+}
+
 /// Where a stripe lies in a file's stream of blocks.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct StripeSpan {
@@ -369,12 +412,7 @@ impl PieceManifest {
     /// piece `i` on the `i`-th): BLAKE3 of `warren stripe v1` and the stripe's piece hashes.
     pub fn stripe_key(&self, s: usize) -> [u8; 32] {
         let n = self.code.pieces();
-        let mut h = blake3::Hasher::new();
-        h.update(b"warren stripe v1");
-        for p in self.pieces.iter().skip(s * n).take(n) {
-            h.update(p);
-        }
-        *h.finalize().as_bytes()
+        stripe_key_of(self.pieces.iter().skip(s * n).take(n))
     }
 
     /// Checks a fetched piece against its id: piece `i` of stripe `s` must hash to the id the

@@ -288,3 +288,46 @@ proptest! {
         }
     }
 }
+
+#[test]
+fn pieces_go_to_distinct_close_peers_and_wrap_only_when_short() {
+    use crate::placement::{Candidate, rank};
+    use warren_protocol::{PeerId, Tier};
+    let peers: Vec<PeerId> = (0..40u8)
+        .map(|i| {
+            let mut digest = vec![0x00, 0x20];
+            digest.extend_from_slice(&[i; 32]);
+            PeerId::from_bytes(&digest).expect("identity peer id")
+        })
+        .collect();
+    let cands: Vec<Candidate> = peers
+        .iter()
+        .map(|p| Candidate {
+            peer: *p,
+            tier: Tier::Cold,
+            bytes_free: 1 << 30,
+            score: None,
+            group: None,
+        })
+        .collect();
+    let key = [7u8; 32];
+    let placed = place_pieces(&key, &cands, 36, 1 << 20, &[]);
+    assert_eq!(placed.len(), 36);
+    let mut distinct = placed.clone();
+    distinct.sort();
+    distinct.dedup();
+    assert_eq!(distinct.len(), 36, "36 pieces on 36 distinct peers");
+    // The closest 36 of the 40.
+    let closest: Vec<PeerId> = rank(&key, &peers).into_iter().take(36).collect();
+    for p in &placed {
+        assert!(closest.contains(p));
+    }
+    // Deterministic, and an excluded peer gets nothing.
+    assert_eq!(place_pieces(&key, &cands, 36, 1 << 20, &[]), placed);
+    assert!(!place_pieces(&key, &cands, 8, 1 << 20, &[placed[0]]).contains(&placed[0]));
+    // Five peers for eight pieces: each of them, then round again.
+    let few = place_pieces(&key, &cands[..5], 8, 1 << 20, &[]);
+    assert_eq!(few.len(), 8);
+    assert_eq!(few[5], few[0]);
+    assert!(place_pieces(&key, &[], 8, 1, &[]).is_empty());
+}
