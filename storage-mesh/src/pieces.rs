@@ -73,6 +73,24 @@ impl Default for PieceCode {
 }
 
 impl PieceCode {
+    /// Reads `K+M` (e.g. `4+4`) with the default piece size; an empty text is the default
+    /// code. Errors are sentences for the user.
+    pub fn parse(text: &str) -> Result<PieceCode, String> {
+        let text = text.trim();
+        if text.is_empty() {
+            return Ok(PieceCode::default());
+        }
+        let bad = || format!("pieces `{text}`: expected K+M, e.g. 12+24 (K data, M parity)");
+        let (k, m) = text.split_once('+').ok_or_else(bad)?;
+        let code = PieceCode {
+            data: k.trim().parse().map_err(|_| bad())?,
+            parity: m.trim().parse().map_err(|_| bad())?,
+            piece_size: DEFAULT_PIECE_SIZE,
+        };
+        code.check().map_err(|e| format!("pieces `{text}`: {e}"))?;
+        Ok(code)
+    }
+
     /// Pieces per stripe.
     pub fn pieces(&self) -> usize {
         usize::from(self.data) + usize::from(self.parity)

@@ -40,6 +40,7 @@ mod offer;
 mod onion;
 mod openai;
 mod openai_mesh_models;
+mod pieces;
 mod private;
 mod republish;
 mod reputation;

@@ -447,7 +447,7 @@ pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode 
     use warren_storage_mesh::Error as E;
     match e {
         E::Missing { .. } => StatusCode::NOT_FOUND,
-        E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
+        E::NotAFile { .. } | E::Options(_) | E::Pieces { .. } => StatusCode::BAD_REQUEST,
         E::IsDirectory { .. } | E::NotADirectory { .. } => StatusCode::BAD_REQUEST,
         E::BadDirectory { .. } => StatusCode::BAD_GATEWAY,
         E::Incomplete { .. } => StatusCode::CONFLICT,

@@ -40,6 +40,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             media_type,
             no_pin,
             rf,
+            pieces,
             class,
             private,
             anon,
@@ -75,11 +76,13 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 },
                 anon,
                 key: None,
+                pieces,
             };
             let view = crate::cli::transfer::put(&api, &file, req, out.json).await?;
-            print(out.json, &view, |v| match &v.capability {
-                Some(cap) => format!("{cap}\n"),
-                None => format!("{}\n", v.cid),
+            print(out.json, &view, |v| match (&v.capability, &v.pieces) {
+                (Some(cap), _) => format!("{cap}\n"),
+                (None, Some(p)) => format!("{}\n", p.manifest),
+                (None, None) => format!("{}\n", v.cid),
             })
         }
         Command::Get {

@@ -45,6 +45,7 @@ mod arrivals;
 mod audit;
 mod fetch;
 mod lease;
+mod pieces;
 mod repair;
 mod replicate;
 mod samples;

@@ -34,6 +34,30 @@ pub struct PutView {
     pub class: String,
     /// For a sealed file, the read capability (`warren:CID#KEY`): the only way to read it.
     pub capability: Option<String>,
+    /// With `pieces`: the erasure-coded pieces placed instead of whole copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<PiecesReport>,
+}
+
+/// `POST /v1/put?pieces=K+M`: the file's pieces (spec/storage.md, "Pieces").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiecesReport {
+    /// The piece manifest's id: what `warren get` takes to read the file from its pieces.
+    pub manifest: String,
+    /// Data pieces per stripe (any this many rebuild it).
+    pub data: u8,
+    /// Parity pieces per stripe.
+    pub parity: u8,
+    /// Stripes of the file.
+    pub stripes: usize,
+    /// Pieces stored on other peers.
+    pub placed: usize,
+    /// Pieces that could not be placed.
+    pub failed: usize,
+    /// Distinct peers holding at least one piece.
+    pub holders: Vec<String>,
+    /// Whole copies of the piece manifest placed on other peers.
+    pub manifest_copies: usize,
 }
 
 /// One entry of `GET /v1/pins`.

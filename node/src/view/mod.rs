@@ -16,7 +16,7 @@ pub use dashboard::{
 };
 pub use files::{
     AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PinView,
-    PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
+    PiecesReport, PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
 };
 pub use names::{NameAnswerView, NameKeyView, PublishNameRequest, PublishedView, ResolvedView};
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};

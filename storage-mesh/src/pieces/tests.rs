@@ -140,6 +140,16 @@ fn the_default_code_is_12_plus_24_below_18() {
 }
 
 #[test]
+fn codes_parse_from_k_plus_m() {
+    assert_eq!(PieceCode::parse("").expect("default"), PieceCode::default());
+    let c = PieceCode::parse(" 4+6 ").expect("4+6");
+    assert_eq!((c.data, c.parity, c.piece_size), (4, 6, DEFAULT_PIECE_SIZE));
+    for bad in ["4", "4+", "a+b", "0+4", "4+0", "65+1", "-1+3", "4+300"] {
+        assert!(PieceCode::parse(bad).is_err(), "{bad}");
+    }
+}
+
+#[test]
 fn a_corrupt_piece_is_caught_by_its_id() {
     let b = blocks(&[50, 700], 1);
     let (m, mut stripes) = encode_all(SMALL, &b);
