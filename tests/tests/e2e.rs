@@ -24,6 +24,7 @@ mod hostile_inference;
 mod hostile_net;
 mod hostile_onion_hop;
 mod hostile_onion_read;
+mod hostile_pieces;
 mod hostile_placement;
 mod hostile_relay_worker;
 mod hostile_sybil;

@@ -518,6 +518,25 @@ pub(super) async fn where_is(
     Ok(Json(s.mesh.where_is(cid).await?))
 }
 
+/// `POST /v1/pieces/{id}?repair=true`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PiecesQuery {
+    /// Rebuild the stripes below their threshold (default: only report).
+    repair: Option<bool>,
+}
+
+/// `POST /v1/pieces/{id}`: audits a holder of every piece of the file kept as pieces under
+/// the piece manifest `id`, and with `repair=true` rebuilds the stripes below the threshold.
+pub(super) async fn pieces(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+    Query(q): Query<PiecesQuery>,
+) -> Result<Json<crate::view::PiecesHealth>, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let repair = q.repair.unwrap_or(false);
+    Ok(Json(s.mesh.check_pieces(cid, repair).await?))
+}
+
 /// The body of `POST /v1/audit`.
 #[derive(serde::Deserialize)]
 #[serde(deny_unknown_fields)]

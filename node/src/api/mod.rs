@@ -400,6 +400,7 @@ pub fn router(
         .route("/v1/audits", get(files::audits))
         .route("/v1/where/{cid}", get(files::where_is))
         .route("/v1/audit", post(files::audit))
+        .route("/v1/pieces/{cid}", post(files::pieces))
         .route("/v1/anon/get/{cid}", get(onion::get))
         .route("/v1/anon/infer", post(onion::infer))
         .route("/v1/anon/embed", post(onion::embed))

@@ -175,6 +175,19 @@ pub enum Command {
         #[command(flatten)]
         out: OutputArgs,
     },
+    /// A file kept as pieces (`put --pieces`): audits a holder of every piece and shows each
+    /// stripe's live pieces against its repair threshold; `--repair` rebuilds the stripes below
+    /// it (this node fetches k pieces and places only the missing ones).
+    Pieces {
+        /// The piece manifest's id (what `put --pieces` printed).
+        id: String,
+        /// Rebuild the stripes below their threshold.
+        #[arg(long)]
+        repair: bool,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
     /// The reputation table (each component and the total), or one peer's score and evidence.
     Reputation {
         /// A peer id: show the evidence behind its score.

@@ -33,8 +33,10 @@ const STRIPES_AHEAD: usize = 2;
 /// When no piece of a stripe arrived for this long, one more piece is asked for beside the
 /// ones under way: a slow holder is outrun, not waited for.
 const PIECE_HEDGE: Duration = Duration::from_secs(2);
-/// Replication factor a piece is pushed with: each piece is one copy on one peer.
-const PIECE_RF: usize = 1;
+/// Replication factor a piece is pushed with: 0, the piece is the only copy (its stripe is its
+/// redundancy), so neither its holder nor the origin's repair pass copies it whole (RF counts the
+/// copies besides the origin's, and the origin keeps no piece).
+pub(super) const PIECE_RF: usize = 0;
 
 /// One encoded stripe on its way from the encoder thread to the pushes.
 type Stripe = (usize, Vec<Vec<u8>>);
@@ -205,6 +207,27 @@ impl Mesh {
         })
     }
 
+    /// Every piece of the piece manifest `id` with its length, when `id` is a piece manifest
+    /// stored here (`warren audit PEER ID` challenges the pieces `PEER` claims); `None` for
+    /// any other block or one not stored here.
+    pub(crate) async fn piece_pool(
+        &self,
+        id: ContentId,
+    ) -> Result<Option<Vec<(ContentId, u64)>>, NodeError> {
+        let local = self.store_call(move |s| Ok(s.get_block(&id).ok())).await?;
+        let Some(bytes) = local.filter(|b| PieceManifest::is_piece_manifest(b)) else {
+            return Ok(None);
+        };
+        let m = PieceManifest::decode(&bytes).map_err(NodeError::Storage)?;
+        let mut pool = Vec::with_capacity(m.pieces.len());
+        for (s, span) in m.stripes().iter().enumerate() {
+            for cid in m.stripe_pieces(s) {
+                pool.push((cid, span.piece_size as u64));
+            }
+        }
+        Ok(Some(pool))
+    }
+
     /// Rebuilds the file of the piece manifest `id` in this node's store (as cached blocks)
     /// from `k` pieces of each stripe; answers the file's id. Every block is checked against
     /// its id on the way.
@@ -309,7 +332,7 @@ impl Mesh {
 
     /// One piece: from this node's store, else from `hint` (the peer placement names), else
     /// from the holders the DHT names.
-    async fn fetch_piece(&self, cid: ContentId, hint: Option<PeerId>) -> Result<Vec<u8>, String> {
+    pub(super) async fn fetch_piece(&self, cid: ContentId, hint: Option<PeerId>) -> Result<Vec<u8>, String> {
         if let Ok(Some(b)) = self.store_call(move |s| Ok(s.get_block(&cid).ok())).await {
             return Ok(b);
         }

@@ -16,7 +16,7 @@ pub use dashboard::{
 };
 pub use files::{
     AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PinView,
-    PiecesReport, PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
+    PiecesHealth, PiecesReport, PutDirRequest, PutView, ReplicationReport, StatView, StripeHealth, StorageUsage, WhereReport,
 };
 pub use names::{NameAnswerView, NameKeyView, PublishNameRequest, PublishedView, ResolvedView};
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};
