@@ -1,5 +1,5 @@
 //! Acceptance of erasure-coded pieces (issue 26) on a devnet of 12 real nodes on loopback: a
-//! 64 MiB file put as 4 + 4 pieces per stripe, every piece of a stripe on its own node, reads
+//! 32 MiB file put as 4 + 4 pieces per stripe, every piece of a stripe on its own node, reads
 //! back byte-identical on a surviving node after the origin and the 4 holders of one stripe's
 //! data pieces are SIGKILLed at once (whole copies at RF 3 survive 2 losses; this stripe lost 4
 //! pieces and is decoded from its parity). Then that node repairs: the stripes below the
@@ -70,8 +70,9 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     wait_for_records(BIN, &nodes[0].0, NODES - 1).unwrap();
     println!("{NODES} nodes up in {:?}", started.elapsed());
 
-    // 64 MiB of random bytes as 4 + 4 pieces from node 0.
-    let original = test_bytes(64 * MIB, 26, false);
+    // 32 MiB of random bytes as 4 + 4 pieces from node 0 (64 MiB passes too, in 45 s instead of
+    // about 25 s on a loaded 2-core machine: the suite's time decides).
+    let original = test_bytes(32 * MIB, 26, false);
     let file = tmp.path().join("file.bin");
     std::fs::write(&file, &original).unwrap();
     let t = Instant::now();
@@ -89,9 +90,9 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     assert_eq!(put["cid"], expected.root().unwrap().to_string(), "{put}");
     assert!(put["replication"].is_null(), "no whole copies: {put}");
     let stripes = expected.stripes().len();
-    // The blocks of 64 MiB of random bytes (64 raw chunk blocks of 1 MiB + 1 byte and the root
-    // manifest) in stripes of 4 MiB: 16 full ones and a short last one.
-    assert_eq!(stripes, 17);
+    // The blocks of 32 MiB of random bytes (32 raw chunk blocks of 1 MiB + 1 byte and the root
+    // manifest) in stripes of 4 MiB: 8 full ones and a short last one.
+    assert_eq!(stripes, 9);
     assert_eq!(put["pieces"]["stripes"], stripes, "{put}");
     assert_eq!(put["pieces"]["placed"], stripes * 8, "{put}");
     assert_eq!(put["pieces"]["failed"], 0, "{put}");
