@@ -19,8 +19,8 @@ use warren_protocol::{Codec, ContentId};
 use crate::Error;
 use crate::chunk::MAX_BLOCK_SIZE;
 use crate::placement::{Candidate, MAX_RF, PlacementPolicy, place};
-use warren_protocol::PeerId;
 use crate::stripe::StripePolicy;
+use warren_protocol::PeerId;
 
 /// First bytes of an encoded [`PieceManifest`], version 1 (`WPM1`). A chunk block starts with
 /// its tag (0x00 or 0x01), so no chunk block is mistaken for a piece manifest.

@@ -37,7 +37,11 @@ async fn cli(bin: &str, dir: &Path, args: &[&str]) -> Value {
 
 /// H drops `blocks` from its store, then asks every peer in `peers` for each and stores what it
 /// gets back (checked against the id). Answers how many came back, and how long it took.
-async fn drop_and_refetch(h: &Hostile, blocks: &[ContentId], peers: &[PeerId]) -> (usize, Duration) {
+async fn drop_and_refetch(
+    h: &Hostile,
+    blocks: &[ContentId],
+    peers: &[PeerId],
+) -> (usize, Duration) {
     for b in blocks {
         h.node.store.discard_block(b).unwrap();
         assert!(!h.node.store.has_block(b).unwrap());
@@ -121,13 +125,22 @@ async fn a_holder_that_dropped_its_piece_cannot_borrow_it_back_for_an_audit() {
     let put = cli(&bin, &a_dir, &["put", f1.to_str().unwrap(), "--rf", "3"]).await;
     let root = put["cid"].as_str().unwrap().to_owned();
     let copies = new_held(&h, &[]);
-    assert!(!copies.is_empty(), "H holds no block of the RF 3 file: {put}");
+    assert!(
+        !copies.is_empty(),
+        "H holds no block of the RF 3 file: {put}"
+    );
     let (back, took) = drop_and_refetch(&h, &copies, &peers).await;
-    println!("whole copies: H dropped {} blocks, borrowed {back} back in {took:?}", copies.len());
+    println!(
+        "whole copies: H dropped {} blocks, borrowed {back} back in {took:?}",
+        copies.len()
+    );
     assert_eq!(back, copies.len(), "every whole copy can be borrowed back");
     let audit = cli(&bin, &a_dir, &["audit", &h.peer_id().to_string(), &root]).await;
     println!("audit of H on the whole copies: {audit}");
-    assert_eq!(audit["passed"], true, "the control: borrowed copies pass: {audit}");
+    assert_eq!(
+        audit["passed"], true,
+        "the control: borrowed copies pass: {audit}"
+    );
 
     // Pieces: 4 MiB as 2 + 3 pieces, one piece of each stripe on each of the five holders.
     let f2 = tmp.path().join("pieces.bin");
@@ -146,12 +159,29 @@ async fn a_holder_that_dropped_its_piece_cannot_borrow_it_back_for_an_audit() {
     println!("H holds {} pieces: {put}", pieces.len());
     assert!(!pieces.is_empty(), "H holds no piece: {put}");
     let (back, took) = drop_and_refetch(&h, &pieces, &peers).await;
-    println!("pieces: H dropped {}, borrowed {back} back in {took:?}", pieces.len());
-    assert_eq!(back, 0, "a piece is held by one peer only: nothing to borrow");
-    let audit = cli(&bin, &a_dir, &["audit", &h.peer_id().to_string(), &manifest]).await;
+    println!(
+        "pieces: H dropped {}, borrowed {back} back in {took:?}",
+        pieces.len()
+    );
+    assert_eq!(
+        back, 0,
+        "a piece is held by one peer only: nothing to borrow"
+    );
+    let audit = cli(
+        &bin,
+        &a_dir,
+        &["audit", &h.peer_id().to_string(), &manifest],
+    )
+    .await;
     println!("audit of H on its pieces: {audit}");
-    assert_eq!(audit["passed"], false, "a holder without its piece passed: {audit}");
-    assert_eq!(audit["answered"], true, "it answered (not_found), it was not silent: {audit}");
+    assert_eq!(
+        audit["passed"], false,
+        "a holder without its piece passed: {audit}"
+    );
+    assert_eq!(
+        audit["answered"], true,
+        "it answered (not_found), it was not silent: {audit}"
+    );
     // The honest holders pass the same audit.
     let honest = cli(&bin, &a_dir, &["audit", &peers[1].to_string(), &manifest]).await;
     assert_eq!(honest["passed"], true, "an honest piece holder: {honest}");

@@ -86,7 +86,11 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     let code = PieceCode::parse("4+4").unwrap();
     let expected = expected_manifest(&original, "file.bin", code);
     let id = put["pieces"]["manifest"].as_str().unwrap().to_owned();
-    assert_eq!(id, expected.id().to_string(), "deterministic encoding: {put}");
+    assert_eq!(
+        id,
+        expected.id().to_string(),
+        "deterministic encoding: {put}"
+    );
     assert_eq!(put["cid"], expected.root().unwrap().to_string(), "{put}");
     assert!(put["replication"].is_null(), "no whole copies: {put}");
     let stripes = expected.stripes().len();
@@ -96,7 +100,10 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     assert_eq!(put["pieces"]["stripes"], stripes, "{put}");
     assert_eq!(put["pieces"]["placed"], stripes * 8, "{put}");
     assert_eq!(put["pieces"]["failed"], 0, "{put}");
-    assert!(put["pieces"]["manifest_copies"].as_u64().unwrap() >= 5, "{put}");
+    assert!(
+        put["pieces"]["manifest_copies"].as_u64().unwrap() >= 5,
+        "{put}"
+    );
 
     // Every piece on exactly one node, the pieces of a stripe on 8 distinct nodes.
     let held_by: Vec<_> = (0..NODES).map(|i| held(BIN, &nodes[i].0)).collect();
@@ -168,18 +175,22 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     // Checked again: the repaired stripes have their 8 pieces online, the others (above the
     // threshold: lazy repair leaves them) what they kept. The new holders' provider records may
     // take a moment to spread.
-    warren_tests::wait_for(std::time::Duration::from_secs(30), "the restored pieces online", || {
-        let r = cli_json(BIN, &nodes[reader].0, &["pieces", &id]).ok()?;
-        r["stripes"]
-            .as_array()?
-            .iter()
-            .all(|st| {
-                let s = st["stripe"].as_u64().unwrap() as usize;
-                let want = if 8 - lost[&s] < 5 { 8 } else { 8 - lost[&s] };
-                st["online"] == want && st["restored"] == 0
-            })
-            .then_some(())
-    })
+    warren_tests::wait_for(
+        std::time::Duration::from_secs(30),
+        "the restored pieces online",
+        || {
+            let r = cli_json(BIN, &nodes[reader].0, &["pieces", &id]).ok()?;
+            r["stripes"]
+                .as_array()?
+                .iter()
+                .all(|st| {
+                    let s = st["stripe"].as_u64().unwrap() as usize;
+                    let want = if 8 - lost[&s] < 5 { 8 } else { 8 - lost[&s] };
+                    st["online"] == want && st["restored"] == 0
+                })
+                .then_some(())
+        },
+    )
     .unwrap();
     println!("whole test {:?}", started.elapsed());
 }

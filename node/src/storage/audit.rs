@@ -43,16 +43,18 @@ impl Mesh {
         let mut pool: Vec<(ContentId, u64)> = match cid {
             // A piece manifest: the pieces of the file that `peer` claims, each against its
             // own id (spec/proof-of-storage.md, "Pieces").
-            Some(c) if c.codec() == warren_protocol::Codec::Raw => match self.piece_pool(c).await? {
-                Some(pieces) => pieces,
-                None => {
-                    let len = self.store_call(move |s| s.block_len(&c)).await?;
-                    let len = len.ok_or(NodeError::UnknownBlock { block: c })?;
-                    let mut seed = [0u8; 32];
-                    rand::rngs::OsRng.fill_bytes(&mut seed);
-                    return Ok(self.audit(c, len, peer, seed).await);
+            Some(c) if c.codec() == warren_protocol::Codec::Raw => {
+                match self.piece_pool(c).await? {
+                    Some(pieces) => pieces,
+                    None => {
+                        let len = self.store_call(move |s| s.block_len(&c)).await?;
+                        let len = len.ok_or(NodeError::UnknownBlock { block: c })?;
+                        let mut seed = [0u8; 32];
+                        rand::rngs::OsRng.fill_bytes(&mut seed);
+                        return Ok(self.audit(c, len, peer, seed).await);
+                    }
                 }
-            },
+            }
             Some(root) => {
                 self.dag_fetching_manifests(root, &FetchSession::default())
                     .await?

@@ -138,7 +138,8 @@ impl Mesh {
             .map(|((cid, p), to)| (cid, p, to))
             .collect();
         // This node is the pieces' origin: it signs their placement tickets.
-        let rfs: Vec<(ContentId, u64)> = jobs.iter().map(|(c, p, _)| (*c, p.len() as u64)).collect();
+        let rfs: Vec<(ContentId, u64)> =
+            jobs.iter().map(|(c, p, _)| (*c, p.len() as u64)).collect();
         self.remember_rf(&rfs, PIECE_RF);
         let results: Vec<(PeerId, ContentId, Result<(), String>)> = futures::stream::iter(jobs)
             .map(|(cid, piece, to)| async move {
@@ -179,7 +180,13 @@ impl Mesh {
         self.remember_rf(&[(id, len)], rf);
         self.client.provide(vec![id]).await?;
         let rf = rf.min(warren_storage_mesh::placement::MAX_RF);
-        let peers = place(&id.hash(), candidates, &PlacementPolicy::with_rf(rf), len, &[me]);
+        let peers = place(
+            &id.hash(),
+            candidates,
+            &PlacementPolicy::with_rf(rf),
+            len,
+            &[me],
+        );
         let results: Vec<Result<(), String>> = futures::stream::iter(peers.into_peers())
             .map(|to| {
                 let bytes = bytes.clone();
@@ -332,7 +339,11 @@ impl Mesh {
 
     /// One piece: from this node's store, else from `hint` (the peer placement names), else
     /// from the holders the DHT names.
-    pub(super) async fn fetch_piece(&self, cid: ContentId, hint: Option<PeerId>) -> Result<Vec<u8>, String> {
+    pub(super) async fn fetch_piece(
+        &self,
+        cid: ContentId,
+        hint: Option<PeerId>,
+    ) -> Result<Vec<u8>, String> {
         if let Ok(Some(b)) = self.store_call(move |s| Ok(s.get_block(&cid).ok())).await {
             return Ok(b);
         }

@@ -69,7 +69,9 @@ impl Mesh {
                     .iter()
                     .filter(|p| match p {
                         PieceState::Online => true,
-                        PieceState::Offline { since_ms } => now.saturating_sub(*since_ms) < policy.lazy_ms,
+                        PieceState::Offline { since_ms } => {
+                            now.saturating_sub(*since_ms) < policy.lazy_ms
+                        }
                         PieceState::Gone => false,
                     })
                     .count(),
@@ -82,7 +84,10 @@ impl Mesh {
                 exclude.push(me);
                 let order: Vec<PeerId> = rank(
                     &m.stripe_key(s),
-                    candidates.iter().map(|c| &c.peer).filter(|p| !exclude.contains(p)),
+                    candidates
+                        .iter()
+                        .map(|c| &c.peer)
+                        .filter(|p| !exclude.contains(p)),
                 );
                 restored = self
                     .rebuild_stripe(&m, s, sources, rebuild, &holders, &order)
@@ -94,7 +99,9 @@ impl Mesh {
                 counted,
                 verdict: match verdict {
                     StripeVerdict::Healthy { .. } => "healthy".into(),
-                    StripeVerdict::Repair { rebuild, .. } => format!("repair {} pieces", rebuild.len()),
+                    StripeVerdict::Repair { rebuild, .. } => {
+                        format!("repair {} pieces", rebuild.len())
+                    }
                     StripeVerdict::Wait { .. } | StripeVerdict::Gather { .. } => {
                         "below the threshold, fewer than k pieces online: wait".into()
                     }
@@ -210,7 +217,9 @@ impl Mesh {
                         next += attempt + 1;
                         break;
                     }
-                    Err(e) => warn!(stripe = s, piece = i, peer = %to, "rebuilt piece not stored: {e}"),
+                    Err(e) => {
+                        warn!(stripe = s, piece = i, peer = %to, "rebuilt piece not stored: {e}")
+                    }
                 }
             }
         }
