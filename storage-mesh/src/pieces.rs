@@ -107,7 +107,7 @@ impl PieceCode {
         }
         if self.piece_size == 0
             || self.piece_size > MAX_PIECE_SIZE
-            || self.piece_size % PIECE_ALIGN != 0
+            || !self.piece_size.is_multiple_of(PIECE_ALIGN)
         {
             return Err(format!(
                 "a piece size of {} bytes (a multiple of {PIECE_ALIGN} up to {MAX_PIECE_SIZE})",
@@ -154,7 +154,7 @@ impl PieceCode {
     /// of `piece_size` bytes (`piece_size` from [`stripes`](Self::stripes)).
     pub fn encode_stripe(&self, bytes: &[u8], piece_size: usize) -> Result<Vec<Vec<u8>>, Error> {
         let k = usize::from(self.data);
-        if bytes.len() > k * piece_size || piece_size == 0 || piece_size % 2 != 0 {
+        if bytes.len() > k * piece_size || piece_size == 0 || !piece_size.is_multiple_of(2) {
             return Err(Error::Pieces {
                 cid: None,
                 reason: format!(
