@@ -18,6 +18,7 @@ mod infer;
 mod net;
 mod nodes;
 mod onion;
+mod pieces;
 mod startup;
 
 use std::path::PathBuf;
@@ -157,6 +158,22 @@ enum Command {
         #[arg(long, default_value_t = 40)]
         count: usize,
     },
+    /// Loopback `get` of a file kept as pieces next to whole copies on 1 and 3 holders, and
+    /// `put` with encoding next to a local put and a put at RF 3, in the same run.
+    Pieces {
+        /// MiB per file.
+        #[arg(long, default_value_t = 64)]
+        size_mib: u64,
+        /// Seed of the generated data.
+        #[arg(long, default_value_t = 1)]
+        seed: u64,
+        /// Timed gets per source (the median is reported).
+        #[arg(long, default_value_t = 3)]
+        rounds: usize,
+        /// The code, K+M.
+        #[arg(long, default_value = "4+4")]
+        code: String,
+    },
     /// Peak resident memory of a node during a large `put`.
     PutMemory {
         /// MiB of mixed data to put.
@@ -254,6 +271,12 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             seed,
             rounds,
         } => fetch::fetch(&exe, size_mib, seed, rounds).await,
+        Command::Pieces {
+            size_mib,
+            seed,
+            rounds,
+            code,
+        } => pieces::pieces(&exe, size_mib, seed, rounds, &code).await,
         Command::PutMemory { size_mib, seed } => startup::put_memory(&exe, size_mib, seed).await,
     }
 }

@@ -166,6 +166,7 @@ pub(crate) fn public_put(rf: usize) -> warren_node::cli::transfer::PutRequest {
         class: warren_protocol::Class::Public,
         anon: false,
         key: None,
+        pieces: None,
     }
 }
 

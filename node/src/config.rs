@@ -165,6 +165,9 @@ pub struct MeshConfig {
     pub background_audits_per_min: u32,
     /// Share of one core (per mille) above which background work slows to a trickle.
     pub background_cpu_permille: u32,
+    /// A piece whose holder has been unreachable for less than this still counts towards its
+    /// stripe (lazy repair, spec/storage.md "Pieces"), milliseconds. Default a day.
+    pub pieces_lazy_ms: u64,
 }
 
 impl MeshConfig {
@@ -202,6 +205,7 @@ impl Default for MeshConfig {
             background_dht_per_min: 240,
             background_audits_per_min: 360,
             background_cpu_permille: 10,
+            pieces_lazy_ms: warren_storage_mesh::pieces::DEFAULT_LAZY_MS,
         }
     }
 }

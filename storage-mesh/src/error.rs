@@ -178,6 +178,16 @@ pub enum Error {
     #[error("building a manifest failed: {0}")]
     BuildManifest(#[source] Box<warren_protocol::Error>),
 
+    /// Erasure-coded pieces (spec/storage.md, "Pieces"): a piece manifest that breaks a rule, a
+    /// stripe that cannot be encoded, or too few good pieces to rebuild one.
+    #[error("pieces{}: {reason}", cid.map(|c| format!(" ({c})")).unwrap_or_default())]
+    Pieces {
+        /// The piece manifest or piece concerned, when known.
+        cid: Option<ContentId>,
+        /// What is wrong.
+        reason: String,
+    },
+
     /// A thread of the put pipeline stopped unexpectedly (a bug in this crate, or a panic).
     #[error("the put pipeline stopped: {0}")]
     Pipeline(&'static str),

@@ -47,6 +47,7 @@ mod ingest;
 pub mod lease;
 mod lease_store;
 mod open;
+pub mod pieces;
 pub mod placement;
 pub mod proof;
 mod read;

@@ -74,6 +74,7 @@ pub(super) async fn put_dir(
                 pinned: pin,
                 class: "private".into(),
                 capability: Some(cap),
+                pieces: None,
             }));
         }
         (class, _) => {
@@ -121,6 +122,7 @@ pub(super) async fn put_dir(
         pinned: pin,
         class: "public".into(),
         capability: None,
+        pieces: None,
     }))
 }
 

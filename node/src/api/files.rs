@@ -36,6 +36,7 @@ use rand::RngCore;
 use serde::Deserialize;
 use tokio::sync::mpsc;
 use warren_protocol::{Capability, Class, ContentId, FileKey};
+use warren_storage_mesh::pieces::{DEFAULT_PIECE_SIZE, PieceCode};
 use warren_storage_mesh::{PutOptions, SealOptions, Store};
 
 use super::{ApiError, AppState};
@@ -155,6 +156,8 @@ pub(super) struct PutQuery {
     rf: Option<usize>,
     /// `public` (default), `shared` or `private`.
     class: Option<String>,
+    /// Keep the file as erasure-coded pieces: `K+M`, or empty for the default code.
+    pieces: Option<String>,
 }
 
 pub(super) async fn put(
@@ -272,7 +275,21 @@ pub(super) async fn put(
             }
             ApiError::from(e)
         })?;
-    let replication = if rf > 0 {
+    let code = q
+        .pieces
+        .as_deref()
+        .map(PieceCode::parse)
+        .transpose()
+        .map_err(|e| ApiError(StatusCode::BAD_REQUEST, e))?;
+    // A file under one piece keeps whole copies: its pieces would be smaller than their list.
+    let code = code.filter(|_| out.stored_bytes >= u64::from(DEFAULT_PIECE_SIZE));
+    let pieces = match code {
+        Some(code) => Some(s.mesh.put_pieces(out.cid, code).await?),
+        None => None,
+    };
+    let replication = if pieces.is_some() {
+        None
+    } else if rf > 0 {
         Some(s.mesh.replicate(out.cid, rf).await?)
     } else {
         // Kept here only, but still findable: others can fetch it from this node.
@@ -295,6 +312,7 @@ pub(super) async fn put(
         pinned: pin,
         class: class.to_string(),
         capability: key.map(|key| Capability { cid: out.cid, key }.to_string()),
+        pieces,
     }))
 }
 
@@ -312,6 +330,13 @@ pub(super) async fn get(
 ) -> Result<Response, ApiError> {
     let started = std::time::Instant::now();
     let cid = parse_cid(&cid)?;
+    // A raw id names a piece manifest (a chunk id is refused there): the file is rebuilt here
+    // from its pieces first, then read like any stored file.
+    let cid = if cid.codec() == warren_protocol::Codec::Raw {
+        s.mesh.fetch_pieces(cid).await?
+    } else {
+        cid
+    };
     let key = key_header(&headers)?;
     // Manifests first; the chunks not stored here are then fetched from their holders (verified
     // block by block) while the reader below streams the file, waiting for each in turn.
@@ -491,6 +516,25 @@ pub(super) async fn where_is(
 ) -> Result<Json<crate::view::WhereReport>, ApiError> {
     let cid = parse_cid(&cid)?;
     Ok(Json(s.mesh.where_is(cid).await?))
+}
+
+/// `POST /v1/pieces/{id}?repair=true`.
+#[derive(Debug, Deserialize)]
+pub(super) struct PiecesQuery {
+    /// Rebuild the stripes below their threshold (default: only report).
+    repair: Option<bool>,
+}
+
+/// `POST /v1/pieces/{id}`: audits a holder of every piece of the file kept as pieces under
+/// the piece manifest `id`, and with `repair=true` rebuilds the stripes below the threshold.
+pub(super) async fn pieces(
+    State(s): State<AppState>,
+    Path(cid): Path<String>,
+    Query(q): Query<PiecesQuery>,
+) -> Result<Json<crate::view::PiecesHealth>, ApiError> {
+    let cid = parse_cid(&cid)?;
+    let repair = q.repair.unwrap_or(false);
+    Ok(Json(s.mesh.check_pieces(cid, repair).await?))
 }
 
 /// The body of `POST /v1/audit`.

@@ -400,6 +400,7 @@ pub fn router(
         .route("/v1/audits", get(files::audits))
         .route("/v1/where/{cid}", get(files::where_is))
         .route("/v1/audit", post(files::audit))
+        .route("/v1/pieces/{cid}", post(files::pieces))
         .route("/v1/anon/get/{cid}", get(onion::get))
         .route("/v1/anon/infer", post(onion::infer))
         .route("/v1/anon/embed", post(onion::embed))
@@ -447,7 +448,7 @@ pub fn storage_status(e: &warren_storage_mesh::Error) -> axum::http::StatusCode 
     use warren_storage_mesh::Error as E;
     match e {
         E::Missing { .. } => StatusCode::NOT_FOUND,
-        E::NotAFile { .. } | E::Options(_) => StatusCode::BAD_REQUEST,
+        E::NotAFile { .. } | E::Options(_) | E::Pieces { .. } => StatusCode::BAD_REQUEST,
         E::IsDirectory { .. } | E::NotADirectory { .. } => StatusCode::BAD_REQUEST,
         E::BadDirectory { .. } => StatusCode::BAD_GATEWAY,
         E::Incomplete { .. } => StatusCode::CONFLICT,

@@ -412,6 +412,7 @@ pub(super) async fn put(
         replication: None,
         class: class.to_string(),
         capability: key.map(|key| Capability { cid, key }.to_string()),
+        pieces: None,
     }))
 }
 

@@ -60,6 +60,12 @@ pub enum Command {
         /// Copies to place on other peers (0: keep it on this node only).
         #[arg(long, default_value_t = 3)]
         rf: usize,
+        /// Keep it as erasure-coded pieces instead of whole copies: K data + M parity pieces per
+        /// stripe, each on its own peer, any K rebuilding it (default 12+24: 3x the bytes; see
+        /// spec/storage.md, Pieces). Prints the piece manifest's id, which `warren get` reads
+        /// the file back from. A file under 1 MiB keeps whole copies at --rf.
+        #[arg(long, value_name = "K+M", num_args = 0..=1, default_missing_value = "")]
+        pieces: Option<String>,
         /// public: stored as plaintext, deduplicated. shared: encrypted with a key derived from
         /// the file (equal files still deduplicate). private: encrypted with a fresh random key.
         /// Shared and private print a capability `warren:CID#KEY`, the only way to read the file.
@@ -165,6 +171,19 @@ pub enum Command {
         peer: String,
         /// A file or block.
         cid: Option<String>,
+        /// Output options.
+        #[command(flatten)]
+        out: OutputArgs,
+    },
+    /// A file kept as pieces (`put --pieces`): audits a holder of every piece and shows each
+    /// stripe's live pieces against its repair threshold; `--repair` rebuilds the stripes below
+    /// it (this node fetches k pieces and places only the missing ones).
+    Pieces {
+        /// The piece manifest's id (what `put --pieces` printed).
+        id: String,
+        /// Rebuild the stripes below their threshold.
+        #[arg(long)]
+        repair: bool,
         /// Output options.
         #[command(flatten)]
         out: OutputArgs,

@@ -40,6 +40,7 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
             media_type,
             no_pin,
             rf,
+            pieces,
             class,
             private,
             anon,
@@ -75,11 +76,13 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 },
                 anon,
                 key: None,
+                pieces,
             };
             let view = crate::cli::transfer::put(&api, &file, req, out.json).await?;
-            print(out.json, &view, |v| match &v.capability {
-                Some(cap) => format!("{cap}\n"),
-                None => format!("{}\n", v.cid),
+            print(out.json, &view, |v| match (&v.capability, &v.pieces) {
+                (Some(cap), _) => format!("{cap}\n"),
+                (None, Some(p)) => format!("{}\n", p.manifest),
+                (None, None) => format!("{}\n", v.cid),
             })
         }
         Command::Get {
@@ -124,7 +127,11 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                 }
             } else {
                 let cid = check_cid(&cid)?;
-                if output.is_some() && !anon {
+                // A raw id is a piece manifest (`put --pieces`): a file, never a directory.
+                let raw = cid
+                    .parse::<warren_protocol::ContentId>()
+                    .is_ok_and(|c| c.codec() == warren_protocol::Codec::Raw);
+                if output.is_some() && !anon && !raw {
                     let view = crate::cli::tree::ls(&api, &cid, "").await?;
                     if view.entries.is_some() {
                         return get_tree(&api, view, output, out.json).await;
@@ -274,6 +281,23 @@ pub(super) async fn run_client(cli: Cli, data_dir: PathBuf) -> anyhow::Result<()
                         };
                         s.push_str(&format!("    {}  {state}\n", h.peer));
                     }
+                }
+                s
+            })
+        }
+        Command::Pieces { id, repair, out } => {
+            let path = format!("/v1/pieces/{id}?repair={repair}");
+            let h: crate::view::PiecesHealth = api.post(&path).await?;
+            print(out.json, &h, |h| {
+                let mut s = format!(
+                    "{}: {}+{} pieces per stripe, repaired below {}; {} restored\n",
+                    h.manifest, h.data, h.parity, h.repair_at, h.restored
+                );
+                for st in &h.stripes {
+                    s.push_str(&format!(
+                        "stripe {}: {} online, {} counted, {}, {} restored\n",
+                        st.stripe, st.online, st.counted, st.verdict, st.restored
+                    ));
                 }
                 s
             })

@@ -57,6 +57,8 @@ pub struct PutRequest {
     /// A private file's key, given rather than drawn by the node (an entry of a private
     /// directory: `FileKey::entry_key`).
     pub key: Option<warren_protocol::FileKey>,
+    /// Keep it as erasure-coded pieces: `K+M`, or empty for the default code.
+    pub pieces: Option<String>,
 }
 
 /// Uploads `file` (`-` = stdin) to the node; returns what the node stored (with the
@@ -126,6 +128,9 @@ pub async fn put(
     }
     if let Some(m) = req.media_type {
         query.push(("media_type", m));
+    }
+    if let Some(p) = req.pieces {
+        query.push(("pieces", p));
     }
     if req.anon {
         if req.class == Class::Shared {

@@ -176,6 +176,7 @@ impl Putter<'_> {
             },
             anon: false,
             key,
+            pieces: None,
         };
         let view = transfer::put(self.api, path, req, true).await?;
         self.pinned(&view.cid);

@@ -24,7 +24,9 @@ use warren_storage_mesh::audit_pace::AUDIT_BATCH;
 
 impl Mesh {
     /// Runs one proof-of-storage audit of `peer` now and records it like the scheduled ones.
-    /// The block: `cid` itself if it is a chunk this node knows the length of; for a file, up to
+    /// The block: for a piece manifest stored here, up to [`AUDIT_BATCH`] of its pieces that
+    /// `peer`'s provider records claim; `cid` itself if it is another raw block this node knows
+    /// the length of; for a file, up to
     /// [`AUDIT_BATCH`] random blocks of it that `peer`'s provider records claim, challenged at
     /// once under one deadline; without `cid`, likewise among the blocks this node is responsible
     /// for. Returns the record that says the most: the first failed audit, else the first
@@ -39,12 +41,19 @@ impl Mesh {
             return Err(NodeError::SelfAudit);
         }
         let mut pool: Vec<(ContentId, u64)> = match cid {
+            // A piece manifest: the pieces of the file that `peer` claims, each against its
+            // own id (spec/proof-of-storage.md, "Pieces").
             Some(c) if c.codec() == warren_protocol::Codec::Raw => {
-                let len = self.store_call(move |s| s.block_len(&c)).await?;
-                let len = len.ok_or(NodeError::UnknownBlock { block: c })?;
-                let mut seed = [0u8; 32];
-                rand::rngs::OsRng.fill_bytes(&mut seed);
-                return Ok(self.audit(c, len, peer, seed).await);
+                match self.piece_pool(c).await? {
+                    Some(pieces) => pieces,
+                    None => {
+                        let len = self.store_call(move |s| s.block_len(&c)).await?;
+                        let len = len.ok_or(NodeError::UnknownBlock { block: c })?;
+                        let mut seed = [0u8; 32];
+                        rand::rngs::OsRng.fill_bytes(&mut seed);
+                        return Ok(self.audit(c, len, peer, seed).await);
+                    }
+                }
             }
             Some(root) => {
                 self.dag_fetching_manifests(root, &FetchSession::default())

@@ -45,6 +45,8 @@ mod arrivals;
 mod audit;
 mod fetch;
 mod lease;
+mod pieces;
+mod pieces_repair;
 mod repair;
 mod replicate;
 mod samples;
@@ -105,6 +107,8 @@ pub struct Mesh {
     copies: Mutex<HashMap<ContentId, (usize, usize)>>,
     /// When this node last renewed the leases of each block of the files it put (ms).
     renewed: Mutex<HashMap<ContentId, u64>>,
+    /// Pieces whose holders the last piece checks missed, and since when (ms); bounded.
+    piece_missing: Mutex<HashMap<ContentId, u64>>,
     /// The credit ledger: fetched blocks and passed audits are owed to their holders.
     credits: std::sync::OnceLock<crate::credits::Credits>,
 }
@@ -161,6 +165,7 @@ impl Mesh {
             metrics,
             copies: Mutex::new(HashMap::new()),
             renewed: Mutex::new(HashMap::new()),
+            piece_missing: Mutex::new(HashMap::new()),
             credits: std::sync::OnceLock::new(),
         })
     }

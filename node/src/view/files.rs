@@ -34,6 +34,62 @@ pub struct PutView {
     pub class: String,
     /// For a sealed file, the read capability (`warren:CID#KEY`): the only way to read it.
     pub capability: Option<String>,
+    /// With `pieces`: the erasure-coded pieces placed instead of whole copies.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pieces: Option<PiecesReport>,
+}
+
+/// `POST /v1/pieces/{id}`: the stripes of a file kept as pieces, and what a repair restored.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiecesHealth {
+    /// The piece manifest's id.
+    pub manifest: String,
+    /// Data pieces per stripe.
+    pub data: u8,
+    /// Parity pieces per stripe.
+    pub parity: u8,
+    /// A stripe is rebuilt when fewer pieces than this count.
+    pub repair_at: usize,
+    /// Each stripe.
+    pub stripes: Vec<StripeHealth>,
+    /// Pieces rebuilt and placed by this check.
+    pub restored: usize,
+}
+
+/// One stripe in a [`PiecesHealth`].
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StripeHealth {
+    /// Its index.
+    pub stripe: usize,
+    /// Pieces whose holder passed an audit of it now.
+    pub online: usize,
+    /// Pieces that count (online, or offline for less than the lazy time).
+    pub counted: usize,
+    /// `healthy`, `repair N pieces`, or wait.
+    pub verdict: String,
+    /// Pieces rebuilt and placed.
+    pub restored: usize,
+}
+
+/// `POST /v1/put?pieces=K+M`: the file's pieces (spec/storage.md, "Pieces").
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PiecesReport {
+    /// The piece manifest's id: what `warren get` takes to read the file from its pieces.
+    pub manifest: String,
+    /// Data pieces per stripe (any this many rebuild it).
+    pub data: u8,
+    /// Parity pieces per stripe.
+    pub parity: u8,
+    /// Stripes of the file.
+    pub stripes: usize,
+    /// Pieces stored on other peers.
+    pub placed: usize,
+    /// Pieces that could not be placed.
+    pub failed: usize,
+    /// Distinct peers holding at least one piece.
+    pub holders: Vec<String>,
+    /// Whole copies of the piece manifest placed on other peers.
+    pub manifest_copies: usize,
 }
 
 /// One entry of `GET /v1/pins`.

@@ -15,8 +15,9 @@ pub use dashboard::{
     StorageView,
 };
 pub use files::{
-    AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PinView,
-    PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage, WhereReport,
+    AuditRecord, BlockHolders, DirEntryView, GcView, HolderView, LeaseView, LsView, PiecesHealth,
+    PiecesReport, PinView, PutDirRequest, PutView, ReplicationReport, StatView, StorageUsage,
+    StripeHealth, WhereReport,
 };
 pub use names::{NameAnswerView, NameKeyView, PublishNameRequest, PublishedView, ResolvedView};
 pub use net::{NatView, PeerInfo, RecordView, StatusInfo};
