@@ -396,8 +396,10 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
             serde_json::Value::Null
         }
     };
-    let balance = |peer: &str| standing(&a, peer)["balance"].as_i64().unwrap_or(0);
-    let c_before = balance(&ids[2]);
+    // What C delivered to A in all, by A's count: it only grows, whatever else A and C
+    // exchange meanwhile (a balance can fall by the bytes A serves C at the same time).
+    let earned = |peer: &str| standing(&a, peer)["earned_by_peer"].as_i64().unwrap_or(0);
+    let c_before = earned(&ids[2]);
     let first = infer(&a);
     let second = infer(&a);
     println!("infer: {first}\nsecond: {second}");
@@ -442,8 +444,8 @@ fn embeddings_split_across_operators_catch_a_perturbing_one_and_generation_strea
     assert!(prefill > 0, "{w}");
     // 2 × 135·10⁶ FLOPs a token at 1 credit a PFLOP.
     let value = 2 * 135_000_000 * (prefill + generated) as i64 / 1_000_000;
-    let c_after = balance(&ids[2]);
-    println!("C's balance on A: {c_before} -> {c_after} nc (inference worth {value})");
+    let c_after = earned(&ids[2]);
+    println!("C's earnings on A: {c_before} -> {c_after} nc (inference worth {value})");
     assert!(c_after - c_before >= value, "{c_before} -> {c_after}");
     assert!(
         work_of(&standing(&a, bad), "delivered_by_peer").is_none(),
