@@ -103,6 +103,7 @@ impl Mesh {
         report.manifest_copies = self
             .place_piece_manifest(id, bytes, usize::from(code.parity) + 1, &candidates, me)
             .await?;
+        self.watch_pieces(id);
         info!(file = %root, pieces = %id, stripes = report.stripes, placed = report.placed,
             failed = report.failed, holders = report.holders.len(), "put as pieces");
         Ok(report)

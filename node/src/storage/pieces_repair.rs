@@ -60,6 +60,9 @@ impl Mesh {
                 states.push(state);
                 holders.push(holder);
             }
+            if repair {
+                self.renew_pieces(&ids, span.piece_size as u64, &holders, me).await;
+            }
             let now = now_ms();
             let online = states.iter().filter(|p| **p == PieceState::Online).count();
             let verdict = assess(&policy, &states, now);
@@ -155,6 +158,26 @@ impl Mesh {
             }
         };
         Ok((state, None, providers))
+    }
+
+    /// Renews the leases of the pieces `ids` found at `holders` (other than this node) when half
+    /// of the last lease has passed: this node, their checker, signs the tickets. Only the
+    /// origin's sweep renewed leases, and it never held the pieces, so a piece's lease ended
+    /// `lease_secs` after its put.
+    async fn renew_pieces(
+        &self,
+        ids: &[ContentId],
+        len: u64,
+        holders: &[Option<PeerId>],
+        me: PeerId,
+    ) {
+        for (cid, holder) in ids.iter().zip(holders) {
+            let Some(peer) = holder.filter(|p| *p != me) else {
+                continue;
+            };
+            self.remember_rf(&[(*cid, len)], PIECE_RF);
+            self.renew_holders(*cid, &[peer], PIECE_RF).await;
+        }
     }
 
     /// Forgets that `cid` was missed.
