@@ -202,3 +202,68 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     assert_eq!(online as usize - left, expected, "pieces restored: {last}");
     println!("whole test {:?}", started.elapsed());
 }
+
+/// Leases of pieces are renewed: the origin's sweep renews the leases of the blocks it holds or
+/// pinned, and it holds no piece, so before the background repairer a piece was released by its
+/// holder `lease_secs` after the put. With leases of 10 s, every piece is still held after 16 s.
+#[test]
+fn the_leases_of_pieces_are_renewed() {
+    const N: usize = 6;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("lease.toml");
+    std::fs::write(
+        &config,
+        "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 500\nlease_secs = 10\n\
+         background_dht_per_min = 6000\nbackground_audits_per_min = 6000\n\
+         background_cpu_permille = 100000\npieces_check_every_ms = 1000\n",
+    )
+    .unwrap();
+    let cfg = config.to_str().unwrap();
+    let mut procs: Vec<NodeProcess> = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let dir0 = tmp.path().join("n0");
+    procs.push(NodeProcess::start(BIN, &dir0, &["--config", cfg]).unwrap());
+    let boot = tcp_multiaddr(&cli_json(BIN, &dir0, &["status"]).unwrap()).unwrap();
+    dirs.push(dir0);
+    for i in 1..N {
+        let dir = tmp.path().join(format!("n{i}"));
+        procs.push(
+            NodeProcess::start(BIN, &dir, &["--config", cfg, "--bootstrap", &boot]).unwrap(),
+        );
+        dirs.push(dir);
+    }
+    wait_for_records(BIN, &dirs[0], N - 1).unwrap();
+    let original = test_bytes(3 * MIB, 27, false);
+    let file = tmp.path().join("small.bin");
+    std::fs::write(&file, &original).unwrap();
+    let put = cli_json(
+        BIN,
+        &dirs[0],
+        &["put", file.to_str().unwrap(), "--pieces", "2+2"],
+    )
+    .unwrap();
+    let expected = expected_manifest(&original, "small.bin", PieceCode::parse("2+2").unwrap());
+    assert_eq!(put["pieces"]["manifest"], expected.id().to_string(), "{put}");
+    let pieces: Vec<String> = (0..expected.stripes().len())
+        .flat_map(|s| expected.stripe_pieces(s))
+        .map(|c| c.to_string())
+        .collect();
+    let held_now = || -> usize {
+        let all: Vec<_> = (1..N).map(|i| held(BIN, &dirs[i])).collect();
+        pieces
+            .iter()
+            .filter(|p| all.iter().any(|h| h.contains(*p)))
+            .count()
+    };
+    assert_eq!(held_now(), pieces.len(), "every piece placed: {put}");
+    // Past the first lease (10 s) and well into the second.
+    std::thread::sleep(std::time::Duration::from_secs(16));
+    let still = held_now();
+    println!("pieces held 16 s after the put with leases of 10 s: {still} of {}", pieces.len());
+    assert_eq!(
+        still,
+        pieces.len(),
+        "pieces released when their lease ended: {}",
+        procs[1].log()
+    );
+}

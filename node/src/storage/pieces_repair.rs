@@ -60,9 +60,7 @@ impl Mesh {
                 states.push(state);
                 holders.push(holder);
             }
-            if repair {
-                self.renew_pieces(&ids, span.piece_size as u64, &holders, me).await;
-            }
+            self.renew_pieces(&ids, &holders, me).await;
             let now = now_ms();
             let online = states.iter().filter(|p| **p == PieceState::Online).count();
             let verdict = assess(&policy, &states, now);
@@ -160,24 +158,22 @@ impl Mesh {
         Ok((state, None, providers))
     }
 
-    /// Renews the leases of the pieces `ids` found at `holders` (other than this node) when half
-    /// of the last lease has passed: this node, their checker, signs the tickets. Only the
-    /// origin's sweep renewed leases, and it never held the pieces, so a piece's lease ended
-    /// `lease_secs` after its put.
-    async fn renew_pieces(
-        &self,
-        ids: &[ContentId],
-        len: u64,
-        holders: &[Option<PeerId>],
-        me: PeerId,
-    ) {
+    /// Renews the leases of the pieces `ids` that this node placed (put, or rebuilt) at the
+    /// `holders` found (other than this node) when half of the last lease has passed: a holder
+    /// keeps a lease under the origin that signed it, so only that node renews it. The origin's
+    /// sweep renews only the blocks it holds or pinned, and it holds no piece: before this, a
+    /// piece's lease ended `lease_secs` after its put.
+    async fn renew_pieces(&self, ids: &[ContentId], holders: &[Option<PeerId>], me: PeerId) {
         for (cid, holder) in ids.iter().zip(holders) {
-            let Some(peer) = holder.filter(|p| *p != me) else {
-                continue;
-            };
-            self.remember_rf(&[(*cid, len)], PIECE_RF);
-            self.renew_holders(*cid, &[peer], PIECE_RF).await;
+            if let Some(peer) = holder.filter(|p| *p != me) {
+                self.renew_holders(*cid, &[peer], PIECE_RF).await;
+            }
         }
+    }
+
+    /// Whether this node placed (put, or rebuilt) any piece of `m`: it renews their leases.
+    pub(super) fn placed_pieces_of(&self, m: &PieceManifest) -> bool {
+        (0..m.stripes().len()).any(|s| m.stripe_pieces(s).iter().any(|c| self.is_origin(c)))
     }
 
     /// Forgets that `cid` was missed.

@@ -63,11 +63,14 @@ impl Mesh {
             .into_iter()
             .filter(|p| connected.contains(p))
             .collect();
-        if !is_repairer(&id, me, &live) {
+        let repairer = is_repairer(&id, me, &live);
+        // A node that placed pieces of the file checks it too, for their leases (renewed only by
+        // the node that signed them), without repairing unless it is the repairer.
+        if !repairer && !self.placed_pieces_of(&self.piece_manifest(id).await?) {
             debug!(pieces = %id, holders = live.len(), "pieces: a closer manifest holder repairs");
             return Ok(0);
         }
-        let view = self.check_pieces(id, true).await?;
+        let view = self.check_pieces(id, repairer).await?;
         if view.restored > 0 {
             info!(pieces = %id, restored = view.restored, "pieces restored in the background");
             self.metrics.counters.repairs.inc_by(view.restored as u64);
