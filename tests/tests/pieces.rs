@@ -189,9 +189,9 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
                 .then_some(())
         },
     );
-    let online: u64 = last["stripes"]
-        .as_array()
-        .map_or(0, |a| a.iter().map(|st| st["online"].as_u64().unwrap_or(0)).sum());
+    let online: u64 = last["stripes"].as_array().map_or(0, |a| {
+        a.iter().map(|st| st["online"].as_u64().unwrap_or(0)).sum()
+    });
     println!(
         "background repair: {} pieces online of {} after the kills ({expected} to restore) in {:?}",
         online,
@@ -227,9 +227,8 @@ fn the_leases_of_pieces_are_renewed() {
     dirs.push(dir0);
     for i in 1..N {
         let dir = tmp.path().join(format!("n{i}"));
-        procs.push(
-            NodeProcess::start(BIN, &dir, &["--config", cfg, "--bootstrap", &boot]).unwrap(),
-        );
+        procs
+            .push(NodeProcess::start(BIN, &dir, &["--config", cfg, "--bootstrap", &boot]).unwrap());
         dirs.push(dir);
     }
     wait_for_records(BIN, &dirs[0], N - 1).unwrap();
@@ -243,7 +242,11 @@ fn the_leases_of_pieces_are_renewed() {
     )
     .unwrap();
     let expected = expected_manifest(&original, "small.bin", PieceCode::parse("2+2").unwrap());
-    assert_eq!(put["pieces"]["manifest"], expected.id().to_string(), "{put}");
+    assert_eq!(
+        put["pieces"]["manifest"],
+        expected.id().to_string(),
+        "{put}"
+    );
     let pieces: Vec<String> = (0..expected.stripes().len())
         .flat_map(|s| expected.stripe_pieces(s))
         .map(|c| c.to_string())
@@ -259,7 +262,10 @@ fn the_leases_of_pieces_are_renewed() {
     // Past the first lease (10 s) and well into the second.
     std::thread::sleep(std::time::Duration::from_secs(16));
     let still = held_now();
-    println!("pieces held 16 s after the put with leases of 10 s: {still} of {}", pieces.len());
+    println!(
+        "pieces held 16 s after the put with leases of 10 s: {still} of {}",
+        pieces.len()
+    );
     assert_eq!(
         still,
         pieces.len(),
