@@ -171,9 +171,10 @@ impl Mesh {
         }
     }
 
-    /// Whether this node placed (put, or rebuilt) any piece of `m`: it renews their leases.
-    pub(super) fn placed_pieces_of(&self, m: &PieceManifest) -> bool {
-        (0..m.stripes().len()).any(|s| m.stripe_pieces(s).iter().any(|c| self.is_origin(c)))
+    /// Whether this node placed (put, or rebuilt) a piece of `m` whose lease is due for renewal
+    /// (half of it passed since the last).
+    pub(super) fn piece_renewals_due(&self, m: &PieceManifest) -> bool {
+        (0..m.stripes().len()).any(|s| m.stripe_pieces(s).iter().any(|c| self.renewal_due(c)))
     }
 
     /// Forgets that `cid` was missed.

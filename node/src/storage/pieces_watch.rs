@@ -64,9 +64,9 @@ impl Mesh {
             .filter(|p| connected.contains(p))
             .collect();
         let repairer = is_repairer(&id, me, &live);
-        // A node that placed pieces of the file checks it too, for their leases (renewed only by
-        // the node that signed them), without repairing unless it is the repairer.
-        if !repairer && !self.placed_pieces_of(&self.piece_manifest(id).await?) {
+        // A node that placed pieces of the file checks it too when their leases are due for
+        // renewal (only the node that signed a lease renews it), without repairing.
+        if !repairer && !self.piece_renewals_due(&self.piece_manifest(id).await?) {
             debug!(pieces = %id, holders = live.len(), "pieces: a closer manifest holder repairs");
             return Ok(0);
         }
