@@ -168,6 +168,11 @@ pub struct MeshConfig {
     /// A piece whose holder has been unreachable for less than this still counts towards its
     /// stripe (lazy repair, spec/storage.md "Pieces"), milliseconds. Default a day.
     pub pieces_lazy_ms: u64,
+    /// Each file kept as pieces whose manifest is stored here (put here, or one of its whole
+    /// copies) is checked once per this many milliseconds by the one repairer among its live
+    /// manifest holders, which rebuilds the stripes below the threshold and renews the pieces'
+    /// leases (spec/storage.md, "Pieces: repair"); 0: never (only `warren pieces --repair`).
+    pub pieces_check_every_ms: u64,
 }
 
 impl MeshConfig {
@@ -206,6 +211,7 @@ impl Default for MeshConfig {
             background_audits_per_min: 360,
             background_cpu_permille: 10,
             pieces_lazy_ms: warren_storage_mesh::pieces::DEFAULT_LAZY_MS,
+            pieces_check_every_ms: 3_600_000,
         }
     }
 }

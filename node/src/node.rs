@@ -434,6 +434,7 @@ impl NodeBuilder {
             fault: config.mesh.fault_inject,
             metrics: metrics.clone(),
             in_flight: mesh.audits_in_flight(),
+            pieces_watch: mesh.pieces_watch(),
             quota: config.mesh.origin_quota(config.storage.offer_bytes),
             offer: config.storage.offer_bytes,
             credits: credits.clone(),

@@ -48,6 +48,7 @@ pub mod lease;
 mod lease_store;
 mod open;
 pub mod pieces;
+pub mod pieces_watch;
 pub mod placement;
 pub mod proof;
 mod read;

@@ -2,8 +2,9 @@
 //! 32 MiB file put as 4 + 4 pieces per stripe, every piece of a stripe on its own node, reads
 //! back byte-identical on a surviving node after the origin and the 4 holders of one stripe's
 //! data pieces are SIGKILLed at once (whole copies at RF 3 survive 2 losses; this stripe lost 4
-//! pieces and is decoded from its parity). Then that node repairs: the stripes below the
-//! threshold get exactly their missing pieces back (counted), and every piece is online again.
+//! pieces and is decoded from its parity). Then, with no command, the background repairer (the
+//! live manifest holder closest to the manifest id) restores the stripes below the threshold:
+//! exactly their missing pieces come back (counted), and the others are left as they are.
 
 #![allow(clippy::unwrap_used, clippy::expect_used)] // test code: a panic is the failure report
 
@@ -46,7 +47,8 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
         &config,
         "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 500\nrecheck_every_ms = 2000\n\
          background_dht_per_min = 6000\nbackground_audits_per_min = 6000\n\
-         background_cpu_permille = 100000\npieces_lazy_ms = 0\n",
+         background_cpu_permille = 100000\npieces_lazy_ms = 0\n\
+         pieces_check_every_ms = 2000\n",
     )
     .unwrap();
     let cfg = config.to_str().unwrap();
@@ -158,39 +160,116 @@ fn a_file_in_pieces_survives_the_loss_of_m_holders_at_once() {
     println!("get from pieces on node {reader} in {:?}", t.elapsed());
     assert!(std::fs::read(&out).unwrap() == original, "byte-identical");
 
-    // Repair: a surviving node audits a holder of every piece; a stripe with fewer than
-    // 4 + 1 pieces that count (an unreachable holder no longer counts here: pieces_lazy_ms = 0)
-    // is rebuilt from 4 pieces, and only its missing pieces are placed.
+    // Repair, with no command: the background repairer of the file (the live manifest holder
+    // closest to the manifest id; the origin is dead) audits a holder of every piece every 2 s;
+    // a stripe with fewer than 4 + 1 pieces that count (an unreachable holder no longer counts
+    // here: pieces_lazy_ms = 0) is rebuilt from 4 pieces, and only its missing pieces are
+    // placed. A surviving node counts the pieces online (`warren pieces ID`, no repair).
     let expected: usize = lost.values().filter(|&&l| 8 - l < 5).sum();
-    let t = Instant::now();
-    let r = cli_json(BIN, &nodes[reader].0, &["pieces", &id, "--repair"]).unwrap();
-    println!("repair in {:?}: {r}", t.elapsed());
-    assert_eq!(r["restored"], expected, "pieces restored: {r}");
     assert!(expected >= 4, "stripe 0 at least");
-    for st in r["stripes"].as_array().unwrap() {
-        let s = st["stripe"].as_u64().unwrap() as usize;
-        let want = if 8 - lost[&s] < 5 { lost[&s] } else { 0 };
-        assert_eq!(st["restored"], want, "{st}");
-    }
-    // Checked again: the repaired stripes have their 8 pieces online, the others (above the
-    // threshold: lazy repair leaves them) what they kept. The new holders' provider records may
-    // take a moment to spread.
-    warren_tests::wait_for(
-        std::time::Duration::from_secs(30),
-        "the restored pieces online",
+    let left: usize = lost.values().map(|l| 8 - l).sum();
+    let t = Instant::now();
+    let mut last = serde_json::Value::Null;
+    let done = warren_tests::wait_for(
+        std::time::Duration::from_secs(60),
+        "the missing pieces restored in the background",
         || {
             let r = cli_json(BIN, &nodes[reader].0, &["pieces", &id]).ok()?;
+            last = r.clone();
             r["stripes"]
                 .as_array()?
                 .iter()
                 .all(|st| {
                     let s = st["stripe"].as_u64().unwrap() as usize;
+                    // Repaired stripes have their 8 pieces online; the others (above the
+                    // threshold: lazy repair leaves them) what they kept.
                     let want = if 8 - lost[&s] < 5 { 8 } else { 8 - lost[&s] };
                     st["online"] == want && st["restored"] == 0
                 })
                 .then_some(())
         },
+    );
+    let online: u64 = last["stripes"].as_array().map_or(0, |a| {
+        a.iter().map(|st| st["online"].as_u64().unwrap_or(0)).sum()
+    });
+    println!(
+        "background repair: {} pieces online of {} after the kills ({expected} to restore) in {:?}",
+        online,
+        left,
+        t.elapsed()
+    );
+    done.unwrap_or_else(|e| panic!("{e}: last check {last}"));
+    assert_eq!(online as usize - left, expected, "pieces restored: {last}");
+    println!("whole test {:?}", started.elapsed());
+}
+
+/// Leases of pieces are renewed: the origin's sweep renews the leases of the blocks it holds or
+/// pinned, and it holds no piece, so before the background repairer a piece was released by its
+/// holder `lease_secs` after the put. With leases of 10 s, every piece is still held after 16 s.
+#[test]
+fn the_leases_of_pieces_are_renewed() {
+    const N: usize = 6;
+    let tmp = tempfile::tempdir().unwrap();
+    let config = tmp.path().join("lease.toml");
+    std::fs::write(
+        &config,
+        "[mesh]\nrepair_every_ms = 1000\naudit_every_ms = 500\nlease_secs = 10\n\
+         background_dht_per_min = 6000\nbackground_audits_per_min = 6000\n\
+         background_cpu_permille = 100000\npieces_check_every_ms = 1000\n",
     )
     .unwrap();
-    println!("whole test {:?}", started.elapsed());
+    let cfg = config.to_str().unwrap();
+    let mut procs: Vec<NodeProcess> = Vec::new();
+    let mut dirs: Vec<PathBuf> = Vec::new();
+    let dir0 = tmp.path().join("n0");
+    procs.push(NodeProcess::start(BIN, &dir0, &["--config", cfg]).unwrap());
+    let boot = tcp_multiaddr(&cli_json(BIN, &dir0, &["status"]).unwrap()).unwrap();
+    dirs.push(dir0);
+    for i in 1..N {
+        let dir = tmp.path().join(format!("n{i}"));
+        procs
+            .push(NodeProcess::start(BIN, &dir, &["--config", cfg, "--bootstrap", &boot]).unwrap());
+        dirs.push(dir);
+    }
+    wait_for_records(BIN, &dirs[0], N - 1).unwrap();
+    let original = test_bytes(3 * MIB, 27, false);
+    let file = tmp.path().join("small.bin");
+    std::fs::write(&file, &original).unwrap();
+    let put = cli_json(
+        BIN,
+        &dirs[0],
+        &["put", file.to_str().unwrap(), "--pieces", "2+2"],
+    )
+    .unwrap();
+    let expected = expected_manifest(&original, "small.bin", PieceCode::parse("2+2").unwrap());
+    assert_eq!(
+        put["pieces"]["manifest"],
+        expected.id().to_string(),
+        "{put}"
+    );
+    let pieces: Vec<String> = (0..expected.stripes().len())
+        .flat_map(|s| expected.stripe_pieces(s))
+        .map(|c| c.to_string())
+        .collect();
+    let held_now = || -> usize {
+        let all: Vec<_> = (1..N).map(|i| held(BIN, &dirs[i])).collect();
+        pieces
+            .iter()
+            .filter(|p| all.iter().any(|h| h.contains(*p)))
+            .count()
+    };
+    assert_eq!(held_now(), pieces.len(), "every piece placed: {put}");
+    // Past the first lease (10 s) and well into the second.
+    std::thread::sleep(std::time::Duration::from_secs(16));
+    let still = held_now();
+    println!(
+        "pieces held 16 s after the put with leases of 10 s: {still} of {}",
+        pieces.len()
+    );
+    assert_eq!(
+        still,
+        pieces.len(),
+        "pieces released when their lease ended: {}",
+        procs[1].log()
+    );
 }

@@ -50,18 +50,10 @@ impl Mesh {
     /// renewal, sends every verified holder a fresh ticket; a holder that no longer has the
     /// block gets it pushed again.
     pub(crate) async fn renew_holders(&self, cid: ContentId, holders: &[PeerId], rf: usize) {
-        if !self.is_origin(&cid) {
+        if !self.renewal_due(&cid) {
             return;
         }
         let now = now_ms();
-        let half = self.config.lease_secs.saturating_mul(500);
-        let due = self.renewed.lock().is_ok_and(|m| {
-            m.get(&cid)
-                .is_none_or(|last| now.saturating_sub(*last) >= half)
-        });
-        if !due {
-            return;
-        }
         let Some(ticket) = self.ticket_for(cid, rf).await else {
             return;
         };
@@ -94,6 +86,19 @@ impl Mesh {
         if all_ok && let Ok(mut m) = self.renewed.lock() {
             m.insert(cid, now);
         }
+    }
+
+    /// Whether this node placed `cid` and half its lease has passed since the last renewal.
+    pub(crate) fn renewal_due(&self, cid: &ContentId) -> bool {
+        if !self.is_origin(cid) {
+            return false;
+        }
+        let now = now_ms();
+        let half = self.config.lease_secs.saturating_mul(500);
+        self.renewed.lock().is_ok_and(|m| {
+            m.get(cid)
+                .is_none_or(|last| now.saturating_sub(*last) >= half)
+        })
     }
 
     /// Releases the replicas whose lease ended (and removes their blocks unless a pinned file

@@ -39,6 +39,7 @@ use crate::view::AuditRecord;
 use warren_storage_mesh::audit::AuditLedger;
 use warren_storage_mesh::audit_pace::{InFlight, Pacer};
 use warren_storage_mesh::background::{Budget, BudgetConfig};
+use warren_storage_mesh::pieces_watch::{PiecesWatch, WatchConfig};
 use warren_storage_mesh::sweep::{Sweep, SweepConfig};
 
 mod arrivals;
@@ -47,6 +48,7 @@ mod fetch;
 mod lease;
 mod pieces;
 mod pieces_repair;
+mod pieces_watch;
 mod repair;
 mod replicate;
 mod samples;
@@ -109,6 +111,8 @@ pub struct Mesh {
     renewed: Mutex<HashMap<ContentId, u64>>,
     /// Pieces whose holders the last piece checks missed, and since when (ms); bounded.
     piece_missing: Mutex<HashMap<ContentId, u64>>,
+    /// The files kept as pieces whose manifest is stored here, and when each is next checked.
+    pieces_watch: Arc<Mutex<PiecesWatch>>,
     /// The credit ledger: fetched blocks and passed audits are owed to their holders.
     credits: std::sync::OnceLock<crate::credits::Credits>,
 }
@@ -158,6 +162,10 @@ impl Mesh {
             )),
             sweep_state: Mutex::new(sweep::SweepState::default()),
             rf: Mutex::new(HashMap::new()),
+            pieces_watch: Arc::new(Mutex::new(PiecesWatch::new(WatchConfig {
+                period_ms: config.pieces_check_every_ms,
+                per_tick: pieces_watch::FILES_PER_TICK,
+            }))),
             config,
             key,
             reputation,
@@ -178,6 +186,12 @@ impl Mesh {
     /// The node's credit ledger, once set.
     pub fn credits(&self) -> Option<&crate::credits::Credits> {
         self.credits.get()
+    }
+
+    /// The files kept as pieces this node watches, for the block server (a piece manifest it
+    /// stores is watched).
+    pub fn pieces_watch(&self) -> Arc<Mutex<PiecesWatch>> {
+        self.pieces_watch.clone()
     }
 
     /// The audits this node runs now, for the block server (it withholds their blocks from
@@ -273,6 +287,11 @@ impl Mesh {
         let mut samples = tokio::time::interval(samples::SAMPLE_TICK);
         samples.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         let mut sampler = warren_protocol::reputation::sampling::Sampler::default();
+        // Files kept as pieces: checked by their one repairer (off at 0).
+        let mut pieces = tokio::time::interval(Duration::from_millis(
+            self.config.pieces_check_every_ms.clamp(1_000, u64::MAX / 2),
+        ));
+        pieces.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {
                 () = tokio::time::sleep_until(next_repair) => {
@@ -311,6 +330,9 @@ impl Mesh {
                     }
                 }
                 _ = samples.tick() => self.sample_peers(&mut sampler).await,
+                _ = pieces.tick(), if self.config.pieces_check_every_ms > 0 => {
+                    self.pieces_tick().await;
+                }
                 changed = shutdown.changed() => {
                     if changed.is_err() || *shutdown.borrow() {
                         self.save_sweep(true).await;

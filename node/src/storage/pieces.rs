@@ -8,7 +8,8 @@
 //!     ──► piece manifest: stored here, m + 1 whole copies placed ──► its id
 //! get ID ──► piece manifest (local or fetched) ──► per stripe: k piece fetches at once; a
 //!         failed or wrong piece, or none delivered for PIECE_HEDGE, starts the next piece
-//!     ──► rebuild ──► blocks checked against their ids ──► store (cache) ──► the file's id
+//!     ──(1 stripe ahead)──► decoder thread: rebuild ──► blocks checked against their ids
+//!     ──► store (cache) ──► the file's id   (stripe i + 1 is fetched while i is decoded)
 //! ```
 
 use std::collections::BTreeSet;
@@ -38,7 +39,12 @@ const PIECE_HEDGE: Duration = Duration::from_secs(2);
 /// copies besides the origin's, and the origin keeps no piece).
 pub(super) const PIECE_RF: usize = 0;
 
-/// One encoded stripe on its way from the encoder thread to the pushes.
+/// Fetched stripes a read may queue for its decoder thread (one more is being decoded, one
+/// fetched).
+const DECODE_AHEAD: usize = 1;
+
+/// One stripe's pieces (by index) on their way between the network and an encoder or decoder
+/// thread.
 type Stripe = (usize, Vec<Vec<u8>>);
 
 fn pieces_error(cid: Option<ContentId>, reason: String) -> NodeError {
@@ -103,6 +109,7 @@ impl Mesh {
         report.manifest_copies = self
             .place_piece_manifest(id, bytes, usize::from(code.parity) + 1, &candidates, me)
             .await?;
+        self.watch_pieces(id);
         info!(file = %root, pieces = %id, stripes = report.stripes, placed = report.placed,
             failed = report.failed, holders = report.holders.len(), "put as pieces");
         Ok(report)
@@ -237,27 +244,63 @@ impl Mesh {
 
     /// Rebuilds the file of the piece manifest `id` in this node's store (as cached blocks)
     /// from `k` pieces of each stripe; answers the file's id. Every block is checked against
-    /// its id on the way.
+    /// its id on the way. Pipelined: a decoder thread rebuilds and stores stripe `i` while the
+    /// pieces of stripe `i + 1` are fetched (memory: [`DECODE_AHEAD`] + 2 stripes' pieces).
     pub async fn fetch_pieces(&self, id: ContentId) -> Result<ContentId, NodeError> {
         let m = self.piece_manifest(id).await?;
         let root = m
             .root()
             .ok_or_else(|| pieces_error(Some(id), "no blocks".into()))?;
         let (me, candidates) = self.client.candidates().await?;
-        let mut cutter = m.cutter();
-        for s in 0..m.stripes().len() {
-            let got = self.gather_stripe(&m, s, &candidates, me).await?;
-            let bytes = m.rebuild_stripe(s, &got)?;
-            let blocks = cutter.push(&bytes)?;
-            self.store_call(move |st| {
-                for (cid, b) in &blocks {
-                    st.put_block_cached(cid, b)?;
+        let stripes = m.stripes().len();
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Stripe>(DECODE_AHEAD);
+        let (store, owned) = (self.store.clone(), m.clone());
+        let decoder = tokio::task::spawn_blocking(move || {
+            let mut cutter = owned.cutter();
+            while let Some((s, got)) = rx.blocking_recv() {
+                let indexed: Vec<(usize, Vec<u8>)> = got
+                    .into_iter()
+                    .enumerate()
+                    .filter(|(_, p)| !p.is_empty())
+                    .collect();
+                let bytes = owned.rebuild_stripe(s, &indexed)?;
+                for (cid, b) in cutter.push(&bytes)? {
+                    store.put_block_cached(&cid, &b)?;
                 }
-                Ok(())
-            })
-            .await?;
+            }
+            Ok::<bool, StoreError>(cutter.done())
+        });
+        let mut fetched: Result<(), NodeError> = Ok(());
+        for s in 0..stripes {
+            match self.gather_stripe(&m, s, &candidates, me).await {
+                Ok(got) => {
+                    // As a stripe (index → piece, empty where not fetched) for the channel.
+                    let mut slots = vec![Vec::new(); m.code.pieces()];
+                    for (i, p) in got {
+                        if let Some(slot) = slots.get_mut(i) {
+                            *slot = p;
+                        }
+                    }
+                    if tx.send((s, slots)).await.is_err() {
+                        break; // the decoder stopped: its error is the answer
+                    }
+                }
+                Err(e) => {
+                    fetched = Err(e);
+                    break;
+                }
+            }
         }
-        if !cutter.done() {
+        drop(tx);
+        let done = decoder
+            .await
+            .map_err(|e| NodeError::Task {
+                what: "pieces decoder",
+                source: e,
+            })?
+            .map_err(NodeError::Storage)?;
+        fetched?;
+        if !done {
             return Err(pieces_error(
                 Some(id),
                 "the stripes end before the file's blocks".into(),

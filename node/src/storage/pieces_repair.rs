@@ -60,6 +60,7 @@ impl Mesh {
                 states.push(state);
                 holders.push(holder);
             }
+            self.renew_pieces(&ids, &holders, me).await;
             let now = now_ms();
             let online = states.iter().filter(|p| **p == PieceState::Online).count();
             let verdict = assess(&policy, &states, now);
@@ -155,6 +156,25 @@ impl Mesh {
             }
         };
         Ok((state, None, providers))
+    }
+
+    /// Renews the leases of the pieces `ids` that this node placed (put, or rebuilt) at the
+    /// `holders` found (other than this node) when half of the last lease has passed: a holder
+    /// keeps a lease under the origin that signed it, so only that node renews it. The origin's
+    /// sweep renews only the blocks it holds or pinned, and it holds no piece: before this, a
+    /// piece's lease ended `lease_secs` after its put.
+    async fn renew_pieces(&self, ids: &[ContentId], holders: &[Option<PeerId>], me: PeerId) {
+        for (cid, holder) in ids.iter().zip(holders) {
+            if let Some(peer) = holder.filter(|p| *p != me) {
+                self.renew_holders(*cid, &[peer], PIECE_RF).await;
+            }
+        }
+    }
+
+    /// Whether this node placed (put, or rebuilt) a piece of `m` whose lease is due for renewal
+    /// (half of it passed since the last).
+    pub(super) fn piece_renewals_due(&self, m: &PieceManifest) -> bool {
+        (0..m.stripes().len()).any(|s| m.stripe_pieces(s).iter().any(|c| self.renewal_due(c)))
     }
 
     /// Forgets that `cid` was missed.

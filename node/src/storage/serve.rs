@@ -14,6 +14,8 @@ use warren_protocol::block_transfer::{Request, Response};
 use warren_storage_mesh::Store;
 use warren_storage_mesh::audit_pace::InFlight;
 use warren_storage_mesh::hot::HotTracker;
+use warren_storage_mesh::pieces::PieceManifest;
+use warren_storage_mesh::pieces_watch::PiecesWatch;
 use warren_storage_mesh::serve as answer;
 
 use crate::clock::unix_now;
@@ -138,6 +140,9 @@ pub struct Server {
     /// The audits this node runs now ([`crate::storage::Mesh::audits_in_flight`]): a block under
     /// audit is not served to the holder being audited until the audit ends.
     pub in_flight: Arc<Mutex<InFlight>>,
+    /// The files kept as pieces this node watches ([`crate::storage::Mesh::pieces_watch`]): a
+    /// piece manifest stored here is watched.
+    pub pieces_watch: Arc<Mutex<PiecesWatch>>,
     /// Bytes one origin may hold here under its leases, before its credit raises it.
     pub quota: u64,
     /// Bytes offered to others: no origin's quota passes it.
@@ -294,6 +299,13 @@ impl Server {
                         Request::Store(s) => s.data.len() as u64,
                         _ => 0,
                     };
+                    // A whole copy of a piece manifest: this node watches that file too.
+                    let piece_manifest = match &request {
+                        Request::Store(s) if PieceManifest::is_piece_manifest(&s.data) => {
+                            Some(s.block)
+                        }
+                        _ => None,
+                    };
                     let quota = this.origin_quota(&request);
                     if let (Request::Get(_), Decision::Refuse { reason, .. }) =
                         (&request, &decision)
@@ -328,6 +340,12 @@ impl Server {
                         serve(&this.store, &peer, request, unix_now(), this.fault, quota)
                     };
                     count_served(Some(&this.metrics), &peer, &response, stored_len);
+                    if let (Some(id), Response::Stored(s)) = (piece_manifest, &response)
+                        && s.accepted
+                        && let Ok(mut w) = this.pieces_watch.lock()
+                    {
+                        w.watch(id, crate::clock::unix_now_ms());
+                    }
                     if let Response::Block(b) = &response {
                         this.credits.served(peer, b.data.len() as u64);
                     }
