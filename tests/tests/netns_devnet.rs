@@ -182,19 +182,30 @@ fn six_namespaced_nodes_on_shaped_links_put_get_and_get_anon_through_a_nat() {
         start.elapsed()
     );
 
-    // The links: libp2p's ping round trip between two nodes is twice the one-way 20 ms.
+    // The links: libp2p's ping round trip between two nodes is twice the one-way 20 ms. Never
+    // less (the shaping is on); on a loaded VM one ping can come back late (101 ms was seen once
+    // while the whole suite ran), so a later ping, within 60 s, may show the link's own figure.
     let peer2 = nodes[2].json(&["status"]).unwrap()["peer_id"].clone();
+    let mut seen = Vec::new();
     let rtt = wait_for(
-        Duration::from_secs(30),
-        "a ping from node 1 to node 2",
+        Duration::from_secs(60),
+        "a ping from node 1 to node 2 of 39 to 100 ms",
         || {
             let peers = nodes[1].json(&["peers"])?;
-            peers.as_array()?.iter().find(|p| p["peer_id"] == peer2)?["rtt_ms"].as_f64()
+            let rtt =
+                peers.as_array()?.iter().find(|p| p["peer_id"] == peer2)?["rtt_ms"].as_f64()?;
+            assert!(
+                rtt >= 39.0,
+                "round trip {rtt} ms: the 20 ms links are not shaped"
+            );
+            if seen.last() != Some(&rtt) {
+                seen.push(rtt);
+            }
+            (rtt < 100.0).then_some(rtt)
         },
     )
-    .unwrap();
+    .unwrap_or_else(|e| panic!("{e}: round trips seen {seen:?} ms"));
     println!("round trip node 1 -> node 2: {rtt:.1} ms");
-    assert!((39.0..100.0).contains(&rtt), "round trip {rtt} ms");
 
     // Put 8 MiB (random: stored raw, so the bytes on the wire are the file's) at RF 3 on the
     // first home node: its nine blocks go to three of the six public nodes each.
