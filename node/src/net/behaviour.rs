@@ -148,18 +148,8 @@ pub(super) fn behaviour(
 
 /// Connections are closed by the peer manager (max_peers), not by idleness: "peers" are the
 /// connections this node keeps.
-///
-/// Streams are opened with multistream-select's `V1Lazy`: the dialer sends its one protocol
-/// name and its first request together instead of waiting a round trip for the listener's
-/// confirmation (`V1`, libp2p's default for streams; the connection upgrades already use
-/// `V1Lazy`). Same wire format, read by `V1` listeners alike. Every block request and every
-/// circuit hop opens a stream, so this is one round trip less per block on a fresh stream and
-/// per hop of a circuit (issue 23: a 3-hop circuit took 9 round trips). A peer that does not
-/// speak the protocol still refuses it; the dialer sees the refusal on its first read instead
-/// of at open (streams here are not nested, the lazy form's one pitfall).
 pub(super) fn swarm_config(c: libp2p::swarm::Config) -> libp2p::swarm::Config {
     c.with_idle_connection_timeout(Duration::from_secs(24 * 3600))
-        .with_substream_upgrade_protocol_override(libp2p::core::upgrade::Version::V1Lazy)
 }
 
 #[cfg(test)]
